@@ -1,1 +1,45 @@
+//! # guardian
+//!
+//! An autonomous protocol guardian: it watches a DeFi protocol's metrics and,
+//! when a circuit-breaker policy trips, gets a guarded pause or bounded
+//! parameter change on chain.
+//!
+//! ## The pipeline
+//!
+//! Data flows one way; no stage reaches back up the flow.
+//!
+//! ```text
+//!  chain (JSON-RPC)  or  recorded trace
+//!          │
+//!       source        (source/)   block heads, contract reads, logs, pending txs, trace rows
+//!          │  Sample { block, time_ms, metric, value }
+//!       metrics       (metrics/)  per-metric history, shared windows, detectors
+//!          │
+//!       policy        (policy/)   compiled conditions -> Engine::on_sample
+//!          │  Trip { policy, block, action, evidence }
+//!       decision      (decision.rs)
+//!          │
+//!       guard         allow-list, bounds, cooldowns, rate limits, preflight -> Approved
+//!          │
+//!       executor      eoa | Safe owners | Safe module | propose
+//! ```
+//!
+//! Invariants the stages keep:
+//! - policies are parsed and checked once, at load; every problem is reported
+//!   with file, line and column ([`config::reader`]);
+//! - the engine is pure and deterministic: the same samples give the same
+//!   trips, bit for bit, live or replayed ([`policy::eval`]);
+//! - samples are processed in the order they arrive; a trace's rows are in
+//!   time order, and a malformed row stops a replay with its location;
+//! - live and simulated runs share every stage except the source and the
+//!   executor.
 
+pub mod calibrate;
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod metrics;
+pub mod policy;
+pub mod replay;
+pub mod source;
+pub mod units;

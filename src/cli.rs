@@ -1,0 +1,390 @@
+//! The command line: `check`, `simulate`, `calibrate`.
+//!
+//! Exit codes, for every command: 0 success; 1 the input is invalid (a policy,
+//! a configuration, a trace row); 2 the command could not run (a file that
+//! cannot be read, a bad argument).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::calibrate::{self, DetectorSpec, Request};
+use crate::config::Config;
+use crate::config::reader::Diagnostics;
+use crate::policy::model::{Direction, RateUnit};
+use crate::policy::{Engine, PolicySet, load_policies};
+use crate::replay;
+use crate::source::trace::{TraceError, TraceReader};
+use crate::units;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guardian",
+    version,
+    about = "An autonomous protocol guardian: watches a protocol's metrics and sends a guarded pause."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration and its policies; print a summary.
+    Check(CheckArgs),
+    /// Replay a recorded trace through the policies and print every trip.
+    Simulate(SimulateArgs),
+    /// Choose a detector threshold from a benign trace and a target false-alarm rate.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The guardian configuration (networks, metrics, actions, executors).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Policy files or folders (default: the configuration's `policies`).
+    pub policies: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A trace in trace format v1 to replay.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// The guardian configuration; metric and action names in policies are checked against it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Policy files or folders (default: the configuration's `policies`).
+    #[arg(long = "policies")]
+    pub policies: Vec<PathBuf>,
+    /// One JSON object per trip, then a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DetectorArg {
+    Ewma,
+    Cusum,
+    Change,
+    Rate,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DirectionArg {
+    Up,
+    Down,
+    Either,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// A benign trace: every trip on it counts as a false alarm.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// The metric to calibrate on, as named in the trace.
+    #[arg(long)]
+    pub metric: String,
+    #[arg(long, value_enum)]
+    pub detector: DetectorArg,
+    /// Target false-alarm rate, e.g. "1/30d".
+    #[arg(long = "false-alarms")]
+    pub false_alarms: String,
+    #[arg(long, value_enum, default_value = "up")]
+    pub direction: DirectionArg,
+    /// Alarms closer together than this count once (the policy's cooldown).
+    #[arg(long, default_value = "1h")]
+    pub cooldown: String,
+    /// ewma: half-life of the baseline, in samples.
+    #[arg(long, default_value_t = 50.0)]
+    pub halflife: f64,
+    /// ewma, cusum: samples used to learn the baseline before the detector may trip.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u32,
+    /// cusum: allowed drift k, in standard deviations.
+    #[arg(long, default_value_t = 0.5)]
+    pub slack: f64,
+    /// change, rate: the window, e.g. "10 blocks" or "5m".
+    #[arg(long, default_value = "10 blocks")]
+    pub window: String,
+    /// rate: per block or per second.
+    #[arg(long, default_value = "block")]
+    pub per: String,
+    /// The action the generated policy requests.
+    #[arg(long, default_value = "alert")]
+    pub action: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check(args) => check(args),
+        Command::Simulate(args) => simulate(args),
+        Command::Calibrate(args) => calibrate_cmd(args),
+    }
+}
+
+const INVALID: u8 = 1;
+const CANNOT_RUN: u8 = 2;
+
+fn cannot_run(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(CANNOT_RUN)
+}
+
+fn invalid(diagnostics: &Diagnostics) -> ExitCode {
+    eprintln!("{diagnostics}");
+    eprintln!("{} problem(s) found", diagnostics.len());
+    ExitCode::from(INVALID)
+}
+
+/// Loads the configuration (if any) and the policies, as `check` and `simulate` do.
+fn load(config: Option<&Path>, policies: &[PathBuf]) -> Result<(Config, PolicySet), ExitCode> {
+    for path in config
+        .iter()
+        .copied()
+        .chain(policies.iter().map(PathBuf::as_path))
+    {
+        if !path.exists() {
+            return Err(cannot_run(format!(
+                "{}: no such file or folder",
+                path.display()
+            )));
+        }
+    }
+    let config = match config {
+        Some(path) => Config::load(path).map_err(|d| invalid(&d))?,
+        None => Config::empty(),
+    };
+    let paths = if policies.is_empty() {
+        config.policies.clone()
+    } else {
+        policies.to_vec()
+    };
+    if paths.is_empty() {
+        return Err(cannot_run(
+            "no policies: give a policy file or folder, or a --config whose [guardian] policies lists them",
+        ));
+    }
+    let set = load_policies(&paths, &config).map_err(|d| invalid(&d))?;
+    Ok((config, set))
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ok: {} policies over {} metrics",
+        set.policies.len(),
+        set.metric_names.len()
+    );
+    if config.is_declarative() {
+        let _ = writeln!(
+            out,
+            "configuration {}: mode {}, {} networks, {} metric definitions, {} actions, {} executors",
+            config.path.display(),
+            config.mode,
+            config.networks.len(),
+            config.metrics.len(),
+            config.actions.len(),
+            config.executors.len()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "no configuration given: metric and action names were not cross-checked"
+        );
+    }
+    for p in &set.policies {
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<8} {:<10} -> {:<20} cooldown {:<10} ({})",
+            p.id,
+            p.severity.as_str(),
+            p.mode.most_cautious(config.mode),
+            p.action,
+            p.cooldown.to_string(),
+            p.origin
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let mut engine = Engine::new(set, config.mode);
+    let mut reader = match TraceReader::open(&args.trace) {
+        Ok(r) => r,
+        Err(e) => return cannot_run(e),
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if !args.json {
+        let _ = writeln!(
+            out,
+            "replaying {} through {} policies",
+            args.trace.display(),
+            engine.policies().policies.len()
+        );
+    }
+    let json = args.json;
+    let result = replay::replay(&mut reader, &mut engine, &mut |trip| {
+        let line = if json {
+            replay::trip_json(&trip)
+        } else {
+            replay::trip_line(&trip)
+        };
+        let _ = writeln!(out, "{line}");
+    });
+    let summary = match result {
+        Ok(s) => s,
+        Err(e @ TraceError::Malformed { .. }) => {
+            let _ = out.flush();
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+        Err(e) => {
+            let _ = out.flush();
+            return cannot_run(e);
+        }
+    };
+    if json {
+        let _ = writeln!(out, "{}", summary.to_json());
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{} samples read ({} used by policies), blocks {}..{}, {} trips",
+            summary.samples_read,
+            summary.samples_used,
+            summary.first_block.map_or("-".into(), |b| b.to_string()),
+            summary.last_block.map_or("-".into(), |b| b.to_string()),
+            summary.trips_total()
+        );
+        for (id, n) in &summary.trips {
+            let _ = writeln!(out, "  {id:<32} {n} trips");
+        }
+    }
+    let _ = out.flush();
+    if !summary.metrics_never_seen.is_empty() {
+        eprintln!(
+            "warning: the trace has no samples of {} (read by the policies); conditions on them never held",
+            summary.metrics_never_seen.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
+    let direction = match args.direction {
+        DirectionArg::Up => Direction::Up,
+        DirectionArg::Down => Direction::Down,
+        DirectionArg::Either => Direction::Either,
+    };
+    let parsed = (|| -> Result<Request, String> {
+        let false_alarms = units::parse_alarm_rate(&args.false_alarms)
+            .map_err(|e| format!("--false-alarms: {e}; {}", e.hint))?;
+        let cooldown = units::parse_window(&args.cooldown)
+            .map_err(|e| format!("--cooldown: {e}; {}", e.hint))?;
+        let window =
+            || units::parse_window(&args.window).map_err(|e| format!("--window: {e}; {}", e.hint));
+        let detector = match args.detector {
+            DetectorArg::Ewma => {
+                if args.halflife <= 0.0 || args.warmup < 2 {
+                    return Err("--halflife must be > 0 and --warmup at least 2".into());
+                }
+                DetectorSpec::Ewma {
+                    halflife: args.halflife,
+                    warmup: args.warmup,
+                }
+            }
+            DetectorArg::Cusum => {
+                if direction == Direction::Either {
+                    return Err("cusum is one-sided: use --direction up or down".into());
+                }
+                if args.slack < 0.0 || args.warmup < 2 {
+                    return Err("--slack must be >= 0 and --warmup at least 2".into());
+                }
+                DetectorSpec::Cusum {
+                    warmup: args.warmup,
+                    slack: args.slack,
+                }
+            }
+            DetectorArg::Change => DetectorSpec::Change { window: window()? },
+            DetectorArg::Rate => {
+                let per = match args.per.as_str() {
+                    "block" => RateUnit::PerBlock,
+                    "second" => RateUnit::PerSecond,
+                    other => return Err(format!("--per `{other}`: use block or second")),
+                };
+                DetectorSpec::Rate {
+                    window: window()?,
+                    per,
+                }
+            }
+        };
+        if !crate::metrics::is_valid_metric_name(&args.metric) {
+            return Err(format!(
+                "--metric `{}` is not a valid metric name",
+                args.metric
+            ));
+        }
+        Ok(Request {
+            metric: args.metric.clone(),
+            detector,
+            direction,
+            false_alarms,
+            cooldown,
+            action: args.action.clone(),
+        })
+    })();
+    let request = match parsed {
+        Ok(r) => r,
+        Err(message) => return cannot_run(message),
+    };
+    match calibrate::calibrate(&args.trace, &request) {
+        Ok(c) => {
+            if args.json {
+                let v = serde_json::json!({
+                    "metric": request.metric, "threshold": c.threshold, "trips": c.trips, "allowed": c.allowed,
+                    "span_ms": c.span_ms, "samples": c.samples, "max_statistic": c.max_statistic,
+                    "false_alarms": request.false_alarms.to_string(), "policy": c.policy_toml,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "{} samples of {} over {}; the target {} allows {} alarm(s) here.",
+                    c.samples,
+                    request.metric,
+                    units::DisplayMillis(c.span_ms),
+                    request.false_alarms,
+                    c.allowed
+                );
+                println!("largest statistic seen: {:.4}", c.max_statistic);
+                println!(
+                    "threshold: {} -> {} trip(s) on this trace\n",
+                    c.threshold, c.trips
+                );
+                println!("{}", c.policy_toml);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(calibrate::CalibrateError::Trace(e @ TraceError::Malformed { .. })) => {
+            eprintln!("error: {e}");
+            ExitCode::from(INVALID)
+        }
+        Err(e) => cannot_run(e),
+    }
+}

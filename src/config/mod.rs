@@ -1,0 +1,684 @@
+//! The guardian configuration (`guardian.toml`): networks, metric definitions,
+//! actions, executors, name bindings, and where the policies are.
+//!
+//! Metric *definitions* (how a metric is read from a chain) live here;
+//! *conditions* (what must hold) live in policy files. The same policies
+//! therefore run live and on a replayed trace: on a trace, a metric is simply
+//! whatever rows carry its name.
+//!
+//! Loading reports every problem at once (see [`reader`]). A configuration is
+//! never created or completed with defaults that could act: there is no
+//! default action, executor or key.
+
+pub mod reader;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::de::DeValue;
+
+use crate::metrics::is_valid_metric_name;
+use crate::policy::model::Mode;
+use crate::units::{self, Window};
+use reader::{
+    Diagnostics, Reporter, SourceFile, TableReader, as_array, as_choice, as_number, as_str, as_u64,
+};
+
+/// Default for `[guardian] history_blocks`: the longest block window a policy may use.
+pub const DEFAULT_HISTORY_BLOCKS: u64 = 100_000;
+/// Default for `[guardian] history`: the longest time window a policy may use (30 days).
+pub const DEFAULT_HISTORY_MS: u64 = 30 * 86_400_000;
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    /// Global mode; a policy's own mode can only make it more cautious.
+    pub mode: Mode,
+    /// Policy files or directories, resolved against the configuration's folder.
+    pub policies: Vec<PathBuf>,
+    /// Longest windows policies may use.
+    pub history_blocks: u64,
+    pub history_ms: u64,
+    /// Policy metric name -> metric name in samples (for starter packs with placeholder names).
+    pub bind: BTreeMap<String, String>,
+    pub networks: BTreeMap<String, Network>,
+    /// Metric definitions by name, in file order.
+    pub metrics: Vec<MetricDef>,
+    pub actions: BTreeMap<String, ActionDef>,
+    pub executors: BTreeMap<String, ExecutorDef>,
+}
+
+impl Config {
+    /// A configuration with nothing defined, for replaying policies without a config file.
+    /// Metric and action names in policies are then not cross-checked.
+    pub fn empty() -> Self {
+        Self {
+            path: PathBuf::new(),
+            mode: Mode::Enforce,
+            policies: Vec::new(),
+            history_blocks: DEFAULT_HISTORY_BLOCKS,
+            history_ms: DEFAULT_HISTORY_MS,
+            bind: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            metrics: Vec::new(),
+            actions: BTreeMap::new(),
+            executors: BTreeMap::new(),
+        }
+    }
+
+    /// Whether this configuration declares metrics and actions (so policies are checked against them).
+    pub fn is_declarative(&self) -> bool {
+        !self.path.as_os_str().is_empty()
+    }
+
+    pub fn metric(&self, name: &str) -> Option<&MetricDef> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// The sample name a policy's metric name refers to, after `[bind]`.
+    pub fn bound_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.bind.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// Loads and validates `path`, reporting every problem found.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let file = SourceFile::read(path)?;
+        let mut r = Reporter::new(&file);
+        let config = parse(&mut r);
+        r.found
+            .into_result(())
+            .and(config.ok_or_else(Diagnostics::default))
+    }
+}
+
+/// A chain the guardian watches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub chain_id: u64,
+    /// HTTP(S) JSON-RPC endpoints, in order of preference. They may carry API keys: never log them.
+    pub rpc: Vec<String>,
+    /// WebSocket endpoints for head and pending-transaction subscriptions.
+    pub ws: Vec<String>,
+    pub block_time_ms: Option<u64>,
+}
+
+/// Metric source kinds the watcher knows. Their fields are validated by the watcher.
+pub const SOURCE_KINDS: [&str; 9] = [
+    "call",
+    "native_balance",
+    "erc20_balance",
+    "event_count",
+    "event_sum",
+    "block",
+    "oracle_answer",
+    "oracle_age",
+    "pending",
+];
+
+/// How a metric is read, and what it means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDef {
+    pub name: String,
+    pub description: String,
+    pub unit: Option<String>,
+    pub network: Option<String>,
+    /// The chain read behind the metric; absent for metrics that only come from traces.
+    pub source: Option<toml::Table>,
+}
+
+/// What an action does on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    /// Call a pause function.
+    Pause,
+    /// Call a parameter setter, within bounds.
+    SetParameter,
+}
+
+/// A named action policies may request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionDef {
+    pub name: String,
+    pub kind: ActionKind,
+    pub description: String,
+    /// Contract the action calls (required to run live; optional for replay-only configs).
+    pub target: Option<String>,
+    /// Function signature, e.g. `pause()` or `setCollateralFactorBps(uint256)`.
+    pub function: Option<String>,
+    pub executor: Option<String>,
+    /// The rest of the action's fields (bounds, getter, value), validated by the guard.
+    pub params: toml::Table,
+}
+
+/// Executor kinds.
+pub const EXECUTOR_KINDS: [&str; 4] = ["eoa", "safe-owners", "module", "propose"];
+
+/// How actions are delivered on chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutorDef {
+    pub name: String,
+    pub kind: String,
+    /// The executor's fields, validated by the executor.
+    pub params: toml::Table,
+}
+
+/// Converts a span-carrying TOML value into an owned `toml::Value`.
+pub fn to_owned_value(value: &DeValue<'_>) -> toml::Value {
+    match value {
+        DeValue::String(s) => toml::Value::String(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(i.as_str().to_string())),
+        DeValue::Float(f) => {
+            toml::Value::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
+        }
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(a) => {
+            toml::Value::Array(a.iter().map(|v| to_owned_value(v.get_ref())).collect())
+        }
+        DeValue::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), to_owned_value(v.get_ref())))
+                .collect(),
+        ),
+    }
+}
+
+fn owned_table_except(t: &TableReader<'_, '_>, except: &[&str]) -> toml::Table {
+    t.entries()
+        .filter(|(k, _, _)| !except.contains(k))
+        .map(|(k, _, v)| (k.to_string(), to_owned_value(v.get_ref())))
+        .collect()
+}
+
+fn parse(r: &mut Reporter<'_>) -> Option<Config> {
+    let doc = r.parse()?;
+    let base = r
+        .file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut top = TableReader::new(doc.get_ref(), doc.span(), "the configuration");
+    let mut config = Config::empty();
+    config.path = r.file.path.clone();
+
+    if let Some(v) = top.get("guardian")
+        && let Some(mut g) = TableReader::from_value(v, "[guardian]", r)
+    {
+        if let Some(v) = g.get("mode") {
+            config.mode = as_choice(v, "mode", &Mode::CHOICES, r).unwrap_or(Mode::AlertOnly);
+        }
+        if let Some(v) = g.get("policies") {
+            for item in as_array(v, "[guardian] policies", r).unwrap_or_default() {
+                if let Some(p) = as_str(item, "a policy path", r) {
+                    config.policies.push(base.join(p));
+                }
+            }
+        }
+        if let Some(v) = g.get("history_blocks")
+            && let Some(n) = as_u64(v, "history_blocks", r)
+        {
+            config.history_blocks = n;
+        }
+        if let Some((text, span)) = g.string("history", r) {
+            match units::parse_duration(text) {
+                Ok(ms) => config.history_ms = ms,
+                Err(e) => r.error(&span, format!("history: {}", e.message), Some(e.hint)),
+            }
+        }
+        g.finish(r);
+    }
+
+    if let Some(v) = top.get("bind")
+        && let Some(b) = TableReader::from_value(v, "[bind]", r)
+    {
+        for (name, span, value) in b.entries() {
+            if let Some(target) = as_str(value, &format!("bind.\"{name}\""), r) {
+                if !is_valid_metric_name(target) {
+                    r.error(
+                        &value.span(),
+                        format!("`{target}` is not a valid metric name"),
+                        Some("metric names use letters, digits and _ . : -".into()),
+                    );
+                }
+                if !is_valid_metric_name(name) {
+                    r.error(&span, format!("`{name}` is not a valid metric name"), None);
+                }
+                config.bind.insert(name.to_string(), target.to_string());
+            }
+        }
+    }
+
+    if let Some(v) = top.get("networks")
+        && let Some(nets) = TableReader::from_value(v, "[networks]", r)
+    {
+        for (name, _, value) in nets.entries() {
+            if let Some(net) = parse_network(name, value, r) {
+                config.networks.insert(name.to_string(), net);
+            }
+        }
+    }
+
+    if let Some(v) = top.get("executors")
+        && let Some(execs) = TableReader::from_value(v, "[executors]", r)
+    {
+        for (name, _, value) in execs.entries() {
+            let ctx = format!("executor `{name}`");
+            let Some(mut t) = TableReader::from_value(value, ctx.clone(), r) else {
+                continue;
+            };
+            let kind = t.required_string("kind", r).and_then(|(k, span)| {
+                if EXECUTOR_KINDS.contains(&k) {
+                    Some(k.to_string())
+                } else {
+                    r.error(
+                        &span,
+                        format!("`{k}` is not an executor kind"),
+                        Some(format!("one of: {}", EXECUTOR_KINDS.join(", "))),
+                    );
+                    None
+                }
+            });
+            let params = owned_table_except(&t, &["kind"]);
+            // Executor fields beyond `kind` are validated by the executor, not here.
+            if let Some(kind) = kind {
+                config.executors.insert(
+                    name.to_string(),
+                    ExecutorDef {
+                        name: name.to_string(),
+                        kind,
+                        params,
+                    },
+                );
+            }
+        }
+    }
+
+    if let Some(v) = top.get("metrics")
+        && let Some(metrics) = TableReader::from_value(v, "[metrics]", r)
+    {
+        for (name, span, value) in metrics.entries() {
+            if !is_valid_metric_name(name) {
+                r.error(
+                    &span,
+                    format!("`{name}` is not a valid metric name"),
+                    Some("metric names use letters, digits and _ . : -".into()),
+                );
+            }
+            if let Some(def) = parse_metric(name, value, &config, r) {
+                config.metrics.push(def);
+            }
+        }
+    }
+
+    if let Some(v) = top.get("actions")
+        && let Some(actions) = TableReader::from_value(v, "[actions]", r)
+    {
+        for (name, _, value) in actions.entries() {
+            if let Some(def) = parse_action(name, value, &config, r) {
+                config.actions.insert(name.to_string(), def);
+            }
+        }
+    }
+    top.finish(r);
+
+    // Bindings must point at defined metrics when metrics are declared.
+    if !config.metrics.is_empty() {
+        for target in config.bind.values() {
+            if config.metric(target).is_none() {
+                let span = doc.span();
+                r.error(
+                    &(span.start..span.start),
+                    format!("[bind] points at `{target}`, which is not defined under [metrics]"),
+                    None,
+                );
+            }
+        }
+    }
+    Some(config)
+}
+
+fn parse_network(name: &str, value: &reader::Value<'_>, r: &mut Reporter<'_>) -> Option<Network> {
+    let ctx = format!("network `{name}`");
+    let mut t = TableReader::from_value(value, ctx.clone(), r)?;
+    let chain_id = t
+        .require("chain_id", r)
+        .and_then(|v| as_u64(v, "chain_id", r));
+    let urls = |key: &'static str,
+                schemes: &[&str],
+                t: &mut TableReader<'_, '_>,
+                r: &mut Reporter<'_>|
+     -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(v) = t.get(key) {
+            for item in as_array(v, key, r).unwrap_or_default() {
+                if let Some(url) = as_str(item, key, r) {
+                    if schemes.iter().any(|s| url.starts_with(s)) {
+                        out.push(url.to_string());
+                    } else {
+                        r.error(
+                            &item.span(),
+                            format!(
+                                "{ctx}: {key} entries must start with {}",
+                                schemes.join(" or ")
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+        out
+    };
+    let rpc = urls("rpc", &["http://", "https://"], &mut t, r);
+    let ws = urls("ws", &["ws://", "wss://"], &mut t, r);
+    if rpc.is_empty() && ws.is_empty() {
+        r.error(
+            &t.span,
+            format!("{ctx} needs at least one `rpc` or `ws` endpoint"),
+            None,
+        );
+    }
+    let mut block_time_ms = None;
+    if let Some((text, span)) = t.string("block_time", r) {
+        match units::parse_duration(text) {
+            Ok(ms) => block_time_ms = Some(ms),
+            Err(e) => r.error(&span, format!("block_time: {}", e.message), Some(e.hint)),
+        }
+    }
+    t.finish(r);
+    Some(Network {
+        chain_id: chain_id?,
+        rpc,
+        ws,
+        block_time_ms,
+    })
+}
+
+fn parse_metric(
+    name: &str,
+    value: &reader::Value<'_>,
+    config: &Config,
+    r: &mut Reporter<'_>,
+) -> Option<MetricDef> {
+    let ctx = format!("metric `{name}`");
+    let mut t = TableReader::from_value(value, ctx.clone(), r)?;
+    let description = t
+        .required_string("description", r)
+        .map(|(s, _)| s.to_string());
+    let unit = t.string("unit", r).map(|(s, _)| s.to_string());
+    let network = t.string("network", r).and_then(|(n, span)| {
+        if config.networks.contains_key(n) {
+            Some(n.to_string())
+        } else {
+            let known: Vec<&str> = config.networks.keys().map(String::as_str).collect();
+            r.error(
+                &span,
+                format!("{ctx}: unknown network `{n}`"),
+                Some(format!("networks defined: {}", known.join(", "))),
+            );
+            None
+        }
+    });
+    let source = t.get("source").and_then(|v| {
+        let s = TableReader::from_value(v, format!("{ctx}.source"), r)?;
+        let mut s = s;
+        let kind = s.required_string("kind", r);
+        if let Some((k, span)) = kind
+            && !SOURCE_KINDS.contains(&k)
+        {
+            let hint = match reader::did_you_mean(k, SOURCE_KINDS) {
+                Some(m) => format!("did you mean `{m}`? (one of: {})", SOURCE_KINDS.join(", ")),
+                None => format!("one of: {}", SOURCE_KINDS.join(", ")),
+            };
+            r.error(
+                &span,
+                format!("`{k}` is not a metric source kind"),
+                Some(hint),
+            );
+        }
+        match to_owned_value(v.get_ref()) {
+            toml::Value::Table(table) => Some(table),
+            _ => None,
+        }
+    });
+    if source.is_some() && network.is_none() && !t.has("network") {
+        r.error(
+            &t.span,
+            format!("{ctx} reads from a chain (`source`) but names no `network`"),
+            None,
+        );
+    }
+    t.finish(r);
+    Some(MetricDef {
+        name: name.to_string(),
+        description: description?,
+        unit,
+        network,
+        source,
+    })
+}
+
+fn parse_action(
+    name: &str,
+    value: &reader::Value<'_>,
+    config: &Config,
+    r: &mut Reporter<'_>,
+) -> Option<ActionDef> {
+    let ctx = format!("action `{name}`");
+    let mut t = TableReader::from_value(value, ctx.clone(), r)?;
+    let kind = t.require("kind", r).and_then(|v| {
+        as_choice(
+            v,
+            "action kind",
+            &[
+                ("pause", ActionKind::Pause),
+                ("set-parameter", ActionKind::SetParameter),
+            ],
+            r,
+        )
+    });
+    let description = t
+        .required_string("description", r)
+        .map(|(s, _)| s.to_string());
+    let target = t.string("target", r).and_then(|(s, span)| {
+        if s.parse::<alloy::primitives::Address>().is_ok() {
+            Some(s.to_string())
+        } else {
+            r.error(
+                &span,
+                format!("{ctx}: `{s}` is not an address"),
+                Some("write a 0x-prefixed 20-byte hex address".into()),
+            );
+            None
+        }
+    });
+    let function = t.string("function", r).and_then(|(s, span)| {
+        if s.parse::<alloy::json_abi::Function>().is_ok() && s.contains('(') {
+            Some(s.to_string())
+        } else {
+            r.error(
+                &span,
+                format!("{ctx}: `{s}` is not a function signature"),
+                Some("write it as `pause()` or `setSupplyCap(uint256)`".into()),
+            );
+            None
+        }
+    });
+    let executor = t.string("executor", r).and_then(|(s, span)| {
+        if config.executors.contains_key(s) {
+            Some(s.to_string())
+        } else {
+            let known: Vec<&str> = config.executors.keys().map(String::as_str).collect();
+            let hint = match reader::did_you_mean(s, known.iter().copied()) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => format!(
+                    "executors defined: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            };
+            r.error(&span, format!("{ctx}: unknown executor `{s}`"), Some(hint));
+            None
+        }
+    });
+    if kind == Some(ActionKind::SetParameter) {
+        for key in ["getter", "min", "max", "max_change_bps", "min_delay"] {
+            if t.entries().all(|(k, _, _)| k != key) {
+                r.error(&t.span, format!("{ctx}: a set-parameter action needs `{key}` (its bounds are enforced before sending)"), None);
+            }
+        }
+        for key in ["min", "max", "max_change_bps"] {
+            if let Some(v) = t.entries().find(|(k, _, _)| *k == key).map(|(_, _, v)| v) {
+                as_number(v, key, r);
+            }
+        }
+    }
+    for key in [
+        "getter",
+        "min",
+        "max",
+        "max_change_bps",
+        "min_delay",
+        "value",
+        "paused_getter",
+        "args",
+    ] {
+        t.get(key);
+    }
+    let params = owned_table_except(
+        &t,
+        &["kind", "description", "target", "function", "executor"],
+    );
+    t.finish(r);
+    Some(ActionDef {
+        name: name.to_string(),
+        kind: kind?,
+        description: description?,
+        target,
+        function,
+        executor,
+        params,
+    })
+}
+
+/// Checks a window against the history the configuration keeps.
+pub fn window_fits(config: &Config, window: Window) -> Result<(), String> {
+    match window {
+        Window::Blocks(n) if n > config.history_blocks => Err(format!(
+            "the window of {window} is longer than the history kept ({} blocks)",
+            config.history_blocks
+        )),
+        Window::Millis(ms) if ms > config.history_ms => Err(format!(
+            "the window of {window} is longer than the history kept ({})",
+            units::DisplayMillis(config.history_ms)
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, Diagnostics> {
+        let file = SourceFile::new("guardian.toml", text.to_string());
+        let mut r = Reporter::new(&file);
+        let c = parse(&mut r);
+        r.found
+            .into_result(())
+            .and(c.ok_or_else(Diagnostics::default))
+    }
+
+    #[test]
+    fn a_full_config_loads() {
+        let c = load_str(
+            r#"
+[guardian]
+mode = "dry-run"
+policies = ["policies/demo"]
+history_blocks = 500
+history = "2h"
+
+[bind]
+"bridge.withdrawals" = "nomad.attack_txs"
+
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:8545"]
+block_time = "1s"
+
+[executors.module]
+kind = "module"
+module = "0x0000000000000000000000000000000000000001"
+
+[metrics."nomad.attack_txs"]
+description = "exploit txs per block"
+unit = "count"
+
+[metrics."vault.total_assets"]
+description = "assets held"
+network = "local"
+source = { kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalAssets()(uint256)" }
+
+[actions.pause-vault]
+kind = "pause"
+description = "pause the vault"
+target = "0x0000000000000000000000000000000000000002"
+function = "pause()"
+executor = "module"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::DryRun);
+        assert_eq!(c.history_blocks, 500);
+        assert_eq!(c.history_ms, 7_200_000);
+        assert_eq!(c.bound_name("bridge.withdrawals"), "nomad.attack_txs");
+        assert_eq!(c.metrics.len(), 2);
+        assert_eq!(c.actions["pause-vault"].executor.as_deref(), Some("module"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = load_str(
+            r#"
+[guardian]
+mode = "enforced"
+histroy = "2h"
+
+[networks.local]
+chain_id = "one"
+
+[metrics.x]
+source = { kind = "cal" }
+
+[actions.a]
+kind = "pause"
+description = "x"
+target = "0x12"
+executor = "nobody"
+"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "`enforced` is not a valid mode",
+            "unknown field `histroy`",
+            "chain_id must be a whole number",
+            "needs at least one `rpc` or `ws`",
+            "metric `x` is missing `description`",
+            "`cal` is not a metric source kind",
+            "`0x12` is not an address",
+            "unknown executor `nobody`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(err.len() >= 8);
+    }
+}

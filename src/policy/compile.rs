@@ -1,0 +1,860 @@
+//! Policy files -> [`PolicySet`], once, at load, reporting every problem.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::config::reader::{
+    Diagnostic, Diagnostics, Reporter, SourceFile, TableReader, Value, as_array, as_choice,
+    as_number, as_str, as_u64, did_you_mean,
+};
+use crate::config::{Config, window_fits};
+use crate::metrics::{MetricId, is_valid_metric_name};
+use crate::units::{self, Percent, Window};
+
+use super::model::{
+    Amount, Comparison, Condition, CusumParams, Direction, EwmaParams, Mode, Node, NodeId, Policy,
+    PolicySet, Quorum, RateUnit, Severity,
+};
+
+/// The condition kinds, for messages and suggestions.
+pub const CONDITION_KINDS: [&str; 11] = [
+    "threshold",
+    "change",
+    "rate",
+    "sum",
+    "deviation",
+    "stale",
+    "ewma",
+    "cusum",
+    "all",
+    "any",
+    "at_least",
+];
+
+/// Expands policy paths: a file is taken as is; a directory gives its `*.toml` files, sorted.
+pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
+    let mut files = Vec::new();
+    let mut problems = Diagnostics::default();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        problems
+                            .0
+                            .push(file_problem(path, "the folder holds no .toml policy files"));
+                    }
+                    files.extend(found);
+                }
+                Err(e) => problems
+                    .0
+                    .push(file_problem(path, &format!("cannot read the folder: {e}"))),
+            }
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            problems
+                .0
+                .push(file_problem(path, "no such file or folder"));
+        }
+    }
+    problems.into_result(files)
+}
+
+fn file_problem(path: &Path, message: &str) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: message.to_string(),
+        hint: None,
+    }
+}
+
+/// Loads and compiles every policy in `paths` against `config`.
+pub fn load_policies(paths: &[PathBuf], config: &Config) -> Result<PolicySet, Diagnostics> {
+    let files = policy_files(paths)?;
+    let mut sources = Vec::new();
+    let mut problems = Diagnostics::default();
+    for f in &files {
+        match SourceFile::read(f) {
+            Ok(s) => sources.push(s),
+            Err(d) => problems.extend(d),
+        }
+    }
+    let mut builder = Builder::new(config);
+    for file in &sources {
+        let mut r = Reporter::new(file);
+        builder.file(&mut r);
+        problems.extend(r.found);
+    }
+    if builder.set.policies.is_empty() && problems.is_empty() {
+        problems.0.push(Diagnostic {
+            file: files.first().cloned().unwrap_or_default(),
+            line: 0,
+            column: 0,
+            message: "no policies were found".into(),
+            hint: Some("a policy file holds one or more [[policy]] tables".into()),
+        });
+    }
+    problems.into_result(builder.set)
+}
+
+/// Compiles policies from text (for tests and tools).
+pub fn compile_str(name: &str, text: &str, config: &Config) -> Result<PolicySet, Diagnostics> {
+    let file = SourceFile::new(name, text.to_string());
+    let mut r = Reporter::new(&file);
+    let mut builder = Builder::new(config);
+    builder.file(&mut r);
+    r.found.into_result(builder.set)
+}
+
+struct Builder<'c> {
+    config: &'c Config,
+    set: PolicySet,
+    metric_ids: HashMap<String, MetricId>,
+    /// Policy id -> where it was first defined.
+    ids: HashMap<String, String>,
+}
+
+impl<'c> Builder<'c> {
+    fn new(config: &'c Config) -> Self {
+        Self {
+            config,
+            set: PolicySet::default(),
+            metric_ids: HashMap::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    fn file(&mut self, r: &mut Reporter<'_>) {
+        let Some(doc) = r.parse() else { return };
+        let mut top = TableReader::new(doc.get_ref(), doc.span(), "the policy file");
+        match top.get("policy") {
+            Some(v) => {
+                if let Some(items) = as_array(v, "policy", r) {
+                    for item in items {
+                        self.policy(item, r);
+                    }
+                }
+            }
+            None => r.error(
+                &(0..0),
+                "the file defines no policy",
+                Some("add a [[policy]] table".into()),
+            ),
+        }
+        top.finish(r);
+    }
+
+    fn policy(&mut self, value: &Value<'_>, r: &mut Reporter<'_>) {
+        let Some(mut t) = TableReader::from_value(value, "[[policy]]", r) else {
+            return;
+        };
+        let (line, _) = r.file.location(value.span().start);
+        let origin = format!("{}:{line}", r.file.path.display());
+        let id = t.required_string("id", r).and_then(|(id, span)| {
+            if !is_valid_metric_name(id) {
+                r.error(
+                    &span,
+                    format!("policy id `{id}` may only use letters, digits and _ . : -"),
+                    None,
+                );
+                return None;
+            }
+            if let Some(first) = self.ids.get(id) {
+                r.error(
+                    &span,
+                    format!("duplicate policy id `{id}`"),
+                    Some(format!("it is first defined at {first}")),
+                );
+                return None;
+            }
+            self.ids.insert(id.to_string(), origin.clone());
+            Some(id.to_string())
+        });
+        t.context = match &id {
+            Some(id) => format!("policy `{id}`"),
+            None => "this policy".to_string(),
+        };
+        let ctx = t.context.clone();
+        let description = t
+            .required_string("description", r)
+            .map(|(s, _)| s.to_string());
+        let severity = t
+            .require("severity", r)
+            .and_then(|v| as_choice(v, "severity", &Severity::CHOICES, r));
+        let action = t.required_string("action", r).and_then(|(a, span)| {
+            if self.config.is_declarative() && !self.config.actions.contains_key(a) {
+                let known: Vec<&str> = self.config.actions.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(a, known.iter().copied()) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None if known.is_empty() => {
+                        "the configuration defines no [actions]".to_string()
+                    }
+                    None => format!("actions defined: {}", known.join(", ")),
+                };
+                r.error(&span, format!("{ctx}: unknown action `{a}`"), Some(hint));
+                None
+            } else {
+                Some(a.to_string())
+            }
+        });
+        let cooldown = t
+            .require("cooldown", r)
+            .and_then(|v| self.window(v, &format!("{ctx}: cooldown"), r));
+        let mode = match t.get("mode") {
+            Some(v) => as_choice(v, "mode", &Mode::CHOICES, r),
+            None => Some(Mode::Enforce),
+        };
+        let root = match t.require("when", r) {
+            Some(v) => match TableReader::from_value(v, format!("{ctx}.when"), r) {
+                Some(w) => self.condition(w, None, r),
+                None => None,
+            },
+            None => None,
+        };
+        t.finish(r);
+        if let (
+            Some(id),
+            Some(description),
+            Some(severity),
+            Some(action),
+            Some(cooldown),
+            Some(mode),
+            Some(root),
+        ) = (id, description, severity, action, cooldown, mode, root)
+        {
+            self.set.policies.push(Policy {
+                id,
+                description,
+                severity,
+                action,
+                cooldown,
+                mode,
+                root,
+                origin,
+            });
+        }
+    }
+
+    fn window(&self, value: &Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Window> {
+        let text = as_str(value, what, r)?;
+        match units::parse_window(text) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                r.error(
+                    &value.span(),
+                    format!("{what}: {}", e.message),
+                    Some(e.hint),
+                );
+                None
+            }
+        }
+    }
+
+    /// A window that some metric's history must cover.
+    fn history_window(
+        &self,
+        value: &Value<'_>,
+        what: &str,
+        r: &mut Reporter<'_>,
+    ) -> Option<Window> {
+        let w = self.window(value, what, r)?;
+        if let Err(message) = window_fits(self.config, w) {
+            r.error(
+                &value.span(),
+                format!("{what}: {message}"),
+                Some(
+                    "shorten the window, or raise `history_blocks` / `history` under [guardian]"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        if matches!(w, Window::Blocks(0) | Window::Millis(0)) {
+            r.error(
+                &value.span(),
+                format!("{what}: a window must be longer than zero"),
+                None,
+            );
+            return None;
+        }
+        Some(w)
+    }
+
+    fn metric(
+        &mut self,
+        t: &mut TableReader<'_, '_>,
+        key: &'static str,
+        r: &mut Reporter<'_>,
+    ) -> Option<MetricId> {
+        let (name, span) = t.required_string(key, r)?;
+        self.metric_named(name, span, &t.context.clone(), r)
+    }
+
+    fn metric_named(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        ctx: &str,
+        r: &mut Reporter<'_>,
+    ) -> Option<MetricId> {
+        if !is_valid_metric_name(name) {
+            r.error(
+                &span,
+                format!("{ctx}: `{name}` is not a valid metric name"),
+                Some("metric names use letters, digits and _ . : -".into()),
+            );
+            return None;
+        }
+        let bound = self.config.bound_name(name).to_string();
+        if self.config.is_declarative() && self.config.metric(&bound).is_none() {
+            let known: Vec<&str> = self
+                .config
+                .metrics
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            let hint = match did_you_mean(&bound, known.iter().copied()) {
+                Some(k) => format!("did you mean `{k}`?"),
+                None => "define it under [metrics] in the configuration, or bind this name to one under [bind]".to_string(),
+            };
+            let shown = if bound == name {
+                format!("`{name}`")
+            } else {
+                format!("`{name}` (bound to `{bound}`)")
+            };
+            r.error(&span, format!("{ctx}: unknown metric {shown}"), Some(hint));
+            return None;
+        }
+        let next = MetricId(self.set.metric_names.len() as u32);
+        let id = *self.metric_ids.entry(bound.clone()).or_insert(next);
+        if id == next {
+            self.set.metric_names.push(bound);
+        }
+        Some(id)
+    }
+
+    fn amount(
+        &self,
+        value: &Value<'_>,
+        what: &str,
+        percent_only: bool,
+        r: &mut Reporter<'_>,
+    ) -> Option<Amount> {
+        match value.get_ref() {
+            toml::de::DeValue::String(s) => match units::parse_percent(s) {
+                Ok(p) => Some(Amount::Percent(p)),
+                Err(e) => {
+                    r.error(
+                        &value.span(),
+                        format!("{what}: {}", e.message),
+                        Some(e.hint),
+                    );
+                    None
+                }
+            },
+            toml::de::DeValue::Integer(_) | toml::de::DeValue::Float(_) if percent_only => {
+                let shown = value
+                    .get_ref()
+                    .as_float()
+                    .map(|f| f.as_str().to_string())
+                    .or_else(|| value.get_ref().as_integer().map(|i| i.as_str().to_string()))
+                    .unwrap_or_default();
+                r.error(
+                    &value.span(),
+                    format!("{what}: expected a percent, found the bare number {shown}"),
+                    Some(format!("write it with its unit, e.g. \"{shown}%\"; a fraction such as 0.1 is never read as a percent")),
+                );
+                None
+            }
+            _ => as_number(value, what, r).map(Amount::Absolute),
+        }
+    }
+
+    fn percent(&self, value: &Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Percent> {
+        match self.amount(value, what, true, r)? {
+            Amount::Percent(p) => Some(p),
+            Amount::Absolute(_) => None,
+        }
+    }
+
+    fn positive(&self, value: Option<&Value<'_>>, what: &str, r: &mut Reporter<'_>) -> Option<f64> {
+        let value = value?;
+        let n = as_number(value, what, r)?;
+        if n > 0.0 {
+            Some(n)
+        } else {
+            r.error(
+                &value.span(),
+                format!("{what} must be greater than zero"),
+                None,
+            );
+            None
+        }
+    }
+
+    fn warmup(&self, value: Option<&Value<'_>>, what: &str, r: &mut Reporter<'_>) -> Option<u32> {
+        let value = value?;
+        let n = as_u64(value, what, r)?;
+        if (2..=u32::MAX as u64).contains(&n) {
+            Some(n as u32)
+        } else {
+            r.error(
+                &value.span(),
+                format!("{what} must be at least 2 samples (a baseline needs a spread)"),
+                None,
+            );
+            None
+        }
+    }
+
+    fn push_node(
+        &mut self,
+        condition: Condition,
+        hold: Option<units::Hold>,
+        parent: Option<NodeId>,
+    ) -> NodeId {
+        let id = NodeId(self.set.nodes.len() as u32);
+        self.set.nodes.push(Node {
+            condition,
+            hold,
+            parent,
+        });
+        id
+    }
+
+    fn condition(
+        &mut self,
+        mut t: TableReader<'_, '_>,
+        parent: Option<NodeId>,
+        r: &mut Reporter<'_>,
+    ) -> Option<NodeId> {
+        let ctx = t.context.clone();
+        let kind = t.required_string("kind", r);
+        let hold = t.get("for").and_then(|v| {
+            let text = as_str(v, "for", r)?;
+            units::parse_hold(text)
+                .map_err(|e| {
+                    r.error(
+                        &v.span(),
+                        format!("{ctx}: for: {}", e.message),
+                        Some(e.hint),
+                    )
+                })
+                .ok()
+        });
+        let Some((kind, kind_span)) = kind else {
+            t.finish(r);
+            return None;
+        };
+        if matches!(kind, "all" | "any" | "at_least") {
+            let quorum = match kind {
+                "all" => Some(Quorum::All),
+                "any" => Some(Quorum::Any),
+                _ => t.require("count", r).and_then(|v| {
+                    let n = as_u64(v, "count", r)?;
+                    if n == 0 || n > u32::MAX as u64 {
+                        r.error(&v.span(), "count must be at least 1", None);
+                        return None;
+                    }
+                    Some(Quorum::AtLeast(n as u32))
+                }),
+            };
+            // Reserve this node first so children can name it as parent.
+            let me = self.push_node(
+                Condition::Composite {
+                    quorum: Quorum::Any,
+                    children: Vec::new(),
+                },
+                hold,
+                parent,
+            );
+            let mut children = Vec::new();
+            let mut ok = true;
+            if let Some(v) = t.require("of", r) {
+                let items = as_array(v, "of", r).unwrap_or_default();
+                if items.is_empty() {
+                    r.error(&v.span(), format!("{ctx}: `of` lists no conditions"), None);
+                    ok = false;
+                }
+                for (i, item) in items.iter().enumerate() {
+                    match TableReader::from_value(item, format!("{ctx}.of[{i}]"), r)
+                        .and_then(|c| self.condition(c, Some(me), r))
+                    {
+                        Some(child) => children.push(child),
+                        None => ok = false,
+                    }
+                }
+                if let Some(Quorum::AtLeast(k)) = quorum
+                    && k as usize > items.len()
+                {
+                    r.error(
+                        &v.span(),
+                        format!(
+                            "{ctx}: at_least {k} of only {} conditions can never hold",
+                            items.len()
+                        ),
+                        None,
+                    );
+                    ok = false;
+                }
+            } else {
+                ok = false;
+            }
+            t.finish(r);
+            let quorum = quorum?;
+            if !ok {
+                return None;
+            }
+            self.set.nodes[me.0 as usize].condition = Condition::Composite { quorum, children };
+            return Some(me);
+        }
+        let Some(condition) = self.leaf(kind, kind_span, &ctx, &mut t, r) else {
+            // An unknown kind makes every other field look unknown: report the kind only.
+            if CONDITION_KINDS.contains(&kind) {
+                t.finish(r);
+            }
+            return None;
+        };
+        t.finish(r);
+        Some(self.push_node(condition, hold, parent))
+    }
+
+    /// A leaf condition of `kind`; `None` after reporting what is wrong.
+    fn leaf(
+        &mut self,
+        kind: &str,
+        kind_span: Range<usize>,
+        ctx: &str,
+        t: &mut TableReader<'_, '_>,
+        r: &mut Reporter<'_>,
+    ) -> Option<Condition> {
+        let dir = |t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>| {
+            t.require("direction", r)
+                .and_then(|v| as_choice(v, "direction", &Direction::CHOICES, r))
+        };
+        match kind {
+            "threshold" => {
+                let metric = self.metric(t, "metric", r);
+                let comparison = t
+                    .require("op", r)
+                    .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r));
+                let value = t.require("value", r).and_then(|v| as_number(v, "value", r));
+                Some(Condition::Threshold {
+                    metric: metric?,
+                    comparison: comparison?,
+                    value: value?,
+                })
+            }
+            "change" => {
+                let metric = self.metric(t, "metric", r);
+                let window = t
+                    .require("window", r)
+                    .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
+                let direction = dir(t, r);
+                let by = t
+                    .require("by", r)
+                    .and_then(|v| self.amount(v, "by", false, r));
+                Some(Condition::Change {
+                    metric: metric?,
+                    window: window?,
+                    direction: direction?,
+                    by: by?,
+                })
+            }
+            "rate" => {
+                let metric = self.metric(t, "metric", r);
+                let window = t
+                    .require("window", r)
+                    .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
+                let per = t
+                    .require("per", r)
+                    .and_then(|v| as_choice(v, "rate unit", &RateUnit::CHOICES, r));
+                let direction = dir(t, r);
+                let above = t.require("above", r).and_then(|v| as_number(v, "above", r));
+                Some(Condition::Rate {
+                    metric: metric?,
+                    window: window?,
+                    per: per?,
+                    direction: direction?,
+                    above: above?,
+                })
+            }
+            "sum" => {
+                let metric = self.metric(t, "metric", r);
+                let window = t
+                    .require("window", r)
+                    .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
+                let comparison = t
+                    .require("op", r)
+                    .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r));
+                let relative_to = if t.has("relative_to") {
+                    Some(self.metric(t, "relative_to", r))
+                } else {
+                    None
+                };
+                let value = t.require("value", r).and_then(|v| {
+                    let amount = self.amount(v, "value", relative_to.is_some(), r)?;
+                    if relative_to.is_none() && matches!(amount, Amount::Percent(_)) {
+                        r.error(&v.span(), format!("{ctx}: a percent needs `relative_to`, the metric it is a percent of"), Some("add relative_to = \"<liquidity metric>\", or give an amount in the metric's units".into()));
+                        return None;
+                    }
+                    Some(amount)
+                });
+                let relative_to = match relative_to {
+                    Some(None) => return None,
+                    Some(Some(m)) => Some(m),
+                    None => None,
+                };
+                Some(Condition::Sum {
+                    metric: metric?,
+                    window: window?,
+                    comparison: comparison?,
+                    value: value?,
+                    relative_to,
+                })
+            }
+            "deviation" => {
+                let metric = self.metric(t, "metric", r);
+                let reference = self.metric(t, "reference", r);
+                let above = t
+                    .require("above", r)
+                    .and_then(|v| self.percent(v, "above", r));
+                let max_skew = t
+                    .get("max_skew")
+                    .map(|v| self.window(v, &format!("{ctx}: max_skew"), r));
+                let max_skew = match max_skew {
+                    Some(None) => return None,
+                    Some(w) => w,
+                    None => None,
+                };
+                Some(Condition::Deviation {
+                    metric: metric?,
+                    reference: reference?,
+                    above: above?,
+                    max_skew,
+                })
+            }
+            "stale" => {
+                let metric = self.metric(t, "metric", r);
+                let after = t
+                    .require("after", r)
+                    .and_then(|v| self.window(v, &format!("{ctx}: after"), r));
+                Some(Condition::Stale {
+                    metric: metric?,
+                    after: after?,
+                })
+            }
+            "ewma" => {
+                let metric = self.metric(t, "metric", r);
+                let halflife = self.positive(t.require("halflife", r), "halflife (samples)", r);
+                let warmup = self.warmup(t.require("warmup", r), "warmup", r);
+                let z = self.positive(t.require("z", r), "z", r);
+                let direction = dir(t, r);
+                let halflife = halflife?;
+                let params = EwmaParams {
+                    alpha: 1.0 - 0.5f64.powf(1.0 / halflife),
+                    halflife,
+                    warmup: warmup?,
+                    z: z?,
+                    direction: direction?,
+                };
+                Some(Condition::Ewma {
+                    metric: metric?,
+                    params,
+                })
+            }
+            "cusum" => {
+                let metric = self.metric(t, "metric", r);
+                let warmup = self.warmup(t.require("warmup", r), "warmup", r);
+                let slack = t.require("slack", r).and_then(|v| {
+                    let s = as_number(v, "slack", r)?;
+                    if s < 0.0 {
+                        r.error(&v.span(), "slack must be at least 0", None);
+                        return None;
+                    }
+                    Some(s)
+                });
+                let threshold = self.positive(t.require("threshold", r), "threshold", r);
+                let direction = t.require("direction", r).and_then(|v| {
+                    let d = as_choice(v, "direction", &Direction::CHOICES, r)?;
+                    if d == Direction::Either {
+                        r.error(
+                            &v.span(),
+                            "cusum is one-sided: use `up` or `down`",
+                            Some("for both directions, write two conditions under `any`".into()),
+                        );
+                        return None;
+                    }
+                    Some(d)
+                });
+                Some(Condition::Cusum {
+                    metric: metric?,
+                    params: CusumParams {
+                        warmup: warmup?,
+                        slack: slack?,
+                        threshold: threshold?,
+                        direction: direction?,
+                    },
+                })
+            }
+            other => {
+                let hint = match did_you_mean(other, CONDITION_KINDS) {
+                    Some(k) => format!(
+                        "did you mean `{k}`? (one of: {})",
+                        CONDITION_KINDS.join(", ")
+                    ),
+                    None => format!("one of: {}", CONDITION_KINDS.join(", ")),
+                };
+                r.error(
+                    &kind_span,
+                    format!("{ctx}: `{other}` is not a condition kind"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str) -> Result<PolicySet, Diagnostics> {
+        compile_str("p.toml", text, &Config::empty())
+    }
+
+    #[test]
+    fn every_condition_kind_compiles() {
+        let set = compile(
+            r#"
+[[policy]]
+id = "everything"
+description = "one of each"
+severity = "critical"
+action = "pause"
+cooldown = "10 blocks"
+[policy.when]
+kind = "any"
+of = [
+  { kind = "threshold", metric = "a", op = ">=", value = 5 },
+  { kind = "change", metric = "a", window = "5 blocks", direction = "down", by = "10%" },
+  { kind = "rate", metric = "a", window = "90s", per = "second", direction = "up", above = 2.5 },
+  { kind = "sum", metric = "out", window = "1h", op = ">", value = "10%", relative_to = "a" },
+  { kind = "deviation", metric = "p1", reference = "p2", above = "150bps", max_skew = "2 blocks" },
+  { kind = "stale", metric = "p1", after = "20 blocks" },
+  { kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" },
+  { kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 8, direction = "up", for = "2 samples" },
+  { kind = "at_least", count = 2, of = [
+      { kind = "threshold", metric = "a", op = "<", value = 1 },
+      { kind = "threshold", metric = "b", op = "<=", value = 1 },
+  ] },
+]
+"#,
+        )
+        .unwrap();
+        assert_eq!(set.policies.len(), 1);
+        assert_eq!(set.nodes.len(), 12);
+        assert_eq!(set.metric_names, ["a", "out", "p1", "p2", "g", "b"]);
+        let root = set.node(set.policies[0].root);
+        assert!(
+            matches!(root.condition, Condition::Composite { quorum: Quorum::Any, ref children } if children.len() == 9)
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_location() {
+        let err = compile(
+            r#"
+[[policy]]
+id = "bad"
+description = "many mistakes"
+severity = "urgent"
+action = "pause"
+cooldown = "10"
+[policy.when]
+kind = "change"
+metric = "a"
+window = "5 parsecs"
+direction = "down"
+by = "ten"
+treshold = 4
+
+[[policy]]
+id = "bad"
+description = "duplicate id and a fraction"
+severity = "info"
+action = "pause"
+cooldown = "1m"
+[policy.when]
+kind = "deviation"
+metric = "a"
+reference = "b"
+above = 0.05
+
+[[policy]]
+id = "ok-but-wrong-kind"
+description = "x"
+severity = "info"
+action = "pause"
+cooldown = "1m"
+[policy.when]
+kind = "treshold"
+"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "p.toml:5:12: `urgent` is not a valid severity",
+            "p.toml:7:12: policy `bad`: cooldown: `10` has no unit",
+            "p.toml:11:10: policy `bad`.when: window: `parsecs` is not a unit of time",
+            "p.toml:13:6: by: `ten` is not a percent",
+            "p.toml:14:1: unknown field `treshold`",
+            "p.toml:17:6: duplicate policy id `bad`",
+            "expected a percent, found the bare number 0.05",
+            "`treshold` is not a condition kind",
+            "did you mean `threshold`?",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn windows_longer_than_history_are_refused() {
+        let mut config = Config::empty();
+        config.history_blocks = 100;
+        let err = compile_str(
+            "p.toml",
+            r#"
+[[policy]]
+id = "long"
+description = "x"
+severity = "info"
+action = "pause"
+cooldown = "1m"
+[policy.when]
+kind = "sum"
+metric = "a"
+window = "500 blocks"
+op = ">"
+value = 1
+"#,
+            &config,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("longer than the history kept (100 blocks)"),
+            "{err}"
+        );
+    }
+}

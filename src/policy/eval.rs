@@ -1,0 +1,807 @@
+//! The policy engine: samples in, trips with evidence out.
+//!
+//! Invariants:
+//! - **Incremental.** A sample updates only its metric's history and the
+//!   conditions that read that metric (and the composites above them); other
+//!   policies are not touched. Windows over one metric are kept once and
+//!   shared by every policy that reads them.
+//! - **Allocation-free after warm-up.** Per-sample work uses preallocated
+//!   state; only a trip (rare) allocates its evidence.
+//! - **Deterministic.** The same samples in the same order give the same
+//!   trips, bit for bit: no clocks, no randomness, no hash-order iteration.
+//! - **Conditions keep their latest truth.** A condition is re-evaluated when
+//!   one of its metrics gets a sample (staleness: when the clock moves); a
+//!   composite combines its children's latest truths. A condition that has
+//!   never been evaluated is false.
+//! - **Hysteresis** (`for`) counts consecutive evaluations in which the
+//!   condition held (`samples`), or consecutive blocks (`blocks`); one false
+//!   evaluation resets the count.
+//! - **Cooldown.** After a trip, the policy does not trip again until its
+//!   cooldown has passed, measured in blocks or in sample time.
+//! - **Rollback.** A sample for a block at or before its metric's latest
+//!   replaces that block's value and drops later ones (a reorg's corrected
+//!   samples). Detector baselines, hysteresis counts and cooldowns are not
+//!   rolled back.
+
+use rustc_hash::FxHashMap;
+use serde_json::{Value, json};
+
+use crate::decision::{Trip, evidence_number as num};
+use crate::metrics::detectors::{self, Cusum, Ewma};
+use crate::metrics::history::{Entry, MetricHistory};
+use crate::metrics::{MetricId, Sample};
+use crate::units::{DisplayMillis, Window};
+
+use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
+
+/// What the last evaluation of a condition saw (fixed size, copied, never allocated).
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    block: u64,
+    time_ms: u64,
+    value: f64,
+    /// Starting value of the window, the reference value, or the baseline mean.
+    base: f64,
+    base_block: u64,
+    base_time_ms: u64,
+    /// The condition's statistic: change, rate, sum, deviation %, z, CUSUM sum, age in blocks.
+    stat: f64,
+    /// A second statistic: change %, sum %, baseline sd, age in ms.
+    stat2: f64,
+    /// Samples in a sum window; whether a detector was past warm-up (1) or not (0).
+    count: u64,
+    /// Whether the condition had what it needs to be judged (history, both metrics, warm-up).
+    judged: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Detector {
+    #[default]
+    None,
+    Ewma(Ewma),
+    Cusum(Cusum),
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeState {
+    raw: bool,
+    truth: bool,
+    streak: u32,
+    streak_block: u64,
+    seen: Seen,
+    detector: Detector,
+    /// For sums: the slot in the metric's history.
+    sum_slot: usize,
+}
+
+/// Nodes to evaluate (children before parents) and policies to check after an event.
+#[derive(Debug, Clone, Default)]
+struct Dependents {
+    nodes: Vec<NodeId>,
+    policies: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PolicyState {
+    last_trip: Option<(u64, u64)>,
+}
+
+/// Counters the engine keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub samples: u64,
+    pub rollbacks: u64,
+    pub trips: Vec<u64>,
+}
+
+/// The policy engine.
+#[derive(Debug)]
+pub struct Engine {
+    set: PolicySet,
+    global_mode: Mode,
+    histories: Vec<MetricHistory>,
+    nodes: Vec<NodeState>,
+    by_metric: Vec<Dependents>,
+    stale: Dependents,
+    policies: Vec<PolicyState>,
+    names: FxHashMap<Box<str>, MetricId>,
+    /// Latest block and time seen, and the first (for staleness of never-seen metrics).
+    clock: Option<(u64, u64)>,
+    start: (u64, u64),
+    stats: EngineStats,
+}
+
+fn ancestors_and_self(set: &PolicySet, leaf: NodeId, out: &mut Vec<NodeId>) {
+    let mut cur = Some(leaf);
+    while let Some(id) = cur {
+        out.push(id);
+        cur = set.node(id).parent;
+    }
+}
+
+fn finish_dependents(mut nodes: Vec<NodeId>, root_policy: &[Option<u32>]) -> Dependents {
+    // Children always have larger ids than their parent (parents are reserved
+    // first at compile time), so descending id order evaluates children first.
+    nodes.sort_unstable_by(|a, b| b.cmp(a));
+    nodes.dedup();
+    let mut policies: Vec<u32> = nodes
+        .iter()
+        .filter_map(|n| root_policy[n.0 as usize])
+        .collect();
+    policies.sort_unstable();
+    policies.dedup();
+    Dependents { nodes, policies }
+}
+
+impl Engine {
+    /// Builds an engine for `set`; `global_mode` caps every policy's mode.
+    pub fn new(set: PolicySet, global_mode: Mode) -> Self {
+        let metric_count = set.metric_names.len();
+        let mut histories = vec![MetricHistory::default(); metric_count];
+        let mut nodes = vec![NodeState::default(); set.nodes.len()];
+        let mut root_policy = vec![None; set.nodes.len()];
+        for (i, p) in set.policies.iter().enumerate() {
+            root_policy[p.root.0 as usize] = Some(i as u32);
+        }
+        let mut metric_nodes: Vec<Vec<NodeId>> = vec![Vec::new(); metric_count];
+        let mut stale_nodes = Vec::new();
+        for (i, node) in set.nodes.iter().enumerate() {
+            let id = NodeId(i as u32);
+            let state = &mut nodes[i];
+            match &node.condition {
+                Condition::Change { metric, window, .. }
+                | Condition::Rate { metric, window, .. } => {
+                    histories[metric.0 as usize].require(*window);
+                }
+                Condition::Sum {
+                    metric,
+                    window,
+                    relative_to,
+                    ..
+                } => {
+                    state.sum_slot = histories[metric.0 as usize].require_sum(*window);
+                    if let Some(rel) = relative_to {
+                        histories[rel.0 as usize].require(*window);
+                    }
+                }
+                Condition::Ewma { .. } => state.detector = Detector::Ewma(Ewma::default()),
+                Condition::Cusum { .. } => state.detector = Detector::Cusum(Cusum::default()),
+                Condition::Stale { .. } => ancestors_and_self(&set, id, &mut stale_nodes),
+                _ => {}
+            }
+            if !matches!(node.condition, Condition::Stale { .. }) {
+                for m in node.condition.metrics() {
+                    ancestors_and_self(&set, id, &mut metric_nodes[m.0 as usize]);
+                }
+            }
+        }
+        let by_metric = metric_nodes
+            .into_iter()
+            .map(|nodes| finish_dependents(nodes, &root_policy))
+            .collect();
+        let stale = finish_dependents(stale_nodes, &root_policy);
+        let names = set
+            .metric_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone().into_boxed_str(), MetricId(i as u32)))
+            .collect();
+        let stats = EngineStats {
+            trips: vec![0; set.policies.len()],
+            ..EngineStats::default()
+        };
+        Self {
+            policies: vec![PolicyState::default(); set.policies.len()],
+            set,
+            global_mode,
+            histories,
+            nodes,
+            by_metric,
+            stale,
+            names,
+            clock: None,
+            start: (0, 0),
+            stats,
+        }
+    }
+
+    pub fn policies(&self) -> &PolicySet {
+        &self.set
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The id of a metric some policy reads, by its sample name.
+    #[inline]
+    pub fn metric_id(&self, name: &str) -> Option<MetricId> {
+        self.names.get(name).copied()
+    }
+
+    /// Feeds one sample; calls `on_trip` for each policy that trips, in policy order.
+    pub fn on_sample(&mut self, sample: Sample, on_trip: &mut impl FnMut(Trip)) {
+        self.stats.samples += 1;
+        let m = sample.metric.0 as usize;
+        let entry = Entry {
+            block: sample.block,
+            time_ms: sample.time_ms,
+            value: sample.value,
+        };
+        if self.histories[m].push(entry) {
+            self.stats.rollbacks += 1;
+        }
+        let clock_moved = self.move_clock(sample.block, sample.time_ms);
+        for i in 0..self.by_metric[m].nodes.len() {
+            let id = self.by_metric[m].nodes[i];
+            self.evaluate(id, Some(sample.metric), sample.block);
+        }
+        if clock_moved && !self.stale.nodes.is_empty() {
+            for i in 0..self.stale.nodes.len() {
+                let id = self.stale.nodes[i];
+                self.evaluate(id, None, sample.block);
+            }
+            // Check the union of both policy lists once each, in policy order.
+            let (mut a, mut b) = (0, 0);
+            let (pa, pb) = (self.by_metric[m].policies.len(), self.stale.policies.len());
+            while a < pa || b < pb {
+                let next_a = self.by_metric[m].policies.get(a).copied();
+                let next_b = self.stale.policies.get(b).copied();
+                let p = match (next_a, next_b) {
+                    (Some(x), Some(y)) if x == y => {
+                        a += 1;
+                        b += 1;
+                        x
+                    }
+                    (Some(x), Some(y)) if x < y => {
+                        a += 1;
+                        x
+                    }
+                    (Some(x), None) => {
+                        a += 1;
+                        x
+                    }
+                    (_, Some(y)) => {
+                        b += 1;
+                        y
+                    }
+                    (None, None) => break,
+                };
+                self.check_policy(p, sample.block, sample.time_ms, on_trip);
+            }
+        } else {
+            for i in 0..self.by_metric[m].policies.len() {
+                let p = self.by_metric[m].policies[i];
+                self.check_policy(p, sample.block, sample.time_ms, on_trip);
+            }
+        }
+    }
+
+    /// Moves the clock without a sample (a live watchdog tick); evaluates staleness.
+    pub fn on_tick(&mut self, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
+        if self.move_clock(block, time_ms) {
+            for i in 0..self.stale.nodes.len() {
+                let id = self.stale.nodes[i];
+                self.evaluate(id, None, block);
+            }
+            for i in 0..self.stale.policies.len() {
+                let p = self.stale.policies[i];
+                self.check_policy(p, block, time_ms, on_trip);
+            }
+        }
+    }
+
+    fn move_clock(&mut self, block: u64, time_ms: u64) -> bool {
+        match self.clock {
+            None => {
+                self.clock = Some((block, time_ms));
+                self.start = (block, time_ms);
+                true
+            }
+            Some((b, t)) if block > b || time_ms > t => {
+                self.clock = Some((block.max(b), time_ms.max(t)));
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Evaluates one node. `updated` is the metric whose sample triggered this
+    /// evaluation (detectors observe only their own metric's samples).
+    fn evaluate(&mut self, id: NodeId, updated: Option<MetricId>, block: u64) {
+        let i = id.0 as usize;
+        let node = &self.set.nodes[i];
+        let raw = match &node.condition {
+            Condition::Composite { quorum, children } => {
+                let held = children
+                    .iter()
+                    .filter(|c| self.nodes[c.0 as usize].truth)
+                    .count();
+                let needed = match *quorum {
+                    Quorum::All => children.len(),
+                    Quorum::Any => 1,
+                    Quorum::AtLeast(k) => k as usize,
+                };
+                let state = &mut self.nodes[i];
+                state.seen.stat = held as f64;
+                state.seen.block = block;
+                held >= needed
+            }
+            condition => {
+                let state = &mut self.nodes[i];
+                evaluate_leaf(
+                    condition,
+                    state,
+                    &self.histories,
+                    updated,
+                    self.clock.unwrap_or_default(),
+                    self.start,
+                )
+            }
+        };
+        let hold = node.hold;
+        let state = &mut self.nodes[i];
+        state.raw = raw;
+        if !raw {
+            state.streak = 0;
+            state.truth = false;
+            return;
+        }
+        match hold {
+            None => {
+                state.truth = true;
+                return;
+            }
+            Some(crate::units::Hold::Samples(_)) => state.streak += 1,
+            Some(crate::units::Hold::Blocks(_)) => {
+                if state.streak == 0 || state.streak_block != block {
+                    state.streak += 1;
+                    state.streak_block = block;
+                }
+            }
+        }
+        state.truth = hold.is_some_and(|h| state.streak >= h.count());
+    }
+
+    fn check_policy(&mut self, p: u32, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
+        let policy = &self.set.policies[p as usize];
+        if !self.nodes[policy.root.0 as usize].truth {
+            return;
+        }
+        if let Some((last_block, last_time)) = self.policies[p as usize].last_trip {
+            let cooled = match policy.cooldown {
+                Window::Blocks(n) => block.saturating_sub(last_block) >= n,
+                Window::Millis(ms) => time_ms.saturating_sub(last_time) >= ms,
+            };
+            if !cooled {
+                return;
+            }
+        }
+        self.policies[p as usize].last_trip = Some((block, time_ms));
+        self.stats.trips[p as usize] += 1;
+        let (evidence, summary) = self.evidence(policy.root);
+        on_trip(Trip {
+            policy: policy.id.clone(),
+            block,
+            time_ms,
+            action: policy.action.clone(),
+            severity: policy.severity,
+            mode: policy.mode.most_cautious(self.global_mode),
+            evidence,
+            summary,
+        });
+    }
+
+    /// The evidence for a node as JSON, and a one-line summary.
+    fn evidence(&self, id: NodeId) -> (Value, String) {
+        let node = self.set.node(id);
+        let s = &self.nodes[id.0 as usize];
+        let seen = s.seen;
+        let name = |m: &MetricId| self.set.metric_name(*m).to_string();
+        let (mut ev, summary) = match &node.condition {
+            Condition::Threshold {
+                metric,
+                comparison,
+                value,
+            } => (
+                json!({"condition": "threshold", "metric": name(metric), "value": num(seen.value),
+                       "op": comparison.symbol(), "threshold": num(*value), "block": seen.block}),
+                format!(
+                    "{} = {} {} {}",
+                    name(metric),
+                    seen.value,
+                    comparison.symbol(),
+                    value
+                ),
+            ),
+            Condition::Change {
+                metric,
+                window,
+                direction,
+                by,
+            } => (
+                json!({"condition": "change", "metric": name(metric), "window": window.to_string(),
+                       "direction": direction.as_str(),
+                       "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
+                       "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
+                       "change": num(seen.stat), "change_pct": num(seen.stat2), "threshold": by.to_string()}),
+                format!(
+                    "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
+                    name(metric),
+                    seen.stat,
+                    seen.stat2,
+                    seen.base,
+                    seen.value,
+                    direction.as_str()
+                ),
+            ),
+            Condition::Rate {
+                metric,
+                window,
+                per,
+                direction,
+                above,
+            } => (
+                json!({"condition": "rate", "metric": name(metric), "window": window.to_string(),
+                       "per": per.as_str(), "direction": direction.as_str(), "rate": num(seen.stat),
+                       "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
+                       "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
+                       "threshold": num(*above)}),
+                format!(
+                    "{} changing at {} per {} over {window} (threshold {above} {})",
+                    name(metric),
+                    seen.stat,
+                    per.as_str(),
+                    direction.as_str()
+                ),
+            ),
+            Condition::Sum {
+                metric,
+                window,
+                comparison,
+                value,
+                relative_to,
+            } => {
+                let mut ev = json!({"condition": "sum", "metric": name(metric), "window": window.to_string(),
+                    "sum": num(seen.stat), "samples": seen.count, "first_block": seen.base_block,
+                    "block": seen.block, "op": comparison.symbol(), "threshold": value.to_string()});
+                let summary = match relative_to {
+                    Some(rel) => {
+                        ev["relative_to"] = json!({"metric": name(rel), "value": num(seen.base), "sum_pct": num(seen.stat2)});
+                        format!(
+                            "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
+                            name(metric),
+                            seen.stat,
+                            seen.stat2,
+                            name(rel),
+                            seen.base,
+                            comparison.symbol()
+                        )
+                    }
+                    None => format!(
+                        "{} summed over {window} = {} {} {value}",
+                        name(metric),
+                        seen.stat,
+                        comparison.symbol()
+                    ),
+                };
+                (ev, summary)
+            }
+            Condition::Deviation {
+                metric,
+                reference,
+                above,
+                ..
+            } => (
+                json!({"condition": "deviation", "metric": name(metric), "value": num(seen.value), "block": seen.block,
+                       "reference": {"metric": name(reference), "value": num(seen.base), "block": seen.base_block},
+                       "deviation_pct": num(seen.stat), "threshold": above.to_string()}),
+                format!(
+                    "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
+                    name(metric),
+                    seen.value,
+                    seen.stat,
+                    name(reference),
+                    seen.base
+                ),
+            ),
+            Condition::Stale { metric, after } => (
+                json!({"condition": "stale", "metric": name(metric), "after": after.to_string(),
+                       "last_sample": if seen.count > 0 { json!({"block": seen.base_block, "time_ms": seen.base_time_ms}) } else { Value::Null },
+                       "now": {"block": seen.block, "time_ms": seen.time_ms},
+                       "age_blocks": seen.stat, "age_ms": seen.stat2}),
+                format!(
+                    "{} has had no sample for {} blocks / {} (limit {after})",
+                    name(metric),
+                    seen.stat,
+                    DisplayMillis(seen.stat2 as u64)
+                ),
+            ),
+            Condition::Ewma { metric, params } => (
+                json!({"condition": "ewma", "metric": name(metric), "value": num(seen.value), "block": seen.block,
+                       "mean": num(seen.base), "sd": num(seen.stat2), "z": num(seen.stat),
+                       "p_value": num(detectors::tail_probability(params.direction.magnitude(seen.stat))),
+                       "threshold_z": num(params.z), "direction": params.direction.as_str(),
+                       "halflife": num(params.halflife), "warmup": params.warmup}),
+                format!(
+                    "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
+                    name(metric),
+                    seen.value,
+                    seen.stat,
+                    seen.base,
+                    params.z,
+                    params.direction.as_str()
+                ),
+            ),
+            Condition::Cusum { metric, params } => (
+                json!({"condition": "cusum", "metric": name(metric), "value": num(seen.value), "block": seen.block,
+                       "mean": num(seen.base), "sd": num(seen.stat2), "cusum": num(seen.stat),
+                       "slack": num(params.slack), "threshold": num(params.threshold),
+                       "direction": params.direction.as_str(), "warmup": params.warmup}),
+                format!(
+                    "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
+                    name(metric),
+                    params.direction.as_str(),
+                    seen.stat,
+                    params.threshold,
+                    seen.base
+                ),
+            ),
+            Condition::Composite { quorum, children } => {
+                let mut parts = Vec::new();
+                let mut list = Vec::new();
+                for c in children {
+                    let (mut child, text) = self.evidence(*c);
+                    let holds = self.nodes[c.0 as usize].truth;
+                    child["holds"] = Value::Bool(holds);
+                    if holds {
+                        parts.push(text);
+                    }
+                    list.push(child);
+                }
+                let required = match quorum {
+                    Quorum::All => children.len(),
+                    Quorum::Any => 1,
+                    Quorum::AtLeast(k) => *k as usize,
+                };
+                (
+                    json!({"condition": node.condition.kind(), "required": required, "held": seen.stat as u64, "of": list}),
+                    parts.join("; and "),
+                )
+            }
+        };
+        if let Some(hold) = node.hold {
+            ev["held_for"] = Value::from(hold.to_string());
+        }
+        (ev, summary)
+    }
+}
+
+#[inline]
+fn percent_of(part: f64, whole: f64) -> f64 {
+    if whole != 0.0 {
+        part / whole.abs() * 100.0
+    } else if part == 0.0 {
+        0.0
+    } else {
+        part.signum() * f64::INFINITY
+    }
+}
+
+fn evaluate_leaf(
+    condition: &Condition,
+    state: &mut NodeState,
+    histories: &[MetricHistory],
+    updated: Option<MetricId>,
+    clock: (u64, u64),
+    start: (u64, u64),
+) -> bool {
+    let latest = |m: &MetricId| histories[m.0 as usize].latest().copied();
+    let seen = &mut state.seen;
+    seen.judged = false;
+    let set_now = |seen: &mut Seen, e: &Entry| {
+        seen.block = e.block;
+        seen.time_ms = e.time_ms;
+        seen.value = e.value;
+    };
+    let set_base = |seen: &mut Seen, e: &Entry| {
+        seen.base = e.value;
+        seen.base_block = e.block;
+        seen.base_time_ms = e.time_ms;
+    };
+    match condition {
+        Condition::Threshold {
+            metric,
+            comparison,
+            value,
+        } => {
+            let Some(now) = latest(metric) else {
+                return false;
+            };
+            set_now(seen, &now);
+            seen.judged = true;
+            comparison.holds(now.value, *value)
+        }
+        Condition::Change {
+            metric,
+            window,
+            direction,
+            by,
+        } => {
+            let h = &histories[metric.0 as usize];
+            let (Some(now), Some(base)) = (h.latest().copied(), h.window_start(*window).copied())
+            else {
+                return false;
+            };
+            set_now(seen, &now);
+            set_base(seen, &base);
+            let delta = now.value - base.value;
+            seen.stat = delta;
+            seen.stat2 = percent_of(delta, base.value);
+            seen.judged = true;
+            match by {
+                Amount::Absolute(a) => direction.magnitude(delta) >= *a,
+                Amount::Percent(p) => direction.magnitude(seen.stat2) >= p.0,
+            }
+        }
+        Condition::Rate {
+            metric,
+            window,
+            per,
+            direction,
+            above,
+        } => {
+            let h = &histories[metric.0 as usize];
+            let (Some(now), Some(base)) = (h.latest().copied(), h.window_start(*window).copied())
+            else {
+                return false;
+            };
+            let elapsed = match per {
+                RateUnit::PerBlock => (now.block - base.block) as f64,
+                RateUnit::PerSecond => (now.time_ms.saturating_sub(base.time_ms)) as f64 / 1000.0,
+            };
+            if elapsed <= 0.0 {
+                return false;
+            }
+            set_now(seen, &now);
+            set_base(seen, &base);
+            seen.stat = (now.value - base.value) / elapsed;
+            seen.judged = true;
+            direction.magnitude(seen.stat) >= *above
+        }
+        Condition::Sum {
+            metric,
+            window,
+            comparison,
+            value,
+            relative_to,
+        } => {
+            let h = &histories[metric.0 as usize];
+            let Some(now) = h.latest().copied() else {
+                return false;
+            };
+            let (sum, count) = h.sum(state.sum_slot);
+            set_now(seen, &now);
+            seen.stat = sum;
+            seen.count = count;
+            seen.base_block = h.sum_first(state.sum_slot).map_or(now.block, |e| e.block);
+            match (value, relative_to) {
+                (Amount::Absolute(a), _) => {
+                    seen.judged = true;
+                    comparison.holds(sum, *a)
+                }
+                (Amount::Percent(p), Some(rel)) => {
+                    let Some(base) = histories[rel.0 as usize].window_start(*window).copied()
+                    else {
+                        return false;
+                    };
+                    seen.base = base.value;
+                    seen.stat2 = percent_of(sum, base.value);
+                    seen.judged = true;
+                    comparison.holds(seen.stat2, p.0)
+                }
+                // Compile refuses a percent without `relative_to`.
+                (Amount::Percent(_), None) => false,
+            }
+        }
+        Condition::Deviation {
+            metric,
+            reference,
+            above,
+            max_skew,
+        } => {
+            let (Some(a), Some(b)) = (latest(metric), latest(reference)) else {
+                return false;
+            };
+            if let Some(skew) = max_skew {
+                let apart = match skew {
+                    Window::Blocks(n) => a.block.abs_diff(b.block) > *n,
+                    Window::Millis(ms) => a.time_ms.abs_diff(b.time_ms) > *ms,
+                };
+                if apart {
+                    return false;
+                }
+            }
+            set_now(seen, &a);
+            set_base(seen, &b);
+            seen.stat = percent_of(a.value - b.value, b.value).abs();
+            seen.judged = true;
+            seen.stat >= above.0
+        }
+        Condition::Stale { metric, after } => {
+            let (now_block, now_time) = clock;
+            let (last_block, last_time, ever) = match latest(metric) {
+                Some(e) => (e.block, e.time_ms, 1),
+                None => (start.0, start.1, 0),
+            };
+            seen.block = now_block;
+            seen.time_ms = now_time;
+            seen.base_block = last_block;
+            seen.base_time_ms = last_time;
+            seen.count = ever;
+            seen.stat = now_block.saturating_sub(last_block) as f64;
+            seen.stat2 = now_time.saturating_sub(last_time) as f64;
+            seen.judged = true;
+            match after {
+                Window::Blocks(n) => now_block.saturating_sub(last_block) >= *n,
+                Window::Millis(ms) => now_time.saturating_sub(last_time) >= *ms,
+            }
+        }
+        Condition::Ewma { metric, params } => {
+            if updated != Some(*metric) {
+                return state.raw;
+            }
+            let Some(now) = latest(metric) else {
+                return false;
+            };
+            let Detector::Ewma(d) = &mut state.detector else {
+                return false;
+            };
+            let reading = d.observe(now.value, params);
+            set_now(seen, &now);
+            seen.base = reading.mean;
+            seen.stat2 = reading.sd;
+            seen.stat = reading.statistic.unwrap_or(0.0);
+            seen.judged = reading.statistic.is_some();
+            reading.tripped
+        }
+        Condition::Cusum { metric, params } => {
+            if updated != Some(*metric) {
+                return state.raw;
+            }
+            let Some(now) = latest(metric) else {
+                return false;
+            };
+            let Detector::Cusum(d) = &mut state.detector else {
+                return false;
+            };
+            let reading = d.observe(now.value, params);
+            set_now(seen, &now);
+            seen.base = reading.mean;
+            seen.stat2 = reading.sd;
+            seen.stat = reading.statistic.unwrap_or(0.0);
+            seen.judged = reading.statistic.is_some();
+            reading.tripped
+        }
+        Condition::Composite { .. } => false,
+    }
+}
+
+impl Engine {
+    /// The statistic a node computed at its latest evaluation, if it could be judged
+    /// (used by calibration to find the largest statistic a benign trace produces).
+    pub fn node_statistic(&self, id: NodeId) -> Option<f64> {
+        let s = &self.nodes[id.0 as usize];
+        s.seen.judged.then_some(match self.set.node(id).condition {
+            Condition::Change {
+                by: Amount::Percent(_),
+                ..
+            } => s.seen.stat2,
+            Condition::Sum {
+                relative_to: Some(_),
+                ..
+            } => s.seen.stat2,
+            _ => s.seen.stat,
+        })
+    }
+}

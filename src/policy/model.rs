@@ -1,0 +1,379 @@
+//! Compiled policies: the typed values a policy file becomes at load.
+//!
+//! Nothing here is parsed again after loading. Metric names are resolved to
+//! [`MetricId`]s, windows and percents carry their units, and every condition
+//! is a node in a flat arena (`PolicySet::nodes`) so the engine can walk them
+//! without allocating.
+
+use std::fmt;
+
+use crate::metrics::MetricId;
+use crate::units::{Hold, Percent, Window};
+
+/// How serious a trip is; passed to alerts and the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub const CHOICES: [(&'static str, Severity); 3] = [
+        ("info", Severity::Info),
+        ("warning", Severity::Warning),
+        ("critical", Severity::Critical),
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What happens to a trip: acted on, only alerted, or prepared but never broadcast.
+///
+/// Modes are ordered from most to least permissive; where a policy and the
+/// global configuration disagree, the more cautious one wins (see [`Mode::most_cautious`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The action is sent (after the guard approves it).
+    Enforce,
+    /// Everything up to signing runs; nothing is broadcast.
+    DryRun,
+    /// Only an alert is raised; no transaction is built.
+    AlertOnly,
+}
+
+impl Mode {
+    pub const CHOICES: [(&'static str, Mode); 3] = [
+        ("enforce", Mode::Enforce),
+        ("dry-run", Mode::DryRun),
+        ("alert-only", Mode::AlertOnly),
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::DryRun => "dry-run",
+            Mode::AlertOnly => "alert-only",
+        }
+    }
+    fn caution(self) -> u8 {
+        match self {
+            Mode::Enforce => 0,
+            Mode::DryRun => 1,
+            Mode::AlertOnly => 2,
+        }
+    }
+    /// The more cautious of two modes.
+    pub fn most_cautious(self, other: Mode) -> Mode {
+        if other.caution() > self.caution() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A comparison in a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Above,
+    AtLeast,
+    Below,
+    AtMost,
+}
+
+impl Comparison {
+    pub const CHOICES: [(&'static str, Comparison); 4] = [
+        (">", Comparison::Above),
+        (">=", Comparison::AtLeast),
+        ("<", Comparison::Below),
+        ("<=", Comparison::AtMost),
+    ];
+    #[inline]
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Comparison::Above => left > right,
+            Comparison::AtLeast => left >= right,
+            Comparison::Below => left < right,
+            Comparison::AtMost => left <= right,
+        }
+    }
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Above => ">",
+            Comparison::AtLeast => ">=",
+            Comparison::Below => "<",
+            Comparison::AtMost => "<=",
+        }
+    }
+}
+
+/// Which way a change must go to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+    Either,
+}
+
+impl Direction {
+    pub const CHOICES: [(&'static str, Direction); 3] = [
+        ("up", Direction::Up),
+        ("down", Direction::Down),
+        ("either", Direction::Either),
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Either => "either",
+        }
+    }
+    /// The signed movement `delta` seen in this direction (positive when it counts).
+    #[inline]
+    pub fn magnitude(self, delta: f64) -> f64 {
+        match self {
+            Direction::Up => delta,
+            Direction::Down => -delta,
+            Direction::Either => delta.abs(),
+        }
+    }
+}
+
+/// A size of change: an amount in the metric's units or a percent of the starting value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Amount {
+    Absolute(f64),
+    Percent(Percent),
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Amount::Absolute(v) => write!(f, "{v}"),
+            Amount::Percent(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Per block or per second, for rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateUnit {
+    PerBlock,
+    PerSecond,
+}
+
+impl RateUnit {
+    pub const CHOICES: [(&'static str, RateUnit); 2] = [
+        ("block", RateUnit::PerBlock),
+        ("second", RateUnit::PerSecond),
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::PerBlock => "block",
+            RateUnit::PerSecond => "second",
+        }
+    }
+}
+
+/// EWMA z-score detector parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EwmaParams {
+    /// Weight of each new sample in the running mean and variance (from `halflife`).
+    pub alpha: f64,
+    /// Samples in the half-life the author wrote (kept for display).
+    pub halflife: f64,
+    /// Samples used to learn the baseline before the detector may trip.
+    pub warmup: u32,
+    /// Trip when the z-score in `direction` reaches this many standard deviations.
+    pub z: f64,
+    pub direction: Direction,
+}
+
+/// One-sided CUSUM (Page's test) parameters, in units of the baseline standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CusumParams {
+    /// Samples whose mean and standard deviation become the (frozen) baseline.
+    pub warmup: u32,
+    /// Allowed drift `k`: deviations smaller than this many sd never accumulate.
+    pub slack: f64,
+    /// Decision threshold `h`: trip when the cumulative sum exceeds this many sd.
+    pub threshold: f64,
+    /// `up` or `down` (one-sided).
+    pub direction: Direction,
+}
+
+/// How many of a composite's conditions must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    All,
+    Any,
+    AtLeast(u32),
+}
+
+/// Index of a condition node in [`PolicySet::nodes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+/// A condition, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `metric op value`.
+    Threshold {
+        metric: MetricId,
+        comparison: Comparison,
+        value: f64,
+    },
+    /// The value moved by at least `by` since the start of the window.
+    Change {
+        metric: MetricId,
+        window: Window,
+        direction: Direction,
+        by: Amount,
+    },
+    /// The change over the window divided by the blocks or seconds it took, at least `above`.
+    Rate {
+        metric: MetricId,
+        window: Window,
+        per: RateUnit,
+        direction: Direction,
+        above: f64,
+    },
+    /// Sum of the metric's samples in the window, compared to an amount or to a
+    /// percent of another metric's value at the window's start (the ERC-7265 shape).
+    Sum {
+        metric: MetricId,
+        window: Window,
+        comparison: Comparison,
+        value: Amount,
+        relative_to: Option<MetricId>,
+    },
+    /// `|metric - reference| / |reference|` at least `above`.
+    Deviation {
+        metric: MetricId,
+        reference: MetricId,
+        above: Percent,
+        /// Both latest samples must be at most this far apart, else the condition is not evaluated.
+        max_skew: Option<Window>,
+    },
+    /// No sample of the metric for at least `after`.
+    Stale { metric: MetricId, after: Window },
+    /// EWMA z-score anomaly detector.
+    Ewma {
+        metric: MetricId,
+        params: EwmaParams,
+    },
+    /// One-sided CUSUM change detector.
+    Cusum {
+        metric: MetricId,
+        params: CusumParams,
+    },
+    /// `all`, `any` or `at_least = k` of the child conditions.
+    Composite {
+        quorum: Quorum,
+        children: Vec<NodeId>,
+    },
+}
+
+impl Condition {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Threshold { .. } => "threshold",
+            Condition::Change { .. } => "change",
+            Condition::Rate { .. } => "rate",
+            Condition::Sum { .. } => "sum",
+            Condition::Deviation { .. } => "deviation",
+            Condition::Stale { .. } => "stale",
+            Condition::Ewma { .. } => "ewma",
+            Condition::Cusum { .. } => "cusum",
+            Condition::Composite { quorum, .. } => match quorum {
+                Quorum::All => "all",
+                Quorum::Any => "any",
+                Quorum::AtLeast(_) => "at_least",
+            },
+        }
+    }
+
+    /// The metrics whose samples this condition reads directly (not its children's).
+    pub fn metrics(&self) -> Vec<MetricId> {
+        match *self {
+            Condition::Threshold { metric, .. }
+            | Condition::Change { metric, .. }
+            | Condition::Rate { metric, .. }
+            | Condition::Stale { metric, .. }
+            | Condition::Ewma { metric, .. }
+            | Condition::Cusum { metric, .. } => vec![metric],
+            Condition::Sum {
+                metric,
+                relative_to,
+                ..
+            } => std::iter::once(metric).chain(relative_to).collect(),
+            Condition::Deviation {
+                metric, reference, ..
+            } => vec![metric, reference],
+            Condition::Composite { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A condition node: the condition and how long it must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub condition: Condition,
+    pub hold: Option<Hold>,
+    /// The node that contains this one, if any.
+    pub parent: Option<NodeId>,
+}
+
+/// A compiled circuit breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    /// Name of the action in the guardian configuration.
+    pub action: String,
+    /// After a trip, the policy does not trip again until this much has passed.
+    pub cooldown: Window,
+    pub mode: Mode,
+    /// The top condition.
+    pub root: NodeId,
+    /// Where the policy was written, `file:line`.
+    pub origin: String,
+}
+
+/// Every loaded policy, their condition nodes, and the metric names they use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicySet {
+    pub policies: Vec<Policy>,
+    pub nodes: Vec<Node>,
+    /// Metric names by [`MetricId`] (after bindings are applied).
+    pub metric_names: Vec<String>,
+}
+
+impl PolicySet {
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+    pub fn metric_name(&self, id: MetricId) -> &str {
+        &self.metric_names[id.0 as usize]
+    }
+    pub fn metric_id(&self, name: &str) -> Option<MetricId> {
+        self.metric_names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| MetricId(i as u32))
+    }
+}
