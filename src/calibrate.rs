@@ -149,7 +149,7 @@ impl Runner<'_> {
 
     /// The largest statistic in the detector's direction (never tripping).
     fn max_statistic(&self) -> Result<Option<f64>, CalibrateError> {
-        let mut engine = self.engine(1e300)?;
+        let mut engine = self.engine(1e15)?;
         let root = engine.policies().policies[0].root;
         let mut max: Option<f64> = None;
         for s in &self.samples {
@@ -219,7 +219,8 @@ pub fn calibrate(path: &Path, request: &Request) -> Result<Calibration, Calibrat
     } else {
         1e-12
     };
-    let mut lo = 0.0;
+    // Thresholds must be positive; start just above zero.
+    let mut lo = 1e-9;
     if runner.trips(lo)? <= allowed {
         hi = lo;
     } else {

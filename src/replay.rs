@@ -71,6 +71,8 @@ pub fn replay<R: BufRead>(
         summary.last_block = Some(row.block);
         summary.last_time_ms = Some(row.time_ms);
         let Some(metric) = engine.metric_id(row.metric) else {
+            // No policy reads this metric, but its row still moves the clock (staleness).
+            engine.on_tick(row.block, row.time_ms, on_trip);
             continue;
         };
         summary.samples_used += 1;

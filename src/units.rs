@@ -41,7 +41,7 @@ impl fmt::Display for DisplayMillis {
             (1_000, "s"),
         ];
         for (size, suffix) in UNITS {
-            if ms >= size && ms % size == 0 {
+            if ms >= size && ms.is_multiple_of(size) {
                 return write!(f, "{}{suffix}", ms / size);
             }
         }

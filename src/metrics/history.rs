@@ -5,13 +5,20 @@
 //!   block replaces the earlier one; a sample for an earlier block rolls the
 //!   history back to it, which is how a reorg's corrected samples arrive);
 //! - the oldest entry kept is the newest one at or before the start of the
-//!   longest window, so every window's starting value is available;
+//!   longest window, measured from [`REORG_DEPTH`] blocks before the newest
+//!   entry, so every window's starting value is available even after a
+//!   rollback of up to that many blocks (deeper rollbacks see a shortened
+//!   history);
 //! - after warm-up, pushing a sample does not allocate: the deque's capacity
 //!   settles at the longest window's length.
 
 use std::collections::VecDeque;
 
 use crate::units::Window;
+
+/// How many blocks of extra history are kept so that a rollback (a reorg's
+/// corrected samples) still finds every window complete.
+pub const REORG_DEPTH: u64 = 64;
 
 /// One kept sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -167,7 +174,7 @@ impl MetricHistory {
         };
         while self.entries.len() >= 2 {
             let next = &self.entries[1];
-            let blocks_ok = next.block + self.keep_blocks <= now.block;
+            let blocks_ok = next.block + self.keep_blocks + REORG_DEPTH <= now.block;
             let time_ok = next.time_ms + self.keep_ms <= now.time_ms;
             if !(blocks_ok && time_ok) {
                 break;
@@ -222,8 +229,11 @@ mod tests {
         }
         assert_eq!(h.window_start(Window::Blocks(3)).unwrap().block, 6);
         assert_eq!(h.window_start(Window::Blocks(1)).unwrap().block, 8);
-        // Only what the longest window needs is kept.
-        assert_eq!(h.len(), 4);
+        // Only what the longest window needs is kept, plus the reorg margin.
+        for b in 10..200 {
+            h.push(e(b, b as f64));
+        }
+        assert_eq!(h.len(), 4 + REORG_DEPTH as usize);
     }
 
     #[test]

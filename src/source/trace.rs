@@ -390,7 +390,7 @@ mod tests {
             1.0 / 3.0,
             f64::MIN_POSITIVE,
             1e300,
-            123456789.123456789,
+            123_456_789.123_456_79,
         ];
         let mut w = TraceWriter::new(Vec::new(), "recorded by a test").unwrap();
         for (i, v) in values.iter().enumerate() {

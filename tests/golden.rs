@@ -1,0 +1,153 @@
+//! Golden tests on real traces from `../shared/data/traces/`: the Nomad drain
+//! through the bridge starter pack, and a gas-spike detector calibrated on one
+//! benign base-fee trace and replayed on the other three.
+//!
+//! Golden files live in `tests/golden/`; `GUARDIAN_BLESS=1 cargo test` rewrites
+//! them after an intended change (review the diff before committing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use guardian::calibrate::{self, DetectorSpec, Request};
+use guardian::config::Config;
+use guardian::policy::model::Direction;
+use guardian::policy::{Engine, Mode, compile_str};
+use guardian::replay::replay;
+use guardian::source::trace::TraceReader;
+use guardian::units::{Window, parse_alarm_rate};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shared_trace(name: &str) -> PathBuf {
+    root().join("../shared/data/traces").join(name)
+}
+
+/// Compares `actual` with the golden file, or rewrites it under GUARDIAN_BLESS=1.
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("GUARDIAN_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with GUARDIAN_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from this run's output:\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn nomad_drain_trips_the_bridge_pack_within_five_blocks() {
+    let trace = shared_trace("nomad-2022-08-01-drain.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args([
+            "simulate",
+            "--config",
+            "simulations/traces/nomad.toml",
+            "--json",
+            "--trace",
+        ])
+        .arg(&trace)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (summary, trips) = lines.split_last().unwrap();
+    // The trace-format spec: required keys on every trip line, a final summary line.
+    for trip in trips {
+        for key in ["policy", "block", "time_ms", "action", "evidence"] {
+            assert!(trip.get(key).is_some(), "trip line without {key}: {trip}");
+        }
+    }
+    let summary = &summary["summary"];
+    assert_eq!(summary["samples_read"], 1026);
+    let first_block = summary["first_block"].as_u64().unwrap();
+    let first_trip = trips
+        .iter()
+        .find(|t| t["policy"] == "bridge-withdrawal-burst")
+        .unwrap();
+    let blocks_in = first_trip["block"].as_u64().unwrap() - first_block;
+    assert!(blocks_in < 5, "tripped {blocks_in} blocks into the drain");
+    golden("nomad-bridge.jsonl", &stdout);
+}
+
+#[test]
+fn gas_spike_detector_calibrated_on_one_benign_trace_reported_on_the_others() {
+    let calibration_trace = "basefee-2022-05-13.csv";
+    let others = [
+        "basefee-2022-05-12-luna.csv",
+        "basefee-2022-07-01.csv",
+        "basefee-2023-05-03-pepe.csv",
+    ];
+    let mut report = String::new();
+    for (name, detector, direction) in [
+        (
+            "ewma",
+            DetectorSpec::Ewma {
+                halflife: 50.0,
+                warmup: 100,
+            },
+            Direction::Up,
+        ),
+        (
+            "cusum",
+            DetectorSpec::Cusum {
+                warmup: 100,
+                slack: 1.0,
+            },
+            Direction::Up,
+        ),
+    ] {
+        let request = Request {
+            metric: "chain.base_fee_gwei".into(),
+            detector,
+            direction,
+            false_alarms: parse_alarm_rate("1/30d").unwrap(),
+            cooldown: Window::Millis(3_600_000),
+            action: "alert-gas".into(),
+        };
+        let c = calibrate::calibrate(&shared_trace(calibration_trace), &request).unwrap();
+        assert!(c.trips <= c.allowed);
+        report += &format!(
+            "{name}: threshold {} from {calibration_trace} ({} samples, {} trips, {} allowed)\n",
+            c.threshold, c.samples, c.trips, c.allowed
+        );
+        let set = compile_str("calibrated", &c.policy_toml, &Config::empty()).unwrap();
+        for other in others {
+            let mut engine = Engine::new(set.clone(), Mode::AlertOnly);
+            let mut reader = TraceReader::open(&shared_trace(other)).unwrap();
+            let mut first = Vec::new();
+            let summary = replay(&mut reader, &mut engine, &mut |t| {
+                if first.len() < 3 {
+                    first.push(t.block);
+                }
+            })
+            .unwrap();
+            report += &format!(
+                "  {other}: {} trips over {} samples, first at blocks {first:?}\n",
+                summary.trips_total(),
+                summary.samples_read
+            );
+        }
+    }
+    println!("{report}");
+    golden("basefee-calibrated.txt", &report);
+}
