@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {Enum} from "@safe-global/safe-contracts/contracts/common/Enum.sol";
 import {ModuleManager} from "@safe-global/safe-contracts/contracts/base/ModuleManager.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 /// @title GuardianModule
 /// @notice A Safe module that lets named guardian bots act through a protocol's
@@ -25,6 +26,8 @@ contract GuardianModule {
     bytes4 public constant UNPAUSE_SELECTOR = 0x3f4ba83a;
     /// Basis-points denominator: 10_000 bps = 100%.
     uint256 public constant BPS = 10_000;
+    /// Longest cooldown, period or minimum delay the Safe may configure.
+    uint256 public constant MAX_DURATION = 365 days;
 
     /// The Safe this module acts through, and the only account that configures it.
     address public immutable safe;
@@ -107,6 +110,7 @@ contract GuardianModule {
     error InvalidMaxChangeBps(uint256 maxChangeBps);
     error ParameterPermissionNotFound(address target, bytes4 setterSelector);
     error InvalidTargetLimits(uint256 maxActionsPerPeriod, uint256 period);
+    error DurationTooLong(uint256 duration, uint256 maxDuration);
 
     // ---- errors: execution ----------------------------------------------------
     error PauseNotPermitted(address target, bytes4 selector);
@@ -201,6 +205,7 @@ contract GuardianModule {
         if (setterSelector == UNPAUSE_SELECTOR) revert UnpauseForbidden();
         if (min > max) revert InvalidBounds(min, max);
         if (maxChangeBps == 0 || maxChangeBps > BPS) revert InvalidMaxChangeBps(maxChangeBps);
+        _checkDuration(minDelay);
         ParameterPermission storage p = _parameterPermissions[target][setterSelector];
         p.allowed = true;
         p.getter = getterSelector;
@@ -228,6 +233,8 @@ contract GuardianModule {
     {
         _checkTarget(target);
         if (maxActionsPerPeriod == 0 || period == 0) revert InvalidTargetLimits(maxActionsPerPeriod, period);
+        _checkDuration(cooldown);
+        _checkDuration(period);
         TargetLimits storage l = _targetLimits[target];
         l.cooldown = cooldown;
         l.maxActionsPerPeriod = maxActionsPerPeriod;
@@ -267,9 +274,9 @@ contract GuardianModule {
         uint256 oldValue = _readUint(target, getter);
         if (newValue == oldValue) revert ValueUnchanged(newValue);
         uint256 delta = newValue > oldValue ? newValue - oldValue : oldValue - newValue;
-        // delta * BPS <= oldValue * maxChangeBps, written to avoid overflow:
-        // maxChangeBps <= BPS, so the right-hand side is at most oldValue.
-        if (delta > oldValue || delta * BPS > oldValue * p.maxChangeBps) {
+        // delta * BPS <= oldValue * maxChangeBps, exactly, without overflow: for
+        // an integer delta this is delta <= floor(oldValue * maxChangeBps / BPS).
+        if (delta > Math.mulDiv(oldValue, p.maxChangeBps, BPS)) {
             revert ChangeTooLarge(oldValue, newValue, p.maxChangeBps);
         }
         _consumeRateLimit(target);
@@ -345,6 +352,10 @@ contract GuardianModule {
     function _checkTarget(address target) private view {
         if (target == address(0)) revert ZeroAddress();
         if (target == safe || target == address(this)) revert ForbiddenTarget(target);
+    }
+
+    function _checkDuration(uint256 duration) private pure {
+        if (duration > MAX_DURATION) revert DurationTooLong(duration, MAX_DURATION);
     }
 
     function _consumeRateLimit(address target) private {

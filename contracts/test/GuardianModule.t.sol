@@ -234,6 +234,11 @@ contract GuardianModuleConfigTest is GuardianModuleFixture {
         _asSafe();
         vm.expectRevert(GuardianModule.ZeroAddress.selector);
         module.setParameterPermission(address(0), SET_CAP, CAP, 0, 1, 100, 0);
+
+        uint256 tooLong = module.MAX_DURATION() + 1;
+        _asSafe();
+        vm.expectRevert(abi.encodeWithSelector(GuardianModule.DurationTooLong.selector, tooLong, tooLong - 1));
+        module.setParameterPermission(address(vault), SET_CAP, CAP, 0, 1, 100, tooLong);
     }
 
     function test_setParameterPermission_emitsAndKeepsLastUpdate() public {
@@ -284,6 +289,15 @@ contract GuardianModuleConfigTest is GuardianModuleFixture {
         _asSafe();
         vm.expectRevert(abi.encodeWithSelector(GuardianModule.ForbiddenTarget.selector, address(safe)));
         module.setTargetLimits(address(safe), 0, 1, 1);
+
+        uint256 tooLong = module.MAX_DURATION() + 1;
+        _asSafe();
+        vm.expectRevert(abi.encodeWithSelector(GuardianModule.DurationTooLong.selector, tooLong, tooLong - 1));
+        module.setTargetLimits(address(vault), tooLong, 1, 1);
+
+        _asSafe();
+        vm.expectRevert(abi.encodeWithSelector(GuardianModule.DurationTooLong.selector, tooLong, tooLong - 1));
+        module.setTargetLimits(address(vault), 0, 1, tooLong);
 
         vm.expectEmit(address(module));
         emit GuardianModule.TargetLimitsSet(address(vault), 5, 6, 7);
@@ -529,6 +543,25 @@ contract GuardianModuleParameterTest is GuardianModuleFixture {
         vm.prank(guardian);
         vm.expectRevert(abi.encodeWithSelector(GuardianModule.ChangeTooLarge.selector, 0, 1, 10_000));
         module.setParameter(address(vault), SET_CAP, 1);
+    }
+
+    function test_setParameter_boundsHugeValuesWithoutOverflow() public {
+        uint256 huge = type(uint256).max / 3;
+        _safeExec(
+            address(module),
+            abi.encodeCall(
+                module.setParameterPermission, (address(vault), SET_CAP, CAP, 0, type(uint256).max, 10_000, 0)
+            )
+        );
+        _safeExec(address(vault), abi.encodeCall(vault.setSupplyCap, (huge)));
+
+        vm.prank(guardian);
+        vm.expectRevert(abi.encodeWithSelector(GuardianModule.ChangeTooLarge.selector, huge, 2 * huge + 2, 10_000));
+        module.setParameter(address(vault), SET_CAP, 2 * huge + 2);
+
+        vm.prank(guardian);
+        module.setParameter(address(vault), SET_CAP, 2 * huge); // +100%, the configured maximum
+        vm.assertEq(vault.supplyCap(), 2 * huge, "doubled");
     }
 
     function test_setParameter_respectsMinDelayInEitherDirection() public {
