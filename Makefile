@@ -1,0 +1,35 @@
+# guardian: the two commands a new user needs, and a few more.
+#
+#   make demo   replay the real Nomad bridge drain through the bridge policies
+#   make test   every test: formatting, lints, Rust unit/property/golden tests,
+#               forge tests, and the freshness of the committed contract artifacts
+
+.PHONY: demo test deps rust-test contracts-test lint bench
+
+# npm ci re-runs only when the lockfile changes.
+NPM_STAMP := node_modules/.package-lock.json
+
+demo:
+	cargo run --release --quiet -- simulate \
+	  --config simulations/traces/nomad.toml \
+	  --trace simulations/traces/nomad-2022-08-01-drain.csv
+
+test: deps lint contracts-test rust-test
+
+deps: $(NPM_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+contracts-test: deps
+	$(MAKE) -C contracts test check-artifacts
+
+rust-test:
+	cargo test
+
+bench:
+	cargo bench --bench replay
