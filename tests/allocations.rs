@@ -79,7 +79,7 @@ fn on_sample_does_not_allocate_after_warm_up() {
                 &mut |_| trips += 1,
             );
         }
-        if block % 10 == 0 {
+        if block.is_multiple_of(10) {
             engine.on_sample(
                 Sample {
                     block,
