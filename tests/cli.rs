@@ -76,7 +76,7 @@ colour = "red"
 fn check_reports_unknown_metrics_and_actions_against_a_config() {
     let config = temp_file(
         "guardian.toml",
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\n\n[actions.pause-vault]\nkind = \"pause\"\ndescription = \"pause\"\n",
+        "[guardian]\nmode = \"dry-run\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\n\n[actions.pause-vault]\nkind = \"pause\"\ndescription = \"pause\"\n",
     );
     let policy = temp_file(
         "typos.toml",

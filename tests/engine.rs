@@ -422,3 +422,39 @@ fn policies_only_see_their_own_metrics() {
     let ids: Vec<_> = trips.iter().map(|t| (t.policy.as_str(), t.block)).collect();
     assert_eq!(ids, [("a", 1), ("b", 2)]);
 }
+
+#[test]
+fn a_sparse_outflow_leaves_the_window_on_time() {
+    // Regression: the sum used to end at the outflow's own newest sample, so an
+    // outflow 900 blocks old was counted again whenever liquidity was sampled,
+    // and the real outflow found no liquidity value old enough to compare with.
+    let text = policy(
+        "kind = \"sum\"\nmetric = \"out\"\nwindow = \"10 blocks\"\nop = \">\"\nvalue = \"10%\"\nrelative_to = \"liq\"",
+    );
+    let rows = vec![
+        (50, 50, "liq", 100.0),
+        (100, 100, "out", 20.0),
+        (1000, 1000, "liq", 100.0),
+        (1001, 1001, "liq", 100.0),
+    ];
+    let trips = run(&text, &rows);
+    assert_eq!(blocks(&trips), [100]);
+    assert_eq!(trips[0].evidence["relative_to"]["value"], 100.0);
+    assert_eq!(trips[0].evidence["relative_to"]["sum_pct"], 20.0);
+}
+
+#[test]
+fn a_stale_condition_clears_when_its_metric_arrives_in_the_same_block() {
+    let text = policy_with(
+        "cooldown = \"0 blocks\"",
+        "kind = \"all\"\nof = [{ kind = \"stale\", metric = \"oracle\", after = \"2 blocks\" }, { kind = \"threshold\", metric = \"tvl\", op = \">\", value = 0 }]",
+    );
+    let rows = vec![
+        (100, 0, "oracle", 1.0),
+        (103, 3, "hb", 1.0),
+        // Block 104: the oracle answers first, then tvl; the stale part must be false by then.
+        (104, 4, "oracle", 1.0),
+        (104, 4, "tvl", 1.0),
+    ];
+    assert!(run(&text, &rows).is_empty());
+}

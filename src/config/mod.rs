@@ -205,31 +205,43 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     let mut config = Config::empty();
     config.path = r.file.path.clone();
 
-    if let Some(v) = top.get("guardian")
-        && let Some(mut g) = TableReader::from_value(v, "[guardian]", r)
-    {
-        if let Some(v) = g.get("mode") {
-            config.mode = as_choice(v, "mode", &Mode::CHOICES, r).unwrap_or(Mode::AlertOnly);
-        }
-        if let Some(v) = g.get("policies") {
-            for item in as_array(v, "[guardian] policies", r).unwrap_or_default() {
-                if let Some(p) = as_str(item, "a policy path", r) {
-                    config.policies.push(base.join(p));
+    match top.get("guardian") {
+        None => r.error(
+            &(0..0),
+            "the configuration has no [guardian] section",
+            Some(
+                "add [guardian] with `mode = \"enforce\"`, `\"dry-run\"` or `\"alert-only\"`"
+                    .into(),
+            ),
+        ),
+        Some(v) => {
+            if let Some(mut g) = TableReader::from_value(v, "[guardian]", r) {
+                // Required: a configuration must say whether it acts (fail closed).
+                if let Some(v) = g.require("mode", r) {
+                    config.mode =
+                        as_choice(v, "mode", &Mode::CHOICES, r).unwrap_or(Mode::AlertOnly);
                 }
+                if let Some(v) = g.get("policies") {
+                    for item in as_array(v, "[guardian] policies", r).unwrap_or_default() {
+                        if let Some(p) = as_str(item, "a policy path", r) {
+                            config.policies.push(base.join(p));
+                        }
+                    }
+                }
+                if let Some(v) = g.get("history_blocks")
+                    && let Some(n) = as_u64(v, "history_blocks", r)
+                {
+                    config.history_blocks = n;
+                }
+                if let Some((text, span)) = g.string("history", r) {
+                    match units::parse_duration(text) {
+                        Ok(ms) => config.history_ms = ms,
+                        Err(e) => r.error(&span, format!("history: {}", e.message), Some(e.hint)),
+                    }
+                }
+                g.finish(r);
             }
         }
-        if let Some(v) = g.get("history_blocks")
-            && let Some(n) = as_u64(v, "history_blocks", r)
-        {
-            config.history_blocks = n;
-        }
-        if let Some((text, span)) = g.string("history", r) {
-            match units::parse_duration(text) {
-                Ok(ms) => config.history_ms = ms,
-                Err(e) => r.error(&span, format!("history: {}", e.message), Some(e.hint)),
-            }
-        }
-        g.finish(r);
     }
 
     if let Some(v) = top.get("bind")

@@ -184,16 +184,30 @@ impl MetricHistory {
         }
     }
 
-    /// The newest entry at or before the start of `window` (the value the window is measured from).
+    /// The newest entry at or before the start of `window` ending at the newest
+    /// entry (the value the window is measured from).
     pub fn window_start(&self, window: Window) -> Option<&Entry> {
         let now = self.entries.back()?;
+        self.window_start_at(window, now.block, now.time_ms)
+    }
+
+    /// The newest entry at or before the start of `window` ending at block
+    /// `now_block` / time `now_ms` (which may be later than the newest entry:
+    /// a level persists until its next sample).
+    pub fn window_start_at(&self, window: Window, now_block: u64, now_ms: u64) -> Option<&Entry> {
+        let now = Entry {
+            block: now_block,
+            time_ms: now_ms,
+            value: 0.0,
+        };
         let inside = self
             .entries
-            .partition_point(|e| at_or_before_start(window, e, now));
+            .partition_point(|e| at_or_before_start(window, e, &now));
         inside.checked_sub(1).map(|i| &self.entries[i])
     }
 
-    /// The running sum in `slot` (from [`Self::require_sum`]) and how many samples it covers.
+    /// The running sum in `slot` (from [`Self::require_sum`]) over the window
+    /// ending at the newest entry, and how many samples it covers.
     #[inline]
     pub fn sum(&self, slot: usize) -> (f64, u64) {
         let s = &self.sums[slot];
@@ -201,10 +215,32 @@ impl MetricHistory {
         (s.sum, count)
     }
 
-    /// The oldest entry inside the window of sum `slot`.
-    pub fn sum_first(&self, slot: usize) -> Option<&Entry> {
+    /// The sum in `slot` over the window ending at block `now_block` / time
+    /// `now_ms`, at or after the newest entry: samples that have left the window
+    /// since the newest entry are taken out (a flow with no sample in a block
+    /// contributed nothing to it).
+    #[inline]
+    pub fn sum_at(&self, slot: usize, now_block: u64, now_ms: u64) -> (f64, u64, Option<&Entry>) {
         let s = &self.sums[slot];
-        self.entries.get((s.start_seq - self.front_seq) as usize)
+        let now = Entry {
+            block: now_block,
+            time_ms: now_ms,
+            value: 0.0,
+        };
+        let (mut sum, mut count) = self.sum(slot);
+        let mut i = (s.start_seq - self.front_seq) as usize;
+        while let Some(e) = self.entries.get(i) {
+            if in_window(s.window, e, &now) {
+                break;
+            }
+            sum -= e.value;
+            count -= 1;
+            i += 1;
+        }
+        if count == 0 {
+            sum = 0.0;
+        }
+        (sum, count, self.entries.get(i))
     }
 }
 
@@ -229,6 +265,13 @@ mod tests {
         }
         assert_eq!(h.window_start(Window::Blocks(3)).unwrap().block, 6);
         assert_eq!(h.window_start(Window::Blocks(1)).unwrap().block, 8);
+        // A level persists: 100 blocks later, the value 3 blocks back is still the last one.
+        assert_eq!(
+            h.window_start_at(Window::Blocks(3), 109, 109_000)
+                .unwrap()
+                .block,
+            9
+        );
         // Only what the longest window needs is kept, plus the reorg margin.
         for b in 10..200 {
             h.push(e(b, b as f64));
@@ -254,7 +297,11 @@ mod tests {
         }
         // blocks 7, 8, 9 -> 8 + 9 + 10
         assert_eq!(h.sum(slot), (27.0, 3));
-        assert_eq!(h.sum_first(slot).unwrap().block, 7);
+        assert_eq!(h.sum_at(slot, 9, 9000).2.unwrap().block, 7);
+        // Two blocks later with no new sample, only block 9 is still inside.
+        let (sum, count, first) = h.sum_at(slot, 11, 11_000);
+        assert_eq!((sum, count, first.unwrap().block), (10.0, 1, 9));
+        assert_eq!(h.sum_at(slot, 50, 50_000).1, 0);
     }
 
     #[test]

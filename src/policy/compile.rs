@@ -517,6 +517,15 @@ impl<'c> Builder<'c> {
             self.set.nodes[me.0 as usize].condition = Condition::Composite { quorum, children };
             return Some(me);
         }
+        if kind == "cusum"
+            && let Some(v) = t.get("for")
+        {
+            r.error(
+                &v.span(),
+                format!("{ctx}: `for` cannot be used with cusum"),
+                Some("a CUSUM restarts from zero after it trips, so it never holds twice in a row; raise `threshold` instead".into()),
+            );
+        }
         let Some(condition) = self.leaf(kind, kind_span, &ctx, &mut t, r) else {
             // An unknown kind makes every other field look unknown: report the kind only.
             if CONDITION_KINDS.contains(&kind) {
@@ -560,9 +569,24 @@ impl<'c> Builder<'c> {
                     .require("window", r)
                     .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
                 let direction = dir(t, r);
-                let by = t
-                    .require("by", r)
-                    .and_then(|v| self.amount(v, "by", false, r));
+                let by = t.require("by", r).and_then(|v| {
+                    let by = self.amount(v, &format!("{ctx}: by"), false, r)?;
+                    let size = match by {
+                        Amount::Absolute(a) => a,
+                        Amount::Percent(p) => p.0,
+                    };
+                    if size <= 0.0 {
+                        r.error(
+                            &v.span(),
+                            format!(
+                                "{ctx}: by must be greater than zero (the direction says which way)"
+                            ),
+                            None,
+                        );
+                        return None;
+                    }
+                    Some(by)
+                });
                 Some(Condition::Change {
                     metric: metric?,
                     window: window?,
@@ -579,7 +603,7 @@ impl<'c> Builder<'c> {
                     .require("per", r)
                     .and_then(|v| as_choice(v, "rate unit", &RateUnit::CHOICES, r));
                 let direction = dir(t, r);
-                let above = t.require("above", r).and_then(|v| as_number(v, "above", r));
+                let above = self.positive(t.require("above", r), &format!("{ctx}: above"), r);
                 Some(Condition::Rate {
                     metric: metric?,
                     window: window?,
@@ -625,9 +649,18 @@ impl<'c> Builder<'c> {
             "deviation" => {
                 let metric = self.metric(t, "metric", r);
                 let reference = self.metric(t, "reference", r);
-                let above = t
-                    .require("above", r)
-                    .and_then(|v| self.percent(v, "above", r));
+                let above = t.require("above", r).and_then(|v| {
+                    let p = self.percent(v, &format!("{ctx}: above"), r)?;
+                    if p.0 <= 0.0 {
+                        r.error(
+                            &v.span(),
+                            format!("{ctx}: above must be greater than 0%"),
+                            None,
+                        );
+                        return None;
+                    }
+                    Some(p)
+                });
                 let max_skew = t
                     .get("max_skew")
                     .map(|v| self.window(v, &format!("{ctx}: max_skew"), r));
@@ -645,9 +678,18 @@ impl<'c> Builder<'c> {
             }
             "stale" => {
                 let metric = self.metric(t, "metric", r);
-                let after = t
-                    .require("after", r)
-                    .and_then(|v| self.window(v, &format!("{ctx}: after"), r));
+                let after = t.require("after", r).and_then(|v| {
+                    let w = self.window(v, &format!("{ctx}: after"), r)?;
+                    if matches!(w, Window::Blocks(0) | Window::Millis(0)) {
+                        r.error(
+                            &v.span(),
+                            format!("{ctx}: after must be longer than zero"),
+                            None,
+                        );
+                        return None;
+                    }
+                    Some(w)
+                });
                 Some(Condition::Stale {
                     metric: metric?,
                     after: after?,
@@ -752,8 +794,8 @@ of = [
   { kind = "sum", metric = "out", window = "1h", op = ">", value = "10%", relative_to = "a" },
   { kind = "deviation", metric = "p1", reference = "p2", above = "150bps", max_skew = "2 blocks" },
   { kind = "stale", metric = "p1", after = "20 blocks" },
-  { kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" },
-  { kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 8, direction = "up", for = "2 samples" },
+  { kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up", for = "2 samples" },
+  { kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 8, direction = "up" },
   { kind = "at_least", count = 2, of = [
       { kind = "threshold", metric = "a", op = "<", value = 1 },
       { kind = "threshold", metric = "b", op = "<=", value = 1 },
@@ -817,7 +859,7 @@ kind = "treshold"
             "p.toml:5:12: `urgent` is not a valid severity",
             "p.toml:7:12: policy `bad`: cooldown: `10` has no unit",
             "p.toml:11:10: policy `bad`.when: window: `parsecs` is not a unit of time",
-            "p.toml:13:6: by: `ten` is not a percent",
+            "p.toml:13:6: policy `bad`.when: by: `ten` is not a percent",
             "p.toml:14:1: unknown field `treshold`",
             "p.toml:17:6: duplicate policy id `bad`",
             "expected a percent, found the bare number 0.05",
@@ -825,6 +867,44 @@ kind = "treshold"
             "did you mean `threshold`?",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn thresholds_that_always_hold_and_cusum_hysteresis_are_refused() {
+        let when = |w: &str| {
+            format!(
+                "[[policy]]\nid = \"p\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"a\"\ncooldown = \"1m\"\n[policy.when]\n{w}\n"
+            )
+        };
+        for (w, needle) in [
+            (
+                "kind = \"change\"\nmetric = \"m\"\nwindow = \"5 blocks\"\ndirection = \"down\"\nby = \"0%\"",
+                "by must be greater than zero",
+            ),
+            (
+                "kind = \"change\"\nmetric = \"m\"\nwindow = \"5 blocks\"\ndirection = \"down\"\nby = -5",
+                "by must be greater than zero",
+            ),
+            (
+                "kind = \"rate\"\nmetric = \"m\"\nwindow = \"5 blocks\"\nper = \"block\"\ndirection = \"up\"\nabove = 0",
+                "above must be greater than zero",
+            ),
+            (
+                "kind = \"deviation\"\nmetric = \"m\"\nreference = \"n\"\nabove = \"-1%\"",
+                "above must be greater than 0%",
+            ),
+            (
+                "kind = \"stale\"\nmetric = \"m\"\nafter = \"0 blocks\"",
+                "after must be longer than zero",
+            ),
+            (
+                "kind = \"cusum\"\nmetric = \"m\"\nwarmup = 10\nslack = 0.5\nthreshold = 5\ndirection = \"up\"\nfor = \"2 samples\"",
+                "`for` cannot be used with cusum",
+            ),
+        ] {
+            let err = compile(&when(w)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{w}: {err}");
         }
     }
 

@@ -169,10 +169,10 @@ impl Engine {
                 Condition::Stale { .. } => ancestors_and_self(&set, id, &mut stale_nodes),
                 _ => {}
             }
-            if !matches!(node.condition, Condition::Stale { .. }) {
-                for m in node.condition.metrics() {
-                    ancestors_and_self(&set, id, &mut metric_nodes[m.0 as usize]);
-                }
+            // Every condition is re-evaluated on its metrics' samples (a stale
+            // condition turns false as soon as its metric has a sample).
+            for m in node.condition.metrics() {
+                ancestors_and_self(&set, id, &mut metric_nodes[m.0 as usize]);
             }
         }
         let by_metric = metric_nodes
@@ -234,12 +234,12 @@ impl Engine {
         let clock_moved = self.move_clock(sample.block, sample.time_ms);
         for i in 0..self.by_metric[m].nodes.len() {
             let id = self.by_metric[m].nodes[i];
-            self.evaluate(id, Some(sample.metric), sample.block);
+            self.evaluate(id, Some(sample.metric), (sample.block, sample.time_ms));
         }
         if clock_moved && !self.stale.nodes.is_empty() {
             for i in 0..self.stale.nodes.len() {
                 let id = self.stale.nodes[i];
-                self.evaluate(id, None, sample.block);
+                self.evaluate(id, None, (sample.block, sample.time_ms));
             }
             // Check the union of both policy lists once each, in policy order.
             let (mut a, mut b) = (0, 0);
@@ -282,7 +282,7 @@ impl Engine {
         if self.move_clock(block, time_ms) {
             for i in 0..self.stale.nodes.len() {
                 let id = self.stale.nodes[i];
-                self.evaluate(id, None, block);
+                self.evaluate(id, None, (block, time_ms));
             }
             for i in 0..self.stale.policies.len() {
                 let p = self.stale.policies[i];
@@ -308,7 +308,8 @@ impl Engine {
 
     /// Evaluates one node. `updated` is the metric whose sample triggered this
     /// evaluation (detectors observe only their own metric's samples).
-    fn evaluate(&mut self, id: NodeId, updated: Option<MetricId>, block: u64) {
+    fn evaluate(&mut self, id: NodeId, updated: Option<MetricId>, at: (u64, u64)) {
+        let block = at.0;
         let i = id.0 as usize;
         let node = &self.set.nodes[i];
         let raw = match &node.condition {
@@ -334,6 +335,7 @@ impl Engine {
                     state,
                     &self.histories,
                     updated,
+                    at,
                     self.clock.unwrap_or_default(),
                     self.start,
                 )
@@ -593,6 +595,7 @@ fn evaluate_leaf(
     state: &mut NodeState,
     histories: &[MetricHistory],
     updated: Option<MetricId>,
+    at: (u64, u64),
     clock: (u64, u64),
     start: (u64, u64),
 ) -> bool {
@@ -676,22 +679,26 @@ fn evaluate_leaf(
             value,
             relative_to,
         } => {
+            // The window ends at the sample being evaluated, which may belong to
+            // `relative_to` and be later than this metric's newest sample.
+            let (now_block, now_ms) = at;
             let h = &histories[metric.0 as usize];
-            let Some(now) = h.latest().copied() else {
-                return false;
-            };
-            let (sum, count) = h.sum(state.sum_slot);
-            set_now(seen, &now);
+            let (sum, count, first) = h.sum_at(state.sum_slot, now_block, now_ms);
+            seen.block = now_block;
+            seen.time_ms = now_ms;
+            seen.value = h.latest().map_or(0.0, |e| e.value);
             seen.stat = sum;
             seen.count = count;
-            seen.base_block = h.sum_first(state.sum_slot).map_or(now.block, |e| e.block);
+            seen.base_block = first.map_or(now_block, |e| e.block);
             match (value, relative_to) {
                 (Amount::Absolute(a), _) => {
                     seen.judged = true;
                     comparison.holds(sum, *a)
                 }
                 (Amount::Percent(p), Some(rel)) => {
-                    let Some(base) = histories[rel.0 as usize].window_start(*window).copied()
+                    let Some(base) = histories[rel.0 as usize]
+                        .window_start_at(*window, now_block, now_ms)
+                        .copied()
                     else {
                         return false;
                     };
