@@ -38,6 +38,30 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Choose a detector threshold from a benign trace and a target false-alarm rate.
     Calibrate(CalibrateArgs),
+    /// State each policy in plain language: what it watches, when it trips, what it does.
+    Explain(ExplainArgs),
+    /// State what changes between two versions of a policy set, in plain language.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The guardian configuration (adds the actions' targets and the global mode).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Policy files or folders (default: the configuration's `policies`).
+    pub policies: Vec<PathBuf>,
+    /// Also say how each policy behaved on this trace.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The policies before the change (file or folder).
+    pub old: PathBuf,
+    /// The policies after the change (file or folder).
+    pub new: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +151,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check(args),
         Command::Simulate(args) => simulate(args),
         Command::Calibrate(args) => calibrate_cmd(args),
+        Command::Explain(args) => explain(args),
+        Command::Diff(args) => diff(args),
     }
 }
 
@@ -387,4 +413,71 @@ fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
         }
         Err(e) => cannot_run(e),
     }
+}
+
+fn explain(args: ExplainArgs) -> ExitCode {
+    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let mut behaviour: Vec<Option<crate::explain::TraceBehaviour>> = vec![None; set.policies.len()];
+    if let Some(trace) = &args.trace {
+        let mut engine = Engine::new(set.clone(), config.mode);
+        let mut reader = match TraceReader::open(trace) {
+            Ok(r) => r,
+            Err(e) => return cannot_run(e),
+        };
+        let mut seen: Vec<crate::explain::TraceBehaviour> = set
+            .policies
+            .iter()
+            .map(|_| crate::explain::TraceBehaviour {
+                trace: trace.display().to_string(),
+                ..Default::default()
+            })
+            .collect();
+        let ids: Vec<String> = set.policies.iter().map(|p| p.id.clone()).collect();
+        let result = replay::replay(&mut reader, &mut engine, &mut |trip| {
+            if let Some(i) = ids.iter().position(|id| *id == trip.policy) {
+                let b = &mut seen[i];
+                b.trips += 1;
+                b.first.get_or_insert((trip.block, trip.time_ms));
+                b.last = Some((trip.block, trip.time_ms));
+            }
+        });
+        match result {
+            Ok(_) => behaviour = seen.into_iter().map(Some).collect(),
+            Err(e @ TraceError::Malformed { .. }) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(INVALID);
+            }
+            Err(e) => return cannot_run(e),
+        }
+    }
+    let mut out = io::stdout().lock();
+    for (p, b) in set.policies.iter().zip(&behaviour) {
+        let _ = writeln!(
+            out,
+            "{}",
+            crate::explain::explain_policy(&set, p, &config, b.as_ref())
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn diff(args: DiffArgs) -> ExitCode {
+    let (_, old) = match load(None, std::slice::from_ref(&args.old)) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let (_, new) = match load(None, std::slice::from_ref(&args.new)) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let text = crate::explain::diff(&old, &new);
+    if text.is_empty() {
+        println!("no changes to any policy");
+    } else {
+        print!("{text}");
+    }
+    ExitCode::SUCCESS
 }

@@ -151,3 +151,67 @@ fn gas_spike_detector_calibrated_on_one_benign_trace_reported_on_the_others() {
     println!("{report}");
     golden("basefee-calibrated.txt", &report);
 }
+
+fn guardian_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn explain_states_the_starter_pack_in_plain_language() {
+    golden(
+        "explain-starter.txt",
+        &guardian_stdout(&["explain", "policies/starter"]),
+    );
+}
+
+#[test]
+fn explain_reports_behaviour_on_a_trace() {
+    let text = guardian_stdout(&[
+        "explain",
+        "--config",
+        "simulations/traces/nomad.toml",
+        "--trace",
+        "simulations/traces/nomad-2022-08-01-drain.csv",
+    ]);
+    assert!(
+        text.contains("11 trip(s), first at block 15259102"),
+        "{text}"
+    );
+    golden("explain-nomad.txt", &text);
+}
+
+#[test]
+fn diff_says_what_tightened_and_what_loosened() {
+    let text = guardian_stdout(&[
+        "diff",
+        "tests/fixtures/diff/old.toml",
+        "tests/fixtures/diff/new.toml",
+    ]);
+    for needle in [
+        "change of `vault.total_assets`: 30% -> 20% (tightened: trips sooner)",
+        "sum limit on `vault.outflow`: 20% -> 25% (loosened: trips later)",
+        "mode: alert-only -> enforce (now sends its action when it trips)",
+        "ADDED share-price-drop",
+        "REMOVED oracle-stale",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    golden("diff-fixture.txt", &text);
+    let same = guardian_stdout(&[
+        "diff",
+        "tests/fixtures/diff/old.toml",
+        "tests/fixtures/diff/old.toml",
+    ]);
+    assert_eq!(same, "no changes to any policy\n");
+}
