@@ -79,7 +79,8 @@ fn naive_histories(rows: &[Row]) -> Vec<Vec<Row>> {
         .collect()
 }
 
-/// Runs a policy that holds whenever it can be judged, and returns each sample's evidence (or None).
+/// Runs a policy over the rows and returns, after each sample, the evidence of its
+/// condition as the engine judged it (None while it could not be judged).
 fn evidence_per_sample(when: &str, rows: &[Row]) -> Vec<Option<serde_json::Value>> {
     let text = format!(
         "[[policy]]\nid = \"p\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"a\"\ncooldown = \"0 blocks\"\n[policy.when]\n{when}\n"
@@ -89,7 +90,6 @@ fn evidence_per_sample(when: &str, rows: &[Row]) -> Vec<Option<serde_json::Value
     let metric = engine.metric_id("m").unwrap();
     rows.iter()
         .map(|r| {
-            let mut out = None;
             engine.on_sample(
                 Sample {
                     block: r.block,
@@ -97,9 +97,9 @@ fn evidence_per_sample(when: &str, rows: &[Row]) -> Vec<Option<serde_json::Value
                     metric,
                     value: r.value,
                 },
-                &mut |t| out = Some(t.evidence),
+                &mut |_| {},
             );
-            out
+            engine.current_evidence(0)
         })
         .collect()
 }
@@ -113,7 +113,7 @@ proptest! {
 
     #[test]
     fn windowed_sum_matches_naive(rows in rows(), w in window()) {
-        let when = format!("kind = \"sum\"\nmetric = \"m\"\nwindow = \"{}\"\nop = \">=\"\nvalue = -1e300", window_text(w));
+        let when = format!("kind = \"sum\"\nmetric = \"m\"\nwindow = \"{}\"\nop = \">=\"\nvalue = 0", window_text(w));
         let got = evidence_per_sample(&when, &rows);
         for (hist, ev) in naive_histories(&rows).iter().zip(&got) {
             let now = hist.last().unwrap();
@@ -128,7 +128,7 @@ proptest! {
 
     #[test]
     fn windowed_change_matches_naive(rows in rows(), w in window()) {
-        let when = format!("kind = \"change\"\nmetric = \"m\"\nwindow = \"{}\"\ndirection = \"either\"\nby = 0", window_text(w));
+        let when = format!("kind = \"change\"\nmetric = \"m\"\nwindow = \"{}\"\ndirection = \"either\"\nby = 1", window_text(w));
         let got = evidence_per_sample(&when, &rows);
         for (hist, ev) in naive_histories(&rows).iter().zip(&got) {
             let now = hist.last().unwrap();
@@ -148,7 +148,7 @@ proptest! {
     #[test]
     fn windowed_rate_matches_naive(rows in rows(), n in 1u64..25, per_second in any::<bool>()) {
         let per = if per_second { "second" } else { "block" };
-        let when = format!("kind = \"rate\"\nmetric = \"m\"\nwindow = \"{n} blocks\"\nper = \"{per}\"\ndirection = \"either\"\nabove = 0");
+        let when = format!("kind = \"rate\"\nmetric = \"m\"\nwindow = \"{n} blocks\"\nper = \"{per}\"\ndirection = \"either\"\nabove = 1");
         let got = evidence_per_sample(&when, &rows);
         for (hist, ev) in naive_histories(&rows).iter().zip(&got) {
             let now = hist.last().unwrap();

@@ -11,6 +11,7 @@
 //! default action, executor or key.
 
 pub mod reader;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,18 +104,7 @@ pub struct Network {
     pub block_time_ms: Option<u64>,
 }
 
-/// Metric source kinds the watcher knows. Their fields are validated by the watcher.
-pub const SOURCE_KINDS: [&str; 9] = [
-    "call",
-    "native_balance",
-    "erc20_balance",
-    "event_count",
-    "event_sum",
-    "block",
-    "oracle_answer",
-    "oracle_age",
-    "pending",
-];
+pub use sources::{SOURCE_KINDS, SourceSpec};
 
 /// How a metric is read, and what it means.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +114,7 @@ pub struct MetricDef {
     pub unit: Option<String>,
     pub network: Option<String>,
     /// The chain read behind the metric; absent for metrics that only come from traces.
-    pub source: Option<toml::Table>,
+    pub source: Option<SourceSpec>,
 }
 
 /// What an action does on chain.
@@ -324,6 +314,29 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
                 config.metrics.push(def);
             }
         }
+        for def in &config.metrics {
+            if let Some(spec) = &def.source
+                && let Some((_, _, value)) = metrics.entries().find(|(n, _, _)| *n == def.name)
+            {
+                // Point at the `source` value itself.
+                let span = match value.get_ref() {
+                    DeValue::Table(t) => t.get("source").map_or(value.span(), |v| v.span()),
+                    _ => value.span(),
+                };
+                sources::check_ratio(
+                    &def.name,
+                    def.network.as_deref(),
+                    spec,
+                    &span,
+                    |m| {
+                        config
+                            .metric(m)
+                            .map(|d| (d.network.clone(), d.source.clone()))
+                    },
+                    r,
+                );
+            }
+        }
     }
 
     if let Some(v) = top.get("actions")
@@ -435,29 +448,9 @@ fn parse_metric(
             None
         }
     });
-    let source = t.get("source").and_then(|v| {
-        let s = TableReader::from_value(v, format!("{ctx}.source"), r)?;
-        let mut s = s;
-        let kind = s.required_string("kind", r);
-        if let Some((k, span)) = kind
-            && !SOURCE_KINDS.contains(&k)
-        {
-            let hint = match reader::did_you_mean(k, SOURCE_KINDS) {
-                Some(m) => format!("did you mean `{m}`? (one of: {})", SOURCE_KINDS.join(", ")),
-                None => format!("one of: {}", SOURCE_KINDS.join(", ")),
-            };
-            r.error(
-                &span,
-                format!("`{k}` is not a metric source kind"),
-                Some(hint),
-            );
-        }
-        match to_owned_value(v.get_ref()) {
-            toml::Value::Table(table) => Some(table),
-            _ => None,
-        }
-    });
-    if source.is_some() && network.is_none() && !t.has("network") {
+    let source_value = t.get("source");
+    let source = source_value.and_then(|v| sources::parse_source(name, v, r));
+    if source_value.is_some() && network.is_none() && !t.has("network") {
         r.error(
             &t.span,
             format!("{ctx} reads from a chain (`source`) but names no `network`"),
@@ -692,5 +685,45 @@ executor = "nobody"
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert!(err.len() >= 8);
+    }
+
+    #[test]
+    fn ratios_name_per_block_metrics_of_their_network() {
+        let base = r#"
+[guardian]
+mode = "dry-run"
+
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:8545"]
+
+[metrics."market.borrows"]
+description = "borrowed"
+network = "local"
+source = { kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalBorrows()(uint256)", decimals = 18 }
+
+[metrics."market.supply"]
+description = "supplied"
+network = "local"
+source = { kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalSupplied()(uint256)", decimals = 18 }
+"#;
+        let ok = load_str(&format!(
+            "{base}\n[metrics.\"market.utilization\"]\ndescription = \"u\"\nnetwork = \"local\"\nsource = {{ kind = \"ratio\", numerator = \"market.borrows\", denominator = \"market.supply\" }}\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            ok.metric("market.utilization")
+                .and_then(|m| m.source.as_ref()),
+            Some(SourceSpec::Ratio { .. })
+        ));
+        let err = load_str(&format!(
+            "{base}\n[metrics.\"market.utilization\"]\ndescription = \"u\"\nnetwork = \"local\"\nsource = {{ kind = \"ratio\", numerator = \"market.borowed\", denominator = \"market.supply\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("guardian.toml:22:10: metric `market.utilization`: the ratio's `market.borowed` is not defined"),
+            "{err}"
+        );
     }
 }

@@ -31,3 +31,40 @@ pub fn is_valid_metric_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
+
+/// An on-chain amount in human units: `raw / 10^decimals`, correctly rounded to
+/// the nearest f64. The one place token amounts become floating point.
+/// `None` when `decimals` is above 77 (no such unit).
+pub fn scaled_amount(raw: alloy::primitives::U256, decimals: u8) -> Option<f64> {
+    alloy::primitives::utils::format_units(raw, decimals)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A signed on-chain amount (an oracle answer, an int256 return) in human units.
+pub fn scaled_signed(raw: alloy::primitives::I256, decimals: u8) -> Option<f64> {
+    alloy::primitives::utils::format_units(raw, decimals)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{I256, U256};
+
+    #[test]
+    fn amounts_scale_exactly_then_round_once() {
+        let wei = U256::from(1_395_633_240_123_456_000u128);
+        assert_eq!(scaled_amount(wei, 18), Some(1.395_633_240_123_456));
+        assert_eq!(scaled_amount(U256::MAX, 0), Some(1.157_920_892_373_162e77));
+        assert_eq!(scaled_amount(U256::from(5u8), 1), Some(0.5));
+        assert_eq!(scaled_amount(U256::from(5u8), 78), None);
+        assert_eq!(
+            scaled_signed(I256::try_from(-183_520_000_000i64).unwrap(), 8),
+            Some(-1835.2)
+        );
+    }
+}

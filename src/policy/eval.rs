@@ -795,6 +795,19 @@ fn evaluate_leaf(
 }
 
 impl Engine {
+    /// The evidence of policy number `policy`'s condition as of its latest
+    /// evaluation, whether or not it tripped; `None` while the condition could
+    /// not be judged (no history yet, warm-up). For status views and tests.
+    pub fn current_evidence(&self, policy: usize) -> Option<Value> {
+        let root = self.set.policies.get(policy)?.root;
+        let state = &self.nodes[root.0 as usize];
+        let judged = match self.set.node(root).condition {
+            Condition::Composite { .. } => true,
+            _ => state.seen.judged,
+        };
+        judged.then(|| self.evidence(root).0)
+    }
+
     /// The statistic a node computed at its latest evaluation, if it could be judged
     /// (used by calibration to find the largest statistic a benign trace produces).
     pub fn node_statistic(&self, id: NodeId) -> Option<f64> {

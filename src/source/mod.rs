@@ -2,4 +2,5 @@
 //! watcher joins here. Sources are one of the two seams where live and
 //! simulated runs differ (the other is the executor).
 
+pub mod chain;
 pub mod trace;

@@ -291,6 +291,14 @@ impl<W: Write> TraceWriter<W> {
         writeln!(self.out, "{block},{time_ms},{metric},{value:?}")
     }
 
+    /// Writes `text` as `#` comment lines (readers ignore them).
+    pub fn comment(&mut self, text: &str) -> io::Result<()> {
+        for line in text.lines() {
+            writeln!(self.out, "# {line}")?;
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

@@ -1,0 +1,452 @@
+//! The live chain watcher: follows one network's head and emits, per block, a
+//! [`Snapshot`] of every per-block metric read at that block's hash.
+//!
+//! ```text
+//!  newHeads (WebSocket)  or  polling the latest header (HTTP)
+//!          │  head N
+//!     follower: for every block after the last one seen, up to N, by number
+//!          │  parent hash ≠ last hash?  → walk back to the common ancestor,
+//!          │                              emit Reorg, re-read the new blocks
+//!     ReadPlan::read: one JSON-RPC batch pinned to block N's hash
+//!          │
+//!     WatchEvent::Block(Snapshot)  → bounded mpsc (backpressure, never loss)
+//! ```
+//!
+//! Invariants:
+//! - blocks are emitted in order, each exactly once per chain it belongs to:
+//!   a head that jumps (a reconnect, a slow poll) is backfilled by number, so
+//!   no block is skipped;
+//! - every read of block N is made at N's hash, never at "latest", so all the
+//!   metrics of a snapshot describe the same state;
+//! - a reorg is reported (with the blocks it replaced) before the corrected
+//!   snapshots of the new chain;
+//! - endpoints may carry API keys: errors name an endpoint by its position,
+//!   never by its URL.
+
+pub mod reads;
+pub mod record;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use alloy::rpc::client::RpcClient;
+use alloy::rpc::types::Header;
+use alloy::transports::TransportError;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, MetricDef, Network};
+pub use reads::{Head, ReadPlan, Snapshot};
+
+/// A problem following a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("network `{0}` is not defined under [networks]")]
+    UnknownNetwork(String),
+    #[error("network `{0}` has no `rpc` or `ws` endpoint to watch")]
+    NoEndpoint(String),
+    #[error(
+        "{endpoint}: cannot connect: {source} (check that the node is up and the URL in [networks] is right)"
+    )]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: TransportError,
+    },
+    #[error("{endpoint}: `{url}` is not a valid URL")]
+    BadUrl { endpoint: String, url: String },
+    #[error("JSON-RPC `{method}` failed: {source}")]
+    Rpc {
+        method: &'static str,
+        #[source]
+        source: TransportError,
+    },
+    #[error("the node does not know block {0} (it is behind, or pruned it)")]
+    MissingBlock(u64),
+    #[error(
+        "a reorg went deeper than the {0} blocks remembered; raise `reorg_depth` or check the node"
+    )]
+    ReorgTooDeep(usize),
+    #[error("the receiver of the watcher's events is gone; the pipeline stopped")]
+    ChannelClosed,
+}
+
+/// Blocks replaced by a reorg: decisions based on them were based on a chain that no longer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reorg {
+    /// The last block both chains share.
+    pub common_ancestor: u64,
+    /// The replaced blocks, newest first.
+    pub replaced: Vec<(u64, B256)>,
+}
+
+/// What the watcher sends down the flow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// Every per-block metric of one block, in configuration order.
+    Block(Snapshot),
+    /// The listed blocks were reorged out; corrected snapshots follow.
+    Reorg(Reorg),
+}
+
+impl WatchEvent {
+    /// The samples this event carries, as `(block, time_ms, metric, value)`.
+    pub fn samples(&self) -> impl Iterator<Item = (u64, u64, &str, f64)> {
+        let block = match self {
+            WatchEvent::Block(s) => Some(s),
+            WatchEvent::Reorg(_) => None,
+        };
+        block.into_iter().flat_map(|s| {
+            s.values
+                .iter()
+                .map(move |(name, v)| (s.number, s.time_ms, &**name, *v))
+        })
+    }
+}
+
+/// Tuning of a watcher; the defaults suit a 1–12 s block chain.
+#[derive(Debug, Clone)]
+pub struct WatcherOptions {
+    /// How often HTTP polling asks for the latest header.
+    pub poll_interval: Duration,
+    /// First and largest wait between reconnection attempts.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How many recent block hashes are kept to find a reorg's common ancestor.
+    pub reorg_depth: usize,
+    /// Poll over HTTP even when a WebSocket endpoint is configured.
+    pub force_polling: bool,
+}
+
+impl Default for WatcherOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            reorg_depth: 128,
+            force_polling: false,
+        }
+    }
+}
+
+/// Follows one network and reads its per-block metrics.
+#[derive(Debug)]
+pub struct Watcher {
+    network: String,
+    rpc: Vec<String>,
+    ws: Vec<String>,
+    plan: ReadPlan,
+    options: WatcherOptions,
+}
+
+impl Watcher {
+    /// A watcher for `network`, reading the metrics the configuration declares on it.
+    pub fn new(
+        config: &Config,
+        network: &str,
+        options: WatcherOptions,
+    ) -> Result<Self, ChainError> {
+        let net = config
+            .networks
+            .get(network)
+            .ok_or_else(|| ChainError::UnknownNetwork(network.to_string()))?;
+        let metrics = config
+            .metrics
+            .iter()
+            .filter(|m| m.network.as_deref() == Some(network));
+        Self::for_metrics(network, net, metrics, options)
+    }
+
+    /// A watcher for explicit endpoints and metrics.
+    pub fn for_metrics<'a>(
+        name: &str,
+        network: &Network,
+        metrics: impl IntoIterator<Item = &'a MetricDef>,
+        options: WatcherOptions,
+    ) -> Result<Self, ChainError> {
+        if network.rpc.is_empty() && network.ws.is_empty() {
+            return Err(ChainError::NoEndpoint(name.to_string()));
+        }
+        Ok(Self {
+            network: name.to_string(),
+            rpc: network.rpc.clone(),
+            ws: network.ws.clone(),
+            plan: ReadPlan::new(metrics),
+            options,
+        })
+    }
+
+    pub fn plan(&self) -> &ReadPlan {
+        &self.plan
+    }
+
+    /// The client reads go through: the first HTTP endpoint, else the first WebSocket.
+    pub async fn read_client(&self) -> Result<RpcClient, ChainError> {
+        if let Some(url) = self.rpc.first() {
+            let parsed = url.parse().map_err(|_| ChainError::BadUrl {
+                endpoint: self.endpoint_name("rpc", 0),
+                url: redact(url),
+            })?;
+            return Ok(RpcClient::new_http(parsed));
+        }
+        let url = &self.ws[0];
+        RpcClient::builder()
+            .ws(WsConnect::new(url.clone()))
+            .await
+            .map_err(|source| ChainError::Connect {
+                endpoint: self.endpoint_name("ws", 0),
+                source,
+            })
+    }
+
+    fn endpoint_name(&self, kind: &str, i: usize) -> String {
+        format!("network `{}` {kind} endpoint #{}", self.network, i + 1)
+    }
+
+    /// Follows the head until `cancel` fires, sending every block's snapshot to `out`.
+    ///
+    /// Returns `Ok` on cancellation; an error only for what retrying cannot fix
+    /// (the receiver is gone, a reorg deeper than remembered, no usable endpoint).
+    pub async fn run(
+        self,
+        out: mpsc::Sender<WatchEvent>,
+        cancel: CancellationToken,
+    ) -> Result<(), ChainError> {
+        let client = self.read_client().await?;
+        let mut follower = Follower {
+            plan: &self.plan,
+            client: &client,
+            recent: VecDeque::new(),
+            depth: self.options.reorg_depth.max(1),
+            out: &out,
+        };
+        if self.ws.is_empty() || self.options.force_polling {
+            self.poll(&mut follower, &cancel).await
+        } else {
+            self.subscribe(&mut follower, &cancel).await
+        }
+    }
+
+    async fn poll(
+        &self,
+        follower: &mut Follower<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ChainError> {
+        let mut tick = tokio::time::interval(self.options.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let step = async {
+                let head = follower.header("latest").await?;
+                follower.advance(head).await
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = step => retryable(r)?,
+            }
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        follower: &mut Follower<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ChainError> {
+        let mut backoff = self.options.reconnect_min;
+        let mut attempt = 0usize;
+        loop {
+            let i = attempt % self.ws.len();
+            attempt += 1;
+            let connect = async {
+                let provider = ProviderBuilder::new()
+                    .connect_ws(WsConnect::new(self.ws[i].clone()))
+                    .await?;
+                let sub = provider.subscribe_blocks().await?;
+                Ok::<_, TransportError>((provider, sub))
+            };
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                c = connect => c,
+            };
+            let (_provider, sub) = match connected {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to heads");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.options.reconnect_max);
+                    continue;
+                }
+            };
+            backoff = self.options.reconnect_min;
+            tracing::info!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "subscribed to new heads");
+            // Catch up on what was mined while disconnected before waiting for the next head.
+            let catch_up = async {
+                let head = follower.header("latest").await?;
+                follower.advance(head).await
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = catch_up => retryable(r)?,
+            }
+            let mut stream = sub.into_stream();
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    h = stream.next() => h,
+                };
+                let Some(header) = next else { break };
+                let step = follower.advance(Head::from(&header));
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = step => retryable(r)?,
+                }
+            }
+            tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "head subscription ended; reconnecting");
+        }
+    }
+}
+
+/// Errors a later head retries (the node is slow, a read failed) are logged; the rest end the watcher.
+fn retryable(r: Result<(), ChainError>) -> Result<(), ChainError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e @ (ChainError::ChannelClosed | ChainError::ReorgTooDeep(_))) => Err(e),
+        Err(e) => {
+            tracing::warn!(target: "guardian::source::chain", error = %redact(&e.to_string()), "read failed; the next head retries from the last block read");
+            Ok(())
+        }
+    }
+}
+
+/// Replaces anything that looks like a URL in an error message (URLs carry API keys).
+pub fn redact(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|w| {
+            let t = w.trim_end();
+            if ["http://", "https://", "ws://", "wss://"]
+                .iter()
+                .any(|s| t.trim_start_matches(['(', '"', '`', '\'']).starts_with(s))
+            {
+                format!("<url>{}", &w[t.len()..])
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Walks the chain block by block, detecting reorgs by parent hash.
+struct Follower<'a> {
+    plan: &'a ReadPlan,
+    client: &'a RpcClient,
+    /// Recent (number, hash) of the blocks emitted, oldest first.
+    recent: VecDeque<(u64, B256)>,
+    depth: usize,
+    out: &'a mpsc::Sender<WatchEvent>,
+}
+
+impl Follower<'_> {
+    async fn header(&self, tag: &str) -> Result<Head, ChainError> {
+        let h: Option<Header> = self
+            .client
+            .request("eth_getBlockByNumber", (tag, false))
+            .await
+            .map_err(|source| ChainError::Rpc {
+                method: "eth_getBlockByNumber",
+                source,
+            })?;
+        match h {
+            Some(h) => Ok(Head::from(&h)),
+            None => Err(ChainError::MissingBlock(
+                u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
+            )),
+        }
+    }
+
+    async fn header_at(&self, number: u64) -> Result<Head, ChainError> {
+        self.header(&format!("{number:#x}")).await
+    }
+
+    /// Emits every block after the last one emitted, up to `head`.
+    async fn advance(&mut self, head: Head) -> Result<(), ChainError> {
+        // A head at or below what we have: the same block again, or a reorg to a chain no longer than ours.
+        if let Some(&(last, _)) = self.recent.back()
+            && head.number <= last
+        {
+            match self.recent.iter().find(|(n, _)| *n == head.number) {
+                Some((_, h)) if *h == head.hash => return Ok(()),
+                _ => self.unwind().await?,
+            }
+        }
+        let mut next = self.recent.back().map_or(head.number, |&(n, _)| n + 1);
+        while next <= head.number {
+            let h = if next == head.number {
+                head
+            } else {
+                self.header_at(next).await?
+            };
+            if let Some(&(_, last_hash)) = self.recent.back()
+                && h.parent_hash != last_hash
+            {
+                self.unwind().await?;
+                next = self.recent.back().map_or(h.number, |&(n, _)| n + 1);
+                continue;
+            }
+            let snapshot = self.plan.read(self.client, &h).await?;
+            for (metric, why) in &snapshot.failed {
+                tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %redact(why), "metric not read at this block");
+            }
+            self.out
+                .send(WatchEvent::Block(snapshot))
+                .await
+                .map_err(|_| ChainError::ChannelClosed)?;
+            self.recent.push_back((h.number, h.hash));
+            if self.recent.len() > self.depth {
+                self.recent.pop_front();
+            }
+            next += 1;
+        }
+        Ok(())
+    }
+
+    /// Pops remembered blocks until one is still canonical, and reports the ones that are not.
+    async fn unwind(&mut self) -> Result<(), ChainError> {
+        let mut replaced = Vec::new();
+        while let Some(&(number, hash)) = self.recent.back() {
+            let canonical = match self.header_at(number).await {
+                Ok(h) => Some(h.hash),
+                Err(ChainError::MissingBlock(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if canonical == Some(hash) {
+                break;
+            }
+            replaced.push((number, hash));
+            self.recent.pop_back();
+        }
+        let Some(&(common_ancestor, _)) = self.recent.back() else {
+            return Err(ChainError::ReorgTooDeep(self.depth));
+        };
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(target: "guardian::source::chain", common_ancestor, depth = replaced.len(), "reorg: re-reading the replaced blocks");
+        self.out
+            .send(WatchEvent::Reorg(Reorg {
+                common_ancestor,
+                replaced,
+            }))
+            .await
+            .map_err(|_| ChainError::ChannelClosed)
+    }
+}

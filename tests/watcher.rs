@@ -1,0 +1,550 @@
+//! The live watcher against a real node: anvil, spawned through alloy's
+//! node-bindings, with the demo contracts deployed from their artifacts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, I256, utils::parse_ether};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use guardian::config::Config;
+use guardian::decision::Trip;
+use guardian::metrics::Sample;
+use guardian::policy::{Engine, Mode, compile_str};
+use guardian::source::chain::record::Recorder;
+use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
+use guardian::source::trace::TraceReader;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+sol!(
+    #[sol(rpc)]
+    DemoToken,
+    "contracts/artifacts/DemoToken.json"
+);
+sol!(
+    #[sol(rpc)]
+    GuardedVault,
+    "contracts/artifacts/GuardedVault.json"
+);
+sol!(
+    #[sol(rpc)]
+    KeeperPriceFeed,
+    "contracts/artifacts/KeeperPriceFeed.json"
+);
+
+const GWEI: u128 = 1_000_000_000;
+
+fn anvil() -> AnvilInstance {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    Anvil::at(bin).spawn()
+}
+
+/// A deployed demo: a token, a vault holding 1,000 of it, a keeper feed at 1835.2.
+struct Demo {
+    anvil: AnvilInstance,
+    provider: DynProvider,
+    owner: Address,
+    alice: Address,
+    token: Address,
+    vault: Address,
+    feed: Address,
+    /// Block the feed published its first round in.
+    feed_block: u64,
+}
+
+async fn demo() -> Demo {
+    let anvil = anvil();
+    let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let owner = signer.address();
+    let alice = anvil.addresses()[1];
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    let vault = GuardedVault::deploy(
+        &provider,
+        *token.address(),
+        owner,
+        parse_ether("1000000").unwrap(),
+    )
+    .await
+    .unwrap();
+    let assets = parse_ether("1000").unwrap();
+    token
+        .mint(owner, parse_ether("10000").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    token
+        .approve(*vault.address(), assets)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    vault
+        .deposit(assets, owner)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let feed = KeeperPriceFeed::deploy(
+        &provider,
+        owner,
+        8,
+        "ETH / USD".into(),
+        I256::try_from(183_520_000_000i64).unwrap(),
+    )
+    .await
+    .unwrap();
+    let feed_block = provider.get_block_number().await.unwrap();
+    Demo {
+        anvil,
+        owner,
+        alice,
+        token: *token.address(),
+        vault: *vault.address(),
+        feed: *feed.address(),
+        feed_block,
+        provider,
+    }
+}
+
+impl Demo {
+    /// A configuration declaring one metric of every per-block kind on network `local`.
+    fn config(&self, name: &str) -> Config {
+        let (token, vault, feed, owner, alice) =
+            (self.token, self.vault, self.feed, self.owner, self.alice);
+        let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
+        let text = format!(
+            r#"
+[guardian]
+mode = "dry-run"
+
+[networks.local]
+chain_id = 31337
+rpc = ["{rpc}"]
+ws = ["{ws}"]
+
+[metrics."vault.total_assets"]
+description = "assets the vault holds"
+network = "local"
+source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)", decimals = 18 }}
+
+[metrics."vault.total_supply"]
+description = "vault shares"
+network = "local"
+source = {{ kind = "call", to = "{vault}", signature = "totalSupply()(uint256)", decimals = 18 }}
+
+[metrics."vault.owner_shares"]
+description = "the owner's shares"
+network = "local"
+source = {{ kind = "call", to = "{vault}", signature = "balanceOf(address)(uint256)", args = ["{owner}"], decimals = 18 }}
+
+[metrics."vault.assets_per_share"]
+description = "share price"
+network = "local"
+source = {{ kind = "ratio", numerator = "vault.total_assets", denominator = "vault.total_supply" }}
+
+[metrics."token.vault_balance"]
+description = "tokens in the vault"
+network = "local"
+source = {{ kind = "erc20_balance", token = "{token}", holder = "{vault}", decimals = 18 }}
+
+[metrics."alice.eth"]
+description = "alice's ether"
+network = "local"
+source = {{ kind = "native_balance", address = "{alice}" }}
+
+[metrics."token.owner_transfers"]
+description = "transfers out of the owner"
+network = "local"
+source = {{ kind = "event_count", address = "{token}", event = "{transfer}", topics = {{ from = "{owner}" }} }}
+
+[metrics."token.owner_outflow"]
+description = "tokens moved out of the owner"
+network = "local"
+source = {{ kind = "event_sum", address = "{token}", event = "{transfer}", topics = {{ from = "{owner}" }}, field = "value", decimals = 18 }}
+
+[metrics."chain.gas_used_ratio"]
+description = "gas used / limit"
+network = "local"
+source = {{ kind = "block", stat = "gas_used_ratio" }}
+
+[metrics."chain.base_fee_gwei"]
+description = "base fee"
+network = "local"
+source = {{ kind = "block", stat = "base_fee_gwei" }}
+
+[metrics."chain.tx_count"]
+description = "transactions"
+network = "local"
+source = {{ kind = "block", stat = "tx_count" }}
+
+[metrics."chain.tip_p50"]
+description = "median priority fee"
+network = "local"
+source = {{ kind = "block", stat = "priority_fee_p50" }}
+
+[metrics."oracle.eth_usd"]
+description = "feed answer"
+network = "local"
+source = {{ kind = "oracle_answer", feed = "{feed}", decimals = 8 }}
+
+[metrics."oracle.age"]
+description = "seconds since the feed's round"
+network = "local"
+source = {{ kind = "oracle_age", feed = "{feed}" }}
+"#,
+            rpc = self.anvil.endpoint(),
+            ws = self.anvil.ws_endpoint(),
+        );
+        let path = std::env::temp_dir().join(format!(
+            "guardian-watcher-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_file(&path).unwrap();
+        config
+    }
+
+    /// Owner sends alice `amount` tokens with a 2 gwei tip; returns the block it was mined in.
+    async fn transfer(&self, amount: &str) -> u64 {
+        let token = DemoToken::new(self.token, &self.provider);
+        token
+            .transfer(self.alice, parse_ether(amount).unwrap())
+            .max_priority_fee_per_gas(2 * GWEI)
+            .max_fee_per_gas(100 * GWEI)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .block_number
+            .unwrap()
+    }
+
+    async fn mine(&self) {
+        let _: String = self
+            .provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .unwrap();
+    }
+}
+
+/// A running watcher and its events.
+struct Running {
+    events: mpsc::Receiver<WatchEvent>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
+}
+
+fn start(config: &Config, options: WatcherOptions) -> Running {
+    let watcher = Watcher::new(config, "local", options).unwrap();
+    let (tx, events) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
+    Running {
+        events,
+        cancel,
+        task,
+    }
+}
+
+impl Running {
+    async fn next(&mut self) -> WatchEvent {
+        tokio::time::timeout(Duration::from_secs(20), self.events.recv())
+            .await
+            .expect("the watcher sent nothing within 20 s")
+            .expect("the watcher stopped")
+    }
+
+    /// Events up to and including the snapshot of block `number`.
+    async fn until_block(&mut self, number: u64) -> Vec<WatchEvent> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.next().await;
+            let done = matches!(&e, WatchEvent::Block(s) if s.number == number);
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn value(s: &Snapshot, metric: &str) -> f64 {
+    s.values
+        .iter()
+        .find(|(m, _)| &**m == metric)
+        .unwrap_or_else(|| panic!("no `{metric}` in block {}: failed {:?}", s.number, s.failed))
+        .1
+}
+
+fn last_block(events: &[WatchEvent]) -> &Snapshot {
+    match events.last() {
+        Some(WatchEvent::Block(s)) => s,
+        other => panic!("expected a block, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_metric_kind_reads_the_known_state_at_the_head() {
+    let demo = demo().await;
+    let config = demo.config("kinds");
+    let mut run = start(&config, WatcherOptions::default());
+    // The watcher starts at the head it finds; the transfer's block comes next.
+    run.next().await;
+    let block = demo.transfer("5").await;
+    let events = run.until_block(block).await;
+    let s = last_block(&events);
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(s.values.len(), 14);
+
+    let header = demo
+        .provider
+        .get_block_by_number(block.into())
+        .await
+        .unwrap()
+        .unwrap()
+        .header;
+    let feed_ts = demo
+        .provider
+        .get_block_by_number(demo.feed_block.into())
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    assert_eq!(s.hash, header.hash);
+    assert_eq!(s.time_ms, header.timestamp * 1000);
+    assert_eq!(value(s, "vault.total_assets"), 1000.0);
+    assert_eq!(value(s, "vault.total_supply"), 1000.0);
+    assert_eq!(value(s, "vault.owner_shares"), 1000.0);
+    assert_eq!(value(s, "vault.assets_per_share"), 1.0);
+    assert_eq!(value(s, "token.vault_balance"), 1000.0);
+    assert_eq!(value(s, "alice.eth"), 10_000.0);
+    assert_eq!(value(s, "token.owner_transfers"), 1.0);
+    assert_eq!(value(s, "token.owner_outflow"), 5.0);
+    assert_eq!(
+        value(s, "chain.gas_used_ratio"),
+        header.gas_used as f64 / header.gas_limit as f64
+    );
+    assert_eq!(
+        value(s, "chain.base_fee_gwei"),
+        header.base_fee_per_gas.unwrap() as f64 / 1e9
+    );
+    assert_eq!(value(s, "chain.tx_count"), 1.0);
+    assert_eq!(value(s, "chain.tip_p50"), 2.0);
+    assert_eq!(value(s, "oracle.eth_usd"), 1835.2);
+    assert_eq!(value(s, "oracle.age"), (header.timestamp - feed_ts) as f64);
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn reads_are_pinned_to_the_block_hash_not_latest() {
+    let demo = demo().await;
+    let config = demo.config("pinned");
+    let watcher = Watcher::new(&config, "local", WatcherOptions::default()).unwrap();
+    assert_eq!(watcher.plan().len(), 14);
+    // One batch of 8 requests: 5 calls (the oracle's answer and age share one), one balance,
+    // one log filter (the count and the sum share it) and the block's transactions.
+    assert_eq!(watcher.plan().requests_per_block(), 8);
+    let before = demo
+        .provider
+        .get_block_by_number(Default::default())
+        .await
+        .unwrap()
+        .unwrap();
+    demo.transfer("250").await;
+    let client = watcher.read_client().await.unwrap();
+    let old = watcher
+        .plan()
+        .read(&client, &(&before.header).into())
+        .await
+        .unwrap();
+    assert_eq!(old.number, before.header.number);
+    assert_eq!(value(&old, "token.owner_outflow"), 0.0);
+    assert_eq!(value(&old, "vault.total_assets"), 1000.0);
+    let alice = DemoToken::new(demo.token, &demo.provider)
+        .balanceOf(demo.alice)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(alice, parse_ether("250").unwrap());
+}
+
+#[tokio::test]
+async fn http_polling_backfills_every_block_in_order() {
+    let demo = demo().await;
+    let mut config = demo.config("polling");
+    config.networks.get_mut("local").unwrap().ws.clear();
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            ..WatcherOptions::default()
+        },
+    );
+    let first = match run.next().await {
+        WatchEvent::Block(s) => s.number,
+        other => panic!("expected a block, got {other:?}"),
+    };
+    let mut last = 0;
+    for _ in 0..5 {
+        demo.mine().await;
+        last = demo.transfer("1").await;
+    }
+    let events = run.until_block(last).await;
+    let numbers: Vec<u64> = events
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Block(s) => s.number,
+            other => panic!("expected only blocks, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(numbers, (first + 1..=last).collect::<Vec<_>>());
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
+    let demo = demo().await;
+    let config = demo.config("reorg");
+    let mut run = start(&config, WatcherOptions::default());
+    run.next().await;
+    let transfer_block = demo.transfer("7").await;
+    let before = run.until_block(transfer_block).await;
+    let old = last_block(&before).clone();
+    assert_eq!(value(&old, "token.owner_outflow"), 7.0);
+    demo.mine().await;
+    run.until_block(transfer_block + 1).await;
+
+    // Replace the last two blocks with empty ones, then extend the new chain.
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_reorg".into(), (2u64, json!([])))
+        .await
+        .unwrap();
+    demo.mine().await;
+    let head = demo.provider.get_block_number().await.unwrap();
+    let events = run.until_block(head).await;
+    let WatchEvent::Reorg(reorg) = &events[0] else {
+        panic!("expected the reorg first, got {:?}", events[0]);
+    };
+    assert_eq!(reorg.common_ancestor, transfer_block - 1);
+    assert_eq!(
+        reorg.replaced.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        vec![transfer_block + 1, transfer_block]
+    );
+    assert_eq!(reorg.replaced[1].1, old.hash);
+    let WatchEvent::Block(corrected) = &events[1] else {
+        panic!("expected the re-read block, got {:?}", events[1]);
+    };
+    assert_eq!(corrected.number, transfer_block);
+    assert_ne!(corrected.hash, old.hash);
+    assert_eq!(value(corrected, "token.owner_outflow"), 0.0);
+    let numbers: Vec<u64> = events[1..]
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Block(s) => s.number,
+            other => panic!("expected blocks after the reorg, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(numbers, (transfer_block..=head).collect::<Vec<_>>());
+    run.stop().await;
+}
+
+const OUTFLOW_POLICY: &str = r#"
+[[policy]]
+id = "owner-outflow"
+description = "more than 3 tokens leave the owner in a block"
+severity = "critical"
+action = "pause"
+cooldown = "0 blocks"
+[policy.when]
+kind = "threshold"
+metric = "token.owner_outflow"
+op = ">"
+value = 3
+"#;
+
+fn feed(engine: &mut Engine, event: &WatchEvent, trips: &mut Vec<Trip>) {
+    for (block, time_ms, metric, value) in event.samples() {
+        match engine.metric_id(metric) {
+            Some(metric) => engine.on_sample(
+                Sample {
+                    block,
+                    time_ms,
+                    metric,
+                    value,
+                },
+                &mut |t| trips.push(t),
+            ),
+            None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_recorded_live_run_replays_to_the_same_trips() {
+    let demo = demo().await;
+    let config = demo.config("record");
+    let policies = || {
+        Engine::new(
+            compile_str("outflow.toml", OUTFLOW_POLICY, &Config::empty()).unwrap(),
+            Mode::Enforce,
+        )
+    };
+    let mut live = policies();
+    let mut live_trips = Vec::new();
+    let mut recorder = Recorder::new(Vec::new(), "recorded by tests/watcher.rs").unwrap();
+    let mut run = start(&config, WatcherOptions::default());
+    let first = run.next().await;
+    feed(&mut live, &first, &mut live_trips);
+    recorder.record(&first).unwrap();
+    let mut last = 0;
+    for amount in ["1", "4", "2", "9"] {
+        last = demo.transfer(amount).await;
+    }
+    for e in run.until_block(last).await {
+        feed(&mut live, &e, &mut live_trips);
+        recorder.record(&e).unwrap();
+    }
+    run.stop().await;
+    assert_eq!(live_trips.len(), 2, "{live_trips:?}");
+    assert_eq!(recorder.rows(), 14 * 5);
+
+    let text = recorder.into_inner();
+    let mut replayed = policies();
+    let mut replay_trips = Vec::new();
+    let mut reader = TraceReader::new(text.as_slice(), "live.csv");
+    let summary =
+        guardian::replay::replay(&mut reader, &mut replayed, &mut |t| replay_trips.push(t))
+            .unwrap();
+    assert_eq!(summary.samples_read, 14 * 5);
+    assert_eq!(replay_trips, live_trips);
+}
