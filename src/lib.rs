@@ -39,6 +39,8 @@ pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod explain;
+pub mod guard;
+pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod replay;

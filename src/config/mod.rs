@@ -10,6 +10,7 @@
 //! never created or completed with defaults that could act: there is no
 //! default action, executor or key.
 
+pub mod exec;
 pub mod reader;
 pub mod sources;
 
@@ -18,12 +19,17 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeValue;
 
+use alloy::primitives::Address;
+
+pub use exec::{
+    Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
+    ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
+};
+
 use crate::metrics::is_valid_metric_name;
 use crate::policy::model::Mode;
 use crate::units::{self, Window};
-use reader::{
-    Diagnostics, Reporter, SourceFile, TableReader, as_array, as_choice, as_number, as_str, as_u64,
-};
+use reader::{Diagnostics, Reporter, SourceFile, TableReader, as_array, as_choice, as_str, as_u64};
 
 /// Default for `[guardian] history_blocks`: the longest block window a policy may use.
 pub const DEFAULT_HISTORY_BLOCKS: u64 = 100_000;
@@ -48,6 +54,10 @@ pub struct Config {
     pub metrics: Vec<MetricDef>,
     pub actions: BTreeMap<String, ActionDef>,
     pub executors: BTreeMap<String, ExecutorDef>,
+    /// Where signing keys live (never the keys themselves).
+    pub keys: BTreeMap<String, KeyDef>,
+    /// Guard-wide cooldown and rate limits.
+    pub guard: GuardLimits,
 }
 
 impl Config {
@@ -65,6 +75,8 @@ impl Config {
             metrics: Vec::new(),
             actions: BTreeMap::new(),
             executors: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            guard: GuardLimits::default(),
         }
     }
 
@@ -133,25 +145,20 @@ pub struct ActionDef {
     pub kind: ActionKind,
     pub description: String,
     /// Contract the action calls (required to run live; optional for replay-only configs).
-    pub target: Option<String>,
+    pub target: Option<Address>,
     /// Function signature, e.g. `pause()` or `setCollateralFactorBps(uint256)`.
     pub function: Option<String>,
     pub executor: Option<String>,
-    /// The rest of the action's fields (bounds, getter, value), validated by the guard.
-    pub params: toml::Table,
+    /// Least time between two approved runs of this action.
+    pub cooldown_ms: u64,
+    /// Pause actions: already-paused check and read-modify-write flags.
+    pub pause: PauseParams,
+    /// Set-parameter actions: getter, bounds and how the new value is chosen.
+    pub parameter: Option<ParameterParams>,
 }
 
 /// Executor kinds.
 pub const EXECUTOR_KINDS: [&str; 4] = ["eoa", "safe-owners", "module", "propose"];
-
-/// How actions are delivered on chain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecutorDef {
-    pub name: String,
-    pub kind: String,
-    /// The executor's fields, validated by the executor.
-    pub params: toml::Table,
-}
 
 /// Converts a span-carrying TOML value into an owned `toml::Value`.
 pub fn to_owned_value(value: &DeValue<'_>) -> toml::Value {
@@ -174,13 +181,6 @@ pub fn to_owned_value(value: &DeValue<'_>) -> toml::Value {
                 .collect(),
         ),
     }
-}
-
-fn owned_table_except(t: &TableReader<'_, '_>, except: &[&str]) -> toml::Table {
-    t.entries()
-        .filter(|(k, _, _)| !except.contains(k))
-        .map(|(k, _, v)| (k.to_string(), to_owned_value(v.get_ref())))
-        .collect()
 }
 
 fn parse(r: &mut Reporter<'_>) -> Option<Config> {
@@ -264,37 +264,28 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
         }
     }
 
+    if let Some(v) = top.get("keys")
+        && let Some(keys) = TableReader::from_value(v, "[keys]", r)
+    {
+        for (name, _, value) in keys.entries() {
+            if let Some(def) = exec::parse_key(name, value, &base, r) {
+                config.keys.insert(name.to_string(), def);
+            }
+        }
+    }
+
+    if let Some(v) = top.get("guard") {
+        config.guard = exec::parse_guard(v, r);
+    }
+
     if let Some(v) = top.get("executors")
         && let Some(execs) = TableReader::from_value(v, "[executors]", r)
     {
+        let keys: Vec<String> = config.keys.keys().cloned().collect();
+        let networks: Vec<String> = config.networks.keys().cloned().collect();
         for (name, _, value) in execs.entries() {
-            let ctx = format!("executor `{name}`");
-            let Some(mut t) = TableReader::from_value(value, ctx.clone(), r) else {
-                continue;
-            };
-            let kind = t.required_string("kind", r).and_then(|(k, span)| {
-                if EXECUTOR_KINDS.contains(&k) {
-                    Some(k.to_string())
-                } else {
-                    r.error(
-                        &span,
-                        format!("`{k}` is not an executor kind"),
-                        Some(format!("one of: {}", EXECUTOR_KINDS.join(", "))),
-                    );
-                    None
-                }
-            });
-            let params = owned_table_except(&t, &["kind"]);
-            // Executor fields beyond `kind` are validated by the executor, not here.
-            if let Some(kind) = kind {
-                config.executors.insert(
-                    name.to_string(),
-                    ExecutorDef {
-                        name: name.to_string(),
-                        kind,
-                        params,
-                    },
-                );
+            if let Some(def) = exec::parse_executor(name, value, &keys, &networks, &base, r) {
+                config.executors.insert(name.to_string(), def);
             }
         }
     }
@@ -489,18 +480,19 @@ fn parse_action(
     let description = t
         .required_string("description", r)
         .map(|(s, _)| s.to_string());
-    let target = t.string("target", r).and_then(|(s, span)| {
-        if s.parse::<alloy::primitives::Address>().is_ok() {
-            Some(s.to_string())
-        } else {
-            r.error(
-                &span,
-                format!("{ctx}: `{s}` is not an address"),
-                Some("write a 0x-prefixed 20-byte hex address".into()),
-            );
-            None
-        }
-    });
+    let target = t
+        .string("target", r)
+        .and_then(|(s, span)| match s.parse::<Address>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                r.error(
+                    &span,
+                    format!("{ctx}: `{s}` is not an address"),
+                    Some("write a 0x-prefixed 20-byte hex address".into()),
+                );
+                None
+            }
+        });
     let function = t.string("function", r).and_then(|(s, span)| {
         if s.parse::<alloy::json_abi::Function>().is_ok() && s.contains('(') {
             Some(s.to_string())
@@ -533,34 +525,35 @@ fn parse_action(
             None
         }
     });
-    if kind == Some(ActionKind::SetParameter) {
-        for key in ["getter", "min", "max", "max_change_bps", "min_delay"] {
-            if t.entries().all(|(k, _, _)| k != key) {
-                r.error(&t.span, format!("{ctx}: a set-parameter action needs `{key}` (its bounds are enforced before sending)"), None);
-            }
-        }
-        for key in ["min", "max", "max_change_bps"] {
-            if let Some(v) = t.entries().find(|(k, _, _)| *k == key).map(|(_, _, v)| v) {
-                as_number(v, key, r);
-            }
-        }
+    let cooldown_ms = exec::duration(&mut t, "cooldown", r).unwrap_or(0);
+    let pause = exec::parse_pause(&mut t, function.as_deref(), r);
+    let parameter = match kind {
+        Some(ActionKind::SetParameter) => exec::parse_parameter(&mut t, r),
+        _ => None,
+    };
+    if kind == Some(ActionKind::SetParameter)
+        && let Some(f) = &function
+        && let Ok(parsed) = f.parse::<alloy::json_abi::Function>()
+        && (parsed.inputs.len() != 1 || parsed.inputs[0].ty != "uint256")
+    {
+        r.error(
+            &t.span,
+            format!("{ctx}: a set-parameter function takes one uint256, `{f}` does not"),
+            None,
+        );
     }
-    for key in [
-        "getter",
-        "min",
-        "max",
-        "max_change_bps",
-        "min_delay",
-        "value",
-        "paused_getter",
-        "args",
-    ] {
-        t.get(key);
+    if kind == Some(ActionKind::Pause)
+        && let Some(f) = &function
+        && let Ok(parsed) = f.parse::<alloy::json_abi::Function>()
+        && !parsed.inputs.is_empty()
+        && pause.flags.is_none()
+    {
+        r.error(
+            &t.span,
+            format!("{ctx}: `{f}` takes arguments; describe them with `flags`"),
+            Some("flags = { getters = [\"isSupplyPaused()\", ...], set = [true, ...] }".into()),
+        );
     }
-    let params = owned_table_except(
-        &t,
-        &["kind", "description", "target", "function", "executor"],
-    );
     t.finish(r);
     Some(ActionDef {
         name: name.to_string(),
@@ -569,7 +562,9 @@ fn parse_action(
         target,
         function,
         executor,
-        params,
+        cooldown_ms,
+        pause,
+        parameter,
     })
 }
 
@@ -619,9 +614,15 @@ chain_id = 31337
 rpc = ["http://127.0.0.1:8545"]
 block_time = "1s"
 
+[keys.bot]
+source = "env"
+env = "GUARDIAN_BOT_KEY"
+
 [executors.module]
 kind = "module"
 module = "0x0000000000000000000000000000000000000001"
+key = "bot"
+network = "local"
 
 [metrics."nomad.attack_txs"]
 description = "exploit txs per block"
@@ -725,5 +726,174 @@ source = { kind = "call", to = "0x0000000000000000000000000000000000000002", sig
                 .contains("guardian.toml:22:10: metric `market.utilization`: the ratio's `market.borowed` is not defined"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn keys_example_loads_and_names_every_source() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/keys.example")).unwrap();
+        // keys.example holds the [keys] part of a guardian.toml.
+        let c = load_str(&format!("[guardian]\nmode = \"dry-run\"\n\n{text}")).unwrap();
+        assert_eq!(c.keys.len(), 3);
+        assert!(matches!(
+            c.keys["guardian-bot"].source,
+            KeySource::Env { ref var } if var == "GUARDIAN_BOT_KEY"
+        ));
+        assert!(matches!(
+            c.keys["safe-owner-1"].source,
+            KeySource::Keystore {
+                passphrase: PassphraseSource::File(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn executors_keys_and_action_bounds_are_typed() {
+        let c = load_str(
+            r#"
+[guardian]
+mode = "enforce"
+
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:8545"]
+
+[keys.a]
+source = "env"
+env = "A"
+
+[keys.b]
+source = "keystore"
+path = "b.json"
+passphrase_env = "B_PASS"
+
+[guard]
+target_cooldown = "5m"
+rate_limit = "10/1h"
+target_rate_limit = "2/1h"
+
+[executors.owners]
+kind = "safe-owners"
+safe = "0x0000000000000000000000000000000000000005"
+keys = ["a", "b"]
+network = "local"
+max_fee_gwei = 100
+priority_fee_gwei = 3
+deadline = "30s"
+
+[executors.council]
+kind = "propose"
+safe = "0x0000000000000000000000000000000000000005"
+keys = ["a"]
+outbox = "outbox"
+service_url = "http://127.0.0.1:9/api"
+
+[actions.pause-comet]
+kind = "pause"
+description = "pause supply and withdraw"
+target = "0x0000000000000000000000000000000000000002"
+function = "pause(bool,bool,bool,bool,bool)"
+executor = "owners"
+cooldown = "10m"
+flags = { getters = ["isSupplyPaused()", "isTransferPaused()", "isWithdrawPaused()", "isAbsorbPaused()", "isBuyPaused()"], set = [true, false, true, false, false] }
+
+[actions.lower-cap]
+kind = "set-parameter"
+description = "lower the supply cap"
+target = "0x0000000000000000000000000000000000000002"
+function = "setSupplyCap(uint256)"
+executor = "owners"
+getter = "supplyCap()"
+min = 0
+max = "1000000000000000000000000"
+max_change_bps = 5000
+min_delay = "1h"
+value = { step_bps = 2500, direction = "down" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.guard.target_cooldown_ms, 300_000);
+        assert_eq!(
+            c.guard.rate_limit,
+            Some(RateLimit {
+                count: 10,
+                per_ms: 3_600_000
+            })
+        );
+        let owners = &c.executors["owners"];
+        assert_eq!(owners.kind.key_names(), vec!["a", "b"]);
+        assert_eq!(owners.delivery.max_fee_cap_wei, 100_000_000_000);
+        assert_eq!(owners.delivery.deadline_ms, 30_000);
+        let pause = &c.actions["pause-comet"];
+        assert_eq!(pause.cooldown_ms, 600_000);
+        assert_eq!(
+            pause.pause.flags.as_ref().unwrap().set,
+            vec![true, false, true, false, false]
+        );
+        let p = c.actions["lower-cap"].parameter.as_ref().unwrap();
+        assert_eq!(p.max, alloy::primitives::U256::from(10u128.pow(24)));
+        assert_eq!(p.min_delay_ms, 3_600_000);
+        assert_eq!(
+            p.value,
+            ValuePolicy::StepBps {
+                bps: 2500,
+                down: true
+            }
+        );
+    }
+
+    #[test]
+    fn executor_and_action_mistakes_are_located() {
+        let err = load_str(
+            r#"
+[keys.a]
+source = "env"
+env = "A"
+private_key = "0xabc"
+
+[keys.b]
+source = "kms"
+
+[executors.x]
+kind = "eoa"
+key = "c"
+
+[executors.y]
+kind = "safe-owners"
+safe = "nope"
+keys = []
+
+[actions.p]
+kind = "pause"
+description = "x"
+function = "pause(bool)"
+
+[actions.s]
+kind = "set-parameter"
+description = "x"
+function = "setCap(uint256)"
+getter = "cap()"
+min = 10
+max = 5
+max_change_bps = 20000
+value = -1
+"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "secrets are never written in the configuration",
+            "`kms` is not a key source",
+            "unknown key `c`",
+            "`nope` is not an address",
+            "keys is empty",
+            "takes arguments; describe them with `flags`",
+            "missing `min_delay`",
+            "value must be a whole number of at least 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(!text.contains("0xabc"));
     }
 }
