@@ -545,3 +545,177 @@ async fn a_recorded_live_run_replays_to_the_same_trips() {
     assert_eq!(summary.samples_read, 14 * 5);
     assert_eq!(replay_trips, live_trips);
 }
+
+sol!(
+    #[sol(rpc)]
+    MessageReplica,
+    "contracts/artifacts/MessageReplica.json"
+);
+sol!(
+    #[sol(rpc)]
+    ReplicaCopycatAttack,
+    "contracts/artifacts/ReplicaCopycatAttack.json"
+);
+
+const BRIDGE_POLICY: &str = r#"
+[[policy]]
+id = "bridge-drain"
+description = "a pending transaction would take more than 50 tokens out of the bridge"
+severity = "critical"
+action = "pause"
+cooldown = "0 blocks"
+[policy.when]
+kind = "threshold"
+metric = "bridge.pending_outflow"
+op = ">"
+value = 50
+"#;
+
+#[tokio::test]
+async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() {
+    let anvil = anvil();
+    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
+    let (owner, attacker) = (owner_key.address(), attacker_key.address());
+    let mut wallet = EthereumWallet::from(owner_key);
+    wallet.register_signer(attacker_key);
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
+        .await
+        .unwrap();
+    // Deployed with a zero initial root: every unproven message is "proven" (Nomad, 2022).
+    let replica = MessageReplica::deploy(
+        &provider,
+        owner,
+        1000,
+        owner,
+        alloy::primitives::U256::ZERO,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    token
+        .mint(*replica.address(), parse_ether("1000").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let attack = ReplicaCopycatAttack::deploy(
+        &provider,
+        *replica.address(),
+        *token.address(),
+        parse_ether("100").unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let effect = format!(
+        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
+        token.address(),
+        replica.address()
+    );
+    let text = format!(
+        r#"
+[networks.local]
+chain_id = 31337
+rpc = ["{rpc}"]
+ws = ["{ws}"]
+
+[metrics."bridge.balance"]
+description = "tokens the bridge holds"
+network = "local"
+source = {effect_as_source}
+
+[metrics."bridge.pending_outflow"]
+description = "tokens a pending attack() would take out of the bridge"
+network = "local"
+source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {effect} }}
+"#,
+        rpc = anvil.endpoint(),
+        ws = anvil.ws_endpoint(),
+        effect_as_source = effect,
+        attack = attack.address(),
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-pending.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+
+    let mut engine = Engine::new(
+        compile_str("bridge.toml", BRIDGE_POLICY, &Config::empty()).unwrap(),
+        Mode::Enforce,
+    );
+    let mut trips = Vec::new();
+    let mut run = start(&config, WatcherOptions::default());
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    assert_eq!(value(&first, "bridge.balance"), 1000.0);
+    feed(&mut engine, &WatchEvent::Block(first.clone()), &mut trips);
+
+    let _: serde_json::Value = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    // A transaction the filters do not match (another target), then the attack.
+    let _unmatched = token
+        .mint(attacker, parse_ether("1").unwrap())
+        .send()
+        .await
+        .unwrap();
+    let sent = attack
+        .attack()
+        .from(attacker)
+        // alloy's estimate for attack() ran out of gas when mined here (as the simulation, which
+        // uses the tx's own gas limit, predicted): give it room, as attackers do.
+        .gas(300_000)
+        .max_priority_fee_per_gas(3 * GWEI)
+        .max_fee_per_gas(50 * GWEI)
+        .send()
+        .await
+        .unwrap();
+    let hash = *sent.tx_hash();
+
+    let WatchEvent::Pending(seen) = run.next().await else {
+        panic!("expected the pending attack");
+    };
+    // Seen and estimated while still unmined.
+    assert!(
+        provider
+            .get_transaction_receipt(hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(seen.tx_hash, hash);
+    assert_eq!(seen.from, attacker);
+    assert_eq!(&*seen.metric, "bridge.pending_outflow");
+    assert_eq!(seen.block, first.number + 1);
+    assert_eq!(seen.value, 100.0);
+    assert!(seen.succeeds);
+    assert_eq!(seen.max_priority_fee_per_gas, Some(3 * GWEI));
+    assert_eq!(seen.max_fee_per_gas, 50 * GWEI);
+    let event = WatchEvent::Pending(seen.clone());
+    feed(&mut engine, &event, &mut trips);
+    assert_eq!(
+        trips.len(),
+        1,
+        "the policy trips on the estimate: {trips:?}"
+    );
+    assert_eq!(trips[0].block, first.number + 1);
+
+    // Once mined, the block's balance confirms the estimate.
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let events = run.until_block(first.number + 1).await;
+    assert_eq!(events.len(), 1, "no other pending effect: {events:?}");
+    assert_eq!(value(last_block(&events), "bridge.balance"), 900.0);
+    run.stop().await;
+}

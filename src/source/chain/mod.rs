@@ -23,6 +23,7 @@
 //! - endpoints may carry API keys: errors name an endpoint by its position,
 //!   never by its URL.
 
+pub mod pending;
 pub mod reads;
 pub mod record;
 
@@ -35,10 +36,11 @@ use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::Header;
 use alloy::transports::TransportError;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MetricDef, Network};
+pub use pending::{PendingEffect, PendingWatch};
 pub use reads::{Head, ReadPlan, Snapshot};
 
 /// A problem following a chain.
@@ -48,6 +50,10 @@ pub enum ChainError {
     UnknownNetwork(String),
     #[error("network `{0}` has no `rpc` or `ws` endpoint to watch")]
     NoEndpoint(String),
+    #[error(
+        "network `{0}` has `pending` metrics but no `ws` endpoint: pending transactions arrive only by subscription"
+    )]
+    PendingNeedsWs(String),
     #[error(
         "{endpoint}: cannot connect: {source} (check that the node is up and the URL in [networks] is right)"
     )]
@@ -72,6 +78,8 @@ pub enum ChainError {
     ReorgTooDeep(usize),
     #[error("the receiver of the watcher's events is gone; the pipeline stopped")]
     ChannelClosed,
+    #[error("simulating a pending transaction: {0}")]
+    Simulation(&'static str),
 }
 
 /// Blocks replaced by a reorg: decisions based on them were based on a chain that no longer is.
@@ -90,20 +98,26 @@ pub enum WatchEvent {
     Block(Snapshot),
     /// The listed blocks were reorged out; corrected snapshots follow.
     Reorg(Reorg),
+    /// A pending transaction's estimated effect, attributed to the block it is expected in.
+    Pending(PendingEffect),
 }
 
 impl WatchEvent {
     /// The samples this event carries, as `(block, time_ms, metric, value)`.
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64, &str, f64)> {
-        let block = match self {
-            WatchEvent::Block(s) => Some(s),
-            WatchEvent::Reorg(_) => None,
+        let (block, pending) = match self {
+            WatchEvent::Block(s) => (Some(s), None),
+            WatchEvent::Reorg(_) => (None, None),
+            WatchEvent::Pending(p) => (None, Some((p.block, p.time_ms, &*p.metric, p.value))),
         };
-        block.into_iter().flat_map(|s| {
-            s.values
-                .iter()
-                .map(move |(name, v)| (s.number, s.time_ms, &**name, *v))
-        })
+        block
+            .into_iter()
+            .flat_map(|s| {
+                s.values
+                    .iter()
+                    .map(move |(name, v)| (s.number, s.time_ms, &**name, *v))
+            })
+            .chain(pending)
     }
 }
 
@@ -140,6 +154,7 @@ pub struct Watcher {
     rpc: Vec<String>,
     ws: Vec<String>,
     plan: ReadPlan,
+    pending: PendingWatch,
     options: WatcherOptions,
 }
 
@@ -171,11 +186,17 @@ impl Watcher {
         if network.rpc.is_empty() && network.ws.is_empty() {
             return Err(ChainError::NoEndpoint(name.to_string()));
         }
+        let metrics: Vec<&MetricDef> = metrics.into_iter().collect();
+        let pending = PendingWatch::new(metrics.iter().copied());
+        if !pending.is_empty() && network.ws.is_empty() {
+            return Err(ChainError::PendingNeedsWs(name.to_string()));
+        }
         Ok(Self {
             network: name.to_string(),
             rpc: network.rpc.clone(),
             ws: network.ws.clone(),
-            plan: ReadPlan::new(metrics),
+            plan: ReadPlan::new(metrics.iter().copied()),
+            pending,
             options,
         })
     }
@@ -212,22 +233,121 @@ impl Watcher {
     /// Returns `Ok` on cancellation; an error only for what retrying cannot fix
     /// (the receiver is gone, a reorg deeper than remembered, no usable endpoint).
     pub async fn run(
-        self,
+        mut self,
         out: mpsc::Sender<WatchEvent>,
         cancel: CancellationToken,
     ) -> Result<(), ChainError> {
         let client = self.read_client().await?;
+        let (head_tx, head_rx) = watch::channel(0u64);
+        let mut pending = std::mem::replace(&mut self.pending, PendingWatch::new([]));
         let mut follower = Follower {
             plan: &self.plan,
             client: &client,
             recent: VecDeque::new(),
             depth: self.options.reorg_depth.max(1),
             out: &out,
+            head: head_tx,
         };
-        if self.ws.is_empty() || self.options.force_polling {
-            self.poll(&mut follower, &cancel).await
-        } else {
-            self.subscribe(&mut follower, &cancel).await
+        let heads = async {
+            if self.ws.is_empty() || self.options.force_polling {
+                self.poll(&mut follower, &cancel).await
+            } else {
+                self.subscribe(&mut follower, &cancel).await
+            }
+        };
+        if pending.is_empty() {
+            return heads.await;
+        }
+        let txs = self.watch_pending(&mut pending, &client, head_rx, &out, &cancel);
+        tokio::try_join!(heads, txs).map(|_| ())
+    }
+
+    /// Follows pending transactions (full bodies, else hashes then a fetch) and emits their effects.
+    async fn watch_pending(
+        &self,
+        pending: &mut PendingWatch,
+        client: &RpcClient,
+        head: watch::Receiver<u64>,
+        out: &mpsc::Sender<WatchEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ChainError> {
+        let mut backoff = self.options.reconnect_min;
+        let mut attempt = 0usize;
+        loop {
+            let i = attempt % self.ws.len();
+            attempt += 1;
+            let connect = async {
+                let provider = ProviderBuilder::new()
+                    .connect_ws(WsConnect::new(self.ws[i].clone()))
+                    .await?;
+                let full = match provider.subscribe_full_pending_transactions().await {
+                    Ok(sub) => Ok(sub.into_stream()),
+                    Err(_) => Err(provider
+                        .subscribe_pending_transactions()
+                        .await?
+                        .into_stream()),
+                };
+                Ok::<_, TransportError>((provider, full))
+            };
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                c = connect => c,
+            };
+            let (provider, mut stream) = match connected {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to pending transactions");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.options.reconnect_max);
+                    continue;
+                }
+            };
+            backoff = self.options.reconnect_min;
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    tx = async {
+                        match &mut stream {
+                            Ok(full) => full.next().await.map(Ok),
+                            Err(hashes) => hashes.next().await.map(Err),
+                        }
+                    } => tx,
+                };
+                let tx = match next {
+                    None => break,
+                    Some(Ok(tx)) => tx,
+                    Some(Err(hash)) => match provider.get_transaction_by_hash(hash).await {
+                        Ok(Some(tx)) => tx,
+                        // Already gone (mined or dropped), or the node hiccupped: nothing to estimate.
+                        Ok(None) | Err(_) => continue,
+                    },
+                };
+                let latest = *head.borrow();
+                if latest == 0 {
+                    continue;
+                }
+                let step = pending.on_transaction(client, latest, &tx);
+                let effects = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = step => r,
+                };
+                match effects {
+                    Ok(effects) => {
+                        for e in effects {
+                            out.send(WatchEvent::Pending(e))
+                                .await
+                                .map_err(|_| ChainError::ChannelClosed)?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "guardian::source::chain", network = %self.network, tx = %tx.inner.tx_hash(), error = %redact(&e.to_string()), "cannot estimate a pending transaction's effect");
+                    }
+                }
+            }
+            tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "pending-transaction subscription ended; reconnecting");
         }
     }
 
@@ -353,6 +473,8 @@ struct Follower<'a> {
     recent: VecDeque<(u64, B256)>,
     depth: usize,
     out: &'a mpsc::Sender<WatchEvent>,
+    /// The number of the latest block emitted, for the pending path.
+    head: watch::Sender<u64>,
 }
 
 impl Follower<'_> {
@@ -414,6 +536,7 @@ impl Follower<'_> {
             if self.recent.len() > self.depth {
                 self.recent.pop_front();
             }
+            self.head.send_replace(h.number);
             next += 1;
         }
         Ok(())
