@@ -719,3 +719,194 @@ source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {
     assert_eq!(value(last_block(&events), "bridge.balance"), 900.0);
     run.stop().await;
 }
+
+/// A TCP proxy in front of a node, which the test can cut and restore.
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, c) = (down.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut node) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut node).await;
+                    }
+                });
+                c.lock().unwrap().push(conn);
+            }
+        });
+        Proxy {
+            port,
+            down,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+fn block_numbers(events: &[WatchEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Block(s) => s.number,
+            other => panic!("expected only blocks, got {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
+    let demo = demo().await;
+    let proxy = Proxy::start(demo.anvil.port()).await;
+    let mut config = demo.config("reconnect");
+    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            reconnect_min: Duration::from_millis(20),
+            reconnect_max: Duration::from_millis(100),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    demo.mine().await;
+    run.until_block(first.number + 1).await;
+
+    proxy.cut();
+    let mut missed = 0;
+    for _ in 0..3 {
+        missed = demo.transfer("1").await;
+    }
+    proxy.restore();
+    // After the reconnect the watcher catches up on its own; one more head proves it keeps following.
+    let events = run.until_block(missed).await;
+    demo.mine().await;
+    let mut all = events;
+    all.extend(run.until_block(missed + 1).await);
+    assert_eq!(
+        block_numbers(&all),
+        (first.number + 2..=missed + 1).collect::<Vec<_>>()
+    );
+    for e in &all[..3] {
+        let WatchEvent::Block(s) = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            value(s, "token.owner_outflow"),
+            1.0,
+            "block {} read at its own hash",
+            s.number
+        );
+    }
+    run.stop().await;
+}
+
+/// An HTTP endpoint that answers every request with 200 and a JSON-RPC error.
+async fn erroring_endpoint() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32005,"message":"limit exceeded"}}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// An endpoint that accepts connections and never answers.
+async fn silent_endpoint() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn erroring_and_silent_endpoints_fail_over_to_a_healthy_one() {
+    let demo = demo().await;
+    let (erroring, e_task) = erroring_endpoint().await;
+    let (silent, s_task) = silent_endpoint().await;
+    let mut config = demo.config("failover");
+    let net = config.networks.get_mut("local").unwrap();
+    net.ws.clear();
+    net.rpc = vec![
+        format!("http://127.0.0.1:{erroring}"),
+        format!("http://127.0.0.1:{silent}"),
+        demo.anvil.endpoint(),
+    ];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            request_timeout: Duration::from_millis(300),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    assert_eq!(value(&first, "vault.total_assets"), 1000.0);
+    let last = demo.transfer("2").await;
+    let events = run.until_block(last).await;
+    assert_eq!(
+        block_numbers(&events),
+        (first.number + 1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(value(last_block(&events), "token.owner_outflow"), 2.0);
+    run.stop().await;
+    e_task.abort();
+    s_task.abort();
+}

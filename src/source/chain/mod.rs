@@ -78,6 +78,12 @@ pub enum ChainError {
     ReorgTooDeep(usize),
     #[error("the receiver of the watcher's events is gone; the pipeline stopped")]
     ChannelClosed,
+    #[error("JSON-RPC `{method}` timed out after {ms} ms")]
+    Timeout { method: &'static str, ms: u64 },
+    #[error(
+        "block {0}: every metric read failed (the endpoint is failing or does not have the block)"
+    )]
+    AllReadsFailed(u64),
     #[error("simulating a pending transaction: {0}")]
     Simulation(&'static str),
 }
@@ -133,6 +139,8 @@ pub struct WatcherOptions {
     pub reorg_depth: usize,
     /// Poll over HTTP even when a WebSocket endpoint is configured.
     pub force_polling: bool,
+    /// A read endpoint that takes longer than this is failed over.
+    pub request_timeout: Duration,
 }
 
 impl Default for WatcherOptions {
@@ -143,6 +151,7 @@ impl Default for WatcherOptions {
             reconnect_max: Duration::from_secs(10),
             reorg_depth: 128,
             force_polling: false,
+            request_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -205,23 +214,35 @@ impl Watcher {
         &self.plan
     }
 
-    /// The client reads go through: the first HTTP endpoint, else the first WebSocket.
+    /// The client reads go through first: the first HTTP endpoint, else the first WebSocket.
     pub async fn read_client(&self) -> Result<RpcClient, ChainError> {
-        if let Some(url) = self.rpc.first() {
-            let parsed = url.parse().map_err(|_| ChainError::BadUrl {
-                endpoint: self.endpoint_name("rpc", 0),
-                url: redact(url),
-            })?;
-            return Ok(RpcClient::new_http(parsed));
+        let mut clients = self.read_clients().await?;
+        Ok(clients.swap_remove(0))
+    }
+
+    /// Every client reads may go through, in order of preference: the HTTP
+    /// endpoints, else the first WebSocket.
+    pub async fn read_clients(&self) -> Result<Vec<RpcClient>, ChainError> {
+        if !self.rpc.is_empty() {
+            let mut clients = Vec::with_capacity(self.rpc.len());
+            for (i, url) in self.rpc.iter().enumerate() {
+                let parsed = url.parse().map_err(|_| ChainError::BadUrl {
+                    endpoint: self.endpoint_name("rpc", i),
+                    url: redact(url),
+                })?;
+                clients.push(RpcClient::new_http(parsed));
+            }
+            return Ok(clients);
         }
         let url = &self.ws[0];
-        RpcClient::builder()
-            .ws(WsConnect::new(url.clone()))
+        let client = RpcClient::builder()
+            .ws(ws_connect(url))
             .await
             .map_err(|source| ChainError::Connect {
                 endpoint: self.endpoint_name("ws", 0),
                 source,
-            })
+            })?;
+        Ok(vec![client])
     }
 
     fn endpoint_name(&self, kind: &str, i: usize) -> String {
@@ -237,12 +258,14 @@ impl Watcher {
         out: mpsc::Sender<WatchEvent>,
         cancel: CancellationToken,
     ) -> Result<(), ChainError> {
-        let client = self.read_client().await?;
+        let clients = self.read_clients().await?;
         let (head_tx, head_rx) = watch::channel(0u64);
         let mut pending = std::mem::replace(&mut self.pending, PendingWatch::new([]));
         let mut follower = Follower {
             plan: &self.plan,
-            client: &client,
+            clients: &clients,
+            current: 0,
+            timeout: self.options.request_timeout,
             recent: VecDeque::new(),
             depth: self.options.reorg_depth.max(1),
             out: &out,
@@ -258,7 +281,7 @@ impl Watcher {
         if pending.is_empty() {
             return heads.await;
         }
-        let txs = self.watch_pending(&mut pending, &client, head_rx, &out, &cancel);
+        let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel);
         tokio::try_join!(heads, txs).map(|_| ())
     }
 
@@ -278,7 +301,7 @@ impl Watcher {
             attempt += 1;
             let connect = async {
                 let provider = ProviderBuilder::new()
-                    .connect_ws(WsConnect::new(self.ws[i].clone()))
+                    .connect_ws(ws_connect(&self.ws[i]))
                     .await?;
                 let full = match provider.subscribe_full_pending_transactions().await {
                     Ok(sub) => Ok(sub.into_stream()),
@@ -386,7 +409,7 @@ impl Watcher {
             attempt += 1;
             let connect = async {
                 let provider = ProviderBuilder::new()
-                    .connect_ws(WsConnect::new(self.ws[i].clone()))
+                    .connect_ws(ws_connect(&self.ws[i]))
                     .await?;
                 let sub = provider.subscribe_blocks().await?;
                 Ok::<_, TransportError>((provider, sub))
@@ -436,6 +459,12 @@ impl Watcher {
     }
 }
 
+/// A WebSocket connection whose transport does not reconnect on its own: the
+/// watcher reconnects itself (with backoff, rotating endpoints) and backfills.
+fn ws_connect(url: &str) -> WsConnect {
+    WsConnect::new(url.to_string()).with_max_retries(1)
+}
+
 /// Errors a later head retries (the node is slow, a read failed) are logged; the rest end the watcher.
 fn retryable(r: Result<(), ChainError>) -> Result<(), ChainError> {
     match r {
@@ -468,7 +497,10 @@ pub fn redact(text: &str) -> String {
 /// Walks the chain block by block, detecting reorgs by parent hash.
 struct Follower<'a> {
     plan: &'a ReadPlan,
-    client: &'a RpcClient,
+    /// Read endpoints in order of preference; `current` is the one in use.
+    clients: &'a [RpcClient],
+    current: usize,
+    timeout: Duration,
     /// Recent (number, hash) of the blocks emitted, oldest first.
     recent: VecDeque<(u64, B256)>,
     depth: usize,
@@ -478,24 +510,66 @@ struct Follower<'a> {
 }
 
 impl Follower<'_> {
-    async fn header(&self, tag: &str) -> Result<Head, ChainError> {
-        let h: Option<Header> = self
-            .client
-            .request("eth_getBlockByNumber", (tag, false))
-            .await
-            .map_err(|source| ChainError::Rpc {
-                method: "eth_getBlockByNumber",
-                source,
-            })?;
-        match h {
-            Some(h) => Ok(Head::from(&h)),
-            None => Err(ChainError::MissingBlock(
-                u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
-            )),
-        }
+    /// Moves reads to the next endpoint after `error` (logged once, here).
+    fn fail_over(&mut self, error: &ChainError) {
+        let from = self.current;
+        self.current = (self.current + 1) % self.clients.len();
+        tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
     }
 
-    async fn header_at(&self, number: u64) -> Result<Head, ChainError> {
+    async fn header(&mut self, tag: &str) -> Result<Head, ChainError> {
+        let mut last = None;
+        for _ in 0..self.clients.len() {
+            let request = self.clients[self.current]
+                .request::<_, Option<Header>>("eth_getBlockByNumber", (tag, false));
+            let e = match tokio::time::timeout(self.timeout, request).await {
+                Err(_) => ChainError::Timeout {
+                    method: "eth_getBlockByNumber",
+                    ms: self.timeout.as_millis() as u64,
+                },
+                Ok(Err(source)) => ChainError::Rpc {
+                    method: "eth_getBlockByNumber",
+                    source,
+                },
+                Ok(Ok(Some(h))) => return Ok(Head::from(&h)),
+                // A node that does not have the block yet is lagging: try another.
+                Ok(Ok(None)) => ChainError::MissingBlock(
+                    u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
+                ),
+            };
+            if self.clients.len() > 1 {
+                self.fail_over(&e);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or(ChainError::NoEndpoint(String::new())))
+    }
+
+    /// The snapshot of `head`, failing over when the endpoint errors, times out
+    /// or answers every read with an error (e.g. it does not know the block's hash).
+    async fn snapshot(&mut self, head: &Head) -> Result<Snapshot, ChainError> {
+        let mut last = None;
+        for _ in 0..self.clients.len() {
+            let read = self.plan.read(&self.clients[self.current], head);
+            let e = match tokio::time::timeout(self.timeout, read).await {
+                Err(_) => ChainError::Timeout {
+                    method: "batch",
+                    ms: self.timeout.as_millis() as u64,
+                },
+                Ok(Ok(s)) if !s.values.is_empty() || s.failed.is_empty() => return Ok(s),
+                Ok(Ok(s)) if self.clients.len() == 1 => return Ok(s),
+                Ok(Ok(_)) => ChainError::AllReadsFailed(head.number),
+                Ok(Err(e)) => e,
+            };
+            if self.clients.len() > 1 {
+                self.fail_over(&e);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or(ChainError::NoEndpoint(String::new())))
+    }
+
+    async fn header_at(&mut self, number: u64) -> Result<Head, ChainError> {
         self.header(&format!("{number:#x}")).await
     }
 
@@ -524,7 +598,7 @@ impl Follower<'_> {
                 next = self.recent.back().map_or(h.number, |&(n, _)| n + 1);
                 continue;
             }
-            let snapshot = self.plan.read(self.client, &h).await?;
+            let snapshot = self.snapshot(&h).await?;
             for (metric, why) in &snapshot.failed {
                 tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %redact(why), "metric not read at this block");
             }
