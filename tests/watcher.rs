@@ -910,3 +910,63 @@ async fn erroring_and_silent_endpoints_fail_over_to_a_healthy_one() {
     e_task.abort();
     s_task.abort();
 }
+
+#[tokio::test]
+async fn the_watchdog_reports_a_growing_head_age_while_no_block_comes() {
+    let anvil = anvil();
+    let text = format!(
+        r#"
+[networks.local]
+chain_id = 31337
+ws = ["{ws}"]
+
+[metrics."chain.head_age"]
+description = "seconds since the latest block"
+network = "local"
+source = {{ kind = "head_age" }}
+"#,
+        ws = anvil.ws_endpoint()
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-stale.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            watchdog_interval: Duration::from_millis(100),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    let fresh = value(&first, "chain.head_age");
+    let mut ages = Vec::new();
+    let mut last_time = first.time_ms;
+    for _ in 0..3 {
+        let WatchEvent::Stale(stale) = run.next().await else {
+            panic!("expected the watchdog while no block is mined");
+        };
+        assert_eq!(stale.block, first.number);
+        assert!(stale.time_ms >= last_time);
+        last_time = stale.time_ms;
+        let samples: Vec<_> = WatchEvent::Stale(stale.clone())
+            .samples()
+            .map(|(b, _, m, v)| (b, m.to_string(), v))
+            .collect();
+        assert_eq!(
+            samples,
+            vec![(first.number, "chain.head_age".to_string(), stale.head_age_s)]
+        );
+        ages.push(stale.head_age_s);
+    }
+    assert!(
+        fresh <= ages[0] && ages[0] <= ages[1] && ages[1] <= ages[2],
+        "{fresh} {ages:?}"
+    );
+    run.stop().await;
+}

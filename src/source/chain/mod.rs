@@ -28,6 +28,7 @@ pub mod reads;
 pub mod record;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::B256;
@@ -106,15 +107,31 @@ pub enum WatchEvent {
     Reorg(Reorg),
     /// A pending transaction's estimated effect, attributed to the block it is expected in.
     Pending(PendingEffect),
+    /// No new head for a watchdog interval: the `head_age` metrics again, for the last block.
+    Stale(Stale),
+}
+
+/// The watchdog's report while no new head arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stale {
+    /// The last block read.
+    pub block: u64,
+    /// When the watchdog looked, unix milliseconds.
+    pub time_ms: u64,
+    /// Seconds since the last block's timestamp.
+    pub head_age_s: f64,
+    /// The `head_age` metrics this value is for.
+    pub metrics: Vec<Arc<str>>,
 }
 
 impl WatchEvent {
     /// The samples this event carries, as `(block, time_ms, metric, value)`.
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64, &str, f64)> {
-        let (block, pending) = match self {
-            WatchEvent::Block(s) => (Some(s), None),
-            WatchEvent::Reorg(_) => (None, None),
-            WatchEvent::Pending(p) => (None, Some((p.block, p.time_ms, &*p.metric, p.value))),
+        let (block, pending, stale) = match self {
+            WatchEvent::Block(s) => (Some(s), None, None),
+            WatchEvent::Reorg(_) => (None, None, None),
+            WatchEvent::Pending(p) => (None, Some((p.block, p.time_ms, &*p.metric, p.value)), None),
+            WatchEvent::Stale(s) => (None, None, Some(s)),
         };
         block
             .into_iter()
@@ -124,6 +141,11 @@ impl WatchEvent {
                     .map(move |(name, v)| (s.number, s.time_ms, &**name, *v))
             })
             .chain(pending)
+            .chain(stale.into_iter().flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .map(move |m| (s.block, s.time_ms, &**m, s.head_age_s))
+            }))
     }
 }
 
@@ -141,6 +163,8 @@ pub struct WatcherOptions {
     pub force_polling: bool,
     /// A read endpoint that takes longer than this is failed over.
     pub request_timeout: Duration,
+    /// How often the watchdog repeats the `head_age` metrics while no new head arrives.
+    pub watchdog_interval: Duration,
 }
 
 impl Default for WatcherOptions {
@@ -152,6 +176,7 @@ impl Default for WatcherOptions {
             reorg_depth: 128,
             force_polling: false,
             request_timeout: Duration::from_secs(3),
+            watchdog_interval: Duration::from_secs(1),
         }
     }
 }
@@ -259,7 +284,7 @@ impl Watcher {
         cancel: CancellationToken,
     ) -> Result<(), ChainError> {
         let clients = self.read_clients().await?;
-        let (head_tx, head_rx) = watch::channel(0u64);
+        let (head_tx, head_rx) = watch::channel((0u64, 0u64));
         let mut pending = std::mem::replace(&mut self.pending, PendingWatch::new([]));
         let mut follower = Follower {
             plan: &self.plan,
@@ -278,11 +303,52 @@ impl Watcher {
                 self.subscribe(&mut follower, &cancel).await
             }
         };
+        let watchdog = self.watchdog(head_rx.clone(), &out, &cancel);
         if pending.is_empty() {
-            return heads.await;
+            return tokio::try_join!(heads, watchdog).map(|_| ());
         }
         let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel);
-        tokio::try_join!(heads, txs).map(|_| ())
+        tokio::try_join!(heads, watchdog, txs).map(|_| ())
+    }
+
+    /// While no new head arrives, emits the `head_age` metrics every watchdog interval.
+    async fn watchdog(
+        &self,
+        mut head: watch::Receiver<(u64, u64)>,
+        out: &mpsc::Sender<WatchEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ChainError> {
+        let metrics = self.plan.head_age_metrics().to_vec();
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let changed = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                c = tokio::time::timeout(self.options.watchdog_interval, head.changed()) => c,
+            };
+            match changed {
+                Ok(Ok(())) => continue,
+                // The follower is gone: the watcher is stopping.
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {}
+            }
+            let (block, timestamp) = *head.borrow();
+            if block == 0 && timestamp == 0 {
+                continue;
+            }
+            let time_ms = reads::now_ms();
+            let age = reads::head_age_s(timestamp, time_ms);
+            tracing::warn!(target: "guardian::source::chain", network = %self.network, block, head_age_s = age, "no new head");
+            out.send(WatchEvent::Stale(Stale {
+                block,
+                time_ms,
+                head_age_s: age,
+                metrics: metrics.clone(),
+            }))
+            .await
+            .map_err(|_| ChainError::ChannelClosed)?;
+        }
     }
 
     /// Follows pending transactions (full bodies, else hashes then a fetch) and emits their effects.
@@ -290,7 +356,7 @@ impl Watcher {
         &self,
         pending: &mut PendingWatch,
         client: &RpcClient,
-        head: watch::Receiver<u64>,
+        head: watch::Receiver<(u64, u64)>,
         out: &mpsc::Sender<WatchEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), ChainError> {
@@ -348,7 +414,7 @@ impl Watcher {
                         Ok(None) | Err(_) => continue,
                     },
                 };
-                let latest = *head.borrow();
+                let (latest, _) = *head.borrow();
                 if latest == 0 {
                     continue;
                 }
@@ -505,8 +571,8 @@ struct Follower<'a> {
     recent: VecDeque<(u64, B256)>,
     depth: usize,
     out: &'a mpsc::Sender<WatchEvent>,
-    /// The number of the latest block emitted, for the pending path.
-    head: watch::Sender<u64>,
+    /// The number and timestamp of the latest block emitted, for the pending path and the watchdog.
+    head: watch::Sender<(u64, u64)>,
 }
 
 impl Follower<'_> {
@@ -610,7 +676,7 @@ impl Follower<'_> {
             if self.recent.len() > self.depth {
                 self.recent.pop_front();
             }
-            self.head.send_replace(h.number);
+            self.head.send_replace((h.number, h.timestamp));
             next += 1;
         }
         Ok(())

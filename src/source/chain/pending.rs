@@ -15,7 +15,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::consensus::Transaction as _;
 use alloy::network::TransactionResponse as _;
@@ -27,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ChainError;
-use super::reads::{balanceOfCall, percentile};
+use super::reads::{balanceOfCall, now_ms, percentile};
 use crate::config::MetricDef;
 use crate::config::sources::{BalanceRead, PendingSpec, SourceSpec};
 use crate::metrics::scaled_amount;
@@ -182,12 +181,6 @@ impl PendingWatch {
             .unwrap_or_else(|| alloy::consensus::Transaction::max_fee_per_gas(tx));
         Ok(tip >= bar)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Debug, Deserialize)]
