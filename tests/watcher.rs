@@ -548,3 +548,428 @@ async fn a_recorded_live_run_replays_to_the_same_trips() {
     assert_eq!(summary.samples_read, 14 * 5);
     assert_eq!(replay_trips, live_trips);
 }
+
+sol!(
+    #[sol(rpc)]
+    MessageReplica,
+    "contracts/artifacts/MessageReplica.json"
+);
+sol!(
+    #[sol(rpc)]
+    ReplicaCopycatAttack,
+    "contracts/artifacts/ReplicaCopycatAttack.json"
+);
+
+const BRIDGE_POLICY: &str = r#"
+[[policy]]
+id = "bridge-drain"
+description = "a pending transaction would take more than 50 tokens out of the bridge"
+severity = "critical"
+action = "pause"
+cooldown = "0 blocks"
+[policy.when]
+kind = "threshold"
+metric = "bridge.pending_outflow"
+op = ">"
+value = 50
+"#;
+
+#[tokio::test]
+async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() {
+    let anvil = anvil();
+    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
+    let (owner, attacker) = (owner_key.address(), attacker_key.address());
+    let mut wallet = EthereumWallet::from(owner_key);
+    wallet.register_signer(attacker_key);
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
+        .await
+        .unwrap();
+    // Deployed with a zero initial root: every unproven message is "proven" (Nomad, 2022).
+    let replica = MessageReplica::deploy(
+        &provider,
+        owner,
+        1000,
+        owner,
+        alloy::primitives::U256::ZERO,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    token
+        .mint(*replica.address(), parse_ether("1000").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let attack = ReplicaCopycatAttack::deploy(
+        &provider,
+        *replica.address(),
+        *token.address(),
+        parse_ether("100").unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let effect = format!(
+        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
+        token.address(),
+        replica.address()
+    );
+    let text = format!(
+        r#"
+[networks.local]
+chain_id = 31337
+rpc = ["{rpc}"]
+ws = ["{ws}"]
+
+[metrics."bridge.balance"]
+description = "tokens the bridge holds"
+network = "local"
+source = {effect_as_source}
+
+[metrics."bridge.pending_outflow"]
+description = "tokens a pending attack() would take out of the bridge"
+network = "local"
+source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {effect} }}
+"#,
+        rpc = anvil.endpoint(),
+        ws = anvil.ws_endpoint(),
+        effect_as_source = effect,
+        attack = attack.address(),
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-pending.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+
+    let mut engine = Engine::new(
+        compile_str("bridge.toml", BRIDGE_POLICY, &Config::empty()).unwrap(),
+        Mode::Enforce,
+    );
+    let mut trips = Vec::new();
+    let mut run = start(&config, WatcherOptions::default());
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    assert_eq!(value(&first, "bridge.balance"), 1000.0);
+    feed(&mut engine, &WatchEvent::Block(first.clone()), &mut trips);
+
+    let _: serde_json::Value = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    // A transaction the filters do not match (another target), then the attack.
+    let _unmatched = token
+        .mint(attacker, parse_ether("1").unwrap())
+        .send()
+        .await
+        .unwrap();
+    let sent = attack
+        .attack()
+        .from(attacker)
+        // alloy's estimate for attack() ran out of gas when mined here (as the simulation, which
+        // uses the tx's own gas limit, predicted): give it room, as attackers do.
+        .gas(300_000)
+        .max_priority_fee_per_gas(3 * GWEI)
+        .max_fee_per_gas(50 * GWEI)
+        .send()
+        .await
+        .unwrap();
+    let hash = *sent.tx_hash();
+
+    let WatchEvent::Pending(seen) = run.next().await else {
+        panic!("expected the pending attack");
+    };
+    // Seen and estimated while still unmined.
+    assert!(
+        provider
+            .get_transaction_receipt(hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(seen.tx_hash, hash);
+    assert_eq!(seen.from, attacker);
+    assert_eq!(&*seen.metric, "bridge.pending_outflow");
+    assert_eq!(seen.block, first.number + 1);
+    assert_eq!(seen.value, 100.0);
+    assert!(seen.succeeds);
+    assert_eq!(seen.max_priority_fee_per_gas, Some(3 * GWEI));
+    assert_eq!(seen.max_fee_per_gas, 50 * GWEI);
+    let event = WatchEvent::Pending(seen.clone());
+    feed(&mut engine, &event, &mut trips);
+    assert_eq!(
+        trips.len(),
+        1,
+        "the policy trips on the estimate: {trips:?}"
+    );
+    assert_eq!(trips[0].block, first.number + 1);
+
+    // Once mined, the block's balance confirms the estimate.
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let events = run.until_block(first.number + 1).await;
+    assert_eq!(events.len(), 1, "no other pending effect: {events:?}");
+    assert_eq!(value(last_block(&events), "bridge.balance"), 900.0);
+    run.stop().await;
+}
+
+/// A TCP proxy in front of a node, which the test can cut and restore.
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, c) = (down.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut node) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut node).await;
+                    }
+                });
+                c.lock().unwrap().push(conn);
+            }
+        });
+        Proxy {
+            port,
+            down,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+fn block_numbers(events: &[WatchEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Block(s) => s.number,
+            other => panic!("expected only blocks, got {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
+    let demo = demo().await;
+    let proxy = Proxy::start(demo.anvil.port()).await;
+    let mut config = demo.config("reconnect");
+    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            reconnect_min: Duration::from_millis(20),
+            reconnect_max: Duration::from_millis(100),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    demo.mine().await;
+    run.until_block(first.number + 1).await;
+
+    proxy.cut();
+    let mut missed = 0;
+    for _ in 0..3 {
+        missed = demo.transfer("1").await;
+    }
+    proxy.restore();
+    // After the reconnect the watcher catches up on its own; one more head proves it keeps following.
+    let events = run.until_block(missed).await;
+    demo.mine().await;
+    let mut all = events;
+    all.extend(run.until_block(missed + 1).await);
+    assert_eq!(
+        block_numbers(&all),
+        (first.number + 2..=missed + 1).collect::<Vec<_>>()
+    );
+    for e in &all[..3] {
+        let WatchEvent::Block(s) = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            value(s, "token.owner_outflow"),
+            1.0,
+            "block {} read at its own hash",
+            s.number
+        );
+    }
+    run.stop().await;
+}
+
+/// An HTTP endpoint that answers every request with 200 and a JSON-RPC error.
+async fn erroring_endpoint() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32005,"message":"limit exceeded"}}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// An endpoint that accepts connections and never answers.
+async fn silent_endpoint() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn erroring_and_silent_endpoints_fail_over_to_a_healthy_one() {
+    let demo = demo().await;
+    let (erroring, e_task) = erroring_endpoint().await;
+    let (silent, s_task) = silent_endpoint().await;
+    let mut config = demo.config("failover");
+    let net = config.networks.get_mut("local").unwrap();
+    net.ws.clear();
+    net.rpc = vec![
+        format!("http://127.0.0.1:{erroring}"),
+        format!("http://127.0.0.1:{silent}"),
+        demo.anvil.endpoint(),
+    ];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            request_timeout: Duration::from_millis(300),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    assert_eq!(value(&first, "vault.total_assets"), 1000.0);
+    let last = demo.transfer("2").await;
+    let events = run.until_block(last).await;
+    assert_eq!(
+        block_numbers(&events),
+        (first.number + 1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(value(last_block(&events), "token.owner_outflow"), 2.0);
+    run.stop().await;
+    e_task.abort();
+    s_task.abort();
+}
+
+#[tokio::test]
+async fn the_watchdog_reports_a_growing_head_age_while_no_block_comes() {
+    let anvil = anvil();
+    let text = format!(
+        r#"
+[networks.local]
+chain_id = 31337
+ws = ["{ws}"]
+
+[metrics."chain.head_age"]
+description = "seconds since the latest block"
+network = "local"
+source = {{ kind = "head_age" }}
+"#,
+        ws = anvil.ws_endpoint()
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-stale.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            watchdog_interval: Duration::from_millis(100),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    let fresh = value(&first, "chain.head_age");
+    let mut ages = Vec::new();
+    let mut last_time = first.time_ms;
+    for _ in 0..3 {
+        let WatchEvent::Stale(stale) = run.next().await else {
+            panic!("expected the watchdog while no block is mined");
+        };
+        assert_eq!(stale.block, first.number);
+        assert!(stale.time_ms >= last_time);
+        last_time = stale.time_ms;
+        let samples: Vec<_> = WatchEvent::Stale(stale.clone())
+            .samples()
+            .map(|(b, _, m, v)| (b, m.to_string(), v))
+            .collect();
+        assert_eq!(
+            samples,
+            vec![(first.number, "chain.head_age".to_string(), stale.head_age_s)]
+        );
+        ages.push(stale.head_age_s);
+    }
+    assert!(
+        fresh <= ages[0] && ages[0] <= ages[1] && ages[1] <= ages[2],
+        "{fresh} {ages:?}"
+    );
+    run.stop().await;
+}

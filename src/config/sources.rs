@@ -14,6 +14,7 @@
 //! source = { kind = "block", stat = "base_fee_gwei" }   # gas_used_ratio, tx_count, priority_fee_p50 (any pNN)
 //! source = { kind = "oracle_answer", feed = "0x…", decimals = 8 }
 //! source = { kind = "oracle_age", feed = "0x…" }        # seconds since the round's updatedAt
+//! source = { kind = "head_age" }                       # seconds since the latest block (staleness)
 //! source = { kind = "ratio", numerator = "market.borrows", denominator = "market.supply" }
 //! source = { kind = "pending", to = "0x…", selector = "attack()", effect = { kind = "erc20_balance", token = "0x…", holder = "0x…", decimals = 18 } }
 //! ```
@@ -28,7 +29,7 @@ use toml::de::DeValue;
 use super::reader::{self, Reporter, TableReader, Value, as_array, as_bool, as_choice, as_u64};
 
 /// Metric source kinds the watcher knows.
-pub const SOURCE_KINDS: [&str; 10] = [
+pub const SOURCE_KINDS: [&str; 11] = [
     "call",
     "native_balance",
     "erc20_balance",
@@ -38,6 +39,7 @@ pub const SOURCE_KINDS: [&str; 10] = [
     "oracle_answer",
     "oracle_age",
     "ratio",
+    "head_age",
     "pending",
 ];
 
@@ -73,6 +75,10 @@ pub enum SourceSpec {
         numerator: String,
         denominator: String,
     },
+    /// Seconds between now (the watcher's clock) and the latest block's
+    /// timestamp: read with every block, and repeated by the watchdog while no
+    /// new head arrives, so a stalled node or subscription shows as a growing value.
+    HeadAge,
     /// The estimated effect of matching pending transactions.
     Pending(PendingSpec),
 }
@@ -307,6 +313,7 @@ pub fn parse_source(name: &str, value: &Value<'_>, r: &mut Reporter<'_>) -> Opti
                 denominator: denominator?,
             })
         }
+        "head_age" => Some(SourceSpec::HeadAge),
         "pending" => parse_pending(&mut t, r).map(SourceSpec::Pending),
         other => {
             let hint = match reader::did_you_mean(other, SOURCE_KINDS) {

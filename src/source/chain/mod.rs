@@ -23,10 +23,12 @@
 //! - endpoints may carry API keys: errors name an endpoint by its position,
 //!   never by its URL.
 
+pub mod pending;
 pub mod reads;
 pub mod record;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::B256;
@@ -35,10 +37,11 @@ use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::Header;
 use alloy::transports::TransportError;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MetricDef, Network};
+pub use pending::{PendingEffect, PendingWatch};
 pub use reads::{Head, ReadPlan, Snapshot};
 
 /// A problem following a chain.
@@ -48,6 +51,10 @@ pub enum ChainError {
     UnknownNetwork(String),
     #[error("network `{0}` has no `rpc` or `ws` endpoint to watch")]
     NoEndpoint(String),
+    #[error(
+        "network `{0}` has `pending` metrics but no `ws` endpoint: pending transactions arrive only by subscription"
+    )]
+    PendingNeedsWs(String),
     #[error(
         "{endpoint}: cannot connect: {source} (check that the node is up and the URL in [networks] is right)"
     )]
@@ -72,6 +79,14 @@ pub enum ChainError {
     ReorgTooDeep(usize),
     #[error("the receiver of the watcher's events is gone; the pipeline stopped")]
     ChannelClosed,
+    #[error("JSON-RPC `{method}` timed out after {ms} ms")]
+    Timeout { method: &'static str, ms: u64 },
+    #[error(
+        "block {0}: every metric read failed (the endpoint is failing or does not have the block)"
+    )]
+    AllReadsFailed(u64),
+    #[error("simulating a pending transaction: {0}")]
+    Simulation(&'static str),
 }
 
 /// Blocks replaced by a reorg: decisions based on them were based on a chain that no longer is.
@@ -90,20 +105,47 @@ pub enum WatchEvent {
     Block(Snapshot),
     /// The listed blocks were reorged out; corrected snapshots follow.
     Reorg(Reorg),
+    /// A pending transaction's estimated effect, attributed to the block it is expected in.
+    Pending(PendingEffect),
+    /// No new head for a watchdog interval: the `head_age` metrics again, for the last block.
+    Stale(Stale),
+}
+
+/// The watchdog's report while no new head arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stale {
+    /// The last block read.
+    pub block: u64,
+    /// When the watchdog looked, unix milliseconds.
+    pub time_ms: u64,
+    /// Seconds since the last block's timestamp.
+    pub head_age_s: f64,
+    /// The `head_age` metrics this value is for.
+    pub metrics: Vec<Arc<str>>,
 }
 
 impl WatchEvent {
     /// The samples this event carries, as `(block, time_ms, metric, value)`.
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64, &str, f64)> {
-        let block = match self {
-            WatchEvent::Block(s) => Some(s),
-            WatchEvent::Reorg(_) => None,
+        let (block, pending, stale) = match self {
+            WatchEvent::Block(s) => (Some(s), None, None),
+            WatchEvent::Reorg(_) => (None, None, None),
+            WatchEvent::Pending(p) => (None, Some((p.block, p.time_ms, &*p.metric, p.value)), None),
+            WatchEvent::Stale(s) => (None, None, Some(s)),
         };
-        block.into_iter().flat_map(|s| {
-            s.values
-                .iter()
-                .map(move |(name, v)| (s.number, s.time_ms, &**name, *v))
-        })
+        block
+            .into_iter()
+            .flat_map(|s| {
+                s.values
+                    .iter()
+                    .map(move |(name, v)| (s.number, s.time_ms, &**name, *v))
+            })
+            .chain(pending)
+            .chain(stale.into_iter().flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .map(move |m| (s.block, s.time_ms, &**m, s.head_age_s))
+            }))
     }
 }
 
@@ -119,6 +161,10 @@ pub struct WatcherOptions {
     pub reorg_depth: usize,
     /// Poll over HTTP even when a WebSocket endpoint is configured.
     pub force_polling: bool,
+    /// A read endpoint that takes longer than this is failed over.
+    pub request_timeout: Duration,
+    /// How often the watchdog repeats the `head_age` metrics while no new head arrives.
+    pub watchdog_interval: Duration,
 }
 
 impl Default for WatcherOptions {
@@ -129,6 +175,8 @@ impl Default for WatcherOptions {
             reconnect_max: Duration::from_secs(10),
             reorg_depth: 128,
             force_polling: false,
+            request_timeout: Duration::from_secs(3),
+            watchdog_interval: Duration::from_secs(1),
         }
     }
 }
@@ -140,6 +188,7 @@ pub struct Watcher {
     rpc: Vec<String>,
     ws: Vec<String>,
     plan: ReadPlan,
+    pending: PendingWatch,
     options: WatcherOptions,
 }
 
@@ -171,11 +220,17 @@ impl Watcher {
         if network.rpc.is_empty() && network.ws.is_empty() {
             return Err(ChainError::NoEndpoint(name.to_string()));
         }
+        let metrics: Vec<&MetricDef> = metrics.into_iter().collect();
+        let pending = PendingWatch::new(metrics.iter().copied());
+        if !pending.is_empty() && network.ws.is_empty() {
+            return Err(ChainError::PendingNeedsWs(name.to_string()));
+        }
         Ok(Self {
             network: name.to_string(),
             rpc: network.rpc.clone(),
             ws: network.ws.clone(),
-            plan: ReadPlan::new(metrics),
+            plan: ReadPlan::new(metrics.iter().copied()),
+            pending,
             options,
         })
     }
@@ -184,23 +239,35 @@ impl Watcher {
         &self.plan
     }
 
-    /// The client reads go through: the first HTTP endpoint, else the first WebSocket.
+    /// The client reads go through first: the first HTTP endpoint, else the first WebSocket.
     pub async fn read_client(&self) -> Result<RpcClient, ChainError> {
-        if let Some(url) = self.rpc.first() {
-            let parsed = url.parse().map_err(|_| ChainError::BadUrl {
-                endpoint: self.endpoint_name("rpc", 0),
-                url: redact(url),
-            })?;
-            return Ok(RpcClient::new_http(parsed));
+        let mut clients = self.read_clients().await?;
+        Ok(clients.swap_remove(0))
+    }
+
+    /// Every client reads may go through, in order of preference: the HTTP
+    /// endpoints, else the first WebSocket.
+    pub async fn read_clients(&self) -> Result<Vec<RpcClient>, ChainError> {
+        if !self.rpc.is_empty() {
+            let mut clients = Vec::with_capacity(self.rpc.len());
+            for (i, url) in self.rpc.iter().enumerate() {
+                let parsed = url.parse().map_err(|_| ChainError::BadUrl {
+                    endpoint: self.endpoint_name("rpc", i),
+                    url: redact(url),
+                })?;
+                clients.push(RpcClient::new_http(parsed));
+            }
+            return Ok(clients);
         }
         let url = &self.ws[0];
-        RpcClient::builder()
-            .ws(WsConnect::new(url.clone()))
+        let client = RpcClient::builder()
+            .ws(ws_connect(url))
             .await
             .map_err(|source| ChainError::Connect {
                 endpoint: self.endpoint_name("ws", 0),
                 source,
-            })
+            })?;
+        Ok(vec![client])
     }
 
     fn endpoint_name(&self, kind: &str, i: usize) -> String {
@@ -212,22 +279,164 @@ impl Watcher {
     /// Returns `Ok` on cancellation; an error only for what retrying cannot fix
     /// (the receiver is gone, a reorg deeper than remembered, no usable endpoint).
     pub async fn run(
-        self,
+        mut self,
         out: mpsc::Sender<WatchEvent>,
         cancel: CancellationToken,
     ) -> Result<(), ChainError> {
-        let client = self.read_client().await?;
+        let clients = self.read_clients().await?;
+        let (head_tx, head_rx) = watch::channel((0u64, 0u64));
+        let mut pending = std::mem::replace(&mut self.pending, PendingWatch::new([]));
         let mut follower = Follower {
             plan: &self.plan,
-            client: &client,
+            clients: &clients,
+            current: 0,
+            timeout: self.options.request_timeout,
             recent: VecDeque::new(),
             depth: self.options.reorg_depth.max(1),
             out: &out,
+            head: head_tx,
         };
-        if self.ws.is_empty() || self.options.force_polling {
-            self.poll(&mut follower, &cancel).await
-        } else {
-            self.subscribe(&mut follower, &cancel).await
+        let heads = async {
+            if self.ws.is_empty() || self.options.force_polling {
+                self.poll(&mut follower, &cancel).await
+            } else {
+                self.subscribe(&mut follower, &cancel).await
+            }
+        };
+        let watchdog = self.watchdog(head_rx.clone(), &out, &cancel);
+        if pending.is_empty() {
+            return tokio::try_join!(heads, watchdog).map(|_| ());
+        }
+        let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel);
+        tokio::try_join!(heads, watchdog, txs).map(|_| ())
+    }
+
+    /// While no new head arrives, emits the `head_age` metrics every watchdog interval.
+    async fn watchdog(
+        &self,
+        mut head: watch::Receiver<(u64, u64)>,
+        out: &mpsc::Sender<WatchEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ChainError> {
+        let metrics = self.plan.head_age_metrics().to_vec();
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let changed = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                c = tokio::time::timeout(self.options.watchdog_interval, head.changed()) => c,
+            };
+            match changed {
+                Ok(Ok(())) => continue,
+                // The follower is gone: the watcher is stopping.
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {}
+            }
+            let (block, timestamp) = *head.borrow();
+            if block == 0 && timestamp == 0 {
+                continue;
+            }
+            let time_ms = reads::now_ms();
+            let age = reads::head_age_s(timestamp, time_ms);
+            tracing::warn!(target: "guardian::source::chain", network = %self.network, block, head_age_s = age, "no new head");
+            out.send(WatchEvent::Stale(Stale {
+                block,
+                time_ms,
+                head_age_s: age,
+                metrics: metrics.clone(),
+            }))
+            .await
+            .map_err(|_| ChainError::ChannelClosed)?;
+        }
+    }
+
+    /// Follows pending transactions (full bodies, else hashes then a fetch) and emits their effects.
+    async fn watch_pending(
+        &self,
+        pending: &mut PendingWatch,
+        client: &RpcClient,
+        head: watch::Receiver<(u64, u64)>,
+        out: &mpsc::Sender<WatchEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ChainError> {
+        let mut backoff = self.options.reconnect_min;
+        let mut attempt = 0usize;
+        loop {
+            let i = attempt % self.ws.len();
+            attempt += 1;
+            let connect = async {
+                let provider = ProviderBuilder::new()
+                    .connect_ws(ws_connect(&self.ws[i]))
+                    .await?;
+                let full = match provider.subscribe_full_pending_transactions().await {
+                    Ok(sub) => Ok(sub.into_stream()),
+                    Err(_) => Err(provider
+                        .subscribe_pending_transactions()
+                        .await?
+                        .into_stream()),
+                };
+                Ok::<_, TransportError>((provider, full))
+            };
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                c = connect => c,
+            };
+            let (provider, mut stream) = match connected {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to pending transactions");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.options.reconnect_max);
+                    continue;
+                }
+            };
+            backoff = self.options.reconnect_min;
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    tx = async {
+                        match &mut stream {
+                            Ok(full) => full.next().await.map(Ok),
+                            Err(hashes) => hashes.next().await.map(Err),
+                        }
+                    } => tx,
+                };
+                let tx = match next {
+                    None => break,
+                    Some(Ok(tx)) => tx,
+                    Some(Err(hash)) => match provider.get_transaction_by_hash(hash).await {
+                        Ok(Some(tx)) => tx,
+                        // Already gone (mined or dropped), or the node hiccupped: nothing to estimate.
+                        Ok(None) | Err(_) => continue,
+                    },
+                };
+                let (latest, _) = *head.borrow();
+                if latest == 0 {
+                    continue;
+                }
+                let step = pending.on_transaction(client, latest, &tx);
+                let effects = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = step => r,
+                };
+                match effects {
+                    Ok(effects) => {
+                        for e in effects {
+                            out.send(WatchEvent::Pending(e))
+                                .await
+                                .map_err(|_| ChainError::ChannelClosed)?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "guardian::source::chain", network = %self.network, tx = %tx.inner.tx_hash(), error = %redact(&e.to_string()), "cannot estimate a pending transaction's effect");
+                    }
+                }
+            }
+            tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "pending-transaction subscription ended; reconnecting");
         }
     }
 
@@ -266,7 +475,7 @@ impl Watcher {
             attempt += 1;
             let connect = async {
                 let provider = ProviderBuilder::new()
-                    .connect_ws(WsConnect::new(self.ws[i].clone()))
+                    .connect_ws(ws_connect(&self.ws[i]))
                     .await?;
                 let sub = provider.subscribe_blocks().await?;
                 Ok::<_, TransportError>((provider, sub))
@@ -316,6 +525,12 @@ impl Watcher {
     }
 }
 
+/// A WebSocket connection whose transport does not reconnect on its own: the
+/// watcher reconnects itself (with backoff, rotating endpoints) and backfills.
+fn ws_connect(url: &str) -> WsConnect {
+    WsConnect::new(url.to_string()).with_max_retries(1)
+}
+
 /// Errors a later head retries (the node is slow, a read failed) are logged; the rest end the watcher.
 fn retryable(r: Result<(), ChainError>) -> Result<(), ChainError> {
     match r {
@@ -348,32 +563,79 @@ pub fn redact(text: &str) -> String {
 /// Walks the chain block by block, detecting reorgs by parent hash.
 struct Follower<'a> {
     plan: &'a ReadPlan,
-    client: &'a RpcClient,
+    /// Read endpoints in order of preference; `current` is the one in use.
+    clients: &'a [RpcClient],
+    current: usize,
+    timeout: Duration,
     /// Recent (number, hash) of the blocks emitted, oldest first.
     recent: VecDeque<(u64, B256)>,
     depth: usize,
     out: &'a mpsc::Sender<WatchEvent>,
+    /// The number and timestamp of the latest block emitted, for the pending path and the watchdog.
+    head: watch::Sender<(u64, u64)>,
 }
 
 impl Follower<'_> {
-    async fn header(&self, tag: &str) -> Result<Head, ChainError> {
-        let h: Option<Header> = self
-            .client
-            .request("eth_getBlockByNumber", (tag, false))
-            .await
-            .map_err(|source| ChainError::Rpc {
-                method: "eth_getBlockByNumber",
-                source,
-            })?;
-        match h {
-            Some(h) => Ok(Head::from(&h)),
-            None => Err(ChainError::MissingBlock(
-                u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
-            )),
-        }
+    /// Moves reads to the next endpoint after `error` (logged once, here).
+    fn fail_over(&mut self, error: &ChainError) {
+        let from = self.current;
+        self.current = (self.current + 1) % self.clients.len();
+        tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
     }
 
-    async fn header_at(&self, number: u64) -> Result<Head, ChainError> {
+    async fn header(&mut self, tag: &str) -> Result<Head, ChainError> {
+        let mut last = None;
+        for _ in 0..self.clients.len() {
+            let request = self.clients[self.current]
+                .request::<_, Option<Header>>("eth_getBlockByNumber", (tag, false));
+            let e = match tokio::time::timeout(self.timeout, request).await {
+                Err(_) => ChainError::Timeout {
+                    method: "eth_getBlockByNumber",
+                    ms: self.timeout.as_millis() as u64,
+                },
+                Ok(Err(source)) => ChainError::Rpc {
+                    method: "eth_getBlockByNumber",
+                    source,
+                },
+                Ok(Ok(Some(h))) => return Ok(Head::from(&h)),
+                // A node that does not have the block yet is lagging: try another.
+                Ok(Ok(None)) => ChainError::MissingBlock(
+                    u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
+                ),
+            };
+            if self.clients.len() > 1 {
+                self.fail_over(&e);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or(ChainError::NoEndpoint(String::new())))
+    }
+
+    /// The snapshot of `head`, failing over when the endpoint errors, times out
+    /// or answers every read with an error (e.g. it does not know the block's hash).
+    async fn snapshot(&mut self, head: &Head) -> Result<Snapshot, ChainError> {
+        let mut last = None;
+        for _ in 0..self.clients.len() {
+            let read = self.plan.read(&self.clients[self.current], head);
+            let e = match tokio::time::timeout(self.timeout, read).await {
+                Err(_) => ChainError::Timeout {
+                    method: "batch",
+                    ms: self.timeout.as_millis() as u64,
+                },
+                Ok(Ok(s)) if !s.values.is_empty() || s.failed.is_empty() => return Ok(s),
+                Ok(Ok(s)) if self.clients.len() == 1 => return Ok(s),
+                Ok(Ok(_)) => ChainError::AllReadsFailed(head.number),
+                Ok(Err(e)) => e,
+            };
+            if self.clients.len() > 1 {
+                self.fail_over(&e);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or(ChainError::NoEndpoint(String::new())))
+    }
+
+    async fn header_at(&mut self, number: u64) -> Result<Head, ChainError> {
         self.header(&format!("{number:#x}")).await
     }
 
@@ -402,7 +664,7 @@ impl Follower<'_> {
                 next = self.recent.back().map_or(h.number, |&(n, _)| n + 1);
                 continue;
             }
-            let snapshot = self.plan.read(self.client, &h).await?;
+            let snapshot = self.snapshot(&h).await?;
             for (metric, why) in &snapshot.failed {
                 tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %redact(why), "metric not read at this block");
             }
@@ -414,6 +676,7 @@ impl Follower<'_> {
             if self.recent.len() > self.depth {
                 self.recent.pop_front();
             }
+            self.head.send_replace((h.number, h.timestamp));
             next += 1;
         }
         Ok(())

@@ -107,6 +107,7 @@ enum Read {
         numerator: usize,
         denominator: usize,
     },
+    HeadAge,
 }
 
 /// The reads behind one network's per-block metrics, planned once.
@@ -117,6 +118,8 @@ pub struct ReadPlan {
     balances: Vec<Address>,
     logs: Vec<(Address, [Option<B256>; 4])>,
     needs_transactions: bool,
+    /// The `head_age` metrics, which the watchdog repeats between heads.
+    head_age: Vec<Arc<str>>,
 }
 
 fn index_of<T: PartialEq + Clone>(list: &mut Vec<T>, item: T) -> usize {
@@ -195,6 +198,10 @@ impl ReadPlan {
                     ratios.push((name, numerator.clone(), denominator.clone()));
                     continue;
                 }
+                SourceSpec::HeadAge => {
+                    plan.head_age.push(name.clone());
+                    Read::HeadAge
+                }
                 SourceSpec::Pending(_) => continue,
             };
             plan.metrics.push((name, read));
@@ -232,6 +239,11 @@ impl ReadPlan {
                 decimals: b.decimals,
             },
         }
+    }
+
+    /// The staleness metrics (`head_age`), for the watchdog.
+    pub fn head_age_metrics(&self) -> &[Arc<str>] {
+        &self.head_age
     }
 
     /// How many metrics a snapshot carries.
@@ -457,6 +469,7 @@ fn evaluate(
             Ok(head.timestamp as f64 - updated as f64)
         }
         Read::Ratio { .. } => Err("ratios are computed from other metrics".into()),
+        Read::HeadAge => Ok(head_age_s(head.timestamp, now_ms())),
     }
 }
 
@@ -496,6 +509,18 @@ fn block_stat(
                 .ok_or_else(|| "the block has no transactions to take a fee percentile of".into())
         }
     }
+}
+
+/// Unix milliseconds by the watcher's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Seconds from a block's timestamp to `now_ms` (0 when the block looks to be from the future).
+pub fn head_age_s(timestamp: u64, now_ms: u64) -> f64 {
+    (now_ms as f64 / 1000.0 - timestamp as f64).max(0.0)
 }
 
 /// Nearest-rank percentile (`p` in 0..=100) of `values`, `None` when empty.
