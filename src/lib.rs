@@ -38,6 +38,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod executor;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
