@@ -420,6 +420,36 @@ async fn a_stuck_transaction_is_replaced_and_lands() {
     assert!(s.demo.paused().await);
 }
 
+/// Nothing is mined: the executor gives up at its deadline instead of waiting
+/// forever, and reports it (the caller alerts).
+#[tokio::test]
+async fn delivery_gives_up_at_the_deadline() {
+    let mut s = setup(&[], "").await;
+    let p = s.demo.provider.clone();
+    p.raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let a = s.approve("pause-hasty", Mode::Enforce).await;
+    let started = std::time::Instant::now();
+    let err = s.exec.execute(a, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExecError::Deadline {
+                deadline_ms: 1_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(matches!(
+        s.events.try_recv(),
+        Ok(DeliveryEvent::Sent { .. })
+    ));
+    assert!(!s.demo.paused().await);
+}
+
 /// The bot's next nonce is used by an outside transaction from the same key
 /// after guardian read it: the send is refused, the nonce resynchronised, and
 /// the pause lands with no gap.

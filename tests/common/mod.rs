@@ -259,6 +259,12 @@ key = "bot"
 network = "local"
 deadline = "20s"
 
+[executors.hasty]
+kind = "eoa"
+key = "bot"
+network = "local"
+deadline = "1s"
+
 [executors.stranger]
 kind = "eoa"
 key = "stranger"
@@ -297,6 +303,13 @@ target = "{vault}"
 function = "pause()"
 paused_getter = "paused()"
 executor = "direct"
+
+[actions.pause-hasty]
+kind = "pause"
+description = "pause the vault, giving up after one second"
+target = "{vault}"
+function = "pause()"
+executor = "hasty"
 
 [actions.pause-stranger]
 kind = "pause"
