@@ -563,6 +563,109 @@ async fn a_pause_lands_ahead_of_a_pending_attack_in_the_same_block() {
     assert!(s.demo.paused().await);
 }
 
+fn trip_at(action: &str, time_ms: u64) -> Trip {
+    Trip {
+        time_ms,
+        ..trip(action, Mode::Enforce)
+    }
+}
+
+/// On a real chain: outside the allow-list, out of bounds, too large a change,
+/// in the target's cooldown, over the rate limit — each refused with its reason,
+/// and nothing sent.
+#[tokio::test]
+async fn the_guard_refuses_with_reasons_on_a_real_chain() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo.config_with(
+        dir.path(),
+        "",
+        "[guard]\ntarget_cooldown = \"1m\"\nrate_limit = \"1/1h\"\n",
+    );
+    let mut guard = Guard::new(&config);
+    let exec = Executors::connect(&config, "local", &demo.keys(), None)
+        .await
+        .unwrap();
+    let bot = demo.bot.address();
+    let before = demo.provider.get_transaction_count(bot).await.unwrap();
+    let reject = |d: guardian::guard::Decision| d.rejection().cloned();
+
+    let r = reject(guard.review(&trip_at("sweep-funds", 1_000), &exec).await);
+    assert_eq!(
+        r,
+        Some(Rejection::NotAllowed {
+            action: "sweep-funds".into()
+        })
+    );
+    let r = reject(
+        guard
+            .review(&trip_at("raise-cap-too-far", 1_000), &exec)
+            .await,
+    );
+    assert!(matches!(r, Some(Rejection::OutOfBounds { .. })), "{r:?}");
+    let r = reject(
+        guard
+            .review(&trip_at("cut-cap-too-much", 1_000), &exec)
+            .await,
+    );
+    assert!(
+        matches!(
+            r,
+            Some(Rejection::ChangeTooLarge {
+                max_change_bps: 5_000,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        demo.provider.get_transaction_count(bot).await.unwrap(),
+        before
+    );
+
+    let a = guard
+        .review(&trip_at("pause-direct", 1_000), &exec)
+        .await
+        .into_approved()
+        .unwrap();
+    exec.execute(a, None).await.unwrap();
+    demo.safe_exec(demo.vault, GuardedVault::unpauseCall {}.abi_encode())
+        .await;
+    let r = reject(guard.review(&trip_at("pause-module", 30_000), &exec).await);
+    assert!(
+        matches!(
+            r,
+            Some(Rejection::TargetCooldown {
+                ready_at_ms: 61_000,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let r = reject(guard.review(&trip_at("pause-module", 61_000), &exec).await);
+    assert_eq!(r, Some(Rejection::RateLimited));
+    assert!(!demo.paused().await);
+}
+
+/// RPC URLs carry API keys: a connection error never shows the URL.
+#[tokio::test]
+async fn rpc_errors_never_show_the_endpoint_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guardian.toml");
+    std::fs::write(
+        &path,
+        "[networks.main]\nchain_id = 1\nrpc = [\"http://127.0.0.1:9/v3/CANARYAPIKEY\"]\n",
+    )
+    .unwrap();
+    let config = guardian::config::Config::load(&path).unwrap();
+    let err = Executors::connect(&config, "main", &Default::default(), None)
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("CANARYAPIKEY"), "{shown}");
+    assert!(shown.contains("eth_chainId"), "{shown}");
+}
+
 #[tokio::test]
 async fn unknown_executors_and_missing_keys_are_reported() {
     let demo = Demo::new(&[]).await;

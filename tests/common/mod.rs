@@ -233,7 +233,12 @@ impl Demo {
     }
 
     /// A configuration with one action per executor kind, all on the vault.
+    /// `extra` goes into the `council` (propose) executor, `tail` at the end of the file.
     pub fn config(&self, dir: &std::path::Path, extra: &str) -> Config {
+        self.config_with(dir, extra, "")
+    }
+
+    pub fn config_with(&self, dir: &std::path::Path, extra: &str, tail: &str) -> Config {
         let text = format!(
             r#"
 [networks.local]
@@ -366,6 +371,33 @@ max = 10000000
 max_change_bps = 5000
 min_delay = "1h"
 value = 500000
+
+[actions.raise-cap-too-far]
+kind = "set-parameter"
+description = "a value outside the bounds"
+target = "{vault}"
+function = "setSupplyCap(uint256)"
+executor = "module"
+getter = "supplyCap()"
+min = 1000
+max = 10000000
+max_change_bps = 5000
+min_delay = "1h"
+value = 20000000
+
+[actions.cut-cap-too-much]
+kind = "set-parameter"
+description = "a change larger than max_change_bps"
+target = "{vault}"
+function = "setSupplyCap(uint256)"
+executor = "module"
+getter = "supplyCap()"
+min = 1000
+max = 10000000
+max_change_bps = 5000
+min_delay = "1h"
+value = 100000
+{tail}
 "#,
             rpc = self.anvil.endpoint(),
             safe = self.safe,
