@@ -19,9 +19,11 @@
 //!          │  Trip { policy, block, action, evidence }
 //!       decision      (decision.rs)
 //!          │
-//!       guard         allow-list, bounds, cooldowns, rate limits, preflight -> Approved
+//!       guard         (guard/)    allow-list, bounds, cooldowns, rate limits, preflight -> Approved
+//!          │  Decision { outcome: Approved | AlertOnly | AlreadyDone | Rejected(reason) }
+//!       executor      (executor/) eoa | Safe owners | Safe module | propose; fees, nonces, replacement
 //!          │
-//!       executor      eoa | Safe owners | Safe module | propose
+//!        chain        keys (keys.rs) sign; they never reach logs, errors or argv
 //! ```
 //!
 //! Invariants the stages keep:
@@ -32,12 +34,19 @@
 //! - samples are processed in the order they arrive; a trace's rows are in
 //!   time order, and a malformed row stops a replay with its location;
 //! - live and simulated runs share every stage except the source and the
-//!   executor.
+//!   executor;
+//! - only the guard constructs an [`guard::Approved`] action, and executors
+//!   take nothing else: no call outside the configured allow-list is signed;
+//! - every guard decision is returned with its outcome; a rejection carries its
+//!   reason and is never dropped;
+//! - the guard is pure: chain state reaches it through [`guard::ChainView`],
+//!   which the executor implements.
 
 pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod executor;
 pub mod explain;
 pub mod guard;
 pub mod keys;

@@ -624,6 +624,9 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     );
     let text = format!(
         r#"
+[guardian]
+mode = "dry-run"
+
 [networks.local]
 chain_id = 31337
 rpc = ["{rpc}"]
@@ -919,6 +922,9 @@ async fn the_watchdog_reports_a_growing_head_age_while_no_block_comes() {
     let anvil = anvil();
     let text = format!(
         r#"
+[guardian]
+mode = "dry-run"
+
 [networks.local]
 chain_id = 31337
 ws = ["{ws}"]

@@ -63,6 +63,7 @@ pub trait ChainView {
         &self,
         executor: &str,
         call: &Call,
+        effect: &Effect,
     ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
@@ -462,7 +463,7 @@ impl Guard {
             });
         }
 
-        if let Err(reason) = view.preflight(&allowed.executor, &call).await {
+        if let Err(reason) = view.preflight(&allowed.executor, &call, &effect).await {
             return Outcome::Rejected(Rejection::PreflightReverted { reason });
         }
 

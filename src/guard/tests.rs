@@ -46,6 +46,7 @@ impl ChainView for View<'_> {
         &self,
         _executor: &str,
         _call: &Call,
+        _effect: &Effect,
     ) -> impl Future<Output = Result<(), String>> + Send {
         *self.0.preflights.borrow_mut() += 1;
         std::future::ready(match &self.0.preflight {

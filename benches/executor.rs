@@ -1,0 +1,149 @@
+//! Decision -> signed transaction handed to the RPC, on a local anvil.
+//!
+//! `cargo bench --bench executor` (optionally `-- --runs N`, default 300).
+//!
+//! Setup: the demo of tests/common (real Safe v1.4.1, vault owned by it, bot
+//! with the pauser role), anvil with automine. Each run: a trip for
+//! `pause-direct` (eoa path) goes through the guard and the executor; the clock
+//! stops when the executor reports the signed transaction accepted by the node
+//! (`eth_sendRawTransaction` returned). Between runs the vault is unpaused
+//! through the Safe, outside the timing.
+//!
+//! Two measurements:
+//! - **without preflight round trips**: the guard reads chain state from memory
+//!   (vault not paused, preflight passes), so the time is the guard's logic plus
+//!   the executor: gas estimate and base fee (two concurrent local round trips),
+//!   signing, and the send itself;
+//! - **with preflight**: the guard reads `paused()` and simulates the exact
+//!   transaction on anvil (`eth_call` on the pending block) before the executor runs.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::sol_types::SolCall;
+use guardian::decision::Trip;
+use guardian::executor::{DeliveryEvent, Executors};
+use guardian::guard::{Call, ChainView, Effect, Guard};
+use guardian::policy::model::{Mode, Severity};
+use tokio::sync::mpsc;
+
+/// Chain state from memory: the vault is not paused and the preflight passes.
+struct Memory;
+
+impl ChainView for Memory {
+    fn read(
+        &self,
+        _target: Address,
+        _data: Bytes,
+    ) -> impl Future<Output = Result<Bytes, String>> + Send {
+        std::future::ready(Ok(Bytes::from(U256::ZERO.to_be_bytes::<32>().to_vec())))
+    }
+    fn preflight(
+        &self,
+        _executor: &str,
+        _call: &Call,
+        _effect: &Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, mut d: Vec<Duration>) {
+    d.sort_unstable();
+    println!(
+        "{name}: n={} p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        d.len(),
+        percentile(&d, 0.5).as_secs_f64() * 1e3,
+        percentile(&d, 0.9).as_secs_f64() * 1e3,
+        percentile(&d, 0.99).as_secs_f64() * 1e3,
+        d[d.len() - 1].as_secs_f64() * 1e3,
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+
+    let demo = common::Demo::new(&[]).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = demo.config(dir.path(), "");
+    let (tx, mut events) = mpsc::channel(1024);
+    let exec = Executors::connect(&config, "local", &demo.keys(), Some(tx))
+        .await
+        .expect("executors connect to anvil");
+    let unpause = common::GuardedVault::unpauseCall {}.abi_encode();
+
+    let mut without = Vec::with_capacity(runs);
+    let mut with = Vec::with_capacity(runs);
+    let mut time_ms = 0u64;
+    for run in 0..runs * 2 {
+        let preflight = run % 2 == 1;
+        time_ms += 1_000;
+        let trip = Trip {
+            policy: "bench".into(),
+            block: run as u64,
+            time_ms,
+            action: "pause-direct".into(),
+            severity: Severity::Critical,
+            mode: Mode::Enforce,
+            evidence: serde_json::Value::Null,
+            summary: String::new(),
+        };
+        // A fresh guard per run: no cooldown carries over.
+        let mut guard = Guard::new(&config);
+        let start = Instant::now();
+        let decision = if preflight {
+            guard.review(&trip, &exec).await
+        } else {
+            guard.review(&trip, &Memory).await
+        };
+        let approved = decision.into_approved().expect("the pause is approved");
+        let e = exec.clone();
+        let handle = tokio::spawn(async move { e.execute(approved, None).await });
+        loop {
+            match events.recv().await {
+                Some(DeliveryEvent::Sent { .. }) => break,
+                Some(_) => continue,
+                None => panic!("event channel closed"),
+            }
+        }
+        let elapsed = start.elapsed();
+        handle
+            .await
+            .expect("the execution task")
+            .expect("the pause lands");
+        assert!(demo.paused().await);
+        demo.safe_exec(demo.vault, unpause.clone()).await;
+        // The first runs warm up connections and caches.
+        if run >= 20 {
+            if preflight {
+                with.push(elapsed);
+            } else {
+                without.push(elapsed);
+            }
+        }
+    }
+    report(
+        "decision -> signed tx accepted by anvil, no preflight round trips",
+        without,
+    );
+    report(
+        "decision -> signed tx accepted by anvil, with paused() read + preflight",
+        with,
+    );
+}

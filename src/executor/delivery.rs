@@ -1,0 +1,222 @@
+//! Emergency delivery: fees that get the pause in first, nonces that never
+//! jam, replacement when a block passes without inclusion, and a deadline.
+//!
+//! - Fees: with a pending attack transaction known, offer more than its max fee
+//!   *and* its priority fee (anvil's `--order fees` ranks by max fee, real
+//!   builders by effective tip), within the executor's cap; otherwise a fast
+//!   default (twice the base fee plus the default tip).
+//! - Nonces: read from the chain (pending) at start and after every error, so a
+//!   nonce consumed by another transaction from the same key, or a failed send,
+//!   never leaves a permanent gap (OpenZeppelin Relayer issues 818 and 843).
+//! - Replacement: when a block is mined without our transaction, the same nonce
+//!   is re-sent with both fee fields raised by at least 12.5% (what nodes
+//!   require to replace), up to the cap; at the deadline the executor gives up
+//!   and reports it (the caller alerts).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use alloy::primitives::Address;
+
+use crate::config::Delivery;
+
+/// A pending attack transaction's fees, to be outbid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Urgency {
+    pub attacker_max_fee: u128,
+    pub attacker_priority_fee: u128,
+}
+
+/// EIP-1559 fee fields, in wei.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fees {
+    pub max_fee: u128,
+    pub priority_fee: u128,
+}
+
+/// `x` raised by 12.5%, rounded up, and by at least one wei.
+fn plus_eighth(x: u128) -> u128 {
+    x.saturating_add(x.div_ceil(8)).saturating_add(1)
+}
+
+/// First fees for a transaction, given the next block's base fee.
+pub fn initial(base_fee: u128, d: &Delivery, urgency: Option<Urgency>) -> Fees {
+    let mut priority = d.default_priority_fee_wei;
+    let mut max = base_fee.saturating_mul(2).saturating_add(priority);
+    if let Some(u) = urgency {
+        priority = priority.max(plus_eighth(u.attacker_priority_fee));
+        max = max
+            .max(plus_eighth(u.attacker_max_fee))
+            .max(base_fee.saturating_mul(2).saturating_add(priority));
+    }
+    let max = max.min(d.max_fee_cap_wei);
+    Fees {
+        max_fee: max,
+        priority_fee: priority.min(max),
+    }
+}
+
+/// Fees for a replacement: both fields at least 12.5% up, within the cap, and
+/// at least what a fresh transaction would offer at the current base fee.
+/// `None` when the cap leaves no room for a valid replacement.
+pub fn bump(prev: Fees, fresh: Fees, cap: u128) -> Option<Fees> {
+    let max = plus_eighth(prev.max_fee).max(fresh.max_fee);
+    let priority = plus_eighth(prev.priority_fee).max(fresh.priority_fee);
+    if max > cap {
+        return None;
+    }
+    Some(Fees {
+        max_fee: max,
+        priority_fee: priority.min(max),
+    })
+}
+
+/// Next nonce per sending account; forgotten on every error so the next use
+/// reads it again from the chain.
+#[derive(Debug, Default)]
+pub struct Nonces(Mutex<HashMap<Address, u64>>);
+
+impl Nonces {
+    /// The cached next nonce, if any.
+    pub fn cached(&self, who: Address) -> Option<u64> {
+        self.lock().get(&who).copied()
+    }
+    pub fn set(&self, who: Address, next: u64) {
+        self.lock().insert(who, next);
+    }
+    /// Drops the cached nonce: the next send resynchronises from the chain.
+    pub fn forget(&self, who: Address) {
+        self.lock().remove(&who);
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Address, u64>> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// What a node's refusal to take a transaction means for the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The nonce is used (by us or by another transaction from this key): resync.
+    NonceTooLow,
+    /// The fees are too low (to replace, or for the base fee): bump.
+    Underpriced,
+    /// Anything else: resync the nonce and report.
+    Other,
+}
+
+pub fn classify(message: &str) -> SendRefusal {
+    let m = message.to_ascii_lowercase();
+    if m.contains("nonce too low")
+        || m.contains("already known")
+        || m.contains("nonce has already been used")
+    {
+        SendRefusal::NonceTooLow
+    } else if m.contains("underpriced")
+        || m.contains("fee cap")
+        || m.contains("max fee per gas less than")
+        || m.contains("feecaptoolow")
+        || m.contains("too low")
+    {
+        SendRefusal::Underpriced
+    } else {
+        SendRefusal::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GWEI: u128 = 1_000_000_000;
+
+    fn d() -> Delivery {
+        Delivery {
+            max_fee_cap_wei: 100 * GWEI,
+            default_priority_fee_wei: 2 * GWEI,
+            deadline_ms: 10_000,
+        }
+    }
+
+    #[test]
+    fn fees_outbid_both_fields_of_a_pending_attack_within_the_cap() {
+        let f = initial(10 * GWEI, &d(), None);
+        assert_eq!(
+            f,
+            Fees {
+                max_fee: 22 * GWEI,
+                priority_fee: 2 * GWEI
+            }
+        );
+        let u = Urgency {
+            attacker_max_fee: 40 * GWEI,
+            attacker_priority_fee: 8 * GWEI,
+        };
+        let f = initial(10 * GWEI, &d(), Some(u));
+        assert!(f.max_fee > u.attacker_max_fee && f.priority_fee > u.attacker_priority_fee);
+        let u = Urgency {
+            attacker_max_fee: 400 * GWEI,
+            attacker_priority_fee: 300 * GWEI,
+        };
+        let f = initial(10 * GWEI, &d(), Some(u));
+        assert_eq!(
+            f,
+            Fees {
+                max_fee: 100 * GWEI,
+                priority_fee: 100 * GWEI
+            }
+        );
+    }
+
+    #[test]
+    fn replacements_raise_both_fields_by_at_least_an_eighth_up_to_the_cap() {
+        let prev = Fees {
+            max_fee: 40 * GWEI,
+            priority_fee: 3 * GWEI,
+        };
+        let next = bump(prev, initial(GWEI, &d(), None), 100 * GWEI).unwrap();
+        assert!(next.max_fee * 8 >= prev.max_fee * 9);
+        assert!(next.priority_fee * 8 >= prev.priority_fee * 9);
+        assert_eq!(
+            bump(
+                Fees {
+                    max_fee: 95 * GWEI,
+                    priority_fee: GWEI
+                },
+                prev,
+                100 * GWEI
+            ),
+            None
+        );
+        // A base fee that jumped makes the replacement follow it.
+        let wide = Delivery {
+            max_fee_cap_wei: 1000 * GWEI,
+            ..d()
+        };
+        let fresh = initial(60 * GWEI, &wide, None);
+        let next = bump(prev, fresh, 1000 * GWEI).unwrap();
+        assert_eq!(next.max_fee, 122 * GWEI);
+    }
+
+    #[test]
+    fn refusals_are_classified() {
+        assert_eq!(
+            classify("nonce too low: next nonce 5, tx nonce 4"),
+            SendRefusal::NonceTooLow
+        );
+        assert_eq!(
+            classify("replacement transaction underpriced"),
+            SendRefusal::Underpriced
+        );
+        assert_eq!(
+            classify("max fee per gas less than block base fee"),
+            SendRefusal::Underpriced
+        );
+        assert_eq!(
+            classify("insufficient funds for gas * price + value"),
+            SendRefusal::Other
+        );
+    }
+}

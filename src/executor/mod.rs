@@ -1,0 +1,809 @@
+//! Executors: how an [`Approved`] action reaches the chain.
+//!
+//! ```text
+//!  Approved ──> eoa          key ──> target
+//!           ──> safe-owners  key ──> Safe.execTransaction(target, data, owner signatures)
+//!           ──> module       key ──> GuardianModule.pause / setParameter ──> Safe ──> target
+//!           ──> propose      signed SafeTx ──> outbox (JSON) [──> Safe Transaction Service]
+//! ```
+//!
+//! Invariants:
+//! - an executor takes nothing but an [`Approved`], by value: it cannot be
+//!   handed a call the guard did not build, nor send one approval twice;
+//! - dry-run builds and signs everything and broadcasts nothing;
+//! - success is judged by the chain's state afterwards (the target is paused,
+//!   the parameter has its new value), and for a Safe by its
+//!   `ExecutionSuccess`/`ExecutionFailure` event, never by receipt status alone;
+//! - every wait has a deadline: a transaction not included in time is reported
+//!   as [`ExecError::Deadline`], never waited on forever;
+//! - RPC URLs may carry API keys: they are never logged or put in errors.
+//!
+//! The executor also implements the guard's [`ChainView`]: reads and the
+//! preflight simulation of the exact transaction, from the sending account.
+
+pub mod delivery;
+pub mod propose;
+pub mod safe;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::network::{Ethereum, EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::sol;
+use alloy::sol_types::{SolCall, SolEvent, SolInterface};
+use alloy::transports::{RpcError, TransportErrorKind};
+
+use crate::config::{Config, ExecutorDef, ExecutorKind};
+use crate::guard::{Approved, Call, ChainView, Effect};
+use crate::keys::{Key, KeyError};
+use crate::policy::model::Mode;
+pub use delivery::{Fees, Urgency};
+use safe::{ISafe, SafeTx};
+
+// Generated bindings mirror the contract's functions, whatever their arity.
+#[allow(clippy::too_many_arguments)]
+mod module_bindings {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        GuardianModule,
+        "contracts/artifacts/GuardianModule.json"
+    );
+}
+pub use module_bindings::GuardianModule;
+
+sol! {
+    /// Errors common pause targets revert with (OpenZeppelin 5 AccessControl and Pausable).
+    #[derive(Debug)]
+    interface CommonErrors {
+        error AccessControlUnauthorizedAccount(address account, bytes32 neededRole);
+        error EnforcedPause();
+        error ExpectedPause();
+        error OwnableUnauthorizedAccount(address account);
+    }
+}
+
+/// Why an execution failed. Never carries an RPC URL or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("executor `{0}` is not configured")]
+    UnknownExecutor(String),
+    #[error("executor `{executor}` needs key `{key}`, which was not loaded")]
+    MissingKey { executor: String, key: String },
+    #[error("executor `{executor}` names no network, or the network has no http endpoint")]
+    NoEndpoint { executor: String },
+    #[error(
+        "executor `{executor}`: the node's chain id is {actual}, the configuration says {expected}"
+    )]
+    WrongChain {
+        executor: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("executor `{executor}`: {detail}")]
+    Unsupported { executor: String, detail: String },
+    #[error(
+        "executor `{executor}`: the Safe needs {threshold} owner signatures, the executor has {have} owner keys"
+    )]
+    BelowThreshold {
+        executor: String,
+        threshold: u64,
+        have: usize,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("rpc {what}: {reason}")]
+    Rpc { what: &'static str, reason: String },
+    #[error("the node refused the transaction: {0}")]
+    Refused(String),
+    #[error("fees reached the cap of {cap_wei} wei without inclusion")]
+    FeeCap { cap_wei: u128 },
+    #[error("not included within the {deadline_ms} ms deadline (last tx {last_tx})")]
+    Deadline { deadline_ms: u64, last_tx: B256 },
+    #[error("transaction {tx} reverted on chain")]
+    Reverted { tx: B256 },
+    #[error("the Safe reported ExecutionFailure for transaction {tx}")]
+    SafeExecutionFailure { tx: B256 },
+    #[error("transaction {tx} was included but its effect is not observed: {detail}")]
+    EffectNotObserved { tx: B256, detail: String },
+    #[error("proposal: {0}")]
+    Propose(String),
+}
+
+fn rpc(what: &'static str) -> impl FnOnce(RpcError<TransportErrorKind>) -> ExecError {
+    move |e| ExecError::Rpc {
+        what,
+        reason: describe(&e),
+    }
+}
+
+/// An RPC error as text without the endpoint URL (which may carry an API key).
+fn describe(e: &RpcError<TransportErrorKind>) -> String {
+    match e {
+        RpcError::ErrorResp(p) => match p.as_revert_data() {
+            Some(data) => decode_revert(&data),
+            None => p.message.to_string(),
+        },
+        RpcError::Transport(kind) => match kind {
+            TransportErrorKind::HttpError(h) => format!("http status {}", h.status),
+            _ => "transport error (endpoint unreachable or closed)".to_string(),
+        },
+        RpcError::NullResp => "null response".to_string(),
+        other => {
+            let text = other.to_string();
+            // Strip anything that looks like a URL.
+            text.split_whitespace()
+                .filter(|w| !w.contains("://"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    }
+}
+
+/// Revert data decoded with the errors guardian knows: the GuardianModule's,
+/// common access-control and pause errors, `Error(string)` and `Panic(uint256)`.
+pub fn decode_revert(data: &[u8]) -> String {
+    if let Ok(e) = GuardianModule::GuardianModuleErrors::abi_decode(data) {
+        return format!("GuardianModule.{e:?}");
+    }
+    if let Ok(e) = CommonErrors::CommonErrorsErrors::abi_decode(data) {
+        return format!("{e:?}");
+    }
+    if let Some(reason) = alloy::sol_types::decode_revert_reason(data) {
+        return reason;
+    }
+    format!("reverted with data 0x{}", alloy::hex::encode(data))
+}
+
+/// What happened to an approved action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Execution {
+    /// Included, and its effect observed on chain.
+    Landed {
+        tx: B256,
+        block: u64,
+        /// How many times the transaction was re-sent with higher fees.
+        replacements: u32,
+        fees: Fees,
+    },
+    /// Dry-run: signed, not broadcast.
+    DryRun { tx: B256, raw: Bytes },
+    /// `propose`: signed SafeTx written to the outbox (and posted when a service is configured).
+    Proposed {
+        safe_tx_hash: B256,
+        outbox_file: std::path::PathBuf,
+        posted: bool,
+    },
+}
+
+/// Something that happened while delivering (for alerts, telemetry and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryEvent {
+    Sent {
+        decision_id: u64,
+        tx: B256,
+        nonce: u64,
+        fees: Fees,
+        replacement: u32,
+    },
+    NonceResynced {
+        decision_id: u64,
+        from: Option<u64>,
+        to: u64,
+    },
+}
+
+/// One configured executor, connected.
+#[derive(Debug)]
+struct Executor {
+    def: ExecutorDef,
+    /// The account that sends (and the owner keys, for Safe paths).
+    sender: Key,
+    owners: Vec<Key>,
+    wallet: EthereumWallet,
+}
+
+/// Every executor of a configuration, on one network connection.
+#[derive(Debug, Clone)]
+pub struct Executors {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    provider: DynProvider,
+    chain_id: u64,
+    executors: HashMap<String, Executor>,
+    nonces: delivery::Nonces,
+    events: Option<tokio::sync::mpsc::Sender<DeliveryEvent>>,
+    http: alloy::transports::http::reqwest::Client,
+    /// How often to look for a receipt or a new block while waiting.
+    poll: Duration,
+}
+
+impl Executors {
+    /// Connects every executor of `config` that uses `network` to `url`.
+    /// `keys` holds the loaded keys by name; an executor whose key is missing is an error.
+    pub async fn connect(
+        config: &Config,
+        network: &str,
+        keys: &HashMap<String, Key>,
+        events: Option<tokio::sync::mpsc::Sender<DeliveryEvent>>,
+    ) -> Result<Self, ExecError> {
+        let net = config
+            .networks
+            .get(network)
+            .ok_or_else(|| ExecError::NoEndpoint {
+                executor: network.to_string(),
+            })?;
+        let url = net
+            .rpc
+            .first()
+            .and_then(|u| u.parse().ok())
+            .ok_or_else(|| ExecError::NoEndpoint {
+                executor: network.to_string(),
+            })?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(url)
+            .erased();
+        let chain_id = provider.get_chain_id().await.map_err(rpc("eth_chainId"))?;
+        if chain_id != net.chain_id {
+            return Err(ExecError::WrongChain {
+                executor: network.to_string(),
+                expected: net.chain_id,
+                actual: chain_id,
+            });
+        }
+        let mut executors = HashMap::new();
+        for (name, def) in &config.executors {
+            if def.network.as_deref().is_some_and(|n| n != network) {
+                continue;
+            }
+            let mut loaded = Vec::new();
+            for k in def.kind.key_names() {
+                loaded.push(keys.get(k).cloned().ok_or_else(|| ExecError::MissingKey {
+                    executor: name.clone(),
+                    key: k.to_string(),
+                })?);
+            }
+            // The config refuses executors without keys; checked again here all the same.
+            let sender = loaded
+                .first()
+                .cloned()
+                .ok_or_else(|| ExecError::MissingKey {
+                    executor: name.clone(),
+                    key: "(none configured)".into(),
+                })?;
+            executors.insert(
+                name.clone(),
+                Executor {
+                    def: def.clone(),
+                    wallet: sender.wallet(),
+                    sender,
+                    owners: loaded,
+                },
+            );
+        }
+        let this = Self {
+            inner: Arc::new(Inner {
+                provider,
+                chain_id,
+                executors,
+                nonces: delivery::Nonces::default(),
+                events,
+                http: alloy::transports::http::reqwest::Client::new(),
+                poll: Duration::from_millis(20),
+            }),
+        };
+        // Nonces are read from the chain at start (and again after any error).
+        for ex in this.inner.executors.values() {
+            this.resync_nonce(0, ex.sender.address()).await?;
+        }
+        Ok(this)
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.inner.chain_id
+    }
+
+    pub fn provider(&self) -> &DynProvider {
+        &self.inner.provider
+    }
+
+    fn executor(&self, name: &str) -> Result<&Executor, ExecError> {
+        self.inner
+            .executors
+            .get(name)
+            .ok_or_else(|| ExecError::UnknownExecutor(name.to_string()))
+    }
+
+    async fn resync_nonce(&self, decision_id: u64, who: Address) -> Result<u64, ExecError> {
+        let before = self.inner.nonces.cached(who);
+        let n = self
+            .inner
+            .provider
+            .get_transaction_count(who)
+            .pending()
+            .await
+            .map_err(rpc("eth_getTransactionCount"))?;
+        self.inner.nonces.set(who, n);
+        if before.is_some() && before != Some(n) {
+            tracing::warn!(target: "guardian::executor", decision_id, account = %who, from = ?before, to = n, "nonce resynchronised from the chain");
+            self.emit(DeliveryEvent::NonceResynced {
+                decision_id,
+                from: before,
+                to: n,
+            });
+        }
+        Ok(n)
+    }
+
+    fn emit(&self, e: DeliveryEvent) {
+        if let Some(tx) = &self.inner.events {
+            // Telemetry must never hold up a pause: a full channel drops the event, with a warning.
+            if tx.try_send(e).is_err() {
+                tracing::warn!(target: "guardian::executor", "delivery event channel full or closed");
+            }
+        }
+    }
+
+    /// The transaction (to, data) that carries `call` through executor `ex`.
+    async fn wrap(
+        &self,
+        ex: &Executor,
+        call: &Call,
+        effect: &Effect,
+    ) -> Result<(Address, Bytes), ExecError> {
+        match &ex.def.kind {
+            ExecutorKind::Eoa { .. } => Ok((call.target, call.data.clone())),
+            ExecutorKind::Module { module, .. } => {
+                let data = match effect {
+                    Effect::Paused { .. } if call.data.len() == 4 => GuardianModule::pauseCall {
+                        target: call.target,
+                        selector: call.selector,
+                    }
+                    .abi_encode(),
+                    Effect::Parameter { value, .. } => GuardianModule::setParameterCall {
+                        target: call.target,
+                        selector: call.selector,
+                        newValue: *value,
+                    }
+                    .abi_encode(),
+                    Effect::Paused { .. } => {
+                        return Err(ExecError::Unsupported {
+                            executor: ex.def.name.clone(),
+                            detail: "the GuardianModule pauses with the selector alone; a pause with arguments needs safe-owners".into(),
+                        });
+                    }
+                };
+                Ok((*module, data.into()))
+            }
+            ExecutorKind::SafeOwners { safe, .. } => {
+                let (tx, _) = self.safe_tx(ex, *safe, call, true).await?;
+                let hash = tx.hash(self.inner.chain_id, *safe);
+                let sigs = safe::sign(&ex.owners, &hash).await?;
+                Ok((*safe, tx.exec_calldata(sigs)))
+            }
+            ExecutorKind::Propose { .. } => Err(ExecError::Unsupported {
+                executor: ex.def.name.clone(),
+                detail: "a proposal is not sent as a transaction".into(),
+            }),
+        }
+    }
+
+    /// The SafeTx for `call` at the Safe's current nonce. To execute (`execute_now`),
+    /// the owner keys must reach the Safe's threshold; a proposal only needs one owner.
+    async fn safe_tx(
+        &self,
+        ex: &Executor,
+        safe: Address,
+        call: &Call,
+        execute_now: bool,
+    ) -> Result<(SafeTx, u64), ExecError> {
+        let s = ISafe::new(safe, &self.inner.provider);
+        let (nonce, threshold) = tokio::try_join!(
+            async {
+                s.nonce().call().await.map_err(|e| ExecError::Rpc {
+                    what: "Safe.nonce",
+                    reason: e.to_string(),
+                })
+            },
+            async {
+                s.getThreshold().call().await.map_err(|e| ExecError::Rpc {
+                    what: "Safe.getThreshold",
+                    reason: e.to_string(),
+                })
+            },
+        )?;
+        let threshold = threshold.saturating_to::<u64>();
+        if execute_now && (ex.owners.len() as u64) < threshold {
+            return Err(ExecError::BelowThreshold {
+                executor: ex.def.name.clone(),
+                threshold,
+                have: ex.owners.len(),
+            });
+        }
+        Ok((
+            SafeTx::call(call.target, call.data.clone(), nonce),
+            threshold,
+        ))
+    }
+
+    /// Sends (or, in dry-run, signs) an approved action and follows it until its
+    /// effect is observed, the fee cap is reached or the deadline passes.
+    pub async fn execute(
+        &self,
+        approved: Approved,
+        urgency: Option<Urgency>,
+    ) -> Result<Execution, ExecError> {
+        let ex = self.executor(approved.executor())?;
+        if let ExecutorKind::Propose {
+            safe,
+            outbox,
+            service_url,
+            ..
+        } = &ex.def.kind
+        {
+            let (tx, _) = self.safe_tx(ex, *safe, approved.call(), false).await?;
+            return propose::propose(
+                &self.inner.http,
+                self.inner.chain_id,
+                *safe,
+                &tx,
+                &ex.owners,
+                outbox,
+                service_url.as_deref(),
+                approved.decision_id(),
+                approved.mode() == Mode::DryRun,
+            )
+            .await;
+        }
+        let (to, data) = self.wrap(ex, approved.call(), approved.effect()).await?;
+        self.deliver(ex, &approved, to, data, urgency).await
+    }
+
+    async fn deliver(
+        &self,
+        ex: &Executor,
+        approved: &Approved,
+        to: Address,
+        data: Bytes,
+        urgency: Option<Urgency>,
+    ) -> Result<Execution, ExecError> {
+        let id = approved.decision_id();
+        let from = ex.sender.address();
+        let d = ex.def.delivery;
+        let p = &self.inner.provider;
+        let deadline = Instant::now() + Duration::from_millis(d.deadline_ms);
+        let request = TransactionRequest::default()
+            .with_from(from)
+            .with_to(to)
+            .with_input(data);
+        let (gas, base_fee, cached) =
+            tokio::join!(p.estimate_gas(request.clone()), self.base_fee(), async {
+                self.inner.nonces.cached(from)
+            });
+        let gas = gas.map_err(|e| {
+            self.inner.nonces.forget(from);
+            rpc("eth_estimateGas")(e)
+        })?;
+        // Headroom: the state may move between the estimate and inclusion.
+        let gas = gas.saturating_mul(13) / 10;
+        let mut nonce = match cached {
+            Some(n) => n,
+            None => self.resync_nonce(id, from).await?,
+        };
+        let mut fees = delivery::initial(base_fee?, &d, urgency);
+        let mut sent: Vec<B256> = Vec::new();
+        let mut replacement = 0u32;
+        let mut refusals = 0u32;
+        loop {
+            let tx = request
+                .clone()
+                .with_nonce(nonce)
+                .with_chain_id(self.inner.chain_id)
+                .with_gas_limit(gas)
+                .with_max_fee_per_gas(fees.max_fee)
+                .with_max_priority_fee_per_gas(fees.priority_fee);
+            let envelope =
+                <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(tx, &ex.wallet)
+                    .await
+                    .map_err(|e| {
+                        ExecError::Key(KeyError::Signing {
+                            key: ex.sender.name().to_string(),
+                            reason: e.to_string(),
+                        })
+                    })?;
+            let hash = *envelope.tx_hash();
+            let raw: Bytes = alloy::eips::eip2718::Encodable2718::encoded_2718(&envelope).into();
+            if approved.mode() == Mode::DryRun {
+                tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, "dry-run: signed, not broadcast");
+                return Ok(Execution::DryRun { tx: hash, raw });
+            }
+            match p.send_raw_transaction(&raw).await {
+                Ok(_) => {
+                    sent.push(hash);
+                    tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement, "sent");
+                    self.emit(DeliveryEvent::Sent {
+                        decision_id: id,
+                        tx: hash,
+                        nonce,
+                        fees,
+                        replacement,
+                    });
+                }
+                Err(e) => {
+                    let reason = describe(&e);
+                    refusals += 1;
+                    if refusals > 8 {
+                        self.inner.nonces.forget(from);
+                        return Err(ExecError::Refused(reason));
+                    }
+                    match delivery::classify(&reason) {
+                        delivery::SendRefusal::NonceTooLow => {
+                            // One of ours may have landed meanwhile.
+                            if let Some(r) = self.find_receipt(&sent).await? {
+                                return self.landed(ex, approved, r, replacement, fees).await;
+                            }
+                            nonce = self.resync_nonce(id, from).await?;
+                            continue;
+                        }
+                        delivery::SendRefusal::Underpriced => {
+                            let fresh = delivery::initial(self.base_fee().await?, &d, urgency);
+                            fees = delivery::bump(fees, fresh, d.max_fee_cap_wei).ok_or(
+                                ExecError::FeeCap {
+                                    cap_wei: d.max_fee_cap_wei,
+                                },
+                            )?;
+                            continue;
+                        }
+                        delivery::SendRefusal::Other => {
+                            self.inner.nonces.forget(from);
+                            return Err(ExecError::Refused(reason));
+                        }
+                    }
+                }
+            }
+            // Wait for inclusion; a block without it means replace.
+            let start_block = p.get_block_number().await.map_err(rpc("eth_blockNumber"))?;
+            loop {
+                if let Some(r) = self.find_receipt(&sent).await? {
+                    return self.landed(ex, approved, r, replacement, fees).await;
+                }
+                if Instant::now() >= deadline {
+                    self.inner.nonces.forget(from);
+                    tracing::error!(target: "guardian::executor", decision_id = id, "deadline passed without inclusion");
+                    return Err(ExecError::Deadline {
+                        deadline_ms: d.deadline_ms,
+                        last_tx: hash,
+                    });
+                }
+                let now = p.get_block_number().await.map_err(rpc("eth_blockNumber"))?;
+                if now > start_block {
+                    // A receipt may have arrived with that block.
+                    if let Some(r) = self.find_receipt(&sent).await? {
+                        return self.landed(ex, approved, r, replacement, fees).await;
+                    }
+                    let fresh = delivery::initial(self.base_fee().await?, &d, urgency);
+                    if let Some(next) = delivery::bump(fees, fresh, d.max_fee_cap_wei) {
+                        fees = next;
+                        replacement += 1;
+                        break;
+                    }
+                    tracing::warn!(target: "guardian::executor", decision_id = id, "fee cap reached: waiting without replacing");
+                }
+                tokio::time::sleep(self.inner.poll).await;
+            }
+        }
+    }
+
+    /// The next block's base fee (from the latest block).
+    async fn base_fee(&self) -> Result<u128, ExecError> {
+        let block = self
+            .inner
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc("eth_getBlockByNumber"))?
+            .ok_or(ExecError::Rpc {
+                what: "eth_getBlockByNumber",
+                reason: "no latest block".into(),
+            })?;
+        let header = &block.header;
+        let next = alloy::eips::eip1559::calc_next_block_base_fee(
+            header.gas_used,
+            header.gas_limit,
+            header.base_fee_per_gas.unwrap_or(0),
+            alloy::eips::eip1559::BaseFeeParams::ethereum(),
+        );
+        Ok(u128::from(next))
+    }
+
+    async fn find_receipt(&self, sent: &[B256]) -> Result<Option<TransactionReceipt>, ExecError> {
+        for h in sent.iter().rev() {
+            if let Some(r) = self
+                .inner
+                .provider
+                .get_transaction_receipt(*h)
+                .await
+                .map_err(rpc("eth_getTransactionReceipt"))?
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn landed(
+        &self,
+        ex: &Executor,
+        approved: &Approved,
+        r: TransactionReceipt,
+        replacements: u32,
+        fees: Fees,
+    ) -> Result<Execution, ExecError> {
+        let tx = r.transaction_hash;
+        let block = r.block_number.unwrap_or_default();
+        self.inner.nonces.set(ex.sender.address(), {
+            // The nonce after the one that landed.
+            self.inner
+                .provider
+                .get_transaction_count(ex.sender.address())
+                .pending()
+                .await
+                .map_err(rpc("eth_getTransactionCount"))?
+        });
+        if !r.status() {
+            return Err(ExecError::Reverted { tx });
+        }
+        if let ExecutorKind::SafeOwners { safe, .. } = &ex.def.kind {
+            let mut success = false;
+            for log in r.inner.logs() {
+                if log.address() != *safe {
+                    continue;
+                }
+                match log.topics().first() {
+                    Some(t) if *t == ISafe::ExecutionFailure::SIGNATURE_HASH => {
+                        return Err(ExecError::SafeExecutionFailure { tx });
+                    }
+                    Some(t) if *t == ISafe::ExecutionSuccess::SIGNATURE_HASH => success = true,
+                    _ => {}
+                }
+            }
+            if !success {
+                return Err(ExecError::EffectNotObserved {
+                    tx,
+                    detail: "no ExecutionSuccess event from the Safe".into(),
+                });
+            }
+        }
+        self.verify(approved.effect(), block)
+            .await
+            .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
+        tracing::info!(target: "guardian::executor", decision_id = approved.decision_id(), tx = %tx, block, replacements, "landed, effect observed");
+        Ok(Execution::Landed {
+            tx,
+            block,
+            replacements,
+            fees,
+        })
+    }
+
+    /// Reads the action's getters at `block` and checks the intended effect.
+    pub async fn verify(&self, effect: &Effect, block: u64) -> Result<(), String> {
+        let read = |c: &Call| {
+            let req = TransactionRequest::default()
+                .with_to(c.target)
+                .with_input(c.data.clone());
+            async move {
+                self.inner
+                    .provider
+                    .call(req)
+                    .block(block.into())
+                    .await
+                    .map_err(|e| describe(&e))
+                    .and_then(|out| {
+                        (out.len() >= 32)
+                            .then(|| U256::from_be_slice(&out[..32]))
+                            .ok_or_else(|| "getter returned less than a word".to_string())
+                    })
+            }
+        };
+        match effect {
+            Effect::Paused { getters } => {
+                for g in getters {
+                    if read(g).await? != U256::from(1) {
+                        return Err(format!("{} on {} is still false", g.selector, g.target));
+                    }
+                }
+                Ok(())
+            }
+            Effect::Parameter { getter, value, .. } => {
+                let now = read(getter).await?;
+                if now == *value {
+                    Ok(())
+                } else {
+                    Err(format!("the parameter is {now}, expected {value}"))
+                }
+            }
+        }
+    }
+}
+
+impl ChainView for Executors {
+    fn read(
+        &self,
+        target: Address,
+        data: Bytes,
+    ) -> impl Future<Output = Result<Bytes, String>> + Send {
+        let p = self.inner.provider.clone();
+        async move {
+            p.call(
+                TransactionRequest::default()
+                    .with_to(target)
+                    .with_input(data),
+            )
+            .await
+            .map_err(|e| describe(&e))
+        }
+    }
+
+    fn preflight(
+        &self,
+        executor: &str,
+        call: &Call,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let this = self.clone();
+        let executor = executor.to_string();
+        let call = call.clone();
+        let effect = effect.clone();
+        async move {
+            let ex = this.executor(&executor).map_err(|e| e.to_string())?;
+            let (from, to, data) = match &ex.def.kind {
+                // A proposal is simulated as the inner call, from the Safe itself.
+                ExecutorKind::Propose { safe, .. } => (*safe, call.target, call.data.clone()),
+                _ => {
+                    let (to, data) = this
+                        .wrap(ex, &call, &effect)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    (ex.sender.address(), to, data)
+                }
+            };
+            let req = TransactionRequest::default()
+                .with_from(from)
+                .with_to(to)
+                .with_input(data);
+            this.inner
+                .provider
+                .call(req)
+                .block(BlockNumberOrTag::Pending.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| describe(&e))
+        }
+    }
+}
+
+/// Loads every key the configuration's executors use, from the process environment and files.
+pub fn load_keys(config: &Config) -> Result<HashMap<String, Key>, KeyError> {
+    let mut out = HashMap::new();
+    for ex in config.executors.values() {
+        for name in ex.kind.key_names() {
+            if out.contains_key(name) {
+                continue;
+            }
+            if let Some(def) = config.keys.get(name) {
+                out.insert(name.to_string(), crate::keys::load(def)?);
+            }
+        }
+    }
+    Ok(out)
+}
