@@ -34,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate a configuration and its policies; print a summary.
     Check(CheckArgs),
+    /// Watch the chain, evaluate the policies, and send guarded actions until stopped (SIGINT/SIGTERM).
+    Run(RunArgs),
     /// Replay a recorded trace through the policies and print every trip.
     Simulate(SimulateArgs),
     /// Choose a detector threshold from a benign trace and a target false-alarm rate.
@@ -71,6 +73,19 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
     /// Policy files or folders (default: the configuration's `policies`).
     pub policies: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The guardian configuration.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Policy files or folders (default: the configuration's `policies`).
+    #[arg(long = "policies")]
+    pub policies: Vec<PathBuf>,
+    /// Record every sample to this trace file (trace format v1), for replay.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +164,7 @@ pub struct CalibrateArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check(args) => check(args),
+        Command::Run(args) => run_cmd(args),
         Command::Simulate(args) => simulate(args),
         Command::Calibrate(args) => calibrate_cmd(args),
         Command::Explain(args) => explain(args),
@@ -480,4 +496,94 @@ fn diff(args: DiffArgs) -> ExitCode {
         print!("{text}");
     }
     ExitCode::SUCCESS
+}
+
+fn run_cmd(args: RunArgs) -> ExitCode {
+    let (config, set) = match load(Some(&args.config), &args.policies) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let keys = match crate::executor::load_keys(&config) {
+        Ok(k) => k,
+        Err(e) => return cannot_run(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
+    };
+    let options = crate::pipeline::RunOptions {
+        record: args.record.clone(),
+        ..Default::default()
+    };
+    let result = runtime.block_on(async move {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_shutdown_signal().await;
+            eprintln!("shutting down: finishing the action in flight, if any");
+            on_signal.cancel();
+        });
+        let (report_tx, mut reports) = tokio::sync::mpsc::channel(256);
+        let printer = tokio::spawn(async move {
+            while let Some(report) = reports.recv().await {
+                println!("{}", report_line(&report));
+            }
+        });
+        eprintln!(
+            "guardian running: {} policies, mode {}, {} networks",
+            set.policies.len(),
+            config.mode,
+            config.networks.len()
+        );
+        let result =
+            crate::pipeline::run(config, set, keys, options, Some(report_tx), cancel).await;
+        let _ = printer.await;
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cannot_run(e),
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn report_line(report: &crate::pipeline::Report) -> String {
+    use crate::pipeline::Report;
+    match report {
+        Report::Trip(t) => replay::trip_line(t),
+        Report::Decision {
+            decision_id,
+            policy,
+            action,
+            block,
+            outcome,
+            ..
+        } => {
+            format!("decision {decision_id}: {policy} -> {action} at block {block}: {outcome}")
+        }
+        Report::Executed {
+            decision_id,
+            execution,
+        } => format!("decision {decision_id}: executed: {execution:?}"),
+        Report::ExecutionFailed { decision_id, error } => {
+            format!("decision {decision_id}: FAILED: {error}")
+        }
+    }
 }

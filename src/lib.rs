@@ -51,6 +51,7 @@ pub mod explain;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod replay;
 pub mod source;
