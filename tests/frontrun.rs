@@ -1,0 +1,297 @@
+//! The headline behaviour, end to end on anvil: an attack visible in the mempool
+//! is seen by the watcher, its effect estimated, the policy trips, the guard
+//! approves, and the pause is mined ahead of the attack in the same block.
+//!
+//! Nomad shape (2022): a bridge replica whose unproven messages read as proven,
+//! drained by a copycat `attack()` transaction.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::U256;
+use alloy::primitives::utils::parse_ether;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::sol;
+use common::{DemoToken, GWEI, anvil, signer};
+use guardian::config::Config;
+use guardian::executor::Execution;
+use guardian::keys::Key;
+use guardian::pipeline::{self, Report, RunOptions};
+use guardian::policy::compile_str;
+use guardian::source::chain::WatcherOptions;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+sol!(
+    #[sol(rpc)]
+    MessageReplica,
+    "contracts/artifacts/MessageReplica.json"
+);
+sol!(
+    #[sol(rpc)]
+    ReplicaCopycatAttack,
+    "contracts/artifacts/ReplicaCopycatAttack.json"
+);
+
+const POLICY: &str = r#"
+[[policy]]
+id = "bridge-pending-drain"
+description = "A pending transaction would take 50 or more tokens out of the bridge"
+severity = "critical"
+action = "pause-bridge"
+cooldown = "10 blocks"
+[policy.when]
+kind = "threshold"
+metric = "bridge.pending_outflow"
+op = ">="
+value = 50
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
+    let anvil = anvil(&["--order", "fees"]);
+    let deployer = anvil.addresses()[0];
+    let bot = signer(&anvil, 4);
+    let attacker = anvil.addresses()[6];
+    let provider = ProviderBuilder::new()
+        .wallet({
+            let mut w = EthereumWallet::from(signer(&anvil, 0));
+            w.register_signer(signer(&anvil, 6));
+            w
+        })
+        .connect_http(anvil.endpoint_url())
+        .erased();
+
+    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), deployer)
+        .await
+        .unwrap();
+    let replica = MessageReplica::deploy(
+        &provider,
+        deployer,
+        1000,
+        deployer,
+        U256::ZERO,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    token
+        .mint(*replica.address(), parse_ether("1000").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let attack = ReplicaCopycatAttack::deploy(
+        &provider,
+        *replica.address(),
+        *token.address(),
+        parse_ether("100").unwrap(),
+    )
+    .await
+    .unwrap();
+    let pauser = replica.PAUSER_ROLE().call().await.unwrap();
+    replica
+        .grantRole(pauser, bot.address())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let balance = format!(
+        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
+        token.address(),
+        replica.address()
+    );
+    let text = format!(
+        r#"
+[guardian]
+mode = "enforce"
+
+[networks.local]
+chain_id = 31337
+rpc = ["{rpc}"]
+ws = ["{ws}"]
+
+[keys.bot]
+source = "env"
+env = "UNUSED_IN_TESTS_BOT"
+
+[executors.direct]
+kind = "eoa"
+key = "bot"
+network = "local"
+max_fee_gwei = 500
+deadline = "30s"
+
+[metrics."bridge.balance"]
+description = "tokens the bridge holds"
+network = "local"
+source = {balance}
+
+[metrics."bridge.pending_outflow"]
+description = "tokens a pending attack() would take out of the bridge"
+network = "local"
+source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {balance} }}
+
+[actions.pause-bridge]
+kind = "pause"
+description = "pause the replica with the bot's pauser role"
+target = "{replica}"
+function = "pause()"
+paused_getter = "paused()"
+executor = "direct"
+"#,
+        rpc = anvil.endpoint(),
+        ws = anvil.ws_endpoint(),
+        attack = attack.address(),
+        replica = replica.address(),
+    );
+    let path = dir.path().join("guardian.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let policies = compile_str("policy.toml", POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
+    let keys = HashMap::from([("bot".to_string(), Key::local("bot", bot.clone()))]);
+
+    let record = dir.path().join("live.csv");
+    let options = RunOptions {
+        record: Some(record.clone()),
+        watcher: WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            ..WatcherOptions::default()
+        },
+        channel_capacity: 64,
+    };
+    let (report_tx, mut reports) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(pipeline::run(
+        config,
+        policies,
+        keys,
+        options,
+        Some(report_tx),
+        cancel.clone(),
+    ));
+
+    // Wait for the watcher to read the bridge (its recording shows the balance).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .contains(",bridge.balance,1000.0")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never read the bridge"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Blocks now come only when the test mines one: the attack waits in the mempool.
+    let _: serde_json::Value = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let sent = attack
+        .attack()
+        .from(attacker)
+        .gas(300_000)
+        .max_priority_fee_per_gas(3 * GWEI)
+        .max_fee_per_gas(50 * GWEI)
+        .send()
+        .await
+        .unwrap();
+    let attack_hash = *sent.tx_hash();
+
+    // The guardian's pause joins the attack in the mempool; then one block is mined.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value = provider
+            .raw_request("txpool_status".into(), ())
+            .await
+            .unwrap();
+        let pending = status["pending"]
+            .as_str()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .or(status["pending"].as_u64());
+        if pending == Some(2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pause never reached the mempool: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+
+    let mut landed = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while landed.is_none() {
+        let report = tokio::time::timeout_at(deadline, reports.recv())
+            .await
+            .expect("the pause lands")
+            .expect("the pipeline runs");
+        match report {
+            Report::Trip(t) => assert_eq!(t.evidence["value"], 100.0),
+            Report::Decision {
+                approved, outcome, ..
+            } => assert!(approved, "the guard refused: {outcome}"),
+            Report::Executed { execution, .. } => landed = Some(execution),
+            Report::ExecutionFailed { error, .. } => panic!("execution failed: {error}"),
+        }
+    }
+    let Some(Execution::Landed {
+        tx: pause_hash,
+        block,
+        fees,
+        ..
+    }) = landed
+    else {
+        panic!("expected the pause to land: {landed:?}");
+    };
+    let pause = provider
+        .get_transaction_receipt(pause_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    let attack_receipt = provider
+        .get_transaction_receipt(attack_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pause.block_number, Some(block));
+    assert_eq!(
+        attack_receipt.block_number,
+        Some(block),
+        "the attack was mined in the same block"
+    );
+    assert!(
+        pause.transaction_index < attack_receipt.transaction_index,
+        "the pause was ordered ahead of the attack"
+    );
+    assert!(
+        fees.priority_fee > 3 * GWEI && fees.max_fee > 50 * GWEI,
+        "outbid both fee fields: {fees:?}"
+    );
+    assert!(
+        !attack_receipt.status(),
+        "the attack reverted against the paused bridge"
+    );
+    assert!(replica.paused().call().await.unwrap());
+    let left = token.balanceOf(*replica.address()).call().await.unwrap();
+    assert_eq!(left, parse_ether("1000").unwrap(), "nothing was drained");
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+}
