@@ -1,15 +1,19 @@
 # guardian: the two commands a new user needs, and a few more.
 #
-#   make demo   replay the real Nomad bridge drain through the bridge policies
+#   make demo   on a local anvil: a mempool-visible bridge drain, paused ahead of itself
+#   make replay replay the real Nomad bridge drain (2022) through the bridge policies
 #   make test   every test: formatting, lints, Rust unit/property/golden tests,
 #               forge tests, and the freshness of the committed contract artifacts
 
-.PHONY: demo test deps rust-test contracts-test lint bench
+.PHONY: demo replay test deps rust-test contracts-test lint bench
 
 # npm ci re-runs only when the lockfile changes.
 NPM_STAMP := node_modules/.package-lock.json
 
-demo:
+demo: deps
+	GUARDIAN_LOG=error cargo run --release --quiet -- demo
+
+replay:
 	cargo run --release --quiet -- simulate \
 	  --config simulations/traces/nomad.toml \
 	  --trace simulations/traces/nomad-2022-08-01-drain.csv
@@ -33,3 +37,5 @@ rust-test:
 
 bench:
 	cargo bench --bench replay
+	cargo bench --bench watcher
+	cargo bench --bench executor

@@ -36,6 +36,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Watch the chain, evaluate the policies, and send guarded actions until stopped (SIGINT/SIGTERM).
     Run(RunArgs),
+    /// The headline demo on a local anvil: a mempool-visible bridge drain paused ahead of itself.
+    Demo(DemoArgs),
     /// Replay a recorded trace through the policies and print every trip.
     Simulate(SimulateArgs),
     /// Choose a detector threshold from a benign trace and a target false-alarm rate.
@@ -73,6 +75,16 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
     /// Policy files or folders (default: the configuration's `policies`).
     pub policies: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The anvil binary (installed by `npm ci`).
+    #[arg(
+        long,
+        default_value = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    )]
+    pub anvil: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Run(args) => run_cmd(args),
+        Command::Demo(args) => demo_cmd(args),
         Command::Simulate(args) => simulate(args),
         Command::Calibrate(args) => calibrate_cmd(args),
         Command::Explain(args) => explain(args),
@@ -585,5 +598,22 @@ fn report_line(report: &crate::pipeline::Report) -> String {
         Report::ExecutionFailed { decision_id, error } => {
             format!("decision {decision_id}: FAILED: {error}")
         }
+    }
+}
+
+fn demo_cmd(args: DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::demo::run(&args.anvil)) {
+        Ok(story) => {
+            print!("{story}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => cannot_run(e),
     }
 }

@@ -46,6 +46,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod demo;
 pub mod executor;
 pub mod explain;
 pub mod guard;
