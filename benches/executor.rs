@@ -3,11 +3,13 @@
 //! `cargo bench --bench executor` (optionally `-- --runs N`, default 300).
 //!
 //! Setup: the demo of tests/common (real Safe v1.4.1, vault owned by it, bot
-//! with the pauser role), anvil with automine. Each run: a trip for
-//! `pause-direct` (eoa path) goes through the guard and the executor; the clock
-//! stops when the executor reports the signed transaction accepted by the node
-//! (`eth_sendRawTransaction` returned). Between runs the vault is unpaused
-//! through the Safe, outside the timing.
+//! with the pauser role). Each run: a trip for `pause-direct` (eoa path) goes
+//! through the guard and the executor; the clock stops when the executor
+//! reports the signed transaction accepted by the node
+//! (`eth_sendRawTransaction` returned). Automine is off while timing (with
+//! automine, anvil mines inside `eth_sendRawTransaction`, which is not what a
+//! real node does); the bench then mines the block, waits for the executor to
+//! see the pause land, and unpauses the vault through the Safe, outside the timing.
 //!
 //! Two measurements:
 //! - **without preflight round trips**: the guard reads chain state from memory
@@ -24,6 +26,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use guardian::decision::Trip;
 use guardian::executor::{DeliveryEvent, Executors};
@@ -50,6 +53,13 @@ impl ChainView for Memory {
     ) -> impl Future<Output = Result<(), String>> + Send {
         std::future::ready(Ok(()))
     }
+}
+
+async fn set_automine(demo: &common::Demo, on: bool) {
+    demo.provider
+        .raw_request::<_, ()>("evm_setAutomine".into(), (on,))
+        .await
+        .expect("evm_setAutomine");
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -106,6 +116,7 @@ async fn main() {
         };
         // A fresh guard per run: no cooldown carries over.
         let mut guard = Guard::new(&config);
+        set_automine(&demo, false).await;
         let start = Instant::now();
         let decision = if preflight {
             guard.review(&trip, &exec).await
@@ -123,11 +134,16 @@ async fn main() {
             }
         }
         let elapsed = start.elapsed();
+        demo.provider
+            .raw_request::<_, String>("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
         handle
             .await
             .expect("the execution task")
             .expect("the pause lands");
         assert!(demo.paused().await);
+        set_automine(&demo, true).await;
         demo.safe_exec(demo.vault, unpause.clone()).await;
         // The first runs warm up connections and caches.
         if run >= 20 {

@@ -233,6 +233,39 @@ async fn a_reverting_preflight_sends_nothing_and_says_why() {
     assert!(!s.demo.paused().await);
 }
 
+/// A call the module does not permit, and a call that fails inside the Safe:
+/// both refused at preflight with the reason decoded, nothing sent.
+#[tokio::test]
+async fn inner_failures_are_refused_at_preflight_with_the_reason_decoded() {
+    let mut s = setup(&[], "").await;
+    let d = s
+        .guard
+        .review(&trip("pause-token-module", Mode::Enforce), &s.exec)
+        .await;
+    match d.rejection() {
+        Some(Rejection::PreflightReverted { reason }) => {
+            assert!(reason.contains("PauseNotPermitted"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let d = s
+        .guard
+        .review(&trip("pause-token-owners", Mode::Enforce), &s.exec)
+        .await;
+    match d.rejection() {
+        // Safe 1.4.1 reverts with GS013 when the inner call fails and safeTxGas is 0.
+        Some(Rejection::PreflightReverted { reason }) => {
+            assert!(reason.contains("GS013"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let record = serde_json::to_string(&d).unwrap();
+    assert!(
+        record.contains("preflight-reverted") && record.contains("GS013"),
+        "{record}"
+    );
+}
+
 #[tokio::test]
 async fn dry_run_signs_and_broadcasts_nothing() {
     let mut s = setup(&[], "").await;

@@ -160,6 +160,12 @@ pub fn decode_revert(data: &[u8]) -> String {
     format!("reverted with data 0x{}", alloy::hex::encode(data))
 }
 
+enum Poll {
+    Included(Box<TransactionReceipt>),
+    NewBlock,
+    Waiting,
+}
+
 /// What happened to an approved action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Execution {
@@ -499,7 +505,8 @@ impl Executors {
             Some(n) => n,
             None => self.resync_nonce(id, from).await?,
         };
-        let mut fees = delivery::initial(base_fee?, &d, urgency);
+        let (base_fee, mut fee_block) = base_fee?;
+        let mut fees = delivery::initial(base_fee, &d, urgency);
         let mut sent: Vec<B256> = Vec::new();
         let mut replacement = 0u32;
         let mut refusals = 0u32;
@@ -555,7 +562,9 @@ impl Executors {
                             continue;
                         }
                         delivery::SendRefusal::Underpriced => {
-                            let fresh = delivery::initial(self.base_fee().await?, &d, urgency);
+                            let (base, block) = self.base_fee().await?;
+                            fee_block = block;
+                            let fresh = delivery::initial(base, &d, urgency);
                             fees = delivery::bump(fees, fresh, d.max_fee_cap_wei).ok_or(
                                 ExecError::FeeCap {
                                     cap_wei: d.max_fee_cap_wei,
@@ -571,40 +580,72 @@ impl Executors {
                 }
             }
             // Wait for inclusion; a block without it means replace.
-            let start_block = p.get_block_number().await.map_err(rpc("eth_blockNumber"))?;
+            // Wait for inclusion; a block without it means replace. A failing read
+            // (a node hiccup) is retried until the deadline, never fatal on its own.
+            // Blocks are counted from the one the fees were computed on.
+            let mut seen_block = fee_block;
             loop {
-                if let Some(r) = self.find_receipt(&sent).await? {
-                    return self.landed(ex, approved, r, replacement, fees).await;
+                match self.poll_once(&sent, &mut seen_block).await {
+                    Ok(Poll::Included(r)) => {
+                        return self.landed(ex, approved, *r, replacement, fees).await;
+                    }
+                    Ok(Poll::NewBlock) => match self.base_fee().await {
+                        Ok((base, block)) => {
+                            fee_block = block;
+                            let fresh = delivery::initial(base, &d, urgency);
+                            if let Some(next) = delivery::bump(fees, fresh, d.max_fee_cap_wei) {
+                                fees = next;
+                                replacement += 1;
+                                break;
+                            }
+                            tracing::warn!(target: "guardian::executor", decision_id = id, cap_wei = d.max_fee_cap_wei, "fee cap reached: waiting without replacing");
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "guardian::executor", decision_id = id, error = %e, "base fee read failed; retrying")
+                        }
+                    },
+                    Ok(Poll::Waiting) => {}
+                    Err(e) => {
+                        tracing::warn!(target: "guardian::executor", decision_id = id, error = %e, "receipt poll failed; retrying")
+                    }
                 }
                 if Instant::now() >= deadline {
                     self.inner.nonces.forget(from);
-                    tracing::error!(target: "guardian::executor", decision_id = id, "deadline passed without inclusion");
+                    tracing::error!(target: "guardian::executor", decision_id = id, last_tx = %hash, "deadline passed without inclusion");
                     return Err(ExecError::Deadline {
                         deadline_ms: d.deadline_ms,
                         last_tx: hash,
                     });
-                }
-                let now = p.get_block_number().await.map_err(rpc("eth_blockNumber"))?;
-                if now > start_block {
-                    // A receipt may have arrived with that block.
-                    if let Some(r) = self.find_receipt(&sent).await? {
-                        return self.landed(ex, approved, r, replacement, fees).await;
-                    }
-                    let fresh = delivery::initial(self.base_fee().await?, &d, urgency);
-                    if let Some(next) = delivery::bump(fees, fresh, d.max_fee_cap_wei) {
-                        fees = next;
-                        replacement += 1;
-                        break;
-                    }
-                    tracing::warn!(target: "guardian::executor", decision_id = id, "fee cap reached: waiting without replacing");
                 }
                 tokio::time::sleep(self.inner.poll).await;
             }
         }
     }
 
-    /// The next block's base fee (from the latest block).
-    async fn base_fee(&self) -> Result<u128, ExecError> {
+    /// One look at the chain: a receipt for any of `sent`, or a block mined since the last look.
+    async fn poll_once(&self, sent: &[B256], seen_block: &mut u64) -> Result<Poll, ExecError> {
+        if let Some(r) = self.find_receipt(sent).await? {
+            return Ok(Poll::Included(Box::new(r)));
+        }
+        let now = self
+            .inner
+            .provider
+            .get_block_number()
+            .await
+            .map_err(rpc("eth_blockNumber"))?;
+        if now <= *seen_block {
+            return Ok(Poll::Waiting);
+        }
+        *seen_block = now;
+        // A receipt may have arrived with that block.
+        match self.find_receipt(sent).await? {
+            Some(r) => Ok(Poll::Included(Box::new(r))),
+            None => Ok(Poll::NewBlock),
+        }
+    }
+
+    /// The next block's base fee, and the latest block's number it was computed from.
+    async fn base_fee(&self) -> Result<(u128, u64), ExecError> {
         let block = self
             .inner
             .provider
@@ -622,7 +663,7 @@ impl Executors {
             header.base_fee_per_gas.unwrap_or(0),
             alloy::eips::eip1559::BaseFeeParams::ethereum(),
         );
-        Ok(u128::from(next))
+        Ok((u128::from(next), header.number))
     }
 
     async fn find_receipt(&self, sent: &[B256]) -> Result<Option<TransactionReceipt>, ExecError> {

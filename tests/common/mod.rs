@@ -319,6 +319,20 @@ target = "{vault}"
 function = "pause()"
 executor = "hasty"
 
+[actions.pause-token-module]
+kind = "pause"
+description = "a pause the module was never configured to allow"
+target = "{token}"
+function = "pause()"
+executor = "module"
+
+[actions.pause-token-owners]
+kind = "pause"
+description = "a call that fails inside the Safe"
+target = "{token}"
+function = "pause()"
+executor = "owners"
+
 [actions.pause-stranger]
 kind = "pause"
 description = "pause the vault from a key without the role"
@@ -406,6 +420,7 @@ value = 100000
             safe = self.safe,
             module = self.module,
             vault = self.vault,
+            token = self.token,
         );
         let path = dir.join("guardian.toml");
         std::fs::write(&path, text).unwrap();
