@@ -126,8 +126,8 @@ async fn demo() -> Demo {
 }
 
 impl Demo {
-    /// A configuration declaring one metric of every per-block kind on network `local`.
-    fn config(&self, name: &str) -> Config {
+    /// A configuration file declaring one metric of every per-block kind on network `local`.
+    fn config_file(&self, name: &str) -> PathBuf {
         let (token, vault, feed, owner, alice) =
             (self.token, self.vault, self.feed, self.owner, self.alice);
         let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
@@ -216,6 +216,11 @@ source = {{ kind = "oracle_age", feed = "{feed}" }}
             std::process::id()
         ));
         std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn config(&self, name: &str) -> Config {
+        let path = self.config_file(name);
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         std::fs::remove_file(&path).unwrap();
         config
@@ -969,4 +974,72 @@ source = {{ kind = "head_age" }}
         "{fresh} {ages:?}"
     );
     run.stop().await;
+}
+
+#[tokio::test]
+async fn guardian_watch_records_a_trace_that_simulate_replays() {
+    let demo = demo().await;
+    let dir = std::env::temp_dir().join(format!("guardian-watch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = demo.config_file("cli");
+    let trace = dir.join("live.csv");
+    let policy = dir.join("outflow.toml");
+    std::fs::write(&policy, OUTFLOW_POLICY).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["watch", "--blocks", "4", "--config"])
+        .arg(&config)
+        .arg("--record")
+        .arg(&trace)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Each transfer is a block; the watcher stops by itself after four.
+    let mut status = None;
+    for _ in 0..50 {
+        demo.transfer("5").await;
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+    }
+    let status = match status {
+        Some(s) => s,
+        None => tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    assert!(status.success(), "guardian watch exited with {status}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        text.starts_with("# recorded live by `guardian watch`"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| !l.starts_with('#')).count(),
+        1 + 14 * 4
+    );
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["simulate", "--json", "--trace"])
+        .arg(&trace)
+        .arg("--policies")
+        .arg(&policy)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let trips = stdout
+        .lines()
+        .filter(|l| l.contains("\"policy\":\"owner-outflow\""))
+        .count();
+    // Every block after the first is a 5-token transfer out of the owner (> 3).
+    assert!(trips >= 3, "{stdout}");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -98,6 +98,14 @@ pub struct Reorg {
     pub replaced: Vec<(u64, B256)>,
 }
 
+impl Reorg {
+    /// Whether block `number` of the old chain was replaced: anything decided on
+    /// it (a trip at that block) was decided on a chain that no longer is.
+    pub fn replaces(&self, number: u64) -> bool {
+        self.replaced.iter().any(|(n, _)| *n == number)
+    }
+}
+
 /// What the watcher sends down the flow.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
