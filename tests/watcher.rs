@@ -1043,3 +1043,53 @@ async fn guardian_watch_records_a_trace_that_simulate_replays() {
     std::fs::remove_file(&config).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_lagging_endpoint_is_failed_over_to_the_one_ahead() {
+    let demo = demo().await;
+    // A healthy node that is far behind: it answers everything, for an old head.
+    let behind = anvil();
+    let text = format!(
+        r#"
+[networks.local]
+chain_id = 31337
+rpc = ["{behind}", "{ahead}"]
+
+[metrics."chain.base_fee_gwei"]
+description = "base fee"
+network = "local"
+source = {{ kind = "block", stat = "base_fee_gwei" }}
+"#,
+        behind = behind.endpoint(),
+        ahead = demo.anvil.endpoint(),
+    );
+    let path =
+        std::env::temp_dir().join(format!("guardian-watcher-{}-lag.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+    let head = demo.provider.get_block_number().await.unwrap();
+    assert!(
+        head > 3,
+        "the demo chain must be more than max_lag_blocks ahead"
+    );
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected a block");
+    };
+    let expected = demo
+        .provider
+        .get_block_by_number(first.number.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.number >= head);
+    assert_eq!(first.hash, expected.header.hash);
+    run.stop().await;
+}

@@ -173,6 +173,8 @@ pub struct WatcherOptions {
     pub request_timeout: Duration,
     /// How often the watchdog repeats the `head_age` metrics while no new head arrives.
     pub watchdog_interval: Duration,
+    /// When polling several endpoints: one more than this many blocks behind the best is failed over.
+    pub max_lag_blocks: u64,
 }
 
 impl Default for WatcherOptions {
@@ -185,6 +187,7 @@ impl Default for WatcherOptions {
             force_polling: false,
             request_timeout: Duration::from_secs(3),
             watchdog_interval: Duration::from_secs(1),
+            max_lag_blocks: 3,
         }
     }
 }
@@ -461,6 +464,7 @@ impl Watcher {
                 _ = tick.tick() => {}
             }
             let step = async {
+                follower.check_lag(self.options.max_lag_blocks).await;
                 let head = follower.header("latest").await?;
                 follower.advance(head).await
             };
@@ -589,6 +593,42 @@ impl Follower<'_> {
         let from = self.current;
         self.current = (self.current + 1) % self.clients.len();
         tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
+    }
+
+    /// With several endpoints, asks each for its latest block number and moves
+    /// reads off the one in use when it is more than `max_lag` blocks behind
+    /// the best (or does not answer).
+    async fn check_lag(&mut self, max_lag: u64) {
+        if self.clients.len() < 2 {
+            return;
+        }
+        let timeout = self.timeout;
+        let numbers = futures_util::future::join_all(self.clients.iter().map(|c| async move {
+            let n: alloy::primitives::U64 =
+                tokio::time::timeout(timeout, c.request("eth_blockNumber", ()))
+                    .await
+                    .ok()?
+                    .ok()?;
+            Some(n.to::<u64>())
+        }))
+        .await;
+        // The best endpoint: the highest block, the most preferred among equals.
+        let Some((best, best_i)) = numbers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (n, i)))
+            .min_by_key(|&(n, i)| (std::cmp::Reverse(n), i))
+        else {
+            return;
+        };
+        let lagging = match numbers[self.current] {
+            Some(n) => n.saturating_add(max_lag) < best,
+            None => true,
+        };
+        if lagging && best_i != self.current {
+            tracing::warn!(target: "guardian::source::chain", endpoint = self.current + 1, its_block = ?numbers[self.current], best_block = best, next = best_i + 1, "read endpoint lags; failing over");
+            self.current = best_i;
+        }
     }
 
     async fn header(&mut self, tag: &str) -> Result<Head, ChainError> {
