@@ -1093,3 +1093,130 @@ source = {{ kind = "block", stat = "base_fee_gwei" }}
     assert_eq!(first.hash, expected.header.hash);
     run.stop().await;
 }
+
+#[tokio::test]
+async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
+    let anvil = anvil();
+    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
+    let (owner, attacker) = (owner_key.address(), attacker_key.address());
+    let mut wallet = EthereumWallet::from(owner_key);
+    wallet.register_signer(attacker_key);
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
+        .await
+        .unwrap();
+    let replica = MessageReplica::deploy(
+        &provider,
+        owner,
+        1000,
+        owner,
+        alloy::primitives::U256::ZERO,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let attack = ReplicaCopycatAttack::deploy(
+        &provider,
+        *replica.address(),
+        *token.address(),
+        parse_ether("100").unwrap(),
+    )
+    .await
+    .unwrap();
+    // The last block before the watcher starts: one transaction tipping 5 gwei.
+    token
+        .mint(*replica.address(), parse_ether("1000").unwrap())
+        .max_priority_fee_per_gas(5 * GWEI)
+        .max_fee_per_gas(100 * GWEI)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let effect = format!(
+        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
+        token.address(),
+        replica.address()
+    );
+    let a = attack.address();
+    let text = format!(
+        r#"
+[networks.local]
+chain_id = 31337
+ws = ["{ws}"]
+
+[metrics."p.new_sender"]
+description = "attacks from senders not seen before"
+network = "local"
+source = {{ kind = "pending", to = "{a}", new_sender = true, effect = {effect} }}
+
+[metrics."p.with_value"]
+description = "attacks carrying at least 1 wei"
+network = "local"
+source = {{ kind = "pending", to = "{a}", min_value = 1, effect = {effect} }}
+
+[metrics."p.high_tip"]
+description = "attacks tipping at least the last block's median"
+network = "local"
+source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile = 50, effect = {effect} }}
+"#,
+        ws = anvil.ws_endpoint(),
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-filters.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+
+    let mut run = start(&config, WatcherOptions::default());
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    let _: serde_json::Value = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let mut hashes = Vec::new();
+    for tip in [3, 10] {
+        let sent = attack
+            .attack()
+            .from(attacker)
+            .gas(300_000)
+            .max_priority_fee_per_gas(tip * GWEI)
+            .max_fee_per_gas(100 * GWEI)
+            .send()
+            .await
+            .unwrap();
+        hashes.push(*sent.tx_hash());
+    }
+    // First attack: a new sender tipping below the median. Second: a known sender tipping above.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let WatchEvent::Pending(p) = run.next().await else {
+            panic!("expected pending effects");
+        };
+        assert_eq!(p.block, first.number + 1);
+        assert_eq!(p.value, 100.0);
+        seen.push((p.metric.to_string(), p.tx_hash));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("p.new_sender".to_string(), hashes[0]),
+            ("p.high_tip".to_string(), hashes[1]),
+        ]
+    );
+    // Nothing else matched: the next event is the block that mines both.
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let events = run.until_block(first.number + 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    run.stop().await;
+}
