@@ -416,7 +416,7 @@ fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
 
 fn watch(args: WatchArgs) -> ExitCode {
     use crate::metrics::Sample;
-    use crate::source::chain::record::Recorder;
+    use crate::source::chain::record::{Recorder, TimeOrder};
     use crate::source::chain::{WatchEvent, Watcher, WatcherOptions};
 
     if !args.config.exists() {
@@ -506,6 +506,8 @@ fn watch(args: WatchArgs) -> ExitCode {
         let mut recent_trips: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
         let mut blocks = 0u64;
         let mut failure = None;
+        // The same time order the recorder applies, so a replay of the recording matches.
+        let mut order = TimeOrder::default();
         loop {
             let event = tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -536,6 +538,7 @@ fn watch(args: WatchArgs) -> ExitCode {
             if let Some(engine) = engine.as_mut() {
                 let mut out = stdout.lock();
                 for (block, time_ms, metric, value) in event.samples() {
+                    let time_ms = order.next(time_ms);
                     let mut on_trip = |trip: crate::decision::Trip| {
                         let line = if json { replay::trip_json(&trip) } else { replay::trip_line(&trip) };
                         let _ = writeln!(out, "{line}");

@@ -495,6 +495,8 @@ value = 3
 "#;
 
 fn feed(engine: &mut Engine, event: &WatchEvent, trips: &mut Vec<Trip>) {
+    // These tests feed blocks, then at most one pending effect: times never go back
+    // (`guardian watch` applies `TimeOrder` for the general case).
     for (block, time_ms, metric, value) in event.samples() {
         match engine.metric_id(metric) {
             Some(metric) => engine.on_sample(
