@@ -539,8 +539,34 @@ fn watch(args: WatchArgs) -> ExitCode {
                 let mut out = stdout.lock();
                 for (block, time_ms, metric, value) in event.samples() {
                     let time_ms = order.next(time_ms);
+                    let pending = match &event {
+                        WatchEvent::Pending(p) => Some(p),
+                        _ => None,
+                    };
                     let mut on_trip = |trip: crate::decision::Trip| {
-                        let line = if json { replay::trip_json(&trip) } else { replay::trip_line(&trip) };
+                        // A trip on a pending effect carries the transaction it anticipates,
+                        // with the fees a response must outbid to be ordered ahead of it.
+                        let line = match (json, pending) {
+                            (true, Some(p)) => {
+                                let mut v = serde_json::to_value(&trip).unwrap_or_default();
+                                v["pending_tx"] = serde_json::json!({
+                                    "hash": p.tx_hash, "from": p.from, "to": p.to, "nonce": p.nonce,
+                                    "max_fee_per_gas": p.max_fee_per_gas.to_string(),
+                                    "max_priority_fee_per_gas": p.max_priority_fee_per_gas.map(|f| f.to_string()),
+                                });
+                                v.to_string()
+                            }
+                            (true, None) => replay::trip_json(&trip),
+                            (false, Some(p)) => format!(
+                                "{}\n    anticipates pending tx {} from {} (max fee {} wei, tip {} wei)",
+                                replay::trip_line(&trip),
+                                p.tx_hash,
+                                p.from,
+                                p.max_fee_per_gas,
+                                p.max_priority_fee_per_gas.map_or("-".to_string(), |f| f.to_string())
+                            ),
+                            (false, None) => replay::trip_line(&trip),
+                        };
                         let _ = writeln!(out, "{line}");
                         recent_trips.push_back((trip.block, trip.policy.clone()));
                         if recent_trips.len() > 1024 {
