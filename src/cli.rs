@@ -516,7 +516,7 @@ fn watch(args: WatchArgs) -> ExitCode {
                     // A watcher stopped on its own: the guardian is no longer watching.
                     failure = Some(match done {
                         Ok(Ok(())) => "a watcher stopped".to_string(),
-                        Ok(Err(e)) => e.to_string(),
+                        Ok(Err(e)) => crate::source::chain::redact(&e.to_string()),
                         Err(e) => format!("a watcher panicked: {e}"),
                     });
                     break;
@@ -592,7 +592,7 @@ fn watch(args: WatchArgs) -> ExitCode {
             if let Ok(Err(e)) = done
                 && failure.is_none()
             {
-                failure = Some(e.to_string());
+                failure = Some(crate::source::chain::redact(&e.to_string()));
             }
         }
         if let Some(r) = recorder.as_mut()

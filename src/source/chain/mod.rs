@@ -12,6 +12,13 @@
 //!     WatchEvent::Block(Snapshot)  → bounded mpsc (backpressure, never loss)
 //! ```
 //!
+//! Beside the heads run two more tasks, sharing the same output channel:
+//! - the pending path ([`pending`]): pending transactions by subscription,
+//!   filtered, simulated on the latest state, their effect emitted as
+//!   [`WatchEvent::Pending`] for the next block, with the tx's hash and fees;
+//! - the watchdog: while no new head arrives, the `head_age` metrics again
+//!   ([`WatchEvent::Stale`]), so a stalled node shows as a growing value.
+//!
 //! Invariants:
 //! - blocks are emitted in order, each exactly once per chain it belongs to:
 //!   a head that jumps (a reconnect, a slow poll) is backfilled by number, so
@@ -20,6 +27,9 @@
 //!   metrics of a snapshot describe the same state;
 //! - a reorg is reported (with the blocks it replaced) before the corrected
 //!   snapshots of the new chain;
+//! - reads fail over between endpoints on transport errors, timeouts, JSON-RPC
+//!   errors, an endpoint that fails every read of a block, and (when polling)
+//!   an endpoint lagging more than `max_lag_blocks` behind the best;
 //! - endpoints may carry API keys: errors name an endpoint by its position,
 //!   never by its URL.
 
@@ -759,5 +769,20 @@ impl Follower<'_> {
             }))
             .await
             .map_err(|_| ChainError::ChannelClosed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_from_messages() {
+        assert_eq!(
+            redact("error sending request for url (https://eth.example/v2/SECRETKEY) after 3 s"),
+            "error sending request for url <url> after 3 s"
+        );
+        assert_eq!(redact("ws://10.0.0.1:8546/key failed"), "<url> failed");
+        assert_eq!(redact("no url here"), "no url here");
     }
 }
