@@ -1222,3 +1222,35 @@ source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile
     assert_eq!(events.len(), 1, "{events:?}");
     run.stop().await;
 }
+
+#[tokio::test]
+async fn while_the_websocket_is_down_heads_come_by_http_polling() {
+    let demo = demo().await;
+    let proxy = Proxy::start(demo.anvil.port()).await;
+    let mut config = demo.config("ws-down");
+    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_millis(400),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    // The socket goes down and stays down.
+    proxy.cut();
+    let mut last = 0;
+    for _ in 0..3 {
+        last = demo.transfer("1").await;
+    }
+    let events = run.until_block(last).await;
+    assert_eq!(
+        block_numbers(&events),
+        (first.number + 1..=last).collect::<Vec<_>>()
+    );
+    run.stop().await;
+}

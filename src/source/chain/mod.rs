@@ -510,9 +510,17 @@ impl Watcher {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to heads");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
+                    if self.rpc.is_empty() {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                    } else if let Ok(stopped) =
+                        tokio::time::timeout(backoff, self.poll(follower, cancel)).await
+                    {
+                        // The socket is down: heads come by HTTP polling until it is back.
+                        // `poll` only returns when cancelled or on an error retrying cannot fix.
+                        return stopped;
                     }
                     backoff = (backoff * 2).min(self.options.reconnect_max);
                     continue;
