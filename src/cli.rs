@@ -510,7 +510,7 @@ fn watch(args: WatchArgs) -> ExitCode {
         let mut order = TimeOrder::default();
         loop {
             let event = tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
+                Ok(()) = tokio::signal::ctrl_c() => break,
                 e = rx.recv() => e,
                 Some(done) = tasks.join_next() => {
                     // A watcher stopped on its own: the guardian is no longer watching.

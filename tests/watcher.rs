@@ -1254,3 +1254,34 @@ async fn while_the_websocket_is_down_heads_come_by_http_polling() {
     );
     run.stop().await;
 }
+
+#[test]
+fn guardian_watch_refuses_a_bad_source_with_its_location() {
+    let path =
+        std::env::temp_dir().join(format!("guardian-watcher-{}-bad.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"[networks.local]
+chain_id = 31337
+ws = ["ws://127.0.0.1:1"]
+
+[metrics."vault.total_assets"]
+description = "assets"
+network = "local"
+source = { kind = "call", to = "0x5FbDB2315678afecb367f032d93F642f64180aa3", signature = "totalAssets()" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["watch", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":8:") && stderr.contains("`totalAssets()` declares no return values"),
+        "{stderr}"
+    );
+}
