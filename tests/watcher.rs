@@ -1285,3 +1285,35 @@ source = { kind = "call", to = "0x5FbDB2315678afecb367f032d93F642f64180aa3", sig
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_dead_websocket_endpoint_is_skipped_for_the_next_one() {
+    let demo = demo().await;
+    let dead = Proxy::start(demo.anvil.port()).await;
+    dead.cut();
+    let mut config = demo.config("ws-failover");
+    let net = config.networks.get_mut("local").unwrap();
+    net.rpc.clear();
+    net.ws = vec![
+        format!("ws://127.0.0.1:{}", dead.port),
+        demo.anvil.ws_endpoint(),
+    ];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            reconnect_min: Duration::from_millis(20),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    let last = demo.transfer("3").await;
+    let events = run.until_block(last).await;
+    assert_eq!(
+        block_numbers(&events),
+        (first.number + 1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(value(last_block(&events), "token.owner_outflow"), 3.0);
+    run.stop().await;
+}

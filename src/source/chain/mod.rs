@@ -267,7 +267,7 @@ impl Watcher {
     }
 
     /// Every client reads may go through, in order of preference: the HTTP
-    /// endpoints, else the first WebSocket.
+    /// endpoints, else every WebSocket endpoint that connects now.
     pub async fn read_clients(&self) -> Result<Vec<RpcClient>, ChainError> {
         if !self.rpc.is_empty() {
             let mut clients = Vec::with_capacity(self.rpc.len());
@@ -280,15 +280,26 @@ impl Watcher {
             }
             return Ok(clients);
         }
-        let url = &self.ws[0];
-        let client = RpcClient::builder()
-            .ws(ws_connect(url))
-            .await
-            .map_err(|source| ChainError::Connect {
-                endpoint: self.endpoint_name("ws", 0),
-                source,
-            })?;
-        Ok(vec![client])
+        // No HTTP endpoint: read over every WebSocket that connects, in order.
+        let mut clients = Vec::with_capacity(self.ws.len());
+        let mut first_error = None;
+        for (i, url) in self.ws.iter().enumerate() {
+            match RpcClient::builder().ws(ws_connect(url)).await {
+                Ok(client) => clients.push(client),
+                Err(source) => {
+                    let e = ChainError::Connect {
+                        endpoint: self.endpoint_name("ws", i),
+                        source,
+                    };
+                    tracing::warn!(target: "guardian::source::chain", error = %redact(&e.to_string()), "skipping a read endpoint");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if clients.is_empty() => Err(e),
+            _ => Ok(clients),
+        }
     }
 
     fn endpoint_name(&self, kind: &str, i: usize) -> String {
