@@ -155,6 +155,7 @@ impl ReadPlan {
                     field,
                     decimals,
                 } => {
+                    // `field` indexes the event's inputs: checked when the configuration was loaded.
                     let input = &filter.event.inputs[*field];
                     let position = filter.event.inputs[..*field]
                         .iter()
