@@ -9,7 +9,11 @@
 //!    a full-body pending subscription delivers each attack transaction (mining
 //!    off); `PendingWatch::on_transaction` filters and simulates it.
 //!
-//! Run with `cargo bench --bench watcher`. Prints p50/p99/max per measurement.
+//! 4. with `-- --sustained SECONDS`: only the sustained run, 1 s blocks (anvil
+//!    `--block-time 1`) with 50 metrics through `Watcher::run`, checking that no
+//!    block is skipped and printing resident memory over time.
+//!
+//! Run with `cargo bench --bench watcher` (or `-- --sustained 600`). Prints p50/p99/max per measurement.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -399,12 +403,100 @@ async fn pending() {
     );
 }
 
+/// Resident set size of this process in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn sustained(seconds: u64) {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let anvil = Anvil::at(bin).block_time(1).spawn();
+    let p = provider(&anvil, &[0]).await;
+    let owner = anvil.addresses()[0];
+    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner)
+        .await
+        .expect("deploy");
+    let vault = GuardedVault::deploy(
+        &p,
+        *token.address(),
+        owner,
+        parse_ether("1000000").expect("literal"),
+    )
+    .await
+    .expect("deploy");
+    let feed = KeeperPriceFeed::deploy(
+        &p,
+        owner,
+        8,
+        "ETH / USD".into(),
+        I256::try_from(200_000_000_000_i64).expect("fits"),
+    )
+    .await
+    .expect("deploy");
+    let config = load(
+        &fifty_metrics(&anvil, *token.address(), *vault.address(), *feed.address()),
+        "sustained",
+    );
+    let watcher = Watcher::new(&config, "local", WatcherOptions::default()).expect("watcher");
+    let (tx, mut rx) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
+    let started = Instant::now();
+    let mut last: Option<u64> = None;
+    let (mut blocks, mut samples, mut skipped) = (0u64, 0u64, 0u64);
+    let mut rss = Vec::new();
+    let mut next_report = Duration::from_secs(10);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        match rx.recv().await {
+            Some(WatchEvent::Block(s)) => {
+                if let Some(prev) = last
+                    && s.number != prev + 1
+                {
+                    skipped += s.number.saturating_sub(prev + 1);
+                    println!("gap: block {} after {prev}", s.number);
+                }
+                last = Some(s.number);
+                blocks += 1;
+                samples += s.values.len() as u64;
+            }
+            Some(_) => {}
+            None => panic!("the watcher stopped"),
+        }
+        if started.elapsed() >= next_report {
+            rss.push((started.elapsed().as_secs(), rss_kib()));
+            next_report += Duration::from_secs(60);
+        }
+    }
+    cancel.cancel();
+    task.await.expect("join").expect("watcher");
+    println!(
+        "sustained {seconds} s of 1 s blocks: {blocks} blocks, {samples} samples, {skipped} skipped; RSS (s, KiB): {rss:?}"
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--sustained") {
+        let seconds = args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .expect("--sustained takes a number of seconds");
+        rt.block_on(sustained(seconds));
+        return;
+    }
     rt.block_on(async {
         snapshots().await;
         pending().await;

@@ -1,4 +1,4 @@
-//! The command line: `check`, `simulate`, `calibrate`.
+//! The command line: `check`, `simulate`, `calibrate`, `explain`, `diff`, `watch`, `run`, `demo`.
 //!
 //! Exit codes, for every command: 0 success; 1 the input is invalid (a policy,
 //! a configuration, a trace row); 2 the command could not run (a file that
@@ -46,6 +46,30 @@ pub enum Command {
     Explain(ExplainArgs),
     /// State what changes between two versions of a policy set, in plain language.
     Diff(DiffArgs),
+    /// Follow the configured chains live, print every trip (nothing is sent), optionally record a trace.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The guardian configuration: its networks and metric sources are watched.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Watch only this network (default: every network some metric reads from).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Policy files or folders (default: the configuration's `policies`; none: only record).
+    #[arg(long = "policies")]
+    pub policies: Vec<PathBuf>,
+    /// Write every sample to this file in trace format v1 (replayable with `simulate`).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Stop after this many blocks (default: until interrupted).
+    #[arg(long)]
+    pub blocks: Option<u64>,
+    /// One JSON object per trip.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +206,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Calibrate(args) => calibrate_cmd(args),
         Command::Explain(args) => explain(args),
         Command::Diff(args) => diff(args),
+        Command::Watch(args) => watch(args),
     }
 }
 
@@ -616,4 +641,197 @@ fn demo_cmd(args: DemoArgs) -> ExitCode {
         }
         Err(e) => cannot_run(e),
     }
+}
+
+fn watch(args: WatchArgs) -> ExitCode {
+    use crate::metrics::Sample;
+    use crate::source::chain::record::{Recorder, TimeOrder};
+    use crate::source::chain::{WatchEvent, Watcher, WatcherOptions};
+
+    if !args.config.exists() {
+        return cannot_run(format!("{}: no such file", args.config.display()));
+    }
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(d) => return invalid(&d),
+    };
+    let policy_paths = if args.policies.is_empty() {
+        config.policies.clone()
+    } else {
+        args.policies.clone()
+    };
+    let mut engine = if policy_paths.is_empty() {
+        None
+    } else {
+        match load_policies(&policy_paths, &config) {
+            Ok(set) => Some(Engine::new(set, config.mode)),
+            Err(d) => return invalid(&d),
+        }
+    };
+    let networks: Vec<String> = match &args.network {
+        Some(n) => vec![n.clone()],
+        None => config
+            .networks
+            .keys()
+            .filter(|n| {
+                config
+                    .metrics
+                    .iter()
+                    .any(|m| m.network.as_deref() == Some(n.as_str()) && m.source.is_some())
+            })
+            .cloned()
+            .collect(),
+    };
+    if networks.is_empty() {
+        return cannot_run("no metric of the configuration reads from a network: nothing to watch");
+    }
+    let mut watchers = Vec::new();
+    for n in &networks {
+        match Watcher::new(&config, n, WatcherOptions::default()) {
+            Ok(w) => watchers.push(w),
+            Err(e) => return cannot_run(e),
+        }
+    }
+    let mut recorder = match &args.record {
+        Some(path) => {
+            let file = match std::fs::File::create(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    return cannot_run(format!("{}: cannot create the trace: {e}", path.display()));
+                }
+            };
+            match Recorder::new(
+                io::BufWriter::new(file),
+                &format!(
+                    "recorded live by `guardian watch` from {} (networks: {})",
+                    args.config.display(),
+                    networks.join(", ")
+                ),
+            ) {
+                Ok(r) => Some(r),
+                Err(e) => return cannot_run(format!("{}: {e}", path.display())),
+            }
+        }
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
+    };
+    let json = args.json;
+    runtime.block_on(async move {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in watchers {
+            tasks.spawn(w.run(tx.clone(), cancel.clone()));
+        }
+        drop(tx);
+        let stdout = io::stdout();
+        // Trips by block, to name the ones a reorg invalidates.
+        let mut recent_trips: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
+        let mut blocks = 0u64;
+        let mut failure = None;
+        // The same time order the recorder applies, so a replay of the recording matches.
+        let mut order = TimeOrder::default();
+        loop {
+            let event = tokio::select! {
+                Ok(()) = tokio::signal::ctrl_c() => break,
+                e = rx.recv() => e,
+                Some(done) = tasks.join_next() => {
+                    // A watcher stopped on its own: the guardian is no longer watching.
+                    failure = Some(match done {
+                        Ok(Ok(())) => "a watcher stopped".to_string(),
+                        Ok(Err(e)) => crate::source::chain::redact(&e.to_string()),
+                        Err(e) => format!("a watcher panicked: {e}"),
+                    });
+                    break;
+                }
+            };
+            let Some(event) = event else { break };
+            if let Some(r) = recorder.as_mut()
+                && let Err(e) = r.record(&event)
+            {
+                failure = Some(format!("cannot write the trace: {e}"));
+                break;
+            }
+            if let WatchEvent::Reorg(reorg) = &event {
+                eprintln!("reorg: blocks after {} replaced ({} deep)", reorg.common_ancestor, reorg.replaced.len());
+                for (block, policy) in recent_trips.iter().filter(|(b, _)| reorg.replaces(*b)) {
+                    eprintln!("  the trip of `{policy}` at block {block} was decided on a reorged-out block");
+                }
+            }
+            if let Some(engine) = engine.as_mut() {
+                let mut out = stdout.lock();
+                for (block, time_ms, metric, value) in event.samples() {
+                    let time_ms = order.next(time_ms);
+                    let pending = match &event {
+                        WatchEvent::Pending(p) => Some(p),
+                        _ => None,
+                    };
+                    let mut on_trip = |trip: crate::decision::Trip| {
+                        // A trip on a pending effect carries the transaction it anticipates,
+                        // with the fees a response must outbid to be ordered ahead of it.
+                        let line = match (json, pending) {
+                            (true, Some(p)) => {
+                                let mut v = serde_json::to_value(&trip).unwrap_or_default();
+                                v["pending_tx"] = serde_json::json!({
+                                    "hash": p.tx_hash, "from": p.from, "to": p.to, "nonce": p.nonce,
+                                    "max_fee_per_gas": p.max_fee_per_gas.to_string(),
+                                    "max_priority_fee_per_gas": p.max_priority_fee_per_gas.map(|f| f.to_string()),
+                                });
+                                v.to_string()
+                            }
+                            (true, None) => replay::trip_json(&trip),
+                            (false, Some(p)) => format!(
+                                "{}\n    anticipates pending tx {} from {} (max fee {} wei, tip {} wei)",
+                                replay::trip_line(&trip),
+                                p.tx_hash,
+                                p.from,
+                                p.max_fee_per_gas,
+                                p.max_priority_fee_per_gas.map_or("-".to_string(), |f| f.to_string())
+                            ),
+                            (false, None) => replay::trip_line(&trip),
+                        };
+                        let _ = writeln!(out, "{line}");
+                        recent_trips.push_back((trip.block, trip.policy.clone()));
+                        if recent_trips.len() > 1024 {
+                            recent_trips.pop_front();
+                        }
+                    };
+                    match engine.metric_id(metric) {
+                        Some(metric) => engine.on_sample(Sample { block, time_ms, metric, value }, &mut on_trip),
+                        None => engine.on_tick(block, time_ms, &mut on_trip),
+                    }
+                }
+                let _ = out.flush();
+            }
+            if matches!(event, WatchEvent::Block(_)) {
+                blocks += 1;
+                if args.blocks.is_some_and(|n| blocks >= n) {
+                    break;
+                }
+            }
+        }
+        cancel.cancel();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done
+                && failure.is_none()
+            {
+                failure = Some(crate::source::chain::redact(&e.to_string()));
+            }
+        }
+        if let Some(r) = recorder.as_mut()
+            && let Err(e) = r.flush()
+        {
+            failure.get_or_insert(format!("cannot write the trace: {e}"));
+        }
+        match failure {
+            Some(message) => cannot_run(message),
+            None => ExitCode::SUCCESS,
+        }
+    })
 }

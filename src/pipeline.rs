@@ -36,7 +36,7 @@ use crate::guard::{Guard, Outcome};
 use crate::keys::Key;
 use crate::metrics::Sample;
 use crate::policy::{Engine, PolicySet};
-use crate::source::chain::record::Recorder;
+use crate::source::chain::record::{Recorder, TimeOrder};
 use crate::source::chain::{ChainError, WatchEvent, Watcher, WatcherOptions};
 
 /// How to run.
@@ -190,7 +190,7 @@ pub async fn run(
     let engine_cancel = cancel.clone();
     let engine_report = report.clone();
     tasks.spawn(async move {
-        let mut last_time = 0u64;
+        let mut order = TimeOrder::default();
         let result = loop {
             let event = tokio::select! {
                 biased;
@@ -214,9 +214,8 @@ pub async fn run(
             };
             let mut trips = Vec::new();
             for (block, time_ms, name, value) in event.samples() {
-                // The recorder clamps times the same way, so a replay sees these samples.
-                let time_ms = time_ms.max(last_time);
-                last_time = time_ms;
+                // The recorder orders times the same way, so a replay sees these samples.
+                let time_ms = order.next(time_ms);
                 if let Some(metric) = engine.metric_id(name) {
                     engine.on_sample(Sample { block, time_ms, metric, value }, &mut |t| trips.push(t));
                 } else {

@@ -126,8 +126,8 @@ async fn demo() -> Demo {
 }
 
 impl Demo {
-    /// A configuration declaring one metric of every per-block kind on network `local`.
-    fn config(&self, name: &str) -> Config {
+    /// A configuration file declaring one metric of every per-block kind on network `local`.
+    fn config_file(&self, name: &str) -> PathBuf {
         let (token, vault, feed, owner, alice) =
             (self.token, self.vault, self.feed, self.owner, self.alice);
         let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
@@ -219,6 +219,11 @@ source = {{ kind = "oracle_age", feed = "{feed}" }}
             std::process::id()
         ));
         std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn config(&self, name: &str) -> Config {
+        let path = self.config_file(name);
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         std::fs::remove_file(&path).unwrap();
         config
@@ -493,6 +498,8 @@ value = 3
 "#;
 
 fn feed(engine: &mut Engine, event: &WatchEvent, trips: &mut Vec<Trip>) {
+    // These tests feed blocks, then at most one pending effect: times never go back
+    // (`guardian watch` applies `TimeOrder` for the general case).
     for (block, time_ms, metric, value) in event.samples() {
         match engine.metric_id(metric) {
             Some(metric) => engine.on_sample(
@@ -977,5 +984,351 @@ source = {{ kind = "head_age" }}
         fresh <= ages[0] && ages[0] <= ages[1] && ages[1] <= ages[2],
         "{fresh} {ages:?}"
     );
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn guardian_watch_records_a_trace_that_simulate_replays() {
+    let demo = demo().await;
+    let dir = std::env::temp_dir().join(format!("guardian-watch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = demo.config_file("cli");
+    let trace = dir.join("live.csv");
+    let policy = dir.join("outflow.toml");
+    std::fs::write(&policy, OUTFLOW_POLICY).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["watch", "--blocks", "4", "--config"])
+        .arg(&config)
+        .arg("--record")
+        .arg(&trace)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Each transfer is a block; the watcher stops by itself after four.
+    let mut status = None;
+    for _ in 0..50 {
+        demo.transfer("5").await;
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+    }
+    let status = match status {
+        Some(s) => s,
+        None => tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    assert!(status.success(), "guardian watch exited with {status}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        text.starts_with("# recorded live by `guardian watch`"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| !l.starts_with('#')).count(),
+        1 + 14 * 4
+    );
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["simulate", "--json", "--trace"])
+        .arg(&trace)
+        .arg("--policies")
+        .arg(&policy)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let trips = stdout
+        .lines()
+        .filter(|l| l.contains("\"policy\":\"owner-outflow\""))
+        .count();
+    // Every block after the first is a 5-token transfer out of the owner (> 3).
+    assert!(trips >= 3, "{stdout}");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_lagging_endpoint_is_failed_over_to_the_one_ahead() {
+    let demo = demo().await;
+    // A healthy node that is far behind: it answers everything, for an old head.
+    let behind = anvil();
+    let text = format!(
+        r#"
+[guardian]
+mode = "dry-run"
+
+[networks.local]
+chain_id = 31337
+rpc = ["{behind}", "{ahead}"]
+
+[metrics."chain.base_fee_gwei"]
+description = "base fee"
+network = "local"
+source = {{ kind = "block", stat = "base_fee_gwei" }}
+"#,
+        behind = behind.endpoint(),
+        ahead = demo.anvil.endpoint(),
+    );
+    let path =
+        std::env::temp_dir().join(format!("guardian-watcher-{}-lag.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+    let head = demo.provider.get_block_number().await.unwrap();
+    assert!(
+        head > 3,
+        "the demo chain must be more than max_lag_blocks ahead"
+    );
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected a block");
+    };
+    let expected = demo
+        .provider
+        .get_block_by_number(first.number.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.number >= head);
+    assert_eq!(first.hash, expected.header.hash);
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
+    let anvil = anvil();
+    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
+    let (owner, attacker) = (owner_key.address(), attacker_key.address());
+    let mut wallet = EthereumWallet::from(owner_key);
+    wallet.register_signer(attacker_key);
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
+        .await
+        .unwrap();
+    let replica = MessageReplica::deploy(
+        &provider,
+        owner,
+        1000,
+        owner,
+        alloy::primitives::U256::ZERO,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let attack = ReplicaCopycatAttack::deploy(
+        &provider,
+        *replica.address(),
+        *token.address(),
+        parse_ether("100").unwrap(),
+    )
+    .await
+    .unwrap();
+    // The last block before the watcher starts: one transaction tipping 5 gwei.
+    token
+        .mint(*replica.address(), parse_ether("1000").unwrap())
+        .max_priority_fee_per_gas(5 * GWEI)
+        .max_fee_per_gas(100 * GWEI)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let effect = format!(
+        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
+        token.address(),
+        replica.address()
+    );
+    let a = attack.address();
+    let text = format!(
+        r#"
+[guardian]
+mode = "dry-run"
+
+[networks.local]
+chain_id = 31337
+ws = ["{ws}"]
+
+[metrics."p.new_sender"]
+description = "attacks from senders not seen before"
+network = "local"
+source = {{ kind = "pending", to = "{a}", new_sender = true, effect = {effect} }}
+
+[metrics."p.with_value"]
+description = "attacks carrying at least 1 wei"
+network = "local"
+source = {{ kind = "pending", to = "{a}", min_value = 1, effect = {effect} }}
+
+[metrics."p.high_tip"]
+description = "attacks tipping at least the last block's median"
+network = "local"
+source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile = 50, effect = {effect} }}
+"#,
+        ws = anvil.ws_endpoint(),
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-filters.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+
+    let mut run = start(&config, WatcherOptions::default());
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    let _: serde_json::Value = provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let mut hashes = Vec::new();
+    for tip in [3, 10] {
+        let sent = attack
+            .attack()
+            .from(attacker)
+            .gas(300_000)
+            .max_priority_fee_per_gas(tip * GWEI)
+            .max_fee_per_gas(100 * GWEI)
+            .send()
+            .await
+            .unwrap();
+        hashes.push(*sent.tx_hash());
+    }
+    // First attack: a new sender tipping below the median. Second: a known sender tipping above.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let WatchEvent::Pending(p) = run.next().await else {
+            panic!("expected pending effects");
+        };
+        assert_eq!(p.block, first.number + 1);
+        assert_eq!(p.value, 100.0);
+        seen.push((p.metric.to_string(), p.tx_hash));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("p.new_sender".to_string(), hashes[0]),
+            ("p.high_tip".to_string(), hashes[1]),
+        ]
+    );
+    // Nothing else matched: the next event is the block that mines both.
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let events = run.until_block(first.number + 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn while_the_websocket_is_down_heads_come_by_http_polling() {
+    let demo = demo().await;
+    let proxy = Proxy::start(demo.anvil.port()).await;
+    let mut config = demo.config("ws-down");
+    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_millis(400),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    // The socket goes down and stays down.
+    proxy.cut();
+    let mut last = 0;
+    for _ in 0..3 {
+        last = demo.transfer("1").await;
+    }
+    let events = run.until_block(last).await;
+    assert_eq!(
+        block_numbers(&events),
+        (first.number + 1..=last).collect::<Vec<_>>()
+    );
+    run.stop().await;
+}
+
+#[test]
+fn guardian_watch_refuses_a_bad_source_with_its_location() {
+    let path =
+        std::env::temp_dir().join(format!("guardian-watcher-{}-bad.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"[networks.local]
+chain_id = 31337
+ws = ["ws://127.0.0.1:1"]
+
+[metrics."vault.total_assets"]
+description = "assets"
+network = "local"
+source = { kind = "call", to = "0x5FbDB2315678afecb367f032d93F642f64180aa3", signature = "totalAssets()" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["watch", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":8:") && stderr.contains("`totalAssets()` declares no return values"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_websocket_endpoint_is_skipped_for_the_next_one() {
+    let demo = demo().await;
+    let dead = Proxy::start(demo.anvil.port()).await;
+    dead.cut();
+    let mut config = demo.config("ws-failover");
+    let net = config.networks.get_mut("local").unwrap();
+    net.rpc.clear();
+    net.ws = vec![
+        format!("ws://127.0.0.1:{}", dead.port),
+        demo.anvil.ws_endpoint(),
+    ];
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            reconnect_min: Duration::from_millis(20),
+            ..WatcherOptions::default()
+        },
+    );
+    let WatchEvent::Block(first) = run.next().await else {
+        panic!("expected the head first");
+    };
+    let last = demo.transfer("3").await;
+    let events = run.until_block(last).await;
+    assert_eq!(
+        block_numbers(&events),
+        (first.number + 1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(value(last_block(&events), "token.owner_outflow"), 3.0);
     run.stop().await;
 }

@@ -12,6 +12,13 @@
 //!     WatchEvent::Block(Snapshot)  → bounded mpsc (backpressure, never loss)
 //! ```
 //!
+//! Beside the heads run two more tasks, sharing the same output channel:
+//! - the pending path ([`pending`]): pending transactions by subscription,
+//!   filtered, simulated on the latest state, their effect emitted as
+//!   [`WatchEvent::Pending`] for the next block, with the tx's hash and fees;
+//! - the watchdog: while no new head arrives, the `head_age` metrics again
+//!   ([`WatchEvent::Stale`]), so a stalled node shows as a growing value.
+//!
 //! Invariants:
 //! - blocks are emitted in order, each exactly once per chain it belongs to:
 //!   a head that jumps (a reconnect, a slow poll) is backfilled by number, so
@@ -20,6 +27,9 @@
 //!   metrics of a snapshot describe the same state;
 //! - a reorg is reported (with the blocks it replaced) before the corrected
 //!   snapshots of the new chain;
+//! - reads fail over between endpoints on transport errors, timeouts, JSON-RPC
+//!   errors, an endpoint that fails every read of a block, and (when polling)
+//!   an endpoint lagging more than `max_lag_blocks` behind the best;
 //! - endpoints may carry API keys: errors name an endpoint by its position,
 //!   never by its URL.
 
@@ -98,6 +108,14 @@ pub struct Reorg {
     pub replaced: Vec<(u64, B256)>,
 }
 
+impl Reorg {
+    /// Whether block `number` of the old chain was replaced: anything decided on
+    /// it (a trip at that block) was decided on a chain that no longer is.
+    pub fn replaces(&self, number: u64) -> bool {
+        self.replaced.iter().any(|(n, _)| *n == number)
+    }
+}
+
 /// What the watcher sends down the flow.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
@@ -165,6 +183,8 @@ pub struct WatcherOptions {
     pub request_timeout: Duration,
     /// How often the watchdog repeats the `head_age` metrics while no new head arrives.
     pub watchdog_interval: Duration,
+    /// When polling several endpoints: one more than this many blocks behind the best is failed over.
+    pub max_lag_blocks: u64,
 }
 
 impl Default for WatcherOptions {
@@ -177,6 +197,7 @@ impl Default for WatcherOptions {
             force_polling: false,
             request_timeout: Duration::from_secs(3),
             watchdog_interval: Duration::from_secs(1),
+            max_lag_blocks: 3,
         }
     }
 }
@@ -246,7 +267,7 @@ impl Watcher {
     }
 
     /// Every client reads may go through, in order of preference: the HTTP
-    /// endpoints, else the first WebSocket.
+    /// endpoints, else every WebSocket endpoint that connects now.
     pub async fn read_clients(&self) -> Result<Vec<RpcClient>, ChainError> {
         if !self.rpc.is_empty() {
             let mut clients = Vec::with_capacity(self.rpc.len());
@@ -259,15 +280,26 @@ impl Watcher {
             }
             return Ok(clients);
         }
-        let url = &self.ws[0];
-        let client = RpcClient::builder()
-            .ws(ws_connect(url))
-            .await
-            .map_err(|source| ChainError::Connect {
-                endpoint: self.endpoint_name("ws", 0),
-                source,
-            })?;
-        Ok(vec![client])
+        // No HTTP endpoint: read over every WebSocket that connects, in order.
+        let mut clients = Vec::with_capacity(self.ws.len());
+        let mut first_error = None;
+        for (i, url) in self.ws.iter().enumerate() {
+            match RpcClient::builder().ws(ws_connect(url)).await {
+                Ok(client) => clients.push(client),
+                Err(source) => {
+                    let e = ChainError::Connect {
+                        endpoint: self.endpoint_name("ws", i),
+                        source,
+                    };
+                    tracing::warn!(target: "guardian::source::chain", error = %redact(&e.to_string()), "skipping a read endpoint");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if clients.is_empty() => Err(e),
+            _ => Ok(clients),
+        }
     }
 
     fn endpoint_name(&self, kind: &str, i: usize) -> String {
@@ -453,6 +485,7 @@ impl Watcher {
                 _ = tick.tick() => {}
             }
             let step = async {
+                follower.check_lag(self.options.max_lag_blocks).await;
                 let head = follower.header("latest").await?;
                 follower.advance(head).await
             };
@@ -488,9 +521,17 @@ impl Watcher {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to heads");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
+                    if self.rpc.is_empty() {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                    } else if let Ok(stopped) =
+                        tokio::time::timeout(backoff, self.poll(follower, cancel)).await
+                    {
+                        // The socket is down: heads come by HTTP polling until it is back.
+                        // `poll` only returns when cancelled or on an error retrying cannot fix.
+                        return stopped;
                     }
                     backoff = (backoff * 2).min(self.options.reconnect_max);
                     continue;
@@ -581,6 +622,42 @@ impl Follower<'_> {
         let from = self.current;
         self.current = (self.current + 1) % self.clients.len();
         tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
+    }
+
+    /// With several endpoints, asks each for its latest block number and moves
+    /// reads off the one in use when it is more than `max_lag` blocks behind
+    /// the best (or does not answer).
+    async fn check_lag(&mut self, max_lag: u64) {
+        if self.clients.len() < 2 {
+            return;
+        }
+        let timeout = self.timeout;
+        let numbers = futures_util::future::join_all(self.clients.iter().map(|c| async move {
+            let n: alloy::primitives::U64 =
+                tokio::time::timeout(timeout, c.request("eth_blockNumber", ()))
+                    .await
+                    .ok()?
+                    .ok()?;
+            Some(n.to::<u64>())
+        }))
+        .await;
+        // The best endpoint: the highest block, the most preferred among equals.
+        let Some((best, best_i)) = numbers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (n, i)))
+            .min_by_key(|&(n, i)| (std::cmp::Reverse(n), i))
+        else {
+            return;
+        };
+        let lagging = match numbers[self.current] {
+            Some(n) => n.saturating_add(max_lag) < best,
+            None => true,
+        };
+        if lagging && best_i != self.current {
+            tracing::warn!(target: "guardian::source::chain", endpoint = self.current + 1, its_block = ?numbers[self.current], best_block = best, next = best_i + 1, "read endpoint lags; failing over");
+            self.current = best_i;
+        }
     }
 
     async fn header(&mut self, tag: &str) -> Result<Head, ChainError> {
@@ -711,5 +788,20 @@ impl Follower<'_> {
             }))
             .await
             .map_err(|_| ChainError::ChannelClosed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_from_messages() {
+        assert_eq!(
+            redact("error sending request for url (https://eth.example/v2/SECRETKEY) after 3 s"),
+            "error sending request for url <url> after 3 s"
+        );
+        assert_eq!(redact("ws://10.0.0.1:8546/key failed"), "<url> failed");
+        assert_eq!(redact("no url here"), "no url here");
     }
 }

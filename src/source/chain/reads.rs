@@ -5,7 +5,6 @@
 //! age read the same `latestRoundData()`) and identical log filters are made
 //! once per block and shared.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use alloy::consensus::Transaction as _;
@@ -156,6 +155,7 @@ impl ReadPlan {
                     field,
                     decimals,
                 } => {
+                    // `field` indexes the event's inputs: checked when the configuration was loaded.
                     let input = &filter.event.inputs[*field];
                     let position = filter.event.inputs[..*field]
                         .iter()
@@ -531,12 +531,6 @@ pub fn percentile(values: &mut [u128], p: u8) -> Option<u128> {
     values.sort_unstable();
     let rank = (usize::from(p) * values.len()).div_ceil(100).max(1);
     Some(values[rank.min(values.len()) - 1])
-}
-
-/// Several plans' calls are deduplicated per plan only; this map is for callers
-/// that want to look a metric up by name in a snapshot.
-pub fn values_by_name(snapshot: &Snapshot) -> HashMap<&str, f64> {
-    snapshot.values.iter().map(|(n, v)| (&**n, *v)).collect()
 }
 
 #[cfg(test)]

@@ -10,12 +10,32 @@ use std::io::{self, Write};
 use super::WatchEvent;
 use crate::source::trace::TraceWriter;
 
+/// Keeps sample times non-decreasing, as the trace format requires.
+///
+/// A block's samples carry its timestamp; pending and watchdog samples carry
+/// the time they were observed, which can be later than the next block's
+/// timestamp. A sample earlier than the last one takes the last one's time.
+/// The recorder applies this, and a live consumer feeding policies applies it
+/// too, so the live run and the replay of its recording see the same samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeOrder {
+    last: u64,
+}
+
+impl TimeOrder {
+    /// The time to use for a sample observed at `time_ms`.
+    pub fn next(&mut self, time_ms: u64) -> u64 {
+        self.last = self.last.max(time_ms);
+        self.last
+    }
+}
+
 /// Writes watcher events as trace rows.
 #[derive(Debug)]
 pub struct Recorder<W: Write> {
     writer: TraceWriter<W>,
-    /// Rows are kept in time order: a row never goes back in time, even after a reorg.
-    last_time: u64,
+    /// Rows are kept in time order: a row never goes back in time.
+    order: TimeOrder,
     rows: u64,
 }
 
@@ -24,14 +44,12 @@ impl<W: Write> Recorder<W> {
     pub fn new(out: W, comment: &str) -> io::Result<Self> {
         Ok(Self {
             writer: TraceWriter::new(out, comment)?,
-            last_time: 0,
+            order: TimeOrder::default(),
             rows: 0,
         })
     }
 
-    /// Appends the samples of `event`. A reorg's re-read blocks keep their own
-    /// block timestamps unless that would go back in time, in which case the
-    /// rows carry the latest time written (the trace format's order rule).
+    /// Appends the samples of `event`, their times kept in order by [`TimeOrder`].
     pub fn record(&mut self, event: &WatchEvent) -> io::Result<()> {
         if let WatchEvent::Reorg(r) = event {
             let blocks: Vec<String> = r
@@ -46,9 +64,8 @@ impl<W: Write> Recorder<W> {
             ));
         }
         for (block, time_ms, metric, value) in event.samples() {
-            let time_ms = time_ms.max(self.last_time);
+            let time_ms = self.order.next(time_ms);
             self.writer.write(block, time_ms, metric, value)?;
-            self.last_time = time_ms;
             self.rows += 1;
         }
         Ok(())
@@ -65,5 +82,16 @@ impl<W: Write> Recorder<W> {
 
     pub fn into_inner(self) -> W {
         self.writer.into_inner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_never_go_back() {
+        let mut o = TimeOrder::default();
+        assert_eq!([5, 3, 5, 9, 1].map(|t| o.next(t)), [5, 5, 5, 9, 9]);
     }
 }
