@@ -339,7 +339,12 @@ impl Watcher {
         if pending.is_empty() {
             return tokio::try_join!(heads, watchdog).map(|_| ());
         }
-        let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel);
+        // Subscribed before the first head is emitted, so no transaction sent after it is missed.
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            c = self.connect_pending(0) => c,
+        };
+        let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel, first);
         tokio::try_join!(heads, watchdog, txs).map(|_| ())
     }
 
@@ -383,6 +388,22 @@ impl Watcher {
         }
     }
 
+    /// Subscribes to pending transactions on WebSocket endpoint `i`: full bodies, else hashes.
+    async fn connect_pending(&self, i: usize) -> Result<PendingStream, TransportError> {
+        let provider = ProviderBuilder::new()
+            .connect_ws(ws_connect(&self.ws[i]))
+            .await?
+            .erased();
+        let stream = match provider.subscribe_full_pending_transactions().await {
+            Ok(sub) => Ok(sub.into_stream()),
+            Err(_) => Err(provider
+                .subscribe_pending_transactions()
+                .await?
+                .into_stream()),
+        };
+        Ok((provider, stream))
+    }
+
     /// Follows pending transactions (full bodies, else hashes then a fetch) and emits their effects.
     async fn watch_pending(
         &self,
@@ -391,28 +412,21 @@ impl Watcher {
         head: watch::Receiver<(u64, u64)>,
         out: &mpsc::Sender<WatchEvent>,
         cancel: &CancellationToken,
+        first: Result<PendingStream, TransportError>,
     ) -> Result<(), ChainError> {
         let mut backoff = self.options.reconnect_min;
-        let mut attempt = 0usize;
+        // The first endpoint was already tried, before the heads started.
+        let mut attempt = 1usize;
+        let mut first = Some(first);
         loop {
             let i = attempt % self.ws.len();
             attempt += 1;
-            let connect = async {
-                let provider = ProviderBuilder::new()
-                    .connect_ws(ws_connect(&self.ws[i]))
-                    .await?;
-                let full = match provider.subscribe_full_pending_transactions().await {
-                    Ok(sub) => Ok(sub.into_stream()),
-                    Err(_) => Err(provider
-                        .subscribe_pending_transactions()
-                        .await?
-                        .into_stream()),
-                };
-                Ok::<_, TransportError>((provider, full))
-            };
-            let connected = tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                c = connect => c,
+            let connected = match first.take() {
+                Some(c) => c,
+                None => tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    c = self.connect_pending(i) => c,
+                },
             };
             let (provider, mut stream) = match connected {
                 Ok(c) => c,
@@ -565,6 +579,15 @@ impl Watcher {
         }
     }
 }
+
+/// A pending-transaction subscription: full bodies, or hashes when the node only offers those.
+type PendingStream = (
+    alloy::providers::DynProvider,
+    Result<
+        alloy::pubsub::SubscriptionStream<alloy::rpc::types::Transaction>,
+        alloy::pubsub::SubscriptionStream<B256>,
+    >,
+);
 
 /// A WebSocket connection whose transport does not reconnect on its own: the
 /// watcher reconnects itself (with backoff, rotating endpoints) and backfills.
