@@ -605,7 +605,30 @@ async fn wait_for_shutdown_signal() {
 fn report_line(report: &crate::pipeline::Report) -> String {
     use crate::pipeline::Report;
     match report {
-        Report::Trip(t) => replay::trip_line(t),
+        Report::Trip {
+            trip,
+            pending: None,
+        } => replay::trip_line(trip),
+        Report::Trip {
+            trip,
+            pending: Some(p),
+        } => format!(
+            "{}\n    on pending tx {} from {} (max fee {} wei, tip {:?} wei)",
+            replay::trip_line(trip),
+            p.hash,
+            p.from,
+            p.max_fee_per_gas,
+            p.max_priority_fee_per_gas
+        ),
+        Report::ReorgedOut {
+            policy,
+            action,
+            block,
+        } => {
+            format!(
+                "REORG: the trip of {policy} (action {action}) at block {block} was decided on a block a reorg replaced"
+            )
+        }
         Report::Decision {
             decision_id,
             policy,

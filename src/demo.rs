@@ -367,7 +367,8 @@ pub async fn run(anvil_bin: &Path) -> Result<String, DemoError> {
             })?;
         let t = now_ms().saturating_sub(broadcast_ms);
         match report {
-            Report::Trip(trip) => {
+            Report::ReorgedOut { .. } => {}
+            Report::Trip { trip, .. } => {
                 let _ = writeln!(
                     story,
                     "  t+{:<4} ms   seen pending; policy `{}` trips: {}",

@@ -59,11 +59,30 @@ impl Default for RunOptions {
     }
 }
 
+/// The pending transaction a trip was decided on (its estimated effect tripped the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTx {
+    pub hash: alloy::primitives::B256,
+    pub from: alloy::primitives::Address,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: Option<u128>,
+}
+
 /// What the pipeline did, for the operator's log and for tests.
 #[derive(Debug, Clone)]
 pub enum Report {
-    /// A policy tripped.
-    Trip(Trip),
+    /// A policy tripped; `pending` names the pending transaction it tripped on, if any.
+    Trip {
+        trip: Trip,
+        pending: Option<PendingTx>,
+    },
+    /// A reorg replaced the block a trip was decided on: that decision was
+    /// based on a chain that no longer is.
+    ReorgedOut {
+        policy: String,
+        action: String,
+        block: u64,
+    },
     /// The guard's decision on a trip: approved, alert-only, already done or rejected.
     Decision {
         decision_id: u64,
@@ -191,6 +210,9 @@ pub async fn run(
     let engine_report = report.clone();
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
+        // Recent trips, to name those a reorg invalidates (bounded: the watcher
+        // remembers a limited reorg depth too).
+        let mut recent: std::collections::VecDeque<(String, String, u64)> = std::collections::VecDeque::new();
         let result = loop {
             let event = tokio::select! {
                 biased;
@@ -205,13 +227,32 @@ pub async fn run(
             {
                 break Err(RunError::Record { path: path.clone(), source });
             }
-            let urgency = match &event {
-                WatchEvent::Pending(p) => Some(Urgency {
-                    attacker_max_fee: p.max_fee_per_gas,
-                    attacker_priority_fee: p.max_priority_fee_per_gas.unwrap_or(p.max_fee_per_gas),
-                }),
-                _ => None,
+            let (urgency, pending) = match &event {
+                WatchEvent::Pending(p) => (
+                    Some(Urgency {
+                        attacker_max_fee: p.max_fee_per_gas,
+                        attacker_priority_fee: p.max_priority_fee_per_gas.unwrap_or(p.max_fee_per_gas),
+                    }),
+                    Some(PendingTx {
+                        hash: p.tx_hash,
+                        from: p.from,
+                        max_fee_per_gas: p.max_fee_per_gas,
+                        max_priority_fee_per_gas: p.max_priority_fee_per_gas,
+                    }),
+                ),
+                _ => (None, None),
             };
+            if let WatchEvent::Reorg(reorg) = &event {
+                for (policy, action, block) in recent.iter().filter(|(_, _, b)| reorg.replaces(*b)) {
+                    tracing::error!(target: "guardian::engine", policy = %policy, block, "a trip was decided on a block that a reorg replaced");
+                    if let Some(r) = &engine_report {
+                        let _ = r
+                            .send(Report::ReorgedOut { policy: policy.clone(), action: action.clone(), block: *block })
+                            .await;
+                    }
+                }
+                recent.retain(|(_, _, b)| !reorg.replaces(*b));
+            }
             let mut trips = Vec::new();
             for (block, time_ms, name, value) in event.samples() {
                 // The recorder orders times the same way, so a replay sees these samples.
@@ -228,8 +269,12 @@ pub async fn run(
             let mut gone = false;
             for trip in trips {
                 tracing::warn!(target: "guardian::engine", policy = %trip.policy, block = trip.block, action = %trip.action, "policy tripped: {}", trip.summary);
+                if recent.len() == 1024 {
+                    recent.pop_front();
+                }
+                recent.push_back((trip.policy.clone(), trip.action.clone(), trip.block));
                 if let Some(r) = &engine_report {
-                    let _ = r.send(Report::Trip(trip.clone())).await;
+                    let _ = r.send(Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
                 }
                 if trips_tx.send((trip, urgency)).await.is_err() {
                     gone = true;

@@ -239,7 +239,14 @@ executor = "direct"
             .expect("the pause lands")
             .expect("the pipeline runs");
         match report {
-            Report::Trip(t) => assert_eq!(t.evidence["value"], 100.0),
+            Report::Trip { trip, pending } => {
+                assert_eq!(trip.evidence["value"], 100.0);
+                let pending = pending.expect("the trip names the pending transaction");
+                assert_eq!(pending.hash, attack_hash);
+                assert_eq!(pending.from, attacker);
+                assert_eq!(pending.max_priority_fee_per_gas, Some(3 * GWEI));
+            }
+            Report::ReorgedOut { .. } => panic!("no reorg here"),
             Report::Decision {
                 approved, outcome, ..
             } => assert!(approved, "the guard refused: {outcome}"),

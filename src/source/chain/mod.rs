@@ -797,6 +797,19 @@ impl Follower<'_> {
             replaced.push((number, hash));
             self.recent.pop_back();
         }
+        if self.recent.is_empty() {
+            // Every block remembered was replaced. With fewer remembered than the
+            // depth (right after start), the fork is just before the oldest one
+            // seen: anchor there and re-read from it. Otherwise it is too deep.
+            let oldest = replaced.last().map(|&(n, _)| n);
+            match oldest {
+                Some(n) if n > 0 && replaced.len() < self.depth => {
+                    let anchor = self.header_at(n - 1).await?;
+                    self.recent.push_back((anchor.number, anchor.hash));
+                }
+                _ => return Err(ChainError::ReorgTooDeep(self.depth)),
+            }
+        }
         let Some(&(common_ancestor, _)) = self.recent.back() else {
             return Err(ChainError::ReorgTooDeep(self.depth));
         };
