@@ -754,35 +754,21 @@ fn evaluate_leaf(
                 Window::Millis(ms) => now_time.saturating_sub(last_time) >= *ms,
             }
         }
-        Condition::Ewma { metric, params } => {
+        Condition::Ewma { metric, .. } | Condition::Cusum { metric, .. } => {
+            // Detectors observe only their own metric's samples.
             if updated != Some(*metric) {
                 return state.raw;
             }
             let Some(now) = latest(metric) else {
                 return false;
             };
-            let Detector::Ewma(d) = &mut state.detector else {
-                return false;
+            let reading = match (condition, &mut state.detector) {
+                (Condition::Ewma { params, .. }, Detector::Ewma(d)) => d.observe(now.value, params),
+                (Condition::Cusum { params, .. }, Detector::Cusum(d)) => {
+                    d.observe(now.value, params)
+                }
+                _ => return false,
             };
-            let reading = d.observe(now.value, params);
-            set_now(seen, &now);
-            seen.base = reading.mean;
-            seen.stat2 = reading.sd;
-            seen.stat = reading.statistic.unwrap_or(0.0);
-            seen.judged = reading.statistic.is_some();
-            reading.tripped
-        }
-        Condition::Cusum { metric, params } => {
-            if updated != Some(*metric) {
-                return state.raw;
-            }
-            let Some(now) = latest(metric) else {
-                return false;
-            };
-            let Detector::Cusum(d) = &mut state.detector else {
-                return false;
-            };
-            let reading = d.observe(now.value, params);
             set_now(seen, &now);
             seen.base = reading.mean;
             seen.stat2 = reading.sd;
