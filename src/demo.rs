@@ -96,21 +96,31 @@ fn now_ms() -> u64 {
 }
 
 /// A bridge deployed on a fresh chain.
-struct Bridge {
-    anvil: AnvilInstance,
-    provider: DynProvider,
-    token: Address,
-    replica: Address,
-    attack: Address,
-    attacker: Address,
-    bot: PrivateKeySigner,
+#[derive(Debug)]
+pub struct Bridge {
+    pub anvil: AnvilInstance,
+    /// Signs as the deployer (anvil account 0) and as the attacker (account 6).
+    pub provider: DynProvider,
+    pub token: Address,
+    pub replica: Address,
+    /// The copycat attack contract: `attack()` drains the whole liquidity.
+    pub attack: Address,
+    pub attacker: Address,
+    /// The guardian's key (anvil account 4), holding the replica's pauser role.
+    pub bot: PrivateKeySigner,
 }
 
-const LIQUIDITY: &str = "1000";
+/// Tokens the bridge holds, all of which one `attack()` takes.
+pub const LIQUIDITY: &str = "1000";
 
-async fn deploy(anvil_bin: &Path) -> Result<Bridge, DemoError> {
+/// Anvil arguments of the demo chain: 2 s blocks, mined in fee order.
+pub const DEMO_CHAIN: [&str; 4] = ["--order", "fees", "--block-time", "2"];
+
+/// Starts anvil with `args` and deploys the vulnerable bridge, funded, with the
+/// attack contract ready and the guardian's key holding the pauser role.
+pub async fn deploy(anvil_bin: &Path, args: &[&str]) -> Result<Bridge, DemoError> {
     let anvil = Anvil::at(anvil_bin)
-        .args(["--order", "fees", "--block-time", "2"])
+        .args(args.iter().copied())
         .try_spawn()
         .map_err(|e| DemoError::Anvil(e.to_string()))?;
     let keys = anvil.keys();
@@ -176,8 +186,9 @@ async fn deploy(anvil_bin: &Path) -> Result<Bridge, DemoError> {
     })
 }
 
-/// Sends the attack from the attacker's account; returns its hash and when it was broadcast.
-async fn send_attack(b: &Bridge) -> Result<(alloy::primitives::B256, u64), DemoError> {
+/// Sends the attack from the attacker's account (tip 3 gwei, fee cap 50 gwei);
+/// returns its hash and when it was broadcast (unix ms).
+pub async fn send_attack(b: &Bridge) -> Result<(alloy::primitives::B256, u64), DemoError> {
     let attack = ReplicaCopycatAttack::new(b.attack, &b.provider);
     let t = now_ms();
     let sent = attack
@@ -224,7 +235,9 @@ async fn receipt(
     }
 }
 
-fn config_text(b: &Bridge) -> String {
+/// The guardian configuration watching `b`: the bridge's balance, the pending
+/// `attack()` effect, and a pause through the guardian's own key.
+pub fn config_text(b: &Bridge) -> String {
     let balance = format!(
         r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
         b.token, b.replica
@@ -293,7 +306,7 @@ pub async fn run(anvil_bin: &Path) -> Result<String, DemoError> {
     );
 
     // 1. Unprotected.
-    let b = deploy(anvil_bin).await?;
+    let b = deploy(anvil_bin, &DEMO_CHAIN).await?;
     let (hash, _) = send_attack(&b).await?;
     let r = receipt(&b, hash).await?;
     let left = balance(&b).await?;
@@ -308,7 +321,7 @@ pub async fn run(anvil_bin: &Path) -> Result<String, DemoError> {
     drop(b);
 
     // 2. Protected.
-    let b = deploy(anvil_bin).await?;
+    let b = deploy(anvil_bin, &DEMO_CHAIN).await?;
     let dir = std::env::temp_dir().join(format!("guardian-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(step("create a temporary folder"))?;
     let config_path = dir.join("guardian.toml");

@@ -3,20 +3,18 @@
 //! approves, and the pause is mined ahead of the attack in the same block.
 //!
 //! Nomad shape (2022): a bridge replica whose unproven messages read as proven,
-//! drained by a copycat `attack()` transaction.
-
-mod common;
+//! drained by a copycat `attack()` transaction. The bridge, its configuration
+//! and policy are the demo's (`guardian::demo`); here blocks are mined by hand
+//! so the ordering inside one block is checked deterministically.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
-use alloy::primitives::U256;
 use alloy::primitives::utils::parse_ether;
-use alloy::providers::{Provider, ProviderBuilder};
-use alloy::sol;
-use common::{DemoToken, GWEI, anvil, signer};
+use alloy::providers::Provider;
 use guardian::config::Config;
+use guardian::demo::{self, DemoToken, MessageReplica};
 use guardian::executor::Execution;
 use guardian::keys::Key;
 use guardian::pipeline::{self, Report, RunOptions};
@@ -25,140 +23,26 @@ use guardian::source::chain::WatcherOptions;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-sol!(
-    #[sol(rpc)]
-    MessageReplica,
-    "contracts/artifacts/MessageReplica.json"
-);
-sol!(
-    #[sol(rpc)]
-    ReplicaCopycatAttack,
-    "contracts/artifacts/ReplicaCopycatAttack.json"
-);
-
-const POLICY: &str = r#"
-[[policy]]
-id = "bridge-pending-drain"
-description = "A pending transaction would take 50 or more tokens out of the bridge"
-severity = "critical"
-action = "pause-bridge"
-cooldown = "10 blocks"
-[policy.when]
-kind = "threshold"
-metric = "bridge.pending_outflow"
-op = ">="
-value = 50
-"#;
+const GWEI: u128 = 1_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
-    let anvil = anvil(&["--order", "fees"]);
-    let deployer = anvil.addresses()[0];
-    let bot = signer(&anvil, 4);
-    let attacker = anvil.addresses()[6];
-    let provider = ProviderBuilder::new()
-        .wallet({
-            let mut w = EthereumWallet::from(signer(&anvil, 0));
-            w.register_signer(signer(&anvil, 6));
-            w
-        })
-        .connect_http(anvil.endpoint_url())
-        .erased();
-
-    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), deployer)
+    let anvil_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let b = demo::deploy(&anvil_bin, &["--order", "fees"])
         .await
-        .unwrap();
-    let replica = MessageReplica::deploy(
-        &provider,
-        deployer,
-        1000,
-        deployer,
-        U256::ZERO,
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    token
-        .mint(*replica.address(), parse_ether("1000").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let attack = ReplicaCopycatAttack::deploy(
-        &provider,
-        *replica.address(),
-        *token.address(),
-        parse_ether("100").unwrap(),
-    )
-    .await
-    .unwrap();
-    let pauser = replica.PAUSER_ROLE().call().await.unwrap();
-    replica
-        .grantRole(pauser, bot.address())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-
+        .unwrap_or_else(|e| panic!("{e}"));
+    let provider = &b.provider;
+    let attacker = b.attacker;
+    let token = DemoToken::new(b.token, provider);
+    let replica = MessageReplica::new(b.replica, provider);
     let dir = tempfile::tempdir().unwrap();
-    let balance = format!(
-        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
-        token.address(),
-        replica.address()
-    );
-    let text = format!(
-        r#"
-[guardian]
-mode = "enforce"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-ws = ["{ws}"]
-
-[keys.bot]
-source = "env"
-env = "UNUSED_IN_TESTS_BOT"
-
-[executors.direct]
-kind = "eoa"
-key = "bot"
-network = "local"
-max_fee_gwei = 500
-deadline = "30s"
-
-[metrics."bridge.balance"]
-description = "tokens the bridge holds"
-network = "local"
-source = {balance}
-
-[metrics."bridge.pending_outflow"]
-description = "tokens a pending attack() would take out of the bridge"
-network = "local"
-source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {balance} }}
-
-[actions.pause-bridge]
-kind = "pause"
-description = "pause the replica with the bot's pauser role"
-target = "{replica}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "direct"
-"#,
-        rpc = anvil.endpoint(),
-        ws = anvil.ws_endpoint(),
-        attack = attack.address(),
-        replica = replica.address(),
-    );
     let path = dir.path().join("guardian.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, demo::config_text(&b)).unwrap();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let policies = compile_str("policy.toml", POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
-    let keys = HashMap::from([("bot".to_string(), Key::local("bot", bot.clone()))]);
+    let policies =
+        compile_str("policy.toml", demo::POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
+    let keys = HashMap::from([("bot".to_string(), Key::local("bot", b.bot.clone()))]);
 
     let record = dir.path().join("live.csv");
     let options = RunOptions {
@@ -198,16 +82,9 @@ executor = "direct"
         .raw_request("evm_setAutomine".into(), (false,))
         .await
         .unwrap();
-    let sent = attack
-        .attack()
-        .from(attacker)
-        .gas(300_000)
-        .max_priority_fee_per_gas(3 * GWEI)
-        .max_fee_per_gas(50 * GWEI)
-        .send()
+    let (attack_hash, _) = demo::send_attack(&b)
         .await
-        .unwrap();
-    let attack_hash = *sent.tx_hash();
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // The guardian's pause joins the attack in the mempool; then one block is mined.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -240,7 +117,7 @@ executor = "direct"
             .expect("the pipeline runs");
         match report {
             Report::Trip { trip, pending } => {
-                assert_eq!(trip.evidence["value"], 100.0);
+                assert_eq!(trip.evidence["value"], 1000.0);
                 let pending = pending.expect("the trip names the pending transaction");
                 assert_eq!(pending.hash, attack_hash);
                 assert_eq!(pending.from, attacker);
