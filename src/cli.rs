@@ -571,7 +571,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
             }
         });
         eprintln!(
-            "guardian running: {} policies, mode {}, {} networks",
+            "guardian starting: {} policies, mode {}, {} networks",
             set.policies.len(),
             config.mode,
             config.networks.len()

@@ -118,11 +118,8 @@ pub enum RunError {
     },
     #[error("the {0} stage stopped unexpectedly; guardian is not watching, so it exits")]
     StageStopped(&'static str),
-    #[error("the {stage} stage panicked: {message}")]
-    StagePanicked {
-        stage: &'static str,
-        message: String,
-    },
+    #[error("a pipeline stage panicked: {0}")]
+    StagePanicked(String),
 }
 
 /// Runs the pipeline until `cancel` fires (returns `Ok`) or a stage fails (returns the error).
@@ -376,13 +373,8 @@ pub async fn run(
     while let Some(joined) = tasks.join_next().await {
         let (stage, result) = match joined {
             Ok(r) => r,
-            Err(e) => (
-                "a",
-                Err(RunError::StagePanicked {
-                    stage: "pipeline",
-                    message: e.to_string(),
-                }),
-            ),
+            // A join error (panic or abort) does not say which stage it was.
+            Err(e) => ("a", Err(RunError::StagePanicked(e.to_string()))),
         };
         match result {
             Ok(()) if cancel.is_cancelled() => {}
