@@ -160,29 +160,6 @@ pub struct ActionDef {
 /// Executor kinds.
 pub const EXECUTOR_KINDS: [&str; 4] = ["eoa", "safe-owners", "module", "propose"];
 
-/// Converts a span-carrying TOML value into an owned `toml::Value`.
-pub fn to_owned_value(value: &DeValue<'_>) -> toml::Value {
-    match value {
-        DeValue::String(s) => toml::Value::String(s.to_string()),
-        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
-            .map(toml::Value::Integer)
-            .unwrap_or_else(|_| toml::Value::String(i.as_str().to_string())),
-        DeValue::Float(f) => {
-            toml::Value::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN))
-        }
-        DeValue::Boolean(b) => toml::Value::Boolean(*b),
-        DeValue::Datetime(d) => toml::Value::Datetime(*d),
-        DeValue::Array(a) => {
-            toml::Value::Array(a.iter().map(|v| to_owned_value(v.get_ref())).collect())
-        }
-        DeValue::Table(t) => toml::Value::Table(
-            t.iter()
-                .map(|(k, v)| (k.get_ref().to_string(), to_owned_value(v.get_ref())))
-                .collect(),
-        ),
-    }
-}
-
 fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     let doc = r.parse()?;
     let base = r
