@@ -1,4 +1,5 @@
-//! The command line: `check`, `simulate`, `calibrate`, `explain`, `diff`, `watch`, `run`, `demo`.
+//! The command line: `check`, `simulate`, `calibrate`, `explain`, `diff`, `watch`, `run`, `demo`,
+//! `setup plan|verify`, `init`.
 //!
 //! Exit codes, for every command: 0 success; 1 the input is invalid (a policy,
 //! a configuration, a trace row); 2 the command could not run (a file that
@@ -48,6 +49,81 @@ pub enum Command {
     Diff(DiffArgs),
     /// Follow the configured chains live, print every trip (nothing is sent), optionally record a trace.
     Watch(WatchArgs),
+    /// The GuardianModule set-up the protocol's Safe signs: plan its transactions, or verify it on chain.
+    Setup(SetupArgs),
+    /// Start a configuration: a commented guardian.toml, a starter policy and key settings (never a key).
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(subcommand)]
+    pub command: SetupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Every Safe transaction the set-up needs, as a summary and a Transaction Builder batch file.
+    Plan(SetupPlanArgs),
+    /// Compare the module, its enabled state, guardians and permissions on chain with the configuration; exit 1 on any difference.
+    Verify(SetupVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupPlanArgs {
+    /// The guardian configuration (its [setup] section and the module executor's actions).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Where to write the Transaction Builder batch file.
+    #[arg(long, default_value = "guardian-setup.json")]
+    pub out: PathBuf,
+    /// Plan the complete set-up without reading the chain (assume nothing is deployed yet).
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupVerifyArgs {
+    /// The guardian configuration (its [setup] section and the module executor's actions).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder to write guardian.toml, policies/ and keys.example into (created if missing; existing files are never overwritten).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Protocol shape: which starter policy pack to start from.
+    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm"])]
+    pub shape: Option<String>,
+    /// The network's name in the configuration.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The network's chain id.
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+    /// An http(s) JSON-RPC endpoint (written into guardian.toml: prefer one without an API key in it).
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// The protocol's Safe (owner of the pause roles).
+    #[arg(long)]
+    pub safe: Option<String>,
+    /// The contract the pause actions call.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Guardian bot address(es) the module will accept (repeat the flag for several).
+    #[arg(long = "guardian")]
+    pub guardians: Vec<String>,
+    /// An already deployed GuardianModule (default: the address `setup plan` deploys it at).
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Where the guardian bot key lives: an environment variable or a keystore file.
+    #[arg(long, value_parser = ["env", "keystore"])]
+    pub key_source: Option<String>,
+    /// Never ask: fail when a required answer is missing from the flags.
+    #[arg(long)]
+    pub no_input: bool,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +283,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Explain(args) => explain(args),
         Command::Diff(args) => diff(args),
         Command::Watch(args) => watch(args),
+        Command::Setup(args) => crate::setup::cmd::run(args),
+        Command::Init(args) => crate::init::run(args),
     }
 }
 
@@ -541,6 +619,9 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Err(code) = crate::setup::cmd::verify_before_run(&config) {
+        return code;
+    }
     let keys = match crate::executor::load_keys(&config) {
         Ok(k) => k,
         Err(e) => return cannot_run(e),

@@ -487,7 +487,11 @@ pub(super) fn duration(
     }
 }
 
-fn rate(t: &mut TableReader<'_, '_>, key: &'static str, r: &mut Reporter<'_>) -> Option<RateLimit> {
+pub(super) fn rate(
+    t: &mut TableReader<'_, '_>,
+    key: &'static str,
+    r: &mut Reporter<'_>,
+) -> Option<RateLimit> {
     let (text, span) = t.string(key, r)?;
     match units::parse_alarm_rate(text) {
         Ok(rate) if rate.count >= 1.0 && rate.count.fract() == 0.0 && rate.count <= 1e9 => {

@@ -12,6 +12,7 @@
 
 pub mod exec;
 pub mod reader;
+pub mod setup;
 pub mod sources;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ pub struct Config {
     pub keys: BTreeMap<String, KeyDef>,
     /// Guard-wide cooldown and rate limits.
     pub guard: GuardLimits,
+    /// The GuardianModule set-up the Safe signs (`guardian setup plan|verify`).
+    pub setup: Option<setup::SetupDef>,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
             executors: BTreeMap::new(),
             keys: BTreeMap::new(),
             guard: GuardLimits::default(),
+            setup: None,
         }
     }
 
@@ -315,6 +319,9 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
                 config.actions.insert(name.to_string(), def);
             }
         }
+    }
+    if let Some(v) = top.get("setup") {
+        config.setup = setup::parse_setup(v, &config, r);
     }
     top.finish(r);
 

@@ -1,0 +1,313 @@
+//! `[setup]`: the GuardianModule set-up the protocol's Safe signs.
+//!
+//! The section names the Safe, the module executor whose actions the module
+//! must allow, the guardian bot *addresses* (never keys) and the module's own
+//! per-target limits. `guardian setup plan` turns it into Safe transactions,
+//! `guardian setup verify` compares it with the chain (see [`crate::setup`]).
+//!
+//! Everything the module would refuse is refused here, at load, with its
+//! location: a pause action without `paused_getter`, a pause function with
+//! arguments, `unpause()`, a duration above the module's 365-day maximum.
+
+use alloy::primitives::{Address, B256};
+
+use super::exec::{self, RateLimit};
+use super::reader::{self, Reporter, TableReader, as_array, as_bool, as_str};
+use super::{ActionKind, Config, ExecutorKind};
+
+/// The longest cooldown, period or minimum delay the module accepts (`MAX_DURATION`).
+pub const MODULE_MAX_DURATION_S: u64 = 365 * 86_400;
+/// `unpause()`: the module refuses it as a pause function.
+pub const UNPAUSE_SELECTOR: [u8; 4] = [0x3f, 0x4b, 0xa8, 0x3a];
+
+/// A validated `[setup]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupDef {
+    /// The protocol's Safe: it configures the module and holds the roles the module uses.
+    pub safe: Address,
+    /// The `module` executor whose actions are granted.
+    pub executor: String,
+    /// The module's address (the executor's `module`).
+    pub module: Address,
+    /// The network the executor sends to.
+    pub network: String,
+    /// Guardian bot addresses the module accepts.
+    pub guardians: Vec<Address>,
+    /// The module's cooldown between two guardian actions on one target.
+    pub target_cooldown_ms: u64,
+    /// The module's cap on guardian actions per target and period.
+    pub target_rate_limit: RateLimit,
+    /// CREATE2 salt when the module is deployed through the deterministic deployment proxy.
+    pub salt: B256,
+    /// Block the module was deployed at (or earlier): where `verify` starts reading its events.
+    pub from_block: u64,
+    /// Run `setup verify` before `guardian run` starts, and refuse to start on a difference.
+    pub verify_before_run: bool,
+}
+
+pub(super) fn parse_setup(
+    value: &reader::Value<'_>,
+    config: &Config,
+    r: &mut Reporter<'_>,
+) -> Option<SetupDef> {
+    let mut t = TableReader::from_value(value, "[setup]", r)?;
+    let span = t.span.clone();
+    let safe = t
+        .require("safe", r)
+        .and_then(|v| exec_address(v, "[setup] safe", r));
+    let executor =
+        t.required_string("executor", r)
+            .and_then(|(name, s)| match config.executors.get(name) {
+                Some(def) => match (&def.kind, &def.network) {
+                    (ExecutorKind::Module { module, .. }, Some(network)) => {
+                        Some((name.to_string(), *module, network.clone()))
+                    }
+                    (ExecutorKind::Module { .. }, None) => {
+                        r.error(
+                            &s,
+                            format!("[setup] executor `{name}` names no `network`"),
+                            Some("the set-up is read from and planned for that network".into()),
+                        );
+                        None
+                    }
+                    (other, _) => {
+                        r.error(
+                            &s,
+                            format!(
+                                "[setup] executor `{name}` is of kind `{}`, not `module`",
+                                other.as_str()
+                            ),
+                            Some("name the executor that calls the GuardianModule".into()),
+                        );
+                        None
+                    }
+                },
+                None => {
+                    let known: Vec<&str> = config
+                        .executors
+                        .iter()
+                        .filter(|(_, d)| matches!(d.kind, ExecutorKind::Module { .. }))
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    r.error(
+                        &s,
+                        format!("[setup] executor: unknown executor `{name}`"),
+                        Some(if known.is_empty() {
+                            "define an [executors.<name>] of kind \"module\"".into()
+                        } else {
+                            format!("module executors defined: {}", known.join(", "))
+                        }),
+                    );
+                    None
+                }
+            });
+    let mut guardians = Vec::new();
+    if let Some(v) = t.require("guardians", r) {
+        for item in as_array(v, "[setup] guardians", r).unwrap_or_default() {
+            if let Some(a) = exec_address(item, "[setup] guardians", r) {
+                if guardians.contains(&a) {
+                    r.error(
+                        &item.span(),
+                        format!("[setup] guardians: {a} is listed twice"),
+                        None,
+                    );
+                } else if a == Address::ZERO {
+                    r.error(
+                        &item.span(),
+                        "[setup] guardians: the zero address cannot be a guardian",
+                        None,
+                    );
+                } else {
+                    guardians.push(a);
+                }
+            }
+        }
+        if guardians.is_empty() && as_array(v, "[setup] guardians", r).is_some() {
+            r.error(
+                &v.span(),
+                "[setup] guardians is empty",
+                Some("list the address of each guardian bot key (never the key itself)".into()),
+            );
+        }
+    }
+    if t.entries()
+        .any(|(k, _, _)| matches!(k, "key" | "private_key" | "keys"))
+    {
+        r.error(
+            &span,
+            "[setup] names guardians by address; keys are never written in the configuration",
+            Some("list addresses under `guardians`; keys go under [keys.<name>]".into()),
+        );
+        for k in ["key", "private_key", "keys"] {
+            t.get(k);
+        }
+    }
+    let target_cooldown_ms =
+        exec::duration(&mut t, "target_cooldown", r).unwrap_or(config.guard.target_cooldown_ms);
+    let target_rate_limit = if t.has("target_rate_limit") {
+        exec::rate(&mut t, "target_rate_limit", r)
+    } else if let Some(rate) = config.guard.target_rate_limit {
+        Some(rate)
+    } else {
+        r.error(
+            &span,
+            "[setup] needs `target_rate_limit` (or [guard] target_rate_limit)",
+            Some(
+                "the module refuses every action on a target without limits; e.g. target_rate_limit = \"3/1d\""
+                    .into(),
+            ),
+        );
+        None
+    };
+    let salt = match t.string("salt", r) {
+        None => Some(B256::ZERO),
+        Some((s, span)) => match parse_salt(s) {
+            Some(b) => Some(b),
+            None => {
+                r.error(
+                    &span,
+                    format!("[setup] salt: `{s}` is not a 32-byte hex value"),
+                    Some("write it as 0x followed by up to 64 hex digits, e.g. \"0x1\"".into()),
+                );
+                None
+            }
+        },
+    };
+    let from_block = t
+        .get("from_block")
+        .and_then(|v| reader::as_u64(v, "[setup] from_block", r))
+        .unwrap_or(0);
+    let verify_before_run = t
+        .get("verify_before_run")
+        .and_then(|v| as_bool(v, "[setup] verify_before_run", r))
+        .unwrap_or(true);
+    for (what, ms) in [
+        ("target_cooldown", Some(target_cooldown_ms)),
+        (
+            "target_rate_limit's period",
+            target_rate_limit.map(|l| l.per_ms),
+        ),
+    ] {
+        if let Some(ms) = ms
+            && ms.div_ceil(1000) > MODULE_MAX_DURATION_S
+        {
+            r.error(
+                &span,
+                format!("[setup] {what} is longer than the module's maximum of 365 days"),
+                None,
+            );
+        }
+    }
+    t.finish(r);
+
+    // Every action of the module executor must be one the module can grant.
+    if let (Some((exec_name, module, _)), Some(safe)) = (&executor, safe) {
+        for action in config
+            .actions
+            .values()
+            .filter(|a| a.executor.as_deref() == Some(exec_name.as_str()))
+        {
+            check_action(action, safe, *module, &span, r);
+        }
+    }
+    let (executor, module, network) = executor?;
+    Some(SetupDef {
+        safe: safe?,
+        executor,
+        module,
+        network,
+        guardians,
+        target_cooldown_ms,
+        target_rate_limit: target_rate_limit?,
+        salt: salt?,
+        from_block,
+        verify_before_run,
+    })
+}
+
+fn check_action(
+    action: &super::ActionDef,
+    safe: Address,
+    module: Address,
+    span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) {
+    let ctx = format!("[setup]: action `{}` (executor of the module)", action.name);
+    match action.target {
+        None => r.error(span, format!("{ctx} has no `target`"), None),
+        Some(t) if t == safe || t == module => r.error(
+            span,
+            format!("{ctx} targets the Safe or the module itself, which the module forbids"),
+            None,
+        ),
+        Some(_) => {}
+    }
+    let Some(function) = &action.function else {
+        r.error(span, format!("{ctx} has no `function`"), None);
+        return;
+    };
+    let Ok(parsed) = function.parse::<alloy::json_abi::Function>() else {
+        return;
+    };
+    match action.kind {
+        ActionKind::Pause => {
+            if !parsed.inputs.is_empty() || action.pause.flags.is_some() {
+                r.error(
+                    span,
+                    format!("{ctx}: the module only calls pause functions without arguments, `{function}` takes some"),
+                    Some("use a `safe-owners` or `propose` executor for this action".into()),
+                );
+            }
+            if parsed.selector().0 == UNPAUSE_SELECTOR {
+                r.error(
+                    span,
+                    format!("{ctx}: `unpause()` can never be granted to guardians"),
+                    None,
+                );
+            }
+            if action.pause.paused_getter.is_none() {
+                r.error(
+                    span,
+                    format!("{ctx} has no `paused_getter`"),
+                    Some("the module reads it before and after pausing; e.g. paused_getter = \"paused()\"".into()),
+                );
+            }
+        }
+        ActionKind::SetParameter => {
+            if let Some(p) = &action.parameter
+                && p.min_delay_ms.div_ceil(1000) > MODULE_MAX_DURATION_S
+            {
+                r.error(
+                    span,
+                    format!("{ctx}: min_delay is longer than the module's maximum of 365 days"),
+                    None,
+                );
+            }
+        }
+    }
+}
+
+fn exec_address(value: &reader::Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Address> {
+    let s = as_str(value, what, r)?;
+    match s.parse::<Address>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                &value.span(),
+                format!("{what}: `{s}` is not an address"),
+                Some("write a 0x-prefixed 20-byte hex address".into()),
+            );
+            None
+        }
+    }
+}
+
+/// `0x` + up to 64 hex digits, left-padded to 32 bytes.
+pub fn parse_salt(s: &str) -> Option<B256> {
+    let hex = s.strip_prefix("0x")?;
+    if hex.is_empty() || hex.len() > 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = format!("{hex:0>64}");
+    padded.parse::<B256>().ok()
+}

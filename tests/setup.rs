@@ -1,0 +1,470 @@
+//! Onboarding on a real chain: `guardian setup plan` writes a Transaction
+//! Builder batch; the Safe's owners execute that file (as the Safe app does:
+//! one MultiSendCallOnly delegatecall, signed by two of three owners); `setup
+//! verify` then accepts the module, and names every hand-made difference.
+//! Also: `guardian init` output passes `guardian check`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use common::{DemoToken, GuardedVault, GuardianModule, Safe, SafeProxyFactory};
+use guardian::executor::safe::{SafeTx, sign};
+use guardian::keys::Key;
+use serde_json::Value;
+
+sol!(
+    #[sol(rpc)]
+    MultiSendCallOnly,
+    "contracts/artifacts/safe/MultiSendCallOnly.json"
+);
+
+const GUARDIAN: &str = env!("CARGO_BIN_EXE_guardian");
+
+struct Chain {
+    anvil: alloy::node_bindings::AnvilInstance,
+    provider: alloy::providers::DynProvider,
+    safe: Address,
+    owners: Vec<Key>,
+    vault: Address,
+    multisend: Address,
+}
+
+/// A 2-of-3 Safe owning a vault, and MultiSendCallOnly; no module anywhere.
+async fn chain() -> Chain {
+    let anvil = common::anvil(&[]);
+    let provider = common::provider_for(&anvil, 0);
+    let owners: Vec<Key> = (1..=3)
+        .map(|i| Key::local(format!("owner{i}"), common::signer(&anvil, i)))
+        .collect();
+    let singleton = Safe::deploy(&provider).await.unwrap();
+    let factory = SafeProxyFactory::deploy(&provider).await.unwrap();
+    let setup = Safe::setupCall {
+        _owners: owners.iter().map(Key::address).collect(),
+        _threshold: U256::from(2),
+        to: Address::ZERO,
+        data: Bytes::new(),
+        fallbackHandler: Address::ZERO,
+        paymentToken: Address::ZERO,
+        payment: U256::ZERO,
+        paymentReceiver: Address::ZERO,
+    }
+    .abi_encode();
+    let create = factory.createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO);
+    let safe = create.call().await.unwrap();
+    create.send().await.unwrap().get_receipt().await.unwrap();
+    let token = DemoToken::deploy(
+        &provider,
+        "Demo USD".into(),
+        "dUSD".into(),
+        anvil.addresses()[0],
+    )
+    .await
+    .unwrap();
+    let vault = GuardedVault::deploy(&provider, *token.address(), safe, U256::from(1_000_000))
+        .await
+        .unwrap();
+    let multisend = MultiSendCallOnly::deploy(&provider).await.unwrap();
+    Chain {
+        safe,
+        owners,
+        vault: *vault.address(),
+        multisend: *multisend.address(),
+        provider,
+        anvil,
+    }
+}
+
+impl Chain {
+    /// Executes a Safe transaction signed by owners 1 and 2; panics unless it succeeds.
+    async fn exec(&self, tx: SafeTx) {
+        let chain_id = self.provider.get_chain_id().await.unwrap();
+        let sigs = sign(&self.owners[..2], &tx.hash(chain_id, self.safe))
+            .await
+            .unwrap();
+        let receipt = self
+            .provider
+            .send_transaction(
+                TransactionRequest::default()
+                    .to(self.safe)
+                    .input(tx.exec_calldata(sigs).into()),
+            )
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(receipt.status());
+        assert!(
+            receipt.decoded_log::<Safe::ExecutionSuccess>().is_some(),
+            "the Safe transaction failed"
+        );
+    }
+
+    async fn nonce(&self) -> U256 {
+        Safe::new(self.safe, &self.provider)
+            .nonce()
+            .call()
+            .await
+            .unwrap()
+    }
+
+    /// What the Safe app does with an imported batch: one delegatecall to
+    /// MultiSendCallOnly carrying every call of the file, all or none.
+    async fn exec_batch_file(&self, file: &Value) {
+        let calls = guardian::setup::txbuilder::calls(file).unwrap();
+        let mut packed = Vec::new();
+        for c in &calls {
+            packed.push(0u8); // operation: call
+            packed.extend_from_slice(c.to.as_slice());
+            packed.extend_from_slice(&c.value.to_be_bytes::<32>());
+            packed.extend_from_slice(&U256::from(c.data.len()).to_be_bytes::<32>());
+            packed.extend_from_slice(&c.data);
+        }
+        let data = MultiSendCallOnly::multiSendCall {
+            transactions: packed.into(),
+        }
+        .abi_encode();
+        let mut tx = SafeTx::call(self.multisend, data.into(), self.nonce().await);
+        tx.operation = 1; // delegatecall
+        self.exec(tx).await;
+    }
+
+    /// One module call by the Safe's owners, bypassing the plan (a hand-made change).
+    async fn exec_on(&self, to: Address, data: Vec<u8>) {
+        let tx = SafeTx::call(to, data.into(), self.nonce().await);
+        self.exec(tx).await;
+    }
+
+    fn config(&self, dir: &Path, module: Address, guardian: Address) -> std::path::PathBuf {
+        let text = format!(
+            r#"
+[guardian]
+mode = "enforce"
+policies = ["policy.toml"]
+
+[networks.local]
+chain_id = 31337
+rpc = ["{rpc}"]
+
+[keys.bot]
+source = "env"
+env = "GUARDIAN_TEST_BOT_KEY_UNSET"
+
+[executors.module]
+kind = "module"
+module = "{module}"
+key = "bot"
+network = "local"
+
+[metrics."vault.total_assets"]
+description = "assets held by the vault"
+network = "local"
+source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
+
+[actions.pause-vault]
+kind = "pause"
+description = "pause the vault"
+target = "{vault}"
+function = "pause()"
+paused_getter = "paused()"
+executor = "module"
+
+[actions.lower-cap]
+kind = "set-parameter"
+description = "lower the vault's supply cap"
+target = "{vault}"
+function = "setSupplyCap(uint256)"
+executor = "module"
+getter = "supplyCap()"
+min = 1000
+max = 10000000
+max_change_bps = 5000
+min_delay = "1h"
+value = {{ step_bps = 2500, direction = "down" }}
+
+[setup]
+safe = "{safe}"
+executor = "module"
+guardians = ["{guardian}"]
+target_cooldown = "10m"
+target_rate_limit = "3/1d"
+"#,
+            rpc = self.anvil.endpoint(),
+            vault = self.vault,
+            safe = self.safe,
+        );
+        std::fs::write(
+            dir.join("policy.toml"),
+            r#"
+[[policy]]
+id = "vault-empty"
+description = "the vault holds nothing"
+severity = "critical"
+action = "pause-vault"
+cooldown = "1h"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = "<"
+value = 1
+"#,
+        )
+        .unwrap();
+        let path = dir.join("guardian.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn guardian(args: &[&str]) -> Out {
+    let out = Command::new(GUARDIAN).args(args).output().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The fields the Transaction Builder's importer relies on, and its checksum.
+fn assert_batch_format(file: &Value, chain_id: u64, safe: Address) {
+    assert_eq!(file["version"], "1.0");
+    assert_eq!(file["chainId"], chain_id.to_string());
+    assert!(file["createdAt"].as_u64().unwrap() > 1_600_000_000_000);
+    let meta = &file["meta"];
+    for key in [
+        "name",
+        "description",
+        "txBuilderVersion",
+        "createdFromOwnerAddress",
+    ] {
+        assert!(meta[key].is_string(), "meta.{key} missing: {meta}");
+    }
+    assert_eq!(meta["createdFromSafeAddress"], safe.to_checksum(None));
+    assert_eq!(
+        meta["checksum"].as_str().unwrap(),
+        guardian::setup::txbuilder::checksum(file)
+    );
+    let txs = file["transactions"].as_array().unwrap();
+    assert!(!txs.is_empty());
+    for tx in txs {
+        assert!(tx["to"].as_str().unwrap().parse::<Address>().is_ok());
+        // The importer refuses numbers: value and every input are strings.
+        assert_eq!(tx["value"], "0");
+        match tx["data"].as_str() {
+            Some(data) => assert!(data.starts_with("0x")),
+            None => {
+                let m = &tx["contractMethod"];
+                assert!(m["name"].is_string() && m["payable"] == false);
+                let values = tx["contractInputsValues"].as_object().unwrap();
+                for input in m["inputs"].as_array().unwrap() {
+                    for k in ["internalType", "name", "type"] {
+                        assert!(input[k].is_string());
+                    }
+                    assert!(values[input["name"].as_str().unwrap()].is_string());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission_fails() {
+    let chain = chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let guardian_bot = common::signer(&chain.anvil, 4).address();
+    let module = guardian::setup::predicted_module(chain.safe, B256::ZERO);
+    let config = chain.config(dir.path(), module, guardian_bot);
+    let config = config.to_str().unwrap();
+    let batch = dir.path().join("batch.json");
+
+    // Nothing deployed yet: verify names it and fails.
+    let before = guardian(&["setup", "verify", "--config", config]);
+    assert_eq!(before.code, 1, "{}{}", before.stdout, before.stderr);
+    assert!(
+        before
+            .stdout
+            .contains(&format!("module: no contract at {module}"))
+    );
+    assert!(before.stdout.contains("is not enabled on the Safe"));
+
+    // The plan against the chain is the full set-up.
+    let plan = guardian(&[
+        "setup",
+        "plan",
+        "--config",
+        config,
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("6 transaction(s)"), "{}", plan.stdout);
+    for needle in [
+        "Deploy the GuardianModule",
+        "Enable the module",
+        &format!("Add guardian {guardian_bot}"),
+        "Allow guardians to call pause()",
+        "only values from 1000 to 10000000, by at most 5000 bps",
+        "cooldown 10m, at most 3 action(s) per 1d",
+    ] {
+        assert!(
+            plan.stdout.contains(needle),
+            "missing {needle:?} in\n{}",
+            plan.stdout
+        );
+    }
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&batch).unwrap()).unwrap();
+    assert_batch_format(&file, 31337, chain.safe);
+    // A fresh plan (no chain read) is the same batch.
+    let fresh = dir.path().join("fresh.json");
+    let f = guardian(&[
+        "setup",
+        "plan",
+        "--fresh",
+        "--config",
+        config,
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(f.code, 0, "{}", f.stderr);
+    let fresh: Value = serde_json::from_str(&std::fs::read_to_string(&fresh).unwrap()).unwrap();
+    assert_eq!(fresh["transactions"], file["transactions"]);
+
+    // The owners execute the file as the Safe app would.
+    chain.exec_batch_file(&file).await;
+    let m = GuardianModule::new(module, &chain.provider);
+    assert_eq!(m.safe().call().await.unwrap(), chain.safe);
+    assert_eq!(m.guardians().call().await.unwrap(), vec![guardian_bot]);
+
+    let ok = guardian(&["setup", "verify", "--config", config]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains("matches the configuration"),
+        "{}",
+        ok.stdout
+    );
+    let nothing = guardian(&[
+        "setup",
+        "plan",
+        "--config",
+        config,
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(nothing.code, 0);
+    assert!(
+        nothing.stdout.contains("nothing to do"),
+        "{}",
+        nothing.stdout
+    );
+
+    // By hand: a wider max on the supply cap, and an extra guardian.
+    let stranger = common::signer(&chain.anvil, 5).address();
+    chain
+        .exec_on(
+            module,
+            GuardianModule::setParameterPermissionCall {
+                target: chain.vault,
+                setterSelector: GuardedVault::setSupplyCapCall::SELECTOR.into(),
+                getterSelector: GuardedVault::supplyCapCall::SELECTOR.into(),
+                min: U256::from(1000),
+                max: U256::from(99_000_000),
+                maxChangeBps: U256::from(5000),
+                minDelay: U256::from(3600),
+            }
+            .abi_encode(),
+        )
+        .await;
+    chain
+        .exec_on(
+            module,
+            GuardianModule::addGuardianCall { guardian: stranger }.abi_encode(),
+        )
+        .await;
+    let bad = guardian(&["setup", "verify", "--config", config]);
+    assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
+    assert!(bad.stdout.contains("2 difference(s)"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains(&format!(
+            "parameter setSupplyCap(uint256) on {}: max is 99000000 on chain, 10000000 in the configuration",
+            chain.vault
+        )),
+        "{}",
+        bad.stdout
+    );
+    assert!(
+        bad.stdout.contains(&format!(
+            "guardians: {stranger} is a guardian on chain but not in [setup] guardians"
+        )),
+        "{}",
+        bad.stdout
+    );
+
+    // `run` verifies first and refuses to start on the difference (before any key is read).
+    let run = guardian(&["run", "--config", config]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("not starting"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("max is 99000000 on chain"),
+        "{}",
+        run.stderr
+    );
+
+    // The plan now fixes exactly these two, and afterwards verify passes again.
+    let fix = guardian(&[
+        "setup",
+        "plan",
+        "--config",
+        config,
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(fix.code, 0, "{}", fix.stderr);
+    assert!(fix.stdout.contains("2 transaction(s)"), "{}", fix.stdout);
+    assert!(fix.stdout.contains(&format!("Remove guardian {stranger}")));
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&batch).unwrap()).unwrap();
+    assert_batch_format(&file, 31337, chain.safe);
+    chain.exec_batch_file(&file).await;
+    let ok = guardian(&["setup", "verify", "--config", config]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_tells_a_module_of_another_safe_apart() {
+    let chain = chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A GuardianModule deployed for another Safe (anvil key 9 as its "Safe").
+    let other = GuardianModule::deploy(&chain.provider, chain.anvil.addresses()[9])
+        .await
+        .unwrap();
+    let config = chain.config(dir.path(), *other.address(), chain.anvil.addresses()[4]);
+    let out = guardian(&["setup", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "is not this guardian's GuardianModule for the configured Safe (its safe() is {})",
+            chain.anvil.addresses()[9]
+        )),
+        "{}",
+        out.stdout
+    );
+    let plan = guardian(&["setup", "plan", "--config", config.to_str().unwrap()]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(
+        plan.stderr.contains("No Safe transaction can fix this"),
+        "{}",
+        plan.stderr
+    );
+}
