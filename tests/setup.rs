@@ -468,3 +468,106 @@ async fn verify_tells_a_module_of_another_safe_apart() {
         plan.stderr
     );
 }
+
+#[test]
+fn init_output_passes_check_for_every_shape_and_plans_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let safe = "0x1111111111111111111111111111111111111111";
+    for shape in ["bridge", "lending", "vault", "amm"] {
+        let d = dir.path().join(shape);
+        let d = d.to_str().unwrap();
+        let init = guardian(&[
+            "init",
+            "--no-input",
+            "--dir",
+            d,
+            "--shape",
+            shape,
+            "--network",
+            "mainnet",
+            "--chain-id",
+            "1",
+            "--rpc",
+            "https://rpc.example.org",
+            "--safe",
+            safe,
+            "--target",
+            "0x2222222222222222222222222222222222222222",
+            "--guardian",
+            "0x3333333333333333333333333333333333333333",
+            "--guardian",
+            "0x4444444444444444444444444444444444444444",
+        ]);
+        assert_eq!(init.code, 0, "{shape}: {}", init.stderr);
+        let config = format!("{d}/guardian.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        // Never a key: only where one lives.
+        assert!(text.contains("source = \"keystore\"") && !text.contains("private_key"));
+        assert!(std::path::Path::new(&format!("{d}/keys.example")).exists());
+        let check = guardian(&["check", "--config", &config]);
+        assert_eq!(check.code, 0, "{shape}: {}{}", check.stdout, check.stderr);
+        assert!(check.stdout.contains("mode dry-run"), "{}", check.stdout);
+
+        // The suggested sources that need no address of the team's own are valid as written.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# source = ") {
+                Some(src) if !src.contains('<') => format!("source = {src}"),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, text, "{shape}: no source suggestion to try");
+        std::fs::write(&config, &uncommented).unwrap();
+        let check = guardian(&["check", "--config", &config]);
+        assert_eq!(
+            check.code, 0,
+            "{shape} with sources: {}{}",
+            check.stdout, check.stderr
+        );
+
+        // The complete set-up is planned without a chain.
+        let batch = format!("{d}/batch.json");
+        let plan = guardian(&[
+            "setup", "plan", "--fresh", "--config", &config, "--out", &batch,
+        ]);
+        assert_eq!(plan.code, 0, "{shape}: {}", plan.stderr);
+        // deploy, enable, two guardians, one pause (lending's two actions share pause()), limits
+        assert!(
+            plan.stdout.contains("6 transaction(s)"),
+            "{shape}: {}",
+            plan.stdout
+        );
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&batch).unwrap()).unwrap();
+        assert_batch_format(&file, 1, safe.parse().unwrap());
+
+        // Never overwrites.
+        let again = guardian(&[
+            "init",
+            "--no-input",
+            "--dir",
+            d,
+            "--shape",
+            shape,
+            "--rpc",
+            "https://rpc.example.org",
+            "--safe",
+            safe,
+            "--target",
+            "0x2222222222222222222222222222222222222222",
+            "--guardian",
+            "0x3333333333333333333333333333333333333333",
+        ]);
+        assert_eq!(again.code, 2);
+        assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    }
+    let missing = guardian(&["init", "--no-input", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing
+            .stderr
+            .contains("missing --shape, --rpc, --safe, --target, --guardian"),
+        "{}",
+        missing.stderr
+    );
+}

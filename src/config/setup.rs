@@ -311,3 +311,149 @@ pub fn parse_salt(s: &str) -> Option<B256> {
     let padded = format!("{hex:0>64}");
     padded.parse::<B256>().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::reader::{Diagnostics, SourceFile};
+    use super::*;
+
+    fn load(tail: &str) -> Result<Config, Diagnostics> {
+        let text = format!(
+            r#"
+[guardian]
+mode = "enforce"
+
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:8545"]
+
+[keys.bot]
+source = "env"
+env = "BOT"
+
+[executors.module]
+kind = "module"
+module = "0x00000000000000000000000000000000000000aa"
+key = "bot"
+network = "local"
+
+[executors.direct]
+kind = "eoa"
+key = "bot"
+network = "local"
+{tail}
+"#
+        );
+        let file = SourceFile::new("guardian.toml", text);
+        let mut r = Reporter::new(&file);
+        let c = super::super::parse(&mut r);
+        r.found
+            .into_result(())
+            .and(c.ok_or_else(Diagnostics::default))
+    }
+
+    #[test]
+    fn a_setup_section_loads_with_defaults_from_the_guard() {
+        let c = load(
+            r#"
+[guard]
+target_cooldown = "5m"
+target_rate_limit = "2/1h"
+
+[actions.p]
+kind = "pause"
+description = "p"
+target = "0x00000000000000000000000000000000000000bb"
+function = "pause()"
+paused_getter = "paused()"
+executor = "module"
+
+[setup]
+safe = "0x00000000000000000000000000000000000000cc"
+executor = "module"
+guardians = ["0x00000000000000000000000000000000000000dd"]
+salt = "0x2a"
+"#,
+        )
+        .unwrap();
+        let s = c.setup.unwrap();
+        assert_eq!(s.target_cooldown_ms, 300_000);
+        assert_eq!(s.target_rate_limit.count, 2);
+        assert_eq!(s.salt, B256::with_last_byte(0x2a));
+        assert_eq!(s.network, "local");
+        assert!(s.verify_before_run);
+    }
+
+    #[test]
+    fn what_the_module_would_refuse_is_refused_at_load_with_its_location() {
+        let err = load(
+            r#"
+[actions.p]
+kind = "pause"
+description = "p"
+target = "0x00000000000000000000000000000000000000bb"
+function = "pause()"
+executor = "module"
+
+[actions.u]
+kind = "pause"
+description = "u"
+target = "0x00000000000000000000000000000000000000cc"
+function = "unpause()"
+paused_getter = "paused()"
+executor = "module"
+
+[setup]
+safe = "0x00000000000000000000000000000000000000cc"
+executor = "direct"
+guardians = ["0x00000000000000000000000000000000000000dd", "0x00000000000000000000000000000000000000dd"]
+private_key = "0xabc"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "[setup] executor `direct` is of kind `eoa`, not `module`",
+            "listed twice",
+            "keys are never written in the configuration",
+            "needs `target_rate_limit`",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+        }
+        assert!(!err.contains("0xabc"));
+        let err = load(
+            r#"
+[actions.p]
+kind = "pause"
+description = "p"
+target = "0x00000000000000000000000000000000000000bb"
+function = "pause()"
+executor = "module"
+
+[actions.u]
+kind = "pause"
+description = "u"
+target = "0x00000000000000000000000000000000000000cc"
+function = "unpause()"
+paused_getter = "paused()"
+executor = "module"
+
+[setup]
+safe = "0x00000000000000000000000000000000000000cc"
+executor = "module"
+guardians = ["0x00000000000000000000000000000000000000dd"]
+target_rate_limit = "3/400d"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "guardian.toml:39:1: [setup]: action `p` (executor of the module) has no `paused_getter`",
+            "action `u` (executor of the module) targets the Safe or the module itself",
+            "`unpause()` can never be granted",
+            "longer than the module's maximum of 365 days",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+        }
+    }
+}

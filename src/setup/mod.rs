@@ -598,9 +598,24 @@ pub struct PlannedTx {
     pub data: Bytes,
     /// What this transaction does, in a sentence.
     pub summary: String,
-    /// `name(type name, ...)` and its arguments as the Transaction Builder takes
-    /// them; `None` for raw calldata (the module deployment).
-    pub method: Option<(String, Vec<(String, String, String)>)>,
+    /// The function and its arguments as the Transaction Builder takes them;
+    /// `None` for raw calldata (the module deployment).
+    pub method: Option<Method>,
+}
+
+/// A called function, by name, with its arguments as strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Method {
+    pub name: String,
+    pub args: Vec<Arg>,
+}
+
+/// One argument: its parameter name, Solidity type and value as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg {
+    pub name: String,
+    pub ty: String,
+    pub value: String,
 }
 
 impl PlannedTx {
@@ -617,7 +632,7 @@ impl PlannedTx {
 }
 
 /// The GuardianModule or Safe function `data` calls, with its named arguments as strings.
-fn method_of(data: &Bytes) -> Option<(String, Vec<(String, String, String)>)> {
+fn method_of(data: &Bytes) -> Option<Method> {
     use alloy::dyn_abi::{DynSolValue, JsonAbiExt};
     let f =
         planned_functions().find(|f| data.len() >= 4 && f.selector().as_slice() == &data[..4])?;
@@ -634,10 +649,17 @@ fn method_of(data: &Bytes) -> Option<(String, Vec<(String, String, String)>)> {
                 DynSolValue::FixedBytes(w, n) => format!("0x{}", alloy::hex::encode(&w[..n])),
                 other => format!("{other:?}"),
             };
-            (p.name.clone(), p.ty.clone(), text)
+            Arg {
+                name: p.name.clone(),
+                ty: p.ty.clone(),
+                value: text,
+            }
         })
         .collect();
-    Some((f.name.clone(), args))
+    Some(Method {
+        name: f.name.clone(),
+        args,
+    })
 }
 
 /// The configuration functions a plan calls, with their parameter names (the

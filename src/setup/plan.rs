@@ -219,10 +219,13 @@ impl Plan {
         for (i, tx) in self.txs.iter().enumerate() {
             let _ = writeln!(s, "\n{:>3}. {}", i + 1, tx.summary);
             match &tx.method {
-                Some((name, args)) => {
-                    let list: Vec<String> =
-                        args.iter().map(|(n, _, v)| format!("{n}={v}")).collect();
-                    let _ = writeln!(s, "     call {} {name}({})", tx.to, list.join(", "));
+                Some(m) => {
+                    let list: Vec<String> = m
+                        .args
+                        .iter()
+                        .map(|a| format!("{}={}", a.name, a.value))
+                        .collect();
+                    let _ = writeln!(s, "     call {} {}({})", tx.to, m.name, list.join(", "));
                 }
                 None => {
                     let _ = writeln!(

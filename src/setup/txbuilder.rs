@@ -59,20 +59,22 @@ pub fn batch_file(
 
 fn transaction(tx: &PlannedTx) -> Value {
     match &tx.method {
-        Some((name, args)) => {
-            let inputs: Vec<Value> = args
+        Some(m) => {
+            let inputs: Vec<Value> = m
+                .args
                 .iter()
-                .map(|(n, ty, _)| json!({"internalType": ty, "name": n, "type": ty}))
+                .map(|a| json!({"internalType": a.ty, "name": a.name, "type": a.ty}))
                 .collect();
-            let values: Map<String, Value> = args
+            let values: Map<String, Value> = m
+                .args
                 .iter()
-                .map(|(n, _, v)| (n.clone(), Value::String(v.clone())))
+                .map(|a| (a.name.clone(), Value::String(a.value.clone())))
                 .collect();
             json!({
                 "to": tx.to.to_checksum(None),
                 "value": "0",
                 "data": null,
-                "contractMethod": {"inputs": inputs, "name": name, "payable": false},
+                "contractMethod": {"inputs": inputs, "name": m.name, "payable": false},
                 "contractInputsValues": values,
             })
         }
