@@ -571,3 +571,58 @@ fn init_output_passes_check_for_every_shape_and_plans_offline() {
         missing.stderr
     );
 }
+
+/// The forge script performs the same set-up as the plan, on a local chain:
+/// `setup verify` accepts its result against the same configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_forge_script_sets_up_what_verify_accepts() {
+    let chain = chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let guardian_bot = common::signer(&chain.anvil, 4).address();
+    let module = guardian::setup::predicted_module(chain.safe, B256::ZERO);
+    let config = chain.config(dir.path(), module, guardian_bot);
+    let key = |i: usize| format!("0x{}", alloy::hex::encode(chain.anvil.keys()[i].to_bytes()));
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!(
+        "{root}/node_modules/@foundry-rs/forge-linux-amd64/bin/forge"
+    ))
+    .current_dir(format!("{root}/contracts"))
+    .args([
+        "script",
+        "script/SetupGuardian.s.sol:SetupGuardian",
+        "--rpc-url",
+        &chain.anvil.endpoint(),
+        "--broadcast",
+        "--offline",
+        "--use",
+        "./solc-wrapper",
+    ])
+    .env("GUARDIAN_SAFE", chain.safe.to_string())
+    .env("GUARDIAN_OWNER_KEYS", format!("{},{}", key(1), key(2)))
+    .env("GUARDIAN_GUARDIANS", guardian_bot.to_string())
+    .env("GUARDIAN_TARGET", chain.vault.to_string())
+    .env("GUARDIAN_COOLDOWN", "600")
+    .env("GUARDIAN_MAX_ACTIONS", "3")
+    .env("GUARDIAN_PERIOD", "86400")
+    .env("GUARDIAN_SETTER", "setSupplyCap(uint256)")
+    .env("GUARDIAN_GETTER", "supplyCap()")
+    .env("GUARDIAN_MIN", "1000")
+    .env("GUARDIAN_MAX", "10000000")
+    .env("GUARDIAN_MAX_CHANGE_BPS", "5000")
+    .env("GUARDIAN_MIN_DELAY", "3600")
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "forge script failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = guardian(&["setup", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains("matches the configuration"),
+        "{}",
+        ok.stdout
+    );
+}
