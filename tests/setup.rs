@@ -467,6 +467,62 @@ async fn verify_tells_a_module_of_another_safe_apart() {
         "{}",
         plan.stderr
     );
+
+    // A Safe address with no contract (a typo, or the wrong network) is named as such.
+    let nowhere = "0x000000000000000000000000000000000000dEaD";
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("safe = \"{}\"", chain.safe),
+        &format!("safe = \"{nowhere}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = guardian(&["setup", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("safe: no contract at {nowhere}")),
+        "{}",
+        out.stdout
+    );
+}
+
+/// The `[setup]` example in docs/deploy.md loads as written.
+#[test]
+fn the_setup_example_in_the_deployment_guide_loads() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
+    let block = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.starts_with("[setup]"))
+        .expect("a ```toml block starting with [setup]");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guardian.toml");
+    let text = format!(
+        r#"
+[guardian]
+mode = "dry-run"
+[networks.mainnet]
+chain_id = 1
+rpc = ["https://rpc.example.org"]
+[keys.guardian-bot]
+source = "env"
+env = "GUARDIAN_BOT_KEY"
+[executors.module]
+kind = "module"
+module = "0x00000000000000000000000000000000000000aa"
+key = "guardian-bot"
+network = "mainnet"
+{}"#,
+        block
+            .replace("0xYourSafe", "0x00000000000000000000000000000000000000cc")
+            .replace("0xBotAddress", "0x00000000000000000000000000000000000000dd")
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = guardian::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let setup = config.setup.unwrap();
+    assert_eq!(setup.target_rate_limit.count, 3);
+    assert!(setup.verify_before_run);
 }
 
 #[test]

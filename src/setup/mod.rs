@@ -301,6 +301,8 @@ pub enum ModuleCode {
 /// What the chain holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actual {
+    /// Whether there is a contract at the Safe's address.
+    pub safe_exists: bool,
     pub code: ModuleCode,
     pub enabled: bool,
     pub guardians: Vec<Address>,
@@ -315,6 +317,7 @@ impl Actual {
     /// A chain where neither the module nor any of its settings exist.
     pub fn nothing() -> Self {
         Self {
+            safe_exists: true,
             code: ModuleCode::Missing,
             enabled: false,
             guardians: Vec::new(),
@@ -328,6 +331,10 @@ impl Actual {
 /// One way the chain differs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Difference {
+    /// No contract at the configured Safe address: nothing else can be checked.
+    SafeMissing {
+        safe: Address,
+    },
     ModuleMissing {
         module: Address,
     },
@@ -370,6 +377,12 @@ pub enum Difference {
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Difference::SafeMissing { safe } => {
+                write!(
+                    f,
+                    "safe: no contract at {safe} (is [setup] safe right, and the network?)"
+                )
+            }
             Difference::ModuleMissing { module } => {
                 write!(f, "module: no contract at {module}")
             }
@@ -487,6 +500,10 @@ impl fmt::Display for Difference {
 /// reported: nothing else about it can be read or trusted.
 pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
     let mut out = Vec::new();
+    if !actual.safe_exists {
+        out.push(Difference::SafeMissing { safe: want.safe });
+        return out;
+    }
     match actual.code {
         ModuleCode::Missing => {
             out.push(Difference::ModuleMissing {
@@ -685,5 +702,188 @@ alloy::sol! {
     interface ISafeModules {
         function enableModule(address module) external;
         function isModuleEnabled(address module) external view returns (bool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAFE: &str = "0x00000000000000000000000000000000000000cc";
+    const VAULT: &str = "0x00000000000000000000000000000000000000bb";
+
+    fn config(module: &str, extra: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guardian.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[guardian]
+mode = "enforce"
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:9"]
+[keys.bot]
+source = "env"
+env = "BOT"
+[executors.module]
+kind = "module"
+module = "{module}"
+key = "bot"
+network = "local"
+[actions.pause-vault]
+kind = "pause"
+description = "p"
+target = "{VAULT}"
+function = "pause()"
+paused_getter = "paused()"
+executor = "module"
+[actions.cap]
+kind = "set-parameter"
+description = "c"
+target = "{VAULT}"
+function = "setSupplyCap(uint256)"
+executor = "module"
+getter = "supplyCap()"
+min = 1
+max = 100
+max_change_bps = 1000
+min_delay = "90s"
+value = 50
+{extra}
+[setup]
+safe = "{SAFE}"
+executor = "module"
+guardians = ["0x00000000000000000000000000000000000000dd"]
+target_cooldown = "1m"
+target_rate_limit = "2/1h"
+"#
+            ),
+        )
+        .unwrap();
+        Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn predicted() -> String {
+        predicted_module(SAFE.parse().unwrap(), B256::ZERO).to_string()
+    }
+
+    #[test]
+    fn the_complete_plan_deploys_enables_adds_grants_and_limits_in_that_order() {
+        let want = Desired::from_config(&config(&predicted(), "")).unwrap();
+        assert_eq!(want.limits.len(), 1, "one target, one set of limits");
+        let p = plan::plan(&want, &Actual::nothing(), false).unwrap();
+        let first_words: Vec<&str> = p
+            .txs
+            .iter()
+            .map(|t| t.summary.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(
+            first_words,
+            ["Deploy", "Enable", "Add", "Allow", "Allow", "Limit"]
+        );
+        assert_eq!(p.txs[0].to, CREATE2_DEPLOYER);
+        assert_eq!(&p.txs[0].data[..32], B256::ZERO.as_slice());
+        assert_eq!(p.txs[1].to, want.safe);
+        let limits = p.txs[5].method.as_ref().unwrap();
+        let values: Vec<&str> = limits.args.iter().map(|a| a.value.as_str()).collect();
+        assert_eq!(limits.name, "setTargetLimits");
+        assert_eq!(&values[1..], ["60", "2", "3600"]);
+        // min_delay "90s" -> 90 seconds on chain
+        let param = p.txs[4].method.as_ref().unwrap();
+        assert_eq!(param.args.last().unwrap().value, "90");
+    }
+
+    #[test]
+    fn a_module_address_nothing_can_deploy_to_is_refused_with_the_address_to_use() {
+        let want = Desired::from_config(&config("0x00000000000000000000000000000000000000aa", ""))
+            .unwrap();
+        let err = plan::plan(&want, &Actual::nothing(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("set `module = \"{}\"`", predicted())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_actions_asking_different_bounds_of_one_setter_are_a_conflict() {
+        let c = config(
+            &predicted(),
+            &format!(
+                r#"
+[actions.cap2]
+kind = "set-parameter"
+description = "c2"
+target = "{VAULT}"
+function = "setSupplyCap(uint256)"
+executor = "module"
+getter = "supplyCap()"
+min = 1
+max = 200
+max_change_bps = 1000
+min_delay = "90s"
+value = 50
+"#
+            ),
+        );
+        let err = Desired::from_config(&c).unwrap_err().to_string();
+        assert!(err.contains("`cap` and `cap2`"), "{err}");
+    }
+
+    #[test]
+    fn permissions_on_chain_that_no_action_uses_are_differences_and_are_removed() {
+        let want = Desired::from_config(&config(&predicted(), "")).unwrap();
+        let mut actual = Actual::nothing();
+        actual.code = ModuleCode::Matches;
+        actual.enabled = true;
+        actual.guardians = want.guardians.clone();
+        let other: Address = "0x00000000000000000000000000000000000000ee"
+            .parse()
+            .unwrap();
+        let sel = FixedBytes::<4>::from([1, 2, 3, 4]);
+        actual.pauses.insert(
+            (other, sel),
+            PauseState {
+                allowed: true,
+                getter: sel,
+            },
+        );
+        for g in &want.pauses {
+            actual.pauses.insert(
+                (g.target, g.selector),
+                PauseState {
+                    allowed: true,
+                    getter: g.getter,
+                },
+            );
+        }
+        for g in &want.parameters {
+            actual.parameters.insert(
+                (g.target, g.setter),
+                ParameterState {
+                    allowed: true,
+                    getter: g.getter,
+                    min: g.min,
+                    max: g.max,
+                    max_change_bps: U256::from(g.max_change_bps),
+                    min_delay_s: U256::from(g.min_delay_s),
+                },
+            );
+        }
+        actual.limits = want.limits.clone();
+        let d = diff(&want, &actual);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].to_string()
+                .contains("no action of the configuration uses it")
+        );
+        let p = plan::plan(&want, &actual, true).unwrap();
+        assert_eq!(p.txs.len(), 1);
+        let m = p.txs[0].method.as_ref().unwrap();
+        assert_eq!(m.name, "setPausePermission");
+        assert_eq!(m.args[3].value, "false");
     }
 }

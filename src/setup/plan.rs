@@ -50,6 +50,11 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
                     method: None,
                 });
             }
+            Difference::SafeMissing { .. } => {
+                return Err(SetupError::CannotPlan(format!(
+                    "{d}: a plan is a batch of Safe transactions, so it needs the Safe"
+                )));
+            }
             Difference::ModuleCodeDiffers { .. } => {
                 return Err(SetupError::CannotPlan(format!(
                     "{d}. No Safe transaction can fix this: point executor `{}` at a GuardianModule deployed for Safe {}, or at an address with no code yet (set `module = \"{}\"` to have this plan deploy one)",

@@ -26,8 +26,9 @@ use serde_json::{Map, Value, json};
 
 use super::PlannedTx;
 
-/// The Transaction Builder version whose format the files follow.
-pub const TX_BUILDER_VERSION: &str = "1.18.0";
+/// A Transaction Builder version whose format the files follow (the app
+/// reads any; the field only records which one wrote a file).
+pub const TX_BUILDER_VERSION: &str = "1.17.1";
 
 /// A batch file for `txs`, executed by `safe` on `chain_id`, with its checksum.
 pub fn batch_file(

@@ -37,29 +37,39 @@ fn rpc<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> SetupError + '_ {
     }
 }
 
-/// A provider for the set-up's network (its first http endpoint), checked against its chain id.
+/// A provider for the set-up's network: its http endpoints in order, the
+/// first that answers with the configured chain id.
 pub async fn connect(config: &Config, want: &Desired) -> Result<DynProvider, SetupError> {
     let network = config
         .networks
         .get(&want.network)
         .ok_or_else(|| SetupError::NoEndpoint(want.network.clone()))?;
-    let url = network
-        .rpc
-        .first()
-        .ok_or_else(|| SetupError::NoEndpoint(want.network.clone()))?;
-    let url = url
-        .parse()
-        .map_err(|_| SetupError::NoEndpoint(want.network.clone()))?;
-    let provider = ProviderBuilder::new().connect_http(url).erased();
-    let actual = provider.get_chain_id().await.map_err(rpc("eth_chainId"))?;
-    if actual != network.chain_id {
-        return Err(SetupError::WrongChain {
-            network: want.network.clone(),
-            expected: network.chain_id,
-            actual,
-        });
+    let mut last = SetupError::NoEndpoint(want.network.clone());
+    for (i, url) in network.rpc.iter().enumerate() {
+        let Ok(url) = url.parse() else { continue };
+        let provider = ProviderBuilder::new().connect_http(url).erased();
+        match provider.get_chain_id().await {
+            Ok(actual) if actual == network.chain_id => return Ok(provider),
+            Ok(actual) => {
+                last = SetupError::WrongChain {
+                    network: want.network.clone(),
+                    expected: network.chain_id,
+                    actual,
+                }
+            }
+            Err(e) => {
+                last = SetupError::Rpc {
+                    what: format!(
+                        "eth_chainId on rpc endpoint #{} of network `{}`",
+                        i + 1,
+                        want.network
+                    ),
+                    reason: crate::source::chain::redact(&e.to_string()),
+                }
+            }
+        }
     }
-    Ok(provider)
+    Err(last)
 }
 
 /// Reads what the chain holds for `want`, at the latest block.
@@ -70,6 +80,15 @@ pub async fn read_actual(provider: &DynProvider, want: &Desired) -> Result<Actua
         .map_err(rpc("eth_blockNumber"))?;
     let at = BlockId::number(block);
     let mut actual = Actual::nothing();
+    actual.safe_exists = !provider
+        .get_code_at(want.safe)
+        .block_id(at)
+        .await
+        .map_err(rpc("eth_getCode"))?
+        .is_empty();
+    if !actual.safe_exists {
+        return Ok(actual);
+    }
 
     let code = provider
         .get_code_at(want.module)
