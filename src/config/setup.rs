@@ -9,6 +9,8 @@
 //! location: a pause action without `paused_getter`, a pause function with
 //! arguments, `unpause()`, a duration above the module's 365-day maximum.
 
+use std::collections::BTreeMap;
+
 use alloy::primitives::{Address, B256};
 
 use super::exec::{self, RateLimit};
@@ -37,12 +39,57 @@ pub struct SetupDef {
     pub target_cooldown_ms: u64,
     /// The module's cap on guardian actions per target and period.
     pub target_rate_limit: RateLimit,
+    /// Targets with limits of their own (`[setup.targets."0x…"]`).
+    pub targets: BTreeMap<Address, TargetLimitsDef>,
     /// CREATE2 salt when the module is deployed through the deterministic deployment proxy.
     pub salt: B256,
     /// Block the module was deployed at (or earlier): where `verify` starts reading its events.
     pub from_block: u64,
     /// Run `setup verify` before `guardian run` starts, and refuse to start on a difference.
     pub verify_before_run: bool,
+}
+
+/// The module's limits on one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLimitsDef {
+    pub cooldown_ms: u64,
+    pub rate_limit: RateLimit,
+}
+
+impl SetupDef {
+    /// The limits the module must hold for `target`.
+    pub fn limits_of(&self, target: Address) -> TargetLimitsDef {
+        self.targets
+            .get(&target)
+            .copied()
+            .unwrap_or(TargetLimitsDef {
+                cooldown_ms: self.target_cooldown_ms,
+                rate_limit: self.target_rate_limit,
+            })
+    }
+}
+
+fn check_durations(
+    what: &str,
+    cooldown_ms: Option<u64>,
+    rate: Option<RateLimit>,
+    span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) {
+    for (name, ms) in [
+        ("target_cooldown", cooldown_ms),
+        ("target_rate_limit's period", rate.map(|l| l.per_ms)),
+    ] {
+        if let Some(ms) = ms
+            && ms.div_ceil(1000) > MODULE_MAX_DURATION_S
+        {
+            r.error(
+                span,
+                format!("{what} {name} is longer than the module's maximum of 365 days"),
+                None,
+            );
+        }
+    }
 }
 
 pub(super) fn parse_setup(
@@ -181,21 +228,59 @@ pub(super) fn parse_setup(
         .get("verify_before_run")
         .and_then(|v| as_bool(v, "[setup] verify_before_run", r))
         .unwrap_or(true);
-    for (what, ms) in [
-        ("target_cooldown", Some(target_cooldown_ms)),
-        (
-            "target_rate_limit's period",
-            target_rate_limit.map(|l| l.per_ms),
-        ),
-    ] {
-        if let Some(ms) = ms
-            && ms.div_ceil(1000) > MODULE_MAX_DURATION_S
-        {
-            r.error(
-                &span,
-                format!("[setup] {what} is longer than the module's maximum of 365 days"),
-                None,
-            );
+    check_durations(
+        "[setup]",
+        Some(target_cooldown_ms),
+        target_rate_limit,
+        &span,
+        r,
+    );
+    let mut targets = BTreeMap::new();
+    if let Some(v) = t.get("targets")
+        && let Some(tt) = TableReader::from_value(v, "[setup.targets]", r)
+    {
+        for (key, kspan, value) in tt.entries() {
+            let Ok(target) = key.parse::<Address>() else {
+                r.error(
+                    &kspan,
+                    format!("[setup.targets]: `{key}` is not an address"),
+                    Some("name each target by its address: [setup.targets.\"0x…\"]".into()),
+                );
+                continue;
+            };
+            let ctx = format!("[setup.targets.\"{key}\"]");
+            let Some(mut o) = TableReader::from_value(value, ctx.clone(), r) else {
+                continue;
+            };
+            let cooldown = exec::duration(&mut o, "target_cooldown", r);
+            let rate = if o.has("target_rate_limit") {
+                exec::rate(&mut o, "target_rate_limit", r)
+            } else {
+                None
+            };
+            check_durations(&ctx, cooldown, rate, &kspan, r);
+            o.finish(r);
+            let used = executor.as_ref().is_some_and(|(name, _, _)| {
+                config.actions.values().any(|a| {
+                    a.executor.as_deref() == Some(name.as_str()) && a.target == Some(target)
+                })
+            });
+            if !used {
+                r.error(
+                    &kspan,
+                    format!("{ctx}: no action of the module executor targets {target}"),
+                    Some("limits are set for the targets the module's actions call".into()),
+                );
+            }
+            if let Some(default_rate) = target_rate_limit {
+                targets.insert(
+                    target,
+                    TargetLimitsDef {
+                        cooldown_ms: cooldown.unwrap_or(target_cooldown_ms),
+                        rate_limit: rate.unwrap_or(default_rate),
+                    },
+                );
+            }
         }
     }
     t.finish(r);
@@ -219,6 +304,7 @@ pub(super) fn parse_setup(
         guardians,
         target_cooldown_ms,
         target_rate_limit: target_rate_limit?,
+        targets,
         salt: salt?,
         from_block,
         verify_before_run,
@@ -382,6 +468,59 @@ salt = "0x2a"
         assert_eq!(s.salt, B256::with_last_byte(0x2a));
         assert_eq!(s.network, "local");
         assert!(s.verify_before_run);
+        assert!(s.targets.is_empty());
+    }
+
+    #[test]
+    fn a_target_may_have_limits_of_its_own() {
+        let c = load(
+            r#"
+[actions.p]
+kind = "pause"
+description = "p"
+target = "0x00000000000000000000000000000000000000bb"
+function = "pause()"
+paused_getter = "paused()"
+executor = "module"
+
+[setup]
+safe = "0x00000000000000000000000000000000000000cc"
+executor = "module"
+guardians = ["0x00000000000000000000000000000000000000dd"]
+target_cooldown = "10m"
+target_rate_limit = "3/1d"
+
+[setup.targets."0x00000000000000000000000000000000000000bb"]
+target_rate_limit = "1/1d"
+"#,
+        )
+        .unwrap();
+        let s = c.setup.unwrap();
+        let l = s.limits_of(
+            "0x00000000000000000000000000000000000000bb"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!((l.cooldown_ms, l.rate_limit.count), (600_000, 1));
+        let err = load(
+            r#"
+[setup]
+safe = "0x00000000000000000000000000000000000000cc"
+executor = "module"
+guardians = ["0x00000000000000000000000000000000000000dd"]
+target_rate_limit = "3/1d"
+
+[setup.targets."0x00000000000000000000000000000000000000ee"]
+target_cooldown = "1h"
+
+[setup.targets.vault]
+target_cooldown = "1h"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no action of the module executor targets 0x00000000000000000000000000000000000000eE"), "{err}");
+        assert!(err.contains("`vault` is not an address"), "{err}");
     }
 
     #[test]

@@ -214,16 +214,19 @@ impl Desired {
                 }
             }
         }
-        let limits = Limits {
-            cooldown_s: setup.target_cooldown_ms.div_ceil(1000),
-            max_actions: u64::from(setup.target_rate_limit.count),
-            period_s: setup.target_rate_limit.per_ms.div_ceil(1000),
-        };
         let limits = pauses
             .iter()
             .map(|p| p.target)
             .chain(parameters.iter().map(|p| p.target))
-            .map(|t| (t, limits))
+            .map(|t| {
+                let l = setup.limits_of(t);
+                let limits = Limits {
+                    cooldown_s: l.cooldown_ms.div_ceil(1000),
+                    max_actions: u64::from(l.rate_limit.count),
+                    period_s: l.rate_limit.per_ms.div_ceil(1000),
+                };
+                (t, limits)
+            })
             .collect();
         Ok(Desired {
             safe: setup.safe,
