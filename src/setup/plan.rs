@@ -262,7 +262,10 @@ impl Plan {
             );
         }
         for (t, l) in &d.limits {
-            let _ = writeln!(s, "    on {t}: {l}");
+            let _ = writeln!(
+                s,
+                "  - and on {t} no more than: {l} (pauses and parameter changes together)"
+            );
         }
         let _ = writeln!(
             s,
