@@ -33,8 +33,15 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
             Difference::ModuleMissing { module } => {
                 let predicted = want.predicted_module();
                 if *module != predicted {
+                    let what = if read_chain {
+                        format!("there is no contract at the module address {module}")
+                    } else {
+                        format!(
+                            "--fresh plans the module's deployment, but the module address {module} is not where this batch would deploy it (for a module already deployed, plan without --fresh)"
+                        )
+                    };
                     return Err(SetupError::CannotPlan(format!(
-                        "there is no contract at the module address {module}. To deploy the module in this batch, set `module = \"{predicted}\"` in executor `{}` (the address the deterministic deployment proxy gives it for this Safe and [setup] salt {}); or deploy it yourself and put its address there",
+                        "{what}. To deploy the module in this batch, set `module = \"{predicted}\"` in executor `{}` (the address the deterministic deployment proxy gives it for this Safe and [setup] salt {}); or deploy it yourself and put its address there",
                         want.executor, want.salt
                     )));
                 }
