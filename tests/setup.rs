@@ -365,7 +365,7 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
     ]);
     assert_eq!(nothing.code, 0);
     assert!(
-        nothing.stdout.contains("nothing to do"),
+        nothing.stdout.contains("no module transaction to sign"),
         "{}",
         nothing.stdout
     );
@@ -680,5 +680,77 @@ async fn the_forge_script_sets_up_what_verify_accepts() {
         ok.stdout.contains("matches the configuration"),
         "{}",
         ok.stdout
+    );
+}
+
+/// A target the Safe holds no pauser role on: the module's pause would fail
+/// during an attack, so verify names it now (and plan flags it).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_names_a_target_the_safe_cannot_pause() {
+    let chain = chain().await;
+    let dir = tempfile::tempdir().unwrap();
+    let guardian_bot = common::signer(&chain.anvil, 4).address();
+    let module = guardian::setup::predicted_module(chain.safe, B256::ZERO);
+    // A second vault administered by anvil key 0, not by the Safe.
+    let token = DemoToken::deploy(
+        &chain.provider,
+        "T".into(),
+        "T".into(),
+        chain.anvil.addresses()[0],
+    )
+    .await
+    .unwrap();
+    let other = GuardedVault::deploy(
+        &chain.provider,
+        *token.address(),
+        chain.anvil.addresses()[0],
+        U256::from(1_000),
+    )
+    .await
+    .unwrap();
+    let config = chain.config(dir.path(), module, guardian_bot);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        r#"
+[actions.pause-other]
+kind = "pause"
+description = "pause a vault the Safe has no role on"
+target = "{}"
+function = "pause()"
+paused_getter = "paused()"
+executor = "module"
+"#,
+        other.address()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let out = guardian(&["setup", "verify", "--config", config]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "pause pause() on {}: the Safe itself cannot do it today, so the module's pause would fail: pause() called by the Safe reverts: AccessControlUnauthorizedAccount",
+            other.address()
+        )),
+        "{}",
+        out.stdout
+    );
+    // The vault the Safe does administer is not named.
+    assert!(!out.stdout.contains(&format!(
+        "pause pause() on {}: the Safe itself cannot",
+        chain.vault
+    )));
+    let plan = guardian(&[
+        "setup",
+        "plan",
+        "--config",
+        config,
+        "--out",
+        dir.path().join("b.json").to_str().unwrap(),
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("NEEDS ATTENTION, outside this batch"),
+        "{}",
+        plan.stdout
     );
 }

@@ -314,6 +314,9 @@ pub struct Actual {
     pub parameters: BTreeMap<(Address, FixedBytes<4>), ParameterState>,
     /// Limits of every target the configuration names (zeros: none set).
     pub limits: BTreeMap<Address, Limits>,
+    /// Pause grants the Safe itself cannot carry out today (the module would
+    /// fail): the grant's index in `Desired::pauses` and why.
+    pub pause_blocked: Vec<(usize, String)>,
 }
 
 impl Actual {
@@ -327,6 +330,7 @@ impl Actual {
             pauses: BTreeMap::new(),
             parameters: BTreeMap::new(),
             limits: BTreeMap::new(),
+            pause_blocked: Vec::new(),
         }
     }
 }
@@ -374,6 +378,13 @@ pub enum Difference {
         target: Address,
         want: Limits,
         actual: Limits,
+    },
+    /// The Safe cannot pause the target itself (no role, no such function, a
+    /// getter that fails): the module's pause would revert. Fixed outside the
+    /// module (grant the Safe the role, correct the action).
+    PauseNotPossible {
+        grant: PauseGrant,
+        reason: String,
     },
 }
 
@@ -475,6 +486,11 @@ impl fmt::Display for Difference {
             Difference::ParameterExtra { target, setter, .. } => write!(
                 f,
                 "parameter {setter} on {target}: allowed on chain but no action of the configuration uses it"
+            ),
+            Difference::PauseNotPossible { grant, reason } => write!(
+                f,
+                "pause {} on {}: the Safe itself cannot do it today, so the module's pause would fail: {reason}",
+                grant.function, grant.target
             ),
             Difference::LimitsDiffer {
                 target,
@@ -590,6 +606,14 @@ pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
                 target: *target,
                 setter: *setter,
                 state: *s,
+            });
+        }
+    }
+    for (i, reason) in &actual.pause_blocked {
+        if let Some(grant) = want.pauses.get(*i) {
+            out.push(Difference::PauseNotPossible {
+                grant: grant.clone(),
+                reason: reason.clone(),
             });
         }
     }

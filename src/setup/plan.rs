@@ -17,6 +17,8 @@ pub struct Plan {
     pub txs: Vec<PlannedTx>,
     /// The differences the transactions fix (empty: nothing to do).
     pub differences: Vec<Difference>,
+    /// Differences no module transaction fixes, to be fixed outside this batch.
+    pub outside: Vec<String>,
     /// Whether the plan was computed against the chain (false: assuming nothing exists).
     pub read_chain: bool,
 }
@@ -27,6 +29,7 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
     let differences = diff(want, actual);
     let mut txs = Vec::new();
     let mut removals = Vec::new();
+    let mut outside = Vec::new();
     let m = want.module;
     for d in &differences {
         match d {
@@ -170,6 +173,7 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
                     },
                 ))
             }
+            Difference::PauseNotPossible { .. } => outside.push(d.to_string()),
             Difference::LimitsDiffer { target, want: l, .. } => {
                 txs.push(PlannedTx::module_call(
                     m,
@@ -191,6 +195,7 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
         desired: want.clone(),
         txs,
         differences,
+        outside,
         read_chain,
     })
 }
@@ -216,10 +221,16 @@ impl Plan {
                 "nothing deployed yet (--fresh: the complete set-up)"
             }
         );
+        if !self.outside.is_empty() {
+            let _ = writeln!(s, "\nNEEDS ATTENTION, outside this batch:");
+            for o in &self.outside {
+                let _ = writeln!(s, "  - {o}");
+            }
+        }
         if self.txs.is_empty() {
             let _ = writeln!(
                 s,
-                "\nnothing to do: the chain already matches the configuration"
+                "\nno module transaction to sign: the module already matches the configuration"
             );
             return s;
         }

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use alloy::eips::BlockId;
 use alloy::network::TransactionBuilder;
-use alloy::primitives::{Address, FixedBytes};
+use alloy::primitives::{Address, Bytes, FixedBytes};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::SolEvent;
@@ -72,6 +72,17 @@ pub async fn connect(config: &Config, want: &Desired) -> Result<DynProvider, Set
     Err(last)
 }
 
+/// A failed `eth_call` as text: the decoded revert when there is one, never a URL.
+fn call_error(e: &alloy::transports::RpcError<alloy::transports::TransportErrorKind>) -> String {
+    match e.as_error_resp() {
+        Some(p) => match p.as_revert_data() {
+            Some(data) if !data.is_empty() => crate::executor::decode_revert(&data),
+            _ => p.message.to_string(),
+        },
+        None => crate::source::chain::redact(&e.to_string()),
+    }
+}
+
 /// Reads what the chain holds for `want`, at the latest block.
 pub async fn read_actual(provider: &DynProvider, want: &Desired) -> Result<Actual, SetupError> {
     let block = provider
@@ -111,6 +122,55 @@ pub async fn read_actual(provider: &DynProvider, want: &Desired) -> Result<Actua
             ModuleCode::Differs { safe }
         }
     };
+    // Can the Safe itself pause each target right now? The module's pause is
+    // the Safe's call: a missing role or a wrong signature shows up here, not
+    // during an attack. A target that is already paused cannot be tried.
+    for (i, grant) in want.pauses.iter().enumerate() {
+        let read = TransactionRequest::default()
+            .to(grant.target)
+            .input(Bytes::from(grant.getter.to_vec()).into());
+        let paused = match provider.call(read).block(at).await {
+            Ok(ret) if ret.len() == 32 && ret[..31].iter().all(|b| *b == 0) && ret[31] <= 1 => {
+                ret[31] == 1
+            }
+            Ok(ret) => {
+                actual.pause_blocked.push((
+                    i,
+                    format!(
+                        "{} returned {} byte(s), not a bool",
+                        grant.getter_sig,
+                        ret.len()
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => {
+                actual.pause_blocked.push((
+                    i,
+                    format!("{} failed: {}", grant.getter_sig, call_error(&e)),
+                ));
+                continue;
+            }
+        };
+        if paused {
+            continue;
+        }
+        let call = TransactionRequest::default()
+            .from(want.safe)
+            .to(grant.target)
+            .input(Bytes::from(grant.selector.to_vec()).into());
+        if let Err(e) = provider.call(call).block(at).await {
+            actual.pause_blocked.push((
+                i,
+                format!(
+                    "{} called by the Safe reverts: {}",
+                    grant.function,
+                    call_error(&e)
+                ),
+            ));
+        }
+    }
+
     let safe = ISafeModules::new(want.safe, provider);
     actual.enabled = safe
         .isModuleEnabled(want.module)
