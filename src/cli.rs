@@ -626,6 +626,9 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(k) => k,
         Err(e) => return cannot_run(e),
     };
+    if let Err(code) = crate::setup::cmd::key_is_a_guardian(&config, &keys) {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -230,7 +230,16 @@ struct Out {
 }
 
 fn guardian(args: &[&str]) -> Out {
-    let out = Command::new(GUARDIAN).args(args).output().unwrap();
+    guardian_env(args, &[])
+}
+
+fn guardian_env(args: &[&str], env: &[(&str, String)]) -> Out {
+    let mut cmd = Command::new(GUARDIAN);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -439,6 +448,48 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
     chain.exec_batch_file(&file).await;
     let ok = guardian(&["setup", "verify", "--config", config]);
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+
+    // `run` with a key that is not a guardian refuses to start, naming it.
+    let key = |i: usize| format!("0x{}", alloy::hex::encode(chain.anvil.keys()[i].to_bytes()));
+    let wrong = guardian_env(
+        &["run", "--config", config],
+        &[("GUARDIAN_TEST_BOT_KEY_UNSET", key(5))],
+    );
+    assert_eq!(wrong.code, 1, "{}{}", wrong.stdout, wrong.stderr);
+    assert!(
+        wrong.stderr.contains(&format!(
+            "has address {stranger}, which is not in [setup] guardians"
+        )),
+        "{}",
+        wrong.stderr
+    );
+    // With the guardian's key, the set-up verifies and the pipeline starts.
+    let mut child = Command::new(GUARDIAN)
+        .args(["run", "--config", config])
+        .env("GUARDIAN_TEST_BOT_KEY_UNSET", key(4))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("guardian starting") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains("setup verified")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.last().unwrap().contains("guardian starting"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -177,3 +177,31 @@ pub fn verify_before_run(config: &Config) -> Result<(), ExitCode> {
         }
     }
 }
+
+/// `guardian run` calls this once the keys are loaded: the module executor's
+/// key must be one of `[setup] guardians`, or every action it sends would be
+/// refused on chain (`OnlyGuardian`). Nothing is read from the chain.
+pub fn key_is_a_guardian(
+    config: &Config,
+    keys: &std::collections::HashMap<String, crate::keys::Key>,
+) -> Result<(), ExitCode> {
+    let Some(setup) = &config.setup else {
+        return Ok(());
+    };
+    let Some(exec) = config.executors.get(&setup.executor) else {
+        return Ok(());
+    };
+    for name in exec.kind.key_names() {
+        if let Some(key) = keys.get(name)
+            && !setup.guardians.contains(&key.address())
+        {
+            eprintln!(
+                "error: not starting: key `{name}` of executor `{}` has address {}, which is not in [setup] guardians; the module would refuse its calls (add the address, run `guardian setup plan`, or point the executor at the right key)",
+                setup.executor,
+                key.address()
+            );
+            return Err(ExitCode::from(INVALID));
+        }
+    }
+    Ok(())
+}
