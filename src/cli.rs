@@ -71,7 +71,7 @@ pub enum SetupCommand {
 
 #[derive(Debug, Args)]
 pub struct SetupPlanArgs {
-    /// The guardian configuration (its [setup] section and the module executor's actions).
+    /// The guardian configuration (its `[setup]` section and the module executor's actions).
     #[arg(long)]
     pub config: PathBuf,
     /// Where to write the Transaction Builder batch file.
@@ -84,7 +84,7 @@ pub struct SetupPlanArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupVerifyArgs {
-    /// The guardian configuration (its [setup] section and the module executor's actions).
+    /// The guardian configuration (its `[setup]` section and the module executor's actions).
     #[arg(long)]
     pub config: PathBuf,
 }

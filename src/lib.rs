@@ -41,6 +41,11 @@
 //!   reason and is never dropped;
 //! - the guard is pure: chain state reaches it through [`guard::ChainView`],
 //!   which the executor implements.
+//!
+//! Outside the pipeline, onboarding: [`init`] writes a starting configuration;
+//! [`setup`] plans the GuardianModule set-up the protocol's Safe signs (a
+//! Transaction Builder batch) and verifies it on chain, and `run` checks it
+//! before starting.
 
 pub mod calibrate;
 pub mod cli;
