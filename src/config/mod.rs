@@ -11,6 +11,7 @@
 //! default action, executor or key.
 
 pub mod exec;
+pub mod journal;
 pub mod reader;
 pub mod sources;
 
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 use toml::de::DeValue;
 
 use alloy::primitives::Address;
+
+pub use journal::{JournalConfig, JournalSync};
 
 pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
@@ -58,6 +61,8 @@ pub struct Config {
     pub keys: BTreeMap<String, KeyDef>,
     /// Guard-wide cooldown and rate limits.
     pub guard: GuardLimits,
+    /// Where `guardian run` keeps its state across restarts (`[journal]`).
+    pub journal: Option<JournalConfig>,
 }
 
 impl Config {
@@ -77,6 +82,7 @@ impl Config {
             executors: BTreeMap::new(),
             keys: BTreeMap::new(),
             guard: GuardLimits::default(),
+            journal: None,
         }
     }
 
@@ -253,6 +259,10 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
 
     if let Some(v) = top.get("guard") {
         config.guard = exec::parse_guard(v, r);
+    }
+
+    if let Some(v) = top.get("journal") {
+        config.journal = journal::parse_journal(v, &base, r);
     }
 
     if let Some(v) = top.get("executors")

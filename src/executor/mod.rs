@@ -113,6 +113,8 @@ pub enum ExecError {
     EffectNotObserved { tx: B256, detail: String },
     #[error("proposal: {0}")]
     Propose(String),
+    #[error("the journal could not record the signed transaction, so it was not sent: {0}")]
+    Journal(String),
 }
 
 fn rpc(what: &'static str) -> impl FnOnce(RpcError<TransportErrorKind>) -> ExecError {
@@ -185,6 +187,34 @@ pub enum Execution {
         outbox_file: std::path::PathBuf,
         posted: bool,
     },
+    /// Nothing of ours landed, and nothing more is needed: another sender (a
+    /// replica sharing the key) already got the effect on chain, or took the nonce.
+    StoodDown { detail: String },
+}
+
+/// A signed transaction, as the executor is about to broadcast it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    pub decision_id: u64,
+    pub hash: B256,
+    pub sender: Address,
+    pub nonce: u64,
+    pub fees: Fees,
+    /// 0 for the first transaction of a decision, then 1, 2 ... for each replacement.
+    pub replacement: u32,
+    /// The EIP-2718 encoding, to broadcast again if the node forgets it.
+    pub raw: Bytes,
+}
+
+/// Where the executor writes each transaction down (the journal), synchronously.
+///
+/// `signed` is called *before* the transaction is broadcast; if it fails, the
+/// transaction is not sent (a transaction nobody recorded could be sent again
+/// after a restart). `broadcast` is called right after the node answered.
+pub trait TxLog: Send + Sync + std::fmt::Debug {
+    fn signed(&self, tx: &SignedTx) -> Result<(), String>;
+    /// `refused` carries the node's reason when it did not take the transaction.
+    fn broadcast(&self, hash: B256, refused: Option<&str>);
 }
 
 /// Something that happened while delivering (for alerts, telemetry and tests).
@@ -230,6 +260,8 @@ struct Inner {
     http: alloy::transports::http::reqwest::Client,
     /// How often to look for a receipt or a new block while waiting.
     poll: Duration,
+    /// Where every signed transaction is written down before it is broadcast.
+    tx_log: std::sync::OnceLock<Arc<dyn TxLog>>,
 }
 
 impl Executors {
@@ -305,6 +337,7 @@ impl Executors {
                 events,
                 http: alloy::transports::http::reqwest::Client::new(),
                 poll: Duration::from_millis(20),
+                tx_log: std::sync::OnceLock::new(),
             }),
         };
         // Nonces are read from the chain at start (and again after any error).
@@ -316,6 +349,12 @@ impl Executors {
 
     pub fn chain_id(&self) -> u64 {
         self.inner.chain_id
+    }
+
+    /// Writes every transaction down in `log` before broadcasting it (set once;
+    /// a second call is refused and returns `false`).
+    pub fn set_tx_log(&self, log: Arc<dyn TxLog>) -> bool {
+        self.inner.tx_log.set(log).is_ok()
     }
 
     pub fn provider(&self) -> &DynProvider {
@@ -533,7 +572,24 @@ impl Executors {
                 tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, "dry-run: signed, not broadcast");
                 return Ok(Execution::DryRun { tx: hash, raw });
             }
-            match p.send_raw_transaction(&raw).await {
+            if let Some(log) = self.inner.tx_log.get() {
+                log.signed(&SignedTx {
+                    decision_id: id,
+                    hash,
+                    sender: from,
+                    nonce,
+                    fees,
+                    replacement,
+                    raw: raw.clone(),
+                })
+                .map_err(ExecError::Journal)?;
+            }
+            let answer = p.send_raw_transaction(&raw).await;
+            if let Some(log) = self.inner.tx_log.get() {
+                let refused = answer.as_ref().err().map(describe);
+                log.broadcast(hash, refused.as_deref());
+            }
+            match answer {
                 Ok(_) => {
                     sent.push(hash);
                     tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement, "sent");
@@ -554,12 +610,26 @@ impl Executors {
                     }
                     match delivery::classify(&reason) {
                         delivery::SendRefusal::NonceTooLow => {
+                            // The very same transaction (a replica signed identical bytes): follow it.
+                            if reason.to_ascii_lowercase().contains("already known") {
+                                sent.push(hash);
+                            }
                             // One of ours may have landed meanwhile.
                             if let Some(r) = self.find_receipt(&sent).await? {
                                 return self.landed(ex, approved, r, replacement, fees).await;
                             }
-                            nonce = self.resync_nonce(id, from).await?;
-                            continue;
+                            if !sent.contains(&hash) {
+                                // Another sender took the nonce: if it got the effect, stand down.
+                                if self.verify(approved.effect(), self.latest_block().await?).await.is_ok() {
+                                    self.inner.nonces.forget(from);
+                                    tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
+                                    return Ok(Execution::StoodDown {
+                                        detail: "the nonce was taken and the effect is already on chain".into(),
+                                    });
+                                }
+                                nonce = self.resync_nonce(id, from).await?;
+                                continue;
+                            }
                         }
                         delivery::SendRefusal::Underpriced => {
                             let (base, block) = self.base_fee().await?;
@@ -734,6 +804,171 @@ impl Executors {
             replacements,
             fees,
         })
+    }
+
+    async fn latest_block(&self) -> Result<u64, ExecError> {
+        self.inner
+            .provider
+            .get_block_number()
+            .await
+            .map_err(rpc("eth_blockNumber"))
+    }
+
+    /// For replicas, just before sending: is the approved action still needed?
+    ///
+    /// A transaction from the same key still pending (another replica's) is
+    /// waited for first, up to the executor's deadline. Then `Some(reason)` to
+    /// stand down: the effect is already on chain, or the exact transaction no
+    /// longer simulates (the target is paused, the module's cooldown or limits
+    /// refuse it, the Safe's nonce moved under a signed SafeTx).
+    pub async fn recheck(&self, approved: &Approved) -> Result<Option<String>, ExecError> {
+        let ex = self.executor(approved.executor())?;
+        let from = ex.sender.address();
+        let deadline = Instant::now() + Duration::from_millis(ex.def.delivery.deadline_ms);
+        let p = &self.inner.provider;
+        loop {
+            let (latest, pending) = tokio::try_join!(
+                async {
+                    p.get_transaction_count(from)
+                        .latest()
+                        .await
+                        .map_err(rpc("eth_getTransactionCount"))
+                },
+                async {
+                    p.get_transaction_count(from)
+                        .pending()
+                        .await
+                        .map_err(rpc("eth_getTransactionCount"))
+                },
+            )?;
+            if pending <= latest || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.inner.poll).await;
+        }
+        if self
+            .verify(approved.effect(), self.latest_block().await?)
+            .await
+            .is_ok()
+        {
+            return Ok(Some("the effect is already on chain".into()));
+        }
+        if let Err(reason) = self
+            .preflight(approved.executor(), approved.call(), approved.effect())
+            .await
+        {
+            return Ok(Some(format!(
+                "the transaction no longer simulates: {reason}"
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Follows transactions a previous run sent (read back from the journal) to
+    /// their final status: a receipt for one of them, judged like any other
+    /// (status, then the effect), or the nonce taken by another transaction
+    /// (then the effect decides: stood down, or failed). A transaction the node
+    /// no longer knows is broadcast again from its recorded bytes. Gives up at
+    /// the executor's deadline, counted from now.
+    pub async fn follow(
+        &self,
+        executor: &str,
+        effect: &Effect,
+        sent: &[SignedTx],
+    ) -> Result<Execution, ExecError> {
+        let ex = self.executor(executor)?;
+        let Some(last) = sent.iter().max_by_key(|t| t.replacement) else {
+            return Err(ExecError::Rpc {
+                what: "follow",
+                reason: "no transaction to follow".into(),
+            });
+        };
+        let deadline_ms = ex.def.delivery.deadline_ms;
+        let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+        let hashes: Vec<B256> = sent.iter().map(|t| t.hash).collect();
+        let p = &self.inner.provider;
+        let mut rebroadcast = false;
+        loop {
+            let step = async {
+                if let Some(r) = self.find_receipt(&hashes).await? {
+                    let tx = r.transaction_hash;
+                    let block = r.block_number.unwrap_or_default();
+                    if !r.status() {
+                        return Err(ExecError::Reverted { tx });
+                    }
+                    self.verify(effect, block)
+                        .await
+                        .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
+                    let mined = sent.iter().find(|t| t.hash == tx).unwrap_or(last);
+                    return Ok(Some(Execution::Landed {
+                        tx,
+                        block,
+                        replacements: mined.replacement,
+                        fees: mined.fees,
+                    }));
+                }
+                let mined_nonce = p
+                    .get_transaction_count(last.sender)
+                    .latest()
+                    .await
+                    .map_err(rpc("eth_getTransactionCount"))?;
+                if mined_nonce > last.nonce {
+                    // Our nonce is used, by none of ours (no receipt above; checked again to
+                    // close the race with a block mined in between).
+                    if self.find_receipt(&hashes).await?.is_some() {
+                        // One of ours after all: the next look judges its receipt.
+                        return Ok(None);
+                    }
+                    let block = self.latest_block().await?;
+                    return match self.verify(effect, block).await {
+                        Ok(()) => Ok(Some(Execution::StoodDown {
+                            detail: "another transaction took the nonce; the effect is on chain"
+                                .into(),
+                        })),
+                        Err(detail) => Err(ExecError::EffectNotObserved {
+                            tx: last.hash,
+                            detail: format!("another transaction took the nonce: {detail}"),
+                        }),
+                    };
+                }
+                if !rebroadcast {
+                    rebroadcast = true;
+                    let known = p
+                        .get_transaction_by_hash(last.hash)
+                        .await
+                        .map_err(rpc("eth_getTransactionByHash"))?;
+                    if known.is_none() {
+                        tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again");
+                        if let Err(e) = p.send_raw_transaction(&last.raw).await {
+                            tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %describe(&e), "broadcasting again was refused");
+                        }
+                    }
+                }
+                Ok(None)
+            };
+            match step.await {
+                Ok(Some(done)) => {
+                    self.inner.nonces.forget(last.sender);
+                    return Ok(done);
+                }
+                Ok(None) => {}
+                Err(e @ (ExecError::Reverted { .. } | ExecError::EffectNotObserved { .. })) => {
+                    self.inner.nonces.forget(last.sender);
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %e, "following the transaction: read failed; retrying")
+                }
+            }
+            if Instant::now() >= deadline {
+                self.inner.nonces.forget(last.sender);
+                return Err(ExecError::Deadline {
+                    deadline_ms,
+                    last_tx: last.hash,
+                });
+            }
+            tokio::time::sleep(self.inner.poll.max(Duration::from_millis(100))).await;
+        }
     }
 
     /// Reads the action's getters at `block` and checks the intended effect.

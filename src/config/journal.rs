@@ -1,0 +1,101 @@
+//! The `[journal]` section: where `guardian run` keeps its state across
+//! restarts, and how replicas of one configuration share the work.
+//!
+//! ```toml
+//! [journal]
+//! path = "state/guardian.db"   # resolved against this file's folder
+//! sync = "full"                # "full" (default): fsync every commit; "normal": survives a crash of the process, not of the machine
+//! warmup_blocks = 64           # blocks re-read (trips suppressed) before the resume point, to refill policy windows
+//! replica = 0                  # only when running replicas: this process's index (0, 1, 2 ...)
+//! replica_stagger = "2s"       # replica k waits k × this before sending, then re-checks the chain
+//! ```
+//!
+//! `guardian run` in `enforce` mode refuses to start without a journal (here,
+//! or `--journal`): without one a restart could send an action again.
+
+use std::path::Path;
+
+use super::exec::duration;
+use super::reader::{self, Reporter, TableReader, as_choice, as_u64};
+
+/// How hard each journal commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalSync {
+    /// SQLite `synchronous = FULL`: every commit is on disk before guardian goes on.
+    Full,
+    /// SQLite `synchronous = NORMAL` (WAL): survives `kill -9`, may lose the last commits on power loss.
+    Normal,
+}
+
+/// Default for `warmup_blocks`.
+pub const DEFAULT_WARMUP_BLOCKS: u64 = 64;
+/// Default for `replica_stagger`.
+pub const DEFAULT_REPLICA_STAGGER_MS: u64 = 2_000;
+
+/// A validated `[journal]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// The SQLite file, resolved against the configuration's folder.
+    pub path: std::path::PathBuf,
+    pub sync: JournalSync,
+    /// Blocks before the resume point read again after a restart (their trips are not acted on).
+    pub warmup_blocks: u64,
+    /// This process's index among replicas of the same configuration; `None`: a single instance.
+    pub replica: Option<u32>,
+    /// Replica k waits k × this before sending an approved action, then re-checks the chain.
+    pub replica_stagger_ms: u64,
+}
+
+impl JournalConfig {
+    /// A journal at `path` with the defaults (used by `guardian run --journal`).
+    pub fn at(path: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            sync: JournalSync::Full,
+            warmup_blocks: DEFAULT_WARMUP_BLOCKS,
+            replica: None,
+            replica_stagger_ms: DEFAULT_REPLICA_STAGGER_MS,
+        }
+    }
+}
+
+pub(super) fn parse_journal(
+    value: &reader::Value<'_>,
+    base: &Path,
+    r: &mut Reporter<'_>,
+) -> Option<JournalConfig> {
+    let mut t = TableReader::from_value(value, "[journal]", r)?;
+    let path = t.required_string("path", r).map(|(p, _)| base.join(p));
+    let mut config = JournalConfig::at(path.clone().unwrap_or_default());
+    if let Some(v) = t.get("sync") {
+        config.sync = as_choice(
+            v,
+            "journal sync",
+            &[("full", JournalSync::Full), ("normal", JournalSync::Normal)],
+            r,
+        )
+        .unwrap_or(JournalSync::Full);
+    }
+    if let Some(v) = t.get("warmup_blocks")
+        && let Some(n) = as_u64(v, "warmup_blocks", r)
+    {
+        config.warmup_blocks = n;
+    }
+    if let Some(v) = t.get("replica")
+        && let Some(n) = as_u64(v, "replica", r)
+    {
+        match u32::try_from(n) {
+            Ok(n) if n < 16 => config.replica = Some(n),
+            _ => r.error(
+                &v.span(),
+                format!("replica {n} is out of range"),
+                Some("number replicas 0, 1, 2 ... (at most 15)".into()),
+            ),
+        }
+    }
+    if let Some(ms) = duration(&mut t, "replica_stagger", r) {
+        config.replica_stagger_ms = ms;
+    }
+    t.finish(r);
+    path.map(|_| config)
+}
