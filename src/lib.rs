@@ -50,6 +50,8 @@ pub mod demo;
 pub mod executor;
 pub mod explain;
 pub mod guard;
+pub mod history;
+pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;

@@ -222,7 +222,8 @@ pub struct PastDecision {
     pub action: String,
     /// The trip's time (the guard's clock), in milliseconds.
     pub time_ms: u64,
-    pub counted: Counted,
+    /// What it consumed; `None`: nothing (alert-only, already done, refused early).
+    pub counted: Option<Counted>,
 }
 
 /// What a past decision consumed.
@@ -390,19 +391,19 @@ impl Guard {
     pub fn restore(&mut self, past: impl IntoIterator<Item = PastDecision>) {
         for p in past {
             self.next_id = self.next_id.max(p.decision_id);
-            let Some(allowed) = self.allowed.get(&p.action) else {
+            let (Some(counted), Some(allowed)) = (p.counted, self.allowed.get(&p.action)) else {
                 continue;
             };
             self.clock.advance_to(p.time_ms);
             if let Some(g) = &self.global {
                 let _ = g.check();
             }
-            if p.counted != Counted::GlobalLimit
+            if counted != Counted::GlobalLimit
                 && let Some(k) = &self.per_target
             {
                 let _ = k.check_key(&allowed.target);
             }
-            if p.counted == Counted::Approved {
+            if counted == Counted::Approved {
                 let last = |m: &mut u64| *m = (*m).max(p.time_ms);
                 last(self.last_action.entry(p.action.clone()).or_default());
                 last(self.last_target.entry(allowed.target).or_default());
