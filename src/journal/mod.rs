@@ -63,3 +63,35 @@
 mod store;
 
 pub use store::{HistoryEntry, HistoryFilter, Journal, JournalError, TripOrigin, Unfinished};
+
+use std::path::Path;
+
+use crate::config::{Config, JournalConfig};
+use crate::policy::model::Mode;
+
+/// Settles the journal `guardian run` uses: `path` (from `--journal`)
+/// overrides `[journal] path`. In enforce mode a journal is required: without
+/// one, a restart could send an action again. The error says what to add.
+pub fn require_for_run(config: &mut Config, path: Option<&Path>) -> Result<(), String> {
+    if let Some(p) = path {
+        match &mut config.journal {
+            Some(j) => j.path = p.to_path_buf(),
+            None => config.journal = Some(JournalConfig::at(p)),
+        }
+    }
+    match &config.journal {
+        None if config.mode == Mode::Enforce => Err(format!(
+            "{}: enforce mode needs a journal, so that a restart never sends an action twice; add `[journal]` with `path = \"guardian.db\"` or pass --journal <file>",
+            config.path.display()
+        )),
+        Some(j) => match j.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(format!(
+                "journal {}: the folder {} does not exist; create it or choose another path",
+                j.path.display(),
+                dir.display()
+            )),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    }
+}

@@ -185,6 +185,9 @@ pub struct WatcherOptions {
     pub watchdog_interval: Duration,
     /// When polling several endpoints: one more than this many blocks behind the best is failed over.
     pub max_lag_blocks: u64,
+    /// The first block to emit, backfilled by number up to the head (a restart
+    /// resuming from its journal); `None`: start at the head.
+    pub start_block: Option<u64>,
 }
 
 impl Default for WatcherOptions {
@@ -198,6 +201,7 @@ impl Default for WatcherOptions {
             request_timeout: Duration::from_secs(3),
             watchdog_interval: Duration::from_secs(1),
             max_lag_blocks: 3,
+            start_block: None,
         }
     }
 }
@@ -327,6 +331,7 @@ impl Watcher {
             depth: self.options.reorg_depth.max(1),
             out: &out,
             head: head_tx,
+            start: self.options.start_block,
         };
         let heads = async {
             if self.ws.is_empty() || self.options.force_polling {
@@ -637,6 +642,8 @@ struct Follower<'a> {
     out: &'a mpsc::Sender<WatchEvent>,
     /// The number and timestamp of the latest block emitted, for the pending path and the watchdog.
     head: watch::Sender<(u64, u64)>,
+    /// The first block to emit when nothing was emitted yet (resuming); `None`: the head.
+    start: Option<u64>,
 }
 
 impl Follower<'_> {
@@ -750,7 +757,8 @@ impl Follower<'_> {
                 _ => self.unwind().await?,
             }
         }
-        let mut next = self.recent.back().map_or(head.number, |&(n, _)| n + 1);
+        let first = self.start.map_or(head.number, |s| s.min(head.number));
+        let mut next = self.recent.back().map_or(first, |&(n, _)| n + 1);
         while next <= head.number {
             let h = if next == head.number {
                 head
