@@ -31,7 +31,8 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, HistoryError> {
         return Ok(ms);
     }
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(t) {
-        return u64::try_from(at.timestamp_millis()).map_err(|_| HistoryError::BadTime(text.into()));
+        return u64::try_from(at.timestamp_millis())
+            .map_err(|_| HistoryError::BadTime(text.into()));
     }
     match crate::units::parse_duration(t) {
         Ok(ago) => Ok(now_ms.saturating_sub(ago)),
@@ -128,8 +129,10 @@ pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
 }
 
 fn time(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string())
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX)).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
+    )
 }
 
 /// One decision as text: when, which policy and action, on what, the outcome,

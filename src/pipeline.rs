@@ -127,7 +127,9 @@ pub enum RunError {
     StageStopped(&'static str),
     #[error("a pipeline stage panicked: {0}")]
     StagePanicked(String),
-    #[error("{0}; guardian stops rather than act without a record (a restart resumes from the journal)")]
+    #[error(
+        "{0}; guardian stops rather than act without a record (a restart resumes from the journal)"
+    )]
     Journal(#[from] JournalError),
 }
 
@@ -241,8 +243,7 @@ pub async fn run(
         None => None,
     };
 
-    let (events_tx, mut events_rx) =
-        mpsc::channel::<(usize, WatchEvent)>(options.channel_capacity);
+    let (events_tx, mut events_rx) = mpsc::channel::<(usize, WatchEvent)>(options.channel_capacity);
     let (trips_tx, mut trips_rx) = mpsc::channel::<ToGuard>(options.channel_capacity);
     let mut tasks: JoinSet<(&'static str, Result<(), RunError>)> = JoinSet::new();
 
@@ -554,11 +555,17 @@ async fn finish(
     let item = match &result {
         Ok(execution) => {
             tracing::warn!(target: "guardian::executor", decision_id, "executed: {execution:?}");
-            Report::Executed { decision_id, execution: execution.clone() }
+            Report::Executed {
+                decision_id,
+                execution: execution.clone(),
+            }
         }
         Err(e) => {
             tracing::error!(target: "guardian::executor", decision_id, "execution failed: {e}");
-            Report::ExecutionFailed { decision_id, error: e.to_string() }
+            Report::ExecutionFailed {
+                decision_id,
+                error: e.to_string(),
+            }
         }
     };
     let written = match journal {

@@ -620,11 +620,17 @@ impl Executors {
                             }
                             if !sent.contains(&hash) {
                                 // Another sender took the nonce: if it got the effect, stand down.
-                                if self.verify(approved.effect(), self.latest_block().await?).await.is_ok() {
+                                if self
+                                    .verify(approved.effect(), self.latest_block().await?)
+                                    .await
+                                    .is_ok()
+                                {
                                     self.inner.nonces.forget(from);
                                     tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
                                     return Ok(Execution::StoodDown {
-                                        detail: "the nonce was taken and the effect is already on chain".into(),
+                                        detail:
+                                            "the nonce was taken and the effect is already on chain"
+                                                .into(),
                                     });
                                 }
                                 nonce = self.resync_nonce(id, from).await?;

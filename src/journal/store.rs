@@ -457,7 +457,9 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let (status, detail, landed): (&str, Option<String>, Option<(B256, u64)>) = match result {
             Ok(Execution::Landed { tx, block, .. }) => ("landed", None, Some((*tx, *block))),
-            Ok(Execution::DryRun { tx, .. }) => ("dry-run", Some(format!("signed {tx}, not sent")), None),
+            Ok(Execution::DryRun { tx, .. }) => {
+                ("dry-run", Some(format!("signed {tx}, not sent")), None)
+            }
             Ok(Execution::Proposed {
                 safe_tx_hash,
                 outbox_file,
@@ -577,24 +579,28 @@ impl Journal {
             .map_err(|e| self.sql(e))?
         };
         rows.into_iter()
-            .map(|(hash, sender, nonce, max_fee, priority_fee, replacement, raw)| {
-                Ok(SignedTx {
-                    decision_id,
-                    hash: hash.parse().map_err(|e| self.corrupt("a transaction hash", e))?,
-                    sender: sender
-                        .parse::<Address>()
-                        .map_err(|e| self.corrupt("a sender", e))?,
-                    nonce: uint(nonce),
-                    fees: Fees {
-                        max_fee: max_fee.parse().map_err(|e| self.corrupt("a fee", e))?,
-                        priority_fee: priority_fee
+            .map(
+                |(hash, sender, nonce, max_fee, priority_fee, replacement, raw)| {
+                    Ok(SignedTx {
+                        decision_id,
+                        hash: hash
                             .parse()
-                            .map_err(|e| self.corrupt("a fee", e))?,
-                    },
-                    replacement: u32::try_from(replacement).unwrap_or(0),
-                    raw: Bytes::from(raw),
-                })
-            })
+                            .map_err(|e| self.corrupt("a transaction hash", e))?,
+                        sender: sender
+                            .parse::<Address>()
+                            .map_err(|e| self.corrupt("a sender", e))?,
+                        nonce: uint(nonce),
+                        fees: Fees {
+                            max_fee: max_fee.parse().map_err(|e| self.corrupt("a fee", e))?,
+                            priority_fee: priority_fee
+                                .parse()
+                                .map_err(|e| self.corrupt("a fee", e))?,
+                        },
+                        replacement: u32::try_from(replacement).unwrap_or(0),
+                        raw: Bytes::from(raw),
+                    })
+                },
+            )
             .collect()
     }
 
@@ -609,7 +615,14 @@ impl Journal {
             .map_err(|e| self.sql(e))?;
         let rows: Vec<(i64, String, i64, String, Option<String>, String)> = stmt
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .and_then(|rows| rows.collect())
             .map_err(|e| self.sql(e))?;
@@ -767,7 +780,11 @@ impl Journal {
 fn rejection_kind(r: &Rejection) -> String {
     serde_json::to_value(r)
         .ok()
-        .and_then(|v| v.get("rejection").and_then(|k| k.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("rejection")
+                .and_then(|k| k.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
