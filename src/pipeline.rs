@@ -136,7 +136,7 @@ pub enum RunError {
 /// What the engine hands the guard task.
 enum ToGuard {
     Trip {
-        trip: Trip,
+        trip: Box<Trip>,
         urgency: Option<Urgency>,
         /// Index into the watched networks.
         network: usize,
@@ -364,7 +364,7 @@ pub async fn run(
                     let _ = r.send(Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
                 }
                 let item = ToGuard::Trip {
-                    trip,
+                    trip: Box::new(trip),
                     urgency,
                     network,
                     origin,
@@ -431,7 +431,7 @@ pub async fn run(
                 return ("guard", Err(RunError::StageStopped("engine")));
             };
             let (trip, urgency, network, origin, pending_tx) = match item {
-                ToGuard::Trip { trip, urgency, network, origin, pending } => (trip, urgency, network, origin, pending),
+                ToGuard::Trip { trip, urgency, network, origin, pending } => (*trip, urgency, network, origin, pending),
                 ToGuard::Processed { network, block, hash, time_ms } => {
                     if let Some(j) = &journal
                         && let Err(e) = j.mark_processed(&network_names[network], block, hash, time_ms)

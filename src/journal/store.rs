@@ -510,7 +510,8 @@ impl Journal {
     /// transaction were interrupted before anything was sent: they are marked
     /// `interrupted` here and not returned (a new trip decides afresh).
     pub fn unfinished(&self) -> Result<Vec<Unfinished>, JournalError> {
-        let rows: Vec<(i64, String, String, Option<String>, Option<String>)> = {
+        type Row = (i64, String, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = {
             let conn = self.lock();
             let mut stmt = conn
                 .prepare(
