@@ -95,3 +95,6 @@ pub fn require_for_run(config: &mut Config, path: Option<&Path>) -> Result<(), S
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;
