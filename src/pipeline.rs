@@ -389,6 +389,10 @@ pub async fn run(
                 gone = trips_tx.send(done).await.is_err();
             }
             if gone {
+                // On shutdown the guard task may stop first: that is no failure.
+                if engine_cancel.is_cancelled() {
+                    break Ok(());
+                }
                 break Err(RunError::StageStopped("guard"));
             }
         };
