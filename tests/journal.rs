@@ -543,3 +543,125 @@ async fn three_replicas_one_attack_one_pause_transaction() {
         assert_eq!(g.stop(), Some(0));
     }
 }
+
+/// Availability: with replica 0 down, replica 1 acts one stagger later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_acts_when_the_first_is_down() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("replica.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
+    );
+    deposit(&demo).await;
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut g], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    until("replica 1 to land the pause", &mut [&mut g], || {
+        history(&journal).iter().any(|e| e.status == "landed")
+    })
+    .await;
+    let entries = history(&journal);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].replica, Some(1));
+    assert!(demo.paused().await);
+    assert_eq!(bot_nonce(&demo).await, nonce_before + 1);
+    assert_eq!(g.stop(), Some(0));
+}
+
+/// Replica 1 finds replica 0's pause still pending from the shared key: it
+/// waits for it, sees the effect, and stands down without sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_waits_for_the_pending_pause_of_another_then_stands_down() {
+    let demo = Demo::new(&[]).await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (k, dir) in dirs.iter().enumerate() {
+        setup(
+            &demo,
+            dir.path(),
+            &format!("path = \"replica.db\"\nreplica = {k}\nreplica_stagger = \"1s\""),
+        );
+    }
+    let journals: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("replica.db")).collect();
+    deposit(&demo).await;
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+    let mut replicas: Vec<Guardian> = dirs
+        .iter()
+        .map(|d| Guardian::start(&demo, d.path(), &[]))
+        .collect();
+    {
+        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
+        until("both replicas to read the healthy vault", &mut all, || {
+            journals
+                .iter()
+                .all(|j| processed(j).is_some_and(|b| b >= funded))
+        })
+        .await;
+    }
+    let deployer = demo.anvil.addresses()[0];
+    let _pending = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    {
+        let (first, rest) = replicas.split_at_mut(1);
+        let (r0, r1) = (&mut first[0], &mut rest[0]);
+        let log1 = r1.log.clone();
+        until(
+            "replica 1 to wait for replica 0's pending pause",
+            &mut [r0, r1],
+            || {
+                std::fs::read_to_string(&log1)
+                    .is_ok_and(|t| t.contains("a transaction from the shared key is pending"))
+            },
+        )
+        .await;
+    }
+    mine(&demo).await;
+    {
+        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
+        until("both replicas to finish", &mut all, || {
+            journals
+                .iter()
+                .all(|j| history(j).first().is_some_and(|e| e.status != "executing"))
+        })
+        .await;
+    }
+    let r0 = history(&journals[0]);
+    let r1 = history(&journals[1]);
+    assert_eq!(r0[0].status, "landed", "{r0:#?}");
+    assert_eq!(r1[0].status, "stood-down", "{r1:#?}");
+    assert!(r1[0].transactions.is_empty(), "replica 1 signed nothing");
+    assert!(demo.paused().await);
+    assert_eq!(
+        bot_nonce(&demo).await,
+        nonce_before + 1,
+        "one pause transaction"
+    );
+    for g in replicas {
+        assert_eq!(g.stop(), Some(0));
+    }
+}

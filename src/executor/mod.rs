@@ -832,6 +832,7 @@ impl Executors {
         let from = ex.sender.address();
         let deadline = Instant::now() + Duration::from_millis(ex.def.delivery.deadline_ms);
         let p = &self.inner.provider;
+        let mut waited = false;
         loop {
             let (latest, pending) = tokio::try_join!(
                 async {
@@ -849,6 +850,10 @@ impl Executors {
             )?;
             if pending <= latest || Instant::now() >= deadline {
                 break;
+            }
+            if !waited {
+                waited = true;
+                tracing::info!(target: "guardian::executor", decision_id = approved.decision_id(), account = %from, "a transaction from the shared key is pending: waiting for it before re-checking");
             }
             tokio::time::sleep(self.inner.poll).await;
         }
