@@ -347,7 +347,9 @@ pub async fn run(
             let last = resume[network];
             trips.retain(|t| {
                 let done = last.is_some_and(|l| t.block <= l)
-                    || (origin == TripOrigin::Block && decided[network].contains(&(t.policy.clone(), t.block)));
+                    || (origin == TripOrigin::Block
+                        && !decided[network].is_empty()
+                        && decided[network].contains(&(t.policy.clone(), t.block)));
                 if done {
                     tracing::debug!(target: "guardian::engine", policy = %t.policy, block = t.block, "trip already decided before the restart: not decided again");
                 }

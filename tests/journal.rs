@@ -665,3 +665,50 @@ async fn a_replica_waits_for_the_pending_pause_of_another_then_stands_down() {
         assert_eq!(g.stop(), Some(0));
     }
 }
+
+/// Fail closed: enforce mode without a journal does not start, and says what to add.
+#[test]
+fn enforce_mode_without_a_journal_refuses_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        "[guardian]\nmode = \"enforce\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\n\n[actions.pause-module]\nkind = \"pause\"\ndescription = \"pause\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--policies")
+            .arg(dir.path().join("policy.toml"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("enforce mode needs a journal") && err.contains("--journal"),
+        "{err}"
+    );
+    let out = run(&["--journal", "/nonexistent-folder/guardian.db"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the folder /nonexistent-folder does not exist"),
+        "{err}"
+    );
+    // history on a journal that does not exist says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["history", "--journal"])
+        .arg(dir.path().join("none.db"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no journal there"), "{err}");
+}

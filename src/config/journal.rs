@@ -99,3 +99,54 @@ pub(super) fn parse_journal(
     t.finish(r);
     path.map(|_| config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::reader::{Diagnostics, Reporter, SourceFile};
+    use super::*;
+
+    fn load(journal: &str) -> Result<super::super::Config, Diagnostics> {
+        let text = format!("[guardian]\nmode = \"enforce\"\n\n[journal]\n{journal}\n");
+        let file = SourceFile::new("/etc/guardian/guardian.toml", text);
+        let mut r = Reporter::new(&file);
+        let c = super::super::parse(&mut r);
+        r.found
+            .into_result(())
+            .and(c.ok_or_else(Diagnostics::default))
+    }
+
+    #[test]
+    fn the_journal_section_loads_with_its_path_beside_the_config() {
+        let c = load("path = \"state/guardian.db\"").unwrap();
+        assert_eq!(
+            c.journal,
+            Some(JournalConfig::at("/etc/guardian/state/guardian.db"))
+        );
+        let c = load(
+            "path = \"/var/lib/guardian.db\"\nsync = \"normal\"\nwarmup_blocks = 8\nreplica = 2\nreplica_stagger = \"3s\"",
+        )
+        .unwrap();
+        let j = c.journal.unwrap();
+        assert_eq!(j.path, std::path::PathBuf::from("/var/lib/guardian.db"));
+        assert_eq!(
+            (j.sync, j.warmup_blocks, j.replica, j.replica_stagger_ms),
+            (JournalSync::Normal, 8, Some(2), 3_000)
+        );
+    }
+
+    #[test]
+    fn journal_mistakes_are_located() {
+        let err = load("sync = \"fast\"\nreplica = 99\nreplica_stagger = \"soon\"\npaht = \"x\"")
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "[journal] is missing `path`",
+            "guardian.toml:5:8: `fast` is not a valid journal sync",
+            "replica 99 is out of range",
+            "replica_stagger:",
+            "unknown field `paht`",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+    }
+}

@@ -59,6 +59,14 @@
 //!
 //! Replica 0 sends at once, so replicas cost nothing on the fast path; if it
 //! is down, replica 1 acts one stagger later.
+//!
+//! Limits: the stagger must exceed the time a replica takes from its decision
+//! to its broadcast (a few RPC round trips), or two replicas may read
+//! different pending nonces and both send; the second transaction would then
+//! revert on chain (the target is already paused) rather than act twice. The
+//! replicas must watch the same chain through nodes that share a mempool.
+//! A `propose` action interrupted by a crash is proposed again on the next
+//! trip (the same SafeTx at the same Safe nonce, so co-signers see one).
 
 mod store;
 
