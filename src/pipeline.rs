@@ -343,13 +343,14 @@ pub async fn run(
                 WatchEvent::Stale(_) => TripOrigin::Stale,
                 _ => TripOrigin::Block,
             };
-            // A restart replays the blocks before its resume point: their trips were decided then.
+            // A restart replays mined blocks from before its resume point: their trips
+            // were decided then. Pending and watchdog trips are live, never replays.
             let last = resume[network];
             trips.retain(|t| {
-                let done = last.is_some_and(|l| t.block <= l)
-                    || (origin == TripOrigin::Block
-                        && !decided[network].is_empty()
-                        && decided[network].contains(&(t.policy.clone(), t.block)));
+                let done = origin == TripOrigin::Block
+                    && (last.is_some_and(|l| t.block <= l)
+                        || (!decided[network].is_empty()
+                            && decided[network].contains(&(t.policy.clone(), t.block))));
                 if done {
                     tracing::debug!(target: "guardian::engine", policy = %t.policy, block = t.block, "trip already decided before the restart: not decided again");
                 }
