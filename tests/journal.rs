@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
 use common::{Demo, DemoToken, GuardedVault};
 use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
 
@@ -584,20 +585,19 @@ async fn a_replica_acts_when_the_first_is_down() {
     assert_eq!(g.stop(), Some(0));
 }
 
-/// Replica 1 finds replica 0's pause still pending from the shared key: it
-/// waits for it, sees the effect, and stands down without sending.
+/// Replica 1 approves, and during its stagger a pause from the shared key
+/// (as replica 0 would send it) is pending: replica 1 waits for it, sees the
+/// effect, and stands down without signing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_waits_for_the_pending_pause_of_another_then_stands_down() {
+async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_down() {
     let demo = Demo::new(&[]).await;
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    for (k, dir) in dirs.iter().enumerate() {
-        setup(
-            &demo,
-            dir.path(),
-            &format!("path = \"replica.db\"\nreplica = {k}\nreplica_stagger = \"1s\""),
-        );
-    }
-    let journals: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("replica.db")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("replica.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
+    );
     deposit(&demo).await;
     let _: serde_json::Value = demo
         .provider
@@ -606,64 +606,62 @@ async fn a_replica_waits_for_the_pending_pause_of_another_then_stands_down() {
         .unwrap();
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
-    let mut replicas: Vec<Guardian> = dirs
-        .iter()
-        .map(|d| Guardian::start(&demo, d.path(), &[]))
-        .collect();
-    {
-        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
-        until("both replicas to read the healthy vault", &mut all, || {
-            journals
-                .iter()
-                .all(|j| processed(j).is_some_and(|b| b >= funded))
-        })
-        .await;
-    }
+    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut g], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
     let deployer = demo.anvil.addresses()[0];
-    let _pending = GuardedVault::new(demo.vault, &demo.provider)
+    let _drain = GuardedVault::new(demo.vault, &demo.provider)
         .withdraw(U256::from(450_000), deployer, deployer)
         .send()
         .await
         .unwrap();
     mine(&demo).await;
-    {
-        let (first, rest) = replicas.split_at_mut(1);
-        let (r0, r1) = (&mut first[0], &mut rest[0]);
-        let log1 = r1.log.clone();
-        until(
-            "replica 1 to wait for replica 0's pending pause",
-            &mut [r0, r1],
-            || {
-                std::fs::read_to_string(&log1)
-                    .is_ok_and(|t| t.contains("a transaction from the shared key is pending"))
-            },
-        )
-        .await;
-    }
+    until(
+        "replica 1 to approve (and wait its stagger)",
+        &mut [&mut g],
+        || {
+            history(&journal)
+                .first()
+                .is_some_and(|e| e.status == "executing")
+        },
+    )
+    .await;
+    // "Replica 0": the bot key pauses through the module; it stays pending.
+    let bot = common::provider_for(&demo.anvil, 4);
+    let _other = common::GuardianModule::new(demo.module, &bot)
+        .pause(demo.vault, GuardedVault::pauseCall::SELECTOR.into())
+        .send()
+        .await
+        .unwrap();
+    let log = g.log.clone();
+    until(
+        "replica 1 to wait for the pending pause",
+        &mut [&mut g],
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("a transaction from the shared key is pending"))
+        },
+    )
+    .await;
     mine(&demo).await;
-    {
-        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
-        until("both replicas to finish", &mut all, || {
-            journals
-                .iter()
-                .all(|j| history(j).first().is_some_and(|e| e.status != "executing"))
-        })
-        .await;
-    }
-    let r0 = history(&journals[0]);
-    let r1 = history(&journals[1]);
-    assert_eq!(r0[0].status, "landed", "{r0:#?}");
-    assert_eq!(r1[0].status, "stood-down", "{r1:#?}");
-    assert!(r1[0].transactions.is_empty(), "replica 1 signed nothing");
+    until("replica 1 to finish", &mut [&mut g], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.status != "executing")
+    })
+    .await;
+    let e = &history(&journal)[0];
+    assert_eq!(e.status, "stood-down", "{e:#?}");
+    assert!(e.transactions.is_empty(), "replica 1 signed nothing");
     assert!(demo.paused().await);
     assert_eq!(
         bot_nonce(&demo).await,
         nonce_before + 1,
         "one pause transaction"
     );
-    for g in replicas {
-        assert_eq!(g.stop(), Some(0));
-    }
+    assert_eq!(g.stop(), Some(0));
 }
 
 /// Fail closed: enforce mode without a journal does not start, and says what to add.
