@@ -534,10 +534,23 @@ impl Executors {
             tokio::join!(p.estimate_gas(request.clone()), self.base_fee(), async {
                 self.inner.nonces.cached(from)
             });
-        let gas = gas.map_err(|e| {
-            self.inner.nonces.forget(from);
-            rpc("eth_estimateGas")(e)
-        })?;
+        let gas = match gas {
+            Ok(gas) => gas,
+            Err(e) => {
+                self.inner.nonces.forget(from);
+                // Reverts because someone else (a replica sharing the key) got the effect first?
+                if let Ok(block) = self.latest_block().await
+                    && self.verify(approved.effect(), block).await.is_ok()
+                {
+                    tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
+                    return Ok(Execution::StoodDown {
+                        detail: "the effect is already on chain (the transaction would revert)"
+                            .into(),
+                    });
+                }
+                return Err(rpc("eth_estimateGas")(e));
+            }
+        };
         // Headroom: the state may move between the estimate and inclusion.
         let gas = gas.saturating_mul(13) / 10;
         let mut nonce = match cached {
