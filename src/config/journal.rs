@@ -4,7 +4,7 @@
 //! ```toml
 //! [journal]
 //! path = "state/guardian.db"   # resolved against this file's folder
-//! sync = "full"                # "full" (default): fsync every commit; "normal": survives a crash of the process, not of the machine
+//! sync = "full"                # "full" (default): each signed transaction is on disk before it is broadcast; "normal": survives a crash of the process, not of the machine
 //! warmup_blocks = 64           # blocks re-read (trips suppressed) before the resume point, to refill policy windows
 //! replica = 0                  # only when running replicas: this process's index (0, 1, 2 ...)
 //! replica_stagger = "2s"       # replica k waits k × this before sending, then re-checks the chain
@@ -18,12 +18,18 @@ use std::path::Path;
 use super::exec::duration;
 use super::reader::{self, Reporter, TableReader, as_choice, as_u64};
 
-/// How hard each journal commit is pushed to disk.
+/// How hard journal commits are pushed to disk. Every commit survives a
+/// crash of the process (`kill -9`) either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalSync {
-    /// SQLite `synchronous = FULL`: every commit is on disk before guardian goes on.
+    /// Each signed transaction (and with it every earlier record) is flushed to
+    /// the disk before it is broadcast: a power cut never loses a sent
+    /// transaction. Other commits are not flushed one by one; what a power cut
+    /// loses of them (the last blocks marked, decisions that sent nothing) a
+    /// restart derives again.
     Full,
-    /// SQLite `synchronous = NORMAL` (WAL): survives `kill -9`, may lose the last commits on power loss.
+    /// Nothing is flushed commit by commit (SQLite `synchronous = NORMAL`, WAL):
+    /// a power cut may lose the last commits, sent transactions included.
     Normal,
 }
 

@@ -33,10 +33,13 @@
 //!   by hash and broadcast again from their bytes if the node forgot them)
 //!   before any new trip is decided; the guard's cooldowns and rate limits are
 //!   restored from the journal; decision ids continue after the last one.
-//! - Commits are synchronous, in WAL mode with `synchronous = FULL` by default
-//!   (`[journal] sync = "normal"` survives a process crash, not a power loss).
-//!   Blocks without trips cost one small commit each, in the guard task, off the
-//!   engine's path.
+//! - Commits are synchronous (WAL): each is in the operating system's hands
+//!   before guardian goes on, so a crash of the process loses nothing. With
+//!   `sync = "full"` (the default) the commit of each signed transaction is
+//!   also flushed to the disk before the broadcast, and the flush carries every
+//!   earlier commit with it: one flush per transaction sent, none per block or
+//!   per decision (`benches/journal.rs`). Blocks without trips cost one small
+//!   commit each, in the guard task, off the engine's path.
 //!
 //! ## Replicas
 //!

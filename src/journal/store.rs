@@ -215,6 +215,11 @@ pub struct HistoryTx {
 pub struct Journal {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// `sync = "full"`: the commit of a signed transaction is flushed to the disk
+    /// (`synchronous = FULL` for that commit). In WAL mode that flush also
+    /// carries every earlier commit (the decision, the trip), so one flush per
+    /// broadcast covers them all.
+    flush_before_broadcast: bool,
 }
 
 fn now_ms() -> u64 {
@@ -246,11 +251,10 @@ impl Journal {
         // WAL: readers (`guardian history`) never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        let sync = match config.sync {
-            JournalSync::Full => "FULL",
-            JournalSync::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync).map_err(err)?;
+        // Every commit reaches the OS at once (it survives `kill -9`); only the
+        // commit before a broadcast is also flushed to the disk (see `signed`).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         let version: i64 = conn
@@ -268,6 +272,7 @@ impl Journal {
         Ok(Journal {
             path,
             conn: Mutex::new(conn),
+            flush_before_broadcast: config.sync == JournalSync::Full,
         })
     }
 
@@ -287,6 +292,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            flush_before_broadcast: false,
         })
     }
 
@@ -792,7 +798,15 @@ fn rejection_kind(r: &Rejection) -> String {
 impl TxLog for Journal {
     fn signed(&self, tx: &SignedTx) -> Result<(), String> {
         let now = int(now_ms());
-        self.lock()
+        let conn = self.lock();
+        let set_sync = |level: &str| {
+            conn.pragma_update(None, "synchronous", level)
+                .map_err(|e| self.sql(e).to_string())
+        };
+        if self.flush_before_broadcast {
+            set_sync("FULL")?;
+        }
+        let written = conn
             .execute(
                 "INSERT OR REPLACE INTO transactions (hash, decision_id, sender, nonce, max_fee, priority_fee, replacement, raw, status, recorded_ms, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'signed', ?9, ?9)",
@@ -809,7 +823,11 @@ impl TxLog for Journal {
                 ],
             )
             .map(|_| ())
-            .map_err(|e| self.sql(e).to_string())
+            .map_err(|e| self.sql(e).to_string());
+        if self.flush_before_broadcast {
+            set_sync("NORMAL")?;
+        }
+        written
     }
 
     fn broadcast(&self, hash: B256, refused: Option<&str>) {
