@@ -139,14 +139,19 @@ fn time(ms: u64) -> String {
 /// what became of it, and each transaction.
 fn line(e: &HistoryEntry) -> String {
     let mut s = format!(
-        "{} decision {}: {} -> {} at block {} ({} {}){}: {}",
+        "{} decision {}: {} -> {} at block {} on {} ({}){}: {}",
         time(e.recorded_ms),
         e.decision_id,
         e.policy,
         e.action,
         e.block,
         e.network,
-        e.origin,
+        match e.origin.as_str() {
+            "block" => "mined block",
+            "pending" => "pending transaction",
+            "stale" => "no new head",
+            other => other,
+        },
         e.replica.map_or(String::new(), |r| format!(" replica {r}")),
         e.outcome,
     );

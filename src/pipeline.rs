@@ -453,23 +453,12 @@ pub async fn run(
                 .get(&trip.action)
                 .and_then(|a| a.executor.as_deref())
                 .and_then(exec_for);
-            let Some(exec) = exec else {
-                tracing::error!(target: "guardian::guard", policy = %trip.policy, action = %trip.action, "the action has no executor on a connected network: nothing can be sent");
-                if let Some(r) = &report {
-                    let _ = r
-                        .send(Report::Decision {
-                            decision_id: 0,
-                            policy: trip.policy.clone(),
-                            action: trip.action.clone(),
-                            block: trip.block,
-                            outcome: "rejected: the action has no executor on a connected network".into(),
-                            approved: false,
-                        })
-                        .await;
-                }
-                continue;
+            // Without an executor (an alert-only configuration, an action not in the
+            // allow-list) the guard still decides, and every trip gets a decision.
+            let decision = match exec {
+                Some(exec) => guard.review(&trip, exec).await,
+                None => guard.review(&trip, &NoExecutor).await,
             };
-            let decision = guard.review(&trip, exec).await;
             // The decision (for an approval: the intent) is written before anything is sent.
             if let Some(j) = &journal
                 && let Err(e) = j.record_decision(network_name, origin, &trip, pending_tx, &decision, replica)
@@ -497,7 +486,8 @@ pub async fn run(
                     })
                     .await;
             }
-            if let Some(approved) = decision.into_approved() {
+            // An approval passed preflight, which only an executor can do.
+            if let (Some(approved), Some(exec)) = (decision.into_approved(), exec) {
                 // Replicas: replica k lets the ones before it act first, then looks again.
                 let mut stood_down = None;
                 if let Some(k) = replica
@@ -551,6 +541,30 @@ pub async fn run(
     }
     outcome
 }
+
+/// The chain as the guard sees it for an action with no executor on a
+/// connected network: nothing can be read or simulated, so nothing is approved.
+struct NoExecutor;
+
+impl crate::guard::ChainView for NoExecutor {
+    fn read(
+        &self,
+        _target: alloy::primitives::Address,
+        _data: alloy::primitives::Bytes,
+    ) -> impl Future<Output = Result<alloy::primitives::Bytes, String>> + Send {
+        std::future::ready(Err(NO_EXECUTOR.to_string()))
+    }
+    fn preflight(
+        &self,
+        _executor: &str,
+        _call: &crate::guard::Call,
+        _effect: &crate::guard::Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Err(NO_EXECUTOR.to_string()))
+    }
+}
+
+const NO_EXECUTOR: &str = "the action has no executor on a connected network";
 
 /// Reports and journals how an approved action ended.
 async fn finish(
