@@ -196,6 +196,9 @@ pub async fn run(
     }
     // The journal: where the last run stopped, and what it left in flight.
     let mut guard = Guard::new(&config);
+    // Per network: the block to resume after (its trips were decided), and
+    // whether trips on replayed blocks are known decided (not after a reorg).
+    let mut start_after: Vec<Option<u64>> = vec![None; networks.len()];
     let mut resume: Vec<Option<u64>> = vec![None; networks.len()];
     let mut decided: Vec<HashSet<(String, u64)>> = vec![HashSet::new(); networks.len()];
     let mut unfinished = Vec::new();
@@ -206,8 +209,30 @@ pub async fn run(
                 let chain_id = config.networks.get(net).map_or(0, |n| n.chain_id);
                 if let Some((block, hash)) = j.bind_network(net, chain_id)? {
                     tracing::info!(target: "guardian::journal", network = %net, block, hash = %hash, "resuming after the last processed block");
-                    resume[i] = Some(block);
-                    decided[i] = j.decided_after(net, block)?;
+                    start_after[i] = Some(block);
+                    match Watcher::new(&config, net, options.watcher.clone())?
+                        .block_hash(block)
+                        .await
+                    {
+                        Ok(Some(now)) if now == hash => {
+                            resume[i] = Some(block);
+                            decided[i] = j.decided_after(net, block)?;
+                        }
+                        // The blocks replayed may not be the ones decided on: their trips are
+                        // decided anew (restored cooldowns and already-done checks keep an
+                        // action from repeating).
+                        Ok(Some(now)) => {
+                            tracing::error!(target: "guardian::journal", network = %net, block, was = %hash, now = %now, "the chain reorganised while guardian was down: trips on the re-read blocks are decided anew");
+                        }
+                        Ok(None) => {
+                            tracing::warn!(target: "guardian::journal", network = %net, block, "the node does not have the resume block (it is behind): trips on the re-read blocks are decided anew");
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "guardian::journal", network = %net, block, error = %crate::source::chain::redact(&e.to_string()), "cannot check the resume block's hash; assuming no reorg");
+                            resume[i] = Some(block);
+                            decided[i] = j.decided_after(net, block)?;
+                        }
+                    }
                 }
             }
             unfinished = j.unfinished()?;
@@ -249,7 +274,7 @@ pub async fn run(
 
     for (i, net) in networks.iter().enumerate() {
         let mut watcher_options = options.watcher.clone();
-        if let Some(last) = resume[i] {
+        if let Some(last) = start_after[i] {
             // Re-read a few blocks before the resume point so policy windows refill;
             // the engine does not act on their trips again.
             watcher_options.start_block = Some((last + 1).saturating_sub(warmup));

@@ -710,3 +710,77 @@ fn enforce_mode_without_a_journal_refuses_to_run() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no journal there"), "{err}");
 }
+
+const EVERY_BLOCK: &str = r#"
+[[policy]]
+id = "vault-watch"
+description = "Holds whenever the vault is read: trips in every block, alert only"
+severity = "info"
+action = "pause-module"
+cooldown = "0 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = ">="
+value = 0
+"#;
+
+/// A reorg while guardian is down: the restart notices that its resume block
+/// was replaced and decides the trips on the re-read blocks anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 3",
+    );
+    std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    for _ in 0..3 {
+        mine(&demo).await;
+    }
+    let head = demo.provider.get_block_number().await.unwrap();
+    until("the head to be processed", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= head)
+    })
+    .await;
+    assert_eq!(first.stop(), Some(0));
+    let last = processed(&journal).unwrap();
+    let decided_on = |block: u64| {
+        history(&journal)
+            .iter()
+            .filter(|e| e.block == block && e.origin == "block")
+            .count()
+    };
+    assert_eq!(decided_on(last), 1);
+
+    // While it is down, the last two blocks are replaced.
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_reorg".into(), (2u64, serde_json::json!([])))
+        .await
+        .unwrap();
+    mine(&demo).await;
+    let new_head = demo.provider.get_block_number().await.unwrap();
+    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    until("the restart to catch up", &mut [&mut second], || {
+        processed(&journal).is_some_and(|b| b >= new_head)
+    })
+    .await;
+    let log = second.output();
+    assert!(
+        log.contains("the chain reorganised while guardian was down"),
+        "{log}"
+    );
+    assert_eq!(
+        decided_on(last),
+        2,
+        "the replaced block's trip is decided anew"
+    );
+    assert_eq!(decided_on(new_head), 1);
+    assert_eq!(second.stop(), Some(0));
+}

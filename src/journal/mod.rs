@@ -28,6 +28,11 @@
 //!   first re-reads `warmup_blocks` blocks before it so policy windows refill.
 //! - **No trip processed twice.** Trips on blocks at or before the resume
 //!   point, and trips already decided on later blocks, are dropped on replay.
+//!   Unless the chain reorganised while guardian was down (the resume block's
+//!   hash changed, or the node does not have it): then the re-read blocks are
+//!   not the ones decided on, and their trips are decided anew (the restored
+//!   cooldowns and the guard's already-done check keep an action from
+//!   repeating). A reorg deeper than `warmup_blocks` is not re-read.
 //! - **No action sent twice.** A decision approved but not finished is
 //!   followed to its final status at start-up (its transactions are looked up
 //!   by hash and broadcast again from their bytes if the node forgot them)

@@ -306,6 +306,24 @@ impl Watcher {
         }
     }
 
+    /// The hash of block `number` on the chain now (`None`: the node does not have it).
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+        let client = self.read_client().await?;
+        let request = client
+            .request::<_, Option<Header>>("eth_getBlockByNumber", (format!("{number:#x}"), false));
+        match tokio::time::timeout(self.options.request_timeout, request).await {
+            Err(_) => Err(ChainError::Timeout {
+                method: "eth_getBlockByNumber",
+                ms: self.options.request_timeout.as_millis() as u64,
+            }),
+            Ok(Err(source)) => Err(ChainError::Rpc {
+                method: "eth_getBlockByNumber",
+                source,
+            }),
+            Ok(Ok(header)) => Ok(header.map(|h| h.hash)),
+        }
+    }
+
     fn endpoint_name(&self, kind: &str, i: usize) -> String {
         format!("network `{}` {kind} endpoint #{}", self.network, i + 1)
     }
