@@ -784,3 +784,114 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
     assert_eq!(decided_on(new_head), 1);
     assert_eq!(second.stop(), Some(0));
 }
+
+/// A transaction left in flight that blocks keep passing by (its fees are now
+/// below the base fee): the restarted guardian signs it again with higher
+/// fees, journals the replacement, and the replacement lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 2",
+    );
+    deposit(&demo).await;
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    let _drain = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    until("the pause to be sent", &mut [&mut first], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
+    })
+    .await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let sent = &history(&journal)[0].transactions[0];
+    let max_fee: u128 = sent.max_fee_wei.parse().unwrap();
+
+    // The base fee jumps above what the transaction offers: the next block passes it by.
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request(
+            "anvil_setNextBlockBaseFeePerGas".into(),
+            (U256::from(max_fee * 4),),
+        )
+        .await
+        .unwrap();
+    mine(&demo).await;
+    assert!(!demo.paused().await);
+
+    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let log = second.log.clone();
+    until(
+        "the restart to follow the pause",
+        &mut [&mut second],
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("following an action a previous run left in flight"))
+        },
+    )
+    .await;
+    // Blocks pass without it until the replacement is sent.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        second.assert_running();
+        let e = &history(&journal)[0];
+        if e.status != "executing"
+            || e.transactions
+                .iter()
+                .any(|t| t.replacement > 0 && t.status == "sent")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement:\n{}",
+            second.output()
+        );
+        mine(&demo).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    mine(&demo).await;
+    until("the replacement to land", &mut [&mut second], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.status != "executing")
+    })
+    .await;
+    let e = &history(&journal)[0];
+    assert_eq!(e.status, "landed", "{e:#?}");
+    let landed = e
+        .transactions
+        .iter()
+        .find(|t| t.status == "landed")
+        .unwrap();
+    assert!(landed.replacement >= 1, "{e:#?}");
+    assert_eq!(e.tx.as_deref(), Some(landed.hash.as_str()));
+    assert!(landed.max_fee_wei.parse::<u128>().unwrap() > max_fee);
+    assert!(
+        e.transactions.iter().all(|t| t.nonce == sent.nonce),
+        "one nonce: {e:#?}"
+    );
+    assert!(demo.paused().await);
+    assert_eq!(second.stop(), Some(0));
+}

@@ -892,8 +892,10 @@ impl Executors {
     /// their final status: a receipt for one of them, judged like any other
     /// (status, then the effect), or the nonce taken by another transaction
     /// (then the effect decides: stood down, or failed). A transaction the node
-    /// no longer knows is broadcast again from its recorded bytes. Gives up at
-    /// the executor's deadline, counted from now.
+    /// no longer knows is broadcast again from its recorded bytes; when a block
+    /// passes without inclusion, the same transaction is signed again with fees
+    /// raised as for any replacement (written down before it is broadcast).
+    /// Gives up at the executor's deadline, counted from now.
     pub async fn follow(
         &self,
         executor: &str,
@@ -901,97 +903,224 @@ impl Executors {
         sent: &[SignedTx],
     ) -> Result<Execution, ExecError> {
         let ex = self.executor(executor)?;
-        let Some(last) = sent.iter().max_by_key(|t| t.replacement) else {
+        let mut sent = sent.to_vec();
+        sent.sort_by_key(|t| t.replacement);
+        let Some(last) = sent.last() else {
             return Err(ExecError::Rpc {
                 what: "follow",
                 reason: "no transaction to follow".into(),
             });
         };
+        let (decision_id, sender) = (last.decision_id, last.sender);
         let deadline_ms = ex.def.delivery.deadline_ms;
         let deadline = Instant::now() + Duration::from_millis(deadline_ms);
-        let hashes: Vec<B256> = sent.iter().map(|t| t.hash).collect();
-        let p = &self.inner.provider;
-        let mut rebroadcast = false;
+        let mut seen_block = None;
+        let mut checked_known = false;
         loop {
-            let step = async {
-                if let Some(r) = self.find_receipt(&hashes).await? {
-                    let tx = r.transaction_hash;
-                    let block = r.block_number.unwrap_or_default();
-                    if !r.status() {
-                        return Err(ExecError::Reverted { tx });
-                    }
-                    self.verify(effect, block)
-                        .await
-                        .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
-                    let mined = sent.iter().find(|t| t.hash == tx).unwrap_or(last);
-                    return Ok(Some(Execution::Landed {
-                        tx,
-                        block,
-                        replacements: mined.replacement,
-                        fees: mined.fees,
-                    }));
-                }
-                let mined_nonce = p
-                    .get_transaction_count(last.sender)
-                    .latest()
-                    .await
-                    .map_err(rpc("eth_getTransactionCount"))?;
-                if mined_nonce > last.nonce {
-                    // Our nonce is used, by none of ours (no receipt above; checked again to
-                    // close the race with a block mined in between).
-                    if self.find_receipt(&hashes).await?.is_some() {
-                        // One of ours after all: the next look judges its receipt.
-                        return Ok(None);
-                    }
-                    let block = self.latest_block().await?;
-                    return match self.verify(effect, block).await {
-                        Ok(()) => Ok(Some(Execution::StoodDown {
-                            detail: "another transaction took the nonce; the effect is on chain"
-                                .into(),
-                        })),
-                        Err(detail) => Err(ExecError::EffectNotObserved {
-                            tx: last.hash,
-                            detail: format!("another transaction took the nonce: {detail}"),
-                        }),
-                    };
-                }
-                if !rebroadcast {
-                    rebroadcast = true;
-                    let known = p
-                        .get_transaction_by_hash(last.hash)
-                        .await
-                        .map_err(rpc("eth_getTransactionByHash"))?;
-                    if known.is_none() {
-                        tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again");
-                        if let Err(e) = p.send_raw_transaction(&last.raw).await {
-                            tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %describe(&e), "broadcasting again was refused");
-                        }
-                    }
-                }
-                Ok(None)
-            };
+            let step = self.follow_step(ex, effect, &mut sent, &mut seen_block, &mut checked_known);
             match step.await {
                 Ok(Some(done)) => {
-                    self.inner.nonces.forget(last.sender);
+                    self.inner.nonces.forget(sender);
                     return Ok(done);
                 }
                 Ok(None) => {}
-                Err(e @ (ExecError::Reverted { .. } | ExecError::EffectNotObserved { .. })) => {
-                    self.inner.nonces.forget(last.sender);
+                Err(
+                    e @ (ExecError::Reverted { .. }
+                    | ExecError::EffectNotObserved { .. }
+                    | ExecError::Journal(_)),
+                ) => {
+                    self.inner.nonces.forget(sender);
                     return Err(e);
                 }
                 Err(e) => {
-                    tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %e, "following the transaction: read failed; retrying")
+                    tracing::warn!(target: "guardian::executor", decision_id, error = %e, "following the transaction: read failed; retrying")
                 }
             }
             if Instant::now() >= deadline {
-                self.inner.nonces.forget(last.sender);
+                self.inner.nonces.forget(sender);
                 return Err(ExecError::Deadline {
                     deadline_ms,
-                    last_tx: last.hash,
+                    last_tx: sent.last().map_or(B256::ZERO, |t| t.hash),
                 });
             }
             tokio::time::sleep(self.inner.poll.max(Duration::from_millis(100))).await;
+        }
+    }
+
+    /// One look for [`Self::follow`]: `Some` when the action has ended.
+    async fn follow_step(
+        &self,
+        ex: &Executor,
+        effect: &Effect,
+        sent: &mut Vec<SignedTx>,
+        seen_block: &mut Option<u64>,
+        checked_known: &mut bool,
+    ) -> Result<Option<Execution>, ExecError> {
+        let p = &self.inner.provider;
+        let hashes: Vec<B256> = sent.iter().map(|t| t.hash).collect();
+        if let Some(r) = self.find_receipt(&hashes).await? {
+            let tx = r.transaction_hash;
+            let block = r.block_number.unwrap_or_default();
+            if !r.status() {
+                return Err(ExecError::Reverted { tx });
+            }
+            self.verify(effect, block)
+                .await
+                .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
+            let mined = sent.iter().find(|t| t.hash == tx);
+            return Ok(Some(Execution::Landed {
+                tx,
+                block,
+                replacements: mined.map_or(0, |t| t.replacement),
+                fees: mined.map_or(
+                    Fees {
+                        max_fee: 0,
+                        priority_fee: 0,
+                    },
+                    |t| t.fees,
+                ),
+            }));
+        }
+        let Some(last) = sent.last().cloned() else {
+            return Ok(None);
+        };
+        let mined_nonce = p
+            .get_transaction_count(last.sender)
+            .latest()
+            .await
+            .map_err(rpc("eth_getTransactionCount"))?;
+        if mined_nonce > last.nonce {
+            // Our nonce is used, by none of ours (no receipt above; looked again
+            // to close the race with a block mined in between).
+            if self.find_receipt(&hashes).await?.is_some() {
+                return Ok(None);
+            }
+            let block = self.latest_block().await?;
+            return match self.verify(effect, block).await {
+                Ok(()) => Ok(Some(Execution::StoodDown {
+                    detail: "another transaction took the nonce; the effect is on chain".into(),
+                })),
+                Err(detail) => Err(ExecError::EffectNotObserved {
+                    tx: last.hash,
+                    detail: format!("another transaction took the nonce: {detail}"),
+                }),
+            };
+        }
+        if !*checked_known {
+            *checked_known = true;
+            let known = p
+                .get_transaction_by_hash(last.hash)
+                .await
+                .map_err(rpc("eth_getTransactionByHash"))?;
+            if known.is_none() {
+                tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again");
+                if let Err(e) = p.send_raw_transaction(&last.raw).await {
+                    tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %describe(&e), "broadcasting again was refused");
+                }
+            }
+        }
+        let now = self.latest_block().await?;
+        match seen_block {
+            None => *seen_block = Some(now),
+            Some(seen) if now > *seen => {
+                *seen_block = Some(now);
+                // Read after the block number: a receipt in any block up to `now` shows here.
+                if self.find_receipt(&hashes).await?.is_some() {
+                    return Ok(None);
+                }
+                if let Some(next) = self.resend_bumped(ex, &last).await? {
+                    sent.push(next);
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(None)
+    }
+
+    /// `prev` (a transaction from the journal) signed again with fees raised
+    /// as for a replacement, written down, then broadcast. `None` when it
+    /// cannot be: another key sent it, the fee cap leaves no room, or the node
+    /// refused it (the next block tries again).
+    async fn resend_bumped(
+        &self,
+        ex: &Executor,
+        prev: &SignedTx,
+    ) -> Result<Option<SignedTx>, ExecError> {
+        use alloy::consensus::{Transaction, TxEnvelope};
+        use alloy::eips::eip2718::Decodable2718;
+        if prev.sender != ex.sender.address() {
+            return Ok(None);
+        }
+        let id = prev.decision_id;
+        let envelope =
+            TxEnvelope::decode_2718(&mut prev.raw.as_ref()).map_err(|e| ExecError::Rpc {
+                what: "decoding a journaled transaction",
+                reason: e.to_string(),
+            })?;
+        let Some(to) = envelope.to() else {
+            return Ok(None);
+        };
+        let d = ex.def.delivery;
+        let (base, _) = self.base_fee().await?;
+        let Some(fees) = delivery::bump(
+            prev.fees,
+            delivery::initial(base, &d, None),
+            d.max_fee_cap_wei,
+        ) else {
+            tracing::warn!(target: "guardian::executor", decision_id = id, cap_wei = d.max_fee_cap_wei, "fee cap reached: waiting without replacing");
+            return Ok(None);
+        };
+        let request = TransactionRequest::default()
+            .with_from(prev.sender)
+            .with_to(to)
+            .with_input(envelope.input().clone())
+            .with_nonce(envelope.nonce())
+            .with_chain_id(self.inner.chain_id)
+            .with_gas_limit(envelope.gas_limit())
+            .with_max_fee_per_gas(fees.max_fee)
+            .with_max_priority_fee_per_gas(fees.priority_fee);
+        let signed =
+            <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &ex.wallet)
+                .await
+                .map_err(|e| {
+                    ExecError::Key(KeyError::Signing {
+                        key: ex.sender.name().to_string(),
+                        reason: e.to_string(),
+                    })
+                })?;
+        let next = SignedTx {
+            decision_id: id,
+            hash: *signed.tx_hash(),
+            sender: prev.sender,
+            nonce: prev.nonce,
+            fees,
+            replacement: prev.replacement + 1,
+            raw: alloy::eips::eip2718::Encodable2718::encoded_2718(&signed).into(),
+        };
+        if let Some(log) = self.inner.tx_log.get() {
+            log.signed(&next).map_err(ExecError::Journal)?;
+        }
+        let answer = self.inner.provider.send_raw_transaction(&next.raw).await;
+        if let Some(log) = self.inner.tx_log.get() {
+            let refused = answer.as_ref().err().map(describe);
+            log.broadcast(next.hash, refused.as_deref());
+        }
+        match answer {
+            Ok(_) => {
+                tracing::info!(target: "guardian::executor", decision_id = id, tx = %next.hash, nonce = next.nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement = next.replacement, "sent (replacing a transaction from before the restart)");
+                self.emit(DeliveryEvent::Sent {
+                    decision_id: id,
+                    tx: next.hash,
+                    nonce: next.nonce,
+                    fees,
+                    replacement: next.replacement,
+                });
+                Ok(Some(next))
+            }
+            Err(e) => {
+                tracing::warn!(target: "guardian::executor", decision_id = id, error = %describe(&e), "the replacement was refused; the next block tries again");
+                Ok(None)
+            }
         }
     }
 
