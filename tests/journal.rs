@@ -1,7 +1,10 @@
-//! `guardian run` as a service, on anvil, with its journal: a trip's pause
-//! lands and is journaled; `kill -9` with the pause in flight, then a restart
-//! that resumes, does not send again and follows the transaction to its end;
-//! three replicas, one attack, exactly one pause transaction.
+//! `guardian run` as a service (the real binary), on anvil, with its journal:
+//! a trip's pause lands and is journaled; `kill -9` with the pause in flight,
+//! then a restart that resumes, does not send again and follows the
+//! transaction to its end (also when the node forgot it, or blocks pass it
+//! by); a reorg while down; three replicas, one attack, exactly one pause
+//! transaction; a replica standing in for one that is down, and one standing
+//! down for a pause pending from the shared key.
 
 mod common;
 
@@ -891,6 +894,105 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
     assert!(
         e.transactions.iter().all(|t| t.nonce == sent.nonce),
         "one nonce: {e:#?}"
+    );
+    assert!(demo.paused().await);
+    assert_eq!(second.stop(), Some(0));
+}
+
+/// The node forgot the transaction left in flight (its mempool was lost):
+/// the restart broadcasts the journaled bytes again, and that same
+/// transaction lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 2",
+    );
+    deposit(&demo).await;
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    let _drain = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    until("the pause to be sent", &mut [&mut first], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
+    })
+    .await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let hash: alloy::primitives::B256 = history(&journal)[0].transactions[0].hash.parse().unwrap();
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_dropTransaction".into(), (hash,))
+        .await
+        .unwrap();
+    assert!(
+        demo.provider
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let log = second.log.clone();
+    until(
+        "the restart to broadcast it again",
+        &mut [&mut second],
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("the node no longer knows the transaction"))
+        },
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while demo
+        .provider
+        .get_transaction_by_hash(hash)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        second.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "not broadcast again:\n{}",
+            second.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mine(&demo).await;
+    until("the pause to land", &mut [&mut second], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.status != "executing")
+    })
+    .await;
+    let e = &history(&journal)[0];
+    assert_eq!(e.status, "landed", "{e:#?}");
+    assert_eq!(
+        e.tx,
+        Some(hash.to_string()),
+        "the very transaction sent before the kill"
     );
     assert!(demo.paused().await);
     assert_eq!(second.stop(), Some(0));

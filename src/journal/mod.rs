@@ -35,7 +35,8 @@
 //!   repeating). A reorg deeper than `warmup_blocks` is not re-read.
 //! - **No action sent twice.** A decision approved but not finished is
 //!   followed to its final status at start-up (its transactions are looked up
-//!   by hash and broadcast again from their bytes if the node forgot them)
+//!   by hash, broadcast again from their bytes if the node forgot them, and
+//!   replaced with raised fees when a block passes them by)
 //!   before any new trip is decided; the guard's cooldowns and rate limits are
 //!   restored from the journal; decision ids continue after the last one.
 //! - Commits are synchronous (WAL): each is in the operating system's hands
