@@ -50,7 +50,8 @@
 //! ## Replicas
 //!
 //! The same configuration may run in 2–3 processes for availability. Each has
-//! its own journal (`[journal] path`; SQLite is not shared between hosts) and
+//! its own journal (`[journal] path`; SQLite is not shared between hosts, and
+//! a second process opening a journal in use is refused) and
 //! its index (`[journal] replica = 0, 1, 2`); they share the executor's key.
 //! Exactly one transaction per decision lands, because:
 //! - replica *k* waits *k* × `replica_stagger` after approving, then re-checks

@@ -108,6 +108,17 @@ pub enum JournalError {
         recorded: u64,
         configured: u64,
     },
+    #[error(
+        "journal {}: another guardian process is using it; give each replica its own [journal] path", path.display()
+    )]
+    InUse { path: PathBuf },
+    #[error("journal {}: cannot lock {}: {source}", path.display(), lock.display())]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("journal {}: {what} is not valid ({detail}); the file was changed by something else than guardian", path.display())]
     Corrupt {
         path: PathBuf,
@@ -220,6 +231,8 @@ pub struct Journal {
     /// carries every earlier commit (the decision, the trip), so one flush per
     /// broadcast covers them all.
     flush_before_broadcast: bool,
+    /// The writer's exclusive lock on `<path>.lock`, held while the journal is open.
+    _lock: Option<std::fs::File>,
 }
 
 fn now_ms() -> u64 {
@@ -238,9 +251,32 @@ fn uint(v: i64) -> u64 {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal `config` names.
+    /// Opens (creating if needed) the journal `config` names, for this process
+    /// alone: a second writer is refused (`<path>.lock`, released by the
+    /// operating system when the process ends, even by `kill -9`).
     pub fn open(config: &JournalConfig) -> Result<Journal, JournalError> {
         let path = config.path.clone();
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock_err = |source| JournalError::Lock {
+            path: path.clone(),
+            lock: lock_path.clone(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::InUse { path });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
         let err = |source| JournalError::Sqlite {
             path: path.clone(),
             source,
@@ -273,6 +309,7 @@ impl Journal {
             path,
             conn: Mutex::new(conn),
             flush_before_broadcast: config.sync == JournalSync::Full,
+            _lock: Some(lock),
         })
     }
 
@@ -293,6 +330,7 @@ impl Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             flush_before_broadcast: false,
+            _lock: None,
         })
     }
 

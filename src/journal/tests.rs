@@ -286,3 +286,18 @@ async fn history_filters_by_policy_status_and_time() {
     let reader = Journal::open_read_only(j.path()).unwrap();
     assert_eq!(reader.history(&HistoryFilter::default()).unwrap().len(), 3);
 }
+
+#[test]
+fn one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = journal_at(dir.path());
+    let first = Journal::open(&at).unwrap();
+    assert!(matches!(
+        Journal::open(&at),
+        Err(JournalError::InUse { .. })
+    ));
+    // Readers are welcome.
+    assert!(Journal::open_read_only(&at.path).is_ok());
+    drop(first);
+    assert!(Journal::open(&at).is_ok());
+}
