@@ -53,6 +53,8 @@ pub enum Command {
     Setup(SetupArgs),
     /// Start a configuration: a commented guardian.toml, a starter policy and key settings (never a key).
     Init(InitArgs),
+    /// Print the audit trail a `run` journal holds: trips, decisions, transactions.
+    History(HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +129,35 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The guardian configuration whose `[journal] path` to read.
+    #[arg(long, required_unless_present = "journal")]
+    pub config: Option<PathBuf>,
+    /// The journal file to read (instead of the configuration's).
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Only this policy's decisions.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Only decisions since then: a duration ago (`2h`), an RFC 3339 time, or unix ms.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only decisions until then (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this outcome or status: approved, alert-only, already-done, rejected,
+    /// executing, landed, failed, stood-down, dry-run, proposed, interrupted.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many decisions (the latest).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// One JSON object per decision.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct WatchArgs {
     /// The guardian configuration: its networks and metric sources are watched.
     #[arg(long)]
@@ -198,6 +229,9 @@ pub struct RunArgs {
     /// Record every sample to this trace file (trace format v1), for replay.
     #[arg(long)]
     pub record: Option<PathBuf>,
+    /// The journal file (overrides `[journal] path`); required in enforce mode.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +319,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Watch(args) => watch(args),
         Command::Setup(args) => crate::setup::cmd::run(args),
         Command::Init(args) => crate::init::run(args),
+        Command::History(args) => crate::history::command(args),
     }
 }
 
@@ -615,10 +650,13 @@ fn diff(args: DiffArgs) -> ExitCode {
 }
 
 fn run_cmd(args: RunArgs) -> ExitCode {
-    let (config, set) = match load(Some(&args.config), &args.policies) {
+    let (mut config, set) = match load(Some(&args.config), &args.policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Err(message) = crate::journal::require_for_run(&mut config, args.journal.as_deref()) {
+        return cannot_run(message);
+    }
     if let Err(code) = crate::setup::cmd::verify_before_run(&config) {
         return code;
     }

@@ -40,7 +40,10 @@
 //! - every guard decision is returned with its outcome; a rejection carries its
 //!   reason and is never dropped;
 //! - the guard is pure: chain state reaches it through [`guard::ChainView`],
-//!   which the executor implements.
+//!   which the executor implements;
+//! - with a [`journal`], every decision is written before it is acted on and
+//!   every transaction before it is broadcast, so a restart resumes without
+//!   skipping a block, deciding a trip twice or sending an action again.
 //!
 //! Outside the pipeline, onboarding: [`init`] writes a starting configuration;
 //! [`setup`] plans the GuardianModule set-up the protocol's Safe signs (a
@@ -55,7 +58,9 @@ pub mod demo;
 pub mod executor;
 pub mod explain;
 pub mod guard;
+pub mod history;
 pub mod init;
+pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;

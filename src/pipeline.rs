@@ -19,10 +19,16 @@
 //!   deadline bounds how long) before the guard task returns.
 //! - Only the guard makes an [`crate::guard::Approved`]; the executor accepts
 //!   nothing else.
+//! - **Restart-safe with a journal** (`[journal]`, see [`crate::journal`]): the
+//!   watchers resume after the last processed block, trips already decided
+//!   are not decided again, an action a previous run left in flight is
+//!   followed to its end before any new trip is decided, and every decision
+//!   and transaction is written before it is acted on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -33,6 +39,7 @@ use crate::decision::Trip;
 use crate::executor::delivery::Urgency;
 use crate::executor::{ExecError, Execution, Executors};
 use crate::guard::{Guard, Outcome};
+use crate::journal::{Journal, JournalError, TripOrigin};
 use crate::keys::Key;
 use crate::metrics::Sample;
 use crate::policy::{Engine, PolicySet};
@@ -120,6 +127,30 @@ pub enum RunError {
     StageStopped(&'static str),
     #[error("a pipeline stage panicked: {0}")]
     StagePanicked(String),
+    #[error(
+        "{0}; guardian stops rather than act without a record (a restart resumes from the journal)"
+    )]
+    Journal(#[from] JournalError),
+}
+
+/// What the engine hands the guard task.
+enum ToGuard {
+    Trip {
+        trip: Box<Trip>,
+        urgency: Option<Urgency>,
+        /// Index into the watched networks.
+        network: usize,
+        origin: TripOrigin,
+        pending: Option<alloy::primitives::B256>,
+    },
+    /// Every trip of this block was handed over before this: once they are
+    /// decided, the block is processed (written to the journal).
+    Processed {
+        network: usize,
+        block: u64,
+        hash: alloy::primitives::B256,
+        time_ms: u64,
+    },
 }
 
 /// Runs the pipeline until `cancel` fires (returns `Ok`) or a stage fails (returns the error).
@@ -163,6 +194,60 @@ pub async fn run(
             );
         }
     }
+    // The journal: where the last run stopped, and what it left in flight.
+    let mut guard = Guard::new(&config);
+    // Per network: the block to resume after (its trips were decided), and
+    // whether trips on replayed blocks are known decided (not after a reorg).
+    let mut start_after: Vec<Option<u64>> = vec![None; networks.len()];
+    let mut resume: Vec<Option<u64>> = vec![None; networks.len()];
+    let mut decided: Vec<HashSet<(String, u64)>> = vec![HashSet::new(); networks.len()];
+    let mut unfinished = Vec::new();
+    let journal = match &config.journal {
+        Some(jc) => {
+            let j = Arc::new(Journal::open(jc)?);
+            for (i, net) in networks.iter().enumerate() {
+                let chain_id = config.networks.get(net).map_or(0, |n| n.chain_id);
+                if let Some((block, hash)) = j.bind_network(net, chain_id)? {
+                    tracing::info!(target: "guardian::journal", network = %net, block, hash = %hash, "resuming after the last processed block");
+                    start_after[i] = Some(block);
+                    match Watcher::new(&config, net, options.watcher.clone())?
+                        .block_hash(block)
+                        .await
+                    {
+                        Ok(Some(now)) if now == hash => {
+                            resume[i] = Some(block);
+                            decided[i] = j.decided_after(net, block)?;
+                        }
+                        // The blocks replayed may not be the ones decided on: their trips are
+                        // decided anew (restored cooldowns and already-done checks keep an
+                        // action from repeating).
+                        Ok(Some(now)) => {
+                            tracing::error!(target: "guardian::journal", network = %net, block, was = %hash, now = %now, "the chain reorganised while guardian was down: trips on the re-read blocks are decided anew");
+                        }
+                        Ok(None) => {
+                            tracing::warn!(target: "guardian::journal", network = %net, block, "the node does not have the resume block (it is behind): trips on the re-read blocks are decided anew");
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "guardian::journal", network = %net, block, error = %crate::source::chain::redact(&e.to_string()), "cannot check the resume block's hash; assuming no reorg");
+                            resume[i] = Some(block);
+                            decided[i] = j.decided_after(net, block)?;
+                        }
+                    }
+                }
+            }
+            unfinished = j.unfinished()?;
+            guard.restore(j.past_decisions()?);
+            for exec in executors.values() {
+                exec.set_tx_log(j.clone());
+            }
+            Some(j)
+        }
+        None => None,
+    };
+    let replica = config.journal.as_ref().and_then(|j| j.replica);
+    let stagger = config.journal.as_ref().map_or(0, |j| j.replica_stagger_ms);
+    let warmup = config.journal.as_ref().map_or(0, |j| j.warmup_blocks);
+
     let mut recorder = match &options.record {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|source| RunError::Record {
@@ -183,14 +268,28 @@ pub async fn run(
         None => None,
     };
 
-    let (events_tx, mut events_rx) = mpsc::channel::<WatchEvent>(options.channel_capacity);
-    let (trips_tx, mut trips_rx) =
-        mpsc::channel::<(Trip, Option<Urgency>)>(options.channel_capacity);
+    let (events_tx, mut events_rx) = mpsc::channel::<(usize, WatchEvent)>(options.channel_capacity);
+    let (trips_tx, mut trips_rx) = mpsc::channel::<ToGuard>(options.channel_capacity);
     let mut tasks: JoinSet<(&'static str, Result<(), RunError>)> = JoinSet::new();
 
-    for net in &networks {
-        let watcher = Watcher::new(&config, net, options.watcher.clone())?;
-        let out = events_tx.clone();
+    for (i, net) in networks.iter().enumerate() {
+        let mut watcher_options = options.watcher.clone();
+        if let Some(last) = start_after[i] {
+            // Re-read a few blocks before the resume point so policy windows refill;
+            // the engine does not act on their trips again.
+            watcher_options.start_block = Some((last + 1).saturating_sub(warmup));
+        }
+        let watcher = Watcher::new(&config, net, watcher_options)?;
+        // Each watcher's events are tagged with its network on the way to the engine.
+        let (out, mut tagged) = mpsc::channel::<WatchEvent>(options.channel_capacity);
+        let events = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = tagged.recv().await {
+                if events.send((i, e)).await.is_err() {
+                    break;
+                }
+            }
+        });
         let token = cancel.clone();
         tasks.spawn(async move {
             (
@@ -205,6 +304,7 @@ pub async fn run(
     let mut engine = Engine::new(policies, config.mode);
     let engine_cancel = cancel.clone();
     let engine_report = report.clone();
+    let journaled = journal.is_some();
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
@@ -216,7 +316,7 @@ pub async fn run(
                 () = engine_cancel.cancelled() => break Ok(()),
                 event = events_rx.recv() => event,
             };
-            let Some(event) = event else {
+            let Some((network, event)) = event else {
                 break Err(RunError::StageStopped("watcher"));
             };
             if let Some((path, rec)) = &mut recorder
@@ -263,6 +363,24 @@ pub async fn run(
             if let Some((_, rec)) = &mut recorder {
                 let _ = rec.flush();
             }
+            let origin = match &event {
+                WatchEvent::Pending(_) => TripOrigin::Pending,
+                WatchEvent::Stale(_) => TripOrigin::Stale,
+                _ => TripOrigin::Block,
+            };
+            // A restart replays mined blocks from before its resume point: their trips
+            // were decided then. Pending and watchdog trips are live, never replays.
+            let last = resume[network];
+            trips.retain(|t| {
+                let done = origin == TripOrigin::Block
+                    && (last.is_some_and(|l| t.block <= l)
+                        || (!decided[network].is_empty()
+                            && decided[network].contains(&(t.policy.clone(), t.block))));
+                if done {
+                    tracing::debug!(target: "guardian::engine", policy = %t.policy, block = t.block, "trip already decided before the restart: not decided again");
+                }
+                !done
+            });
             let mut gone = false;
             for trip in trips {
                 tracing::warn!(target: "guardian::engine", policy = %trip.policy, block = trip.block, action = %trip.action, "policy tripped: {}", trip.summary);
@@ -273,12 +391,36 @@ pub async fn run(
                 if let Some(r) = &engine_report {
                     let _ = r.send(Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
                 }
-                if trips_tx.send((trip, urgency)).await.is_err() {
+                let item = ToGuard::Trip {
+                    trip: Box::new(trip),
+                    urgency,
+                    network,
+                    origin,
+                    pending: pending.as_ref().map(|p| p.hash),
+                };
+                if trips_tx.send(item).await.is_err() {
                     gone = true;
                     break;
                 }
             }
+            if journaled
+                && !gone
+                && let WatchEvent::Block(snapshot) = &event
+                && last.is_none_or(|l| snapshot.number > l)
+            {
+                let done = ToGuard::Processed {
+                    network,
+                    block: snapshot.number,
+                    hash: snapshot.hash,
+                    time_ms: snapshot.time_ms,
+                };
+                gone = trips_tx.send(done).await.is_err();
+            }
             if gone {
+                // On shutdown the guard task may stop first: that is no failure.
+                if engine_cancel.is_cancelled() {
+                    break Ok(());
+                }
                 break Err(RunError::StageStopped("guard"));
             }
         };
@@ -286,7 +428,6 @@ pub async fn run(
     });
 
     // Guard and executor: one decision at a time; the action in flight is finished even on shutdown.
-    let mut guard = Guard::new(&config);
     let actions = config.actions.clone();
     let executor_networks: HashMap<String, String> = config
         .executors
@@ -294,40 +435,61 @@ pub async fn run(
         .filter_map(|d| d.network.clone().map(|n| (d.name.clone(), n)))
         .collect();
     let guard_cancel = cancel.clone();
+    let network_names = networks.clone();
     tasks.spawn(async move {
+        let exec_for = |executor: &str| executor_networks.get(executor).and_then(|n| executors.get(n));
+        // First, what a previous run left in flight: followed to its end before any new decision.
+        for u in unfinished {
+            let Some(exec) = exec_for(&u.executor) else {
+                tracing::error!(target: "guardian::journal", decision_id = u.decision_id, executor = %u.executor, "an action left in flight names an executor no longer configured: not followed");
+                continue;
+            };
+            tracing::warn!(target: "guardian::journal", decision_id = u.decision_id, policy = %u.policy, txs = u.txs.len(), "following an action a previous run left in flight");
+            let result = exec.follow(&u.executor, &u.effect, &u.txs).await;
+            if let Err(e) = finish(journal.as_deref(), report.as_ref(), u.decision_id, result).await {
+                return ("guard", Err(e));
+            }
+        }
         loop {
             let next = tokio::select! {
                 biased;
                 () = guard_cancel.cancelled() => return ("guard", Ok(())),
                 next = trips_rx.recv() => next,
             };
-            let Some((trip, urgency)) = next else {
+            let Some(item) = next else {
                 if guard_cancel.is_cancelled() {
                     return ("guard", Ok(()));
                 }
                 return ("guard", Err(RunError::StageStopped("engine")));
             };
-            let network = actions
-                .get(&trip.action)
-                .and_then(|a| a.executor.as_ref())
-                .and_then(|e| executor_networks.get(e));
-            let Some(exec) = network.and_then(|n| executors.get(n)) else {
-                tracing::error!(target: "guardian::guard", policy = %trip.policy, action = %trip.action, "the action has no executor on a connected network: nothing can be sent");
-                if let Some(r) = &report {
-                    let _ = r
-                        .send(Report::Decision {
-                            decision_id: 0,
-                            policy: trip.policy.clone(),
-                            action: trip.action.clone(),
-                            block: trip.block,
-                            outcome: "rejected: the action has no executor on a connected network".into(),
-                            approved: false,
-                        })
-                        .await;
+            let (trip, urgency, network, origin, pending_tx) = match item {
+                ToGuard::Trip { trip, urgency, network, origin, pending } => (*trip, urgency, network, origin, pending),
+                ToGuard::Processed { network, block, hash, time_ms } => {
+                    if let Some(j) = &journal
+                        && let Err(e) = j.mark_processed(&network_names[network], block, hash, time_ms)
+                    {
+                        return ("guard", Err(e.into()));
+                    }
+                    continue;
                 }
-                continue;
             };
-            let decision = guard.review(&trip, exec).await;
+            let network_name = network_names.get(network).map_or("", String::as_str);
+            let exec = actions
+                .get(&trip.action)
+                .and_then(|a| a.executor.as_deref())
+                .and_then(exec_for);
+            // Without an executor (an alert-only configuration, an action not in the
+            // allow-list) the guard still decides, and every trip gets a decision.
+            let decision = match exec {
+                Some(exec) => guard.review(&trip, exec).await,
+                None => guard.review(&trip, &NoExecutor).await,
+            };
+            // The decision (for an approval: the intent) is written before anything is sent.
+            if let Some(j) = &journal
+                && let Err(e) = j.record_decision(network_name, origin, &trip, pending_tx, &decision, replica)
+            {
+                return ("guard", Err(e.into()));
+            }
             let outcome = match &decision.outcome {
                 Outcome::Approved(_) => "approved".to_string(),
                 Outcome::AlertOnly => "alert-only: nothing built".to_string(),
@@ -349,20 +511,30 @@ pub async fn run(
                     })
                     .await;
             }
-            if let Some(approved) = decision.into_approved() {
-                let result = exec.execute(approved, urgency).await;
-                let report_item = match result {
-                    Ok(execution) => {
-                        tracing::warn!(target: "guardian::executor", decision_id, "executed: {execution:?}");
-                        Report::Executed { decision_id, execution }
+            // An approval passed preflight, which only an executor can do.
+            if let (Some(approved), Some(exec)) = (decision.into_approved(), exec) {
+                // Replicas: replica k lets the ones before it act first, then looks again.
+                let mut stood_down = None;
+                if let Some(k) = replica
+                    && approved.mode() == crate::policy::model::Mode::Enforce
+                {
+                    let wait = std::time::Duration::from_millis(stagger.saturating_mul(u64::from(k)));
+                    tokio::time::sleep(wait).await;
+                    match exec.recheck(&approved).await {
+                        Ok(Some(detail)) => stood_down = Some(detail),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(target: "guardian::executor", decision_id, error = %e, "replica re-check failed; sending"),
                     }
-                    Err(e) => {
-                        tracing::error!(target: "guardian::executor", decision_id, "execution failed: {e}");
-                        Report::ExecutionFailed { decision_id, error: e.to_string() }
+                }
+                let result = match stood_down {
+                    Some(detail) => {
+                        tracing::warn!(target: "guardian::executor", decision_id, replica, "stood down: {detail}");
+                        Ok(Execution::StoodDown { detail })
                     }
+                    None => exec.execute(approved, urgency).await,
                 };
-                if let Some(r) = &report {
-                    let _ = r.send(report_item).await;
+                if let Err(e) = finish(journal.as_deref(), report.as_ref(), decision_id, result).await {
+                    return ("guard", Err(e));
                 }
             }
         }
@@ -393,4 +565,61 @@ pub async fn run(
         }
     }
     outcome
+}
+
+/// The chain as the guard sees it for an action with no executor on a
+/// connected network: nothing can be read or simulated, so nothing is approved.
+struct NoExecutor;
+
+impl crate::guard::ChainView for NoExecutor {
+    fn read(
+        &self,
+        _target: alloy::primitives::Address,
+        _data: alloy::primitives::Bytes,
+    ) -> impl Future<Output = Result<alloy::primitives::Bytes, String>> + Send {
+        std::future::ready(Err(NO_EXECUTOR.to_string()))
+    }
+    fn preflight(
+        &self,
+        _executor: &str,
+        _call: &crate::guard::Call,
+        _effect: &crate::guard::Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Err(NO_EXECUTOR.to_string()))
+    }
+}
+
+const NO_EXECUTOR: &str = "the action has no executor on a connected network";
+
+/// Reports and journals how an approved action ended.
+async fn finish(
+    journal: Option<&Journal>,
+    report: Option<&mpsc::Sender<Report>>,
+    decision_id: u64,
+    result: Result<Execution, ExecError>,
+) -> Result<(), RunError> {
+    let item = match &result {
+        Ok(execution) => {
+            tracing::warn!(target: "guardian::executor", decision_id, "executed: {execution:?}");
+            Report::Executed {
+                decision_id,
+                execution: execution.clone(),
+            }
+        }
+        Err(e) => {
+            tracing::error!(target: "guardian::executor", decision_id, "execution failed: {e}");
+            Report::ExecutionFailed {
+                decision_id,
+                error: e.to_string(),
+            }
+        }
+    };
+    let written = match journal {
+        Some(j) => j.finish(decision_id, &result.map_err(|e| e.to_string())),
+        None => Ok(()),
+    };
+    if let Some(r) = report {
+        let _ = r.send(item).await;
+    }
+    written.map_err(RunError::from)
 }

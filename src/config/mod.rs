@@ -11,6 +11,7 @@
 //! default action, executor or key.
 
 pub mod exec;
+pub mod journal;
 pub mod reader;
 pub mod setup;
 pub mod sources;
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 use toml::de::DeValue;
 
 use alloy::primitives::Address;
+
+pub use journal::{JournalConfig, JournalSync};
 
 pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
@@ -61,6 +64,8 @@ pub struct Config {
     pub guard: GuardLimits,
     /// The GuardianModule set-up the Safe signs (`guardian setup plan|verify`).
     pub setup: Option<setup::SetupDef>,
+    /// Where `guardian run` keeps its state across restarts (`[journal]`).
+    pub journal: Option<JournalConfig>,
 }
 
 impl Config {
@@ -81,6 +86,7 @@ impl Config {
             keys: BTreeMap::new(),
             guard: GuardLimits::default(),
             setup: None,
+            journal: None,
         }
     }
 
@@ -257,6 +263,10 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
 
     if let Some(v) = top.get("guard") {
         config.guard = exec::parse_guard(v, r);
+    }
+
+    if let Some(v) = top.get("journal") {
+        config.journal = journal::parse_journal(v, &base, r);
     }
 
     if let Some(v) = top.get("executors")

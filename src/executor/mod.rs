@@ -113,6 +113,8 @@ pub enum ExecError {
     EffectNotObserved { tx: B256, detail: String },
     #[error("proposal: {0}")]
     Propose(String),
+    #[error("the journal could not record the signed transaction, so it was not sent: {0}")]
+    Journal(String),
 }
 
 fn rpc(what: &'static str) -> impl FnOnce(RpcError<TransportErrorKind>) -> ExecError {
@@ -185,6 +187,34 @@ pub enum Execution {
         outbox_file: std::path::PathBuf,
         posted: bool,
     },
+    /// Nothing of ours landed, and nothing more is needed: another sender (a
+    /// replica sharing the key) already got the effect on chain, or took the nonce.
+    StoodDown { detail: String },
+}
+
+/// A signed transaction, as the executor is about to broadcast it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    pub decision_id: u64,
+    pub hash: B256,
+    pub sender: Address,
+    pub nonce: u64,
+    pub fees: Fees,
+    /// 0 for the first transaction of a decision, then 1, 2 ... for each replacement.
+    pub replacement: u32,
+    /// The EIP-2718 encoding, to broadcast again if the node forgets it.
+    pub raw: Bytes,
+}
+
+/// Where the executor writes each transaction down (the journal), synchronously.
+///
+/// `signed` is called *before* the transaction is broadcast; if it fails, the
+/// transaction is not sent (a transaction nobody recorded could be sent again
+/// after a restart). `broadcast` is called right after the node answered.
+pub trait TxLog: Send + Sync + std::fmt::Debug {
+    fn signed(&self, tx: &SignedTx) -> Result<(), String>;
+    /// `refused` carries the node's reason when it did not take the transaction.
+    fn broadcast(&self, hash: B256, refused: Option<&str>);
 }
 
 /// Something that happened while delivering (for alerts, telemetry and tests).
@@ -230,6 +260,8 @@ struct Inner {
     http: alloy::transports::http::reqwest::Client,
     /// How often to look for a receipt or a new block while waiting.
     poll: Duration,
+    /// Where every signed transaction is written down before it is broadcast.
+    tx_log: std::sync::OnceLock<Arc<dyn TxLog>>,
 }
 
 impl Executors {
@@ -305,6 +337,7 @@ impl Executors {
                 events,
                 http: alloy::transports::http::reqwest::Client::new(),
                 poll: Duration::from_millis(20),
+                tx_log: std::sync::OnceLock::new(),
             }),
         };
         // Nonces are read from the chain at start (and again after any error).
@@ -316,6 +349,12 @@ impl Executors {
 
     pub fn chain_id(&self) -> u64 {
         self.inner.chain_id
+    }
+
+    /// Writes every transaction down in `log` before broadcasting it (set once;
+    /// a second call is refused and returns `false`).
+    pub fn set_tx_log(&self, log: Arc<dyn TxLog>) -> bool {
+        self.inner.tx_log.set(log).is_ok()
     }
 
     pub fn provider(&self) -> &DynProvider {
@@ -495,10 +534,23 @@ impl Executors {
             tokio::join!(p.estimate_gas(request.clone()), self.base_fee(), async {
                 self.inner.nonces.cached(from)
             });
-        let gas = gas.map_err(|e| {
-            self.inner.nonces.forget(from);
-            rpc("eth_estimateGas")(e)
-        })?;
+        let gas = match gas {
+            Ok(gas) => gas,
+            Err(e) => {
+                self.inner.nonces.forget(from);
+                // Reverts because someone else (a replica sharing the key) got the effect first?
+                if let Ok(block) = self.latest_block().await
+                    && self.verify(approved.effect(), block).await.is_ok()
+                {
+                    tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
+                    return Ok(Execution::StoodDown {
+                        detail: "the effect is already on chain (the transaction would revert)"
+                            .into(),
+                    });
+                }
+                return Err(rpc("eth_estimateGas")(e));
+            }
+        };
         // Headroom: the state may move between the estimate and inclusion.
         let gas = gas.saturating_mul(13) / 10;
         let mut nonce = match cached {
@@ -533,7 +585,24 @@ impl Executors {
                 tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, "dry-run: signed, not broadcast");
                 return Ok(Execution::DryRun { tx: hash, raw });
             }
-            match p.send_raw_transaction(&raw).await {
+            if let Some(log) = self.inner.tx_log.get() {
+                log.signed(&SignedTx {
+                    decision_id: id,
+                    hash,
+                    sender: from,
+                    nonce,
+                    fees,
+                    replacement,
+                    raw: raw.clone(),
+                })
+                .map_err(ExecError::Journal)?;
+            }
+            let answer = p.send_raw_transaction(&raw).await;
+            if let Some(log) = self.inner.tx_log.get() {
+                let refused = answer.as_ref().err().map(describe);
+                log.broadcast(hash, refused.as_deref());
+            }
+            match answer {
                 Ok(_) => {
                     sent.push(hash);
                     tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement, "sent");
@@ -554,12 +623,32 @@ impl Executors {
                     }
                     match delivery::classify(&reason) {
                         delivery::SendRefusal::NonceTooLow => {
+                            // The very same transaction (a replica signed identical bytes): follow it.
+                            if reason.to_ascii_lowercase().contains("already known") {
+                                sent.push(hash);
+                            }
                             // One of ours may have landed meanwhile.
                             if let Some(r) = self.find_receipt(&sent).await? {
                                 return self.landed(ex, approved, r, replacement, fees).await;
                             }
-                            nonce = self.resync_nonce(id, from).await?;
-                            continue;
+                            if !sent.contains(&hash) {
+                                // Another sender took the nonce: if it got the effect, stand down.
+                                if self
+                                    .verify(approved.effect(), self.latest_block().await?)
+                                    .await
+                                    .is_ok()
+                                {
+                                    self.inner.nonces.forget(from);
+                                    tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
+                                    return Ok(Execution::StoodDown {
+                                        detail:
+                                            "the nonce was taken and the effect is already on chain"
+                                                .into(),
+                                    });
+                                }
+                                nonce = self.resync_nonce(id, from).await?;
+                                continue;
+                            }
                         }
                         delivery::SendRefusal::Underpriced => {
                             let (base, block) = self.base_fee().await?;
@@ -734,6 +823,305 @@ impl Executors {
             replacements,
             fees,
         })
+    }
+
+    async fn latest_block(&self) -> Result<u64, ExecError> {
+        self.inner
+            .provider
+            .get_block_number()
+            .await
+            .map_err(rpc("eth_blockNumber"))
+    }
+
+    /// For replicas, just before sending: is the approved action still needed?
+    ///
+    /// A transaction from the same key still pending (another replica's) is
+    /// waited for first, up to the executor's deadline. Then `Some(reason)` to
+    /// stand down: the effect is already on chain, or the exact transaction no
+    /// longer simulates (the target is paused, the module's cooldown or limits
+    /// refuse it, the Safe's nonce moved under a signed SafeTx).
+    pub async fn recheck(&self, approved: &Approved) -> Result<Option<String>, ExecError> {
+        let ex = self.executor(approved.executor())?;
+        let from = ex.sender.address();
+        let deadline = Instant::now() + Duration::from_millis(ex.def.delivery.deadline_ms);
+        let p = &self.inner.provider;
+        let mut waited = false;
+        loop {
+            let (latest, pending) = tokio::try_join!(
+                async {
+                    p.get_transaction_count(from)
+                        .latest()
+                        .await
+                        .map_err(rpc("eth_getTransactionCount"))
+                },
+                async {
+                    p.get_transaction_count(from)
+                        .pending()
+                        .await
+                        .map_err(rpc("eth_getTransactionCount"))
+                },
+            )?;
+            if pending <= latest || Instant::now() >= deadline {
+                break;
+            }
+            if !waited {
+                waited = true;
+                tracing::info!(target: "guardian::executor", decision_id = approved.decision_id(), account = %from, "a transaction from the shared key is pending: waiting for it before re-checking");
+            }
+            tokio::time::sleep(self.inner.poll).await;
+        }
+        if self
+            .verify(approved.effect(), self.latest_block().await?)
+            .await
+            .is_ok()
+        {
+            return Ok(Some("the effect is already on chain".into()));
+        }
+        if let Err(reason) = self
+            .preflight(approved.executor(), approved.call(), approved.effect())
+            .await
+        {
+            return Ok(Some(format!(
+                "the transaction no longer simulates: {reason}"
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Follows transactions a previous run sent (read back from the journal) to
+    /// their final status: a receipt for one of them, judged like any other
+    /// (status, then the effect), or the nonce taken by another transaction
+    /// (then the effect decides: stood down, or failed). A transaction the node
+    /// no longer knows is broadcast again from its recorded bytes; when a block
+    /// passes without inclusion, the same transaction is signed again with fees
+    /// raised as for any replacement (written down before it is broadcast).
+    /// Gives up at the executor's deadline, counted from now.
+    pub async fn follow(
+        &self,
+        executor: &str,
+        effect: &Effect,
+        sent: &[SignedTx],
+    ) -> Result<Execution, ExecError> {
+        let ex = self.executor(executor)?;
+        let mut sent = sent.to_vec();
+        sent.sort_by_key(|t| t.replacement);
+        let Some(last) = sent.last() else {
+            return Err(ExecError::Rpc {
+                what: "follow",
+                reason: "no transaction to follow".into(),
+            });
+        };
+        let (decision_id, sender) = (last.decision_id, last.sender);
+        let deadline_ms = ex.def.delivery.deadline_ms;
+        let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+        let mut seen_block = None;
+        let mut checked_known = false;
+        loop {
+            let step = self.follow_step(ex, effect, &mut sent, &mut seen_block, &mut checked_known);
+            match step.await {
+                Ok(Some(done)) => {
+                    self.inner.nonces.forget(sender);
+                    return Ok(done);
+                }
+                Ok(None) => {}
+                Err(
+                    e @ (ExecError::Reverted { .. }
+                    | ExecError::EffectNotObserved { .. }
+                    | ExecError::Journal(_)),
+                ) => {
+                    self.inner.nonces.forget(sender);
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "guardian::executor", decision_id, error = %e, "following the transaction: read failed; retrying")
+                }
+            }
+            if Instant::now() >= deadline {
+                self.inner.nonces.forget(sender);
+                return Err(ExecError::Deadline {
+                    deadline_ms,
+                    last_tx: sent.last().map_or(B256::ZERO, |t| t.hash),
+                });
+            }
+            tokio::time::sleep(self.inner.poll.max(Duration::from_millis(100))).await;
+        }
+    }
+
+    /// One look for [`Self::follow`]: `Some` when the action has ended.
+    async fn follow_step(
+        &self,
+        ex: &Executor,
+        effect: &Effect,
+        sent: &mut Vec<SignedTx>,
+        seen_block: &mut Option<u64>,
+        checked_known: &mut bool,
+    ) -> Result<Option<Execution>, ExecError> {
+        let p = &self.inner.provider;
+        let hashes: Vec<B256> = sent.iter().map(|t| t.hash).collect();
+        if let Some(r) = self.find_receipt(&hashes).await? {
+            let tx = r.transaction_hash;
+            let block = r.block_number.unwrap_or_default();
+            if !r.status() {
+                return Err(ExecError::Reverted { tx });
+            }
+            self.verify(effect, block)
+                .await
+                .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
+            let mined = sent.iter().find(|t| t.hash == tx);
+            return Ok(Some(Execution::Landed {
+                tx,
+                block,
+                replacements: mined.map_or(0, |t| t.replacement),
+                fees: mined.map_or(
+                    Fees {
+                        max_fee: 0,
+                        priority_fee: 0,
+                    },
+                    |t| t.fees,
+                ),
+            }));
+        }
+        let Some(last) = sent.last().cloned() else {
+            return Ok(None);
+        };
+        let mined_nonce = p
+            .get_transaction_count(last.sender)
+            .latest()
+            .await
+            .map_err(rpc("eth_getTransactionCount"))?;
+        if mined_nonce > last.nonce {
+            // Our nonce is used, by none of ours (no receipt above; looked again
+            // to close the race with a block mined in between).
+            if self.find_receipt(&hashes).await?.is_some() {
+                return Ok(None);
+            }
+            let block = self.latest_block().await?;
+            return match self.verify(effect, block).await {
+                Ok(()) => Ok(Some(Execution::StoodDown {
+                    detail: "another transaction took the nonce; the effect is on chain".into(),
+                })),
+                Err(detail) => Err(ExecError::EffectNotObserved {
+                    tx: last.hash,
+                    detail: format!("another transaction took the nonce: {detail}"),
+                }),
+            };
+        }
+        if !*checked_known {
+            *checked_known = true;
+            let known = p
+                .get_transaction_by_hash(last.hash)
+                .await
+                .map_err(rpc("eth_getTransactionByHash"))?;
+            if known.is_none() {
+                tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again");
+                if let Err(e) = p.send_raw_transaction(&last.raw).await {
+                    tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %describe(&e), "broadcasting again was refused");
+                }
+            }
+        }
+        let now = self.latest_block().await?;
+        match seen_block {
+            None => *seen_block = Some(now),
+            Some(seen) if now > *seen => {
+                *seen_block = Some(now);
+                // Read after the block number: a receipt in any block up to `now` shows here.
+                if self.find_receipt(&hashes).await?.is_some() {
+                    return Ok(None);
+                }
+                if let Some(next) = self.resend_bumped(ex, &last).await? {
+                    sent.push(next);
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(None)
+    }
+
+    /// `prev` (a transaction from the journal) signed again with fees raised
+    /// as for a replacement, written down, then broadcast. `None` when it
+    /// cannot be: another key sent it, the fee cap leaves no room, or the node
+    /// refused it (the next block tries again).
+    async fn resend_bumped(
+        &self,
+        ex: &Executor,
+        prev: &SignedTx,
+    ) -> Result<Option<SignedTx>, ExecError> {
+        use alloy::consensus::{Transaction, TxEnvelope};
+        use alloy::eips::eip2718::Decodable2718;
+        if prev.sender != ex.sender.address() {
+            return Ok(None);
+        }
+        let id = prev.decision_id;
+        let envelope =
+            TxEnvelope::decode_2718(&mut prev.raw.as_ref()).map_err(|e| ExecError::Rpc {
+                what: "decoding a journaled transaction",
+                reason: e.to_string(),
+            })?;
+        let Some(to) = envelope.to() else {
+            return Ok(None);
+        };
+        let d = ex.def.delivery;
+        let (base, _) = self.base_fee().await?;
+        let Some(fees) = delivery::bump(
+            prev.fees,
+            delivery::initial(base, &d, None),
+            d.max_fee_cap_wei,
+        ) else {
+            tracing::warn!(target: "guardian::executor", decision_id = id, cap_wei = d.max_fee_cap_wei, "fee cap reached: waiting without replacing");
+            return Ok(None);
+        };
+        let request = TransactionRequest::default()
+            .with_from(prev.sender)
+            .with_to(to)
+            .with_input(envelope.input().clone())
+            .with_nonce(envelope.nonce())
+            .with_chain_id(self.inner.chain_id)
+            .with_gas_limit(envelope.gas_limit())
+            .with_max_fee_per_gas(fees.max_fee)
+            .with_max_priority_fee_per_gas(fees.priority_fee);
+        let signed =
+            <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &ex.wallet)
+                .await
+                .map_err(|e| {
+                    ExecError::Key(KeyError::Signing {
+                        key: ex.sender.name().to_string(),
+                        reason: e.to_string(),
+                    })
+                })?;
+        let next = SignedTx {
+            decision_id: id,
+            hash: *signed.tx_hash(),
+            sender: prev.sender,
+            nonce: prev.nonce,
+            fees,
+            replacement: prev.replacement + 1,
+            raw: alloy::eips::eip2718::Encodable2718::encoded_2718(&signed).into(),
+        };
+        if let Some(log) = self.inner.tx_log.get() {
+            log.signed(&next).map_err(ExecError::Journal)?;
+        }
+        let answer = self.inner.provider.send_raw_transaction(&next.raw).await;
+        if let Some(log) = self.inner.tx_log.get() {
+            let refused = answer.as_ref().err().map(describe);
+            log.broadcast(next.hash, refused.as_deref());
+        }
+        match answer {
+            Ok(_) => {
+                tracing::info!(target: "guardian::executor", decision_id = id, tx = %next.hash, nonce = next.nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement = next.replacement, "sent (replacing a transaction from before the restart)");
+                self.emit(DeliveryEvent::Sent {
+                    decision_id: id,
+                    tx: next.hash,
+                    nonce: next.nonce,
+                    fees,
+                    replacement: next.replacement,
+                });
+                Ok(Some(next))
+            }
+            Err(e) => {
+                tracing::warn!(target: "guardian::executor", decision_id = id, error = %describe(&e), "the replacement was refused; the next block tries again");
+                Ok(None)
+            }
+        }
     }
 
     /// Reads the action's getters at `block` and checks the intended effect.

@@ -35,7 +35,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ActionKind, Config, FlagsParams, ParameterParams, RateLimit, ValuePolicy};
 use crate::decision::Trip;
@@ -68,7 +68,10 @@ pub trait ChainView {
 }
 
 /// A call the guard built: target, function and calldata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// `Deserialize` only so a journal can read back what was sent (to follow it
+/// after a restart); an executor never takes a `Call` alone, only an [`Approved`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
     pub target: Address,
     pub selector: FixedBytes<4>,
@@ -76,7 +79,7 @@ pub struct Call {
 }
 
 /// What an approved call should have done once included (checked after inclusion).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Effect {
     /// The getter returns true afterwards (or every flag set by the action is true).
@@ -210,6 +213,28 @@ impl Decision {
             _ => None,
         }
     }
+}
+
+/// A decision taken before a restart, as far as cooldowns and rate limits care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastDecision {
+    pub decision_id: u64,
+    pub action: String,
+    /// The trip's time (the guard's clock), in milliseconds.
+    pub time_ms: u64,
+    /// What it consumed; `None`: nothing (alert-only, already done, refused early).
+    pub counted: Option<Counted>,
+}
+
+/// What a past decision consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Approved: cooldowns start, both rate limits count it.
+    Approved,
+    /// Reached preflight and was refused there: both rate limits count it.
+    RateLimits,
+    /// Refused by the per-target rate limit: only the global limit counted it.
+    GlobalLimit,
 }
 
 /// One allowed action, compiled at start-up.
@@ -356,6 +381,40 @@ impl Guard {
                 .map(|l| RateLimiter::hashmap_with_clock(quota(l), clock.clone())),
             clock,
             next_id: 0,
+        }
+    }
+
+    /// Restores the state decisions taken before a restart left: the next
+    /// decision id continues after `past`'s, cooldowns restart from the last
+    /// approvals, and the rate limiters count the same attempts again, at
+    /// their trips' times. Decisions on actions no longer configured are skipped.
+    pub fn restore(&mut self, past: impl IntoIterator<Item = PastDecision>) {
+        for p in past {
+            self.next_id = self.next_id.max(p.decision_id);
+            let (Some(counted), Some(allowed)) = (p.counted, self.allowed.get(&p.action)) else {
+                continue;
+            };
+            self.clock.advance_to(p.time_ms);
+            if let Some(g) = &self.global {
+                let _ = g.check();
+            }
+            if counted != Counted::GlobalLimit
+                && let Some(k) = &self.per_target
+            {
+                let _ = k.check_key(&allowed.target);
+            }
+            if counted == Counted::Approved {
+                let last = |m: &mut u64| *m = (*m).max(p.time_ms);
+                last(self.last_action.entry(p.action.clone()).or_default());
+                last(self.last_target.entry(allowed.target).or_default());
+                if matches!(allowed.kind, Kind::SetParameter { .. }) {
+                    last(
+                        self.last_update
+                            .entry((allowed.target, allowed.selector))
+                            .or_default(),
+                    );
+                }
+            }
         }
     }
 

@@ -524,3 +524,72 @@ proptest! {
         }
     }
 }
+
+/// After a restart the guard is rebuilt from the journal: the same decisions
+/// give the same cooldowns, rate-limit counts and next decision id.
+#[test]
+fn restored_decisions_keep_cooldowns_rate_limits_and_ids() {
+    let limits = GuardLimits {
+        rate_limit: Some(RateLimit {
+            count: 2,
+            per_ms: 3_600_000,
+        }),
+        ..GuardLimits::default()
+    };
+    let s = state();
+    let mut before = Guard::new(&config(limits));
+    let first = review(&mut before, &s, "pause-vault", 1_000);
+    let second = review(&mut before, &s, "lower-cap", 2_000);
+    assert!(matches!(first.outcome, Outcome::Approved(_)));
+    assert!(matches!(second.outcome, Outcome::Approved(_)));
+    let past = [
+        (first.decision_id, "pause-vault", 1_000),
+        (second.decision_id, "lower-cap", 2_000),
+    ]
+    .map(|(decision_id, action, time_ms)| PastDecision {
+        decision_id,
+        action: action.into(),
+        time_ms,
+        counted: Some(Counted::Approved),
+    });
+
+    // A fresh guard would approve; the restored one knows the cooldown holds.
+    let mut fresh = Guard::new(&config(limits));
+    assert!(matches!(
+        review(&mut fresh, &s, "pause-vault", 30_000).outcome,
+        Outcome::Approved(_)
+    ));
+    let mut after = Guard::new(&config(limits));
+    after.restore(past.clone());
+    let d = review(&mut after, &s, "pause-vault", 30_000);
+    assert_eq!(d.decision_id, 3, "ids continue after the journal's");
+    assert_eq!(
+        d.rejection(),
+        Some(&Rejection::ActionCooldown {
+            action: "pause-vault".into(),
+            ready_at_ms: 61_000
+        })
+    );
+    assert_eq!(
+        review(&mut after, &s, "lower-cap", 3_000).rejection(),
+        Some(&Rejection::UpdateTooSoon {
+            ready_at_ms: 3_602_000
+        })
+    );
+    // Both approvals count against the global limit of 2 per hour.
+    assert_eq!(
+        review(&mut after, &s, "set-cap", 70_000).rejection(),
+        Some(&Rejection::RateLimited)
+    );
+    // Decisions that consumed nothing only move the id on.
+    let mut quiet = Guard::new(&config(limits));
+    quiet.restore([PastDecision {
+        decision_id: 41,
+        action: "pause-vault".into(),
+        time_ms: 1_000,
+        counted: None,
+    }]);
+    let d = review(&mut quiet, &s, "pause-vault", 2_000);
+    assert_eq!(d.decision_id, 42);
+    assert!(matches!(d.outcome, Outcome::Approved(_)));
+}

@@ -185,6 +185,9 @@ pub struct WatcherOptions {
     pub watchdog_interval: Duration,
     /// When polling several endpoints: one more than this many blocks behind the best is failed over.
     pub max_lag_blocks: u64,
+    /// The first block to emit, backfilled by number up to the head (a restart
+    /// resuming from its journal); `None`: start at the head.
+    pub start_block: Option<u64>,
 }
 
 impl Default for WatcherOptions {
@@ -198,6 +201,7 @@ impl Default for WatcherOptions {
             request_timeout: Duration::from_secs(3),
             watchdog_interval: Duration::from_secs(1),
             max_lag_blocks: 3,
+            start_block: None,
         }
     }
 }
@@ -302,6 +306,24 @@ impl Watcher {
         }
     }
 
+    /// The hash of block `number` on the chain now (`None`: the node does not have it).
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+        let client = self.read_client().await?;
+        let request = client
+            .request::<_, Option<Header>>("eth_getBlockByNumber", (format!("{number:#x}"), false));
+        match tokio::time::timeout(self.options.request_timeout, request).await {
+            Err(_) => Err(ChainError::Timeout {
+                method: "eth_getBlockByNumber",
+                ms: self.options.request_timeout.as_millis() as u64,
+            }),
+            Ok(Err(source)) => Err(ChainError::Rpc {
+                method: "eth_getBlockByNumber",
+                source,
+            }),
+            Ok(Ok(header)) => Ok(header.map(|h| h.hash)),
+        }
+    }
+
     fn endpoint_name(&self, kind: &str, i: usize) -> String {
         format!("network `{}` {kind} endpoint #{}", self.network, i + 1)
     }
@@ -327,6 +349,7 @@ impl Watcher {
             depth: self.options.reorg_depth.max(1),
             out: &out,
             head: head_tx,
+            start: self.options.start_block,
         };
         let heads = async {
             if self.ws.is_empty() || self.options.force_polling {
@@ -637,6 +660,8 @@ struct Follower<'a> {
     out: &'a mpsc::Sender<WatchEvent>,
     /// The number and timestamp of the latest block emitted, for the pending path and the watchdog.
     head: watch::Sender<(u64, u64)>,
+    /// The first block to emit when nothing was emitted yet (resuming); `None`: the head.
+    start: Option<u64>,
 }
 
 impl Follower<'_> {
@@ -750,7 +775,8 @@ impl Follower<'_> {
                 _ => self.unwind().await?,
             }
         }
-        let mut next = self.recent.back().map_or(head.number, |&(n, _)| n + 1);
+        let first = self.start.map_or(head.number, |s| s.min(head.number));
+        let mut next = self.recent.back().map_or(first, |&(n, _)| n + 1);
         while next <= head.number {
             let h = if next == head.number {
                 head

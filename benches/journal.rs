@@ -1,0 +1,137 @@
+//! The journal's synchronous writes, which sit on the path from a decision to
+//! its broadcast: the decision (the intent, trip + decision in one commit) and
+//! each signed transaction (before `eth_sendRawTransaction`); and the per-block
+//! "processed" mark, which is off the engine's path (in the guard task).
+//!
+//! `cargo bench --bench journal` (optionally `-- --runs N`, default 500).
+//! The journal lives in a temporary folder (the machine's temp file system).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes, U256, address};
+use guardian::config::{ActionDef, ActionKind, Config, JournalConfig, JournalSync, PauseParams};
+use guardian::decision::Trip;
+use guardian::executor::{Fees, SignedTx, TxLog};
+use guardian::guard::{Call, ChainView, Effect, Guard};
+use guardian::journal::{Journal, TripOrigin};
+use guardian::policy::model::{Mode, Severity};
+
+const VAULT: Address = address!("0x00000000000000000000000000000000000000a1");
+
+/// Chain state from memory: the vault is not paused and the preflight passes.
+struct Memory;
+
+impl ChainView for Memory {
+    fn read(&self, _: Address, _: Bytes) -> impl Future<Output = Result<Bytes, String>> + Send {
+        std::future::ready(Ok(Bytes::from(U256::ZERO.to_be_bytes::<32>().to_vec())))
+    }
+    fn preflight(
+        &self,
+        _: &str,
+        _: &Call,
+        _: &Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::empty();
+    c.actions.insert(
+        "pause-vault".into(),
+        ActionDef {
+            name: "pause-vault".into(),
+            kind: ActionKind::Pause,
+            description: "pause".into(),
+            target: Some(VAULT),
+            function: Some("pause()".into()),
+            executor: Some("module".into()),
+            cooldown_ms: 0,
+            pause: PauseParams {
+                paused_getter: Some("paused()".into()),
+                ..PauseParams::default()
+            },
+            parameter: None,
+        },
+    );
+    c
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e3;
+    (at(0.5), at(0.99))
+}
+
+async fn measure(sync: JournalSync, runs: usize) -> [(f64, f64); 3] {
+    let dir = tempfile::tempdir().unwrap();
+    let mut at = JournalConfig::at(dir.path().join("bench.db"));
+    at.sync = sync;
+    let journal = Journal::open(&at).unwrap();
+    journal.bind_network("local", 31337).unwrap();
+    let mut guard = Guard::new(&config());
+    let (mut intent, mut signed, mut processed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs as u64 {
+        let trip = Trip {
+            policy: "vault-drain".into(),
+            block: i + 1,
+            time_ms: (i + 1) * 1_000,
+            action: "pause-vault".into(),
+            severity: Severity::Critical,
+            mode: Mode::Enforce,
+            evidence: serde_json::json!({ "metric": "vault.total_assets", "change_pct": -50.0 }),
+            summary: "vault.total_assets moved -50% over 1 block".into(),
+        };
+        let decision = guard.review(&trip, &Memory).await;
+        let t = Instant::now();
+        journal
+            .record_decision("local", TripOrigin::Block, &trip, None, &decision, None)
+            .unwrap();
+        intent.push(t.elapsed());
+        let tx = SignedTx {
+            decision_id: decision.decision_id,
+            hash: B256::from(U256::from(i)),
+            sender: VAULT,
+            nonce: i,
+            fees: Fees {
+                max_fee: 30_000_000_000,
+                priority_fee: 2_000_000_000,
+            },
+            replacement: 0,
+            raw: Bytes::from(vec![0u8; 180]),
+        };
+        let t = Instant::now();
+        journal.signed(&tx).unwrap();
+        signed.push(t.elapsed());
+        journal.broadcast(tx.hash, None);
+        let t = Instant::now();
+        journal
+            .mark_processed("local", i + 1, B256::from(U256::from(i)), (i + 1) * 1_000)
+            .unwrap();
+        processed.push(t.elapsed());
+    }
+    [
+        percentiles(intent),
+        percentiles(signed),
+        percentiles(processed),
+    ]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(500);
+    println!("journal writes, {runs} runs each (p50 / p99, ms)");
+    for (name, sync) in [("full", JournalSync::Full), ("normal", JournalSync::Normal)] {
+        let [intent, signed, processed] = measure(sync, runs).await;
+        println!(
+            "sync = {name:<6}  decision (intent) {:.3} / {:.3}   signed tx {:.3} / {:.3}   block processed {:.3} / {:.3}",
+            intent.0, intent.1, signed.0, signed.1, processed.0, processed.1
+        );
+    }
+}

@@ -1,0 +1,999 @@
+//! `guardian run` as a service (the real binary), on anvil, with its journal:
+//! a trip's pause lands and is journaled; `kill -9` with the pause in flight,
+//! then a restart that resumes, does not send again and follows the
+//! transaction to its end (also when the node forgot it, or blocks pass it
+//! by); a reorg while down; three replicas, one attack, exactly one pause
+//! transaction; a replica standing in for one that is down, and one standing
+//! down for a pause pending from the shared key.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use common::{Demo, DemoToken, GuardedVault};
+use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
+
+const POLICY: &str = r#"
+[[policy]]
+id = "vault-drain"
+description = "Vault assets fall by a third within one block"
+severity = "critical"
+action = "pause-module"
+cooldown = "10 blocks"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "1 block"
+direction = "down"
+by = "30%"
+"#;
+
+/// Generous: the machine running the tests may be busy.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A `guardian run` process whose output goes to files (shown when a test fails).
+struct Guardian {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Guardian {
+    fn start(demo: &Demo, dir: &Path, extra: &[&str]) -> Guardian {
+        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
+        let log = dir.join(format!("guardian-{}.log", std::process::id()));
+        let log = unique(&log);
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .arg("run")
+            .arg("--config")
+            .arg(dir.join("guardian.toml"))
+            .arg("--policies")
+            .arg(dir.join("policy.toml"))
+            .args(extra)
+            .env("UNUSED_IN_TESTS_BOT", key(4))
+            .env("UNUSED_IN_TESTS_STRANGER", key(5))
+            .env("UNUSED_IN_TESTS_OWNER1", key(1))
+            .env("UNUSED_IN_TESTS_OWNER2", key(2))
+            .env("GUARDIAN_LOG", "info")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("the guardian binary starts");
+        Guardian { child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails the test (with the process's output) unless it is still running.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("guardian exited ({status}):\n{}", self.output());
+        }
+    }
+
+    /// SIGTERM, then the exit code, within the wait bound.
+    fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guardian did not stop:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique(path: &Path) -> PathBuf {
+    let mut n = 0;
+    loop {
+        let p = path.with_extension(format!("{n}.log"));
+        if !p.exists() {
+            return p;
+        }
+        n += 1;
+    }
+}
+
+/// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
+fn setup(demo: &Demo, dir: &Path, journal: &str) {
+    let tail = format!(
+        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[journal]\n{journal}\n",
+        demo.vault
+    );
+    demo.config_with(dir, "", &tail);
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+}
+
+/// A depositor puts 900,000 units in the vault.
+async fn deposit(demo: &Demo) {
+    let deployer = demo.anvil.addresses()[0];
+    let token = DemoToken::new(demo.token, &demo.provider);
+    let vault = GuardedVault::new(demo.vault, &demo.provider);
+    let amount = U256::from(900_000);
+    token
+        .mint(deployer, amount)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    token
+        .approve(demo.vault, amount)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    vault
+        .deposit(amount, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+}
+
+fn history(journal: &Path) -> Vec<HistoryEntry> {
+    match Journal::open_read_only(journal) {
+        Ok(j) => j.history(&HistoryFilter::default()).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn processed(journal: &Path) -> Option<u64> {
+    Journal::open_read_only(journal)
+        .ok()?
+        .processed()
+        .ok()?
+        .into_iter()
+        .find(|(n, _)| n == "local")?
+        .1
+}
+
+/// Polls `check` every 100 ms until it holds; fails with `what` and the guardians' output.
+async fn until(what: &str, guardians: &mut [&mut Guardian], mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        for g in guardians.iter_mut() {
+            g.assert_running();
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = guardians.iter().map(|g| g.output()).collect();
+            panic!(
+                "timed out waiting for {what}; output:\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn mine(demo: &Demo) {
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+}
+
+async fn bot_nonce(demo: &Demo) -> u64 {
+    demo.provider
+        .get_transaction_count(demo.bot.address())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_service_a_drain_is_paused_and_journaled() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(&demo, dir.path(), "path = \"guardian.db\"");
+    deposit(&demo).await;
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+
+    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut g], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    until("the pause to land and be journaled", &mut [&mut g], || {
+        history(&journal).iter().any(|e| e.status == "landed")
+    })
+    .await;
+    assert!(demo.paused().await, "the vault is paused on chain");
+    assert_eq!(
+        bot_nonce(&demo).await,
+        nonce_before + 1,
+        "one transaction sent"
+    );
+
+    let entries = history(&journal);
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    let e = &entries[0];
+    assert_eq!(
+        (e.policy.as_str(), e.action.as_str()),
+        ("vault-drain", "pause-module")
+    );
+    assert_eq!(
+        (e.outcome.as_str(), e.origin.as_str()),
+        ("approved", "block")
+    );
+    assert_eq!(e.evidence["change_pct"], -50.0);
+    assert_eq!(e.transactions.len(), 1);
+    assert_eq!(e.transactions[0].status, "landed");
+    assert_eq!(e.tx.as_deref(), Some(e.transactions[0].hash.as_str()));
+    let receipt = demo
+        .provider
+        .get_transaction_receipt(e.transactions[0].hash.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the journaled transaction is on chain");
+    assert!(receipt.status());
+    assert_eq!(e.tx_block, receipt.block_number);
+
+    // `guardian history` prints the same trail, filtered and as JSON.
+    let history_cmd = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .arg("history")
+            .arg("--config")
+            .arg(dir.path().join("guardian.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = history_cmd(&["--json", "--policy", "vault-drain", "--since", "1h"]);
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["status"], "landed");
+    assert_eq!(
+        rows[0]["transactions"][0]["hash"],
+        e.transactions[0].hash.as_str()
+    );
+    let text = history_cmd(&["--status", "landed"]);
+    assert!(
+        text.contains("vault-drain -> pause-module") && text.contains("-> landed"),
+        "{text}"
+    );
+    let none = history_cmd(&["--status", "rejected"]);
+    assert!(none.contains("no decisions match"), "{none}");
+
+    assert_eq!(g.stop(), Some(0), "a clean stop on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 2",
+    );
+    deposit(&demo).await;
+    // From here on blocks are mined only when the test says so: the pause stays in flight.
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    let _pending = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    let drain_block = demo.provider.get_block_number().await.unwrap();
+    until("the pause to be sent", &mut [&mut first], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
+    })
+    .await;
+
+    // kill -9 with the pause in the mempool.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before = history(&journal);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].status, "executing");
+    let in_flight = before[0].transactions[0].hash.clone();
+    let resume_after = processed(&journal).unwrap();
+    assert!(
+        resume_after < drain_block,
+        "the drain block was not finished when killed (its action was in flight)"
+    );
+    assert!(!demo.paused().await);
+    assert_eq!(bot_nonce(&demo).await, nonce_before, "nothing mined yet");
+
+    let record = dir.path().join("restart.csv");
+    let mut second = Guardian::start(&demo, dir.path(), &["--record", record.to_str().unwrap()]);
+    // The restart follows the pause before it decides anything new, so its
+    // progress shows in its recording first.
+    let drain_row = format!("{drain_block},");
+    until(
+        "the restart to re-read the drain block",
+        &mut [&mut second],
+        || {
+            std::fs::read_to_string(&record)
+                .is_ok_and(|t| t.lines().any(|l| l.starts_with(&drain_row)))
+        },
+    )
+    .await;
+    mine(&demo).await;
+    until(
+        "the in-flight pause to be followed to its end",
+        &mut [&mut second],
+        || {
+            history(&journal)
+                .first()
+                .is_some_and(|e| e.status != "executing")
+        },
+    )
+    .await;
+    let after = history(&journal);
+    assert_eq!(
+        after.len(),
+        1,
+        "the drain was not decided again: {after:#?}"
+    );
+    let e = &after[0];
+    assert_eq!(e.status, "landed", "{e:#?}");
+    assert_eq!(
+        e.tx.as_deref(),
+        Some(in_flight.as_str()),
+        "the transaction sent before the kill landed"
+    );
+    assert_eq!(
+        e.transactions.len(),
+        1,
+        "no transaction sent after the restart"
+    );
+    assert!(demo.paused().await);
+    assert_eq!(
+        bot_nonce(&demo).await,
+        nonce_before + 1,
+        "exactly one transaction from the bot"
+    );
+
+    // No skipped block: the restart read every block from before its resume point on.
+    mine(&demo).await;
+    let head = demo.provider.get_block_number().await.unwrap();
+    until(
+        "the restart to read the new head",
+        &mut [&mut second],
+        || processed(&journal).is_some_and(|b| b >= head),
+    )
+    .await;
+    let log = second.output();
+    assert!(
+        log.contains("following an action a previous run left in flight"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("approved"),
+        "nothing was approved after the restart:\n{log}"
+    );
+    assert_eq!(second.stop(), Some(0));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let mut blocks: Vec<u64> = text
+        .lines()
+        .filter(|l| l.contains(",vault.total_assets,"))
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    blocks.dedup();
+    assert!(
+        blocks.first().is_some_and(|b| *b <= resume_after + 1),
+        "{blocks:?}"
+    );
+    assert!(blocks.windows(2).all(|w| w[1] == w[0] + 1), "{blocks:?}");
+    assert_eq!(blocks.last(), Some(&head), "{blocks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_one_attack_one_pause_transaction() {
+    let demo = Demo::new(&[]).await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (k, dir) in dirs.iter().enumerate() {
+        setup(
+            &demo,
+            dir.path(),
+            &format!("path = \"replica.db\"\nreplica = {k}\nreplica_stagger = \"1s\""),
+        );
+    }
+    let journals: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("replica.db")).collect();
+    deposit(&demo).await;
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+
+    let mut replicas: Vec<Guardian> = dirs
+        .iter()
+        .map(|d| Guardian::start(&demo, d.path(), &[]))
+        .collect();
+    {
+        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
+        until("every replica to read the healthy vault", &mut all, || {
+            journals
+                .iter()
+                .all(|j| processed(j).is_some_and(|b| b >= funded))
+        })
+        .await;
+    }
+    let deployer = demo.anvil.addresses()[0];
+    GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let done = ["landed", "already-done", "stood-down"];
+    {
+        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
+        until("every replica to decide and finish", &mut all, || {
+            journals.iter().all(|j| {
+                history(j)
+                    .iter()
+                    .any(|e| e.policy == "vault-drain" && e.status != "executing")
+            })
+        })
+        .await;
+    }
+    assert!(demo.paused().await);
+    let decisions: Vec<HistoryEntry> = journals.iter().flat_map(|j| history(j)).collect();
+    assert_eq!(
+        decisions.len(),
+        3,
+        "one decision per replica: {decisions:#?}"
+    );
+    for e in &decisions {
+        eprintln!(
+            "replica {:?}: {} ({:?}) -> {} ({:?})",
+            e.replica, e.outcome, e.detail, e.status, e.status_detail
+        );
+    }
+    let landed: Vec<&HistoryEntry> = decisions.iter().filter(|e| e.status == "landed").collect();
+    assert_eq!(
+        landed.len(),
+        1,
+        "exactly one replica's pause landed: {decisions:#?}"
+    );
+    for e in &decisions {
+        assert!(done.contains(&e.status.as_str()), "{e:#?}");
+        assert!(
+            e.status_detail
+                .as_deref()
+                .is_none_or(|d| !d.contains("failed")),
+            "{e:#?}"
+        );
+    }
+    let signed: usize = decisions.iter().map(|e| e.transactions.len()).sum();
+    assert_eq!(signed, 1, "one transaction signed in all: {decisions:#?}");
+    assert_eq!(
+        bot_nonce(&demo).await,
+        nonce_before + 1,
+        "one pause transaction on chain"
+    );
+
+    // The others stood down without error and keep watching.
+    mine(&demo).await;
+    let head = demo.provider.get_block_number().await.unwrap();
+    {
+        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
+        until("every replica to keep watching", &mut all, || {
+            journals
+                .iter()
+                .all(|j| processed(j).is_some_and(|b| b >= head))
+        })
+        .await;
+    }
+    for g in replicas {
+        assert_eq!(g.stop(), Some(0));
+    }
+}
+
+/// Availability: with replica 0 down, replica 1 acts one stagger later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_acts_when_the_first_is_down() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("replica.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
+    );
+    deposit(&demo).await;
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut g], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    until("replica 1 to land the pause", &mut [&mut g], || {
+        history(&journal).iter().any(|e| e.status == "landed")
+    })
+    .await;
+    let entries = history(&journal);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].replica, Some(1));
+    assert!(demo.paused().await);
+    assert_eq!(bot_nonce(&demo).await, nonce_before + 1);
+    assert_eq!(g.stop(), Some(0));
+}
+
+/// Replica 1 approves, and during its stagger a pause from the shared key
+/// (as replica 0 would send it) is pending: replica 1 waits for it, sees the
+/// effect, and stands down without signing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_down() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("replica.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
+    );
+    deposit(&demo).await;
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let nonce_before = bot_nonce(&demo).await;
+    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut g], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    let _drain = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    until(
+        "replica 1 to approve (and wait its stagger)",
+        &mut [&mut g],
+        || {
+            history(&journal)
+                .first()
+                .is_some_and(|e| e.status == "executing")
+        },
+    )
+    .await;
+    // "Replica 0": the bot key pauses through the module; it stays pending.
+    let bot = common::provider_for(&demo.anvil, 4);
+    let _other = common::GuardianModule::new(demo.module, &bot)
+        .pause(demo.vault, GuardedVault::pauseCall::SELECTOR.into())
+        .send()
+        .await
+        .unwrap();
+    let log = g.log.clone();
+    until(
+        "replica 1 to wait for the pending pause",
+        &mut [&mut g],
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("a transaction from the shared key is pending"))
+        },
+    )
+    .await;
+    mine(&demo).await;
+    until("replica 1 to finish", &mut [&mut g], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.status != "executing")
+    })
+    .await;
+    let e = &history(&journal)[0];
+    assert_eq!(e.status, "stood-down", "{e:#?}");
+    assert!(e.transactions.is_empty(), "replica 1 signed nothing");
+    assert!(demo.paused().await);
+    assert_eq!(
+        bot_nonce(&demo).await,
+        nonce_before + 1,
+        "one pause transaction"
+    );
+    assert_eq!(g.stop(), Some(0));
+}
+
+/// Fail closed: enforce mode without a journal does not start, and says what to add.
+#[test]
+fn enforce_mode_without_a_journal_refuses_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        "[guardian]\nmode = \"enforce\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\n\n[actions.pause-module]\nkind = \"pause\"\ndescription = \"pause\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--policies")
+            .arg(dir.path().join("policy.toml"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("enforce mode needs a journal") && err.contains("--journal"),
+        "{err}"
+    );
+    let out = run(&["--journal", "/nonexistent-folder/guardian.db"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the folder /nonexistent-folder does not exist"),
+        "{err}"
+    );
+    // history on a journal that does not exist says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["history", "--journal"])
+        .arg(dir.path().join("none.db"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no journal there"), "{err}");
+}
+
+const EVERY_BLOCK: &str = r#"
+[[policy]]
+id = "vault-watch"
+description = "Holds whenever the vault is read: trips in every block, alert only"
+severity = "info"
+action = "pause-module"
+cooldown = "0 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = ">="
+value = 0
+"#;
+
+/// A reorg while guardian is down: the restart notices that its resume block
+/// was replaced and decides the trips on the re-read blocks anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 3",
+    );
+    std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    for _ in 0..3 {
+        mine(&demo).await;
+    }
+    let head = demo.provider.get_block_number().await.unwrap();
+    until("the head to be processed", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= head)
+    })
+    .await;
+    assert_eq!(first.stop(), Some(0));
+    let last = processed(&journal).unwrap();
+    let decided_on = |block: u64| {
+        history(&journal)
+            .iter()
+            .filter(|e| e.block == block && e.origin == "block")
+            .count()
+    };
+    assert_eq!(decided_on(last), 1);
+
+    // While it is down, the last two blocks are replaced.
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_reorg".into(), (2u64, serde_json::json!([])))
+        .await
+        .unwrap();
+    mine(&demo).await;
+    let new_head = demo.provider.get_block_number().await.unwrap();
+    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    until("the restart to catch up", &mut [&mut second], || {
+        processed(&journal).is_some_and(|b| b >= new_head)
+    })
+    .await;
+    let log = second.output();
+    assert!(
+        log.contains("the chain reorganised while guardian was down"),
+        "{log}"
+    );
+    assert_eq!(
+        decided_on(last),
+        2,
+        "the replaced block's trip is decided anew"
+    );
+    assert_eq!(decided_on(new_head), 1);
+    assert_eq!(second.stop(), Some(0));
+}
+
+/// A transaction left in flight that blocks keep passing by (its fees are now
+/// below the base fee): the restarted guardian signs it again with higher
+/// fees, journals the replacement, and the replacement lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 2",
+    );
+    deposit(&demo).await;
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    let _drain = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    until("the pause to be sent", &mut [&mut first], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
+    })
+    .await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let sent = &history(&journal)[0].transactions[0];
+    let max_fee: u128 = sent.max_fee_wei.parse().unwrap();
+
+    // The base fee jumps above what the transaction offers: the next block passes it by.
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request(
+            "anvil_setNextBlockBaseFeePerGas".into(),
+            (U256::from(max_fee * 4),),
+        )
+        .await
+        .unwrap();
+    mine(&demo).await;
+    assert!(!demo.paused().await);
+
+    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let log = second.log.clone();
+    until(
+        "the restart to follow the pause",
+        &mut [&mut second],
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("following an action a previous run left in flight"))
+        },
+    )
+    .await;
+    // Blocks pass without it until the replacement is sent.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        second.assert_running();
+        let e = &history(&journal)[0];
+        if e.status != "executing"
+            || e.transactions
+                .iter()
+                .any(|t| t.replacement > 0 && t.status == "sent")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement:\n{}",
+            second.output()
+        );
+        mine(&demo).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    mine(&demo).await;
+    until("the replacement to land", &mut [&mut second], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.status != "executing")
+    })
+    .await;
+    let e = &history(&journal)[0];
+    assert_eq!(e.status, "landed", "{e:#?}");
+    let landed = e
+        .transactions
+        .iter()
+        .find(|t| t.status == "landed")
+        .unwrap();
+    assert!(landed.replacement >= 1, "{e:#?}");
+    assert_eq!(e.tx.as_deref(), Some(landed.hash.as_str()));
+    assert!(landed.max_fee_wei.parse::<u128>().unwrap() > max_fee);
+    assert!(
+        e.transactions.iter().all(|t| t.nonce == sent.nonce),
+        "one nonce: {e:#?}"
+    );
+    assert!(demo.paused().await);
+    assert_eq!(second.stop(), Some(0));
+}
+
+/// The node forgot the transaction left in flight (its mempool was lost):
+/// the restart broadcasts the journaled bytes again, and that same
+/// transaction lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    setup(
+        &demo,
+        dir.path(),
+        "path = \"guardian.db\"\nwarmup_blocks = 2",
+    );
+    deposit(&demo).await;
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    until("the healthy vault to be read", &mut [&mut first], || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let deployer = demo.anvil.addresses()[0];
+    let _drain = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(450_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap();
+    mine(&demo).await;
+    until("the pause to be sent", &mut [&mut first], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
+    })
+    .await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let hash: alloy::primitives::B256 = history(&journal)[0].transactions[0].hash.parse().unwrap();
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_dropTransaction".into(), (hash,))
+        .await
+        .unwrap();
+    assert!(
+        demo.provider
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let log = second.log.clone();
+    until(
+        "the restart to broadcast it again",
+        &mut [&mut second],
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("the node no longer knows the transaction"))
+        },
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while demo
+        .provider
+        .get_transaction_by_hash(hash)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        second.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "not broadcast again:\n{}",
+            second.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mine(&demo).await;
+    until("the pause to land", &mut [&mut second], || {
+        history(&journal)
+            .first()
+            .is_some_and(|e| e.status != "executing")
+    })
+    .await;
+    let e = &history(&journal)[0];
+    assert_eq!(e.status, "landed", "{e:#?}");
+    assert_eq!(
+        e.tx,
+        Some(hash.to_string()),
+        "the very transaction sent before the kill"
+    );
+    assert!(demo.paused().await);
+    assert_eq!(second.stop(), Some(0));
+}
