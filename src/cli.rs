@@ -28,6 +28,16 @@ use crate::units;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: human-readable lines, or one JSON object per line.
+    /// The filter comes from GUARDIAN_LOG (default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +132,9 @@ pub struct RunArgs {
     /// Record every sample to this trace file (trace format v1), for replay.
     #[arg(long)]
     pub record: Option<PathBuf>,
+    /// Reload the policies when their files change (as SIGHUP does; invalid ones are refused).
+    #[arg(long)]
+    pub watch_policies: bool,
 }
 
 #[derive(Debug, Args)]
@@ -552,12 +565,37 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
     };
-    let options = crate::pipeline::RunOptions {
+    let mut options = crate::pipeline::RunOptions {
         record: args.record.clone(),
         ..Default::default()
     };
+    let policy_paths = if args.policies.is_empty() {
+        config.policies.clone()
+    } else {
+        args.policies.clone()
+    };
     let result = runtime.block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
+        // ops: metrics server, alert channels, policy reloads (src/observe/service.rs).
+        let service =
+            match crate::observe::service::start(&config, &|var| std::env::var(var).ok()).await {
+                Ok(s) => s,
+                Err(e) => return Err(e.to_string()),
+            };
+        if let Some(addr) = service.listening {
+            eprintln!("serving /metrics, /healthz and /readyz on http://{addr}");
+        }
+        let (reload_tx, reload_rx) = tokio::sync::watch::channel(set.clone());
+        let reloader = crate::observe::service::spawn_reloader(
+            config.clone(),
+            policy_paths,
+            service.probe.clone(),
+            reload_tx,
+            args.watch_policies,
+            cancel.clone(),
+        );
+        options.probe = service.probe.clone();
+        options.reload = Some(reload_rx);
         let on_signal = cancel.clone();
         tokio::spawn(async move {
             wait_for_shutdown_signal().await;
@@ -577,9 +615,12 @@ fn run_cmd(args: RunArgs) -> ExitCode {
             config.networks.len()
         );
         let result =
-            crate::pipeline::run(config, set, keys, options, Some(report_tx), cancel).await;
+            crate::pipeline::run(config, set, keys, options, Some(report_tx), cancel.clone()).await;
         let _ = printer.await;
-        result
+        cancel.cancel();
+        let _ = reloader.await;
+        service.stop(std::time::Duration::from_secs(10)).await;
+        result.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

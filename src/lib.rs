@@ -42,6 +42,7 @@
 //! - the guard is pure: chain state reaches it through [`guard::ChainView`],
 //!   which the executor implements.
 
+pub mod alerts;
 pub mod calibrate;
 pub mod cli;
 pub mod config;
@@ -52,6 +53,7 @@ pub mod explain;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;

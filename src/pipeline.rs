@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::decision::Trip;
@@ -47,6 +48,10 @@ pub struct RunOptions {
     pub watcher: WatcherOptions,
     /// Capacity of each channel between stages.
     pub channel_capacity: usize,
+    /// Metrics, readiness and alerts (see [`crate::observe`]); the default does nothing.
+    pub probe: crate::observe::Probe,
+    /// New policy sets to run (validated by the sender); the engine swaps to the latest.
+    pub reload: Option<tokio::sync::watch::Receiver<PolicySet>>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +60,8 @@ impl Default for RunOptions {
             record: None,
             watcher: WatcherOptions::default(),
             channel_capacity: 1024,
+            probe: crate::observe::Probe::default(),
+            reload: None,
         }
     }
 }
@@ -122,6 +129,59 @@ pub enum RunError {
     StagePanicked(String),
 }
 
+/// ops: sends a report to the probe (metrics, alerts) and to the caller, if any.
+async fn emit(report: &Option<mpsc::Sender<Report>>, probe: &crate::observe::Probe, item: Report) {
+    probe.report(&item);
+    if let Some(r) = report {
+        let _ = r.send(item).await;
+    }
+}
+
+/// ops: the next policy set to run; never resolves without a reload channel.
+async fn next_reload(rx: &mut Option<tokio::sync::watch::Receiver<PolicySet>>) -> PolicySet {
+    loop {
+        match rx {
+            Some(r) => match r.changed().await {
+                Ok(()) => return r.borrow_and_update().clone(),
+                Err(_) => *rx = None,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// ops: when each decision's transaction was first broadcast (for the latency histograms).
+type BroadcastTimes = std::sync::Arc<std::sync::Mutex<HashMap<u64, std::time::Instant>>>;
+
+/// ops: a delivery-event sender for the executors, and the first-broadcast times it records.
+fn broadcast_times() -> (mpsc::Sender<crate::executor::DeliveryEvent>, BroadcastTimes) {
+    let (tx, mut rx) = mpsc::channel(256);
+    let times: BroadcastTimes = Default::default();
+    let out = times.clone();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if let crate::executor::DeliveryEvent::Sent { decision_id, .. } = e
+                && let Ok(mut m) = out.lock()
+            {
+                if m.len() > 1024 {
+                    m.clear();
+                }
+                m.entry(decision_id).or_insert_with(std::time::Instant::now);
+            }
+        }
+    });
+    (tx, times)
+}
+
+/// ops: marks the pipeline as not watching (for `/readyz`) however `run` returns.
+struct NotWatching(crate::observe::Probe, Vec<String>);
+
+impl Drop for NotWatching {
+    fn drop(&mut self) {
+        self.0.watching(&self.1, false);
+    }
+}
+
 /// Runs the pipeline until `cancel` fires (returns `Ok`) or a stage fails (returns the error).
 pub async fn run(
     config: Config,
@@ -149,6 +209,9 @@ pub async fn run(
     }
     // Connect every network some executor sends to, before watching anything.
     let mut executors: HashMap<String, Executors> = HashMap::new();
+    // ops: networks whose executors could not connect yet, and when each broadcast was first sent.
+    let mut unavailable: std::collections::HashSet<String> = Default::default();
+    let (sent_tx, sent_at) = broadcast_times();
     for def in config.executors.values() {
         let Some(net) = def.network.as_deref() else {
             return Err(RunError::NotRunnable(format!(
@@ -156,11 +219,20 @@ pub async fn run(
                 def.name
             )));
         };
-        if !executors.contains_key(net) {
-            executors.insert(
-                net.to_string(),
-                Executors::connect(&config, net, &keys, None).await?,
-            );
+        if !executors.contains_key(net) && !unavailable.contains(net) {
+            match Executors::connect(&config, net, &keys, Some(sent_tx.clone())).await {
+                Ok(e) => {
+                    executors.insert(net.to_string(), e);
+                }
+                // ops: an unreachable node is not a configuration error: alert loudly,
+                // keep watching, retry when a trip needs it (README, "Failure policy").
+                Err(e @ ExecError::Rpc { .. }) => {
+                    tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors cannot reach their network; watching anyway, retrying on the next trip");
+                    options.probe.executor_unavailable(net, &e.to_string());
+                    unavailable.insert(net.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let mut recorder = match &options.record {
@@ -188,8 +260,13 @@ pub async fn run(
         mpsc::channel::<(Trip, Option<Urgency>)>(options.channel_capacity);
     let mut tasks: JoinSet<(&'static str, Result<(), RunError>)> = JoinSet::new();
 
+    let probe = options.probe.clone();
+    probe.policies(&policies);
+    probe.watching(&networks, true);
     for net in &networks {
-        let watcher = Watcher::new(&config, net, options.watcher.clone())?;
+        let mut watcher_options = options.watcher.clone();
+        watcher_options.probe = probe.clone();
+        let watcher = Watcher::new(&config, net, watcher_options)?;
         let out = events_tx.clone();
         let token = cancel.clone();
         tasks.spawn(async move {
@@ -205,6 +282,9 @@ pub async fn run(
     let mut engine = Engine::new(policies, config.mode);
     let engine_cancel = cancel.clone();
     let engine_report = report.clone();
+    let engine_probe = probe.clone();
+    let mut reload = options.reload.clone();
+    let mode = config.mode;
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
@@ -214,6 +294,14 @@ pub async fn run(
             let event = tokio::select! {
                 biased;
                 () = engine_cancel.cancelled() => break Ok(()),
+                set = next_reload(&mut reload) => {
+                    // ops: validated by the sender; windows restart empty under the new policies.
+                    tracing::warn!(target: "guardian::engine", policies = set.policies.len(), "policies reloaded; metric windows restart from the next sample");
+                    engine_probe.policies(&set);
+                    engine_probe.reload(set.policies.len(), &[]);
+                    engine = Engine::new(set, mode);
+                    continue;
+                }
                 event = events_rx.recv() => event,
             };
             let Some(event) = event else {
@@ -242,11 +330,7 @@ pub async fn run(
             if let WatchEvent::Reorg(reorg) = &event {
                 for (policy, action, block) in recent.iter().filter(|(_, _, b)| reorg.replaces(*b)) {
                     tracing::error!(target: "guardian::engine", policy = %policy, block, "a trip was decided on a block that a reorg replaced");
-                    if let Some(r) = &engine_report {
-                        let _ = r
-                            .send(Report::ReorgedOut { policy: policy.clone(), action: action.clone(), block: *block })
-                            .await;
-                    }
+                    emit(&engine_report, &engine_probe, Report::ReorgedOut { policy: policy.clone(), action: action.clone(), block: *block }).await;
                 }
                 recent.retain(|(_, _, b)| !reorg.replaces(*b));
             }
@@ -270,9 +354,7 @@ pub async fn run(
                     recent.pop_front();
                 }
                 recent.push_back((trip.policy.clone(), trip.action.clone(), trip.block));
-                if let Some(r) = &engine_report {
-                    let _ = r.send(Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
-                }
+                emit(&engine_report, &engine_probe, Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
                 if trips_tx.send((trip, urgency)).await.is_err() {
                     gone = true;
                     break;
@@ -294,6 +376,8 @@ pub async fn run(
         .filter_map(|d| d.network.clone().map(|n| (d.name.clone(), n)))
         .collect();
     let guard_cancel = cancel.clone();
+    let guard_probe = probe.clone();
+    let reconnect = (config.clone(), keys, sent_tx);
     tasks.spawn(async move {
         loop {
             let next = tokio::select! {
@@ -307,27 +391,45 @@ pub async fn run(
                 }
                 return ("guard", Err(RunError::StageStopped("engine")));
             };
+            let tripped_at = std::time::Instant::now();
+            // ops: every line of this decision carries its policy, block and (once known) decision_id.
+            let span = tracing::warn_span!(target: "guardian::guard", "decision", policy = %trip.policy, block = trip.block, decision_id = tracing::field::Empty);
             let network = actions
                 .get(&trip.action)
                 .and_then(|a| a.executor.as_ref())
                 .and_then(|e| executor_networks.get(e));
+            if let Some(n) = network
+                && !executors.contains_key(n)
+                && unavailable.contains(n)
+            {
+                let (config, keys, sent_tx) = &reconnect;
+                let connect = Executors::connect(config, n, keys, Some(sent_tx.clone()));
+                match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+                    Ok(Ok(e)) => {
+                        tracing::warn!(target: "guardian::executor", network = %n, "executors connected");
+                        unavailable.remove(n);
+                        executors.insert(n.clone(), e);
+                    }
+                    Ok(Err(e)) => guard_probe.executor_unavailable(n, &e.to_string()),
+                    Err(_) => guard_probe.executor_unavailable(n, "connecting timed out after 10 s"),
+                }
+            }
             let Some(exec) = network.and_then(|n| executors.get(n)) else {
                 tracing::error!(target: "guardian::guard", policy = %trip.policy, action = %trip.action, "the action has no executor on a connected network: nothing can be sent");
-                if let Some(r) = &report {
-                    let _ = r
-                        .send(Report::Decision {
-                            decision_id: 0,
-                            policy: trip.policy.clone(),
-                            action: trip.action.clone(),
-                            block: trip.block,
-                            outcome: "rejected: the action has no executor on a connected network".into(),
-                            approved: false,
-                        })
-                        .await;
-                }
+                emit(&report, &guard_probe, Report::Decision {
+                    decision_id: 0,
+                    policy: trip.policy.clone(),
+                    action: trip.action.clone(),
+                    block: trip.block,
+                    outcome: "rejected: the action has no executor on a connected network".into(),
+                    approved: false,
+                })
+                .await;
                 continue;
             };
-            let decision = guard.review(&trip, exec).await;
+            let decision = guard.review(&trip, exec).instrument(span.clone()).await;
+            span.record("decision_id", decision.decision_id);
+            let _entered = span.enter();
             let outcome = match &decision.outcome {
                 Outcome::Approved(_) => "approved".to_string(),
                 Outcome::AlertOnly => "alert-only: nothing built".to_string(),
@@ -337,20 +439,25 @@ pub async fn run(
             tracing::warn!(target: "guardian::guard", decision_id = decision.decision_id, policy = %decision.policy, block = decision.block, "decision: {outcome}");
             let decision_id = decision.decision_id;
             let approved = matches!(decision.outcome, Outcome::Approved(_));
-            if let Some(r) = &report {
-                let _ = r
-                    .send(Report::Decision {
-                        decision_id,
-                        policy: decision.policy.clone(),
-                        action: decision.action.clone(),
-                        block: decision.block,
-                        outcome,
-                        approved,
-                    })
-                    .await;
-            }
+            drop(_entered);
+            emit(&report, &guard_probe, Report::Decision {
+                decision_id,
+                policy: decision.policy.clone(),
+                action: decision.action.clone(),
+                block: decision.block,
+                outcome,
+                approved,
+            })
+            .await;
             if let Some(approved) = decision.into_approved() {
-                let result = exec.execute(approved, urgency).await;
+                let result = exec.execute(approved, urgency).instrument(span.clone()).await;
+                let done_at = std::time::Instant::now();
+                let _entered = span.enter();
+                let first_sent = sent_at.lock().ok().and_then(|mut m| m.remove(&decision_id));
+                guard_probe.delivery(
+                    first_sent.map(|t| t.saturating_duration_since(tripped_at)),
+                    first_sent.filter(|_| matches!(result, Ok(Execution::Landed { .. }))).map(|t| done_at.saturating_duration_since(t)),
+                );
                 let report_item = match result {
                     Ok(execution) => {
                         tracing::warn!(target: "guardian::executor", decision_id, "executed: {execution:?}");
@@ -361,14 +468,14 @@ pub async fn run(
                         Report::ExecutionFailed { decision_id, error: e.to_string() }
                     }
                 };
-                if let Some(r) = &report {
-                    let _ = r.send(report_item).await;
-                }
+                drop(_entered);
+                emit(&report, &guard_probe, report_item).await;
             }
         }
     });
 
     // Supervise: the first stage to end decides.
+    let _not_watching = NotWatching(probe, networks);
     let mut outcome = Ok(());
     while let Some(joined) = tasks.join_next().await {
         let (stage, result) = match joined {

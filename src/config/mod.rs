@@ -11,6 +11,7 @@
 //! default action, executor or key.
 
 pub mod exec;
+pub mod ops;
 pub mod reader;
 pub mod sources;
 
@@ -25,6 +26,7 @@ pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
     ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
 };
+pub use ops::{NotifyDef, NotifyKind, ObserveDef, UrlSource};
 
 use crate::metrics::is_valid_metric_name;
 use crate::policy::model::Mode;
@@ -58,6 +60,10 @@ pub struct Config {
     pub keys: BTreeMap<String, KeyDef>,
     /// Guard-wide cooldown and rate limits.
     pub guard: GuardLimits,
+    /// `[observe]`: the metrics and health endpoint, if served.
+    pub observe: Option<ObserveDef>,
+    /// `[notify.<name>]`: alert channels by name.
+    pub notify: BTreeMap<String, NotifyDef>,
 }
 
 impl Config {
@@ -77,6 +83,8 @@ impl Config {
             executors: BTreeMap::new(),
             keys: BTreeMap::new(),
             guard: GuardLimits::default(),
+            observe: None,
+            notify: BTreeMap::new(),
         }
     }
 
@@ -303,6 +311,19 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
                     },
                     r,
                 );
+            }
+        }
+    }
+
+    if let Some(v) = top.get("observe") {
+        config.observe = ops::parse_observe(v, r);
+    }
+    if let Some(v) = top.get("notify")
+        && let Some(channels) = TableReader::from_value(v, "[notify]", r)
+    {
+        for (name, _, value) in channels.entries() {
+            if let Some(def) = ops::parse_notify(name, value, r) {
+                config.notify.insert(name.to_string(), def);
             }
         }
     }

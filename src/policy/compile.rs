@@ -213,6 +213,7 @@ impl<'c> Builder<'c> {
             Some(v) => as_choice(v, "mode", &Mode::CHOICES, r),
             None => Some(Mode::Enforce),
         };
+        let notify = t.get("notify").map(|v| self.notify(v, &ctx, r));
         let root = match t.require("when", r) {
             Some(v) => match TableReader::from_value(v, format!("{ctx}.when"), r) {
                 Some(w) => self.condition(w, None, r),
@@ -240,8 +241,37 @@ impl<'c> Builder<'c> {
                 mode,
                 root,
                 origin,
+                notify,
             });
         }
+    }
+
+    /// `notify = ["ops", "pager"]`: alert channels, checked against `[notify]` when a configuration is given.
+    fn notify(&self, value: &Value<'_>, ctx: &str, r: &mut Reporter<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        for item in as_array(value, &format!("{ctx}: notify"), r).unwrap_or_default() {
+            let Some(name) = as_str(item, &format!("{ctx}: a notify channel"), r) else {
+                continue;
+            };
+            if self.config.is_declarative() && !self.config.notify.contains_key(name) {
+                let known: Vec<&str> = self.config.notify.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(name, known.iter().copied()) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None if known.is_empty() => {
+                        "the configuration defines no [notify.<name>] channels".to_string()
+                    }
+                    None => format!("channels defined: {}", known.join(", ")),
+                };
+                r.error(
+                    &item.span(),
+                    format!("{ctx}: unknown notify channel `{name}`"),
+                    Some(hint),
+                );
+                continue;
+            }
+            out.push(name.to_string());
+        }
+        out
     }
 
     fn window(&self, value: &Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Window> {

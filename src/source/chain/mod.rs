@@ -185,6 +185,8 @@ pub struct WatcherOptions {
     pub watchdog_interval: Duration,
     /// When polling several endpoints: one more than this many blocks behind the best is failed over.
     pub max_lag_blocks: u64,
+    /// Where heads, RPC errors, failovers, failed reads and stale heads are reported (metrics, alerts).
+    pub probe: crate::observe::Probe,
 }
 
 impl Default for WatcherOptions {
@@ -198,6 +200,7 @@ impl Default for WatcherOptions {
             request_timeout: Duration::from_secs(3),
             watchdog_interval: Duration::from_secs(1),
             max_lag_blocks: 3,
+            probe: crate::observe::Probe::default(),
         }
     }
 }
@@ -327,6 +330,8 @@ impl Watcher {
             depth: self.options.reorg_depth.max(1),
             out: &out,
             head: head_tx,
+            probe: &self.options.probe,
+            network: &self.network,
         };
         let heads = async {
             if self.ws.is_empty() || self.options.force_polling {
@@ -355,10 +360,8 @@ impl Watcher {
         out: &mpsc::Sender<WatchEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), ChainError> {
+        // Runs even without `head_age` metrics: a stale head is reported to the probe regardless.
         let metrics = self.plan.head_age_metrics().to_vec();
-        if metrics.is_empty() {
-            return Ok(());
-        }
         loop {
             let changed = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -377,6 +380,10 @@ impl Watcher {
             let time_ms = reads::now_ms();
             let age = reads::head_age_s(timestamp, time_ms);
             tracing::warn!(target: "guardian::source::chain", network = %self.network, block, head_age_s = age, "no new head");
+            self.options.probe.no_new_head(&self.network, block, age);
+            if metrics.is_empty() {
+                continue;
+            }
             out.send(WatchEvent::Stale(Stale {
                 block,
                 time_ms,
@@ -472,6 +479,7 @@ impl Watcher {
                 match effects {
                     Ok(effects) => {
                         for e in effects {
+                            self.options.probe.pending_sample(&self.network);
                             out.send(WatchEvent::Pending(e))
                                 .await
                                 .map_err(|_| ChainError::ChannelClosed)?;
@@ -505,7 +513,7 @@ impl Watcher {
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = step => retryable(r)?,
+                r = step => retryable(r, &self.options.probe, &self.network)?,
             }
         }
     }
@@ -535,6 +543,7 @@ impl Watcher {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to heads");
+                    self.options.probe.rpc_error(&self.network);
                     if self.rpc.is_empty() {
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
@@ -560,7 +569,7 @@ impl Watcher {
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = catch_up => retryable(r)?,
+                r = catch_up => retryable(r, &self.options.probe, &self.network)?,
             }
             let mut stream = sub.into_stream();
             loop {
@@ -572,7 +581,7 @@ impl Watcher {
                 let step = follower.advance(Head::from(&header));
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    r = step => retryable(r)?,
+                    r = step => retryable(r, &self.options.probe, &self.network)?,
                 }
             }
             tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "head subscription ended; reconnecting");
@@ -596,12 +605,18 @@ fn ws_connect(url: &str) -> WsConnect {
 }
 
 /// Errors a later head retries (the node is slow, a read failed) are logged; the rest end the watcher.
-fn retryable(r: Result<(), ChainError>) -> Result<(), ChainError> {
+fn retryable(
+    r: Result<(), ChainError>,
+    probe: &crate::observe::Probe,
+    network: &str,
+) -> Result<(), ChainError> {
     match r {
         Ok(()) => Ok(()),
         Err(e @ (ChainError::ChannelClosed | ChainError::ReorgTooDeep(_))) => Err(e),
         Err(e) => {
-            tracing::warn!(target: "guardian::source::chain", error = %redact(&e.to_string()), "read failed; the next head retries from the last block read");
+            let error = redact(&e.to_string());
+            tracing::warn!(target: "guardian::source::chain", network, error = %error, "read failed; the next head retries from the last block read");
+            probe.rpc_failing(network, &error);
             Ok(())
         }
     }
@@ -637,6 +652,8 @@ struct Follower<'a> {
     out: &'a mpsc::Sender<WatchEvent>,
     /// The number and timestamp of the latest block emitted, for the pending path and the watchdog.
     head: watch::Sender<(u64, u64)>,
+    probe: &'a crate::observe::Probe,
+    network: &'a str,
 }
 
 impl Follower<'_> {
@@ -644,6 +661,7 @@ impl Follower<'_> {
     fn fail_over(&mut self, error: &ChainError) {
         let from = self.current;
         self.current = (self.current + 1) % self.clients.len();
+        self.probe.failover(self.network);
         tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
     }
 
@@ -679,6 +697,7 @@ impl Follower<'_> {
         };
         if lagging && best_i != self.current {
             tracing::warn!(target: "guardian::source::chain", endpoint = self.current + 1, its_block = ?numbers[self.current], best_block = best, next = best_i + 1, "read endpoint lags; failing over");
+            self.probe.failover(self.network);
             self.current = best_i;
         }
     }
@@ -703,6 +722,7 @@ impl Follower<'_> {
                     u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
                 ),
             };
+            self.probe.rpc_error(self.network);
             if self.clients.len() > 1 {
                 self.fail_over(&e);
             }
@@ -727,6 +747,7 @@ impl Follower<'_> {
                 Ok(Ok(_)) => ChainError::AllReadsFailed(head.number),
                 Ok(Err(e)) => e,
             };
+            self.probe.rpc_error(self.network);
             if self.clients.len() > 1 {
                 self.fail_over(&e);
             }
@@ -765,8 +786,17 @@ impl Follower<'_> {
                 continue;
             }
             let snapshot = self.snapshot(&h).await?;
+            self.probe.head(
+                self.network,
+                h.number,
+                h.timestamp,
+                snapshot.values.len(),
+                snapshot.failed.len(),
+            );
             for (metric, why) in &snapshot.failed {
-                tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %redact(why), "metric not read at this block");
+                let why = redact(why);
+                tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %why, "metric not read at this block");
+                self.probe.read_failed(self.network, h.number, metric, &why);
             }
             self.out
                 .send(WatchEvent::Block(snapshot))
@@ -817,6 +847,7 @@ impl Follower<'_> {
             return Ok(());
         }
         tracing::warn!(target: "guardian::source::chain", common_ancestor, depth = replaced.len(), "reorg: re-reading the replaced blocks");
+        self.probe.reorg(self.network);
         self.out
             .send(WatchEvent::Reorg(Reorg {
                 common_ancestor,
