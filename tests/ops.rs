@@ -18,7 +18,9 @@ use common::{Demo, DemoToken, GuardedVault};
 use guardian::alerts::delivery::{DeliveryError, Endpoint};
 use guardian::alerts::payload::{SIGNATURE_HEADER, sign};
 use guardian::alerts::{Alert, AlertKind};
-use guardian::config::NotifyKind;
+use guardian::config::{Config, NotifyDef, NotifyKind, UrlSource};
+use guardian::observe::Telemetry;
+use guardian::policy::compile_str;
 use guardian::policy::model::Severity;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -633,4 +635,160 @@ timeout = "1s"
         .expect("guardian stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "exit status {status}:\n{}", log());
+}
+
+fn channel(name: &str, url: String, cooldown_ms: u64, operational: bool) -> NotifyDef {
+    NotifyDef {
+        name: name.into(),
+        kind: NotifyKind::Webhook,
+        url: UrlSource::Inline(url),
+        secret_env: None,
+        routing_key_env: None,
+        cooldown_ms,
+        retries: 0,
+        timeout_ms: 2_000,
+        operational,
+    }
+}
+
+const TWO_POLICIES: &str = r#"
+[[policy]]
+id = "p1"
+description = "routed to a"
+severity = "critical"
+action = "pause"
+cooldown = "1 block"
+notify = ["a"]
+[policy.when]
+kind = "threshold"
+metric = "m"
+op = ">"
+value = 0
+
+[[policy]]
+id = "p2"
+description = "every channel"
+severity = "warning"
+action = "pause"
+cooldown = "1 block"
+[policy.when]
+kind = "threshold"
+metric = "m"
+op = ">"
+value = 0
+"#;
+
+fn trip_of(policy: &str) -> Alert {
+    let mut a = Alert::new(
+        AlertKind::Trip,
+        Severity::Critical,
+        format!("{policy} tripped"),
+        format!("trip:{policy}"),
+    );
+    a.policy = Some(policy.into());
+    a
+}
+
+#[tokio::test]
+async fn alerts_follow_the_policy_routes_and_each_channel_dedupes() {
+    let mut server = Server::start(|_| 200).await;
+    let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
+    let defs = vec![
+        channel("a", format!("http://{}/a", server.addr), 3_600_000, true),
+        channel("b", format!("http://{}/b", server.addr), 0, false),
+    ];
+    let endpoints = guardian::alerts::endpoints(defs, &|_| None).unwrap();
+    let (alerts, task) = guardian::alerts::spawn(endpoints, telemetry.clone()).unwrap();
+    let set = compile_str("p.toml", TWO_POLICIES, &Config::empty()).unwrap();
+    alerts.set_policies(&set);
+    for _ in 0..3 {
+        alerts.raise(trip_of("p1"));
+    }
+    for _ in 0..2 {
+        alerts.raise(trip_of("p2"));
+    }
+    alerts.raise(Alert::new(
+        AlertKind::DataStale,
+        Severity::Critical,
+        "no new head",
+        "stale:local",
+    ));
+    task.finish(Duration::from_secs(30)).await;
+    server.drain();
+    let titles = |path: &str| -> Vec<String> {
+        server
+            .seen
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, _, b)| {
+                let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                v["title"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let mut a = titles("a");
+    a.sort();
+    // p1 once (a condition that stays true is sent once per cooldown), p2 once, the operational alert.
+    assert_eq!(a, vec!["no new head", "p1 tripped", "p2 tripped"]);
+    // b: not named by p1, no cooldown for p2, not operational.
+    assert_eq!(titles("b"), vec!["p2 tripped", "p2 tripped"]);
+    let text = telemetry.encode();
+    assert!(
+        text.contains("guardian_alerts_suppressed_total{channel=\"a\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("guardian_alerts_sent_total{channel=\"a\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("guardian_alerts_sent_total{channel=\"b\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn raising_never_blocks_and_every_dropped_alert_is_counted() {
+    // A server that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
+    let defs = vec![channel(
+        "slow",
+        format!("http://{}/x", silent.local_addr().unwrap()),
+        0,
+        true,
+    )];
+    let endpoints = guardian::alerts::endpoints(defs, &|_| None).unwrap();
+    let (alerts, task) = guardian::alerts::spawn(endpoints, telemetry.clone()).unwrap();
+    let raised = 5_000;
+    for i in 0..raised {
+        let mut a = Alert::new(
+            AlertKind::ReadFailed,
+            Severity::Warning,
+            "x",
+            format!("k{i}"),
+        );
+        a.block = Some(i);
+        alerts.raise(a);
+    }
+    // Everything returned at once; what could not be queued was counted, not lost silently.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = telemetry.encode();
+    let dropped: f64 = ["queue", "slow"]
+        .iter()
+        .filter_map(|c| {
+            sample(
+                &text,
+                &format!("guardian_alerts_dropped_total{{channel=\"{c}\"}}"),
+            )
+        })
+        .sum();
+    assert!(dropped > 0.0, "{text}");
+    // Queues hold at most 1024 + 256 alerts; 8 are in flight and a few in hand.
+    assert!(
+        dropped >= (raised - 1024 - 256 - 16) as f64,
+        "{dropped}\n{text}"
+    );
+    task.finish(Duration::from_millis(200)).await;
+    drop(silent);
 }

@@ -260,3 +260,113 @@ pub(super) fn parse_notify(
         operational,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::reader::{Diagnostics, SourceFile};
+    use super::super::{Config, parse};
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Diagnostics> {
+        let file = SourceFile::new(
+            "guardian.toml",
+            format!("[guardian]\nmode = \"enforce\"\n{text}"),
+        );
+        let mut r = Reporter::new(&file);
+        let c = parse(&mut r);
+        r.found
+            .into_result(())
+            .and(c.ok_or_else(Diagnostics::default))
+    }
+
+    #[test]
+    fn observe_and_notify_sections_load() {
+        let c = load(
+            r#"
+[observe]
+listen = "127.0.0.1:9464"
+stale_after = "30s"
+
+[notify.ops]
+kind = "webhook"
+url = "https://alerts.example/hook"
+secret_env = "GUARDIAN_HOOK_SECRET"
+cooldown = "10m"
+retries = 2
+timeout = "3s"
+
+[notify.chat]
+kind = "slack"
+url_env = "GUARDIAN_SLACK_URL"
+operational = false
+
+[notify.pager]
+kind = "pagerduty"
+routing_key_env = "GUARDIAN_PD_KEY"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let o = c.observe.unwrap();
+        assert_eq!(o.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(o.stale_after_ms, 30_000);
+        let ops = &c.notify["ops"];
+        assert_eq!(ops.kind, NotifyKind::Webhook);
+        assert_eq!(
+            ops.url,
+            UrlSource::Inline("https://alerts.example/hook".into())
+        );
+        assert_eq!(ops.secret_env.as_deref(), Some("GUARDIAN_HOOK_SECRET"));
+        assert_eq!(
+            (ops.cooldown_ms, ops.retries, ops.timeout_ms),
+            (600_000, 2, 3_000)
+        );
+        assert!(ops.operational);
+        let chat = &c.notify["chat"];
+        assert_eq!(chat.url, UrlSource::Env("GUARDIAN_SLACK_URL".into()));
+        assert!(!chat.operational);
+        assert_eq!(chat.cooldown_ms, DEFAULT_NOTIFY_COOLDOWN_MS);
+        let pager = &c.notify["pager"];
+        assert_eq!(pager.url, UrlSource::Inline(PAGERDUTY_EVENTS_URL.into()));
+        assert_eq!(pager.routing_key_env.as_deref(), Some("GUARDIAN_PD_KEY"));
+    }
+
+    #[test]
+    fn notify_mistakes_are_located_and_secrets_refused() {
+        let err = load(
+            r#"
+[observe]
+listen = "localhost"
+
+[notify.chat]
+kind = "slack"
+url = "https://hooks.slack.com/services/T0/B0/SECRET"
+
+[notify.pager]
+kind = "pagerduty"
+routing_key = "R0UTINGKEY"
+
+[notify.hook]
+kind = "webhok"
+url_env = "https://not-a-variable"
+retries = 100
+"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "guardian.toml:5:10: [observe] listen: `localhost` is not an address with a port",
+            "guardian.toml:9:7: notify channel `chat`: a Slack or Discord webhook URL is a credential",
+            "guardian.toml:13:15: notify channel `pager`: secrets are never written in the configuration",
+            "notify channel `pager`: a pagerduty channel needs `routing_key_env`",
+            "`webhok` is not a valid notify kind",
+            "notify channel `hook`: url_env must name an environment variable, not hold a value",
+            "notify channel `hook`: retries must be at most 20",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("SECRET") && !text.contains("R0UTINGKEY"),
+            "{text}"
+        );
+    }
+}

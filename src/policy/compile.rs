@@ -844,6 +844,40 @@ of = [
     }
 
     #[test]
+    fn notify_names_channels_of_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guardian.toml");
+        std::fs::write(
+            &path,
+            "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n[notify.pager]\nkind = \"pagerduty\"\nrouting_key_env = \"PD\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let policy = |notify: &str| {
+            format!(
+                "[[policy]]\nid = \"p\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"pause\"\ncooldown = \"1m\"\n{notify}\n[policy.when]\nkind = \"threshold\"\nmetric = \"a\"\nop = \">\"\nvalue = 1\n"
+            )
+        };
+        let set = compile_str("p.toml", &policy("notify = [\"ops\", \"pager\"]"), &config).unwrap();
+        assert_eq!(
+            set.policies[0].notify,
+            Some(vec!["ops".to_string(), "pager".to_string()])
+        );
+        let set = compile_str("p.toml", &policy(""), &config).unwrap();
+        assert_eq!(set.policies[0].notify, None, "no list: every channel");
+        let err = compile_str("p.toml", &policy("notify = [\"opps\", 3]"), &config).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("p.toml:7:11: policy `p`: unknown notify channel `opps`\n    hint: did you mean `ops`?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p.toml:7:19: policy `p`: a notify channel must be a string"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_location() {
         let err = compile(
             r#"
