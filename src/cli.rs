@@ -554,10 +554,13 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let keys = match crate::executor::load_keys(&config) {
-        Ok(k) => k,
-        Err(e) => return cannot_run(e),
-    };
+    // ops: a key that cannot be loaded is reported and alerted; guardian still watches.
+    let (keys, key_errors) = crate::observe::service::load_keys(&config);
+    for e in &key_errors {
+        eprintln!(
+            "error: {e}; guardian watches and alerts, but cannot act through the executors that need this key"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -582,6 +585,9 @@ fn run_cmd(args: RunArgs) -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return Err(e.to_string()),
             };
+        for e in &key_errors {
+            service.probe.key_unavailable(e);
+        }
         if let Some(addr) = service.listening {
             eprintln!("serving /metrics, /healthz and /readyz on http://{addr}");
         }

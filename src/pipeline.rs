@@ -224,9 +224,9 @@ pub async fn run(
                 Ok(e) => {
                     executors.insert(net.to_string(), e);
                 }
-                // ops: an unreachable node is not a configuration error: alert loudly,
+                // ops: an unreachable node or a key that could not be loaded: alert loudly,
                 // keep watching, retry when a trip needs it (README, "Failure policy").
-                Err(e @ ExecError::Rpc { .. }) => {
+                Err(e @ (ExecError::Rpc { .. } | ExecError::MissingKey { .. })) => {
                     tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors cannot reach their network; watching anyway, retrying on the next trip");
                     options.probe.executor_unavailable(net, &e.to_string());
                     unavailable.insert(net.to_string());

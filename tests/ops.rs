@@ -355,57 +355,23 @@ timeout = "1s"
 
     let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
     let slack_url = format!("http://{}/chat", hooks.addr);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(["run", "--config"])
-        .arg(dir.path().join("guardian.toml"))
-        .arg("--policies")
-        .arg(&policy)
-        .args(["--log-format", "json"])
-        .env("GUARDIAN_LOG", "info")
-        .env("UNUSED_IN_TESTS_BOT", key(4))
-        .env("UNUSED_IN_TESTS_STRANGER", key(5))
-        .env("UNUSED_IN_TESTS_OWNER1", key(1))
-        .env("UNUSED_IN_TESTS_OWNER2", key(2))
-        .env("TEST_HOOK_SECRET", "hook-secret-42")
-        .env("TEST_SLACK_URL", &slack_url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
-    let lines = stderr.clone();
-    let mut reader = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = reader.next_line().await {
-            lines.lock().unwrap().push(line);
-        }
-    });
-    let stdout: Arc<Mutex<Vec<String>>> = Arc::default();
-    let out_lines = stdout.clone();
-    let mut out_reader = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = out_reader.next_line().await {
-            out_lines.lock().unwrap().push(line);
-        }
-    });
-    let log = || stderr.lock().unwrap().join("\n");
-
-    // The server's address is printed at start.
-    let mut base = String::new();
-    wait_until("the metrics address is printed", || {
-        let found = stderr.lock().unwrap().iter().find_map(|l| {
-            l.strip_prefix("serving /metrics, /healthz and /readyz on ")
-                .map(str::to_string)
-        });
-        if let Some(b) = found {
-            base = b;
-        }
-        let done = !base.is_empty();
-        async move { done }
-    })
+    let mut guardian = Guardian::start(
+        &dir.path().join("guardian.toml"),
+        &policy,
+        &[
+            ("UNUSED_IN_TESTS_BOT", key(4)),
+            ("UNUSED_IN_TESTS_STRANGER", key(5)),
+            ("UNUSED_IN_TESTS_OWNER1", key(1)),
+            ("UNUSED_IN_TESTS_OWNER2", key(2)),
+            ("TEST_HOOK_SECRET", "hook-secret-42".into()),
+            ("TEST_SLACK_URL", slack_url.clone()),
+        ],
+    )
     .await;
+    let (pid, base, stdout) = (guardian.pid, guardian.base.clone(), guardian.stdout.clone());
+    let stderr = guardian.stderr.clone();
+    let log = || stderr.lock().unwrap().join("\n");
+    let child = &mut guardian.child;
 
     // Ready once watching with a fresh head; healthy.
     wait_until("/readyz answers 200", || {
@@ -791,4 +757,204 @@ async fn raising_never_blocks_and_every_dropped_alert_is_counted() {
     );
     task.finish(Duration::from_millis(200)).await;
     drop(silent);
+}
+
+/// The `guardian run` binary, started as a service, its output collected.
+struct Guardian {
+    child: tokio::process::Child,
+    pid: u32,
+    /// `http://addr` of /metrics, /healthz and /readyz.
+    base: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let out = lines.clone();
+    let mut reader = tokio::io::BufReader::new(pipe).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = reader.next_line().await {
+            out.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Guardian {
+    /// Runs `guardian run` with JSON logs at `info` and `env`; waits for the server address.
+    async fn start(
+        config: &std::path::Path,
+        policy: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> Guardian {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"));
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--policies")
+            .arg(policy)
+            .args(["--log-format", "json"])
+            .env("GUARDIAN_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let pid = child.id().unwrap();
+        let stderr = collect(child.stderr.take().unwrap());
+        let stdout = collect(child.stdout.take().unwrap());
+        let mut base = String::new();
+        let lines = stderr.clone();
+        wait_until("the metrics address is printed", || {
+            if let Some(b) = lines.lock().unwrap().iter().find_map(|l| {
+                l.strip_prefix("serving /metrics, /healthz and /readyz on ")
+                    .map(str::to_string)
+            }) {
+                base = b;
+            }
+            let done = !base.is_empty();
+            async move { done }
+        })
+        .await;
+        Guardian {
+            child,
+            pid,
+            base,
+            stderr,
+            stdout,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
+    let demo = Demo::new(&[]).await;
+    let mut hooks = Server::start(|_| 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policies.toml");
+    std::fs::write(&policy, DRAIN.replace(r#"notify = ["hook", "dead"]"#, "")).unwrap();
+    let tail = format!(
+        r#"
+[metrics."vault.total_assets"]
+description = "assets the vault holds"
+network = "local"
+source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
+
+[observe]
+listen = "127.0.0.1:0"
+
+[notify.hook]
+kind = "webhook"
+url = "http://{hooks}/hook"
+"#,
+        vault = demo.vault,
+        hooks = hooks.addr,
+    );
+    demo.config_with(dir.path(), "", &tail);
+    let deployer = demo.anvil.addresses()[0];
+    let token = DemoToken::new(demo.token, &demo.provider);
+    let vault = GuardedVault::new(demo.vault, &demo.provider);
+    let amount = U256::from(900_000);
+    let mint = token.mint(deployer, amount);
+    mint.send().await.unwrap().get_receipt().await.unwrap();
+    let approve = token.approve(demo.vault, amount);
+    approve.send().await.unwrap().get_receipt().await.unwrap();
+    let deposit = vault.deposit(amount, deployer);
+    deposit.send().await.unwrap().get_receipt().await.unwrap();
+
+    // The bot's key (used by the module executor) is not in the environment.
+    let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
+    let mut guardian = Guardian::start(
+        &dir.path().join("guardian.toml"),
+        &policy,
+        &[
+            ("UNUSED_IN_TESTS_STRANGER", key(5)),
+            ("UNUSED_IN_TESTS_OWNER1", key(1)),
+            ("UNUSED_IN_TESTS_OWNER2", key(2)),
+        ],
+    )
+    .await;
+    let base = guardian.base.clone();
+    let (_, _, missing) = hooks
+        .wait_for("hook", "key-unavailable alert", |v| {
+            v["kind"] == "key-unavailable"
+        })
+        .await;
+    assert_eq!(missing["severity"], "critical");
+    assert!(
+        missing["title"]
+            .as_str()
+            .unwrap()
+            .contains("UNUSED_IN_TESTS_BOT"),
+        "{missing}"
+    );
+    hooks
+        .wait_for("hook", "executor-unavailable alert", |v| {
+            v["kind"] == "executor-unavailable"
+        })
+        .await;
+    // Watching all the same.
+    wait_until("/readyz answers 200", || {
+        let url = format!("{base}/readyz");
+        async move { get(&url).await.0 == 200 }
+    })
+    .await;
+    wait_metric(
+        &base,
+        "guardian_blocks_processed_total{network=\"local\"}",
+        1.0,
+    )
+    .await;
+
+    // The drain trips the policy; the pause cannot be sent, and that is loud.
+    let withdraw = vault.withdraw(U256::from(450_000), deployer, deployer);
+    withdraw.send().await.unwrap().get_receipt().await.unwrap();
+    hooks
+        .wait_for("hook", "trip alert", |v| v["kind"] == "trip")
+        .await;
+    let (_, _, rejected) = hooks
+        .wait_for("hook", "rejected alert", |v| v["kind"] == "rejected")
+        .await;
+    assert_eq!(rejected["severity"], "critical");
+    assert!(
+        rejected["title"].as_str().unwrap().contains("was NOT sent"),
+        "{rejected}"
+    );
+    let text = wait_metric(&base, "guardian_decisions_total{outcome=\"rejected\"}", 1.0).await;
+    assert!(
+        sample(
+            &text,
+            "guardian_executor_unavailable_total{network=\"local\"}"
+        )
+        .unwrap()
+            >= 2.0,
+        "{text}"
+    );
+    assert!(!demo.paused().await);
+    assert!(
+        guardian.child.try_wait().unwrap().is_none(),
+        "still watching"
+    );
+    assert!(
+        guardian
+            .log()
+            .contains("cannot act through the executors that need this key")
+    );
+    signal(guardian.pid, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(30), guardian.child.wait())
+        .await
+        .expect("guardian stops on SIGTERM")
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        guardian.log()
+    );
 }

@@ -57,8 +57,10 @@ pub enum AlertKind {
     ReadFailed,
     /// Reads of a whole block failed on every endpoint.
     RpcFailing,
-    /// An executor's network cannot be reached: approved actions cannot be sent.
+    /// An executor's network cannot be reached, or its key is missing: approved actions cannot be sent.
     ExecutorUnavailable,
+    /// A signing key could not be loaded at start.
+    KeyUnavailable,
     /// A policy reload was refused; the running policies stay.
     ReloadFailed,
     /// New policies are running.
@@ -77,6 +79,7 @@ impl AlertKind {
             AlertKind::ReadFailed => "read-failed",
             AlertKind::RpcFailing => "rpc-failing",
             AlertKind::ExecutorUnavailable => "executor-unavailable",
+            AlertKind::KeyUnavailable => "key-unavailable",
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
         }

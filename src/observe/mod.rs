@@ -199,6 +199,23 @@ impl Probe {
         self.raise(a);
     }
 
+    /// A signing key could not be loaded at start; executors that need it cannot act.
+    pub fn key_unavailable(&self, error: &str) {
+        if self.inner.is_none() {
+            return;
+        }
+        let mut a = Alert::new(
+            AlertKind::KeyUnavailable,
+            Severity::Critical,
+            format!(
+                "a signing key could not be loaded ({error}); guardian watches and alerts, but cannot act through the executors that need it until restarted with the key"
+            ),
+            format!("key-unavailable:{error}"),
+        );
+        a.details = json!({ "error": error });
+        self.raise(a);
+    }
+
     /// How long an executed action took: trip to first broadcast, broadcast to mined.
     pub fn delivery(
         &self,

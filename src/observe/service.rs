@@ -21,6 +21,35 @@ use crate::config::Config;
 use crate::config::ops::DEFAULT_STALE_AFTER_MS;
 use crate::policy::{PolicySet, load_policies};
 
+/// Loads every key the executors use. A key that cannot be loaded does not stop
+/// guardian (README, "Failure policy"): it is returned as an error message, to
+/// be printed and alerted, and the executors that need it stay unavailable.
+pub fn load_keys(
+    config: &Config,
+) -> (
+    std::collections::HashMap<String, crate::keys::Key>,
+    Vec<String>,
+) {
+    let mut keys = std::collections::HashMap::new();
+    let mut errors = Vec::new();
+    for ex in config.executors.values() {
+        for name in ex.kind.key_names() {
+            if keys.contains_key(name) || errors.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            if let Some(def) = config.keys.get(name) {
+                match crate::keys::load(def) {
+                    Ok(k) => {
+                        keys.insert(name.to_string(), k);
+                    }
+                    Err(e) => errors.push((name.to_string(), e.to_string())),
+                }
+            }
+        }
+    }
+    (keys, errors.into_iter().map(|(_, e)| e).collect())
+}
+
 /// Why the service parts cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
