@@ -168,6 +168,7 @@ impl Probe {
             return;
         }
         i.telemetry.stale(network);
+        tracing::warn!(target: "guardian::observe", network, block, head_age_s = age_s, "no new head for longer than stale_after: not acting on stale data");
         let mut a = Alert::new(
             AlertKind::DataStale,
             Severity::Critical,

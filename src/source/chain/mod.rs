@@ -379,11 +379,11 @@ impl Watcher {
             }
             let time_ms = reads::now_ms();
             let age = reads::head_age_s(timestamp, time_ms);
-            tracing::warn!(target: "guardian::source::chain", network = %self.network, block, head_age_s = age, "no new head");
             self.options.probe.no_new_head(&self.network, block, age);
             if metrics.is_empty() {
                 continue;
             }
+            tracing::warn!(target: "guardian::source::chain", network = %self.network, block, head_age_s = age, "no new head");
             out.send(WatchEvent::Stale(Stale {
                 block,
                 time_ms,
