@@ -150,29 +150,6 @@ async fn next_reload(rx: &mut Option<tokio::sync::watch::Receiver<PolicySet>>) -
     }
 }
 
-/// ops: when each decision's transaction was first broadcast (for the latency histograms).
-type BroadcastTimes = std::sync::Arc<std::sync::Mutex<HashMap<u64, std::time::Instant>>>;
-
-/// ops: a delivery-event sender for the executors, and the first-broadcast times it records.
-fn broadcast_times() -> (mpsc::Sender<crate::executor::DeliveryEvent>, BroadcastTimes) {
-    let (tx, mut rx) = mpsc::channel(256);
-    let times: BroadcastTimes = Default::default();
-    let out = times.clone();
-    tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            if let crate::executor::DeliveryEvent::Sent { decision_id, .. } = e
-                && let Ok(mut m) = out.lock()
-            {
-                if m.len() > 1024 {
-                    m.clear();
-                }
-                m.entry(decision_id).or_insert_with(std::time::Instant::now);
-            }
-        }
-    });
-    (tx, times)
-}
-
 /// ops: marks the pipeline as not watching (for `/readyz`) however `run` returns.
 struct NotWatching(crate::observe::Probe, Vec<String>);
 
@@ -209,9 +186,9 @@ pub async fn run(
     }
     // Connect every network some executor sends to, before watching anything.
     let mut executors: HashMap<String, Executors> = HashMap::new();
-    // ops: networks whose executors could not connect yet, and when each broadcast was first sent.
+    // ops: networks whose executors could not connect yet; the executors' delivery events (for latencies).
     let mut unavailable: std::collections::HashSet<String> = Default::default();
-    let (sent_tx, sent_at) = broadcast_times();
+    let (sent_tx, mut sent_rx) = mpsc::channel::<crate::executor::DeliveryEvent>(256);
     for def in config.executors.values() {
         let Some(net) = def.network.as_deref() else {
             return Err(RunError::NotRunnable(format!(
@@ -415,7 +392,7 @@ pub async fn run(
                 }
             }
             let Some(exec) = network.and_then(|n| executors.get(n)) else {
-                tracing::error!(target: "guardian::guard", policy = %trip.policy, action = %trip.action, "the action has no executor on a connected network: nothing can be sent");
+                tracing::error!(target: "guardian::guard", policy = %trip.policy, block = trip.block, action = %trip.action, "the action has no executor on a connected network: nothing can be sent");
                 emit(&report, &guard_probe, Report::Decision {
                     decision_id: 0,
                     policy: trip.policy.clone(),
@@ -453,7 +430,15 @@ pub async fn run(
                 let result = exec.execute(approved, urgency).instrument(span.clone()).await;
                 let done_at = std::time::Instant::now();
                 let _entered = span.enter();
-                let first_sent = sent_at.lock().ok().and_then(|mut m| m.remove(&decision_id));
+                // Every event of this execution is queued by now (the executor try_sends them).
+                let mut first_sent = None;
+                while let Ok(e) = sent_rx.try_recv() {
+                    if let crate::executor::DeliveryEvent::Sent { decision_id: d, at, .. } = e
+                        && d == decision_id
+                    {
+                        first_sent = first_sent.or(Some(at));
+                    }
+                }
                 guard_probe.delivery(
                     first_sent.map(|t| t.saturating_duration_since(tripped_at)),
                     first_sent.filter(|_| matches!(result, Ok(Execution::Landed { .. }))).map(|t| done_at.saturating_duration_since(t)),

@@ -958,3 +958,61 @@ url = "http://{hooks}/hook"
         guardian.log()
     );
 }
+
+#[tokio::test]
+async fn watched_policy_files_reload_when_they_change_and_broken_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policies.toml");
+    std::fs::write(&file, LOW).unwrap();
+    let paths = vec![dir.path().to_path_buf()];
+    let config = Config::empty();
+    let initial = guardian::policy::load_policies(&paths, &config).unwrap();
+    let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
+    let probe = guardian::observe::Probe::new(telemetry.clone(), None);
+    let (tx, mut rx) = tokio::sync::watch::channel(initial);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let reloader =
+        guardian::observe::service::spawn_reloader(config, paths, probe, tx, true, cancel.clone());
+    // Give the watcher a moment to be installed, then change the file until it is seen.
+    let two = format!("{LOW}\n{}", LOW.replace("vault-low", "vault-low-2"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        std::fs::write(&file, &two).unwrap();
+        if tokio::time::timeout(Duration::from_secs(2), rx.changed())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change was never picked up"
+        );
+    }
+    let ids: Vec<String> = rx
+        .borrow_and_update()
+        .policies
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    assert_eq!(ids, vec!["vault-low", "vault-low-2"]);
+
+    // A broken file: refused and counted; the running set is not replaced.
+    std::fs::write(&file, BROKEN).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sample(
+        &telemetry.encode(),
+        "guardian_policy_reloads_total{outcome=\"rejected\"}",
+    )
+    .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken file was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!rx.has_changed().unwrap(), "a broken set was sent on");
+    cancel.cancel();
+    reloader.await.unwrap();
+}

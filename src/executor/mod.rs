@@ -196,6 +196,8 @@ pub enum DeliveryEvent {
         nonce: u64,
         fees: Fees,
         replacement: u32,
+        /// When the node accepted it (for the trip-to-broadcast and broadcast-to-mined latencies).
+        at: std::time::Instant,
     },
     NonceResynced {
         decision_id: u64,
@@ -543,6 +545,7 @@ impl Executors {
                         nonce,
                         fees,
                         replacement,
+                        at: std::time::Instant::now(),
                     });
                 }
                 Err(e) => {
