@@ -19,6 +19,12 @@
 //!   deadline bounds how long) before the guard task returns.
 //! - Only the guard makes an [`crate::guard::Approved`]; the executor accepts
 //!   nothing else.
+//! - **Observing never holds anything up.** Every report also goes to the
+//!   [`crate::observe::Probe`] (metrics: atomics; alerts: `try_send` into
+//!   bounded queues, drops counted and logged). Policy reloads arrive already
+//!   validated on a `watch` channel and replace the engine between samples.
+//! - **Failure policy** (README): an executor whose node cannot be reached, or
+//!   whose key is missing, is alerted and retried per trip; watching goes on.
 
 use std::collections::HashMap;
 use std::io::BufWriter;

@@ -187,6 +187,8 @@ async fn a_refused_alert_is_not_retried_and_retries_are_bounded() {
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("secret-token-path"), "{err}");
+    // ... and it says what went wrong.
+    assert!(err.to_string().contains("onnect"), "{err}");
 }
 
 const DRAIN: &str = r#"

@@ -138,8 +138,7 @@ impl Endpoint {
                     }
                     last = format!("http status {status}");
                 }
-                // The URL may carry a token: never in the message.
-                Err(e) => last = e.without_url().to_string(),
+                Err(e) => last = describe(e),
             }
             tracing::debug!(target: "guardian::alerts", channel = %self.name, attempt = attempt + 1, error = %last, "alert delivery failed; retrying");
         }
@@ -148,6 +147,23 @@ impl Endpoint {
             last,
         })
     }
+}
+
+/// A request error with its causes, without the URL (it may carry a token).
+fn describe(e: reqwest::Error) -> String {
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if timeout {
+        text.push_str(" (timed out)");
+    }
+    crate::source::chain::redact(&text)
 }
 
 #[cfg(test)]
