@@ -314,7 +314,7 @@ source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" 
 
 [observe]
 listen = "127.0.0.1:0"
-stale_after = "4s"
+stale_after = "10s"
 
 [notify.hook]
 kind = "webhook"
@@ -506,7 +506,11 @@ timeout = "1s"
         log()
     );
     assert!(child.try_wait().unwrap().is_none(), "still running");
-    assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
+    wait_until("/readyz still answers 200", || {
+        let url = format!("{base}/readyz");
+        async move { get(&url).await.0 == 200 }
+    })
+    .await;
 
     // A good policy, reloaded by SIGHUP: it takes effect on the next block.
     std::fs::write(&policy, LOW).unwrap();
