@@ -1022,3 +1022,64 @@ async fn watched_policy_files_reload_when_they_change_and_broken_ones_are_refuse
     cancel.cancel();
     reloader.await.unwrap();
 }
+
+#[tokio::test]
+async fn pagerduty_and_discord_channels_post_their_shapes_with_secrets_from_the_environment() {
+    let mut server = Server::start(|_| 202).await;
+    let pager = NotifyDef {
+        kind: NotifyKind::PagerDuty,
+        routing_key_env: Some("TEST_PD_KEY".into()),
+        ..channel("pager", format!("http://{}/pd", server.addr), 0, true)
+    };
+    let discord = NotifyDef {
+        kind: NotifyKind::Discord,
+        url: UrlSource::Env("TEST_DISCORD_URL".into()),
+        ..channel("discord", String::new(), 0, true)
+    };
+    let discord_url = format!("http://{}/discord", server.addr);
+    let env = |var: &str| match var {
+        "TEST_PD_KEY" => Some("R0UT1NG".to_string()),
+        "TEST_DISCORD_URL" => Some(discord_url.clone()),
+        _ => None,
+    };
+    // A variable that is not set is named, with the channel.
+    let err = guardian::alerts::endpoints([pager.clone(), discord.clone()], &|_| None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "notify channel `pager`: environment variable TEST_PD_KEY is not set (it holds the channel's PagerDuty routing key)"
+    );
+    let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
+    let endpoints = guardian::alerts::endpoints([pager, discord], &env).unwrap();
+    let (alerts, task) = guardian::alerts::spawn(endpoints, telemetry.clone()).unwrap();
+    let mut stale = Alert::new(
+        AlertKind::DataStale,
+        Severity::Critical,
+        "network mainnet: no new head for 75 s",
+        "stale:mainnet",
+    );
+    stale.network = Some("mainnet".into());
+    alerts.raise(stale);
+    task.finish(Duration::from_secs(30)).await;
+    let (_, _, pd) = server.wait_for("pd", "PagerDuty event", |_| true).await;
+    assert_eq!(pd["routing_key"], "R0UT1NG");
+    assert_eq!(pd["event_action"], "trigger");
+    assert_eq!(pd["dedup_key"], "guardian:stale:mainnet");
+    assert_eq!(pd["payload"]["severity"], "critical");
+    assert_eq!(pd["payload"]["source"], "guardian/mainnet");
+    assert!(
+        pd["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no new head")
+    );
+    let (_, _, d) = server
+        .wait_for("discord", "Discord message", |_| true)
+        .await;
+    assert!(d["content"].as_str().unwrap().contains("no new head"));
+    assert_eq!(d["embeds"][0]["title"], "guardian: data-stale");
+    assert!(
+        telemetry
+            .encode()
+            .contains("guardian_alerts_sent_total{channel=\"pager\"} 1")
+    );
+}
