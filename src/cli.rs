@@ -625,8 +625,13 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         let _ = printer.await;
         cancel.cancel();
         let _ = reloader.await;
+        // Errors may quote an endpoint's URL (it can carry an API key): never printed or sent.
+        let result = result.map_err(|e| crate::source::chain::redact(&e.to_string()));
+        if let Err(e) = &result {
+            service.probe.stopped(e);
+        }
         service.stop(std::time::Duration::from_secs(10)).await;
-        result.map_err(|e| e.to_string())
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

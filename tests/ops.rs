@@ -1083,3 +1083,58 @@ async fn pagerduty_and_discord_channels_post_their_shapes_with_secrets_from_the_
             .contains("guardian_alerts_sent_total{channel=\"pager\"} 1")
     );
 }
+
+#[tokio::test]
+async fn a_guardian_that_stops_says_so_before_it_exits() {
+    let mut server = Server::start(|_| 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("guardian.toml");
+    // Nothing to watch on any network: the pipeline cannot run.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[guardian]
+mode = "alert-only"
+policies = ["policies.toml"]
+
+[metrics."vault.total_assets"]
+description = "from traces only"
+
+[actions.pause-module]
+kind = "pause"
+description = "pause"
+
+[notify.hook]
+kind = "webhook"
+url = "http://{}/hook"
+"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("policies.toml"), LOW).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no metric reads from a network"),
+        "{stderr}"
+    );
+    let (_, _, stopped) = server
+        .wait_for("hook", "stopped alert", |v| v["kind"] == "stopped")
+        .await;
+    assert_eq!(stopped["severity"], "critical");
+    assert!(
+        stopped["title"]
+            .as_str()
+            .unwrap()
+            .contains("NOT watching: the configuration cannot run live"),
+        "{stopped}"
+    );
+}

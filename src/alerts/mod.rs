@@ -65,6 +65,8 @@ pub enum AlertKind {
     ReloadFailed,
     /// New policies are running.
     Reloaded,
+    /// The pipeline stopped on an error: guardian is no longer watching.
+    Stopped,
 }
 
 impl AlertKind {
@@ -82,6 +84,7 @@ impl AlertKind {
             AlertKind::KeyUnavailable => "key-unavailable",
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
+            AlertKind::Stopped => "stopped",
         }
     }
 

@@ -200,6 +200,21 @@ impl Probe {
         self.raise(a);
     }
 
+    /// The pipeline stopped on `error`: guardian is no longer watching (the process exits 2).
+    pub fn stopped(&self, error: &str) {
+        if self.inner.is_none() {
+            return;
+        }
+        let mut a = Alert::new(
+            AlertKind::Stopped,
+            Severity::Critical,
+            format!("guardian stopped and is NOT watching: {error}"),
+            format!("stopped:{}", now_ms()),
+        );
+        a.details = json!({ "error": error });
+        self.raise(a);
+    }
+
     /// A signing key could not be loaded at start; executors that need it cannot act.
     pub fn key_unavailable(&self, error: &str) {
         if self.inner.is_none() {
