@@ -135,6 +135,9 @@ pub enum RunError {
     StagePanicked(String),
 }
 
+/// ops: how long connecting a network's executors may take (at start, and again per trip while unavailable).
+const EXECUTOR_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// ops: sends a report to the probe (metrics, alerts) and to the caller, if any.
 async fn emit(report: &Option<mpsc::Sender<Report>>, probe: &crate::observe::Probe, item: Report) {
     probe.report(&item);
@@ -203,14 +206,26 @@ pub async fn run(
             )));
         };
         if !executors.contains_key(net) && !unavailable.contains(net) {
-            match Executors::connect(&config, net, &keys, Some(sent_tx.clone())).await {
+            let connect = Executors::connect(&config, net, &keys, Some(sent_tx.clone()));
+            let connected = tokio::time::timeout(EXECUTOR_CONNECT_TIMEOUT, connect)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ExecError::Rpc {
+                        what: "connect",
+                        reason: format!(
+                            "no answer within {} s",
+                            EXECUTOR_CONNECT_TIMEOUT.as_secs()
+                        ),
+                    })
+                });
+            match connected {
                 Ok(e) => {
                     executors.insert(net.to_string(), e);
                 }
                 // ops: an unreachable node or a key that could not be loaded: alert loudly,
                 // keep watching, retry when a trip needs it (README, "Failure policy").
                 Err(e @ (ExecError::Rpc { .. } | ExecError::MissingKey { .. })) => {
-                    tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors cannot reach their network; watching anyway, retrying on the next trip");
+                    tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors unavailable; watching anyway, retrying on the next trip");
                     options.probe.executor_unavailable(net, &e.to_string());
                     unavailable.insert(net.to_string());
                 }
@@ -387,14 +402,14 @@ pub async fn run(
             {
                 let (config, keys, sent_tx) = &reconnect;
                 let connect = Executors::connect(config, n, keys, Some(sent_tx.clone()));
-                match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+                match tokio::time::timeout(EXECUTOR_CONNECT_TIMEOUT, connect).await {
                     Ok(Ok(e)) => {
                         tracing::warn!(target: "guardian::executor", network = %n, "executors connected");
                         unavailable.remove(n);
                         executors.insert(n.clone(), e);
                     }
                     Ok(Err(e)) => guard_probe.executor_unavailable(n, &e.to_string()),
-                    Err(_) => guard_probe.executor_unavailable(n, "connecting timed out after 10 s"),
+                    Err(_) => guard_probe.executor_unavailable(n, "connecting got no answer within 10 s"),
                 }
             }
             let Some(exec) = network.and_then(|n| executors.get(n)) else {
