@@ -359,6 +359,10 @@ pub async fn run(
                 }
             }
             if gone {
+                // On shutdown the guard may return first: that is not a failure.
+                if engine_cancel.is_cancelled() {
+                    break Ok(());
+                }
                 break Err(RunError::StageStopped("guard"));
             }
         };
