@@ -39,3 +39,4 @@ bench:
 	cargo bench --bench replay
 	cargo bench --bench watcher
 	cargo bench --bench executor
+	cargo bench --bench observe
