@@ -40,3 +40,4 @@ bench:
 	cargo bench --bench watcher
 	cargo bench --bench executor
 	cargo bench --bench journal
+	cargo bench --bench observe

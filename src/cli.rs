@@ -29,6 +29,16 @@ use crate::units;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: human-readable lines, or one JSON object per line.
+    /// The filter comes from GUARDIAN_LOG (default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +242,9 @@ pub struct RunArgs {
     /// The journal file (overrides `[journal] path`); required in enforce mode.
     #[arg(long)]
     pub journal: Option<PathBuf>,
+    /// Reload the policies when their files change (as SIGHUP does; invalid ones are refused).
+    #[arg(long)]
+    pub watch_policies: bool,
 }
 
 #[derive(Debug, Args)]
@@ -660,10 +673,13 @@ fn run_cmd(args: RunArgs) -> ExitCode {
     if let Err(code) = crate::setup::cmd::verify_before_run(&config) {
         return code;
     }
-    let keys = match crate::executor::load_keys(&config) {
-        Ok(k) => k,
-        Err(e) => return cannot_run(e),
-    };
+    // ops: a key that cannot be loaded is reported and alerted; guardian still watches.
+    let (keys, key_errors) = crate::observe::service::load_keys(&config);
+    for e in &key_errors {
+        eprintln!(
+            "error: {e}; guardian watches and alerts, but cannot act through the executors that need this key"
+        );
+    }
     if let Err(code) = crate::setup::cmd::key_is_a_guardian(&config, &keys) {
         return code;
     }
@@ -674,12 +690,40 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
     };
-    let options = crate::pipeline::RunOptions {
+    let mut options = crate::pipeline::RunOptions {
         record: args.record.clone(),
         ..Default::default()
     };
+    let policy_paths = if args.policies.is_empty() {
+        config.policies.clone()
+    } else {
+        args.policies.clone()
+    };
     let result = runtime.block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
+        // ops: metrics server, alert channels, policy reloads (src/observe/service.rs).
+        let service =
+            match crate::observe::service::start(&config, &|var| std::env::var(var).ok()).await {
+                Ok(s) => s,
+                Err(e) => return Err(e.to_string()),
+            };
+        for e in &key_errors {
+            service.probe.key_unavailable(e);
+        }
+        if let Some(addr) = service.listening {
+            eprintln!("serving /metrics, /healthz and /readyz on http://{addr}");
+        }
+        let (reload_tx, reload_rx) = tokio::sync::watch::channel(set.clone());
+        let reloader = crate::observe::service::spawn_reloader(
+            config.clone(),
+            policy_paths,
+            service.probe.clone(),
+            reload_tx,
+            args.watch_policies,
+            cancel.clone(),
+        );
+        options.probe = service.probe.clone();
+        options.reload = Some(reload_rx);
         let on_signal = cancel.clone();
         tokio::spawn(async move {
             wait_for_shutdown_signal().await;
@@ -699,8 +743,16 @@ fn run_cmd(args: RunArgs) -> ExitCode {
             config.networks.len()
         );
         let result =
-            crate::pipeline::run(config, set, keys, options, Some(report_tx), cancel).await;
+            crate::pipeline::run(config, set, keys, options, Some(report_tx), cancel.clone()).await;
         let _ = printer.await;
+        cancel.cancel();
+        let _ = reloader.await;
+        // Errors may quote an endpoint's URL (it can carry an API key): never printed or sent.
+        let result = result.map_err(|e| crate::source::chain::redact(&e.to_string()));
+        if let Err(e) = &result {
+            service.probe.stopped(e);
+        }
+        service.stop(std::time::Duration::from_secs(10)).await;
         result
     });
     match result {

@@ -338,6 +338,7 @@ pub async fn run(anvil_bin: &Path) -> Result<String, DemoError> {
             ..WatcherOptions::default()
         },
         channel_capacity: 256,
+        ..RunOptions::default()
     };
     let (report_tx, mut reports) = mpsc::channel(256);
     let cancel = CancellationToken::new();

@@ -50,6 +50,7 @@
 //! Transaction Builder batch) and verifies it on chain, and `run` checks it
 //! before starting.
 
+pub mod alerts;
 pub mod calibrate;
 pub mod cli;
 pub mod config;
@@ -63,6 +64,7 @@ pub mod init;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;

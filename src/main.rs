@@ -5,12 +5,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = guardian::cli::Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUARDIAN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    guardian::cli::run(guardian::cli::Cli::parse())
+        );
+    match cli.log_format {
+        guardian::cli::LogFormat::Human => logs.init(),
+        // One object per line; a decision's lines carry its span (decision_id, policy, block) under `span`.
+        guardian::cli::LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    guardian::cli::run(cli)
 }

@@ -24,6 +24,12 @@
 //!   are not decided again, an action a previous run left in flight is
 //!   followed to its end before any new trip is decided, and every decision
 //!   and transaction is written before it is acted on.
+//! - **Observing never holds anything up.** Every report also goes to the
+//!   [`crate::observe::Probe`] (metrics: atomics; alerts: `try_send` into
+//!   bounded queues, drops counted and logged). Policy reloads arrive already
+//!   validated on a `watch` channel and replace the engine between samples.
+//! - **Failure policy** (README): an executor whose node cannot be reached, or
+//!   whose key is missing, is alerted and retried per trip; watching goes on.
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufWriter;
@@ -33,6 +39,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::decision::Trip;
@@ -54,6 +61,10 @@ pub struct RunOptions {
     pub watcher: WatcherOptions,
     /// Capacity of each channel between stages.
     pub channel_capacity: usize,
+    /// Metrics, readiness and alerts (see [`crate::observe`]); the default does nothing.
+    pub probe: crate::observe::Probe,
+    /// New policy sets to run (validated by the sender); the engine swaps to the latest.
+    pub reload: Option<tokio::sync::watch::Receiver<PolicySet>>,
 }
 
 impl Default for RunOptions {
@@ -62,6 +73,8 @@ impl Default for RunOptions {
             record: None,
             watcher: WatcherOptions::default(),
             channel_capacity: 1024,
+            probe: crate::observe::Probe::default(),
+            reload: None,
         }
     }
 }
@@ -133,6 +146,39 @@ pub enum RunError {
     Journal(#[from] JournalError),
 }
 
+/// ops: how long connecting a network's executors may take (at start, and again per trip while unavailable).
+const EXECUTOR_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// ops: sends a report to the probe (metrics, alerts) and to the caller, if any.
+async fn emit(report: Option<&mpsc::Sender<Report>>, probe: &crate::observe::Probe, item: Report) {
+    probe.report(&item);
+    if let Some(r) = report {
+        let _ = r.send(item).await;
+    }
+}
+
+/// ops: the next policy set to run; never resolves without a reload channel.
+async fn next_reload(rx: &mut Option<tokio::sync::watch::Receiver<PolicySet>>) -> PolicySet {
+    loop {
+        match rx {
+            Some(r) => match r.changed().await {
+                Ok(()) => return r.borrow_and_update().clone(),
+                Err(_) => *rx = None,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// ops: marks the pipeline as not watching (for `/readyz`) however `run` returns.
+struct NotWatching(crate::observe::Probe, Vec<String>);
+
+impl Drop for NotWatching {
+    fn drop(&mut self) {
+        self.0.watching(&self.1, false);
+    }
+}
+
 /// What the engine hands the guard task.
 enum ToGuard {
     Trip {
@@ -180,6 +226,9 @@ pub async fn run(
     }
     // Connect every network some executor sends to, before watching anything.
     let mut executors: HashMap<String, Executors> = HashMap::new();
+    // ops: networks whose executors could not connect yet; the executors' delivery events (for latencies).
+    let mut unavailable: HashSet<String> = HashSet::new();
+    let (sent_tx, mut sent_rx) = mpsc::channel::<crate::executor::DeliveryEvent>(256);
     for def in config.executors.values() {
         let Some(net) = def.network.as_deref() else {
             return Err(RunError::NotRunnable(format!(
@@ -187,11 +236,32 @@ pub async fn run(
                 def.name
             )));
         };
-        if !executors.contains_key(net) {
-            executors.insert(
-                net.to_string(),
-                Executors::connect(&config, net, &keys, None).await?,
-            );
+        if !executors.contains_key(net) && !unavailable.contains(net) {
+            let connect = Executors::connect(&config, net, &keys, Some(sent_tx.clone()));
+            let connected = tokio::time::timeout(EXECUTOR_CONNECT_TIMEOUT, connect)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ExecError::Rpc {
+                        what: "connect",
+                        reason: format!(
+                            "no answer within {} s",
+                            EXECUTOR_CONNECT_TIMEOUT.as_secs()
+                        ),
+                    })
+                });
+            match connected {
+                Ok(e) => {
+                    executors.insert(net.to_string(), e);
+                }
+                // ops: an unreachable node or a key that could not be loaded: alert loudly,
+                // keep watching, retry when a trip needs it (README, "Failure policy").
+                Err(e @ (ExecError::Rpc { .. } | ExecError::MissingKey { .. })) => {
+                    tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors unavailable; watching anyway, retrying on the next trip");
+                    options.probe.executor_unavailable(net, &e.to_string());
+                    unavailable.insert(net.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     // The journal: where the last run stopped, and what it left in flight.
@@ -272,8 +342,12 @@ pub async fn run(
     let (trips_tx, mut trips_rx) = mpsc::channel::<ToGuard>(options.channel_capacity);
     let mut tasks: JoinSet<(&'static str, Result<(), RunError>)> = JoinSet::new();
 
+    let probe = options.probe.clone();
+    probe.policies(&policies);
+    probe.watching(&networks, true);
     for (i, net) in networks.iter().enumerate() {
         let mut watcher_options = options.watcher.clone();
+        watcher_options.probe = probe.clone();
         if let Some(last) = start_after[i] {
             // Re-read a few blocks before the resume point so policy windows refill;
             // the engine does not act on their trips again.
@@ -305,6 +379,9 @@ pub async fn run(
     let engine_cancel = cancel.clone();
     let engine_report = report.clone();
     let journaled = journal.is_some();
+    let engine_probe = probe.clone();
+    let mut reload = options.reload.clone();
+    let mode = config.mode;
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
@@ -314,6 +391,14 @@ pub async fn run(
             let event = tokio::select! {
                 biased;
                 () = engine_cancel.cancelled() => break Ok(()),
+                set = next_reload(&mut reload) => {
+                    // ops: validated by the sender; windows restart empty under the new policies.
+                    tracing::warn!(target: "guardian::engine", policies = set.policies.len(), "policies reloaded; metric windows restart from the next sample");
+                    engine_probe.policies(&set);
+                    engine_probe.reload(set.policies.len(), &[]);
+                    engine = Engine::new(set, mode);
+                    continue;
+                }
                 event = events_rx.recv() => event,
             };
             let Some((network, event)) = event else {
@@ -342,11 +427,7 @@ pub async fn run(
             if let WatchEvent::Reorg(reorg) = &event {
                 for (policy, action, block) in recent.iter().filter(|(_, _, b)| reorg.replaces(*b)) {
                     tracing::error!(target: "guardian::engine", policy = %policy, block, "a trip was decided on a block that a reorg replaced");
-                    if let Some(r) = &engine_report {
-                        let _ = r
-                            .send(Report::ReorgedOut { policy: policy.clone(), action: action.clone(), block: *block })
-                            .await;
-                    }
+                    emit(engine_report.as_ref(), &engine_probe, Report::ReorgedOut { policy: policy.clone(), action: action.clone(), block: *block }).await;
                 }
                 recent.retain(|(_, _, b)| !reorg.replaces(*b));
             }
@@ -388,9 +469,7 @@ pub async fn run(
                     recent.pop_front();
                 }
                 recent.push_back((trip.policy.clone(), trip.action.clone(), trip.block));
-                if let Some(r) = &engine_report {
-                    let _ = r.send(Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
-                }
+                emit(engine_report.as_ref(), &engine_probe, Report::Trip { trip: trip.clone(), pending: pending.clone() }).await;
                 let item = ToGuard::Trip {
                     trip: Box::new(trip),
                     urgency,
@@ -436,17 +515,19 @@ pub async fn run(
         .collect();
     let guard_cancel = cancel.clone();
     let network_names = networks.clone();
+    let guard_probe = probe.clone();
+    let reconnect = (config.clone(), keys, sent_tx);
+    let tx_log = journal.clone();
     tasks.spawn(async move {
-        let exec_for = |executor: &str| executor_networks.get(executor).and_then(|n| executors.get(n));
         // First, what a previous run left in flight: followed to its end before any new decision.
         for u in unfinished {
-            let Some(exec) = exec_for(&u.executor) else {
+            let Some(exec) = executor_networks.get(&u.executor).and_then(|n| executors.get(n)) else {
                 tracing::error!(target: "guardian::journal", decision_id = u.decision_id, executor = %u.executor, "an action left in flight names an executor no longer configured: not followed");
                 continue;
             };
             tracing::warn!(target: "guardian::journal", decision_id = u.decision_id, policy = %u.policy, txs = u.txs.len(), "following an action a previous run left in flight");
             let result = exec.follow(&u.executor, &u.effect, &u.txs).await;
-            if let Err(e) = finish(journal.as_deref(), report.as_ref(), u.decision_id, result).await {
+            if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, u.decision_id, result).await {
                 return ("guard", Err(e));
             }
         }
@@ -474,16 +555,43 @@ pub async fn run(
                 }
             };
             let network_name = network_names.get(network).map_or("", String::as_str);
-            let exec = actions
+            let tripped_at = std::time::Instant::now();
+            // ops: every line of this decision carries its policy, block and (once known) decision_id.
+            let span = tracing::warn_span!(target: "guardian::guard", "decision", policy = %trip.policy, block = trip.block, decision_id = tracing::field::Empty);
+            let exec_network = actions
                 .get(&trip.action)
-                .and_then(|a| a.executor.as_deref())
-                .and_then(exec_for);
+                .and_then(|a| a.executor.as_ref())
+                .and_then(|e| executor_networks.get(e));
+            if let Some(n) = exec_network
+                && !executors.contains_key(n)
+                && unavailable.contains(n)
+            {
+                // ops: an executor unavailable at start is retried when a trip needs it.
+                let (config, keys, sent_tx) = &reconnect;
+                let connect = Executors::connect(config, n, keys, Some(sent_tx.clone()));
+                match tokio::time::timeout(EXECUTOR_CONNECT_TIMEOUT, connect).await {
+                    Ok(Ok(e)) => {
+                        tracing::warn!(target: "guardian::executor", network = %n, "executors connected");
+                        if let Some(j) = &tx_log {
+                            e.set_tx_log(j.clone());
+                        }
+                        unavailable.remove(n);
+                        executors.insert(n.clone(), e);
+                    }
+                    Ok(Err(e)) => guard_probe.executor_unavailable(n, &e.to_string()),
+                    Err(_) => guard_probe.executor_unavailable(n, "connecting got no answer within 10 s"),
+                }
+            }
+            let exec = exec_network.and_then(|n| executors.get(n));
             // Without an executor (an alert-only configuration, an action not in the
-            // allow-list) the guard still decides, and every trip gets a decision.
+            // allow-list, an executor that cannot connect) the guard still decides, and
+            // every trip gets a decision.
             let decision = match exec {
-                Some(exec) => guard.review(&trip, exec).await,
-                None => guard.review(&trip, &NoExecutor).await,
+                Some(exec) => guard.review(&trip, exec).instrument(span.clone()).await,
+                None => guard.review(&trip, &NoExecutor).instrument(span.clone()).await,
             };
+            span.record("decision_id", decision.decision_id);
+            let entered = span.enter();
             // The decision (for an approval: the intent) is written before anything is sent.
             if let Some(j) = &journal
                 && let Err(e) = j.record_decision(network_name, origin, &trip, pending_tx, &decision, replica)
@@ -499,18 +607,16 @@ pub async fn run(
             tracing::warn!(target: "guardian::guard", decision_id = decision.decision_id, policy = %decision.policy, block = decision.block, "decision: {outcome}");
             let decision_id = decision.decision_id;
             let approved = matches!(decision.outcome, Outcome::Approved(_));
-            if let Some(r) = &report {
-                let _ = r
-                    .send(Report::Decision {
-                        decision_id,
-                        policy: decision.policy.clone(),
-                        action: decision.action.clone(),
-                        block: decision.block,
-                        outcome,
-                        approved,
-                    })
-                    .await;
-            }
+            drop(entered);
+            emit(report.as_ref(), &guard_probe, Report::Decision {
+                decision_id,
+                policy: decision.policy.clone(),
+                action: decision.action.clone(),
+                block: decision.block,
+                outcome,
+                approved,
+            })
+            .await;
             // An approval passed preflight, which only an executor can do.
             if let (Some(approved), Some(exec)) = (decision.into_approved(), exec) {
                 // Replicas: replica k lets the ones before it act first, then looks again.
@@ -520,7 +626,7 @@ pub async fn run(
                 {
                     let wait = std::time::Duration::from_millis(stagger.saturating_mul(u64::from(k)));
                     tokio::time::sleep(wait).await;
-                    match exec.recheck(&approved).await {
+                    match exec.recheck(&approved).instrument(span.clone()).await {
                         Ok(Some(detail)) => stood_down = Some(detail),
                         Ok(None) => {}
                         Err(e) => tracing::warn!(target: "guardian::executor", decision_id, error = %e, "replica re-check failed; sending"),
@@ -531,9 +637,24 @@ pub async fn run(
                         tracing::warn!(target: "guardian::executor", decision_id, replica, "stood down: {detail}");
                         Ok(Execution::StoodDown { detail })
                     }
-                    None => exec.execute(approved, urgency).await,
+                    None => exec.execute(approved, urgency).instrument(span.clone()).await,
                 };
-                if let Err(e) = finish(journal.as_deref(), report.as_ref(), decision_id, result).await {
+                let done_at = std::time::Instant::now();
+                // Every event of this execution is queued by now (the executor try_sends them).
+                let mut first_sent = None;
+                while let Ok(e) = sent_rx.try_recv() {
+                    if let crate::executor::DeliveryEvent::Sent { decision_id: d, at, .. } = e
+                        && d == decision_id
+                    {
+                        first_sent = first_sent.or(Some(at));
+                    }
+                }
+                guard_probe.delivery(
+                    first_sent.map(|t| t.saturating_duration_since(tripped_at)),
+                    first_sent.filter(|_| matches!(result, Ok(Execution::Landed { .. }))).map(|t| done_at.saturating_duration_since(t)),
+                );
+                let _entered = span.enter();
+                if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, decision_id, result).await {
                     return ("guard", Err(e));
                 }
             }
@@ -541,6 +662,7 @@ pub async fn run(
     });
 
     // Supervise: the first stage to end decides.
+    let _not_watching = NotWatching(probe, networks);
     let mut outcome = Ok(());
     while let Some(joined) = tasks.join_next().await {
         let (stage, result) = match joined {
@@ -595,6 +717,7 @@ const NO_EXECUTOR: &str = "the action has no executor on a connected network";
 async fn finish(
     journal: Option<&Journal>,
     report: Option<&mpsc::Sender<Report>>,
+    probe: &crate::observe::Probe,
     decision_id: u64,
     result: Result<Execution, ExecError>,
 ) -> Result<(), RunError> {
@@ -618,8 +741,6 @@ async fn finish(
         Some(j) => j.finish(decision_id, &result.map_err(|e| e.to_string())),
         None => Ok(()),
     };
-    if let Some(r) = report {
-        let _ = r.send(item).await;
-    }
+    emit(report, probe, item).await;
     written.map_err(RunError::from)
 }

@@ -52,6 +52,7 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
             ..WatcherOptions::default()
         },
         channel_capacity: 64,
+        ..RunOptions::default()
     };
     let (report_tx, mut reports) = mpsc::channel(64);
     let cancel = CancellationToken::new();

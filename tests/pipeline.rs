@@ -79,6 +79,7 @@ async fn a_drain_trips_the_policy_and_the_module_pause_lands() {
             ..WatcherOptions::default()
         },
         channel_capacity: 64,
+        ..RunOptions::default()
     };
     let (report_tx, mut reports) = mpsc::channel(64);
     let cancel = CancellationToken::new();
@@ -214,6 +215,7 @@ async fn reorg_after(blocks: usize) {
             ..WatcherOptions::default()
         },
         channel_capacity: 64,
+        ..RunOptions::default()
     };
     let (report_tx, mut reports) = mpsc::channel(256);
     let cancel = CancellationToken::new();

@@ -12,6 +12,7 @@
 
 pub mod exec;
 pub mod journal;
+pub mod ops;
 pub mod reader;
 pub mod setup;
 pub mod sources;
@@ -29,6 +30,7 @@ pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
     ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
 };
+pub use ops::{NotifyDef, NotifyKind, ObserveDef, UrlSource};
 
 use crate::metrics::is_valid_metric_name;
 use crate::policy::model::Mode;
@@ -66,6 +68,10 @@ pub struct Config {
     pub setup: Option<setup::SetupDef>,
     /// Where `guardian run` keeps its state across restarts (`[journal]`).
     pub journal: Option<JournalConfig>,
+    /// `[observe]`: the metrics and health endpoint, if served.
+    pub observe: Option<ObserveDef>,
+    /// `[notify.<name>]`: alert channels by name.
+    pub notify: BTreeMap<String, NotifyDef>,
 }
 
 impl Config {
@@ -87,6 +93,8 @@ impl Config {
             guard: GuardLimits::default(),
             setup: None,
             journal: None,
+            observe: None,
+            notify: BTreeMap::new(),
         }
     }
 
@@ -317,6 +325,19 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
                     },
                     r,
                 );
+            }
+        }
+    }
+
+    if let Some(v) = top.get("observe") {
+        config.observe = ops::parse_observe(v, r);
+    }
+    if let Some(v) = top.get("notify")
+        && let Some(channels) = TableReader::from_value(v, "[notify]", r)
+    {
+        for (name, _, value) in channels.entries() {
+            if let Some(def) = ops::parse_notify(name, value, r) {
+                config.notify.insert(name.to_string(), def);
             }
         }
     }

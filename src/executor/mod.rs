@@ -226,6 +226,8 @@ pub enum DeliveryEvent {
         nonce: u64,
         fees: Fees,
         replacement: u32,
+        /// When the node accepted it (for the trip-to-broadcast and broadcast-to-mined latencies).
+        at: std::time::Instant,
     },
     NonceResynced {
         decision_id: u64,
@@ -612,6 +614,7 @@ impl Executors {
                         nonce,
                         fees,
                         replacement,
+                        at: std::time::Instant::now(),
                     });
                 }
                 Err(e) => {
@@ -1114,6 +1117,7 @@ impl Executors {
                     nonce: next.nonce,
                     fees,
                     replacement: next.replacement,
+                    at: std::time::Instant::now(),
                 });
                 Ok(Some(next))
             }

@@ -213,6 +213,7 @@ impl<'c> Builder<'c> {
             Some(v) => as_choice(v, "mode", &Mode::CHOICES, r),
             None => Some(Mode::Enforce),
         };
+        let notify = t.get("notify").map(|v| self.notify(v, &ctx, r));
         let root = match t.require("when", r) {
             Some(v) => match TableReader::from_value(v, format!("{ctx}.when"), r) {
                 Some(w) => self.condition(w, None, r),
@@ -240,8 +241,37 @@ impl<'c> Builder<'c> {
                 mode,
                 root,
                 origin,
+                notify,
             });
         }
+    }
+
+    /// `notify = ["ops", "pager"]`: alert channels, checked against `[notify]` when a configuration is given.
+    fn notify(&self, value: &Value<'_>, ctx: &str, r: &mut Reporter<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        for item in as_array(value, &format!("{ctx}: notify"), r).unwrap_or_default() {
+            let Some(name) = as_str(item, &format!("{ctx}: a notify channel"), r) else {
+                continue;
+            };
+            if self.config.is_declarative() && !self.config.notify.contains_key(name) {
+                let known: Vec<&str> = self.config.notify.keys().map(String::as_str).collect();
+                let hint = match did_you_mean(name, known.iter().copied()) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None if known.is_empty() => {
+                        "the configuration defines no [notify.<name>] channels".to_string()
+                    }
+                    None => format!("channels defined: {}", known.join(", ")),
+                };
+                r.error(
+                    &item.span(),
+                    format!("{ctx}: unknown notify channel `{name}`"),
+                    Some(hint),
+                );
+                continue;
+            }
+            out.push(name.to_string());
+        }
+        out
     }
 
     fn window(&self, value: &Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Window> {
@@ -810,6 +840,40 @@ of = [
         let root = set.node(set.policies[0].root);
         assert!(
             matches!(root.condition, Condition::Composite { quorum: Quorum::Any, ref children } if children.len() == 9)
+        );
+    }
+
+    #[test]
+    fn notify_names_channels_of_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guardian.toml");
+        std::fs::write(
+            &path,
+            "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n[notify.pager]\nkind = \"pagerduty\"\nrouting_key_env = \"PD\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let policy = |notify: &str| {
+            format!(
+                "[[policy]]\nid = \"p\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"pause\"\ncooldown = \"1m\"\n{notify}\n[policy.when]\nkind = \"threshold\"\nmetric = \"a\"\nop = \">\"\nvalue = 1\n"
+            )
+        };
+        let set = compile_str("p.toml", &policy("notify = [\"ops\", \"pager\"]"), &config).unwrap();
+        assert_eq!(
+            set.policies[0].notify,
+            Some(vec!["ops".to_string(), "pager".to_string()])
+        );
+        let set = compile_str("p.toml", &policy(""), &config).unwrap();
+        assert_eq!(set.policies[0].notify, None, "no list: every channel");
+        let err = compile_str("p.toml", &policy("notify = [\"opps\", 3]"), &config).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("p.toml:7:11: policy `p`: unknown notify channel `opps`\n    hint: did you mean `ops`?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p.toml:7:19: policy `p`: a notify channel must be a string"),
+            "{text}"
         );
     }
 

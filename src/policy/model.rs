@@ -352,6 +352,8 @@ pub struct Policy {
     pub root: NodeId,
     /// Where the policy was written, `file:line`.
     pub origin: String,
+    /// Alert channels (`[notify.<name>]`) for this policy's alerts; `None`: every channel.
+    pub notify: Option<Vec<String>>,
 }
 
 /// Every loaded policy, their condition nodes, and the metric names they use.

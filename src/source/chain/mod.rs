@@ -188,6 +188,8 @@ pub struct WatcherOptions {
     /// The first block to emit, backfilled by number up to the head (a restart
     /// resuming from its journal); `None`: start at the head.
     pub start_block: Option<u64>,
+    /// Where heads, RPC errors, failovers, failed reads and stale heads are reported (metrics, alerts).
+    pub probe: crate::observe::Probe,
 }
 
 impl Default for WatcherOptions {
@@ -202,6 +204,7 @@ impl Default for WatcherOptions {
             watchdog_interval: Duration::from_secs(1),
             max_lag_blocks: 3,
             start_block: None,
+            probe: crate::observe::Probe::default(),
         }
     }
 }
@@ -350,6 +353,8 @@ impl Watcher {
             out: &out,
             head: head_tx,
             start: self.options.start_block,
+            probe: &self.options.probe,
+            network: &self.network,
         };
         let heads = async {
             if self.ws.is_empty() || self.options.force_polling {
@@ -378,10 +383,8 @@ impl Watcher {
         out: &mpsc::Sender<WatchEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), ChainError> {
+        // Runs even without `head_age` metrics: a stale head is reported to the probe regardless.
         let metrics = self.plan.head_age_metrics().to_vec();
-        if metrics.is_empty() {
-            return Ok(());
-        }
         loop {
             let changed = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -399,6 +402,10 @@ impl Watcher {
             }
             let time_ms = reads::now_ms();
             let age = reads::head_age_s(timestamp, time_ms);
+            self.options.probe.no_new_head(&self.network, block, age);
+            if metrics.is_empty() {
+                continue;
+            }
             tracing::warn!(target: "guardian::source::chain", network = %self.network, block, head_age_s = age, "no new head");
             out.send(WatchEvent::Stale(Stale {
                 block,
@@ -495,6 +502,7 @@ impl Watcher {
                 match effects {
                     Ok(effects) => {
                         for e in effects {
+                            self.options.probe.pending_sample(&self.network);
                             out.send(WatchEvent::Pending(e))
                                 .await
                                 .map_err(|_| ChainError::ChannelClosed)?;
@@ -528,7 +536,7 @@ impl Watcher {
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = step => retryable(r)?,
+                r = step => retryable(r, &self.options.probe, &self.network)?,
             }
         }
     }
@@ -558,6 +566,7 @@ impl Watcher {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to heads");
+                    self.options.probe.rpc_error(&self.network);
                     if self.rpc.is_empty() {
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
@@ -583,7 +592,7 @@ impl Watcher {
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = catch_up => retryable(r)?,
+                r = catch_up => retryable(r, &self.options.probe, &self.network)?,
             }
             let mut stream = sub.into_stream();
             loop {
@@ -595,7 +604,7 @@ impl Watcher {
                 let step = follower.advance(Head::from(&header));
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    r = step => retryable(r)?,
+                    r = step => retryable(r, &self.options.probe, &self.network)?,
                 }
             }
             tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "head subscription ended; reconnecting");
@@ -619,12 +628,18 @@ fn ws_connect(url: &str) -> WsConnect {
 }
 
 /// Errors a later head retries (the node is slow, a read failed) are logged; the rest end the watcher.
-fn retryable(r: Result<(), ChainError>) -> Result<(), ChainError> {
+fn retryable(
+    r: Result<(), ChainError>,
+    probe: &crate::observe::Probe,
+    network: &str,
+) -> Result<(), ChainError> {
     match r {
         Ok(()) => Ok(()),
         Err(e @ (ChainError::ChannelClosed | ChainError::ReorgTooDeep(_))) => Err(e),
         Err(e) => {
-            tracing::warn!(target: "guardian::source::chain", error = %redact(&e.to_string()), "read failed; the next head retries from the last block read");
+            let error = redact(&e.to_string());
+            tracing::warn!(target: "guardian::source::chain", network, error = %error, "read failed; the next head retries from the last block read");
+            probe.rpc_failing(network, &error);
             Ok(())
         }
     }
@@ -662,6 +677,8 @@ struct Follower<'a> {
     head: watch::Sender<(u64, u64)>,
     /// The first block to emit when nothing was emitted yet (resuming); `None`: the head.
     start: Option<u64>,
+    probe: &'a crate::observe::Probe,
+    network: &'a str,
 }
 
 impl Follower<'_> {
@@ -669,6 +686,7 @@ impl Follower<'_> {
     fn fail_over(&mut self, error: &ChainError) {
         let from = self.current;
         self.current = (self.current + 1) % self.clients.len();
+        self.probe.failover(self.network);
         tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
     }
 
@@ -704,6 +722,7 @@ impl Follower<'_> {
         };
         if lagging && best_i != self.current {
             tracing::warn!(target: "guardian::source::chain", endpoint = self.current + 1, its_block = ?numbers[self.current], best_block = best, next = best_i + 1, "read endpoint lags; failing over");
+            self.probe.failover(self.network);
             self.current = best_i;
         }
     }
@@ -728,6 +747,7 @@ impl Follower<'_> {
                     u64::from_str_radix(tag.trim_start_matches("0x"), 16).unwrap_or(u64::MAX),
                 ),
             };
+            self.probe.rpc_error(self.network);
             if self.clients.len() > 1 {
                 self.fail_over(&e);
             }
@@ -752,6 +772,7 @@ impl Follower<'_> {
                 Ok(Ok(_)) => ChainError::AllReadsFailed(head.number),
                 Ok(Err(e)) => e,
             };
+            self.probe.rpc_error(self.network);
             if self.clients.len() > 1 {
                 self.fail_over(&e);
             }
@@ -791,8 +812,17 @@ impl Follower<'_> {
                 continue;
             }
             let snapshot = self.snapshot(&h).await?;
+            self.probe.head(
+                self.network,
+                h.number,
+                h.timestamp,
+                snapshot.values.len(),
+                snapshot.failed.len(),
+            );
             for (metric, why) in &snapshot.failed {
-                tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %redact(why), "metric not read at this block");
+                let why = redact(why);
+                tracing::warn!(target: "guardian::source::chain", block = h.number, metric = &**metric, error = %why, "metric not read at this block");
+                self.probe.read_failed(self.network, h.number, metric, &why);
             }
             self.out
                 .send(WatchEvent::Block(snapshot))
@@ -843,6 +873,7 @@ impl Follower<'_> {
             return Ok(());
         }
         tracing::warn!(target: "guardian::source::chain", common_ancestor, depth = replaced.len(), "reorg: re-reading the replaced blocks");
+        self.probe.reorg(self.network);
         self.out
             .send(WatchEvent::Reorg(Reorg {
                 common_ancestor,
