@@ -312,6 +312,9 @@ description = "assets the vault holds"
 network = "local"
 source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
 
+[journal]
+path = "guardian.db"
+
 [observe]
 listen = "127.0.0.1:0"
 stale_after = "10s"
@@ -418,6 +421,19 @@ timeout = "1s"
         executed["title"].as_str().unwrap().contains("landed"),
         "{executed}"
     );
+
+    // The journal has the decision, landed, with its transaction (read while guardian runs).
+    let journal =
+        guardian::journal::Journal::open_read_only(&dir.path().join("guardian.db")).unwrap();
+    let rows = journal
+        .history(&guardian::journal::HistoryFilter::default())
+        .unwrap();
+    let landed: Vec<_> = rows.iter().filter(|e| e.status == "landed").collect();
+    assert_eq!(landed.len(), 1, "{rows:?}");
+    assert_eq!(landed[0].policy, "vault-drain");
+    assert_eq!(landed[0].outcome, "approved");
+    assert!(landed[0].tx.is_some(), "{rows:?}");
+    drop(journal);
 
     // Metrics, scraped over HTTP.
     let text = wait_metric(&base, "guardian_executions_total{outcome=\"landed\"}", 1.0).await;
@@ -852,6 +868,9 @@ async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
 description = "assets the vault holds"
 network = "local"
 source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
+
+[journal]
+path = "guardian.db"
 
 [observe]
 listen = "127.0.0.1:0"
