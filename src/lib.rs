@@ -55,5 +55,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;
+pub mod scenario;
 pub mod source;
 pub mod units;
