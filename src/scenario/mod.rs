@@ -220,6 +220,11 @@ impl Drop for RunDir {
     }
 }
 
+/// Blocks mined between the guardian's first read and the script's start (ten-block windows need them).
+const WARMUP_BLOCKS: u32 = 11;
+/// Chain seconds the warm-up spans beyond its blocks (the longest window the policies use).
+const WARMUP_JUMP_S: u64 = 3_600;
+
 /// Reports from the pipeline, with the unix ms they arrived.
 type Collected = Arc<Mutex<Vec<(u64, Report)>>>;
 
@@ -339,6 +344,16 @@ async fn run_once(
         }
     }
 
+    // Both runs let the same blocks pass before the script, so the guardian's
+    // windows have history (a window needs a sample at or before its start).
+    // Halfway, the clock jumps an hour, so hourly windows have history too.
+    let (mut head, _) = chain.head().await?;
+    for i in 0..WARMUP_BLOCKS {
+        if i == WARMUP_BLOCKS / 2 {
+            chain.increase_time(WARMUP_JUMP_S).await?;
+        }
+        head = chain.next_block(head).await?.0;
+    }
     let before = d.attacker_holdings(&chain).await?;
     let played = script::play(&chain, &d, s).await?;
 
@@ -429,11 +444,9 @@ async fn run_once(
                 policy: trip.policy.clone(),
                 action: trip.action.clone(),
                 block: trip.block,
-                at_ms: if pending.is_some() {
-                    trip.time_ms as i64 - start
-                } else {
-                    at_ms
-                },
+                // When the report arrived: a trip's own time is chain time for mined
+                // blocks (compressed), so it is not comparable with the wall clock.
+                at_ms,
                 summary: trip.summary.clone(),
                 pending_tx: pending.map(|p| p.hash.to_string()),
             }),

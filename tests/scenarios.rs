@@ -1,0 +1,188 @@
+//! The scenario library, played on real anvil chains: every scenario in
+//! `simulations/*.toml` meets its `expect` block (attacks paused with the
+//! funds they state saved, benign stress never paused); `--rpc` runs the same
+//! script against a node the test started; a dry run sends nothing and
+//! reports the transaction it would have sent.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use guardian::scenario::{self, Options, report::ScenarioReport};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn options() -> Options {
+    Options {
+        anvil_bin: root().join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
+        rpc: None,
+        ws: None,
+        dry_run: false,
+    }
+}
+
+async fn play(path: &Path, options: &Options) -> ScenarioReport {
+    let s = scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
+    scenario::run(&s, options)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_in_simulations_meets_its_expect_block() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("simulations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 9, "the library has its scenarios: {files:?}");
+    let options = options();
+    // Two scenarios at a time (each runs two chains side by side).
+    let reports: Vec<(PathBuf, ScenarioReport)> = futures_util::stream::iter(files)
+        .map(|f| {
+            let options = options.clone();
+            async move {
+                let r = play(&f, &options).await;
+                (f, r)
+            }
+        })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    for (f, r) in &reports {
+        let s = scenario::load(f).unwrap();
+        eprintln!(
+            "{:<34} {:<6} lost {} {} unprotected, {} protected, saved {}; {}",
+            r.scenario,
+            r.kind,
+            r.funds.lost_unprotected,
+            r.funds.unit,
+            r.funds.lost_protected,
+            r.funds.saved_pct.map_or("-".into(), |p| format!("{p:.1}%")),
+            if r.holds { "holds" } else { "FAILED" }
+        );
+        if !r.holds {
+            failed.push(scenario::report::render(r, &s));
+        }
+        if r.kind == "attack" {
+            assert!(
+                r.protected.any_paused(),
+                "{}: the attack was paused",
+                r.scenario
+            );
+            assert!(
+                r.funds.lost_unprotected > 0.0,
+                "{}: the attack works without the guardian",
+                r.scenario
+            );
+        } else {
+            assert!(
+                !r.protected.any_paused() && r.protected.trips.is_empty(),
+                "{}: benign stress never trips",
+                r.scenario
+            );
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_runs_the_same_script_against_an_existing_node() {
+    let anvil = alloy::node_bindings::Anvil::at(options().anvil_bin)
+        .args(["--order", "fees"])
+        .spawn();
+    let options = Options {
+        rpc: Some(anvil.endpoint()),
+        ..options()
+    };
+    let r = play(
+        &root().join("simulations/nomad-2022-copycats.toml"),
+        &options,
+    )
+    .await;
+    assert_eq!(r.node, "an existing node (--rpc)");
+    assert!(r.holds, "{r:?}");
+    assert_eq!(r.funds.lost_unprotected, 1_000_000.0);
+    assert!(r.funds.saved_pct.unwrap() >= 90.0);
+    assert!(r.protected.any_paused());
+    // Both runs used the node the test started: their blocks follow each other.
+    let u = r.unprotected.as_ref().unwrap();
+    let last_unprotected = u.transactions.iter().filter_map(|t| t.block).max().unwrap();
+    let first_protected = r
+        .protected
+        .transactions
+        .iter()
+        .filter_map(|t| t.block)
+        .min()
+        .unwrap();
+    assert!(first_protected > last_unprotected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_sends_nothing_and_reports_the_would_be_pause() {
+    let options = Options {
+        dry_run: true,
+        ..options()
+    };
+    let r = play(
+        &root().join("simulations/nomad-2022-copycats.toml"),
+        &options,
+    )
+    .await;
+    assert!(r.dry_run);
+    assert!(r.unprotected.is_none(), "a dry run plays once");
+    assert!(!r.protected.any_paused(), "nothing was paused");
+    assert!(!r.protected.trips.is_empty(), "the policy tripped");
+    assert!(!r.protected.executions.is_empty());
+    for e in &r.protected.executions {
+        assert_eq!(e.result, "dry-run", "{e:?}");
+        assert!(
+            e.block.is_none() && e.seen_in_mempool_ms.is_none(),
+            "never broadcast: {e:?}"
+        );
+        let w = e
+            .would_send
+            .as_ref()
+            .expect("the would-be transaction is reported");
+        // GuardianModule.pause(address,bytes4)
+        let selector = &alloy::primitives::keccak256("pause(address,bytes4)")[..4];
+        assert_eq!(w.selector, format!("0x{}", alloy::hex::encode(selector)));
+        assert!(w.to.is_some());
+    }
+    // The attack was not stopped: the dry run reports what it took.
+    assert_eq!(r.protected.lost, 1_000_000.0);
+    assert!(
+        r.holds,
+        "paused = true holds as 'a pause would have been sent' in dry-run: {r:?}"
+    );
+}
+
+#[test]
+fn a_malformed_scenario_exits_1_with_its_location() {
+    let dir = std::env::temp_dir().join(format!("guardian-scenario-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[scenario]\nname = \"x\"\ndescription = \"d\"\nkind = \"attack\"\nprotocol = \"bridge\"\nblock_time = \"1\"\npolicies = [\"nope.toml\"]\n\n[[step]]\nat = \"0s\"\nkind = \"attack\"\naction = \"copycat\"\nslice = \"10%\"\n\n[expect]\npaused = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["simulate", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:6:14: scenario.block_time: `1` has no unit"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:7:13: scenario.policies:"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
