@@ -496,7 +496,8 @@ async fn run_once(
     }
     Ok(RunReport {
         guardian: guardian.is_some(),
-        lost: gained.max(0.0),
+        // Micro-unit precision: the balances are summed as floats.
+        lost: (gained.max(0.0) * 1e6).round() / 1e6,
         paused,
         transactions,
         trips,

@@ -59,7 +59,7 @@ pub fn base_fees(
         if row.block < from_block || row.metric != "chain.base_fee_gwei" {
             continue;
         }
-        if k % u64::from(stride) == 0 {
+        if k.is_multiple_of(u64::from(stride)) {
             fees.push((row.value * GWEI as f64) as u128);
             if fees.len() == blocks as usize {
                 break;
@@ -114,9 +114,7 @@ pub async fn play(chain: &Chain, d: &Deployed, s: &Scenario) -> Result<Played, S
         } = &step.action
         {
             let fees = base_fees(trace, *from_block, *blocks, *stride)?;
-            let http = chain.http.clone();
             let provider = chain.provider.clone();
-            let _ = http;
             background.push(tokio::spawn(async move {
                 let mut at = 0u64;
                 for fee in fees {

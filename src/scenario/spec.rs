@@ -1163,7 +1163,7 @@ saved_at_least = "90%"
         );
         assert_eq!(s.expect.saved_at_least_pct, Some(90.0));
         assert!(
-            s.steps[1].origin.ends_with("s.toml:17"),
+            s.steps[1].origin.ends_with("s.toml:16"),
             "{}",
             s.steps[1].origin
         );
@@ -1216,7 +1216,7 @@ saved_at_least = "90%"
             .replace("slice = \"10%\"\nrepeat", "repeat")
             .replace("saved_at_least = \"90%\"", "saved_at_least = \"0.9\"");
         let e = errors(&text);
-        assert!(e.contains("s.toml:18:6: step.at: `2` has no unit"), "{e}");
+        assert!(e.contains("s.toml:17:6: step.at: `2` has no unit"), "{e}");
         assert!(e.contains("the `copycat` action needs `slice`"), "{e}");
         assert!(
             e.contains("expect.saved_at_least: `0.9` has no % or bps"),
