@@ -186,3 +186,67 @@ fn a_malformed_scenario_exits_1_with_its_location() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_cli_prints_json_and_exits_0_when_expect_holds_and_1_when_not() {
+    let bin = env!("CARGO_BIN_EXE_guardian");
+    let dir = std::env::temp_dir().join(format!("guardian-scenario-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The whale scenario, expecting a pause that a benign withdrawal must not cause.
+    let whale = std::fs::read_to_string(root().join("simulations/benign-whale-withdrawal.toml"))
+        .unwrap()
+        .replace(
+            "policies = [\"policies/lending.toml\"]",
+            &format!(
+                "policies = [\"{}\"]",
+                root().join("simulations/policies/lending.toml").display()
+            ),
+        )
+        .replace("no_pause = true", "paused = true");
+    let wrong = dir.join("whale-expecting-a-pause.toml");
+    std::fs::write(&wrong, whale).unwrap();
+    let run = |args: Vec<String>| {
+        std::thread::spawn(move || {
+            std::process::Command::new(bin)
+                .current_dir(root())
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let nomad = run(vec![
+        "simulate".into(),
+        "simulations/nomad-2022-copycats.toml".into(),
+        "--json".into(),
+    ]);
+    let whale = run(vec!["simulate".into(), wrong.display().to_string()]);
+    let nomad = nomad.join().unwrap();
+    let whale = whale.join().unwrap();
+
+    assert_eq!(
+        nomad.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&nomad.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&nomad.stdout).unwrap();
+    assert_eq!(report["holds"], true);
+    assert_eq!(report["funds"]["lost_unprotected"], 1_000_000.0);
+    assert!(report["funds"]["saved_pct"].as_f64().unwrap() >= 90.0);
+    let first = &report["attacks"][0];
+    assert!(
+        first["broadcast_ms"].is_u64() && first["mined_block"].is_u64(),
+        "{first}"
+    );
+    assert_eq!(first["pause_before"], true, "{first}");
+    assert!(report["compression"]["chain_seconds"].as_u64().unwrap() >= 120);
+
+    let stdout = String::from_utf8_lossy(&whale.stdout);
+    assert_eq!(whale.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("paused               expected true   got false  FAILED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("EXPECTATIONS FAILED"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
