@@ -15,7 +15,9 @@ use alloy::sol;
 use super::ScenarioError;
 use super::chain::{ATTACKER_TIP, Chain, SCRIPT_MAX_FEE, SafeStack, USER_TIP, confirm};
 use super::spec::{Action, Oracle, Protocol, Scenario, StepKind};
-use crate::demo::{DemoToken, MessageReplica, ReplicaCopycatAttack};
+use alloy::sol_types::SolValue;
+
+use crate::demo::{DemoToken, MessageReplica};
 use crate::policy::model::Mode;
 
 sol!(
@@ -121,8 +123,8 @@ enum Shape {
     Bridge {
         token: Address,
         replica: Address,
-        /// Copycat contract per slice (in basis points of the liquidity).
-        copycats: BTreeMap<u64, Address>,
+        /// The initial escrow, in base units (slices are shares of it).
+        liquidity: U256,
     },
     DonationPool {
         token: Address,
@@ -178,27 +180,6 @@ impl Deployed {
                     "fund the bridge",
                 )
                 .await?;
-                let mut copycats = BTreeMap::new();
-                for step in &s.steps {
-                    if let Action::Copycat { slice_pct, .. } = step.action {
-                        let bps = (slice_pct * 100.0).round() as u64;
-                        if let std::collections::btree_map::Entry::Vacant(e) = copycats.entry(bps) {
-                            let slice =
-                                units(setup.liquidity) * U256::from(bps) / U256::from(10_000);
-                            let c = ReplicaCopycatAttack::deploy_builder(
-                                p,
-                                *replica.address(),
-                                *token.address(),
-                                slice,
-                            )
-                            .from(attacker)
-                            .deploy()
-                            .await
-                            .map_err(step_err("deploy a copycat attack contract"))?;
-                            e.insert(c);
-                        }
-                    }
-                }
                 Deployed {
                     protocol: s.protocol,
                     asset: Some(*token.address()),
@@ -208,7 +189,7 @@ impl Deployed {
                     inner: Shape::Bridge {
                         token: *token.address(),
                         replica: *replica.address(),
-                        copycats,
+                        liquidity: units(setup.liquidity),
                     },
                     stack,
                 }
@@ -611,6 +592,8 @@ executor = "module"
         };
         match &self.inner {
             Shape::Bridge { token, replica, .. } => {
+                // Watch calls to the replica's `process`: what every Nomad copycat sent.
+                let pending_filter = format!(r#"to = "{replica}", selector = "process(bytes)""#);
                 let balance = erc20(token, replica);
                 let processed = "MessageProcessed(bytes32 indexed messageHash, address indexed token, address indexed recipient, uint256 amount)";
                 metric(
@@ -639,7 +622,7 @@ executor = "module"
                     "bridge.pending_outflow",
                     "tokens a pending transaction would take out of the bridge",
                     "bUSD",
-                    format!(r#"{{ kind = "pending", selector = "attack()", effect = {balance} }}"#),
+                    format!(r#"{{ kind = "pending", {pending_filter}, effect = {balance} }}"#),
                 );
             }
             Shape::DonationPool { token, pool, .. } => {
@@ -822,16 +805,39 @@ executor = "module"
             }};
         }
         match (&self.inner, action) {
-            (Shape::Bridge { copycats, .. }, Action::Copycat { senders, slice_pct }) => {
+            (
+                Shape::Bridge {
+                    token,
+                    replica,
+                    liquidity,
+                },
+                Action::Copycat { senders, slice_pct },
+            ) => {
+                // As the Nomad copycats did: call `process` on the replica with a
+                // never-proven transfer message paying the sender a slice.
                 let bps = (slice_pct * 100.0).round() as u64;
-                let contract = ReplicaCopycatAttack::new(copycats[&bps], p);
+                let amount = *liquidity * U256::from(bps) / U256::from(10_000);
+                let contract = MessageReplica::new(*replica, p);
                 for i in 0..*senders as usize {
-                    let who = &a.attackers[i % a.attackers.len()];
+                    let who = a.attackers[i % a.attackers.len()].address();
+                    // A message nonce never used before: a hash of sender, time and index.
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos());
+                    let nonce = U256::from_be_bytes(
+                        alloy::primitives::keccak256(
+                            (who, U256::from(nanos), U256::from(i)).abi_encode(),
+                        )
+                        .0,
+                    );
+                    let message = (1000u32, nonce, *token, who, amount).abi_encode_params();
                     send!(
-                        contract.attack(),
-                        who.address(),
+                        contract.process(message.into()),
+                        who,
                         300_000,
-                        format!("copycat attack() taking {slice_pct}% of the liquidity")
+                        format!(
+                            "copycat process() of an unproven message paying {slice_pct}% of the liquidity"
+                        )
                     );
                 }
             }
