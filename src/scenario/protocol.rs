@@ -101,6 +101,8 @@ pub struct Sent {
     pub kind: StepKind,
     pub from: Address,
     pub hash: B256,
+    /// When the node accepted it, unix milliseconds.
+    pub unix_ms: u64,
 }
 
 /// A deployed protocol.
@@ -432,6 +434,20 @@ impl Deployed {
                     )
                     .await?;
                 }
+                // An attacker who will post collateral holds it and has approved the market.
+                for step in &s.steps {
+                    if let Action::BorrowAll { amount } = step.action {
+                        confirm(col.mint(attacker, units(amount)).send().await, "mint").await?;
+                        confirm(
+                            col.approve(*market.address(), U256::MAX)
+                                .from(attacker)
+                                .send()
+                                .await,
+                            "approve",
+                        )
+                        .await?;
+                    }
+                }
                 let mut attacks = BTreeMap::new();
                 for step in &s.steps {
                     if let Action::SpotOracle { loan } = step.action
@@ -699,6 +715,14 @@ executor = "module"
                     ),
                 );
                 metric(
+                    "market.pending_borrow",
+                    "debt tokens a pending borrow() on the market would take out of it",
+                    "dUSD",
+                    format!(
+                        r#"{{ kind = "pending", to = "{market}", selector = "borrow(uint256)", effect = {balance} }}"#
+                    ),
+                );
+                metric(
                     "market.pending_outflow",
                     "debt tokens a pending transaction would take out of the market",
                     "dUSD",
@@ -801,6 +825,7 @@ executor = "module"
                     kind,
                     from,
                     hash: *pending.tx_hash(),
+                    unix_ms: super::script::unix_ms(),
                 });
             }};
         }
@@ -990,6 +1015,73 @@ executor = "module"
                         format!("keeper moves the collateral price {change_pct:+}% to {next:.2}")
                     );
                 }
+            }
+            (
+                Shape::Lending {
+                    feed,
+                    keeper_feed: true,
+                    ..
+                },
+                Action::RoguePrice { change_pct },
+            ) => {
+                // The keeper's key is the attacker's now.
+                let f = KeeperPriceFeed::new(*feed, p);
+                let (_, current, _, _, _) = f
+                    .latestRoundData()
+                    .call()
+                    .await
+                    .map_err(step_err("read the market's price"))?
+                    .into();
+                let current = current.to_string().parse::<f64>().unwrap_or(0.0) / 1e8;
+                let next = current * (1.0 + change_pct / 100.0);
+                send!(
+                    f.updateAnswer(answer(next)),
+                    a.keeper.address(),
+                    200_000,
+                    format!(
+                        "stolen keeper key posts {next:.2} ({change_pct:+}%) on the market's feed"
+                    )
+                );
+            }
+            (Shape::Lending { market, .. }, Action::BorrowAll { amount }) => {
+                let m = LendingMarket::new(*market, p);
+                let who = a.attackers[0].address();
+                send!(
+                    m.depositCollateral(units(*amount)),
+                    who,
+                    300_000,
+                    format!("attacker posts {amount} dCOL of collateral")
+                );
+                // The borrow goes out once the collateral is on chain (as an attacker's
+                // script would), so its simulation sees the collateral.
+                let deposit = sent[sent.len() - 1].hash;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while chain.receipt(deposit).await?.is_none() {
+                    if std::time::Instant::now() > deadline {
+                        return Err(ScenarioError::Chain {
+                            step: "post the attacker's collateral",
+                            message: format!("{deposit} not mined within 30 s"),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                let limit = m
+                    .borrowLimit(who)
+                    .call()
+                    .await
+                    .map_err(step_err("read the attacker's limit"))?;
+                let cash = m
+                    .cash()
+                    .call()
+                    .await
+                    .map_err(step_err("read the market's cash"))?;
+                let take = if limit < cash { limit } else { cash };
+                send!(
+                    m.borrow(take),
+                    who,
+                    400_000,
+                    format!("attacker borrows {:.0} dUSD against it", whole(take))
+                );
             }
             (Shape::Pools { pools, .. }, Action::Deposit { user, amount, pool }) => {
                 let n = pool.unwrap_or(1) as usize;

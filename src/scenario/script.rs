@@ -147,11 +147,10 @@ pub async fn play(chain: &Chain, d: &Deployed, s: &Scenario) -> Result<Played, S
             continue;
         }
         let sent = d.perform(chain, step.kind, &step.action).await?;
-        let at_ms = start.elapsed().as_millis() as u64;
         last_sent_block = chain.head().await?.0;
         txs.extend(sent.into_iter().map(|sent| Broadcast {
+            at_ms: sent.unix_ms.saturating_sub(started_unix_ms),
             sent,
-            at_ms,
             step_origin: step.origin.clone(),
         }));
     }

@@ -101,6 +101,11 @@ pub enum Action {
     Swap { user: u32, amount: f64 },
     /// lending: liquidators repay half of every liquidatable borrower's debt.
     Liquidate,
+    /// lending (keeper oracle): a stolen keeper key posts a price `change_pct` away on the
+    /// market's feed only (the independent reference does not move).
+    RoguePrice { change_pct: f64 },
+    /// lending: the attacker posts `amount` of collateral and borrows all the cash its limit allows.
+    BorrowAll { amount: f64 },
     /// lending: the collateral's market price moves by `change_pct`; the keeper updates the
     /// protocol's feed and the independent reference feed.
     Price { change_pct: f64 },
@@ -127,6 +132,8 @@ impl Action {
             Action::Repay { .. } => "repay",
             Action::Swap { .. } => "swap",
             Action::Liquidate => "liquidate",
+            Action::RoguePrice { .. } => "rogue-price",
+            Action::BorrowAll { .. } => "borrow-all",
             Action::Price { .. } => "price",
             Action::BaseFee { .. } => "base-fee",
         }
@@ -681,11 +688,13 @@ fn check_setup(
     })
 }
 
-const ACTIONS: [&str; 12] = [
+const ACTIONS: [&str; 14] = [
     "copycat",
     "donation-round",
     "spot-oracle",
     "reentrancy",
+    "rogue-price",
+    "borrow-all",
     "deposit",
     "withdraw",
     "borrow",
@@ -738,6 +747,7 @@ fn check_step(
         "donation-round" => (StepKind::Attack, &["donation-pool"]),
         "spot-oracle" => (StepKind::Attack, &["lending"]),
         "reentrancy" => (StepKind::Attack, &["reentrant-pools"]),
+        "rogue-price" | "borrow-all" => (StepKind::Attack, &["lending"]),
         "deposit" | "withdraw" => (
             StepKind::Benign,
             &["donation-pool", "lending", "reentrant-pools"],
@@ -774,6 +784,20 @@ fn check_step(
             format!("it applies to: {}", protocols.join(", ")),
         );
     }
+    if name == "rogue-price"
+        && matches!(
+            protocol,
+            Some(Protocol::Lending {
+                oracle: Oracle::Spot
+            })
+        )
+    {
+        c.error(
+            &s.action.span(),
+            "step.action: `rogue-price` needs the lending protocol with its keeper oracle",
+            "remove oracle = \"spot\" under [scenario]",
+        );
+    }
     if name == "spot-oracle"
         && !matches!(
             protocol,
@@ -797,7 +821,8 @@ fn check_step(
         "deposit" | "withdraw" => &["user", "amount", "pool"],
         "borrow" | "repay" | "swap" => &["user", "amount"],
         "liquidate" => &[],
-        "price" => &["change"],
+        "price" | "rogue-price" => &["change"],
+        "borrow-all" => &["amount"],
         _ => &["trace", "from_block", "blocks", "stride"],
     };
     let given: [(&str, Option<Range<usize>>); 13] = [
@@ -913,6 +938,20 @@ fn check_step(
         }
         "donation-round" | "spot-oracle" => match &s.loan {
             Some(l) => c.positive_amount(l, "step.loan").map(|loan| {
+                if name == "rogue-price"
+                    && matches!(
+                        protocol,
+                        Some(Protocol::Lending {
+                            oracle: Oracle::Spot
+                        })
+                    )
+                {
+                    c.error(
+            &s.action.span(),
+            "step.action: `rogue-price` needs the lending protocol with its keeper oracle",
+            "remove oracle = \"spot\" under [scenario]",
+        );
+                }
                 if name == "spot-oracle" {
                     Action::SpotOracle { loan }
                 } else {
@@ -982,10 +1021,15 @@ fn check_step(
             u.zip(a).map(|(user, amount)| Action::Swap { user, amount })
         }
         "liquidate" => Some(Action::Liquidate),
-        "price" => match &s.change {
+        "borrow-all" => amount(c).map(|amount| Action::BorrowAll { amount }),
+        "price" | "rogue-price" => match &s.change {
             Some(ch) => c.percent(ch, "step.change").and_then(|p| {
                 if p > -100.0 && p != 0.0 {
-                    Some(Action::Price { change_pct: p })
+                    Some(if name == "price" {
+                        Action::Price { change_pct: p }
+                    } else {
+                        Action::RoguePrice { change_pct: p }
+                    })
                 } else {
                     c.error(
                         &ch.span(),
