@@ -154,7 +154,7 @@ pub struct SimulateArgs {
     /// Policy files or folders (default: the configuration's `policies`).
     #[arg(long = "policies")]
     pub policies: Vec<PathBuf>,
-    /// One JSON object per trip, then a summary line.
+    /// One JSON object per trip, then a summary line (a scenario: one JSON report).
     #[arg(long)]
     pub json: bool,
 }
