@@ -250,3 +250,25 @@ fn the_cli_prints_json_and_exits_0_when_expect_holds_and_1_when_not() {
     assert!(stdout.contains("EXPECTATIONS FAILED"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_unreachable_rpc_exits_2_without_printing_its_url() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .current_dir(root())
+        .args([
+            "simulate",
+            "simulations/nomad-2022-copycats.toml",
+            "--rpc",
+            "http://127.0.0.1:1/v2/SECRET-API-KEY",
+        ])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("read the chain id"), "{all}");
+    assert!(!all.contains("SECRET-API-KEY"), "{all}");
+}

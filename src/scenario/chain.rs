@@ -113,7 +113,8 @@ pub enum Node<'a> {
 fn rpc_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
     move |e| ScenarioError::Chain {
         step,
-        message: e.to_string(),
+        // Errors from the transport can name the endpoint, and URLs carry API keys.
+        message: crate::source::chain::redact(&e.to_string()),
     }
 }
 

@@ -274,14 +274,14 @@ async fn run_once(
             .await
             .map_err(|e| ScenarioError::Chain {
                 step: "subscribe to pending transactions",
-                message: e.to_string(),
+                message: crate::source::chain::redact(&e.to_string()),
             })?;
         let sub = ws
             .subscribe_pending_transactions()
             .await
             .map_err(|e| ScenarioError::Chain {
                 step: "subscribe to pending transactions",
-                message: e.to_string(),
+                message: crate::source::chain::redact(&e.to_string()),
             })?;
         let seen = mempool.clone();
         tasks.push(tokio::spawn(async move {
@@ -333,7 +333,7 @@ async fn run_once(
                 cancel.cancel();
                 let why = match pipeline_task.take() {
                     Some(t) if t.is_finished() => match t.await {
-                        Ok(Err(e)) => e.to_string(),
+                        Ok(Err(e)) => crate::source::chain::redact(&e.to_string()),
                         _ => "it stopped".into(),
                     },
                     _ => "it read nothing within 60 s".into(),
@@ -417,7 +417,7 @@ async fn run_once(
     if let Some(task) = pipeline_task {
         match tokio::time::timeout(Duration::from_secs(40), task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => failure = Some(e.to_string()),
+            Ok(Ok(Err(e))) => failure = Some(crate::source::chain::redact(&e.to_string())),
             Ok(Err(e)) => failure = Some(e.to_string()),
             Err(_) => failure = Some("it did not stop within 40 s".into()),
         }

@@ -90,7 +90,8 @@ fn answer(price: f64) -> alloy::primitives::I256 {
 fn step_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
     move |e| ScenarioError::Chain {
         step,
-        message: e.to_string(),
+        // Errors from the transport can name the endpoint, and URLs carry API keys.
+        message: crate::source::chain::redact(&e.to_string()),
     }
 }
 
