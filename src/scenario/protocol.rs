@@ -782,7 +782,10 @@ executor = "module"
     }
 
     /// Which pause targets read `paused() == true`.
-    pub async fn paused(&self, chain: &Chain) -> Result<Vec<(String, bool)>, ScenarioError> {
+    pub async fn paused(
+        &self,
+        chain: &Chain,
+    ) -> Result<Vec<super::report::PausedTarget>, ScenarioError> {
         let mut out = Vec::new();
         for (name, target) in &self.targets {
             let paused = ReentrantEthPool::new(*target, &chain.provider)
@@ -790,7 +793,11 @@ executor = "module"
                 .call()
                 .await
                 .map_err(step_err("read paused()"))?;
-            out.push((name.clone(), paused));
+            out.push(super::report::PausedTarget {
+                action: name.clone(),
+                target: target.to_string(),
+                paused,
+            });
         }
         Ok(out)
     }

@@ -78,13 +78,22 @@ pub struct WouldSend {
     pub gas_limit: u64,
 }
 
+/// A pausable contract, by the action that pauses it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PausedTarget {
+    pub action: String,
+    pub target: String,
+    pub paused: bool,
+}
+
 /// One run of the script: with or without the guardian.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub guardian: bool,
     /// What the attackers gained, in the protocol's asset.
     pub lost: f64,
-    pub paused: Vec<(String, bool)>,
+    /// Each pause action's target and whether it read `paused() == true` at the end.
+    pub paused: Vec<PausedTarget>,
     pub transactions: Vec<TxReport>,
     pub trips: Vec<TripReport>,
     pub decisions: Vec<DecisionReport>,
@@ -95,7 +104,7 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn any_paused(&self) -> bool {
-        self.paused.iter().any(|(_, p)| *p)
+        self.paused.iter().any(|t| t.paused)
     }
     fn landed(&self) -> impl Iterator<Item = &ExecutionReport> {
         self.executions.iter().filter(|e| e.result == "landed")
@@ -376,8 +385,8 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
             if run.any_paused() {
                 run.paused
                     .iter()
-                    .filter(|(_, p)| *p)
-                    .map(|(n, _)| n.as_str())
+                    .filter(|t| t.paused)
+                    .map(|t| t.action.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             } else {
