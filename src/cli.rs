@@ -49,7 +49,7 @@ pub enum Command {
     Run(RunArgs),
     /// The headline demo on a local anvil: a mempool-visible bridge drain paused ahead of itself.
     Demo(DemoArgs),
-    /// Replay a recorded trace through the policies and print every trip.
+    /// Replay a recorded trace (`--trace`), or play a scenario file on anvil with and without the guardian.
     Simulate(SimulateArgs),
     /// Choose a detector threshold from a benign trace and a target false-alarm rate.
     Calibrate(CalibrateArgs),
@@ -249,16 +249,35 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
+    /// A scenario file (simulations/<name>.toml): deploy, attack, and compare with and without the guardian.
+    #[arg(conflicts_with_all = ["trace", "config", "policies"])]
+    pub scenario: Option<PathBuf>,
     /// A trace in trace format v1 to replay.
-    #[arg(long)]
-    pub trace: PathBuf,
+    #[arg(long, required_unless_present = "scenario")]
+    pub trace: Option<PathBuf>,
+    /// Scenario: run against this node (an anvil, e.g. a fork started with `--order fees`) instead of spawning one.
+    #[arg(long, requires = "scenario")]
+    pub rpc: Option<String>,
+    /// Scenario: the node's WebSocket endpoint (default: the --rpc URL with ws://).
+    #[arg(long, requires = "rpc")]
+    pub ws: Option<String>,
+    /// Scenario: run the guardian's executor in dry-run and report what it would have sent.
+    #[arg(long, requires = "scenario")]
+    pub dry_run: bool,
+    /// Scenario: the anvil binary (installed by `npm ci`).
+    #[arg(
+        long,
+        requires = "scenario",
+        default_value = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    )]
+    pub anvil: PathBuf,
     /// The guardian configuration; metric and action names in policies are checked against it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Policy files or folders (default: the configuration's `policies`).
     #[arg(long = "policies")]
     pub policies: Vec<PathBuf>,
-    /// One JSON object per trip, then a summary line.
+    /// One JSON object per trip, then a summary line (a scenario: one JSON report).
     #[arg(long)]
     pub json: bool,
 }
@@ -427,12 +446,18 @@ fn check(args: CheckArgs) -> ExitCode {
 }
 
 fn simulate(args: SimulateArgs) -> ExitCode {
+    if let Some(path) = &args.scenario {
+        return scenario_cmd(path, &args);
+    }
+    let Some(trace) = args.trace.clone() else {
+        return cannot_run("give a scenario file, or a trace with --trace");
+    };
     let (config, set) = match load(args.config.as_deref(), &args.policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let mut engine = Engine::new(set, config.mode);
-    let mut reader = match TraceReader::open(&args.trace) {
+    let mut reader = match TraceReader::open(&trace) {
         Ok(r) => r,
         Err(e) => return cannot_run(e),
     };
@@ -442,7 +467,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         let _ = writeln!(
             out,
             "replaying {} through {} policies",
-            args.trace.display(),
+            trace.display(),
             engine.policies().policies.len()
         );
     }
@@ -491,6 +516,48 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `simulate <scenario.toml>`: 0 when the expect block holds, 1 when not (or the file is invalid), 2 on error.
+fn scenario_cmd(path: &Path, args: &SimulateArgs) -> ExitCode {
+    if !path.is_file() {
+        return cannot_run(format!("{}: no such file", path.display()));
+    }
+    let scenario = match crate::scenario::load(path) {
+        Ok(s) => s,
+        Err(d) => return invalid(&d),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
+    };
+    let options = crate::scenario::Options {
+        anvil_bin: args.anvil.clone(),
+        rpc: args.rpc.clone(),
+        ws: args.ws.clone(),
+        dry_run: args.dry_run,
+    };
+    match runtime.block_on(crate::scenario::run(&scenario, &options)) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return cannot_run(e),
+                }
+            } else {
+                print!("{}", crate::scenario::report::render(&report, &scenario));
+            }
+            if report.holds {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(INVALID)
+            }
+        }
+        Err(e) => cannot_run(e),
+    }
 }
 
 fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {

@@ -1,0 +1,418 @@
+//! The chain a scenario runs on: a spawned anvil (fee-ordered) or an existing
+//! node (`--rpc`), its accounts, mining mode and clock, and the protocol's
+//! Safe with the GuardianModule enabled.
+//!
+//! Every account is a fresh random key funded with `anvil_setBalance`, so the
+//! same code runs on a spawned anvil and on an anvil fork a team started.
+//! Set-up runs with automine (fast); the script runs with interval mining at
+//! the scenario's block time. Time compression uses `evm_increaseTime`.
+
+// Generated Safe bindings take as many arguments as the Safe's functions.
+#![allow(clippy::too_many_arguments)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::network::{Ethereum, EthereumWallet};
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+
+use super::ScenarioError;
+use crate::executor::safe::{SafeTx, sign};
+use crate::keys::Key;
+
+sol!(
+    #[sol(rpc)]
+    Safe,
+    "contracts/artifacts/safe/Safe.json"
+);
+sol!(
+    #[sol(rpc)]
+    SafeProxyFactory,
+    "contracts/artifacts/safe/SafeProxyFactory.json"
+);
+sol!(
+    #[sol(rpc)]
+    GuardianModule,
+    "contracts/artifacts/GuardianModule.json"
+);
+
+pub const GWEI: u128 = 1_000_000_000;
+
+/// Fee cap of every scripted transaction: generous, so a base-fee spike never strands one.
+pub const SCRIPT_MAX_FEE: u128 = 2_000 * GWEI;
+/// Tip of ordinary users' transactions.
+pub const USER_TIP: u128 = GWEI;
+/// Tip of the attackers' transactions (above the users', as searchers pay).
+pub const ATTACKER_TIP: u128 = 3 * GWEI;
+
+/// Every key the scenario uses.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub deployer: PrivateKeySigner,
+    /// Updates the keeper price feeds.
+    pub keeper: PrivateKeySigner,
+    /// The guardian's key: a guardian of the module.
+    pub bot: PrivateKeySigner,
+    /// The Safe's owners (2 of 3 sign).
+    pub owners: Vec<PrivateKeySigner>,
+    pub users: Vec<PrivateKeySigner>,
+    pub borrowers: Vec<PrivateKeySigner>,
+    pub attackers: Vec<PrivateKeySigner>,
+}
+
+impl Accounts {
+    pub fn random(users: usize, borrowers: usize, attackers: usize) -> Self {
+        let n = |k: usize| (0..k).map(|_| PrivateKeySigner::random()).collect();
+        Self {
+            deployer: PrivateKeySigner::random(),
+            keeper: PrivateKeySigner::random(),
+            bot: PrivateKeySigner::random(),
+            owners: n(3),
+            users: n(users),
+            borrowers: n(borrowers),
+            attackers: n(attackers.max(1)),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PrivateKeySigner> {
+        [&self.deployer, &self.keeper, &self.bot]
+            .into_iter()
+            .chain(&self.owners)
+            .chain(&self.users)
+            .chain(&self.borrowers)
+            .chain(&self.attackers)
+    }
+}
+
+/// A connected chain with every account funded.
+#[derive(Debug)]
+pub struct Chain {
+    /// Kept alive while the chain is used; `None` with `--rpc`.
+    pub anvil: Option<AnvilInstance>,
+    pub http: String,
+    pub ws: String,
+    /// Signs as any account of `accounts` (`.from(address)` picks which).
+    pub provider: DynProvider,
+    pub accounts: Accounts,
+    pub chain_id: u64,
+}
+
+/// Where the chain comes from.
+#[derive(Debug, Clone)]
+pub enum Node<'a> {
+    Spawn { anvil_bin: &'a Path },
+    Existing { http: &'a str, ws: &'a str },
+}
+
+fn rpc_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
+    move |e| ScenarioError::Chain {
+        step,
+        // Errors from the transport can name the endpoint, and URLs carry API keys.
+        message: crate::source::chain::redact(&e.to_string()),
+    }
+}
+
+impl Chain {
+    pub async fn connect(node: Node<'_>, accounts: Accounts) -> Result<Chain, ScenarioError> {
+        let (anvil, http, ws) = match node {
+            Node::Spawn { anvil_bin } => {
+                if !anvil_bin.is_file() {
+                    return Err(ScenarioError::NoAnvil(anvil_bin.to_path_buf()));
+                }
+                let anvil = Anvil::at(anvil_bin)
+                    .args(["--order", "fees"])
+                    .try_spawn()
+                    .map_err(|e| ScenarioError::Anvil(e.to_string()))?;
+                let (http, ws) = (anvil.endpoint(), anvil.ws_endpoint());
+                (Some(anvil), http, ws)
+            }
+            Node::Existing { http, ws } => (None, http.to_string(), ws.to_string()),
+        };
+        let mut wallet = EthereumWallet::from(accounts.deployer.clone());
+        for s in accounts.all() {
+            wallet.register_signer(s.clone());
+        }
+        let url = http
+            .parse()
+            .map_err(|_| ScenarioError::BadRpc("the RPC endpoint is not a URL".into()))?;
+        let provider = ProviderBuilder::new()
+            .wallet(wallet)
+            .connect_http(url)
+            .erased();
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(rpc_err("read the chain id"))?;
+        let chain = Chain {
+            anvil,
+            http,
+            ws,
+            provider,
+            accounts,
+            chain_id,
+        };
+        // Set-up runs with automine: each transaction is mined as it arrives.
+        chain.automine().await?;
+        let balance = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
+        for s in chain.accounts.all() {
+            let _: serde_json::Value = chain
+                .provider
+                .raw_request("anvil_setBalance".into(), (s.address(), balance))
+                .await
+                .map_err(rpc_err(
+                    "fund an account (anvil_setBalance; the node must be anvil)",
+                ))?;
+        }
+        Ok(chain)
+    }
+
+    pub async fn automine(&self) -> Result<(), ScenarioError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_setAutomine".into(), (true,))
+            .await
+            .map_err(rpc_err("turn automine on"))?;
+        Ok(())
+    }
+
+    /// Mines a block every `seconds`, transactions ordered by fee (`--order fees`).
+    pub async fn interval_mining(&self, seconds: u64) -> Result<(), ScenarioError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_setIntervalMining".into(), (seconds,))
+            .await
+            .map_err(rpc_err("set interval mining"))?;
+        Ok(())
+    }
+
+    /// Moves the chain's clock forward (time compression).
+    pub async fn increase_time(&self, seconds: u64) -> Result<(), ScenarioError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_increaseTime".into(), (seconds,))
+            .await
+            .map_err(rpc_err("move the clock (evm_increaseTime)"))?;
+        Ok(())
+    }
+
+    pub async fn set_next_base_fee(&self, wei: u128) -> Result<(), ScenarioError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("anvil_setNextBlockBaseFeePerGas".into(), (U256::from(wei),))
+            .await
+            .map_err(rpc_err("set the next block's base fee"))?;
+        Ok(())
+    }
+
+    /// The latest block's number and timestamp.
+    pub async fn head(&self) -> Result<(u64, u64), ScenarioError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc_err("read the latest block"))?
+            .ok_or(ScenarioError::Chain {
+                step: "read the latest block",
+                message: "the node has no latest block".into(),
+            })?;
+        Ok((block.header.number, block.header.timestamp))
+    }
+
+    /// Waits for a block after `after`; returns its number and timestamp.
+    pub async fn next_block(&self, after: u64) -> Result<(u64, u64), ScenarioError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let head = self.head().await?;
+            if head.0 > after {
+                return Ok(head);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ScenarioError::Chain {
+                    step: "wait for a block",
+                    message: format!("no block after {after} within 60 s: is the node mining?"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn receipt(
+        &self,
+        hash: alloy::primitives::B256,
+    ) -> Result<Option<TransactionReceipt>, ScenarioError> {
+        self.provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(rpc_err("read a receipt"))
+    }
+}
+
+/// Waits for a set-up transaction and checks it succeeded.
+pub async fn confirm(
+    sent: Result<PendingTransactionBuilder<Ethereum>, alloy::contract::Error>,
+    what: &'static str,
+) -> Result<TransactionReceipt, ScenarioError> {
+    let receipt = sent
+        .map_err(rpc_err(what))?
+        .get_receipt()
+        .await
+        .map_err(rpc_err(what))?;
+    if !receipt.status() {
+        return Err(ScenarioError::Chain {
+            step: what,
+            message: format!("transaction {} reverted", receipt.transaction_hash),
+        });
+    }
+    Ok(receipt)
+}
+
+/// The protocol's Safe (2 of 3 owners) with the GuardianModule enabled and the bot a guardian.
+#[derive(Debug, Clone)]
+pub struct SafeStack {
+    pub safe: Address,
+    pub module: Address,
+}
+
+impl SafeStack {
+    pub async fn deploy(chain: &Chain) -> Result<SafeStack, ScenarioError> {
+        let p = &chain.provider;
+        let deployer = chain.accounts.deployer.address();
+        let singleton = Safe::deploy(p)
+            .await
+            .map_err(rpc_err("deploy the Safe singleton"))?;
+        let factory = SafeProxyFactory::deploy(p)
+            .await
+            .map_err(rpc_err("deploy the Safe proxy factory"))?;
+        let setup = Safe::setupCall {
+            _owners: chain.accounts.owners.iter().map(|o| o.address()).collect(),
+            _threshold: U256::from(2),
+            to: Address::ZERO,
+            data: Bytes::new(),
+            fallbackHandler: Address::ZERO,
+            paymentToken: Address::ZERO,
+            payment: U256::ZERO,
+            paymentReceiver: Address::ZERO,
+        }
+        .abi_encode();
+        let create = factory
+            .createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO)
+            .from(deployer);
+        let safe = create
+            .call()
+            .await
+            .map_err(rpc_err("create the protocol's Safe"))?;
+        confirm(create.send().await, "create the protocol's Safe").await?;
+        let module = GuardianModule::deploy(p, safe)
+            .await
+            .map_err(rpc_err("deploy the GuardianModule"))?;
+        let stack = SafeStack {
+            safe,
+            module: *module.address(),
+        };
+        stack
+            .exec(
+                chain,
+                safe,
+                Safe::enableModuleCall {
+                    module: stack.module,
+                }
+                .abi_encode(),
+            )
+            .await?;
+        stack
+            .exec(
+                chain,
+                stack.module,
+                GuardianModule::addGuardianCall {
+                    guardian: chain.accounts.bot.address(),
+                }
+                .abi_encode(),
+            )
+            .await?;
+        Ok(stack)
+    }
+
+    /// Lets the guardians pause `target` (`pause()`, checked by `paused()`) through the module.
+    pub async fn allow_pause(&self, chain: &Chain, target: Address) -> Result<(), ScenarioError> {
+        let pause: [u8; 4] = alloy::primitives::keccak256("pause()")[..4]
+            .try_into()
+            .unwrap_or_default();
+        let paused: [u8; 4] = alloy::primitives::keccak256("paused()")[..4]
+            .try_into()
+            .unwrap_or_default();
+        self.exec(
+            chain,
+            self.module,
+            GuardianModule::setPausePermissionCall {
+                target,
+                pauseSelector: pause.into(),
+                pausedGetter: paused.into(),
+                allowed: true,
+            }
+            .abi_encode(),
+        )
+        .await?;
+        self.exec(
+            chain,
+            self.module,
+            GuardianModule::setTargetLimitsCall {
+                target,
+                cooldown: U256::ZERO,
+                maxActionsPerPeriod: U256::from(10),
+                period: U256::from(3_600),
+            }
+            .abi_encode(),
+        )
+        .await
+    }
+
+    /// Executes `data` on `to` through the Safe, signed by two owners.
+    pub async fn exec(
+        &self,
+        chain: &Chain,
+        to: Address,
+        data: Vec<u8>,
+    ) -> Result<(), ScenarioError> {
+        let safe = Safe::new(self.safe, &chain.provider);
+        let nonce = safe
+            .nonce()
+            .call()
+            .await
+            .map_err(rpc_err("read the Safe's nonce"))?;
+        let tx = SafeTx::call(to, data.into(), nonce);
+        let owners: Vec<Key> = chain.accounts.owners[..2]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Key::local(format!("owner{}", i + 1), s.clone()))
+            .collect();
+        let sigs = sign(&owners, &tx.hash(chain.chain_id, self.safe))
+            .await
+            .map_err(rpc_err("sign a Safe transaction"))?;
+        let receipt = chain
+            .provider
+            .send_transaction(
+                alloy::rpc::types::TransactionRequest::default()
+                    .from(chain.accounts.deployer.address())
+                    .to(self.safe)
+                    .input(tx.exec_calldata(sigs).into()),
+            )
+            .await
+            .map_err(rpc_err("execute a Safe transaction"))?
+            .get_receipt()
+            .await
+            .map_err(rpc_err("execute a Safe transaction"))?;
+        if !receipt.status() || receipt.decoded_log::<Safe::ExecutionSuccess>().is_none() {
+            return Err(ScenarioError::Chain {
+                step: "execute a Safe transaction",
+                message: format!("the Safe transaction {} failed", receipt.transaction_hash),
+            });
+        }
+        Ok(())
+    }
+}
