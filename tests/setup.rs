@@ -805,3 +805,29 @@ executor = "module"
         plan.stdout
     );
 }
+
+/// The `[journal]` and `[observe]`/`[notify]` examples in docs/deploy.md load as written.
+#[test]
+fn the_journal_and_monitoring_examples_in_the_deployment_guide_load() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .filter(|b| b.starts_with("[journal]") || b.starts_with("[observe]"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "a [journal] and an [observe] example");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guardian.toml");
+    let text = format!(
+        "[guardian]\nmode = \"enforce\"\n[networks.mainnet]\nchain_id = 1\nrpc = [\"https://rpc.example.org\"]\n{}\n{}",
+        blocks[0], blocks[1]
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = guardian::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let journal = config.journal.expect("[journal]");
+    assert_eq!(journal.replica, Some(1));
+    assert!(config.observe.is_some());
+    assert_eq!(config.notify.len(), 3);
+}
