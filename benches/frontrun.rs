@@ -7,6 +7,10 @@
 //! - `--mined-trials N` (`GUARDIAN_BENCH_MINED_TRIALS`, default: the same as
 //!   `--trials`): mined-only trials; 0 skips that part;
 //! - `--seed S` (default 1): the random offsets, reproducible;
+//! - `--max-left-ms X` (`GUARDIAN_BENCH_MAX_LEFT_MS`, default 2000, the whole
+//!   slot): mempool-visible attacks are broadcast uniformly in the last X ms
+//!   of the slot instead, to look closely at the late end where the pause can
+//!   miss the block;
 //! - `--csv FILE`: one line per trial, for a closer look.
 //!
 //! Setup: the demo's chain and bridge (`guardian::demo::deploy` with
@@ -63,8 +67,10 @@ use tokio_util::sync::CancellationToken;
 const GWEI: u128 = 1_000_000_000;
 const SLOT: Duration = Duration::from_secs(2);
 /// Time-left buckets, upper bounds in ms (the last is open).
-const BUCKETS: [(u64, &str); 6] = [
-    (50, "< 50 ms"),
+const BUCKETS: [(u64, &str); 8] = [
+    (10, "< 10 ms"),
+    (20, "10–20 ms"),
+    (50, "20–50 ms"),
     (100, "50–100 ms"),
     (200, "100–200 ms"),
     (500, "200–500 ms"),
@@ -306,6 +312,7 @@ async fn run_mode(
     b: &Bridge,
     mode: Mode,
     trials: usize,
+    max_left: Duration,
     rng: &mut StdRng,
     arrivals: &mut Arrivals,
 ) -> Vec<Trial> {
@@ -365,7 +372,8 @@ async fn run_mode(
         // Reports of the previous trial (e.g. an "already paused" decision) are not this one's.
         while reports.try_recv().is_ok() {}
         let (head, arrived) = arrivals.next_head().await;
-        let offset = Duration::from_secs_f64(rng.gen_range(0.0..SLOT.as_secs_f64()));
+        let earliest = SLOT.saturating_sub(max_left).as_secs_f64();
+        let offset = Duration::from_secs_f64(rng.gen_range(earliest..SLOT.as_secs_f64()));
         tokio::time::sleep_until((arrived + offset).into()).await;
         let broadcast = Instant::now();
         let latest = *arrivals.latest.borrow();
@@ -628,6 +636,13 @@ async fn main() {
         option(&args, "--mined-trials", "GUARDIAN_BENCH_MINED_TRIALS").unwrap_or(trials);
     let seed: u64 = option(&args, "--seed", "GUARDIAN_BENCH_SEED").unwrap_or(1);
     let csv: Option<PathBuf> = option(&args, "--csv", "GUARDIAN_BENCH_CSV");
+    let max_left_ms: u64 =
+        option(&args, "--max-left-ms", "GUARDIAN_BENCH_MAX_LEFT_MS").unwrap_or(2000);
+    assert!(
+        (1..=2000).contains(&max_left_ms),
+        "--max-left-ms takes 1 to 2000 (the slot is 2 s)"
+    );
+    let max_left = Duration::from_millis(max_left_ms);
 
     let anvil_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
@@ -637,17 +652,25 @@ async fn main() {
     let mut arrivals = Arrivals::start(&b.anvil.ws_endpoint()).await;
     let mut rng = StdRng::seed_from_u64(seed);
     println!(
-        "frontrun: anvil {} (2 s blocks, fee-ordered), {trials} mempool-visible + {mined_trials} mined-only trials, seed {seed}",
+        "frontrun: anvil {} (2 s blocks, fee-ordered), {trials} mempool-visible trials (broadcast in the last {max_left_ms} ms of the slot) + {mined_trials} mined-only trials, seed {seed}",
         demo::DEMO_CHAIN.join(" ")
     );
 
     let mut mempool = Vec::new();
     if trials > 0 {
-        mempool = run_mode(&b, Mode::Mempool, trials, &mut rng, &mut arrivals).await;
+        mempool = run_mode(&b, Mode::Mempool, trials, max_left, &mut rng, &mut arrivals).await;
     }
     let mut mined = Vec::new();
     if mined_trials > 0 {
-        mined = run_mode(&b, Mode::MinedOnly, mined_trials, &mut rng, &mut arrivals).await;
+        mined = run_mode(
+            &b,
+            Mode::MinedOnly,
+            mined_trials,
+            SLOT,
+            &mut rng,
+            &mut arrivals,
+        )
+        .await;
     }
 
     let mut summary = String::new();
