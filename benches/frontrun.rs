@@ -200,6 +200,10 @@ struct Trial {
     next_block: u64,
     pause_block: Option<u64>,
     pause_index: Option<u64>,
+    /// Broadcast → the watcher saw the attack pending (its recorded sample's time, whole ms).
+    seen_ms: Option<f64>,
+    /// The attack's effect as the watcher estimated it (bUSD; 1000 is the whole bridge).
+    estimate: Option<f64>,
     /// Broadcast → the guardian's trip report.
     trip_ms: Option<f64>,
     /// Broadcast → the pause entered anvil's pool (the bench's pending subscription).
@@ -214,6 +218,28 @@ impl Trial {
         self.pause_block == Some(self.attack_block)
             && self.pause_index.is_some_and(|i| i < self.attack_index)
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The time (unix ms) and value of the recording's last `bridge.pending_outflow`
+/// sample attributed to block `block` or later (rows: `block,time_ms,metric,value`).
+fn pending_sample(record: &Path, block: u64) -> Option<(u64, f64)> {
+    let text = std::fs::read_to_string(record).ok()?;
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(',');
+            let (b, t, m, v) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            let b: u64 = b.parse().ok()?;
+            (m == "bridge.pending_outflow" && b >= block)
+                .then(|| Some((t.parse().ok()?, v.parse().ok()?)))
+                .flatten()
+        })
+        .last()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -376,6 +402,7 @@ async fn run_mode(
         let offset = Duration::from_secs_f64(rng.gen_range(earliest..SLOT.as_secs_f64()));
         tokio::time::sleep_until((arrived + offset).into()).await;
         let broadcast = Instant::now();
+        let broadcast_unix_ms = unix_ms();
         let latest = *arrivals.latest.borrow();
         let sent = b
             .provider
@@ -428,8 +455,17 @@ async fn run_mode(
             pooled_ms = arrivals.pooled(tx).map(|t| since(t, broadcast));
             mined_ms = Some(since(arrivals.head(block).await, broadcast));
         }
+        // The watcher's recording: the pending sample (mempool-visible) it made of the attack.
+        let (seen_ms, estimate) = match mode {
+            Mode::Mempool => pending_sample(&record, next_block).map_or((None, None), |(t, v)| {
+                (Some(t as f64 - broadcast_unix_ms as f64), Some(v))
+            }),
+            Mode::MinedOnly => (None, None),
+        };
         let trial = Trial {
             offset_ms: ms(offset),
+            seen_ms,
+            estimate,
             left_ms,
             attack_block,
             attack_index: attack.transaction_index.unwrap_or_default(),
@@ -443,7 +479,7 @@ async fn run_mode(
             failure,
         };
         eprintln!(
-            "{} {:>3}/{trials}: head {head}, left {:>7.1} ms, attack block {} idx {} {}, pause block {:?} idx {:?}, trip {:?} ms, pooled {:?} ms, mined {:?} ms{}",
+            "{} {:>3}/{trials}: head {head}, left {:>7.1} ms, attack block {} idx {} {}, pause block {:?} idx {:?}, seen {:?} ms (estimate {:?}), trip {:?} ms, pooled {:?} ms, mined {:?} ms{}",
             mode.name(),
             i + 1,
             trial.left_ms,
@@ -456,6 +492,8 @@ async fn run_mode(
             },
             trial.pause_block,
             trial.pause_index,
+            trial.seen_ms,
+            trial.estimate,
             trial.trip_ms.map(|x| x.round()),
             trial.pooled_ms.map(|x| x.round()),
             trial.mined_ms.map(|x| x.round()),
@@ -558,6 +596,12 @@ fn mempool_table(trials: &[Trial]) -> String {
 
 fn latencies(mode: Mode, trials: &[Trial]) -> String {
     let mut s = format!("\n{} (n={}):\n", mode.name(), trials.len());
+    if mode == Mode::Mempool {
+        s += &distribution(
+            "  attack broadcast -> seen pending by the watcher (recorded time, whole ms)",
+            trials.iter().filter_map(|t| t.seen_ms),
+        );
+    }
     s += &distribution(
         "  attack broadcast -> trip reported",
         trials.iter().filter_map(|t| t.trip_ms),
@@ -591,13 +635,13 @@ fn latencies(mode: Mode, trials: &[Trial]) -> String {
 
 fn write_csv(path: &Path, rows: &[(Mode, Trial)]) {
     let mut text = String::from(
-        "mode,offset_ms,left_ms,next_block,attack_block,attack_index,attack_succeeded,pause_block,pause_index,ahead,trip_ms,pooled_ms,mined_ms,failure\n",
+        "mode,offset_ms,left_ms,next_block,attack_block,attack_index,attack_succeeded,pause_block,pause_index,ahead,seen_ms,estimate,trip_ms,pooled_ms,mined_ms,failure\n",
     );
     let opt = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_default();
     for (mode, t) in rows {
         let _ = writeln!(
             text,
-            "{},{:.2},{:.2},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{:.2},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             mode.name(),
             t.offset_ms,
             t.left_ms,
@@ -608,6 +652,8 @@ fn write_csv(path: &Path, rows: &[(Mode, Trial)]) {
             t.pause_block.map(|b| b.to_string()).unwrap_or_default(),
             t.pause_index.map(|b| b.to_string()).unwrap_or_default(),
             t.ahead(),
+            opt(t.seen_ms),
+            opt(t.estimate),
             opt(t.trip_ms),
             opt(t.pooled_ms),
             opt(t.mined_ms),
@@ -630,6 +676,16 @@ fn option<T: std::str::FromStr>(args: &[String], flag: &str, env: &str) -> Optio
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // The watcher's warnings (e.g. a pending transaction it could not estimate) on stderr;
+    // GUARDIAN_LOG=warn adds every trip and guard decision.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GUARDIAN_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("error,guardian::source=warn")
+            }),
+        )
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let trials: usize = option(&args, "--trials", "GUARDIAN_BENCH_TRIALS").unwrap_or(100);
     let mined_trials: usize =
