@@ -227,15 +227,15 @@ fn unix_ms() -> u64 {
 }
 
 /// The time (unix ms) and value of the recording's last `bridge.pending_outflow`
-/// sample attributed to block `block` or later (rows: `block,time_ms,metric,value`).
-fn pending_sample(record: &Path, block: u64) -> Option<(u64, f64)> {
+/// sample attributed to a block after `head` (rows: `block,time_ms,metric,value`).
+fn pending_sample(record: &Path, head: u64) -> Option<(u64, f64)> {
     let text = std::fs::read_to_string(record).ok()?;
     text.lines()
         .filter_map(|line| {
             let mut f = line.split(',');
             let (b, t, m, v) = (f.next()?, f.next()?, f.next()?, f.next()?);
             let b: u64 = b.parse().ok()?;
-            (m == "bridge.pending_outflow" && b >= block)
+            (m == "bridge.pending_outflow" && b > head)
                 .then(|| Some((t.parse().ok()?, v.parse().ok()?)))
                 .flatten()
         })
@@ -457,7 +457,8 @@ async fn run_mode(
         }
         // The watcher's recording: the pending sample (mempool-visible) it made of the attack.
         let (seen_ms, estimate) = match mode {
-            Mode::Mempool => pending_sample(&record, next_block).map_or((None, None), |(t, v)| {
+            // The previous trial's attack was mined before `head`; this one's is attributed after it.
+            Mode::Mempool => pending_sample(&record, head).map_or((None, None), |(t, v)| {
                 (Some(t as f64 - broadcast_unix_ms as f64), Some(v))
             }),
             Mode::MinedOnly => (None, None),
@@ -682,7 +683,9 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUARDIAN_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("error,guardian::source=warn")
+                tracing_subscriber::EnvFilter::new(
+                    "error,guardian::source=warn,alloy_pubsub=off,alloy_transport_ws=off",
+                )
             }),
         )
         .init();
