@@ -239,7 +239,7 @@ fn pending_sample(record: &Path, head: u64) -> Option<(u64, f64)> {
                 .then(|| Some((t.parse().ok()?, v.parse().ok()?)))
                 .flatten()
         })
-        .last()
+        .next_back()
 }
 
 fn ms(d: Duration) -> f64 {
