@@ -5,7 +5,7 @@
 #   make test   every test: formatting, lints, Rust unit/property/golden tests,
 #               forge tests, and the freshness of the committed contract artifacts
 
-.PHONY: demo replay test deps rust-test contracts-test lint bench
+.PHONY: demo replay test deps rust-test contracts-test lint bench bench-frontrun
 
 # npm ci re-runs only when the lockfile changes.
 NPM_STAMP := node_modules/.package-lock.json
@@ -35,9 +35,15 @@ contracts-test: deps
 rust-test:
 	cargo test
 
-bench:
+bench: bench-frontrun
 	cargo bench --bench replay
 	cargo bench --bench watcher
 	cargo bench --bench executor
 	cargo bench --bench journal
 	cargo bench --bench observe
+
+# Front-running on anvil (2 s blocks): about 15 s of setup, then ~6 s per trial.
+# A quick look: make bench-frontrun TRIALS=10
+TRIALS ?= 100
+bench-frontrun: deps
+	cargo bench --bench frontrun -- --trials $(TRIALS)
