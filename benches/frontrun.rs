@@ -367,6 +367,7 @@ async fn run_mode(
             ..WatcherOptions::default()
         },
         channel_capacity: 256,
+        ..RunOptions::default()
     };
     let (report_tx, mut reports) = mpsc::channel(256);
     let cancel = CancellationToken::new();
