@@ -2,7 +2,7 @@
 //!
 //! Asks a few questions (or takes them as flags) and writes, into one folder:
 //! - `guardian.toml`, commented: network, where the bot key lives, the module
-//!   executor, guard limits, one metric per placeholder of the chosen starter
+//!   executor, the journal, guard limits, one metric per placeholder of the chosen starter
 //!   pack (with the source to fill in), the pack's pause actions, and `[setup]`;
 //! - `policies/<shape>.toml`, the starter pack for the protocol's shape;
 //! - `keys.example`, every way to give guardian a key.
@@ -479,6 +479,21 @@ key = "guardian-bot"
 network = "{network}"
 max_fee_gwei = 500          # fee cap when outbidding an attack transaction
 deadline = "60s"            # give up and alert when not included by then
+
+# Where `guardian run` keeps its state: the last processed block, every trip,
+# decision and transaction. "enforce" refuses to run without it (a restart must
+# never send an action twice). `guardian history` reads it.
+[journal]
+path = "guardian.db"        # relative to this file; keep it on a local disk
+# replica = 0               # with 2-3 replicas of this configuration: 0, 1, 2
+
+# Metrics and health for Prometheus, and alert channels (docs/deploy.md,
+# "Monitoring and alerts"). Secrets come from environment variables only.
+# [observe]
+# listen = "127.0.0.1:9464"
+# [notify.pager]
+# kind = "pagerduty"
+# routing_key_env = "GUARDIAN_PD_ROUTING_KEY"
 
 # Off-chain limits the guard applies before anything is signed.
 [guard]

@@ -149,6 +149,9 @@ impl Chain {
 mode = "enforce"
 policies = ["policy.toml"]
 
+[journal]
+path = "guardian.db"
+
 [networks.local]
 chain_id = 31337
 rpc = ["{rpc}"]
