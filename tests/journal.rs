@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
-use common::{Demo, DemoToken, GuardedVault};
+use common::{Demo, GuardedVault};
 use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
 
 const POLICY: &str = r#"
@@ -126,38 +126,6 @@ fn setup(demo: &Demo, dir: &Path, journal: &str) {
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
 }
 
-/// A depositor puts 900,000 units in the vault.
-async fn deposit(demo: &Demo) {
-    let deployer = demo.anvil.addresses()[0];
-    let token = DemoToken::new(demo.token, &demo.provider);
-    let vault = GuardedVault::new(demo.vault, &demo.provider);
-    let amount = U256::from(900_000);
-    token
-        .mint(deployer, amount)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    token
-        .approve(demo.vault, amount)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    vault
-        .deposit(amount, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-}
-
 fn history(journal: &Path) -> Vec<HistoryEntry> {
     match Journal::open_read_only(journal) {
         Ok(j) => j.history(&HistoryFilter::default()).unwrap_or_default(),
@@ -214,7 +182,7 @@ async fn as_a_service_a_drain_is_paused_and_journaled() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("guardian.db");
     setup(&demo, dir.path(), "path = \"guardian.db\"");
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
 
@@ -316,7 +284,7 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
         dir.path(),
         "path = \"guardian.db\"\nwarmup_blocks = 2",
     );
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     // From here on blocks are mined only when the test says so: the pause stays in flight.
     let _: serde_json::Value = demo
         .provider
@@ -457,7 +425,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
         );
     }
     let journals: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("replica.db")).collect();
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
 
@@ -559,7 +527,7 @@ async fn a_replica_acts_when_the_first_is_down() {
         dir.path(),
         "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
     );
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
     let mut g = Guardian::start(&demo, dir.path(), &[]);
@@ -601,7 +569,7 @@ async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_dow
         dir.path(),
         "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
     );
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     let _: serde_json::Value = demo
         .provider
         .raw_request("evm_setAutomine".into(), (false,))
@@ -801,7 +769,7 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
         dir.path(),
         "path = \"guardian.db\"\nwarmup_blocks = 2",
     );
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     let _: serde_json::Value = demo
         .provider
         .raw_request("evm_setAutomine".into(), (false,))
@@ -912,7 +880,7 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
         dir.path(),
         "path = \"guardian.db\"\nwarmup_blocks = 2",
     );
-    deposit(&demo).await;
+    demo.deposit(900_000).await;
     let _: serde_json::Value = demo
         .provider
         .raw_request("evm_setAutomine".into(), (false,))

@@ -14,7 +14,7 @@ use alloy::providers::Provider;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use common::{Demo, DemoToken, GuardedVault};
+use common::{Demo, GuardedVault};
 use guardian::alerts::delivery::{DeliveryError, Endpoint};
 use guardian::alerts::payload::{SIGNATURE_HEADER, sign};
 use guardian::alerts::{Alert, AlertKind};
@@ -342,15 +342,8 @@ timeout = "1s"
 
     // A depositor puts 900,000 units in the vault.
     let deployer = demo.anvil.addresses()[0];
-    let token = DemoToken::new(demo.token, &demo.provider);
     let vault = GuardedVault::new(demo.vault, &demo.provider);
-    let amount = U256::from(900_000);
-    let mint = token.mint(deployer, amount);
-    mint.send().await.unwrap().get_receipt().await.unwrap();
-    let approve = token.approve(demo.vault, amount);
-    approve.send().await.unwrap().get_receipt().await.unwrap();
-    let deposit = vault.deposit(amount, deployer);
-    deposit.send().await.unwrap().get_receipt().await.unwrap();
+    demo.deposit(900_000).await;
     // A block every second from now on, so heads stay fresh.
     let _: serde_json::Value = demo
         .provider
@@ -884,15 +877,8 @@ url = "http://{hooks}/hook"
     );
     demo.config_with(dir.path(), "", &tail);
     let deployer = demo.anvil.addresses()[0];
-    let token = DemoToken::new(demo.token, &demo.provider);
     let vault = GuardedVault::new(demo.vault, &demo.provider);
-    let amount = U256::from(900_000);
-    let mint = token.mint(deployer, amount);
-    mint.send().await.unwrap().get_receipt().await.unwrap();
-    let approve = token.approve(demo.vault, amount);
-    approve.send().await.unwrap().get_receipt().await.unwrap();
-    let deposit = vault.deposit(amount, deployer);
-    deposit.send().await.unwrap().get_receipt().await.unwrap();
+    demo.deposit(900_000).await;
 
     // The bot's key (used by the module executor) is not in the environment.
     let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));

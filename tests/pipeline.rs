@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use common::{Demo, DemoToken, GuardedVault};
+use common::{Demo, GuardedVault};
 use guardian::executor::Execution;
 use guardian::pipeline::{self, Report, RunOptions};
 use guardian::policy::compile_str;
@@ -43,33 +43,8 @@ async fn a_drain_trips_the_policy_and_the_module_pause_lands() {
 
     // A depositor puts 900,000 units in the vault (the cap is 1,000,000).
     let deployer = demo.anvil.addresses()[0];
-    let token = DemoToken::new(demo.token, &demo.provider);
     let vault = GuardedVault::new(demo.vault, &demo.provider);
-    let amount = U256::from(900_000);
-    token
-        .mint(deployer, amount)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    token
-        .approve(demo.vault, amount)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    vault
-        .deposit(amount, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.deposit(900_000).await;
 
     let record = dir.path().join("live.csv");
     let options = RunOptions {

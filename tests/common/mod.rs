@@ -216,6 +216,20 @@ impl Demo {
         );
     }
 
+    /// The first anvil account mints `amount` demo tokens and deposits them in the vault.
+    pub async fn deposit(&self, amount: u64) {
+        let depositor = self.anvil.addresses()[0];
+        let token = DemoToken::new(self.token, &self.provider);
+        let vault = GuardedVault::new(self.vault, &self.provider);
+        let amount = U256::from(amount);
+        let mint = token.mint(depositor, amount);
+        mint.send().await.unwrap().get_receipt().await.unwrap();
+        let approve = token.approve(self.vault, amount);
+        approve.send().await.unwrap().get_receipt().await.unwrap();
+        let deposit = vault.deposit(amount, depositor);
+        deposit.send().await.unwrap().get_receipt().await.unwrap();
+    }
+
     pub async fn paused(&self) -> bool {
         GuardedVault::new(self.vault, &self.provider)
             .paused()
