@@ -280,6 +280,9 @@ pub struct SimulateArgs {
     /// One JSON object per trip, then a summary line (a scenario: one JSON report).
     #[arg(long)]
     pub json: bool,
+    /// Trace: the largest step forward between two rows' block numbers; a larger one is a malformed row.
+    #[arg(long, default_value_t = crate::source::trace::DEFAULT_MAX_BLOCK_JUMP)]
+    pub max_block_jump: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -457,8 +460,13 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         Err(code) => return code,
     };
     let mut engine = Engine::new(set, config.mode);
+    let rules = crate::source::trace::BlockRules {
+        max_jump: args.max_block_jump,
+        ..Default::default()
+    }
+    .per_network(&config);
     let mut reader = match TraceReader::open(&trace) {
-        Ok(r) => r,
+        Ok(r) => r.with_block_rules(rules),
         Err(e) => return cannot_run(e),
     };
     let stdout = io::stdout();
@@ -497,11 +505,12 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     } else {
         let _ = writeln!(
             out,
-            "\n{} samples read ({} used by policies), blocks {}..{}, {} trips",
+            "\n{} samples read ({} used by policies), blocks {}..{} ({} read), {} trips",
             summary.samples_read,
             summary.samples_used,
             summary.first_block.map_or("-".into(), |b| b.to_string()),
             summary.last_block.map_or("-".into(), |b| b.to_string()),
+            summary.blocks_read,
             summary.trips_total()
         );
         for (id, n) in &summary.trips {

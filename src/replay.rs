@@ -19,6 +19,9 @@ pub struct ReplaySummary {
     pub samples_used: u64,
     pub first_block: Option<u64>,
     pub last_block: Option<u64>,
+    /// How many times the block number changed from row to row, plus one: the
+    /// blocks actually read (a reorg's re-read blocks count again).
+    pub blocks_read: u64,
     pub first_time_ms: Option<u64>,
     pub last_time_ms: Option<u64>,
     /// Trips per policy id, in policy order (zeros included).
@@ -45,6 +48,7 @@ impl ReplaySummary {
             "samples_ignored": self.samples_read - self.samples_used,
             "first_block": self.first_block,
             "last_block": self.last_block,
+            "blocks_read": self.blocks_read,
             "first_time_ms": self.first_time_ms,
             "last_time_ms": self.last_time_ms,
             "trips_total": self.trips_total(),
@@ -66,6 +70,9 @@ pub fn replay<R: BufRead>(
     let mut summary = ReplaySummary::default();
     while let Some(row) = reader.next_row()? {
         summary.samples_read += 1;
+        if summary.last_block != Some(row.block) {
+            summary.blocks_read += 1;
+        }
         summary.first_block.get_or_insert(row.block);
         summary.first_time_ms.get_or_insert(row.time_ms);
         summary.last_block = Some(row.block);
