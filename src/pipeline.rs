@@ -31,6 +31,8 @@
 //! - **Failure policy** (README): an executor whose node cannot be reached, or
 //!   whose key is missing, is alerted and retried per trip; watching goes on.
 
+mod gate;
+
 use std::collections::{HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -345,6 +347,11 @@ pub async fn run(
     let probe = options.probe.clone();
     probe.policies(&policies);
     probe.watching(&networks, true);
+    // ops (issue #13): the head-age limit and quorum check before an action.
+    let mut gate = gate::Gate {
+        nets: Vec::with_capacity(networks.len()),
+        probe: probe.clone(),
+    };
     for (i, net) in networks.iter().enumerate() {
         let mut watcher_options = options.watcher.clone();
         watcher_options.probe = probe.clone();
@@ -354,6 +361,7 @@ pub async fn run(
             watcher_options.start_block = Some((last + 1).saturating_sub(warmup));
         }
         let watcher = Watcher::new(&config, net, watcher_options)?;
+        gate.nets.push(net_gate(&config, &watcher).await?);
         // Each watcher's events are tagged with its network on the way to the engine.
         let (out, mut tagged) = mpsc::channel::<WatchEvent>(options.channel_capacity);
         let events = events_tx.clone();
@@ -463,6 +471,14 @@ pub async fn run(
                 !done
             });
             let mut gone = false;
+            if let WatchEvent::Block(snapshot) = &event {
+                // Held actions this block's re-check confirms go first.
+                for item in gate.on_block(network, snapshot).await {
+                    if trips_tx.send(item).await.is_err() {
+                        gone = true;
+                    }
+                }
+            }
             for trip in trips {
                 tracing::warn!(target: "guardian::engine", policy = %trip.policy, block = trip.block, action = %trip.action, "policy tripped: {}", trip.summary);
                 if recent.len() == 1024 {
@@ -476,6 +492,9 @@ pub async fn run(
                     network,
                     origin,
                     pending: pending.as_ref().map(|p| p.hash),
+                };
+                let Some(item) = gate.admit(network, origin, item, engine.policies()).await else {
+                    continue;
                 };
                 if trips_tx.send(item).await.is_err() {
                     gone = true;
@@ -687,6 +706,28 @@ pub async fn run(
         }
     }
     outcome
+}
+
+/// ops (issue #13): a network's gate: its `max_head_age`, and its quorum when configured.
+async fn net_gate(config: &Config, watcher: &Watcher) -> Result<gate::NetGate, RunError> {
+    let mut g = gate::NetGate::new(watcher.network().to_string(), watcher.health());
+    let Some(net) = config.networks.get(watcher.network()) else {
+        return Ok(g);
+    };
+    g.max_head_age = net
+        .watch
+        .max_head_age_ms
+        .map(std::time::Duration::from_millis);
+    g.block_time = net.block_time_ms.map(std::time::Duration::from_millis);
+    if let Some(need) = net.watch.quorum {
+        let tolerance = net
+            .watch
+            .quorum_tolerance
+            .unwrap_or(crate::source::chain::quorum::DEFAULT_TOLERANCE);
+        g.quorum =
+            Some(crate::source::chain::quorum::Quorum::connect(watcher, need, tolerance).await?);
+    }
+    Ok(g)
 }
 
 /// The chain as the guard sees it for an action with no executor on a

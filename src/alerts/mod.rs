@@ -67,6 +67,12 @@ pub enum AlertKind {
     Reloaded,
     /// The pipeline stopped on an error: guardian is no longer watching.
     Stopped,
+    /// The head subscription went silent while the chain moved: polling took over, it is re-established.
+    HeadStalled,
+    /// Endpoints answered different values at the same block hash: the action waits for agreement.
+    EndpointsDisagree,
+    /// A trip's block was older than `max_head_age`: no action was taken on it.
+    HeadTooOld,
 }
 
 impl AlertKind {
@@ -85,6 +91,9 @@ impl AlertKind {
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
             AlertKind::Stopped => "stopped",
+            AlertKind::HeadStalled => "head-stalled",
+            AlertKind::EndpointsDisagree => "endpoints-disagree",
+            AlertKind::HeadTooOld => "head-too-old",
         }
     }
 
@@ -97,6 +106,8 @@ impl AlertKind {
                 | AlertKind::Executed
                 | AlertKind::ExecutionFailed
                 | AlertKind::ReorgedOut
+                | AlertKind::EndpointsDisagree
+                | AlertKind::HeadTooOld
         )
     }
 }

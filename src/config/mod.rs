@@ -132,6 +132,33 @@ pub struct Network {
     /// WebSocket endpoints for head and pending-transaction subscriptions.
     pub ws: Vec<String>,
     pub block_time_ms: Option<u64>,
+    /// How the watcher treats faulty endpoints on this network (issue #13).
+    pub watch: WatchLimits,
+}
+
+/// Per-network limits for watching under faults; every field is optional.
+///
+/// ```toml
+/// [networks.mainnet]
+/// rpc = ["https://a…", "https://b…", "https://c…"]
+/// quorum = 2                    # 2 of the 3 endpoints must agree before an action
+/// quorum_tolerance = "0.01%"    # how far values at the same block hash may differ
+/// max_head_age = "36s"          # no action on a block older than this
+/// max_lag_blocks = 3            # an endpoint further behind the best is not read from
+/// stall_blocks = 3              # a head subscription silent this many block times has stalled
+/// read_deadline = "6s"          # one block's reads, across endpoints, finish within this
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WatchLimits {
+    /// How many read endpoints must agree on a trip's values before its action goes ahead.
+    pub quorum: Option<usize>,
+    /// Relative difference allowed between endpoints' values (a fraction: 0.0001 is 0.01%).
+    pub quorum_tolerance: Option<f64>,
+    /// No action on a block older than this (default: four block times, at least 30 s).
+    pub max_head_age_ms: Option<u64>,
+    pub max_lag_blocks: Option<u64>,
+    pub stall_blocks: Option<u32>,
+    pub read_deadline_ms: Option<u64>,
 }
 
 pub use sources::{SOURCE_KINDS, SourceSpec};
@@ -420,13 +447,83 @@ fn parse_network(name: &str, value: &reader::Value<'_>, r: &mut Reporter<'_>) ->
             Err(e) => r.error(&span, format!("block_time: {}", e.message), Some(e.hint)),
         }
     }
+    let endpoints = if rpc.is_empty() { ws.len() } else { rpc.len() };
+    let watch = parse_watch_limits(&ctx, endpoints, &mut t, r);
     t.finish(r);
     Some(Network {
         chain_id: chain_id?,
         rpc,
         ws,
         block_time_ms,
+        watch,
     })
+}
+
+/// The [`WatchLimits`] fields of a network table.
+fn parse_watch_limits(
+    ctx: &str,
+    endpoints: usize,
+    t: &mut TableReader<'_, '_>,
+    r: &mut Reporter<'_>,
+) -> WatchLimits {
+    let mut w = WatchLimits::default();
+    if let Some(v) = t.get("quorum")
+        && let Some(n) = as_u64(v, "quorum", r)
+    {
+        if n < 2 || n as usize > endpoints {
+            r.error(
+                &v.span(),
+                format!("{ctx}: quorum = {n} needs between 2 and the {endpoints} read endpoint(s) listed"),
+                Some("list more `rpc` endpoints, or remove `quorum` to act on one endpoint's view".into()),
+            );
+        } else {
+            w.quorum = Some(n as usize);
+        }
+    }
+    if let Some((text, span)) = t.string("quorum_tolerance", r) {
+        match units::parse_percent(text) {
+            Ok(p) if p.0 >= 0.0 => w.quorum_tolerance = Some(p.0 / 100.0),
+            Ok(_) => r.error(
+                &span,
+                format!("{ctx}: quorum_tolerance must not be negative"),
+                None,
+            ),
+            Err(e) => r.error(
+                &span,
+                format!("quorum_tolerance: {}", e.message),
+                Some(e.hint),
+            ),
+        }
+    }
+    for (key, slot) in [
+        ("max_head_age", &mut w.max_head_age_ms),
+        ("read_deadline", &mut w.read_deadline_ms),
+    ] {
+        if let Some((text, span)) = t.string(key, r) {
+            match units::parse_duration(text) {
+                Ok(ms) if ms > 0 => *slot = Some(ms),
+                Ok(_) => r.error(&span, format!("{ctx}: {key} must be longer than 0"), None),
+                Err(e) => r.error(&span, format!("{key}: {}", e.message), Some(e.hint)),
+            }
+        }
+    }
+    if let Some(v) = t.get("max_lag_blocks") {
+        w.max_lag_blocks = as_u64(v, "max_lag_blocks", r);
+    }
+    if let Some(v) = t.get("stall_blocks")
+        && let Some(n) = as_u64(v, "stall_blocks", r)
+    {
+        if n == 0 || n > 1000 {
+            r.error(
+                &v.span(),
+                format!("{ctx}: stall_blocks must be between 1 and 1000"),
+                None,
+            );
+        } else {
+            w.stall_blocks = Some(n as u32);
+        }
+    }
+    w
 }
 
 fn parse_metric(

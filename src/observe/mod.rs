@@ -76,6 +76,15 @@ impl Probe {
     pub fn policies(&self, set: &PolicySet) {
         if let Some(i) = &self.inner {
             i.telemetry.policies_loaded(set.policies.len());
+            i.telemetry.policy_metrics(
+                (0..set.policies.len())
+                    .map(|k| {
+                        let names = set.policy_metric_names(k);
+                        let names = names.into_iter().map(str::to_string).collect();
+                        (set.policies[k].id.clone(), names)
+                    })
+                    .collect(),
+            );
             if let Some(a) = &i.alerts {
                 a.set_policies(set);
             }
@@ -120,6 +129,105 @@ impl Probe {
         a.network = Some(network.to_string());
         a.block = Some(block);
         a.details = json!({ "metric": metric, "error": why });
+        self.raise(a);
+    }
+
+    /// A block's reads: which metrics have a value, which had none from any endpoint.
+    pub fn metrics_read(
+        &self,
+        network: &str,
+        values: &[(Arc<str>, f64)],
+        failed: &[(Arc<str>, String)],
+    ) {
+        if let Some(i) = &self.inner {
+            i.telemetry.metrics_read(
+                network,
+                values.iter().map(|(m, _)| &**m),
+                failed.iter().map(|(m, why)| (&**m, why.as_str())),
+            );
+        }
+    }
+
+    /// Read endpoint `endpoint` (0-based) of `network` was marked unhealthy for `fault`.
+    pub fn endpoint_fault(&self, network: &str, endpoint: usize, fault: &str) {
+        if let Some(i) = &self.inner {
+            i.telemetry.endpoint_fault(network, endpoint, fault);
+        }
+    }
+
+    /// The head subscription dropped `n` heads (they are backfilled by number).
+    pub fn heads_lagged(&self, network: &str, n: u64) {
+        if let Some(i) = &self.inner {
+            i.telemetry.heads_dropped(network, n);
+        }
+    }
+
+    /// The head subscription was silent for `silent_s` while the chain moved from `last` to `latest`.
+    pub fn head_stalled(&self, network: &str, silent_s: f64, last: u64, latest: u64) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.head_stalled(network);
+        let mut a = Alert::new(
+            AlertKind::HeadStalled,
+            Severity::Warning,
+            format!(
+                "network {network}: the head subscription was silent for {silent_s:.0} s while the chain moved from block {last} to {latest}; the missed blocks were read by polling and the subscription is re-established"
+            ),
+            format!("head-stalled:{network}"),
+        );
+        a.network = Some(network.to_string());
+        a.block = Some(latest);
+        a.details = json!({ "silent_s": silent_s, "last_block": last, "latest_block": latest });
+        self.raise(a);
+    }
+
+    /// Endpoints disagreed on a trip's values at its block hash: its action is held.
+    pub fn endpoints_disagree(
+        &self,
+        network: &str,
+        policy: &str,
+        block: u64,
+        details: serde_json::Value,
+    ) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.disagreement(network);
+        let mut a = Alert::new(
+            AlertKind::EndpointsDisagree,
+            Severity::Critical,
+            format!(
+                "network {network}: endpoints disagree on the values policy {policy} tripped on at block {block}; its action is held until they agree"
+            ),
+            format!("endpoints-disagree:{network}:{policy}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.network = Some(network.to_string());
+        a.block = Some(block);
+        a.details = details;
+        self.raise(a);
+    }
+
+    /// A trip's block was older than `max_age_s`: no action is taken on it.
+    pub fn head_too_old(
+        &self,
+        network: &str,
+        policy: &str,
+        block: u64,
+        age_s: f64,
+        max_age_s: f64,
+    ) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.old_head(network);
+        let mut a = Alert::new(
+            AlertKind::HeadTooOld,
+            Severity::Critical,
+            format!(
+                "network {network}: policy {policy} tripped on block {block}, {age_s:.0} s old (the most is {max_age_s:.0} s); no action is taken on a head that old"
+            ),
+            format!("head-too-old:{network}:{policy}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.network = Some(network.to_string());
+        a.block = Some(block);
+        a.details = json!({ "head_age_s": age_s, "max_head_age_s": max_age_s });
         self.raise(a);
     }
 

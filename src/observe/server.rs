@@ -53,11 +53,13 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    // Policies whose metric no endpoint answered at the latest block: said, not failed on.
+    let detail: String = t.no_data().iter().map(|l| format!("{l}\n")).collect();
     match t.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(()) => (StatusCode::OK, format!("ready\n{detail}")),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
+            format!("not ready: {why}\n{detail}"),
         ),
     }
 }

@@ -378,4 +378,30 @@ impl PolicySet {
             .position(|n| n == name)
             .map(|i| MetricId(i as u32))
     }
+
+    /// The names of every metric policy `index` reads, through all its conditions.
+    pub fn policy_metric_names(&self, index: usize) -> Vec<&str> {
+        let Some(policy) = self.policies.get(index) else {
+            return Vec::new();
+        };
+        let root_of = |mut id: NodeId| {
+            while let Some(p) = self.node(id).parent {
+                id = p;
+            }
+            id
+        };
+        let mut names: Vec<&str> = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if root_of(NodeId(i as u32)) != policy.root {
+                continue;
+            }
+            for m in node.condition.metrics() {
+                let name = self.metric_name(m);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
 }
