@@ -240,3 +240,80 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Trip;
+    use crate::policy::model::Severity;
+
+    fn trip(age_ms: u64, mode: Mode) -> ToGuard {
+        ToGuard::Trip {
+            trip: Box::new(Trip {
+                policy: "p".into(),
+                block: 7,
+                time_ms: now_ms() - age_ms,
+                action: "pause".into(),
+                severity: Severity::Critical,
+                mode,
+                evidence: json!({}),
+                summary: String::new(),
+            }),
+            urgency: None,
+            network: 0,
+            origin: TripOrigin::Block,
+            pending: None,
+        }
+    }
+
+    fn gate(max_head_age: Option<Duration>, block_time: Option<Duration>) -> Gate {
+        let mut net = NetGate::new("local".into(), Arc::new(Health::new(1)));
+        net.max_head_age = max_head_age;
+        net.block_time = block_time;
+        Gate {
+            nets: vec![net],
+            probe: Probe::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_action_on_a_head_older_than_max_head_age() {
+        let set = PolicySet::default();
+        let mut g = gate(Some(Duration::from_secs(10)), None);
+        let fresh = g.admit(0, TripOrigin::Block, trip(1_000, Mode::Enforce), &set);
+        assert!(fresh.await.is_some());
+        let old = g.admit(0, TripOrigin::Block, trip(11_000, Mode::Enforce), &set);
+        assert!(old.await.is_none());
+        // Alerts are not actions: a dry run on the same old head passes.
+        let alert = g.admit(0, TripOrigin::Block, trip(11_000, Mode::DryRun), &set);
+        assert!(alert.await.is_some());
+        // Pending-transaction trips carry the time they were seen, not a head's.
+        let pending = g.admit(0, TripOrigin::Pending, trip(11_000, Mode::Enforce), &set);
+        assert!(pending.await.is_some());
+    }
+
+    #[tokio::test]
+    async fn the_default_max_head_age_is_four_block_times_at_least_thirty_seconds() {
+        let set = PolicySet::default();
+        let mut g = gate(None, Some(Duration::from_secs(12)));
+        assert_eq!(g.nets[0].max_head_age(), Duration::from_secs(48));
+        assert!(
+            g.admit(0, TripOrigin::Block, trip(40_000, Mode::Enforce), &set)
+                .await
+                .is_some()
+        );
+        assert!(
+            g.admit(0, TripOrigin::Block, trip(50_000, Mode::Enforce), &set)
+                .await
+                .is_none()
+        );
+        let g = gate(None, Some(Duration::from_secs(2)));
+        assert_eq!(g.nets[0].max_head_age(), MIN_MAX_HEAD_AGE);
+        // Learned from the blocks seen when not configured.
+        let g = gate(None, None);
+        for t in (1000..1200).step_by(15) {
+            g.nets[0].health.observe_block(t);
+        }
+        assert_eq!(g.nets[0].max_head_age(), Duration::from_secs(60));
+    }
+}
