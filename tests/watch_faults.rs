@@ -4,13 +4,28 @@
 //! The trace-reader cases run on the real Nomad drain; the watcher cases run
 //! on anvil behind the fault-injection proxy (`tests/common/fault_proxy.rs`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use common::fault_proxy::{Fault, FaultProxy};
+use common::{DemoToken, GuardedVault};
 use guardian::config::Config;
-use guardian::policy::Engine;
+use guardian::decision::Trip;
+use guardian::metrics::Sample;
+use guardian::observe::{Probe, Telemetry};
+use guardian::pipeline::{self, Report, RunOptions};
+use guardian::policy::{Engine, compile_str};
 use guardian::replay::replay;
+use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
 use guardian::source::trace::{TraceError, TraceReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,4 +158,223 @@ fn simulate_stops_at_the_issues_corrupted_nomad_row() {
         stderr.contains(&format!(":{}:1: block 15259101 goes back", line + 40)),
         "{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The watcher on anvil, behind the fault-injection proxy.
+
+/// A configuration on network `local` with these endpoints, network fields and metrics.
+fn config(dir: &Path, rpc: &[String], ws: &[String], network: &str, metrics: &str) -> Config {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = format!(
+        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [{}]\nws = [{}]\n{network}\n{metrics}",
+        list(rpc),
+        list(ws)
+    );
+    let path = dir.join("guardian.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Token metrics: the vault-like holder's balance (a call) and the block's Transfer count (logs).
+fn token_metrics(token: Address, holder: Address) -> String {
+    format!(
+        "[metrics.\"token.held\"]\ndescription = \"tokens the holder has\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{holder}\"] }}\n\n[metrics.\"token.transfers\"]\ndescription = \"Transfer events in the block\"\nnetwork = \"local\"\nsource = {{ kind = \"event_count\", address = \"{token}\", event = \"Transfer(address indexed from, address indexed to, uint256 value)\" }}\n"
+    )
+}
+
+/// A running watcher, its events, and its telemetry.
+struct Running {
+    events: mpsc::Receiver<WatchEvent>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
+    telemetry: Arc<Telemetry>,
+}
+
+fn start(config: &Config, mut options: WatcherOptions) -> Running {
+    let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
+    options.probe = Probe::new(telemetry.clone(), None);
+    let watcher = Watcher::new(config, "local", options).unwrap();
+    let (tx, events) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
+    Running {
+        events,
+        cancel,
+        task,
+        telemetry,
+    }
+}
+
+impl Running {
+    /// Snapshots up to and including block `number` (other events are skipped).
+    async fn until_block(&mut self, number: u64) -> Vec<Snapshot> {
+        let mut seen = Vec::new();
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(30), self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no block {number} within 30 s"))
+                .expect("the watcher stopped");
+            if let WatchEvent::Block(s) = e {
+                let done = s.number == number;
+                seen.push(s);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+
+    /// The value of a counter in the Prometheus exposition (0 when absent).
+    fn counter(&self, family: &str) -> u64 {
+        let text = self.telemetry.encode();
+        text.lines()
+            .filter(|l| l.starts_with(family))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn value(s: &Snapshot, metric: &str) -> Option<f64> {
+    s.values.iter().find(|(m, _)| &**m == metric).map(|(_, v)| *v)
+}
+
+async fn mine(provider: &impl Provider) -> u64 {
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    provider.get_block_number().await.unwrap()
+}
+
+/// Issue #13, seen 1: an endpoint answering `null`, `"0x"` or an error
+/// envelope for a read is failed over *per metric*: the read is made again on
+/// the next endpoint and the block's metric is not missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_answers_are_read_again_from_the_next_endpoint() {
+    let anvil = common::anvil(&[]);
+    let provider = common::provider_for(&anvil, 0);
+    let owner = anvil.addresses()[0];
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    token
+        .mint(owner, U256::from(1_000_000u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let broken = FaultProxy::start(&anvil.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = token_metrics(*token.address(), owner);
+    let both = [broken.http_url(), anvil.endpoint()];
+    let config = config(dir.path(), &both, &[], "", &metrics);
+    let faults = [
+        ("null", Fault::Null),
+        ("\"0x\"", Fault::EmptyData),
+        ("an error envelope", Fault::upstream_error()),
+    ];
+    let per_fault = 40;
+    let (mut blocks, mut complete, mut endpoint_faults) = (0, 0, 0);
+    for (name, fault) in &faults {
+        // A fresh watcher per fault: its first reads go to endpoint 1 (after
+        // that, endpoint 1 is marked unhealthy and asked last).
+        let options = WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            ..WatcherOptions::default()
+        };
+        let mut run = start(&config, options);
+        broken.heal();
+        broken.fail("eth_call", fault.clone());
+        broken.fail("eth_getLogs", fault.clone());
+        let before = broken.counts("eth_call").faulted + broken.counts("eth_getLogs").faulted;
+        for _ in 0..per_fault {
+            let n = mine(&provider).await;
+            for s in run.until_block(n).await {
+                blocks += 1;
+                let held = value(&s, "token.held");
+                let transfers = value(&s, "token.transfers");
+                if held == Some(1_000_000.0) && transfers == Some(0.0) {
+                    complete += 1;
+                } else {
+                    eprintln!("block {}: {:?} failed {:?}", s.number, s.values, s.failed);
+                }
+            }
+        }
+        let met = broken.counts("eth_call").faulted + broken.counts("eth_getLogs").faulted - before;
+        println!("endpoint 1 answering {name}: {met} malformed answers met and read again from endpoint 2");
+        assert!(met > 0, "the fault {name} was never met");
+        endpoint_faults += run.counter("guardian_endpoint_faults_total");
+        assert_eq!(run.counter("guardian_metric_read_failures_total"), 0);
+        run.stop().await;
+    }
+    println!(
+        "malformed answers: {complete}/{blocks} blocks with every metric read ({endpoint_faults} endpoint faults marked), 0 missing"
+    );
+    assert_eq!(complete, blocks);
+    assert!(endpoint_faults > 0);
+}
+
+/// Only when no endpoint answers is a metric missing, and then it is visible:
+/// `guardian_metric_missing`, the read-failure counter, and "no data" for the
+/// policies on it in the `/readyz` detail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
+    let anvil = common::anvil(&[]);
+    let provider = common::provider_for(&anvil, 0);
+    let owner = anvil.addresses()[0];
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    let a = FaultProxy::start(&anvil.endpoint()).await;
+    let b = FaultProxy::start(&anvil.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = token_metrics(*token.address(), owner);
+    let config = config(dir.path(), &[a.http_url(), b.http_url()], &[], "", &metrics);
+    let policy = "[[policy]]\nid = \"holder-drained\"\ndescription = \"the holder's tokens fall below 1\"\nseverity = \"critical\"\naction = \"none\"\ncooldown = \"1 block\"\nmode = \"alert-only\"\n[policy.when]\nkind = \"threshold\"\nmetric = \"token.held\"\nop = \"<\"\nvalue = 1\n";
+    let set = compile_str("policy.toml", policy, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let options = WatcherOptions {
+        poll_interval: Duration::from_millis(50),
+        ..WatcherOptions::default()
+    };
+    let mut run = start(&config, options);
+    Probe::new(run.telemetry.clone(), None).policies(&set);
+    let blocks = 20;
+    a.fail("eth_call", Fault::Null);
+    b.fail("eth_call", Fault::EmptyData);
+    let mut missing = 0;
+    for _ in 0..blocks {
+        let n = mine(&provider).await;
+        for s in run.until_block(n).await {
+            if value(&s, "token.held").is_none() && value(&s, "token.transfers").is_some() {
+                missing += 1;
+            }
+        }
+    }
+    let detail = run.telemetry.no_data();
+    println!(
+        "no endpoint answering: token.held missing in {missing}/{blocks} blocks (token.transfers read in each); readyz detail: {detail:?}"
+    );
+    assert_eq!(missing, blocks);
+    assert!(detail.iter().any(|l| l.starts_with("policy holder-drained: no data (metric token.held")), "{detail:?}");
+    let text = run.telemetry.encode();
+    assert!(text.contains("guardian_metric_missing{network=\"local\",metric=\"token.held\"} 1"), "{text}");
+    assert!(run.counter("guardian_metric_read_failures_total") >= blocks);
+    // Back to health: the metric reads again and the detail clears.
+    a.heal();
+    b.heal();
+    let n = mine(&provider).await;
+    let last = run.until_block(n).await.pop().unwrap();
+    assert_eq!(value(&last, "token.held"), Some(0.0));
+    assert!(run.telemetry.no_data().is_empty());
+    run.stop().await;
 }

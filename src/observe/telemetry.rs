@@ -513,7 +513,7 @@ impl Telemetry {
                 .metric_missing
                 .get_or_create(&label(m))
                 .set(1);
-            h.missing.insert(m.to_string(), why.to_string());
+            h.missing.insert(m.to_string(), why.replace(['\n', '\r'], " "));
         }
     }
 
