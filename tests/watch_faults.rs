@@ -246,7 +246,10 @@ impl Running {
 }
 
 fn value(s: &Snapshot, metric: &str) -> Option<f64> {
-    s.values.iter().find(|(m, _)| &**m == metric).map(|(_, v)| *v)
+    s.values
+        .iter()
+        .find(|(m, _)| &**m == metric)
+        .map(|(_, v)| *v)
 }
 
 async fn mine(provider: &impl Provider) -> u64 {
@@ -311,7 +314,9 @@ async fn malformed_answers_are_read_again_from_the_next_endpoint() {
             }
         }
         let met = broken.counts("eth_call").faulted + broken.counts("eth_getLogs").faulted - before;
-        println!("endpoint 1 answering {name}: {met} malformed answers met and read again from endpoint 2");
+        println!(
+            "endpoint 1 answering {name}: {met} malformed answers met and read again from endpoint 2"
+        );
         assert!(met > 0, "the fault {name} was never met");
         endpoint_faults += run.counter("guardian_endpoint_faults_total");
         assert_eq!(run.counter("guardian_metric_read_failures_total"), 0);
@@ -341,7 +346,8 @@ async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
     let metrics = token_metrics(*token.address(), owner);
     let config = config(dir.path(), &[a.http_url(), b.http_url()], &[], "", &metrics);
     let policy = "[[policy]]\nid = \"holder-drained\"\ndescription = \"the holder's tokens fall below 1\"\nseverity = \"critical\"\naction = \"none\"\ncooldown = \"1 block\"\nmode = \"alert-only\"\n[policy.when]\nkind = \"threshold\"\nmetric = \"token.held\"\nop = \"<\"\nvalue = 1\n";
-    let set = compile_str("policy.toml", policy, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let set =
+        compile_str("policy.toml", policy, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
     let options = WatcherOptions {
         poll_interval: Duration::from_millis(50),
         ..WatcherOptions::default()
@@ -365,9 +371,17 @@ async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
         "no endpoint answering: token.held missing in {missing}/{blocks} blocks (token.transfers read in each); readyz detail: {detail:?}"
     );
     assert_eq!(missing, blocks);
-    assert!(detail.iter().any(|l| l.starts_with("policy holder-drained: no data (metric token.held")), "{detail:?}");
+    assert!(
+        detail
+            .iter()
+            .any(|l| l.starts_with("policy holder-drained: no data (metric token.held")),
+        "{detail:?}"
+    );
     let text = run.telemetry.encode();
-    assert!(text.contains("guardian_metric_missing{network=\"local\",metric=\"token.held\"} 1"), "{text}");
+    assert!(
+        text.contains("guardian_metric_missing{network=\"local\",metric=\"token.held\"} 1"),
+        "{text}"
+    );
     assert!(run.counter("guardian_metric_read_failures_total") >= blocks);
     // Back to health: the metric reads again and the detail clears.
     a.heal();
@@ -376,5 +390,209 @@ async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
     let last = run.until_block(n).await.pop().unwrap();
     assert_eq!(value(&last, "token.held"), Some(0.0));
     assert!(run.telemetry.no_data().is_empty());
+    run.stop().await;
+}
+
+const DRAIN_POLICY: &str = r#"
+[[policy]]
+id = "vault-low"
+description = "Vault assets below 100,000"
+severity = "critical"
+action = "pause-direct"
+cooldown = "1 block"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = "<"
+value = 100000
+"#;
+
+/// Runs the pipeline on `demo` with `rpc` as the network's endpoints (and
+/// `quorum`); returns its reports, the cancel token and the task.
+async fn run_pipeline(
+    demo: &common::Demo,
+    dir: &Path,
+    rpc: Vec<String>,
+    quorum: Option<usize>,
+) -> Piped {
+    let tail = format!(
+        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
+        demo.vault
+    );
+    let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
+    let mut config = demo.config_with(dir, "", &tail);
+    let net = config.networks.get_mut("local").unwrap();
+    net.rpc = rpc;
+    net.watch.quorum = quorum;
+    let policies =
+        compile_str("policy.toml", DRAIN_POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
+    let options = RunOptions {
+        watcher: WatcherOptions {
+            poll_interval: Duration::from_millis(50),
+            ..WatcherOptions::default()
+        },
+        channel_capacity: 256,
+        probe: Probe::new(telemetry.clone(), None),
+        ..RunOptions::default()
+    };
+    let (report_tx, reports) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(pipeline::run(
+        config,
+        policies,
+        demo.keys(),
+        options,
+        Some(report_tx),
+        cancel.clone(),
+    ));
+    Piped {
+        reports,
+        cancel,
+        task,
+        telemetry,
+    }
+}
+
+/// A pipeline running in the background.
+struct Piped {
+    reports: mpsc::Receiver<Report>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), pipeline::RunError>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Piped {
+    /// The latest block the watcher read.
+    fn head(&self) -> u64 {
+        let text = self.telemetry.encode();
+        text.lines()
+            .find(|l| l.starts_with("guardian_head_block{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the pipeline stops")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// What the pipeline reported so far: (trips, approvals, landed pauses).
+fn tally(reports: &mut mpsc::Receiver<Report>, seen: &mut (u64, u64, u64)) {
+    while let Ok(r) = reports.try_recv() {
+        match r {
+            Report::Trip { .. } => seen.0 += 1,
+            Report::Decision { approved: true, .. } => seen.1 += 1,
+            Report::Executed {
+                execution: guardian::executor::Execution::Landed { .. },
+                ..
+            } => seen.2 += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Issue #13, seen 2: one endpoint answering 0 for every contract read must not
+/// pause the vault when a quorum of 2 of 3 is configured; the true attack,
+/// on which the endpoints agree, is still paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_endpoint_answering_zero_never_pauses_with_a_quorum() {
+    let demo = common::Demo::new(&[]).await;
+    demo.deposit(900_000).await;
+    let a = FaultProxy::start(&demo.anvil.endpoint()).await;
+    let c = FaultProxy::start(&demo.anvil.endpoint()).await;
+    a.fail("eth_call", Fault::zero_word());
+    let dir = tempfile::tempdir().unwrap();
+    let rpc = vec![a.http_url(), demo.anvil.endpoint(), c.http_url()];
+    let mut run = run_pipeline(&demo, dir.path(), rpc, Some(2)).await;
+
+    let blocks = 200;
+    let mut seen = (0, 0, 0);
+    let first = demo.provider.get_block_number().await.unwrap();
+    for _ in 0..blocks {
+        mine(&demo.provider).await;
+        tally(&mut run.reports, &mut seen);
+    }
+    // Let the watcher catch up with the last block before counting.
+    let last = demo.provider.get_block_number().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while run.head() < last {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher never reached block {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tally(&mut run.reports, &mut seen);
+    let false_pauses = u64::from(demo.paused().await) + seen.1;
+    println!(
+        "0 false pauses wanted: {false_pauses} false pauses over {} blocks with endpoint A answering 0 for every read, quorum 2 of 3 ({} trips on A's view, {} approved; A's eth_calls faulted: {})",
+        last - first,
+        seen.0,
+        seen.1,
+        a.counts("eth_call").faulted
+    );
+    assert!(
+        a.counts("eth_call").faulted > 0,
+        "endpoint A was never read"
+    );
+    assert_eq!(false_pauses, 0);
+
+    // The true attack, with every endpoint answering the truth: paused.
+    a.heal();
+    let deployer = demo.anvil.addresses()[0];
+    GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(850_000), deployer, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.2 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the true attack was not paused: {seen:?}"
+        );
+        mine(&demo.provider).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tally(&mut run.reports, &mut seen);
+    }
+    assert!(demo.paused().await, "the pause landed on chain");
+    println!(
+        "the true attack, endpoints agreeing: paused (trips {}, approved {}, landed {})",
+        seen.0, seen.1, seen.2
+    );
+    run.stop().await;
+}
+
+/// The control for the test above: without a quorum, the same broken endpoint
+/// does pause the vault (so the fault is real, and the quorum is what stops it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_the_endpoint_answering_zero_pauses_the_vault() {
+    let demo = common::Demo::new(&[]).await;
+    demo.deposit(900_000).await;
+    let a = FaultProxy::start(&demo.anvil.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rpc = vec![a.http_url(), demo.anvil.endpoint()];
+    let mut run = run_pipeline(&demo, dir.path(), rpc, None).await;
+    a.fail("eth_call", Fault::zero_word());
+    let mut seen = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !demo.paused().await {
+        assert!(Instant::now() < deadline, "no false pause: {seen:?}");
+        mine(&demo.provider).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tally(&mut run.reports, &mut seen);
+    }
+    println!(
+        "without a quorum: the vault was falsely paused (trips {}, approved {})",
+        seen.0, seen.1
+    );
     run.stop().await;
 }
