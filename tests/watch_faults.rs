@@ -596,3 +596,207 @@ async fn without_a_quorum_the_endpoint_answering_zero_pauses_the_vault() {
     );
     run.stop().await;
 }
+
+/// Collects every event of a running watcher in the background.
+fn collect(run: &mut Running) -> Arc<std::sync::Mutex<Vec<WatchEvent>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut events = std::mem::replace(&mut run.events, mpsc::channel(1).1);
+    let into = seen.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            into.lock().unwrap().push(e);
+        }
+    });
+    seen
+}
+
+fn block_numbers(events: &[WatchEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Block(s) => Some(s.number),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Blocks missing between the first and the last emitted, and blocks emitted twice.
+fn gaps(numbers: &[u64]) -> (u64, u64) {
+    let (mut skipped, mut twice) = (0, 0);
+    for w in numbers.windows(2) {
+        if w[1] > w[0] + 1 {
+            skipped += w[1] - w[0] - 1;
+        } else if w[1] <= w[0] {
+            twice += 1;
+        }
+    }
+    (skipped, twice)
+}
+
+/// Waits until `cond` holds, up to `secs` seconds.
+async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue #13, seen 3: a WebSocket that stops sending frames without closing
+/// is detected (no head for `stall_blocks` block times while the chain moves),
+/// the missed blocks are read by polling and the subscription re-established.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_detected_and_no_block_is_skipped() {
+    let anvil = common::anvil(&["--block-time", "1"]);
+    let provider = common::provider_for(&anvil, 0);
+    let owner = anvil.addresses()[0];
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = token_metrics(*token.address(), owner);
+    let config = config(
+        dir.path(),
+        &[anvil.endpoint()],
+        &[proxy.ws_url()],
+        "block_time = \"1s\"\nstall_blocks = 2\n",
+        &metrics,
+    );
+    let options = WatcherOptions {
+        request_timeout: Duration::from_secs(2),
+        ..WatcherOptions::default()
+    };
+    let mut run = start(&config, options);
+    let seen = collect(&mut run);
+    let stalls = 20;
+    let mut detected = Vec::with_capacity(stalls);
+    for k in 0..stalls {
+        // A subscription is live (a stalled socket cannot establish one), and a head came.
+        wait_for(60, "a live subscription", || {
+            run.counter("guardian_head_subscriptions_total") > k as u64
+        })
+        .await;
+        let heads = seen.lock().unwrap().len();
+        wait_for(30, "a head", || seen.lock().unwrap().len() > heads).await;
+        proxy.stall_ws(true);
+        let start = Instant::now();
+        wait_for(60, "stall detection", || {
+            run.counter("guardian_head_stalls_total") > k as u64
+        })
+        .await;
+        detected.push(start.elapsed());
+        proxy.stall_ws(false);
+    }
+    let last = provider.get_block_number().await.unwrap();
+    wait_for(30, "the last block", || {
+        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
+    })
+    .await;
+    run.stop().await;
+    let numbers = block_numbers(&seen.lock().unwrap());
+    let (skipped, twice) = gaps(&numbers);
+    detected.sort();
+    let secs = |d: Duration| d.as_secs_f64();
+    println!(
+        "stall detected within {:.1} s (p50 {:.1} s, stall_after 2 s) over {stalls} stalls, {skipped} blocks skipped, {twice} emitted twice, of {} blocks",
+        secs(detected[stalls - 1]),
+        secs(detected[stalls / 2]),
+        numbers.len()
+    );
+    assert_eq!((skipped, twice), (0, 0));
+    assert!(detected[stalls - 1] < Duration::from_secs(30));
+}
+
+/// Issue #13: "0 missed trips over N forced reconnects": every WebSocket is
+/// closed before each block that trips the policy; every trip still happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_trip_is_missed_over_forced_reconnects() {
+    let anvil = common::anvil(&[]);
+    let provider = common::provider_for(&anvil, 0);
+    let owner = anvil.addresses()[0];
+    let bob = anvil.addresses()[1];
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    token
+        .mint(owner, U256::from(1_000_000u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = token_metrics(*token.address(), owner);
+    let config = config(
+        dir.path(),
+        &[anvil.endpoint()],
+        &[proxy.ws_url()],
+        "",
+        &metrics,
+    );
+    let policy = "[[policy]]\nid = \"transfer-seen\"\ndescription = \"a transfer in the block\"\nseverity = \"critical\"\naction = \"pause\"\ncooldown = \"1 block\"\n[policy.when]\nkind = \"threshold\"\nmetric = \"token.transfers\"\nop = \">=\"\nvalue = 1\n";
+    let set =
+        compile_str("policy.toml", policy, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let mut run = start(&config, WatcherOptions::default());
+    let seen = collect(&mut run);
+    wait_for(30, "the first head", || !seen.lock().unwrap().is_empty()).await;
+    let trials = 200;
+    let mut transfer_blocks = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        proxy.drop_ws();
+        let receipt = token
+            .transfer(bob, U256::from(1u64))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        transfer_blocks.push(receipt.block_number.unwrap());
+    }
+    let last = *transfer_blocks.last().unwrap();
+    wait_for(60, "the last transfer's block", || {
+        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
+    })
+    .await;
+    run.stop().await;
+    let events = seen.lock().unwrap().clone();
+    let mut engine = Engine::new(set, guardian::policy::Mode::Enforce);
+    let mut trips: Vec<Trip> = Vec::new();
+    for e in &events {
+        for (block, time_ms, metric, value) in e.samples() {
+            match engine.metric_id(metric) {
+                Some(metric) => engine.on_sample(
+                    Sample {
+                        block,
+                        time_ms,
+                        metric,
+                        value,
+                    },
+                    &mut |t| trips.push(t),
+                ),
+                None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
+            }
+        }
+    }
+    let tripped: std::collections::HashSet<u64> = trips.iter().map(|t| t.block).collect();
+    let missed = transfer_blocks
+        .iter()
+        .filter(|b| !tripped.contains(b))
+        .count();
+    let (skipped, twice) = gaps(&block_numbers(&events));
+    println!(
+        "{missed} missed trips over {trials} forced reconnects ({} WebSocket connections, {} trips, {skipped} blocks skipped, {twice} emitted twice)",
+        proxy.ws_connections(),
+        trips.len()
+    );
+    assert_eq!(missed, 0);
+    assert_eq!(skipped, 0);
+    assert!(
+        proxy.ws_connections() > trials as u64 / 2,
+        "the reconnects were not forced"
+    );
+}

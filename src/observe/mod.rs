@@ -155,6 +155,13 @@ impl Probe {
         }
     }
 
+    /// A head subscription was established on `network`.
+    pub fn subscribed(&self, network: &str) {
+        if let Some(i) = &self.inner {
+            i.telemetry.subscribed(network);
+        }
+    }
+
     /// The head subscription dropped `n` heads (they are backfilled by number).
     pub fn heads_lagged(&self, network: &str, n: u64) {
         if let Some(i) = &self.inner {

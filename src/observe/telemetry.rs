@@ -54,6 +54,7 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 struct Watching {
     endpoint_faults: Family<EndpointLabel, Counter>,
     head_stalls: Family<NetworkLabel, Counter>,
+    subscriptions: Family<NetworkLabel, Counter>,
     heads_dropped: Family<NetworkLabel, Counter>,
     disagreements: Family<NetworkLabel, Counter>,
     old_heads: Family<NetworkLabel, Counter>,
@@ -71,6 +72,11 @@ impl Watching {
             "guardian_head_stalls",
             "Head subscriptions found silent while the chain moved (polled, then re-established)",
             self.head_stalls.clone(),
+        );
+        r.register(
+            "guardian_head_subscriptions",
+            "Head subscriptions established (at start and after each reconnect)",
+            self.subscriptions.clone(),
         );
         r.register(
             "guardian_heads_dropped",
@@ -513,7 +519,8 @@ impl Telemetry {
                 .metric_missing
                 .get_or_create(&label(m))
                 .set(1);
-            h.missing.insert(m.to_string(), why.replace(['\n', '\r'], " "));
+            h.missing
+                .insert(m.to_string(), why.replace(['\n', '\r'], " "));
         }
     }
 
@@ -547,6 +554,13 @@ impl Telemetry {
     pub fn head_stalled(&self, network: &str) {
         self.watching_faults
             .head_stalls
+            .get_or_create(&Self::net(network))
+            .inc();
+    }
+
+    pub fn subscribed(&self, network: &str) {
+        self.watching_faults
+            .subscriptions
             .get_or_create(&Self::net(network))
             .inc();
     }

@@ -668,6 +668,7 @@ impl Watcher {
             };
             backoff = self.options.reconnect_min;
             tracing::info!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "subscribed to new heads");
+            self.options.probe.subscribed(&self.network);
             // Catch up on what was mined while disconnected before waiting for the next head.
             let catch_up = async {
                 let head = follower.header("latest").await?;
