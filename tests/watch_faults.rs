@@ -800,3 +800,52 @@ async fn no_trip_is_missed_over_forced_reconnects() {
         "the reconnects were not forced"
     );
 }
+
+/// Issue #13, seen 3: heads the subscription's buffer dropped (`Lagged`) are
+/// counted and backfilled by number, never silently skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
+    let anvil = common::anvil(&[]);
+    let provider = common::provider_for(&anvil, 0);
+    let owner = anvil.addresses()[0];
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    // Slow reads, so heads pile up behind the one being read.
+    let slow = FaultProxy::start(&anvil.endpoint()).await;
+    slow.fail("eth_call", Fault::Delay(Duration::from_millis(100)));
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = token_metrics(*token.address(), owner);
+    let config = config(
+        dir.path(),
+        &[slow.http_url()],
+        &[anvil.ws_endpoint()],
+        "",
+        &metrics,
+    );
+    let mut run = start(&config, WatcherOptions::default());
+    let seen = collect(&mut run);
+    wait_for(30, "the first head", || !seen.lock().unwrap().is_empty()).await;
+    let bursts = 5;
+    for _ in 0..bursts {
+        let _: serde_json::Value = provider
+            .raw_request("anvil_mine".into(), (60u64,))
+            .await
+            .unwrap();
+        let last = provider.get_block_number().await.unwrap();
+        wait_for(120, "the burst's last block", || {
+            block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
+        })
+        .await;
+    }
+    let dropped = run.counter("guardian_heads_dropped_total");
+    run.stop().await;
+    let numbers = block_numbers(&seen.lock().unwrap());
+    let (skipped, twice) = gaps(&numbers);
+    println!(
+        "{dropped} heads dropped by the subscription over {bursts} bursts of 60 blocks, backfilled: {skipped} blocks skipped, {twice} emitted twice, of {} blocks",
+        numbers.len()
+    );
+    assert!(dropped > 0, "the subscription never lagged");
+    assert_eq!((skipped, twice), (0, 0));
+}
