@@ -849,3 +849,68 @@ async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
     assert!(dropped > 0, "the subscription never lagged");
     assert_eq!((skipped, twice), (0, 0));
 }
+
+/// Issue #13, seen 4: an endpoint lagging the others is not read from, while
+/// heads come by subscription too (not only when polling).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_blocks_behind_the_others_is_not_read_from() {
+    let anvil = common::anvil(&[]);
+    let provider = common::provider_for(&anvil, 0);
+    let owner = anvil.addresses()[0];
+    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+        .await
+        .unwrap();
+    // A chain long enough for "5 blocks behind" to be more than max_lag_blocks.
+    let _: serde_json::Value = provider
+        .raw_request("anvil_mine".into(), (10u64,))
+        .await
+        .unwrap();
+    let behind = FaultProxy::start(&anvil.endpoint()).await;
+    behind.fail_all(Fault::Lag(5));
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = token_metrics(*token.address(), owner);
+    let rpc = [behind.http_url(), anvil.endpoint()];
+    let config = config(
+        dir.path(),
+        &rpc,
+        &[anvil.ws_endpoint()],
+        "max_lag_blocks = 3\n",
+        &metrics,
+    );
+    let mut run = start(&config, WatcherOptions::default());
+    let seen = collect(&mut run);
+    wait_for(30, "the first head", || !seen.lock().unwrap().is_empty()).await;
+    let blocks = 100;
+    for _ in 0..blocks {
+        mine(&provider).await;
+    }
+    let last = provider.get_block_number().await.unwrap();
+    wait_for(60, "the last block", || {
+        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
+    })
+    .await;
+    let lagging = run.counter(
+        "guardian_endpoint_faults_total{network=\"local\",endpoint=\"1\",fault=\"lagging\"}",
+    );
+    run.stop().await;
+    let events = seen.lock().unwrap().clone();
+    let complete = events
+        .iter()
+        .filter(|e| matches!(e, WatchEvent::Block(s) if s.failed.is_empty()))
+        .count();
+    for e in &events {
+        if let WatchEvent::Block(s) = e
+            && !s.failed.is_empty()
+        {
+            eprintln!("block {} failed {:?}", s.number, s.failed);
+        }
+    }
+    let reads = behind.counts("eth_call").seen + behind.counts("eth_getLogs").seen;
+    println!(
+        "endpoint 1, 5 blocks behind: {reads} reads sent to it over {blocks} blocks (marked lagging {lagging} times); {complete}/{} blocks read in full",
+        block_numbers(&events).len()
+    );
+    assert_eq!(reads, 0);
+    assert!(lagging > 0);
+    assert_eq!(complete, block_numbers(&events).len());
+}

@@ -671,6 +671,7 @@ impl Watcher {
             self.options.probe.subscribed(&self.network);
             // Catch up on what was mined while disconnected before waiting for the next head.
             let catch_up = async {
+                follower.check_lag(self.options.max_lag_blocks).await;
                 let head = follower.header("latest").await?;
                 follower.advance(head).await
             };
@@ -743,12 +744,14 @@ impl Watcher {
                         probe.rpc_error(&self.network);
                     }
                 }
+                follower.check_lag(self.options.max_lag_blocks).await;
                 let head = follower.header("latest").await?;
                 follower.advance(head).await?;
                 Ok(false)
             }
             Step::Silent => {
                 // Silence alone is not a stall: the chain may have no new block.
+                follower.check_lag(self.options.max_lag_blocks).await;
                 let head = follower.header("latest").await?;
                 let last = follower.last_number();
                 if last.is_some_and(|l| head.number <= l) {
