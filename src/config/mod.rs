@@ -1008,4 +1008,34 @@ value = -1
         }
         assert!(!text.contains("0xabc"));
     }
+
+    #[test]
+    fn watch_limits_load_and_bad_ones_are_located() {
+        let c = load_str(
+            "[guardian]\nmode = \"enforce\"\n[networks.m]\nchain_id = 1\nrpc = [\"http://a\", \"http://b\", \"http://c\"]\nquorum = 2\nquorum_tolerance = \"0.1%\"\nmax_head_age = \"36s\"\nmax_lag_blocks = 2\nstall_blocks = 4\nread_deadline = \"3s\"\n",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let w = &c.networks["m"].watch;
+        assert_eq!(w.quorum, Some(2));
+        assert!((w.quorum_tolerance.unwrap() - 0.001).abs() < 1e-12);
+        assert_eq!(
+            (
+                w.max_head_age_ms,
+                w.max_lag_blocks,
+                w.stall_blocks,
+                w.read_deadline_ms
+            ),
+            (Some(36_000), Some(2), Some(4), Some(3_000))
+        );
+        let e = load_str(
+            "[guardian]\nmode = \"enforce\"\n[networks.m]\nchain_id = 1\nrpc = [\"http://a\"]\nquorum = 2\nstall_blocks = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("quorum = 2 needs between 2 and the 1 read endpoint(s) listed"),
+            "{e}"
+        );
+        assert!(e.contains("stall_blocks must be between 1 and 1000"), "{e}");
+    }
 }
