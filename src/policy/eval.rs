@@ -66,6 +66,8 @@ enum Detector {
 struct NodeState {
     raw: bool,
     truth: bool,
+    /// Block and time of the latest evaluation at which `truth` was true (for `within`).
+    last_true: Option<(u64, u64)>,
     streak: u32,
     streak_block: u64,
     seen: Seen,
@@ -314,10 +316,16 @@ impl Engine {
         let node = &self.set.nodes[i];
         let raw = match &node.condition {
             Condition::Composite { quorum, children } => {
-                let held = children
-                    .iter()
-                    .filter(|c| self.nodes[c.0 as usize].truth)
-                    .count();
+                let held = match node.within {
+                    None => children
+                        .iter()
+                        .filter(|c| self.nodes[c.0 as usize].truth)
+                        .count(),
+                    Some(w) => children
+                        .iter()
+                        .filter(|c| recent(self.nodes[c.0 as usize].last_true, w, at))
+                        .count(),
+                };
                 let needed = match *quorum {
                     Quorum::All => children.len(),
                     Quorum::Any => 1,
@@ -352,6 +360,7 @@ impl Engine {
         match hold {
             None => {
                 state.truth = true;
+                state.last_true = Some(at);
                 return;
             }
             Some(crate::units::Hold::Samples(_)) => state.streak += 1,
@@ -363,6 +372,9 @@ impl Engine {
             }
         }
         state.truth = hold.is_some_and(|h| state.streak >= h.count());
+        if state.truth {
+            state.last_true = Some(at);
+        }
     }
 
     fn check_policy(&mut self, p: u32, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
@@ -576,6 +588,16 @@ impl Engine {
             ev["held_for"] = Value::from(hold.to_string());
         }
         (ev, summary)
+    }
+}
+
+/// Whether a condition last held within `window` of `now` (corroboration).
+#[inline]
+fn recent(last_true: Option<(u64, u64)>, window: Window, now: (u64, u64)) -> bool {
+    match (last_true, window) {
+        (None, _) => false,
+        (Some((b, _)), Window::Blocks(n)) => now.0.saturating_sub(b) <= n,
+        (Some((_, t)), Window::Millis(ms)) => now.1.saturating_sub(t) <= ms,
     }
 }
 
@@ -799,6 +821,7 @@ impl Engine {
     pub fn node_statistic(&self, id: NodeId) -> Option<f64> {
         let s = &self.nodes[id.0 as usize];
         s.seen.judged.then_some(match self.set.node(id).condition {
+            Condition::Threshold { .. } => s.seen.value,
             Condition::Change {
                 by: Amount::Percent(_),
                 ..
