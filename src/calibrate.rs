@@ -30,6 +30,8 @@ use crate::source::trace::{TraceError, TraceReader};
 use crate::units::{AlarmRate, Hold, Window};
 
 const THIRTY_DAYS_MS: f64 = 30.0 * 86_400_000.0;
+/// A score threshold no statistic reaches (written out plainly in a policy).
+const NEVER: f64 = 1e15;
 
 /// A condition to calibrate and its fixed parameters; the threshold is what calibration finds.
 #[derive(Debug, Clone, PartialEq)]
@@ -290,6 +292,19 @@ pub enum CalibrateError {
     },
     #[error("internal error: the generated policy did not compile: {0}")]
     Policy(String),
+}
+
+/// One alarm over the whole span, rounded down to whole days, hours or minutes
+/// (so it parses as a `--false-alarms` rate): `"1/39h"`.
+pub fn supported_rate(span_ms: u64) -> String {
+    let (d, h, m) = (86_400_000, 3_600_000, 60_000);
+    if span_ms >= 2 * d {
+        format!("1/{}d", span_ms / d)
+    } else if span_ms >= h {
+        format!("1/{}h", span_ms / h)
+    } else {
+        format!("1/{}m", (span_ms / m).max(1))
+    }
 }
 
 /// A duration for people: `"1.53 days (131764 s)"`.
@@ -561,11 +576,7 @@ impl Runner<'_> {
     /// The largest and smallest score over every trace (never tripping).
     fn score_range(&self) -> Result<Option<(f64, f64)>, CalibrateError> {
         let mut range: Option<(f64, f64)> = None;
-        let never = if self.request.detector.positive() {
-            1e300
-        } else {
-            f64::MAX / 2.0
-        };
+        let never = NEVER;
         for i in 0..self.traces.len() {
             self.run(i, never, None, u64::MAX, &mut |_| {}, &mut |s| {
                 range = Some(range.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s))));
@@ -640,10 +651,7 @@ pub fn calibrate(paths: &[PathBuf], request: &Request) -> Result<Calibration, Ca
     };
     let mut warnings = Vec::new();
     let rate_supported = allowed_f >= 1.0;
-    let supported = format!(
-        "1/{}",
-        crate::units::DisplayMillis(span_ms.max(1000) / 1000 * 1000)
-    );
+    let supported = supported_rate(span_ms);
     if !rate_supported {
         warnings.push(format!(
             "NOT SUPPORTED BY THE DATA: the traces span {} in all; the target {} allows {:.3} alarms over that, rounded down to 0, so the threshold is only 'above everything these traces saw'. This data supports at most {supported} (one false alarm over the whole span). Calibrate on at least {} of benign data to claim {}.",
@@ -816,7 +824,7 @@ fn attack_scale(runner: &Runner<'_>, injections: &[Injection]) -> Result<f64, Ca
             let until = inj.block + attack.blocks() + runner.request.horizon_blocks;
             runner.run(
                 inj.trace,
-                1e300,
+                NEVER,
                 Some((*attack, inj.block)),
                 until,
                 &mut |_| {},

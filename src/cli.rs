@@ -445,6 +445,11 @@ fn check(args: CheckArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    // Templates without instances (no configuration) are listed as `id[*]`.
+    let set = set.with_template_views();
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
@@ -803,10 +808,17 @@ fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let (config, mut set) = match load(args.config.as_deref(), &args.policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Some(trace) = &args.trace
+        && let Err(e) = replay::instantiate_from_trace(&mut set, trace)
+    {
+        return cannot_run(e);
+    }
+    // Printed, never run: templates without instances appear as `id[*]`.
+    let view = set.with_template_views();
     let mut behaviour: Vec<Option<crate::explain::TraceBehaviour>> = vec![None; set.policies.len()];
     if let Some(trace) = &args.trace {
         let mut engine = Engine::new(set.clone(), config.mode);
@@ -841,11 +853,12 @@ fn explain(args: ExplainArgs) -> ExitCode {
         }
     }
     let mut out = io::stdout().lock();
-    for (p, b) in set.policies.iter().zip(&behaviour) {
+    behaviour.resize(view.policies.len(), None);
+    for (p, b) in view.policies.iter().zip(&behaviour) {
         let _ = writeln!(
             out,
             "{}",
-            crate::explain::explain_policy(&set, p, &config, b.as_ref())
+            crate::explain::explain_policy(&view, p, &config, b.as_ref())
         );
     }
     ExitCode::SUCCESS

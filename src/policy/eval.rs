@@ -64,6 +64,8 @@ enum Detector {
 
 #[derive(Debug, Clone, Default)]
 struct NodeState {
+    /// Whether the node has been evaluated at least once.
+    evaluated: bool,
     raw: bool,
     truth: bool,
     /// Block and time of the latest evaluation at which `truth` was true (for `within`).
@@ -334,6 +336,7 @@ impl Engine {
                 let state = &mut self.nodes[i];
                 state.seen.stat = held as f64;
                 state.seen.block = block;
+                state.seen.time_ms = at.1;
                 held >= needed
             }
             condition => {
@@ -351,6 +354,7 @@ impl Engine {
         };
         let hold = node.hold;
         let state = &mut self.nodes[i];
+        state.evaluated = true;
         state.raw = raw;
         if !raw {
             state.streak = 0;
@@ -565,8 +569,28 @@ impl Engine {
                 let mut parts = Vec::new();
                 let mut list = Vec::new();
                 for c in children {
+                    let state = &self.nodes[c.0 as usize];
+                    let holds = match node.within {
+                        Some(w) => recent(state.last_true, w, (seen.block, seen.time_ms)),
+                        None => state.truth,
+                    };
+                    if !state.evaluated {
+                        // Never evaluated (no sample of its metrics yet): say so
+                        // rather than show a zero reading.
+                        let child = self.set.node(*c);
+                        let metrics: Vec<&str> = child
+                            .condition
+                            .metrics()
+                            .iter()
+                            .map(|m| self.set.metric_name(*m))
+                            .collect();
+                        list.push(
+                            json!({"condition": child.condition.kind(), "metrics": metrics,
+                                         "evaluated": false, "holds": false}),
+                        );
+                        continue;
+                    }
                     let (mut child, text) = self.evidence(*c);
-                    let holds = self.nodes[c.0 as usize].truth;
                     child["holds"] = Value::Bool(holds);
                     if holds {
                         parts.push(text);

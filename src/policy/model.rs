@@ -528,6 +528,19 @@ impl PolicySet {
         out
     }
 
+    /// A copy in which each template without an instance has one for the
+    /// capture `*` (policy `id[*]` over the patterns themselves), so it can
+    /// be listed and explained before any metric is known. Never run it.
+    pub fn with_template_views(&self) -> PolicySet {
+        let mut view = self.clone();
+        for t in 0..view.templates.len() {
+            if view.templates[t].instances.is_empty() {
+                view.add_instance(t, "*");
+            }
+        }
+        view
+    }
+
     /// Adds template `t`'s instance for `capture`; returns the instance's policy id.
     fn add_instance(&mut self, t: usize, capture: &str) -> String {
         let template = self.templates[t].clone();
