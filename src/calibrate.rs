@@ -1032,13 +1032,14 @@ mod tests {
             },
             DetectorSpec::Stale,
         ] {
+            let hold = (!matches!(detector, DetectorSpec::Cusum { .. })).then_some(Hold::Blocks(2));
             let request = Request {
                 metric: "chain.base_fee_gwei".into(),
                 detector,
                 direction: Direction::Up,
                 false_alarms: crate::units::parse_alarm_rate("1/30d").unwrap(),
                 cooldown: Window::Millis(3_600_000),
-                hold: Some(Hold::Blocks(2)),
+                hold,
                 margin_pct: 10.0,
                 action: "alert".into(),
                 attacks: Vec::new(),
