@@ -698,32 +698,14 @@ fn finish(
     supported: String,
 ) -> Result<Calibration, CalibrateError> {
     let injections = place_injections(&runner, request);
-    let mut candidates = Vec::new();
-    let chosen = match benign {
-        Some(b) => {
-            let with_margin = round_up_3(b + b.abs() * request.margin_pct / 100.0);
-            if !request.attacks.is_empty() {
-                for f in [0.5, 0.75, 1.0, 1.5, 2.0, 3.0] {
-                    candidates.push(round_up_3(b + b.abs() * (f - 1.0)));
-                }
-                candidates.push(with_margin);
-            }
-            with_margin
-        }
-        None => {
-            warnings.push(format!(
-                "the benign traces never moved `{}` {} (largest statistic {max_score} {}): any threshold above 0 gives no false alarm on them; the threshold below is the candidate that caught the most injected attacks soonest, not a calibration",
-                request.metric,
-                request.direction.as_str(),
-                request.detector.unit()
-            ));
-            let scale = attack_scale(&runner, &injections)?;
-            for f in [0.05, 0.1, 0.25, 0.5, 0.75, 0.9] {
-                candidates.push(round_up_3(scale * f));
-            }
-            0.0
-        }
-    };
+    let (mut candidates, chosen) = candidate_scores(
+        &runner,
+        request,
+        &injections,
+        benign,
+        max_score,
+        &mut warnings,
+    )?;
     candidates.sort_by(f64::total_cmp);
     candidates.dedup();
     let table: Vec<Candidate> = candidates
@@ -765,6 +747,45 @@ fn finish(
     };
     c.policy_toml = policy_text(request, threshold, &report_text(&c, request));
     Ok(c)
+}
+
+/// The score thresholds to judge against the attacks, and the chosen one
+/// (the calibrated threshold plus the margin; 0 when the benign data never moved).
+fn candidate_scores(
+    runner: &Runner<'_>,
+    request: &Request,
+    injections: &[Injection],
+    benign: Option<f64>,
+    max_score: f64,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<f64>, f64), CalibrateError> {
+    let mut candidates = Vec::new();
+    let chosen = match benign {
+        Some(b) => {
+            let with_margin = round_up_3(b + b.abs() * request.margin_pct / 100.0);
+            if !request.attacks.is_empty() {
+                for f in [0.5, 0.75, 1.0, 1.5, 2.0, 3.0] {
+                    candidates.push(round_up_3(b + b.abs() * (f - 1.0)));
+                }
+                candidates.push(with_margin);
+            }
+            with_margin
+        }
+        None => {
+            warnings.push(format!(
+                "the benign traces never moved `{}` {} (largest statistic {max_score} {}): any threshold above 0 gives no false alarm on them; the threshold below is the candidate that caught the most injected attacks soonest, not a calibration",
+                request.metric,
+                request.direction.as_str(),
+                request.detector.unit()
+            ));
+            let scale = attack_scale(runner, injections)?;
+            for f in [0.05, 0.1, 0.25, 0.5, 0.75, 0.9] {
+                candidates.push(round_up_3(scale * f));
+            }
+            0.0
+        }
+    };
+    Ok((candidates, chosen))
 }
 
 /// The candidate that caught the most attacks, then soonest, then with the largest threshold.

@@ -180,6 +180,25 @@ pub fn backtest(
             }
         }
     }
+    let policies = assemble(set, tripped, &watched, series);
+    Ok(Backtest {
+        trace: trace.display().to_string(),
+        first_block: first,
+        last_block: last,
+        samples,
+        policies,
+        losses,
+        loss_patterns: loss_patterns.to_vec(),
+    })
+}
+
+/// One report per tripped policy, with a chart per watched condition.
+fn assemble(
+    set: &PolicySet,
+    tripped: &[(usize, Vec<u64>)],
+    watched: &[(usize, NodeId)],
+    series: Vec<Vec<(u64, f64)>>,
+) -> Vec<PolicyReport> {
     let mut policies: Vec<PolicyReport> = tripped
         .iter()
         .map(|(p, trips)| PolicyReport {
@@ -207,15 +226,7 @@ pub fn backtest(
             threshold,
         });
     }
-    Ok(Backtest {
-        trace: trace.display().to_string(),
-        first_block: first,
-        last_block: last,
-        samples,
-        policies,
-        losses,
-        loss_patterns: loss_patterns.to_vec(),
-    })
+    policies
 }
 
 fn esc(s: &str) -> String {

@@ -34,6 +34,13 @@ use crate::units::{DisplayMillis, Window};
 
 use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
 
+/// `format!` when the text is wanted, else an empty string (no formatting work).
+macro_rules! text {
+    ($want:expr, $($arg:tt)*) => {
+        if $want { format!($($arg)*) } else { String::new() }
+    };
+}
+
 /// What the last evaluation of a condition saw (fixed size, copied, never allocated).
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -412,6 +419,12 @@ impl Engine {
 
     /// The evidence for a node as JSON, and a one-line summary.
     fn evidence(&self, id: NodeId) -> (Value, String) {
+        self.evidence_with(id, true)
+    }
+
+    /// The evidence for a node; its summary only when `want` (a composite's
+    /// conditions that do not hold need none: their text would be dropped).
+    fn evidence_with(&self, id: NodeId, want: bool) -> (Value, String) {
         let node = self.set.node(id);
         let s = &self.nodes[id.0 as usize];
         let seen = s.seen;
@@ -424,7 +437,8 @@ impl Engine {
             } => (
                 json!({"condition": "threshold", "metric": name(metric), "value": num(seen.value),
                        "op": comparison.symbol(), "threshold": num(*value), "block": seen.block}),
-                format!(
+                text!(
+                    want,
                     "{} = {} {} {}",
                     name(metric),
                     seen.value,
@@ -443,7 +457,8 @@ impl Engine {
                        "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
                        "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
                        "change": num(seen.stat), "change_pct": num(seen.stat2), "threshold": by.to_string()}),
-                format!(
+                text!(
+                    want,
                     "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
                     name(metric),
                     seen.stat,
@@ -465,7 +480,8 @@ impl Engine {
                        "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
                        "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
                        "threshold": num(*above)}),
-                format!(
+                text!(
+                    want,
                     "{} changing at {} per {} over {window} (threshold {above} {})",
                     name(metric),
                     seen.stat,
@@ -486,7 +502,8 @@ impl Engine {
                 let summary = match relative_to {
                     Some(rel) => {
                         ev["relative_to"] = json!({"metric": name(rel), "value": num(seen.base), "sum_pct": num(seen.stat2)});
-                        format!(
+                        text!(
+                            want,
                             "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
                             name(metric),
                             seen.stat,
@@ -496,7 +513,8 @@ impl Engine {
                             comparison.symbol()
                         )
                     }
-                    None => format!(
+                    None => text!(
+                        want,
                         "{} summed over {window} = {} {} {value}",
                         name(metric),
                         seen.stat,
@@ -514,7 +532,8 @@ impl Engine {
                 json!({"condition": "deviation", "metric": name(metric), "value": num(seen.value), "block": seen.block,
                        "reference": {"metric": name(reference), "value": num(seen.base), "block": seen.base_block},
                        "deviation_pct": num(seen.stat), "threshold": above.to_string()}),
-                format!(
+                text!(
+                    want,
                     "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
                     name(metric),
                     seen.value,
@@ -528,7 +547,8 @@ impl Engine {
                        "last_sample": if seen.count > 0 { json!({"block": seen.base_block, "time_ms": seen.base_time_ms}) } else { Value::Null },
                        "now": {"block": seen.block, "time_ms": seen.time_ms},
                        "age_blocks": seen.stat, "age_ms": seen.stat2}),
-                format!(
+                text!(
+                    want,
                     "{} has had no sample for {} blocks / {} (limit {after})",
                     name(metric),
                     seen.stat,
@@ -541,7 +561,8 @@ impl Engine {
                        "p_value": num(detectors::tail_probability(params.direction.magnitude(seen.stat))),
                        "threshold_z": num(params.z), "direction": params.direction.as_str(),
                        "halflife": num(params.halflife), "warmup": params.warmup}),
-                format!(
+                text!(
+                    want,
                     "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
                     name(metric),
                     seen.value,
@@ -556,7 +577,8 @@ impl Engine {
                        "mean": num(seen.base), "sd": num(seen.stat2), "cusum": num(seen.stat),
                        "slack": num(params.slack), "threshold": num(params.threshold),
                        "direction": params.direction.as_str(), "warmup": params.warmup}),
-                format!(
+                text!(
+                    want,
                     "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
                     name(metric),
                     params.direction.as_str(),
@@ -590,7 +612,7 @@ impl Engine {
                         );
                         continue;
                     }
-                    let (mut child, text) = self.evidence(*c);
+                    let (mut child, text) = self.evidence_with(*c, want && holds);
                     child["holds"] = Value::Bool(holds);
                     if holds {
                         parts.push(text);
