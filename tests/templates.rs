@@ -75,6 +75,7 @@ fn a_template_runs_once_per_matching_metric_with_its_own_state() {
     assert_eq!(ids, ["cash-drain[USDC]"; 3], "{ids:?}");
     assert_eq!(trips[0].block, 5);
     assert_eq!(trips[0].evidence["metric"], "lend.cash.USDC");
+    assert_eq!(trips[0].evidence["instance"], "USDC");
 }
 
 #[test]
@@ -245,4 +246,104 @@ fn the_v1_fixture_still_loads() {
     let set = compile_str("every-condition.toml", &text, &Config::empty()).unwrap();
     assert_eq!(set.policies.len(), 2);
     assert!(set.templates.is_empty());
+}
+
+fn starter(name: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join("policies/starter").join(name)).unwrap()
+}
+
+/// Rows for blocks 0..30 from `f(block) -> [(metric, value)]`.
+fn blocks(f: impl Fn(u64) -> Vec<(&'static str, f64)>) -> Vec<(u64, &'static str, f64)> {
+    (0..30u64)
+        .flat_map(|b| f(b).into_iter().map(move |(m, v)| (b, m, v)))
+        .collect()
+}
+
+fn first_trip(trips: &[Trip], policy: &str) -> Option<u64> {
+    trips.iter().find(|t| t.policy == policy).map(|t| t.block)
+}
+
+#[test]
+fn the_vault_pack_catches_a_corroborated_share_price_fall_in_its_block() {
+    let set = compile_str("vault.toml", &starter("vault.toml"), &Config::empty()).unwrap();
+    // A 0.6% loss per share at block 20 with 2% of the assets withdrawn in it.
+    let corroborated = blocks(|b| {
+        let hit = b >= 20;
+        vec![
+            ("vault.share_price", if hit { 0.994 } else { 1.0 }),
+            (
+                "vault.total_assets",
+                if hit { 980_000.0 } else { 1_000_000.0 },
+            ),
+            ("vault.outflow", if b == 20 { 20_000.0 } else { 0.0 }),
+            ("vault.oracle_age", 10.0),
+        ]
+    });
+    let trips = run(set.clone(), &corroborated);
+    assert_eq!(
+        first_trip(&trips, "vault-share-price-break"),
+        Some(20),
+        "+0 blocks"
+    );
+    // A 1.2% fall with no outflow (a strategy loss, or a bad read) waits one block.
+    let alone = blocks(|b| {
+        vec![
+            ("vault.share_price", if b >= 20 { 0.988 } else { 1.0 }),
+            ("vault.total_assets", 1_000_000.0),
+            ("vault.outflow", 0.0),
+            ("vault.oracle_age", 10.0),
+        ]
+    });
+    assert_eq!(
+        first_trip(&run(set, &alone), "vault-share-price-break"),
+        Some(21)
+    );
+}
+
+#[test]
+fn the_lending_pack_catches_a_one_block_oracle_manipulation_per_asset() {
+    let (_dir, config) = config(
+        "[guardian]\nmode = \"dry-run\"\n\
+         [metrics.\"lending.price.WETH\"]\ndescription = \"p\"\n[metrics.\"lending.reference_price.WETH\"]\ndescription = \"r\"\n\
+         [metrics.\"lending.price.WBTC\"]\ndescription = \"p\"\n[metrics.\"lending.reference_price.WBTC\"]\ndescription = \"r\"\n\
+         [metrics.\"lending.borrowed_usd\"]\ndescription = \"b\"\n[metrics.\"lending.liquidity_usd\"]\ndescription = \"l\"\n\
+         [actions.pause-market]\nkind = \"pause\"\ndescription = \"p\"\n",
+    );
+    let text = starter("lending.toml");
+    let first = text.find("[[policy]]").unwrap();
+    let second = text[first + 10..].find("[[policy]]").unwrap() + first + 10;
+    let set =
+        compile_str("lending.toml", &text[..second], &config).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = set.policies.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "lending-oracle-deviation[WBTC]",
+            "lending-oracle-deviation[WETH]"
+        ]
+    );
+    // WETH's oracle reads 20% high for block 15 only, and 5% of the liquidity is borrowed in it.
+    let rows = blocks(|b| {
+        vec![
+            ("lending.price.WETH", if b == 15 { 3600.0 } else { 3000.0 }),
+            ("lending.reference_price.WETH", 3000.0),
+            ("lending.price.WBTC", 60_000.0),
+            ("lending.reference_price.WBTC", 60_000.0),
+            ("lending.liquidity_usd", 10_000_000.0),
+            (
+                "lending.borrowed_usd",
+                if b == 15 { 500_000.0 } else { 1_000.0 },
+            ),
+        ]
+    });
+    let trips = run(set, &rows);
+    assert_eq!(
+        blocks_of(&trips),
+        [("lending-oracle-deviation[WETH]".to_string(), 15)]
+    );
+}
+
+fn blocks_of(trips: &[Trip]) -> Vec<(String, u64)> {
+    trips.iter().map(|t| (t.policy.clone(), t.block)).collect()
 }

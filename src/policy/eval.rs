@@ -404,7 +404,10 @@ impl Engine {
         }
         self.policies[p as usize].last_trip = Some((block, time_ms));
         self.stats.trips[p as usize] += 1;
-        let (evidence, summary) = self.evidence(policy.root);
+        let (mut evidence, summary) = self.evidence(policy.root);
+        if let Some(instance) = &policy.instance {
+            evidence["instance"] = Value::from(instance.as_str());
+        }
         on_trip(Trip {
             policy: policy.id.clone(),
             block,
