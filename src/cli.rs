@@ -500,8 +500,13 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    if let Err(e) = replay::instantiate_from_trace(&mut set, &trace) {
-        return cannot_run(e);
+    match replay::instantiate_from_trace(&mut set, &trace) {
+        Ok(()) => {}
+        Err(e @ TraceError::Malformed { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+        Err(e) => return cannot_run(e),
     }
     for w in &set.warnings {
         eprintln!("warning: {w}");
@@ -812,10 +817,15 @@ fn explain(args: ExplainArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    if let Some(trace) = &args.trace
-        && let Err(e) = replay::instantiate_from_trace(&mut set, trace)
-    {
-        return cannot_run(e);
+    if let Some(trace) = &args.trace {
+        match replay::instantiate_from_trace(&mut set, trace) {
+            Ok(()) => {}
+            Err(e @ TraceError::Malformed { .. }) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(INVALID);
+            }
+            Err(e) => return cannot_run(e),
+        }
     }
     // Printed, never run: templates without instances appear as `id[*]`.
     let view = set.with_template_views();
