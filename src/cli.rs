@@ -283,14 +283,24 @@ pub struct SimulateArgs {
     /// Trace: the largest step forward between two rows' block numbers; a larger one is a malformed row.
     #[arg(long, default_value_t = crate::source::trace::DEFAULT_MAX_BLOCK_JUMP)]
     pub max_block_jump: u64,
+    /// Trace: also write a self-contained HTML backtest page (charts of each tripped policy).
+    #[arg(long, requires = "trace")]
+    pub report: Option<PathBuf>,
+    /// Trace: metrics (or patterns with one `*`) whose positive rows are losses, marked on the report.
+    #[arg(long, requires = "report")]
+    pub losses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DetectorArg {
-    Ewma,
-    Cusum,
+    Threshold,
     Change,
     Rate,
+    Sum,
+    Deviation,
+    Stale,
+    Ewma,
+    Cusum,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -302,10 +312,10 @@ pub enum DirectionArg {
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// A benign trace: every trip on it counts as a false alarm.
-    #[arg(long)]
-    pub trace: PathBuf,
-    /// The metric to calibrate on, as named in the trace.
+    /// A benign trace: every trip on it counts as a false alarm. Repeat for several traces.
+    #[arg(long, required = true)]
+    pub trace: Vec<PathBuf>,
+    /// The metric to calibrate on, as named in the traces.
     #[arg(long)]
     pub metric: String,
     #[arg(long, value_enum)]
@@ -313,11 +323,18 @@ pub struct CalibrateArgs {
     /// Target false-alarm rate, e.g. "1/30d".
     #[arg(long = "false-alarms")]
     pub false_alarms: String,
+    /// Which way is alarming (threshold: up is `>`, down is `<`).
     #[arg(long, value_enum, default_value = "up")]
     pub direction: DirectionArg,
     /// Alarms closer together than this count once (the policy's cooldown).
     #[arg(long, default_value = "1h")]
     pub cooldown: String,
+    /// The condition's `for` (e.g. "2 blocks"), honoured when counting trips.
+    #[arg(long = "for")]
+    pub hold: Option<String>,
+    /// Added to the calibrated threshold, as a percent of it.
+    #[arg(long, default_value = "10%")]
+    pub margin: String,
     /// ewma: half-life of the baseline, in samples.
     #[arg(long, default_value_t = 50.0)]
     pub halflife: f64,
@@ -327,18 +344,40 @@ pub struct CalibrateArgs {
     /// cusum: allowed drift k, in standard deviations.
     #[arg(long, default_value_t = 0.5)]
     pub slack: f64,
-    /// change, rate: the window, e.g. "10 blocks" or "5m".
+    /// change, rate, sum: the window, e.g. "10 blocks" or "5m".
     #[arg(long, default_value = "10 blocks")]
     pub window: String,
     /// rate: per block or per second.
     #[arg(long, default_value = "block")]
     pub per: String,
+    /// sum: the metric the sum is a percent of (the threshold is then a percent).
+    #[arg(long)]
+    pub relative_to: Option<String>,
+    /// deviation: the reference metric.
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// deviation: the most the two samples may be apart.
+    #[arg(long)]
+    pub max_skew: Option<String>,
+    /// A synthetic attack to inject into the benign traces (repeatable):
+    /// drain:<pct>%:<blocks>, jump:<pct>%, drop:<pct>%, burst:<amount>.
+    #[arg(long = "attack")]
+    pub attacks: Vec<String>,
+    /// Injections of each attack per trace.
+    #[arg(long, default_value_t = 10)]
+    pub injections: u32,
+    /// Blocks after an attack ends within which a trip counts as detecting it.
+    #[arg(long, default_value_t = 50)]
+    pub horizon: u64,
     /// The action the generated policy requests.
     #[arg(long, default_value = "alert")]
     pub action: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write a self-contained HTML page with the trade-off curve.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -409,6 +448,11 @@ fn check(args: CheckArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    // Templates without instances (no configuration) are listed as `id[*]`.
+    let set = set.with_template_views();
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
@@ -455,10 +499,23 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     let Some(trace) = args.trace.clone() else {
         return cannot_run("give a scenario file, or a trace with --trace");
     };
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let (config, mut set) = match load(args.config.as_deref(), &args.policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    match replay::instantiate_from_trace(&mut set, &trace) {
+        Ok(()) => {}
+        Err(e @ TraceError::Malformed { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+        Err(e) => return cannot_run(e),
+    }
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    let report_set = args.report.as_ref().map(|_| set.clone());
+    let mut trip_blocks: Vec<(String, u64)> = Vec::new();
     let mut engine = Engine::new(set, config.mode);
     let rules = crate::source::trace::BlockRules {
         max_jump: args.max_block_jump,
@@ -480,7 +537,11 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         );
     }
     let json = args.json;
+    let keep_trips = args.report.is_some();
     let result = replay::replay(&mut reader, &mut engine, &mut |trip| {
+        if keep_trips {
+            trip_blocks.push((trip.policy.clone(), trip.block));
+        }
         let line = if json {
             replay::trip_json(&trip)
         } else {
@@ -518,6 +579,11 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         }
     }
     let _ = out.flush();
+    if let (Some(path), Some(set)) = (&args.report, &report_set) {
+        if let Err(e) = write_backtest(path, &trace, set, &summary, &trip_blocks, &args.losses) {
+            return cannot_run(e);
+        }
+    }
     if !summary.metrics_never_seen.is_empty() {
         eprintln!(
             "warning: the trace has no samples of {} (read by the policies); conditions on them never held",
@@ -525,6 +591,34 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Writes the HTML backtest page for a finished replay.
+fn write_backtest(
+    path: &Path,
+    trace: &Path,
+    set: &PolicySet,
+    summary: &replay::ReplaySummary,
+    trips: &[(String, u64)],
+    losses: &[String],
+) -> Result<(), String> {
+    let tripped: Vec<(usize, Vec<u64>)> = set
+        .policies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let blocks: Vec<u64> = trips.iter().filter(|t| t.0 == p.id).map(|t| t.1).collect();
+            (!blocks.is_empty()).then_some((i, blocks))
+        })
+        .collect();
+    let range = (
+        summary.first_block.unwrap_or(0),
+        summary.last_block.unwrap_or(0),
+    );
+    let bt =
+        crate::report::backtest(trace, set, &tripped, range, losses).map_err(|e| e.to_string())?;
+    std::fs::write(path, crate::report::backtest_page(&bt))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// `simulate <scenario.toml>`: 0 when the expect block holds, 1 when not (or the file is invalid), 2 on error.
@@ -569,113 +663,181 @@ fn scenario_cmd(path: &Path, args: &SimulateArgs) -> ExitCode {
     }
 }
 
-fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
+fn calibrate_request(args: &CalibrateArgs) -> Result<Request, String> {
     let direction = match args.direction {
         DirectionArg::Up => Direction::Up,
         DirectionArg::Down => Direction::Down,
         DirectionArg::Either => Direction::Either,
     };
-    let parsed = (|| -> Result<Request, String> {
-        let false_alarms = units::parse_alarm_rate(&args.false_alarms)
-            .map_err(|e| format!("--false-alarms: {e}; {}", e.hint))?;
-        let cooldown = units::parse_window(&args.cooldown)
-            .map_err(|e| format!("--cooldown: {e}; {}", e.hint))?;
-        let window =
-            || units::parse_window(&args.window).map_err(|e| format!("--window: {e}; {}", e.hint));
-        let detector = match args.detector {
-            DetectorArg::Ewma => {
-                if args.halflife <= 0.0 || args.warmup < 2 {
-                    return Err("--halflife must be > 0 and --warmup at least 2".into());
-                }
-                DetectorSpec::Ewma {
-                    halflife: args.halflife,
-                    warmup: args.warmup,
-                }
+    let false_alarms = units::parse_alarm_rate(&args.false_alarms)
+        .map_err(|e| format!("--false-alarms: {e}; {}", e.hint))?;
+    let cooldown =
+        units::parse_window(&args.cooldown).map_err(|e| format!("--cooldown: {e}; {}", e.hint))?;
+    let hold = args
+        .hold
+        .as_deref()
+        .map(units::parse_hold)
+        .transpose()
+        .map_err(|e| format!("--for: {e}; {}", e.hint))?;
+    let margin_pct = units::parse_percent(&args.margin)
+        .map_err(|e| format!("--margin: {e}; {}", e.hint))?
+        .0;
+    if margin_pct < 0.0 {
+        return Err("--margin must be 0% or more".into());
+    }
+    let window =
+        || units::parse_window(&args.window).map_err(|e| format!("--window: {e}; {}", e.hint));
+    let needs = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .ok_or_else(|| format!("--detector {:?} needs {flag}", args.detector).to_lowercase())
+    };
+    let detector = match args.detector {
+        DetectorArg::Threshold => DetectorSpec::Threshold,
+        DetectorArg::Stale => DetectorSpec::Stale,
+        DetectorArg::Ewma => {
+            if args.halflife <= 0.0 || args.warmup < 2 {
+                return Err("--halflife must be > 0 and --warmup at least 2".into());
             }
-            DetectorArg::Cusum => {
-                if direction == Direction::Either {
-                    return Err("cusum is one-sided: use --direction up or down".into());
-                }
-                if args.slack < 0.0 || args.warmup < 2 {
-                    return Err("--slack must be >= 0 and --warmup at least 2".into());
-                }
-                DetectorSpec::Cusum {
-                    warmup: args.warmup,
-                    slack: args.slack,
-                }
+            DetectorSpec::Ewma {
+                halflife: args.halflife,
+                warmup: args.warmup,
             }
-            DetectorArg::Change => DetectorSpec::Change { window: window()? },
-            DetectorArg::Rate => {
-                let per = match args.per.as_str() {
-                    "block" => RateUnit::PerBlock,
-                    "second" => RateUnit::PerSecond,
-                    other => return Err(format!("--per `{other}`: use block or second")),
-                };
-                DetectorSpec::Rate {
-                    window: window()?,
-                    per,
-                }
-            }
-        };
-        if !crate::metrics::is_valid_metric_name(&args.metric) {
-            return Err(format!(
-                "--metric `{}` is not a valid metric name",
-                args.metric
-            ));
         }
-        Ok(Request {
-            metric: args.metric.clone(),
-            detector,
-            direction,
-            false_alarms,
-            cooldown,
-            action: args.action.clone(),
-        })
-    })();
-    let request = match parsed {
+        DetectorArg::Cusum => {
+            if direction == Direction::Either {
+                return Err("cusum is one-sided: use --direction up or down".into());
+            }
+            if hold.is_some() {
+                return Err("--for cannot be used with cusum (it restarts after a trip); raise the threshold instead".into());
+            }
+            if args.slack < 0.0 || args.warmup < 2 {
+                return Err("--slack must be >= 0 and --warmup at least 2".into());
+            }
+            DetectorSpec::Cusum {
+                warmup: args.warmup,
+                slack: args.slack,
+            }
+        }
+        DetectorArg::Change => DetectorSpec::Change { window: window()? },
+        DetectorArg::Rate => {
+            let per = match args.per.as_str() {
+                "block" => RateUnit::PerBlock,
+                "second" => RateUnit::PerSecond,
+                other => return Err(format!("--per `{other}`: use block or second")),
+            };
+            DetectorSpec::Rate {
+                window: window()?,
+                per,
+            }
+        }
+        DetectorArg::Sum => DetectorSpec::Sum {
+            window: window()?,
+            relative_to: args.relative_to.clone(),
+        },
+        DetectorArg::Deviation => DetectorSpec::Deviation {
+            reference: needs(&args.reference, "--reference")?,
+            max_skew: args
+                .max_skew
+                .as_deref()
+                .map(units::parse_window)
+                .transpose()
+                .map_err(|e| format!("--max-skew: {e}; {}", e.hint))?,
+        },
+    };
+    for name in [
+        Some(&args.metric),
+        args.reference.as_ref(),
+        args.relative_to.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !crate::metrics::is_valid_metric_name(name) {
+            return Err(format!("`{name}` is not a valid metric name"));
+        }
+    }
+    let attacks = args
+        .attacks
+        .iter()
+        .map(|a| calibrate::Attack::parse(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Request {
+        metric: args.metric.clone(),
+        detector,
+        direction,
+        false_alarms,
+        cooldown,
+        hold,
+        margin_pct,
+        action: args.action.clone(),
+        attacks,
+        injections: args.injections,
+        horizon_blocks: args.horizon,
+    })
+}
+
+fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
+    let request = match calibrate_request(&args) {
         Ok(r) => r,
         Err(message) => return cannot_run(message),
     };
-    match calibrate::calibrate(&args.trace, &request) {
-        Ok(c) => {
-            if args.json {
-                let v = serde_json::json!({
-                    "metric": request.metric, "threshold": c.threshold, "trips": c.trips, "allowed": c.allowed,
-                    "span_ms": c.span_ms, "samples": c.samples, "max_statistic": c.max_statistic,
-                    "false_alarms": request.false_alarms.to_string(), "policy": c.policy_toml,
-                });
-                println!("{v}");
-            } else {
-                println!(
-                    "{} samples of {} over {}; the target {} allows {} alarm(s) here.",
-                    c.samples,
-                    request.metric,
-                    units::DisplayMillis(c.span_ms),
-                    request.false_alarms,
-                    c.allowed
-                );
-                println!("largest statistic seen: {:.4}", c.max_statistic);
-                println!(
-                    "threshold: {} -> {} trip(s) on this trace\n",
-                    c.threshold, c.trips
-                );
-                println!("{}", c.policy_toml);
-            }
-            ExitCode::SUCCESS
-        }
+    let c = match calibrate::calibrate(&args.trace, &request) {
+        Ok(c) => c,
         Err(calibrate::CalibrateError::Trace(e @ TraceError::Malformed { .. })) => {
             eprintln!("error: {e}");
-            ExitCode::from(INVALID)
+            return ExitCode::from(INVALID);
         }
-        Err(e) => cannot_run(e),
+        Err(e) => return cannot_run(e),
+    };
+    for w in &c.warnings {
+        eprintln!("WARNING: {w}");
     }
+    if let Some(path) = &args.report {
+        let page = crate::report::calibration_page(&c, &request);
+        if let Err(e) = std::fs::write(path, page) {
+            return cannot_run(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    // Written with `let _ =`: a closed pipe (`| head -1`) ends the output, not the process.
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if args.json {
+        let v = serde_json::json!({
+            "metric": request.metric, "unit": request.detector.unit(), "threshold": c.threshold,
+            "benign_threshold": c.benign_threshold, "margin_pct": request.margin_pct,
+            "trips": c.trips, "allowed": c.allowed, "span_ms": c.span_ms, "samples": c.samples,
+            "max_statistic": c.max_statistic, "false_alarms": request.false_alarms.to_string(),
+            "rate_supported": c.rate_supported, "supported_rate": c.supported,
+            "warnings": c.warnings, "trade_off": c.candidates,
+            "injected_at": c.injected_at.iter().map(|(p, b)| serde_json::json!({"trace": p.display().to_string(), "block": b})).collect::<Vec<_>>(),
+            "policy": c.policy_toml,
+        });
+        let _ = writeln!(out, "{v}");
+    } else {
+        let _ = writeln!(out, "{}", calibrate::report_text(&c, &request));
+        let _ = writeln!(out, "{}", c.policy_toml);
+    }
+    let _ = out.flush();
+    ExitCode::SUCCESS
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let (config, mut set) = match load(args.config.as_deref(), &args.policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Some(trace) = &args.trace {
+        match replay::instantiate_from_trace(&mut set, trace) {
+            Ok(()) => {}
+            Err(e @ TraceError::Malformed { .. }) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(INVALID);
+            }
+            Err(e) => return cannot_run(e),
+        }
+    }
+    // Printed, never run: templates without instances appear as `id[*]`.
+    let view = set.with_template_views();
     let mut behaviour: Vec<Option<crate::explain::TraceBehaviour>> = vec![None; set.policies.len()];
     if let Some(trace) = &args.trace {
         let mut engine = Engine::new(set.clone(), config.mode);
@@ -710,11 +872,12 @@ fn explain(args: ExplainArgs) -> ExitCode {
         }
     }
     let mut out = io::stdout().lock();
-    for (p, b) in set.policies.iter().zip(&behaviour) {
+    behaviour.resize(view.policies.len(), None);
+    for (p, b) in view.policies.iter().zip(&behaviour) {
         let _ = writeln!(
             out,
             "{}",
-            crate::explain::explain_policy(&set, p, &config, b.as_ref())
+            crate::explain::explain_policy(&view, p, &config, b.as_ref())
         );
     }
     ExitCode::SUCCESS

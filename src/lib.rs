@@ -68,6 +68,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod scenario;
 pub mod setup;
 pub mod source;

@@ -108,6 +108,28 @@ pub fn replay<R: BufRead>(
     Ok(summary)
 }
 
+/// Instantiates `set`'s templates over the metric names `trace` carries
+/// (for replays without a configuration, whose templates have no instances
+/// yet); what could not be instantiated is added to `set.warnings`.
+pub fn instantiate_from_trace(
+    set: &mut crate::policy::PolicySet,
+    trace: &std::path::Path,
+) -> Result<(), TraceError> {
+    if set.templates.is_empty() || set.templates.iter().all(|t| !t.instances.is_empty()) {
+        return Ok(());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut reader = TraceReader::open(trace)?;
+    while let Some(row) = reader.next_row()? {
+        if !names.contains(row.metric) {
+            names.insert(row.metric.to_string());
+        }
+    }
+    let found = set.instantiate(names.iter().map(String::as_str));
+    set.warnings.extend(found.notes);
+    Ok(())
+}
+
 /// A trip as one `--json` line (trace-format spec: policy, block, time_ms, action, severity, evidence).
 pub fn trip_json(trip: &Trip) -> String {
     serde_json::to_string(trip)

@@ -261,15 +261,19 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     {
         for (name, span, value) in b.entries() {
             if let Some(target) = as_str(value, &format!("bind.\"{name}\""), r) {
-                if !is_valid_metric_name(target) {
-                    r.error(
-                        &value.span(),
-                        format!("`{target}` is not a valid metric name"),
-                        Some("metric names use letters, digits and _ . : -".into()),
-                    );
-                }
-                if !is_valid_metric_name(name) {
-                    r.error(&span, format!("`{name}` is not a valid metric name"), None);
+                if name.contains('*') || target.contains('*') {
+                    check_bound_pattern(name, target, &span, &value.span(), r);
+                } else {
+                    if !is_valid_metric_name(target) {
+                        r.error(
+                            &value.span(),
+                            format!("`{target}` is not a valid metric name"),
+                            Some("metric names use letters, digits and _ . : -".into()),
+                        );
+                    }
+                    if !is_valid_metric_name(name) {
+                        r.error(&span, format!("`{name}` is not a valid metric name"), None);
+                    }
                 }
                 config.bind.insert(name.to_string(), target.to_string());
             }
@@ -383,20 +387,39 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     }
     top.finish(r);
 
-    // Bindings must point at defined metrics when metrics are declared.
-    if !config.metrics.is_empty() {
-        for target in config.bind.values() {
-            if config.metric(target).is_none() {
-                let span = doc.span();
-                r.error(
-                    &(span.start..span.start),
-                    format!("[bind] points at `{target}`, which is not defined under [metrics]"),
-                    None,
-                );
-            }
-        }
-    }
+    // A binding's target is checked where a policy reads it (policy::compile):
+    // an entry no loaded policy uses needs no [metrics] definition.
     Some(config)
+}
+
+/// `[bind]` between templates' patterns: both sides have exactly one `*`.
+fn check_bound_pattern(
+    name: &str,
+    target: &str,
+    name_span: &std::ops::Range<usize>,
+    target_span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) {
+    let valid = |p: &str| {
+        p.matches('*').count() == 1
+            && p.split('*')
+                .all(|part| part.is_empty() || is_valid_metric_name(part))
+    };
+    let hint = Some("a pattern binds to a pattern, each with exactly one `*`, e.g. \"lending.cash.*\" = \"aave_v3.cash.*\"".to_string());
+    if !valid(name) {
+        r.error(
+            name_span,
+            format!("`{name}` is not a metric pattern"),
+            hint.clone(),
+        );
+    }
+    if !valid(target) {
+        r.error(
+            target_span,
+            format!("`{target}` is not a metric pattern"),
+            hint,
+        );
+    }
 }
 
 fn parse_network(name: &str, value: &reader::Value<'_>, r: &mut Reporter<'_>) -> Option<Network> {

@@ -34,6 +34,13 @@ use crate::units::{DisplayMillis, Window};
 
 use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
 
+/// `format!` when the text is wanted, else an empty string (no formatting work).
+macro_rules! text {
+    ($want:expr, $($arg:tt)*) => {
+        if $want { format!($($arg)*) } else { String::new() }
+    };
+}
+
 /// What the last evaluation of a condition saw (fixed size, copied, never allocated).
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -64,8 +71,12 @@ enum Detector {
 
 #[derive(Debug, Clone, Default)]
 struct NodeState {
+    /// Whether the node has been evaluated at least once.
+    evaluated: bool,
     raw: bool,
     truth: bool,
+    /// Block and time of the latest evaluation at which `truth` was true (for `within`).
+    last_true: Option<(u64, u64)>,
     streak: u32,
     streak_block: u64,
     seen: Seen,
@@ -314,10 +325,16 @@ impl Engine {
         let node = &self.set.nodes[i];
         let raw = match &node.condition {
             Condition::Composite { quorum, children } => {
-                let held = children
-                    .iter()
-                    .filter(|c| self.nodes[c.0 as usize].truth)
-                    .count();
+                let held = match node.within {
+                    None => children
+                        .iter()
+                        .filter(|c| self.nodes[c.0 as usize].truth)
+                        .count(),
+                    Some(w) => children
+                        .iter()
+                        .filter(|c| recent(self.nodes[c.0 as usize].last_true, w, at))
+                        .count(),
+                };
                 let needed = match *quorum {
                     Quorum::All => children.len(),
                     Quorum::Any => 1,
@@ -326,6 +343,7 @@ impl Engine {
                 let state = &mut self.nodes[i];
                 state.seen.stat = held as f64;
                 state.seen.block = block;
+                state.seen.time_ms = at.1;
                 held >= needed
             }
             condition => {
@@ -343,6 +361,7 @@ impl Engine {
         };
         let hold = node.hold;
         let state = &mut self.nodes[i];
+        state.evaluated = true;
         state.raw = raw;
         if !raw {
             state.streak = 0;
@@ -352,6 +371,7 @@ impl Engine {
         match hold {
             None => {
                 state.truth = true;
+                state.last_true = Some(at);
                 return;
             }
             Some(crate::units::Hold::Samples(_)) => state.streak += 1,
@@ -363,6 +383,9 @@ impl Engine {
             }
         }
         state.truth = hold.is_some_and(|h| state.streak >= h.count());
+        if state.truth {
+            state.last_true = Some(at);
+        }
     }
 
     fn check_policy(&mut self, p: u32, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
@@ -381,7 +404,10 @@ impl Engine {
         }
         self.policies[p as usize].last_trip = Some((block, time_ms));
         self.stats.trips[p as usize] += 1;
-        let (evidence, summary) = self.evidence(policy.root);
+        let (mut evidence, summary) = self.evidence(policy.root);
+        if let Some(instance) = &policy.instance {
+            evidence["instance"] = Value::from(instance.as_str());
+        }
         on_trip(Trip {
             policy: policy.id.clone(),
             block,
@@ -396,6 +422,12 @@ impl Engine {
 
     /// The evidence for a node as JSON, and a one-line summary.
     fn evidence(&self, id: NodeId) -> (Value, String) {
+        self.evidence_with(id, true)
+    }
+
+    /// The evidence for a node; its summary only when `want` (a composite's
+    /// conditions that do not hold need none: their text would be dropped).
+    fn evidence_with(&self, id: NodeId, want: bool) -> (Value, String) {
         let node = self.set.node(id);
         let s = &self.nodes[id.0 as usize];
         let seen = s.seen;
@@ -408,7 +440,8 @@ impl Engine {
             } => (
                 json!({"condition": "threshold", "metric": name(metric), "value": num(seen.value),
                        "op": comparison.symbol(), "threshold": num(*value), "block": seen.block}),
-                format!(
+                text!(
+                    want,
                     "{} = {} {} {}",
                     name(metric),
                     seen.value,
@@ -427,7 +460,8 @@ impl Engine {
                        "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
                        "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
                        "change": num(seen.stat), "change_pct": num(seen.stat2), "threshold": by.to_string()}),
-                format!(
+                text!(
+                    want,
                     "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
                     name(metric),
                     seen.stat,
@@ -449,7 +483,8 @@ impl Engine {
                        "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
                        "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
                        "threshold": num(*above)}),
-                format!(
+                text!(
+                    want,
                     "{} changing at {} per {} over {window} (threshold {above} {})",
                     name(metric),
                     seen.stat,
@@ -470,7 +505,8 @@ impl Engine {
                 let summary = match relative_to {
                     Some(rel) => {
                         ev["relative_to"] = json!({"metric": name(rel), "value": num(seen.base), "sum_pct": num(seen.stat2)});
-                        format!(
+                        text!(
+                            want,
                             "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
                             name(metric),
                             seen.stat,
@@ -480,7 +516,8 @@ impl Engine {
                             comparison.symbol()
                         )
                     }
-                    None => format!(
+                    None => text!(
+                        want,
                         "{} summed over {window} = {} {} {value}",
                         name(metric),
                         seen.stat,
@@ -498,7 +535,8 @@ impl Engine {
                 json!({"condition": "deviation", "metric": name(metric), "value": num(seen.value), "block": seen.block,
                        "reference": {"metric": name(reference), "value": num(seen.base), "block": seen.base_block},
                        "deviation_pct": num(seen.stat), "threshold": above.to_string()}),
-                format!(
+                text!(
+                    want,
                     "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
                     name(metric),
                     seen.value,
@@ -512,7 +550,8 @@ impl Engine {
                        "last_sample": if seen.count > 0 { json!({"block": seen.base_block, "time_ms": seen.base_time_ms}) } else { Value::Null },
                        "now": {"block": seen.block, "time_ms": seen.time_ms},
                        "age_blocks": seen.stat, "age_ms": seen.stat2}),
-                format!(
+                text!(
+                    want,
                     "{} has had no sample for {} blocks / {} (limit {after})",
                     name(metric),
                     seen.stat,
@@ -525,7 +564,8 @@ impl Engine {
                        "p_value": num(detectors::tail_probability(params.direction.magnitude(seen.stat))),
                        "threshold_z": num(params.z), "direction": params.direction.as_str(),
                        "halflife": num(params.halflife), "warmup": params.warmup}),
-                format!(
+                text!(
+                    want,
                     "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
                     name(metric),
                     seen.value,
@@ -540,7 +580,8 @@ impl Engine {
                        "mean": num(seen.base), "sd": num(seen.stat2), "cusum": num(seen.stat),
                        "slack": num(params.slack), "threshold": num(params.threshold),
                        "direction": params.direction.as_str(), "warmup": params.warmup}),
-                format!(
+                text!(
+                    want,
                     "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
                     name(metric),
                     params.direction.as_str(),
@@ -553,8 +594,28 @@ impl Engine {
                 let mut parts = Vec::new();
                 let mut list = Vec::new();
                 for c in children {
-                    let (mut child, text) = self.evidence(*c);
-                    let holds = self.nodes[c.0 as usize].truth;
+                    let state = &self.nodes[c.0 as usize];
+                    let holds = match node.within {
+                        Some(w) => recent(state.last_true, w, (seen.block, seen.time_ms)),
+                        None => state.truth,
+                    };
+                    if !state.evaluated {
+                        // Never evaluated (no sample of its metrics yet): say so
+                        // rather than show a zero reading.
+                        let child = self.set.node(*c);
+                        let metrics: Vec<&str> = child
+                            .condition
+                            .metrics()
+                            .iter()
+                            .map(|m| self.set.metric_name(*m))
+                            .collect();
+                        list.push(
+                            json!({"condition": child.condition.kind(), "metrics": metrics,
+                                         "evaluated": false, "holds": false}),
+                        );
+                        continue;
+                    }
+                    let (mut child, text) = self.evidence_with(*c, want && holds);
                     child["holds"] = Value::Bool(holds);
                     if holds {
                         parts.push(text);
@@ -576,6 +637,16 @@ impl Engine {
             ev["held_for"] = Value::from(hold.to_string());
         }
         (ev, summary)
+    }
+}
+
+/// Whether a condition last held within `window` of `now` (corroboration).
+#[inline]
+fn recent(last_true: Option<(u64, u64)>, window: Window, now: (u64, u64)) -> bool {
+    match (last_true, window) {
+        (None, _) => false,
+        (Some((b, _)), Window::Blocks(n)) => now.0.saturating_sub(b) <= n,
+        (Some((_, t)), Window::Millis(ms)) => now.1.saturating_sub(t) <= ms,
     }
 }
 
@@ -799,6 +870,7 @@ impl Engine {
     pub fn node_statistic(&self, id: NodeId) -> Option<f64> {
         let s = &self.nodes[id.0 as usize];
         s.seen.judged.then_some(match self.set.node(id).condition {
+            Condition::Threshold { .. } => s.seen.value,
             Condition::Change {
                 by: Amount::Percent(_),
                 ..
