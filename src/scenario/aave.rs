@@ -73,6 +73,8 @@ pub struct Aave {
     pub oracle: Address,
     pub data_provider: Address,
     pub pool_impl: Address,
+    /// The logic libraries linked into the Pool and PoolConfigurator.
+    pub libs: std::collections::BTreeMap<String, Address>,
     /// USDX, WETH, VOL.
     pub reserves: Vec<Reserve>,
     /// VOL's keeper-pushed feed (the AaveOracle's source) and an independent reference.
@@ -184,6 +186,7 @@ impl Aave {
             oracle: core.oracle,
             data_provider: core.data_provider,
             pool_impl: core.pool_impl,
+            libs: core.libs.clone(),
             reserves,
             feed: feeds[0],
             reference: feeds[1],

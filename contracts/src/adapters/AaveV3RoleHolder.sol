@@ -26,7 +26,7 @@ contract AaveV3RoleHolder {
 
     /// The Safe: the only caller.
     address public immutable safe;
-    IPoolAddressesProvider public immutable provider;
+    IPoolAddressesProvider public immutable addressesProvider;
     /// The reserve this holder acts on; zero: the whole pool (pause only).
     address public immutable asset;
 
@@ -37,7 +37,7 @@ contract AaveV3RoleHolder {
     constructor(address safe_, IPoolAddressesProvider provider_, address asset_) {
         if (safe_ == address(0) || address(provider_) == address(0)) revert ZeroAddress();
         safe = safe_;
-        provider = provider_;
+        addressesProvider = provider_;
         asset = asset_;
     }
 
@@ -54,14 +54,14 @@ contract AaveV3RoleHolder {
     /// Pauses the reserve (`setReservePause(asset, true)`) or, for the whole
     /// pool, every reserve (`setPoolPause(true)`). Needs EMERGENCY_ADMIN.
     function pause() external onlySafe {
-        IPoolConfigurator configurator = IPoolConfigurator(provider.getPoolConfigurator());
+        IPoolConfigurator configurator = IPoolConfigurator(addressesProvider.getPoolConfigurator());
         if (asset == address(0)) configurator.setPoolPause(true);
         else configurator.setReservePause(asset, true);
     }
 
     /// The reserve is paused; for the whole pool: every reserve is.
     function paused() external view returns (bool) {
-        IPool pool = IPool(provider.getPool());
+        IPool pool = IPool(addressesProvider.getPool());
         if (asset != address(0)) return pool.getConfiguration(asset).getPaused();
         address[] memory reserves = pool.getReservesList();
         if (reserves.length == 0) return false;
@@ -74,28 +74,28 @@ contract AaveV3RoleHolder {
     /// Freezes the reserve (`setReserveFreeze(asset, true)`): no new supply or
     /// borrow, repay, withdraw and liquidation stay open. Needs RISK_ADMIN.
     function freeze() external onlySafe reserveOnly {
-        IPoolConfigurator(provider.getPoolConfigurator()).setReserveFreeze(asset, true);
+        IPoolConfigurator(addressesProvider.getPoolConfigurator()).setReserveFreeze(asset, true);
     }
 
     function frozen() external view reserveOnly returns (bool) {
-        return IPool(provider.getPool()).getConfiguration(asset).getFrozen();
+        return IPool(addressesProvider.getPool()).getConfiguration(asset).getFrozen();
     }
 
     /// Sets the reserve's borrow cap, in whole tokens. Needs RISK_ADMIN.
     function setBorrowCap(uint256 cap) external onlySafe reserveOnly {
-        IPoolConfigurator(provider.getPoolConfigurator()).setBorrowCap(asset, cap);
+        IPoolConfigurator(addressesProvider.getPoolConfigurator()).setBorrowCap(asset, cap);
     }
 
     function borrowCap() external view reserveOnly returns (uint256) {
-        return IPool(provider.getPool()).getConfiguration(asset).getBorrowCap();
+        return IPool(addressesProvider.getPool()).getConfiguration(asset).getBorrowCap();
     }
 
     /// Sets the reserve's supply cap, in whole tokens. Needs RISK_ADMIN.
     function setSupplyCap(uint256 cap) external onlySafe reserveOnly {
-        IPoolConfigurator(provider.getPoolConfigurator()).setSupplyCap(asset, cap);
+        IPoolConfigurator(addressesProvider.getPoolConfigurator()).setSupplyCap(asset, cap);
     }
 
     function supplyCap() external view reserveOnly returns (uint256) {
-        return IPool(provider.getPool()).getConfiguration(asset).getSupplyCap();
+        return IPool(addressesProvider.getPool()).getConfiguration(asset).getSupplyCap();
     }
 }
