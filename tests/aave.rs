@@ -139,6 +139,9 @@ async fn real_aave_v3_guarded_through_its_emergency_and_risk_roles() {
         assert!(acl.isRiskAdmin(r.holder).call().await.unwrap());
     }
 
+    // 2b. `setup verify` reads the ACLManager; `setup plan` grants what is missing.
+    setup_plan_grants_the_aave_roles(&chain, &d).await;
+
     // 3. Only the Safe calls a role-holder; a bot key cannot go around the module.
     let bot = chain.accounts.bot.address();
     let usdx_holder = AaveV3RoleHolder::new(aave.usdx().holder, p);
@@ -270,6 +273,92 @@ async fn real_aave_v3_guarded_through_its_emergency_and_risk_roles() {
         .call()
         .await;
     assert!(unpause.is_err());
+}
+
+/// A role-holder the council has not granted yet: verify names the missing
+/// RISK_ADMIN (and the module permission and limits); the plan's transactions,
+/// executed by the Safe, leave no difference.
+async fn setup_plan_grants_the_aave_roles(chain: &Chain, d: &Deployed) {
+    let aave = d.aave().unwrap();
+    let p = &chain.provider;
+    let extra = AaveV3RoleHolder::deploy(p, d.stack.safe, aave.provider, aave.weth().asset)
+        .await
+        .unwrap();
+    let mut text = d.config_text(
+        chain,
+        guardian::policy::model::Mode::DryRun,
+        1,
+        &[root().join("simulations/policies/aave-v3.toml")],
+    );
+    text.push_str(&format!(
+        r#"
+[actions.freeze-weth-second-holder]
+kind = "pause"
+description = "freeze WETH through a second role-holder"
+target = "{extra}"
+function = "freeze()"
+paused_getter = "frozen()"
+executor = "module"
+
+[setup]
+safe = "{safe}"
+executor = "module"
+guardians = ["{bot}"]
+target_cooldown = "0s"
+target_rate_limit = "10/1h"
+aave_acl_manager = "{acl}"
+"#,
+        extra = extra.address(),
+        safe = d.stack.safe,
+        bot = chain.accounts.bot.address(),
+        acl = aave.acl,
+    ));
+    let dir = std::env::temp_dir().join(format!("guardian-aave-setup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("guardian.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = guardian::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (want, before) = guardian::setup::verify::verify(&config).await.unwrap();
+    let shown: Vec<String> = before.iter().map(ToString::to_string).collect();
+    assert_eq!(before.len(), 3, "{shown:#?}");
+    assert!(
+        shown.iter().any(|s| s.contains("does not hold RISK_ADMIN")),
+        "{shown:#?}"
+    );
+    assert_eq!(want.aave_roles.len(), 8, "{:#?}", want.aave_roles);
+    let provider = guardian::setup::verify::connect(&config, &want)
+        .await
+        .unwrap();
+    let actual = guardian::setup::verify::read_actual(&provider, &want)
+        .await
+        .unwrap();
+    let plan = guardian::setup::plan::plan(&want, &actual, true).unwrap();
+    assert!(plan.outside.is_empty(), "{:?}", plan.outside);
+    assert!(
+        plan.txs
+            .iter()
+            .any(|t| t.to == aave.acl && t.method.as_ref().unwrap().name == "addRiskAdmin"),
+        "the plan grants RISK_ADMIN in the ACLManager"
+    );
+    for tx in &plan.txs {
+        d.stack.exec(chain, tx.to, tx.data.to_vec()).await.unwrap();
+    }
+    let (_, after) = guardian::setup::verify::verify(&config).await.unwrap();
+    assert!(after.is_empty(), "{after:#?}");
+    assert!(
+        IAaveAclManager::new(aave.acl, p)
+            .isRiskAdmin(*extra.address())
+            .call()
+            .await
+            .unwrap()
+    );
+    eprintln!(
+        "setup verify: {} differences before ({}), none after the plan's {} Safe transaction(s)",
+        before.len(),
+        shown.join("; "),
+        plan.txs.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The mempool-visible attack, played with `--rpc` against an anvil this test
