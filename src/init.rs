@@ -563,6 +563,9 @@ verify_before_run = true
         safe = a.safe.to_checksum(None),
         guardians = guardians.join(", "),
     ));
+    if shape.name == aave::NAME {
+        s.push_str(aave::SETUP_LINES);
+    }
     s
 }
 

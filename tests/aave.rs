@@ -498,3 +498,97 @@ async fn the_attack_report_matches_the_chain() {
     assert!(borrow.pause_ahead_in_same_block, "{borrow:?}");
     assert_eq!(r.funds.saved_pct.map(|p| p.round()), Some(100.0));
 }
+
+fn guardian_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `init --shape aave-v3` writes a configuration `check` accepts; with the
+/// market's ACLManager named, `setup plan` adds the ACL grants the council
+/// signs and `explain` speaks Aave.
+#[test]
+fn init_aave_v3_plans_the_acl_grants_and_explains_in_aave_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let init = guardian_cli(&[
+        "init",
+        "--no-input",
+        "--dir",
+        d,
+        "--shape",
+        "aave-v3",
+        "--network",
+        "mainnet",
+        "--chain-id",
+        "1",
+        "--rpc",
+        "https://rpc.example.org",
+        "--safe",
+        "0x1111111111111111111111111111111111111111",
+        "--target",
+        "0x2222222222222222222222222222222222222222",
+        "--guardian",
+        "0x3333333333333333333333333333333333333333",
+        "--key-source",
+        "env",
+    ]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let config = format!("{d}/guardian.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("getAssetPrice(address)(uint256)"));
+    assert!(text.contains("# aave_acl_manager = "));
+    let check = guardian_cli(&["check", "--config", &config]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let acl = "0x4444444444444444444444444444444444444444";
+    std::fs::write(
+        &config,
+        text.replace(
+            "# aave_acl_manager = \"0x<ACLManager>\"",
+            &format!("aave_acl_manager = \"{acl}\""),
+        ),
+    )
+    .unwrap();
+    let batch = format!("{d}/batch.json");
+    let plan = guardian_cli(&[
+        "setup", "plan", "--fresh", "--config", &config, "--out", &batch,
+    ]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        out.contains("EMERGENCY_ADMIN") && out.contains("RISK_ADMIN"),
+        "{out}"
+    );
+    let file = std::fs::read_to_string(&batch).unwrap();
+    for f in [
+        "addEmergencyAdmin",
+        "addRiskAdmin",
+        "setParameterPermission",
+    ] {
+        assert!(file.contains(f), "the batch calls {f}: {file}");
+    }
+    let explain = guardian_cli(&["explain", "--config", &config]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains("In Aave's terms: PoolConfigurator.setReserveFreeze(asset, true)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PoolConfigurator.setBorrowCap(asset, cap)"),
+        "{text}"
+    );
+}

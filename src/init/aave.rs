@@ -72,6 +72,13 @@ pub(super) const SHAPE: Shape = Shape {
     )],
 };
 
+/// Appended to `[setup]`: the market's ACLManager, which turns on the Aave role checks.
+pub(super) const SETUP_LINES: &str = r#"# The market's ACLManager (PoolAddressesProvider.getACLManager()). With it, `setup plan`
+# adds the ACLManager grants the council signs (addEmergencyAdmin / addRiskAdmin for the
+# role-holder) and `setup verify` reads isEmergencyAdmin / isRiskAdmin.
+# aave_acl_manager = "0x<ACLManager>"
+"#;
+
 /// The freeze and bounded borrow-cap actions (RISK_ADMIN), after the pause.
 pub(super) fn extra_actions(target: &str) -> String {
     format!(

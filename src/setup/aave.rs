@@ -53,6 +53,25 @@ pub fn role_of(function: &str) -> Option<AaveRole> {
     }
 }
 
+/// What a role-holder function does, in Aave's own terms (for `explain`).
+pub fn in_aave_terms(function: &str) -> Option<&'static str> {
+    Some(match function.replace(' ', "").as_str() {
+        "pause()" => {
+            "PoolConfigurator.setReservePause(asset, true) on the holder's reserve, or setPoolPause(true) on every reserve for a pool-wide holder (EMERGENCY_ADMIN): supply, borrow, repay, withdraw and liquidation stop until the council unpauses"
+        }
+        "freeze()" => {
+            "PoolConfigurator.setReserveFreeze(asset, true) (RISK_ADMIN): no new supply or borrow; repay, withdraw and liquidation stay open; only the council unfreezes"
+        }
+        "setBorrowCap(uint256)" => {
+            "PoolConfigurator.setBorrowCap(asset, cap) (RISK_ADMIN), in whole tokens, the module bounding each step and the delay between steps (Aave's Risk Steward shape); a cap of 0 would mean no cap, which the bounds forbid"
+        }
+        "setSupplyCap(uint256)" => {
+            "PoolConfigurator.setSupplyCap(asset, cap) (RISK_ADMIN), in whole tokens, the module bounding each step and the delay between steps (Aave's Risk Steward shape); a cap of 0 would mean no cap, which the bounds forbid"
+        }
+        _ => return None,
+    })
+}
+
 /// A role the ACLManager must grant a role-holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AaveRoleGrant {
