@@ -108,12 +108,12 @@ impl Aave {
         &self.reserves[2]
     }
 
-    /// Deploys the market, hands it to the Safe, grants the role-holders and the module's permissions.
-    pub async fn deploy(
+    /// The three test tokens, Aave's fixed MockAggregators for USDX and WETH,
+    /// and VOL's keeper feed and independent reference.
+    async fn deploy_assets(
         chain: &Chain,
-        stack: &SafeStack,
         setup: &Setup,
-    ) -> Result<Aave, ScenarioError> {
+    ) -> Result<([Address; 3], [Address; 2], Vec<Address>), ScenarioError> {
         let p = &chain.provider;
         let deployer = chain.accounts.deployer.address();
         let l = d::Linker::new()?;
@@ -131,6 +131,18 @@ impl Aave {
             confirm(f.setKeeper(keeper).send().await, "set a feed's keeper").await?;
             feeds.push(*f.address());
         }
+        Ok(([usdx, weth, vol], [usdx_feed, weth_feed], feeds))
+    }
+
+    /// Deploys the market, hands it to the Safe, grants the role-holders and the module's permissions.
+    pub async fn deploy(
+        chain: &Chain,
+        stack: &SafeStack,
+        setup: &Setup,
+    ) -> Result<Aave, ScenarioError> {
+        let p = &chain.provider;
+        let ([usdx, weth, vol], [usdx_feed, weth_feed], feeds) =
+            Self::deploy_assets(chain, setup).await?;
         let (core, l) =
             d::deploy_core(chain, &[usdx, weth, vol], &[usdx_feed, weth_feed, feeds[0]]).await?;
         let specs = [

@@ -403,36 +403,15 @@ pub struct Core {
     pub libs: BTreeMap<String, Address>,
 }
 
-pub async fn deploy_core(
+/// The Pool and PoolConfigurator implementations, each initialized, set on the
+/// provider (which puts them behind its proxies); returns the Pool's implementation.
+async fn deploy_pool_and_configurator(
     chain: &Chain,
-    assets: &[Address],
-    sources: &[Address],
-) -> Result<(Core, Linker), ScenarioError> {
+    l: &Linker,
+    provider: Address,
+) -> Result<Address, ScenarioError> {
     let p = &chain.provider;
-    let deployer = chain.accounts.deployer.address();
-    let mut l = Linker::new()?;
-    l.deploy_libraries(chain).await?;
-    let provider = l
-        .deploy(
-            chain,
-            "PoolAddressesProvider",
-            &("Guardian Aave V3 market".to_string(), deployer).abi_encode_params(),
-            "deploy the Aave PoolAddressesProvider",
-        )
-        .await?;
     let ap = IAaveAddressesProvider::new(provider, p);
-    confirm(ap.setACLAdmin(deployer).send().await, "set the ACL admin").await?;
-    let acl = l
-        .deploy(
-            chain,
-            "ACLManager",
-            &provider.abi_encode(),
-            "deploy the Aave ACLManager",
-        )
-        .await?;
-    confirm(ap.setACLManager(acl).send().await, "set the ACL manager").await?;
-    let aclm = IAaveAclManager::new(acl, p);
-    confirm(aclm.addPoolAdmin(deployer).send().await, "add a pool admin").await?;
     let pool_impl = l
         .deploy(
             chain,
@@ -476,6 +455,40 @@ pub async fn deploy_core(
         "set the PoolConfigurator implementation",
     )
     .await?;
+    Ok(pool_impl)
+}
+
+pub async fn deploy_core(
+    chain: &Chain,
+    assets: &[Address],
+    sources: &[Address],
+) -> Result<(Core, Linker), ScenarioError> {
+    let p = &chain.provider;
+    let deployer = chain.accounts.deployer.address();
+    let mut l = Linker::new()?;
+    l.deploy_libraries(chain).await?;
+    let provider = l
+        .deploy(
+            chain,
+            "PoolAddressesProvider",
+            &("Guardian Aave V3 market".to_string(), deployer).abi_encode_params(),
+            "deploy the Aave PoolAddressesProvider",
+        )
+        .await?;
+    let ap = IAaveAddressesProvider::new(provider, p);
+    confirm(ap.setACLAdmin(deployer).send().await, "set the ACL admin").await?;
+    let acl = l
+        .deploy(
+            chain,
+            "ACLManager",
+            &provider.abi_encode(),
+            "deploy the Aave ACLManager",
+        )
+        .await?;
+    confirm(ap.setACLManager(acl).send().await, "set the ACL manager").await?;
+    let aclm = IAaveAclManager::new(acl, p);
+    confirm(aclm.addPoolAdmin(deployer).send().await, "add a pool admin").await?;
+    let pool_impl = deploy_pool_and_configurator(chain, &l, provider).await?;
     let oracle = l
         .deploy(
             chain,
@@ -547,16 +560,13 @@ pub struct ReserveSpec {
     pub borrow_cap: u64,
 }
 
-/// Lists reserves (`initReserves`), one shared interest-rate strategy, each
-/// reserve collateral and borrowable; returns (aToken, variable debt token) per asset.
-pub async fn list_reserves(
+/// AToken, StableDebtToken and VariableDebtToken implementations and one
+/// interest-rate strategy, shared by every reserve.
+async fn deploy_token_impls(
     chain: &Chain,
     core: &Core,
     l: &Linker,
-    reserves: &[ReserveSpec],
-) -> Result<Vec<(Address, Address)>, ScenarioError> {
-    let p = &chain.provider;
-    let deployer = chain.accounts.deployer.address();
+) -> Result<(Address, Address, Address, Address), ScenarioError> {
     let pool_arg = core.pool.abi_encode();
     let a_impl = l
         .deploy(
@@ -603,6 +613,20 @@ pub async fn list_reserves(
             "deploy the interest-rate strategy",
         )
         .await?;
+    Ok((a_impl, s_impl, v_impl, strategy))
+}
+
+/// Lists reserves (`initReserves`), one shared interest-rate strategy, each
+/// reserve collateral and borrowable; returns (aToken, variable debt token) per asset.
+pub async fn list_reserves(
+    chain: &Chain,
+    core: &Core,
+    l: &Linker,
+    reserves: &[ReserveSpec],
+) -> Result<Vec<(Address, Address)>, ScenarioError> {
+    let p = &chain.provider;
+    let deployer = chain.accounts.deployer.address();
+    let (a_impl, s_impl, v_impl, strategy) = deploy_token_impls(chain, core, l).await?;
     let inputs: Vec<AaveInitReserveInput> = reserves
         .iter()
         .map(|r| AaveInitReserveInput {

@@ -191,147 +191,153 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         kind: StepKind,
         action: &Action,
     ) -> Result<Vec<Sent>, ScenarioError> {
-        let p = &chain.provider;
-        let a = &chain.accounts;
-        let pool = IAavePool::new(self.pool, p);
-        let mut sent = Vec::new();
-        let tip = if kind == StepKind::Attack {
-            ATTACKER_TIP
-        } else {
-            USER_TIP
-        };
-        macro_rules! send {
-            ($call:expr, $from:expr, $gas:expr, $label:expr) => {{
-                let from: Address = $from;
-                let pending = $call
-                    .from(from)
-                    .gas($gas)
-                    .max_fee_per_gas(SCRIPT_MAX_FEE)
-                    .max_priority_fee_per_gas(tip)
-                    .send()
-                    .await
-                    .map_err(step_err("send a scripted transaction"))?;
-                sent.push(Sent {
-                    label: $label,
-                    kind,
-                    from,
-                    hash: *pending.tx_hash(),
-                    unix_ms: super::script::unix_ms(),
-                });
-            }};
+        match action {
+            Action::Deposit { .. }
+            | Action::Withdraw { .. }
+            | Action::Borrow { .. }
+            | Action::Repay { .. } => Ok(vec![self.user_step(chain, kind, action).await?]),
+            Action::Liquidate => self.liquidate(chain, kind).await,
+            Action::Price { change_pct } => self.move_price(chain, kind, *change_pct, true).await,
+            Action::RoguePrice { change_pct } => {
+                self.move_price(chain, kind, *change_pct, false).await
+            }
+            Action::BorrowAll { amount } => self.borrow_all(chain, kind, *amount).await,
+            other => Err(ScenarioError::Chain {
+                step: "play a step",
+                message: format!("`{}` does not apply to the aave-v3 protocol", other.name()),
+            }),
         }
+    }
+
+    /// A lender's USDX supply or withdrawal, a borrower's USDX borrow or repayment.
+    async fn user_step(
+        &self,
+        chain: &Chain,
+        kind: StepKind,
+        action: &Action,
+    ) -> Result<Sent, ScenarioError> {
+        let a = &chain.accounts;
+        let pool = IAavePool::new(self.pool, &chain.provider);
         let usdx = self.usdx().asset;
         let variable = U256::from(2);
+        let lender = |u: u32| a.users[u as usize - 1].address();
+        let borrower = |u: u32| a.borrowers[u as usize - 1].address();
         match action {
             Action::Deposit { user, amount, .. } => {
-                let who = a.users[*user as usize - 1].address();
-                send!(
-                    pool.supply(usdx, units(*amount), who, 0),
-                    who,
-                    600_000,
-                    format!("lender {user} supplies {amount} USDX")
-                );
+                let who = lender(*user);
+                let call = pool.supply(usdx, units(*amount), who, 0);
+                let label = format!("lender {user} supplies {amount} USDX");
+                send_tx(call, who, 600_000, kind, label).await
             }
             Action::Withdraw { user, amount, .. } => {
-                let who = a.users[*user as usize - 1].address();
-                send!(
-                    pool.withdraw(usdx, units(*amount), who),
-                    who,
-                    600_000,
-                    format!("lender {user} withdraws {amount} USDX")
-                );
+                let who = lender(*user);
+                let call = pool.withdraw(usdx, units(*amount), who);
+                let label = format!("lender {user} withdraws {amount} USDX");
+                send_tx(call, who, 600_000, kind, label).await
             }
             Action::Borrow { user, amount } => {
-                let who = a.borrowers[*user as usize - 1].address();
-                send!(
-                    pool.borrow(usdx, units(*amount), variable, 0, who),
-                    who,
-                    1_000_000,
-                    format!("borrower {user} borrows {amount} USDX")
-                );
+                let who = borrower(*user);
+                let call = pool.borrow(usdx, units(*amount), variable, 0, who);
+                let label = format!("borrower {user} borrows {amount} USDX");
+                send_tx(call, who, 1_000_000, kind, label).await
             }
-            Action::Repay { user, amount } => {
-                let who = a.borrowers[*user as usize - 1].address();
-                send!(
-                    pool.repay(usdx, units(*amount), variable, who),
-                    who,
-                    600_000,
-                    format!("borrower {user} repays {amount} USDX")
-                );
+            _ => {
+                let Action::Repay { user, amount } = action else {
+                    unreachable!("perform sends only user steps here")
+                };
+                let who = borrower(*user);
+                let call = pool.repay(usdx, units(*amount), variable, who);
+                let label = format!("borrower {user} repays {amount} USDX");
+                send_tx(call, who, 600_000, kind, label).await
             }
-            Action::Liquidate => {
-                for (i, b) in a.borrowers.iter().enumerate() {
-                    let data = pool
-                        .getUserAccountData(b.address())
-                        .call()
-                        .await
-                        .map_err(step_err("read a borrower's health factor"))?;
-                    if data.totalDebtBase.is_zero()
-                        || data.healthFactor >= U256::from(10u64).pow(U256::from(18u64))
-                    {
-                        continue;
-                    }
-                    let liquidator = a.users[i % a.users.len()].address();
-                    // U256::MAX: as much as Aave's close factor allows.
-                    send!(
-                        pool.liquidationCall(self.vol().asset, usdx, b.address(), U256::MAX, false),
-                        liquidator,
-                        1_200_000,
-                        format!(
-                            "liquidationCall on borrower {} by lender {}",
-                            i + 1,
-                            i % a.users.len() + 1
-                        )
-                    );
-                }
+        }
+    }
+
+    /// Liquidator bots (the lenders) call `liquidationCall` on every borrower
+    /// whose health factor is below 1, for as much as the close factor allows.
+    async fn liquidate(&self, chain: &Chain, kind: StepKind) -> Result<Vec<Sent>, ScenarioError> {
+        let a = &chain.accounts;
+        let pool = IAavePool::new(self.pool, &chain.provider);
+        let one = U256::from(10u64).pow(U256::from(18u64));
+        let mut sent = Vec::new();
+        for (i, b) in a.borrowers.iter().enumerate() {
+            let data = pool
+                .getUserAccountData(b.address())
+                .call()
+                .await
+                .map_err(step_err("read a borrower's health factor"))?;
+            if data.totalDebtBase.is_zero() || data.healthFactor >= one {
+                continue;
             }
-            Action::Price { change_pct } => {
-                let next = self.reference_price(chain).await? * (1.0 + change_pct / 100.0);
-                for f in [self.feed, self.reference] {
-                    send!(
-                        AaveKeeperFeed::new(f, p).updateAnswer(answer(next)),
-                        a.keeper.address(),
-                        200_000,
-                        format!("keeper moves the VOL price {change_pct:+}% to {next:.2}")
-                    );
-                }
-            }
-            Action::RoguePrice { change_pct } => {
-                let next = self.reference_price(chain).await? * (1.0 + change_pct / 100.0);
-                send!(
-                    AaveKeeperFeed::new(self.feed, p).updateAnswer(answer(next)),
-                    a.keeper.address(),
-                    200_000,
-                    format!(
-                        "stolen keeper key posts {next:.2} ({change_pct:+}%) on the AaveOracle's VOL source"
-                    )
-                );
-            }
-            Action::BorrowAll { amount } => {
-                let who = a.attackers[0].address();
-                send!(
-                    pool.supply(self.vol().asset, units(*amount), who, 0),
-                    who,
-                    600_000,
-                    format!("attacker supplies {amount} VOL as collateral")
-                );
-                let supply = sent[sent.len() - 1].hash;
-                wait_mined(chain, supply).await?;
-                for (symbol, asset, take) in self.borrowable(chain, who).await? {
-                    send!(
-                        pool.borrow(asset, take, variable, 0, who),
-                        who,
-                        1_000_000,
-                        format!("attacker borrows {:.2} {symbol} against it", whole(take))
-                    );
-                }
-            }
-            other => {
-                return Err(ScenarioError::Chain {
-                    step: "play a step",
-                    message: format!("`{}` does not apply to the aave-v3 protocol", other.name()),
-                });
-            }
+            let liquidator = a.users[i % a.users.len()].address();
+            let call = pool.liquidationCall(
+                self.vol().asset,
+                self.usdx().asset,
+                b.address(),
+                U256::MAX,
+                false,
+            );
+            let label = format!(
+                "liquidationCall on borrower {} by lender {}",
+                i + 1,
+                i % a.users.len() + 1
+            );
+            sent.push(send_tx(call, liquidator, 1_200_000, kind, label).await?);
+        }
+        Ok(sent)
+    }
+
+    /// The keeper moves VOL's price: on both feeds (`market`), or, with a stolen
+    /// key, on the AaveOracle's source only.
+    async fn move_price(
+        &self,
+        chain: &Chain,
+        kind: StepKind,
+        change_pct: f64,
+        market: bool,
+    ) -> Result<Vec<Sent>, ScenarioError> {
+        let next = self.reference_price(chain).await? * (1.0 + change_pct / 100.0);
+        let keeper = chain.accounts.keeper.address();
+        let mut sent = Vec::new();
+        let feeds = if market {
+            vec![self.feed, self.reference]
+        } else {
+            vec![self.feed]
+        };
+        for f in feeds {
+            let feed = AaveKeeperFeed::new(f, &chain.provider);
+            let call = feed.updateAnswer(answer(next));
+            let label = if market {
+                format!("keeper moves the VOL price {change_pct:+}% to {next:.2}")
+            } else {
+                format!(
+                    "stolen keeper key posts {next:.2} ({change_pct:+}%) on the AaveOracle's VOL source"
+                )
+            };
+            sent.push(send_tx(call, keeper, 200_000, kind, label).await?);
+        }
+        Ok(sent)
+    }
+
+    /// The attacker supplies `amount` VOL, waits for it to be mined, then borrows
+    /// every other reserve (one `Pool.borrow` each).
+    async fn borrow_all(
+        &self,
+        chain: &Chain,
+        kind: StepKind,
+        amount: f64,
+    ) -> Result<Vec<Sent>, ScenarioError> {
+        let who = chain.accounts.attackers[0].address();
+        let pool = IAavePool::new(self.pool, &chain.provider);
+        let call = pool.supply(self.vol().asset, units(amount), who, 0);
+        let label = format!("attacker supplies {amount} VOL as collateral");
+        let supply = send_tx(call, who, 600_000, kind, label).await?;
+        wait_mined(chain, supply.hash).await?;
+        let mut sent = vec![supply];
+        for (symbol, asset, take) in self.borrowable(chain, who).await? {
+            let call = pool.borrow(asset, take, U256::from(2), 0, who);
+            let label = format!("attacker borrows {:.2} {symbol} against it", whole(take));
+            sent.push(send_tx(call, who, 1_000_000, kind, label).await?);
         }
         Ok(sent)
     }
@@ -381,6 +387,36 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         }
         Ok(out)
     }
+}
+
+/// Sends one scripted transaction with explicit gas and the step's fees.
+async fn send_tx<P: alloy::providers::Provider, C: alloy::sol_types::SolCall>(
+    call: alloy::contract::SolCallBuilder<P, C>,
+    from: Address,
+    gas: u64,
+    kind: StepKind,
+    label: String,
+) -> Result<Sent, ScenarioError> {
+    let tip = if kind == StepKind::Attack {
+        ATTACKER_TIP
+    } else {
+        USER_TIP
+    };
+    let pending = call
+        .from(from)
+        .gas(gas)
+        .max_fee_per_gas(SCRIPT_MAX_FEE)
+        .max_priority_fee_per_gas(tip)
+        .send()
+        .await
+        .map_err(step_err("send a scripted transaction"))?;
+    Ok(Sent {
+        label,
+        kind,
+        from,
+        hash: *pending.tx_hash(),
+        unix_ms: super::script::unix_ms(),
+    })
 }
 
 fn answer(price: f64) -> alloy::primitives::I256 {
