@@ -107,7 +107,7 @@ pub struct InitArgs {
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
     /// Protocol shape: which starter policy pack to start from.
-    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm"])]
+    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm", "aave-v3"])]
     pub shape: Option<String>,
     /// The network's name in the configuration.
     #[arg(long)]

@@ -236,6 +236,17 @@ pub fn explain_policy(
             let _ = write!(s, " through executor `{e}`");
         }
         let _ = writeln!(s);
+        if let (Some(acl), Some(f), Some(t)) = (
+            config.setup.as_ref().and_then(|x| x.aave_acl_manager),
+            &a.function,
+            &a.target,
+        ) && let Some(terms) = crate::setup::aave::in_aave_terms(f)
+        {
+            let _ = writeln!(
+                s,
+                "    In Aave's terms: {terms}; the role is held by the AaveV3RoleHolder {t} in the ACLManager {acl}."
+            );
+        }
         let _ = writeln!(
             s,
             "    This action allows only this call{}.",

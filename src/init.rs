@@ -22,6 +22,9 @@ const STARTER_BRIDGE: &str = include_str!("../policies/starter/bridge.toml");
 const STARTER_LENDING: &str = include_str!("../policies/starter/lending.toml");
 const STARTER_VAULT: &str = include_str!("../policies/starter/vault.toml");
 const STARTER_AMM: &str = include_str!("../policies/starter/amm.toml");
+const STARTER_AAVE_V3: &str = include_str!("../policies/starter/aave-v3.toml");
+
+mod aave;
 const KEYS_EXAMPLE: &str = include_str!("../keys.example");
 
 /// A protocol shape: its starter pack, placeholder metrics and pause actions.
@@ -34,7 +37,7 @@ struct Shape {
     actions: &'static [(&'static str, &'static str, &'static str)],
 }
 
-const SHAPES: [Shape; 4] = [
+const SHAPES: [Shape; 5] = [
     Shape {
         name: "bridge",
         pack: STARTER_BRIDGE,
@@ -208,6 +211,7 @@ const SHAPES: [Shape; 4] = [
         ],
         actions: &[("pause-pool", "Pause swaps, mints and burns of the pool", "")],
     },
+    aave::SHAPE,
 ];
 
 /// The answers `init` needs.
@@ -271,7 +275,7 @@ fn answers(args: &InitArgs, mut ask: Option<Ask<'_>>) -> Result<Answers, InitErr
     };
     let shape = get(
         "--shape",
-        "Protocol shape (bridge, lending, vault, amm)",
+        "Protocol shape (bridge, lending, vault, amm, aave-v3)",
         args.shape.clone(),
         None,
     );
@@ -348,7 +352,7 @@ fn answers(args: &InitArgs, mut ask: Option<Ask<'_>>) -> Result<Answers, InitErr
     let shape = shape.trim().to_string();
     if !SHAPES.iter().any(|s| s.name == shape) {
         return Err(InitError::Answer(format!(
-            "shape `{shape}`: one of bridge, lending, vault, amm"
+            "shape `{shape}`: one of bridge, lending, vault, amm, aave-v3"
         )));
     }
     let network = network.trim().to_string();
@@ -530,6 +534,9 @@ executor = "module"
 "#
         ));
     }
+    if shape.name == aave::NAME {
+        s.push_str(&aave::extra_actions(&target));
+    }
     let guardians: Vec<String> = a
         .guardians
         .iter()
@@ -556,6 +563,9 @@ verify_before_run = true
         safe = a.safe.to_checksum(None),
         guardians = guardians.join(", "),
     ));
+    if shape.name == aave::NAME {
+        s.push_str(aave::SETUP_LINES);
+    }
     s
 }
 

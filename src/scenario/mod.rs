@@ -20,6 +20,9 @@
 //! A dry run plays once, with the guardian in `dry-run` mode: it signs and
 //! reports what it would have sent, and broadcasts nothing.
 
+pub mod aave;
+pub mod aave_deploy;
+mod aave_run;
 pub mod chain;
 pub mod protocol;
 pub mod report;
@@ -188,6 +191,7 @@ fn symbol(s: &Scenario) -> &'static str {
     match s.protocol {
         spec::Protocol::Bridge => "bUSD",
         spec::Protocol::ReentrantPools => "ETH",
+        spec::Protocol::AaveV3 => "USD",
         _ => "dUSD",
     }
 }
@@ -504,6 +508,7 @@ async fn run_once(
         trips,
         decisions,
         executions,
+        parameter_actions: d.parameter_actions(),
         chain_seconds: played.chain_seconds,
         wall_ms: played.wall_ms,
     })
