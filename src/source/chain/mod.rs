@@ -624,23 +624,7 @@ impl Watcher {
         loop {
             let i = attempt % self.ws.len();
             attempt += 1;
-            let connect = async {
-                let provider = ProviderBuilder::new()
-                    .connect_ws(ws_connect(&self.ws[i]))
-                    .await?;
-                let sub = provider.subscribe_blocks().await?;
-                Ok::<_, TransportError>((provider, sub))
-            };
-            // A socket that accepts but never answers must not hang the watcher.
-            let connect = async {
-                tokio::time::timeout(self.options.request_timeout, connect)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(TransportError::local_usage_str(
-                            "subscribing got no answer in time",
-                        ))
-                    })
-            };
+            let connect = self.subscribe_heads(i);
             let connected = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 c = connect => c,
@@ -706,6 +690,34 @@ impl Watcher {
         }
     }
 }
+
+impl Watcher {
+    /// A head subscription on WebSocket endpoint `i`; a socket that accepts
+    /// but never answers fails after `request_timeout` instead of hanging.
+    async fn subscribe_heads(&self, i: usize) -> Result<HeadSubscription, TransportError> {
+        let connect = async {
+            let provider = ProviderBuilder::new()
+                .connect_ws(ws_connect(&self.ws[i]))
+                .await?
+                .erased();
+            let sub = provider.subscribe_blocks().await?;
+            Ok::<_, TransportError>((provider, sub))
+        };
+        tokio::time::timeout(self.options.request_timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::local_usage_str(
+                    "subscribing got no answer in time",
+                ))
+            })
+    }
+}
+
+/// A head subscription and the provider that keeps its socket open.
+type HeadSubscription = (
+    alloy::providers::DynProvider,
+    alloy::pubsub::Subscription<Header>,
+);
 
 /// What the head subscription gave.
 enum Step {

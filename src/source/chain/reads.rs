@@ -483,20 +483,11 @@ impl ReadPlan {
             }
             let done = match &mut merged {
                 None => {
+                    let complete = !raw.iter().any(Miss::retry);
                     merged = Some((i, raw));
-                    merged
-                        .as_ref()
-                        .is_some_and(|(_, m)| !m.iter().any(Miss::retry))
+                    complete
                 }
-                Some((_, m)) => {
-                    for (kept, new) in m.iter_mut().zip(raw) {
-                        if Miss::retry(kept) && new.is_ok() {
-                            *kept = new;
-                            reading.filled += 1;
-                        }
-                    }
-                    !m.iter().any(Miss::retry)
-                }
+                Some((_, kept)) => fill(kept, raw, &mut reading.filled),
             };
             if done {
                 break;
@@ -513,6 +504,18 @@ impl ReadPlan {
         reading.endpoint = endpoint;
         Ok(reading)
     }
+}
+
+/// Takes into `kept` every value `new` has where `kept` had an endpoint
+/// failure; whether nothing is left to retry.
+fn fill(kept: &mut [Result<f64, Miss>], new: Vec<Result<f64, Miss>>, filled: &mut usize) -> bool {
+    for (k, n) in kept.iter_mut().zip(new) {
+        if Miss::retry(k) && n.is_ok() {
+            *k = n;
+            *filled += 1;
+        }
+    }
+    !kept.iter().any(Miss::retry)
 }
 
 /// What [`ReadPlan::read_failover`] read, and how the endpoints answered.
