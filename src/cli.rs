@@ -579,10 +579,10 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         }
     }
     let _ = out.flush();
-    if let (Some(path), Some(set)) = (&args.report, &report_set) {
-        if let Err(e) = write_backtest(path, &trace, set, &summary, &trip_blocks, &args.losses) {
-            return cannot_run(e);
-        }
+    if let (Some(path), Some(set)) = (&args.report, &report_set)
+        && let Err(e) = write_backtest(path, &trace, set, &summary, &trip_blocks, &args.losses)
+    {
+        return cannot_run(e);
     }
     if !summary.metrics_never_seen.is_empty() {
         eprintln!(

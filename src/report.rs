@@ -53,7 +53,10 @@ pub struct Backtest {
 }
 
 /// The statistic a leaf compares and its threshold, in the same unit, most alarming = largest.
-fn leaf_view(c: &Condition) -> Option<(String, Option<f64>, fn(f64, &Condition) -> f64)> {
+/// Maps a condition's raw statistic to the charted one (largest = most alarming).
+type View = fn(f64, &Condition) -> f64;
+
+fn leaf_view(c: &Condition) -> Option<(String, Option<f64>, View)> {
     let signed = |s: f64, c: &Condition| match c {
         Condition::Change { direction, .. } | Condition::Rate { direction, .. } => {
             direction.magnitude(s)
