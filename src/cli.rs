@@ -406,6 +406,10 @@ fn check(args: CheckArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // A policy that could never trip live is an error, not a warning.
+    if let Err(d) = crate::policy::warmup::blind_spots(&set, &config) {
+        return invalid(&d);
+    }
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
@@ -734,6 +738,10 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // Refuse to run blind: a policy whose metric is never read can never trip.
+    if let Err(d) = crate::policy::warmup::blind_spots(&set, &config) {
+        return invalid(&d);
+    }
     if let Err(message) = crate::journal::require_for_run(&mut config, args.journal.as_deref()) {
         return cannot_run(message);
     }

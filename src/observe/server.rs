@@ -52,12 +52,19 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
+/// 200 while watching with fresh heads; the body also lists each policy
+/// still warming up (blind until a block), which does not make it 503: the
+/// other policies are watching.
 async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    let mut blind = t.blind_policies().join("\n");
+    if !blind.is_empty() {
+        blind.push('\n');
+    }
     match t.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(()) => (StatusCode::OK, format!("ready\n{blind}")),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
+            format!("not ready: {why}\n{blind}"),
         ),
     }
 }

@@ -195,7 +195,12 @@ pub fn reload(
     why: &str,
 ) {
     tracing::info!(target: "guardian::reload", reason = why, "reloading policies");
-    match load_policies(paths, config) {
+    // A reload that would leave a policy blind (its metric never read) is refused like a broken one.
+    let loaded = load_policies(paths, config).and_then(|set| {
+        crate::policy::warmup::blind_spots(&set, config)?;
+        Ok(set)
+    });
+    match loaded {
         Ok(set) => {
             eprintln!(
                 "reload ({why}): {} policies validated; switching to them",
