@@ -194,8 +194,11 @@ pub struct ExplainArgs {
     /// The guardian configuration (adds the actions' targets and the global mode).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`).
+    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
+    /// Policy files or folders, as every command takes them.
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies_flag: Vec<PathBuf>,
     /// Also say how each policy behaved on this trace.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -214,8 +217,11 @@ pub struct CheckArgs {
     /// The guardian configuration (networks, metrics, actions, executors).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`).
+    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
+    /// Policy files or folders, as every command takes them.
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies_flag: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -402,7 +408,8 @@ fn load(config: Option<&Path>, policies: &[PathBuf]) -> Result<(Config, PolicySe
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let (config, set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -667,7 +674,8 @@ fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let (config, set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };

@@ -6,8 +6,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = guardian::cli::Cli::parse();
+    // Colour only on a terminal: redirected logs stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUARDIAN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

@@ -41,6 +41,10 @@ struct Guardian {
 
 impl Guardian {
     fn start(demo: &Demo, dir: &Path, n: usize) -> Guardian {
+        Self::start_with(demo, dir, n, &[])
+    }
+
+    fn start_with(demo: &Demo, dir: &Path, n: usize, env: &[(&str, &str)]) -> Guardian {
         let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
         let log = dir.join(format!("guardian-{n}.log"));
         let out = std::fs::File::create(&log).unwrap();
@@ -55,6 +59,7 @@ impl Guardian {
             .env("UNUSED_IN_TESTS_OWNER1", key(1))
             .env("UNUSED_IN_TESTS_OWNER2", key(2))
             .env("GUARDIAN_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .spawn()
@@ -130,8 +135,13 @@ async fn until(what: &str, g: &mut Guardian, mut check: impl FnMut() -> bool) {
 
 /// Writes guardian.toml in `mode` (same journal, same guard limits) and the policy.
 fn configure(demo: &Demo, dir: &Path, mode: &str) {
+    configure_with(demo, dir, mode, POLICY, "");
+}
+
+/// The same, with other policies and `extra` appended to guardian.toml.
+fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str) {
     let tail = format!(
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[guard]\ntarget_cooldown = \"10m\"\n\n[journal]\npath = \"guardian.db\"\n",
+        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[guard]\ntarget_cooldown = \"10m\"\n\n[journal]\npath = \"guardian.db\"\n{extra}\n",
         demo.vault
     );
     demo.config_with(dir, "", &tail);
@@ -139,7 +149,7 @@ fn configure(demo: &Demo, dir: &Path, mode: &str) {
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text.replacen("mode = \"enforce\"", &format!("mode = \"{mode}\""), 1);
     std::fs::write(&path, text).unwrap();
-    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
 }
 
 async fn withdraw(demo: &Demo, amount: u64) -> u64 {
@@ -217,4 +227,381 @@ async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldow
 
 fn g_output_contains(log: &Path, needle: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle))
+}
+
+/// The address `run` serves /metrics and /readyz on, from its log.
+async fn served_at(g: &mut Guardian) -> String {
+    let mut addr = None;
+    let log = g_log(g);
+    until("the metrics server", g, || {
+        addr = std::fs::read_to_string(&log).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.split("/readyz on ").nth(1).map(|a| a.trim().to_string()))
+        });
+        addr.is_some()
+    })
+    .await;
+    addr.unwrap()
+}
+
+fn g_log(g: &Guardian) -> PathBuf {
+    g.log.clone()
+}
+
+async fn get(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+async fn mine(demo: &Demo, blocks: u64) {
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_mine".into(), (blocks,))
+        .await
+        .unwrap();
+}
+
+const LONG_WINDOWS: &str = r#"
+[[policy]]
+id = "slow-drain"
+description = "Vault assets fall by 30% within 100 blocks"
+severity = "critical"
+action = "pause-module"
+cooldown = "10 blocks"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "100 blocks"
+direction = "down"
+by = "30%"
+
+[[policy]]
+id = "very-slow-drain"
+description = "Vault assets fall by 30% within 500 blocks"
+severity = "warning"
+action = "pause-module"
+cooldown = "10 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "500 blocks"
+direction = "down"
+by = "30%"
+"#;
+
+/// Issue 14, "long windows are blind after a restart": the restart re-reads
+/// what the 100-block window needs (more than `warmup_blocks` = 64), so a drain
+/// right after the restart trips; the 500-block policy is beyond
+/// `max_warmup_blocks` = 200 and says it is blind, until which block, in the
+/// log, /readyz and /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_warm_and_a_policy_it_cannot_warm_says_until_when() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    configure_with(
+        &demo,
+        dir.path(),
+        "enforce",
+        LONG_WINDOWS,
+        "max_warmup_blocks = 200\n\n[observe]\nlisten = \"127.0.0.1:0\"\nstale_after = \"1h\"\n",
+    );
+    let mut g = Guardian::start(&demo, dir.path(), 1);
+    mine(&demo, 120).await;
+    let head = demo.provider.get_block_number().await.unwrap();
+    until("120 healthy blocks to be read", &mut g, || {
+        processed(&journal).is_some_and(|b| b >= head)
+    })
+    .await;
+    assert_eq!(g.stop(), Some(0));
+
+    let mut g = Guardian::start(&demo, dir.path(), 2);
+    let base = served_at(&mut g).await;
+    until("the restart to resume", &mut g, || {
+        g_output_contains(
+            &dir.path().join("guardian-2.log"),
+            "resuming after the last processed block",
+        )
+    })
+    .await;
+    // The first live block after the re-read ones.
+    mine(&demo, 1).await;
+    until("the restart to catch up", &mut g, || {
+        processed(&journal).is_some_and(|b| b > head)
+            && g_output_contains(&dir.path().join("guardian-2.log"), "blind until block")
+    })
+    .await;
+    let drain = withdraw(&demo, 360_000).await;
+    until("the pause to land", &mut g, || {
+        history(&journal).iter().any(|e| e.status == "landed")
+    })
+    .await;
+    let landed = history(&journal)
+        .into_iter()
+        .find(|e| e.status == "landed")
+        .unwrap();
+    assert_eq!(
+        (landed.policy.as_str(), landed.block),
+        ("slow-drain", drain)
+    );
+
+    // The 500-block policy could not be warmed (200 blocks at most): it says so.
+    let log = g.output();
+    let line = log
+        .lines()
+        .find(|l| l.contains("policy very-slow-drain blind until block"))
+        .unwrap_or_else(|| panic!("no blind line:\n{log}"));
+    assert!(!log.contains("policy slow-drain blind"), "{log}");
+    let readyz = get(&format!("{base}/readyz")).await;
+    assert!(
+        readyz.contains("policy very-slow-drain: blind until block"),
+        "{readyz}"
+    );
+    assert!(!readyz.contains("policy slow-drain:"), "{readyz}");
+    let metrics = get(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains("guardian_policy_ready{policy=\"very-slow-drain\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("guardian_policy_ready{policy=\"slow-drain\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(g.stop(), Some(0));
+    println!("warm restart: slow-drain tripped at block {drain} right after the restart; {line}");
+}
+
+/// Issue 14, "a metric with no source passes check and run": both refuse, exit
+/// 1, naming the policy's file and line.
+#[test]
+fn check_and_run_refuse_a_policy_whose_metric_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guardian.toml"),
+        r#"
+[guardian]
+mode = "dry-run"
+
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:1"]
+
+[metrics."vault.total_assets"]
+description = "assets the vault holds; the source is still to be written"
+network = "local"
+
+[actions.pause-vault]
+kind = "pause"
+description = "pause"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        POLICY.replace("pause-module", "pause-vault"),
+    )
+    .unwrap();
+    let config = dir.path().join("guardian.toml");
+    let policy = dir.path().join("policy.toml");
+    for args in [vec!["check", "--config"], vec!["run", "--config"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .args(&args)
+            .arg(&config)
+            .arg("--policies")
+            .arg(&policy)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}:2:1: policy `vault-drain` reads metric `vault.total_assets`, which has no `source`", policy.display())),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A local HTTP receiver for alert channels: every POST body, in arrival order.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use axum::extract::{Path as UrlPath, State};
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+        async fn receive(
+            State(seen): State<Seen>,
+            UrlPath(path): UrlPath<String>,
+            body: axum::body::Bytes,
+        ) -> axum::http::StatusCode {
+            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            seen.lock().unwrap().push((path, v));
+            axum::http::StatusCode::ACCEPTED
+        }
+        let seen: Seen = Default::default();
+        let app = axum::Router::new()
+            .route("/{path}", axum::routing::post(receive))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, seen }
+    }
+
+    fn on(&self, path: &str) -> Vec<serde_json::Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+const LOW_ASSETS: &str = r#"
+[[policy]]
+id = "vault-drain"
+description = "Vault assets fall by 30% within one block"
+severity = "critical"
+action = "pause-module"
+cooldown = "10 blocks"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "1 block"
+direction = "down"
+by = "30%"
+
+[[policy]]
+id = "low-assets"
+description = "Vault assets under 700,000 (alert only)"
+severity = "critical"
+action = "pause-module"
+cooldown = "50 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = "<"
+value = 700000
+"#;
+
+/// Issue 14, "alerts can't be joined": every alert names its network, policy,
+/// block and decision (and the transaction once there is one); a landed pause
+/// is info and resolves the PagerDuty incident its trip opened; one incident's
+/// alerts arrive trip first; a new incident inside a cooldown is alerted, one
+/// severity lower, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
+    let demo = Demo::new(&[]).await;
+    let hooks = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    let extra = format!(
+        "\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{a}/hook\"\ncooldown = \"0s\"\n\n[notify.pager]\nkind = \"pagerduty\"\nurl = \"http://{a}/pd\"\nrouting_key_env = \"TEST_PD_KEY\"\ncooldown = \"0s\"\n",
+        a = hooks.addr
+    );
+    configure_with(&demo, dir.path(), "enforce", LOW_ASSETS, &extra);
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let mut g = Guardian::start_with(&demo, dir.path(), 1, &[("TEST_PD_KEY", "R0UT1NG")]);
+    until("the healthy vault to be read", &mut g, || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+
+    // low-assets trips (alert-only), then clears, then holds again inside its cooldown.
+    let first = withdraw(&demo, 250_000).await;
+    demo.deposit(250_000).await;
+    let again = withdraw(&demo, 250_000).await;
+    until("the held alert", &mut g, || {
+        hooks.on("hook").iter().any(|a| a["kind"] == "held")
+    })
+    .await;
+    let held = hooks
+        .on("hook")
+        .into_iter()
+        .find(|a| a["kind"] == "held")
+        .unwrap();
+    assert_eq!(held["policy"], "low-assets");
+    assert_eq!(
+        held["severity"], "warning",
+        "one lower than critical: {held}"
+    );
+    assert_eq!(held["network"], "local");
+    assert_eq!(held["block"], again);
+    let reason = held["details"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "after the trip at block {first} runs until block {}",
+            first + 50
+        )),
+        "{held}"
+    );
+
+    // vault-drain: a drain is paused.
+    let drain = withdraw(&demo, 300_000).await;
+    until("the landed alert", &mut g, || {
+        hooks
+            .on("hook")
+            .iter()
+            .any(|a| a["kind"] == "executed" && a["policy"] == "vault-drain")
+    })
+    .await;
+    let hook = hooks.on("hook");
+    let trip_at = hook
+        .iter()
+        .position(|a| a["kind"] == "trip" && a["policy"] == "vault-drain")
+        .expect("a trip alert");
+    let landed_at = hook
+        .iter()
+        .position(|a| a["kind"] == "executed" && a["policy"] == "vault-drain")
+        .unwrap();
+    assert!(
+        trip_at < landed_at,
+        "the trip's alert arrives first: {hook:#?}"
+    );
+    let (trip, landed) = (&hook[trip_at], &hook[landed_at]);
+    assert_eq!(trip["network"], "local");
+    assert_eq!(trip["block"], drain);
+    assert!(trip["decision_id"].as_u64().is_some(), "{trip}");
+    assert_eq!(trip["severity"], "critical");
+    assert_eq!(landed["decision_id"], trip["decision_id"]);
+    assert_eq!(landed["network"], "local");
+    assert_eq!(landed["severity"], "info");
+    let entry = history(&journal)
+        .into_iter()
+        .find(|e| e.status == "landed")
+        .unwrap();
+    assert_eq!(landed["block"], entry.tx_block.unwrap());
+    assert_eq!(landed["tx"], entry.tx.clone().unwrap());
+
+    // PagerDuty: the trip triggers the policy's incident, the landed pause resolves it.
+    until("the PagerDuty resolve", &mut g, || {
+        hooks
+            .on("pd")
+            .iter()
+            .any(|e| e["event_action"] == "resolve")
+    })
+    .await;
+    let pd: Vec<_> = hooks
+        .on("pd")
+        .into_iter()
+        .filter(|e| e["dedup_key"] == "guardian:policy:vault-drain")
+        .collect();
+    let actions: Vec<&str> = pd
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"trigger"), "{pd:#?}");
+    assert_eq!(actions.last(), Some(&"resolve"), "{pd:#?}");
+    assert!(demo.paused().await);
+    assert_eq!(g.stop(), Some(0));
+    println!(
+        "alerts: held at block {again} (warning), trip at block {drain} (critical, decision {}), landed in block {} (info), PagerDuty {actions:?}",
+        trip["decision_id"], landed["block"]
+    );
 }
