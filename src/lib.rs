@@ -56,6 +56,7 @@ pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod demo;
+pub mod devnet;
 pub mod executor;
 pub mod explain;
 pub mod guard;

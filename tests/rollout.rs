@@ -109,12 +109,16 @@ fn history(journal: &Path) -> Vec<HistoryEntry> {
 }
 
 fn processed(journal: &Path) -> Option<u64> {
+    processed_on(journal, "local")
+}
+
+fn processed_on(journal: &Path, network: &str) -> Option<u64> {
     Journal::open_read_only(journal)
         .ok()?
         .processed()
         .ok()?
         .into_iter()
-        .find(|(n, _)| n == "local")?
+        .find(|(n, _)| n == network)?
         .1
 }
 
@@ -603,5 +607,207 @@ async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
     println!(
         "alerts: held at block {again} (warning), trip at block {drain} (critical, decision {}), landed in block {} (info), PagerDuty {actions:?}",
         trip["decision_id"], landed["block"]
+    );
+}
+
+/// A process whose stdout and stderr go to a file.
+fn spawn_logged(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("GUARDIAN_LOG", "info")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_file(what: &str, log: &Path, needle: &str, others: &[&Path]) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !g_output_contains(log, needle) {
+        if Instant::now() > deadline {
+            let mut text = String::new();
+            for p in std::iter::once(&log).chain(others) {
+                text.push_str(&format!(
+                    "--- {}\n{}\n",
+                    p.display(),
+                    std::fs::read_to_string(p).unwrap_or_default()
+                ));
+            }
+            panic!("timed out waiting for {what}:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn guardian_cmd(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+fn terminate(child: &mut Child) -> Option<i32> {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rehearsal kit, used the way docs/deploy.md walks through it:
+/// `guardian devnet up` → check → setup verify → run in dry-run → a drain
+/// (trip, alert, nothing sent) → enforce → a drain → the pause lands, alerted
+/// → `history` shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("rehearsal");
+    let ds = d.to_str().unwrap().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let anvil = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    );
+    let devnet_log = dir.path().join("devnet.log");
+    let mut devnet = spawn_logged(
+        &[
+            "devnet", "up", "--dir", &ds, "--port", &port, "--anvil", anvil,
+        ],
+        &[],
+        &devnet_log,
+    );
+    wait_file("the devnet", &devnet_log, "devnet ready", &[]).await;
+    let config = d.join("guardian.toml");
+    let c = config.to_str().unwrap();
+    let (code, out) = guardian_cmd(&["check", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = guardian_cmd(&["setup", "verify", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    let key = std::fs::read_to_string(d.join("bot.env")).unwrap();
+    let key = key
+        .lines()
+        .find_map(|l| l.strip_prefix("GUARDIAN_BOT_KEY="))
+        .unwrap()
+        .to_string();
+    let env = [("GUARDIAN_BOT_KEY", key.as_str())];
+
+    // Dry-run: the drain trips and is alerted; nothing is sent.
+    let run_log = dir.path().join("run-1.log");
+    let mut run = spawn_logged(&["run", "--config", c], &env, &run_log);
+    let journal = d.join("guardian.db");
+    let others = [run_log.as_path(), devnet_log.as_path()];
+    // A cold start is blind until the drain policy's 10-block window is full; it says when.
+    wait_file(
+        "the drain policy to warm up",
+        &run_log,
+        "it can trip from now on policy=vault-assets-drop",
+        &others,
+    )
+    .await;
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
+    assert_eq!(code, Some(0), "{out}");
+    let drained_at: u64 = out
+        .split(" in block ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    wait_file(
+        "the dry-run trip's alert",
+        &devnet_log,
+        "alert: critical trip (policy vault-assets-drop, network devnet",
+        &others,
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while !history(&journal).iter().any(|e| e.status == "dry-run") {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&run_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the incident end (its 10-block window pass): switching to enforce
+    // while it still holds would act on it at once (no quiet period is inherited).
+    let deadline = Instant::now() + WAIT;
+    while processed_on(&journal, "devnet").is_none_or(|b| b < drained_at + 12) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&run_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(terminate(&mut run), Some(0));
+
+    // Enforce, same journal: the next drain is paused.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("mode = \"dry-run\"", "mode = \"enforce\"", 1),
+    )
+    .unwrap();
+    let run_log = dir.path().join("run-2.log");
+    let mut run = spawn_logged(&["run", "--config", c], &env, &run_log);
+    let others = [run_log.as_path(), devnet_log.as_path()];
+    wait_file(
+        "the restart",
+        &run_log,
+        "resuming after the last processed block",
+        &others,
+    )
+    .await;
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
+    assert_eq!(code, Some(0), "{out}");
+    wait_file(
+        "the landed alert",
+        &devnet_log,
+        "the action landed in block",
+        &others,
+    )
+    .await;
+    let alerts = std::fs::read_to_string(&devnet_log).unwrap();
+    assert!(
+        alerts.lines().any(|l| l
+            .starts_with("alert: info executed (policy vault-assets-drop, network devnet")
+            && l.contains("landed")),
+        "{alerts}"
+    );
+    let (code, out) = guardian_cmd(&["history", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("-> dry-run") && out.contains("-> landed"),
+        "{out}"
+    );
+    // The vault is paused: a further drain reverts.
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "10"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("reverted") || out.contains("revert"), "{out}");
+    assert_eq!(terminate(&mut run), Some(0));
+    assert_eq!(terminate(&mut devnet), Some(0));
+    println!(
+        "devnet rehearsal: dry-run trip alerted, enforce pause landed and alerted, history shows both"
     );
 }
