@@ -50,6 +50,13 @@
 //! Transaction Builder batch) and verifies it on chain, and `run` checks it
 //! before starting.
 
+/// A line for the operator on stderr: plain text, or one JSON object (like
+/// every log line) under `--log-format json`.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::cli::say_line(&format!($($arg)*)) };
+}
+
 pub mod alerts;
 pub mod calibrate;
 pub mod cli;
@@ -69,6 +76,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;
+pub mod review;
 pub mod scenario;
 pub mod setup;
 pub mod source;

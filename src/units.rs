@@ -339,3 +339,16 @@ mod gwei_tests {
         assert_eq!(DisplayGwei(1).to_string(), "0.000000001 gwei");
     }
 }
+
+/// Unix milliseconds as a UTC time people read: `2026-12-01 01:52:35Z`.
+#[derive(Debug, Clone, Copy)]
+pub struct DisplayUnixMs(pub u64);
+
+impl fmt::Display for DisplayUnixMs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::DateTime::from_timestamp_millis(i64::try_from(self.0).unwrap_or(i64::MAX)) {
+            Some(t) => write!(f, "{}", t.format("%Y-%m-%d %H:%M:%SZ")),
+            None => write!(f, "{} ms", self.0),
+        }
+    }
+}

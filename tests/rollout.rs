@@ -223,6 +223,10 @@ async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldow
     assert_eq!(landed.mode, "enforce");
     let log = g.output();
     assert!(!log.contains("in its cooldown"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in redirected logs: {log}"
+    );
     assert_eq!(g.stop(), Some(0));
     println!(
         "rollout: dry-run trip at block {first_drain}; enforce restart; pause landed for the drain at block {second_drain}"
@@ -810,4 +814,132 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
     println!(
         "devnet rehearsal: dry-run trip alerted, enforce pause landed and alerted, history shows both"
     );
+}
+
+/// Issue 14, "CLI rough edges": the same flags everywhere, `--json` where a
+/// script reads the output, exit codes as the README states (1: invalid input,
+/// usage errors included), validated filters, folders checked recursively,
+/// `diff` over guardian.toml that fails on loosening unless accepted, JSON
+/// operator lines under `--log-format json`.
+#[test]
+fn one_consistent_command_line() {
+    let code = |args: &[&str]| guardian_cmd(args);
+    // Usage errors and bad values are invalid input: 1. Help is 0.
+    assert_eq!(code(&["check", "--bogus"]).0, Some(1));
+    assert_eq!(code(&["--help"]).0, Some(0));
+    let (c, out) = code(&["history", "--journal", "nowhere.db", "--status", "landd"]);
+    assert_eq!(c, Some(1), "{out}");
+    assert!(
+        out.contains("`landd` is not a status; use one of: approved"),
+        "{out}"
+    );
+    let (c, out) = code(&["history", "--journal", "nowhere.db", "--since", "yesterday"]);
+    assert_eq!(c, Some(1), "{out}");
+    let (c, out) = code(&[
+        "calibrate",
+        "--trace",
+        "nowhere.csv",
+        "--metric",
+        "m",
+        "--detector",
+        "ewma",
+        "--false-alarms",
+        "5%",
+    ]);
+    assert_eq!(c, Some(1), "{out}");
+    // `check policies` finds the packs in subfolders; --policies works like the positional form.
+    let (c, out) = code(&["check", "policies"]);
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("ok: 17 policies"), "{out}");
+    let (c, out) = code(&[
+        "check",
+        "--policies",
+        "policies/starter/vault.toml",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let drop = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "vault-assets-drop")
+        .unwrap();
+    assert_eq!(drop["warm_up"]["blocks"], 10);
+    let (c, out) = code(&[
+        "explain",
+        "--policies",
+        "policies/starter/vault.toml",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{out}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(
+        first["text"].as_str().unwrap().contains("Warm-up:"),
+        "{first}"
+    );
+    // diff: a removed policy fails the review unless accepted; --json for scripts.
+    let old = "tests/fixtures/diff/old.toml";
+    let new = "tests/fixtures/diff/new.toml";
+    let (c, out) = code(&["diff", old, new]);
+    assert_eq!(c, Some(1), "{out}");
+    assert!(out.contains("loosen or remove protection"), "{out}");
+    assert_eq!(code(&["diff", old, new, "--accept-loosening"]).0, Some(0));
+    let (c, out) = code(&["diff", old, new, "--json", "--accept-loosening"]);
+    assert_eq!(c, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(!v["needs_acceptance"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(code(&["diff", old, old]).0, Some(0));
+
+    // diff --config: guardian.toml's mode, targets, bounds and limits.
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, mode: &str, cooldown: &str, max: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[guardian]\nmode = \"{mode}\"\npolicies = [\"{root}/policies/starter/vault.toml\"]\n\n[actions.pause-vault]\nkind = \"pause\"\ndescription = \"pause\"\ntarget = \"0x00000000000000000000000000000000000000aa\"\nfunction = \"pause()\"\n\n[actions.lower-cap]\nkind = \"set-parameter\"\ndescription = \"cap\"\ntarget = \"0x00000000000000000000000000000000000000aa\"\nfunction = \"setSupplyCap(uint256)\"\ngetter = \"supplyCap()\"\nmin = 1000\nmax = {max}\nmax_change_bps = 5000\nmin_delay = \"1h\"\nvalue = 5000\n\n[guard]\ntarget_cooldown = \"{cooldown}\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"a\"\n[metrics.\"vault.share_price\"]\ndescription = \"a\"\n[metrics.\"vault.outflow\"]\ndescription = \"a\"\n[metrics.\"vault.oracle_age\"]\ndescription = \"a\"\n",
+                root = env!("CARGO_MANIFEST_DIR")
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let a = config("a.toml", "dry-run", "10m", 10_000_000);
+    let b = config("b.toml", "enforce", "1m", 20_000_000);
+    let (c, out) = code(&["diff", "--config", &a, &b]);
+    assert_eq!(c, Some(1), "{out}");
+    for line in [
+        "LOOSENED   mode: dry-run -> enforce",
+        "LOOSENED   [guard] target_cooldown: 10m -> 1m",
+        "LOOSENED   action `lower-cap` bounds: [1000, 10000000] -> [1000, 20000000]",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    assert_eq!(
+        code(&["diff", "--config", &a, &b, "--accept-loosening"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        code(&["diff", "--config", &b, &a]).0,
+        Some(0),
+        "tightening needs no acceptance"
+    );
+
+    // --log-format json: every stderr line is a JSON object, errors included.
+    let (c, out) = code(&[
+        "--log-format",
+        "json",
+        "check",
+        "--config",
+        &a,
+        "--policies",
+        "no-such-folder",
+    ]);
+    assert_eq!(c, Some(2), "{out}");
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["fields"]["message"].is_string(), "{v}");
+    }
 }

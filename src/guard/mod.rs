@@ -147,9 +147,9 @@ pub enum Rejection {
     },
     #[error("action `{action}` calls unpause(), which a guardian may never call")]
     Unpause { action: String },
-    #[error("action `{action}` is in its cooldown until {ready_at_ms} ms")]
+    #[error("action `{action}` is in its cooldown until {}", crate::units::DisplayUnixMs(*ready_at_ms))]
     ActionCooldown { action: String, ready_at_ms: u64 },
-    #[error("target {target} is in its cooldown until {ready_at_ms} ms")]
+    #[error("target {target} is in its cooldown until {}", crate::units::DisplayUnixMs(*ready_at_ms))]
     TargetCooldown { target: Address, ready_at_ms: u64 },
     #[error("the global rate limit is reached")]
     RateLimited,
@@ -167,7 +167,7 @@ pub enum Rejection {
         value: U256,
         max_change_bps: u64,
     },
-    #[error("the parameter was updated too recently; next update at {ready_at_ms} ms")]
+    #[error("the parameter was updated too recently; next update at {}", crate::units::DisplayUnixMs(*ready_at_ms))]
     UpdateTooSoon { ready_at_ms: u64 },
     #[error("preflight reverted: {reason}")]
     PreflightReverted { reason: String },

@@ -202,7 +202,7 @@ pub fn reload(
     });
     match loaded {
         Ok(set) => {
-            eprintln!(
+            crate::say!(
                 "reload ({why}): {} policies validated; switching to them",
                 set.policies.len()
             );
@@ -215,7 +215,7 @@ pub fn reload(
             for e in &errors {
                 tracing::error!(target: "guardian::reload", error = %e, "policy reload refused");
             }
-            eprintln!(
+            crate::say!(
                 "reload ({why}) refused; the {running} running policies stay:\n{diagnostics}\n{} problem(s) found",
                 diagnostics.len()
             );
