@@ -443,7 +443,9 @@ impl Engine {
                 Window::Blocks(n) => block.saturating_sub(last_block) >= n,
                 Window::Millis(ms) => time_ms.saturating_sub(last_time) >= ms,
             };
-            if !cooled && !(state.replayed && state.cleared) {
+            // A replayed trip's cooldown ends with its incident.
+            let incident_over = state.replayed && state.cleared;
+            if !(cooled || incident_over) {
                 if state.cleared && !state.held_reported {
                     state.held_reported = true;
                     self.stats.held[p as usize] += 1;
