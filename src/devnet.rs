@@ -115,7 +115,7 @@ pub fn command(args: DevnetArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::say!("error: cannot start the async runtime: {e}");
             return ExitCode::from(2);
         }
     };
@@ -128,11 +128,11 @@ pub fn command(args: DevnetArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(DevnetError::Config(e)) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             ExitCode::from(2)
         }
     }

@@ -94,12 +94,12 @@ pub fn print(
 pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
     let fail = |message: String| {
-        eprintln!("error: {message}");
+        crate::say!("error: {message}");
         ExitCode::from(2)
     };
     // A bad filter value is invalid input: exit 1, never "no decisions match".
     let invalid = |e: HistoryError| {
-        eprintln!("error: {e}");
+        crate::say!("error: {e}");
         ExitCode::from(1)
     };
     if let Some(s) = &args.status
@@ -124,7 +124,7 @@ pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
                     }
                 },
                 Err(d) => {
-                    eprintln!("{d}");
+                    crate::say!("{d}");
                     return ExitCode::from(1);
                 }
             }
