@@ -2,10 +2,11 @@
 #
 #   make demo   on a local anvil: a mempool-visible bridge drain, paused ahead of itself
 #   make replay replay the real Nomad bridge drain (2022) through the bridge policies
+#   make devnet a local chain to rehearse docs/deploy.md on (guardian devnet up --dir guardian-devnet)
 #   make test   every test: formatting, lints, Rust unit/property/golden tests,
 #               forge tests, and the freshness of the committed contract artifacts
 
-.PHONY: demo replay test deps rust-test contracts-test lint bench bench-frontrun
+.PHONY: demo replay devnet test deps rust-test contracts-test lint bench bench-frontrun
 
 # npm ci re-runs only when the lockfile changes.
 NPM_STAMP := node_modules/.package-lock.json
@@ -17,6 +18,9 @@ replay:
 	cargo run --release --quiet -- simulate \
 	  --config simulations/traces/nomad.toml \
 	  --trace simulations/traces/nomad-2022-08-01-drain.csv
+
+devnet: deps
+	cargo run --release --quiet -- devnet up --dir guardian-devnet
 
 test: deps lint contracts-test rust-test
 

@@ -2,8 +2,9 @@
 //! `setup plan|verify`, `init`.
 //!
 //! Exit codes, for every command: 0 success; 1 the input is invalid (a policy,
-//! a configuration, a trace row); 2 the command could not run (a file that
-//! cannot be read, a bad argument).
+//! a configuration, a trace row, a command-line argument or its value); 2 the
+//! command could not run (a file that cannot be read, a chain that cannot be
+//! reached). `main` maps clap's usage errors to 1.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,51 @@ pub enum Command {
     Init(InitArgs),
     /// Print the audit trail a `run` journal holds: trips, decisions, transactions.
     History(HistoryArgs),
+    /// A local rehearsal chain: anvil, a Safe, a demo vault and the GuardianModule set up as the council would.
+    Devnet(DevnetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    #[command(subcommand)]
+    pub command: DevnetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// Start anvil, deploy a Safe, a demo vault and the module (through the `setup plan` batch), write a ready configuration; runs until Ctrl-C.
+    Up(DevnetUpArgs),
+    /// Withdraw a share of the devnet vault's assets in one transaction: an incident to rehearse on.
+    Drain(DevnetDrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetUpArgs {
+    /// Folder to write guardian.toml, policies/, bot.env, devnet.json and guardian-setup.json into (files are replaced).
+    #[arg(long, default_value = "guardian-devnet")]
+    pub dir: PathBuf,
+    /// The anvil binary (installed by `npm ci`).
+    #[arg(
+        long,
+        default_value = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    )]
+    pub anvil: PathBuf,
+    /// The port anvil listens on (127.0.0.1).
+    #[arg(long, default_value_t = 8545)]
+    pub port: u16,
+    /// The port the devnet receives guardian's alerts on (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    pub alerts_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetDrainArgs {
+    /// The folder `guardian devnet up` wrote.
+    #[arg(long, default_value = "guardian-devnet")]
+    pub dir: PathBuf,
+    /// The share of the vault's assets to withdraw, 1 to 100.
+    #[arg(long, default_value_t = 40)]
+    pub percent: u64,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +145,9 @@ pub struct SetupVerifyArgs {
     /// The guardian configuration (its `[setup]` section and the module executor's actions).
     #[arg(long)]
     pub config: PathBuf,
+    /// One JSON object: whether the chain matches, and every difference.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -194,19 +243,34 @@ pub struct ExplainArgs {
     /// The guardian configuration (adds the actions' targets and the global mode).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`).
+    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
+    /// Policy files or folders, as every command takes them.
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies_flag: Vec<PathBuf>,
     /// Also say how each policy behaved on this trace.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// One JSON object per policy: id, severity, origin, warm-up and the plain-language text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The policies before the change (file or folder).
-    pub old: PathBuf,
-    /// The policies after the change (file or folder).
-    pub new: PathBuf,
+    /// The policies before the change (file or folder; default: the old configuration's `policies`).
+    pub old: Option<PathBuf>,
+    /// The policies after the change (file or folder; default: the new configuration's `policies`).
+    pub new: Option<PathBuf>,
+    /// Also compare two guardian.toml files: actions (targets, functions, bounds, cooldowns), guard limits, executors, mode.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub config: Vec<PathBuf>,
+    /// Exit 0 even when a change loosens the guard or a policy, or removes one (the reviewer accepts it).
+    #[arg(long)]
+    pub accept_loosening: bool,
+    /// One JSON object: the policy diff text, the configuration changes, and what needs acceptance.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,8 +278,14 @@ pub struct CheckArgs {
     /// The guardian configuration (networks, metrics, actions, executors).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`).
+    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
+    /// Policy files or folders, as every command takes them.
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies_flag: Vec<PathBuf>,
+    /// One JSON object: the policies (with their warm-up) and the configuration summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -381,7 +451,35 @@ pub struct CalibrateArgs {
 }
 
 /// Runs a parsed command line; returns the process exit code.
+/// Whether operator lines go out as JSON (`--log-format json`).
+static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one operator line to stderr: as is, or as a JSON object shaped like
+/// the JSON log lines (`timestamp`, `level`, `fields.message`, `target`).
+pub fn say_line(message: &str) {
+    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+        let level = if message.starts_with("error") {
+            "ERROR"
+        } else {
+            "INFO"
+        };
+        let v = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": level,
+            "fields": { "message": message },
+            "target": "guardian",
+        });
+        eprintln!("{v}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
+    JSON_LINES.store(
+        cli.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match cli.command {
         Command::Check(args) => check(args),
         Command::Run(args) => run_cmd(args),
@@ -394,6 +492,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Setup(args) => crate::setup::cmd::run(args),
         Command::Init(args) => crate::init::run(args),
         Command::History(args) => crate::history::command(args),
+        Command::Devnet(args) => crate::devnet::command(args),
     }
 }
 
@@ -401,13 +500,13 @@ const INVALID: u8 = 1;
 const CANNOT_RUN: u8 = 2;
 
 fn cannot_run(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    crate::say!("error: {message}");
     ExitCode::from(CANNOT_RUN)
 }
 
 fn invalid(diagnostics: &Diagnostics) -> ExitCode {
-    eprintln!("{diagnostics}");
-    eprintln!("{} problem(s) found", diagnostics.len());
+    crate::say!("{diagnostics}");
+    crate::say!("{} problem(s) found", diagnostics.len());
     ExitCode::from(INVALID)
 }
 
@@ -444,15 +543,23 @@ fn load(config: Option<&Path>, policies: &[PathBuf]) -> Result<(Config, PolicySe
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let (config, set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     for w in &set.warnings {
         eprintln!("warning: {w}");
     }
+    // A policy that could never trip live is an error, not a warning.
+    if let Err(d) = crate::policy::warmup::blind_spots(&set, &config) {
+        return invalid(&d);
+    }
     // Templates without instances (no configuration) are listed as `id[*]`.
     let set = set.with_template_views();
+    if args.json {
+        return check_json(&config, &set);
+    }
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
@@ -489,6 +596,36 @@ fn check(args: CheckArgs) -> ExitCode {
             p.origin
         );
     }
+    ExitCode::SUCCESS
+}
+
+/// `check --json`: one object with every policy (and its warm-up) and the configuration.
+fn check_json(config: &Config, set: &PolicySet) -> ExitCode {
+    let warmups = crate::policy::warmup::warmups(set);
+    let policies: Vec<serde_json::Value> = set
+        .policies
+        .iter()
+        .zip(&warmups)
+        .map(|(p, w)| {
+            serde_json::json!({
+                "id": p.id, "severity": p.severity.as_str(),
+                "mode": p.mode.most_cautious(config.mode).as_str(), "action": p.action,
+                "cooldown": p.cooldown.to_string(), "origin": p.origin,
+                "warm_up": { "blocks": w.blocks, "ms": w.millis },
+            })
+        })
+        .collect();
+    let configuration = config.is_declarative().then(|| {
+        serde_json::json!({
+            "path": config.path.display().to_string(), "mode": config.mode.as_str(),
+            "networks": config.networks.len(), "metrics": config.metrics.len(),
+            "actions": config.actions.len(), "executors": config.executors.len(),
+        })
+    });
+    let v = serde_json::json!({
+        "ok": true, "policies": policies, "metrics": set.metric_names, "configuration": configuration,
+    });
+    println!("{v}");
     ExitCode::SUCCESS
 }
 
@@ -553,7 +690,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         Ok(s) => s,
         Err(e @ TraceError::Malformed { .. }) => {
             let _ = out.flush();
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             return ExitCode::from(INVALID);
         }
         Err(e) => {
@@ -585,7 +722,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         return cannot_run(e);
     }
     if !summary.metrics_never_seen.is_empty() {
-        eprintln!(
+        crate::say!(
             "warning: the trace has no samples of {} (read by the policies); conditions on them never held",
             summary.metrics_never_seen.join(", ")
         );
@@ -779,12 +916,16 @@ fn calibrate_request(args: &CalibrateArgs) -> Result<Request, String> {
 fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
     let request = match calibrate_request(&args) {
         Ok(r) => r,
-        Err(message) => return cannot_run(message),
+        // A bad argument value is invalid input (exit 1), like a bad file.
+        Err(message) => {
+            crate::say!("error: {message}");
+            return ExitCode::from(INVALID);
+        }
     };
     let c = match calibrate::calibrate(&args.trace, &request) {
         Ok(c) => c,
         Err(calibrate::CalibrateError::Trace(e @ TraceError::Malformed { .. })) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             return ExitCode::from(INVALID);
         }
         Err(e) => return cannot_run(e),
@@ -822,7 +963,8 @@ fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    let (config, mut set) = match load(args.config.as_deref(), &args.policies) {
+    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let (config, mut set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -865,7 +1007,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         match result {
             Ok(_) => behaviour = seen.into_iter().map(Some).collect(),
             Err(e @ TraceError::Malformed { .. }) => {
-                eprintln!("error: {e}");
+                crate::say!("error: {e}");
                 return ExitCode::from(INVALID);
             }
             Err(e) => return cannot_run(e),
@@ -873,32 +1015,92 @@ fn explain(args: ExplainArgs) -> ExitCode {
     }
     let mut out = io::stdout().lock();
     behaviour.resize(view.policies.len(), None);
-    for (p, b) in view.policies.iter().zip(&behaviour) {
-        let _ = writeln!(
-            out,
-            "{}",
-            crate::explain::explain_policy(&view, p, &config, b.as_ref())
-        );
+    let warmups = crate::policy::warmup::warmups(&view);
+    for ((p, b), w) in view.policies.iter().zip(&behaviour).zip(&warmups) {
+        let text = crate::explain::explain_policy(&view, p, &config, b.as_ref());
+        if args.json {
+            let v = serde_json::json!({
+                "id": p.id, "severity": p.severity.as_str(), "origin": p.origin,
+                "action": p.action, "mode": p.mode.most_cautious(config.mode).as_str(),
+                "warm_up": { "blocks": w.blocks, "ms": w.millis, "text": w.describe() },
+                "text": text,
+            });
+            let _ = writeln!(out, "{v}");
+        } else {
+            let _ = writeln!(out, "{text}");
+        }
     }
     ExitCode::SUCCESS
 }
 
+/// `diff`: exit 0 when nothing loosens or removes (or `--accept-loosening`), 1 otherwise.
 fn diff(args: DiffArgs) -> ExitCode {
-    let (_, old) = match load(None, std::slice::from_ref(&args.old)) {
+    let (old_config, new_config) = (args.config.first(), args.config.get(1));
+    let side = |config: Option<&PathBuf>, policies: &Option<PathBuf>| {
+        let paths: Vec<PathBuf> = policies.iter().cloned().collect();
+        if config.is_none() && paths.is_empty() {
+            return Err(cannot_run(
+                "give the old and new policies, or --config OLD NEW",
+            ));
+        }
+        load(config.map(PathBuf::as_path), &paths)
+    };
+    let (old_cfg, old) = match side(old_config, &args.old) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let (_, new) = match load(None, std::slice::from_ref(&args.new)) {
+    let (new_cfg, new) = match side(new_config, &args.new) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let text = crate::explain::diff(&old, &new);
-    if text.is_empty() {
-        println!("no changes to any policy");
+    let changes = if args.config.is_empty() {
+        Vec::new()
     } else {
-        print!("{text}");
+        crate::review::config_changes(&old_cfg, &new_cfg)
+    };
+    let mut to_accept = crate::review::policy_loosenings(&text);
+    to_accept.extend(
+        changes
+            .iter()
+            .filter(|c| c.needs_acceptance())
+            .map(|c| c.what.clone()),
+    );
+    if args.json {
+        let v = serde_json::json!({
+            "policies": text,
+            "configuration": changes,
+            "needs_acceptance": to_accept,
+        });
+        println!("{v}");
+    } else {
+        if text.is_empty() {
+            println!("no changes to any policy");
+        } else {
+            print!("{text}");
+        }
+        if !args.config.is_empty() {
+            if changes.is_empty() {
+                println!("no changes to the configuration's actions, limits, executors or mode");
+            } else {
+                println!(
+                    "CONFIGURATION\n{}",
+                    crate::review::describe(&changes).trim_end()
+                );
+            }
+        }
     }
-    ExitCode::SUCCESS
+    if to_accept.is_empty() || args.accept_loosening {
+        return ExitCode::SUCCESS;
+    }
+    crate::say!(
+        "{} change(s) loosen or remove protection; review them, then pass --accept-loosening:",
+        to_accept.len()
+    );
+    for c in &to_accept {
+        crate::say!("  {c}");
+    }
+    ExitCode::from(INVALID)
 }
 
 fn run_cmd(args: RunArgs) -> ExitCode {
@@ -906,6 +1108,10 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // Refuse to run blind: a policy whose metric is never read can never trip.
+    if let Err(d) = crate::policy::warmup::blind_spots(&set, &config) {
+        return invalid(&d);
+    }
     if let Err(message) = crate::journal::require_for_run(&mut config, args.journal.as_deref()) {
         return cannot_run(message);
     }
@@ -915,7 +1121,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
     // ops: a key that cannot be loaded is reported and alerted; guardian still watches.
     let (keys, key_errors) = crate::observe::service::load_keys(&config);
     for e in &key_errors {
-        eprintln!(
+        crate::say!(
             "error: {e}; guardian watches and alerts, but cannot act through the executors that need this key"
         );
     }
@@ -950,7 +1156,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
             service.probe.key_unavailable(e);
         }
         if let Some(addr) = service.listening {
-            eprintln!("serving /metrics, /healthz and /readyz on http://{addr}");
+            crate::say!("serving /metrics, /healthz and /readyz on http://{addr}");
         }
         let (reload_tx, reload_rx) = tokio::sync::watch::channel(set.clone());
         let reloader = crate::observe::service::spawn_reloader(
@@ -966,7 +1172,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         let on_signal = cancel.clone();
         tokio::spawn(async move {
             wait_for_shutdown_signal().await;
-            eprintln!("shutting down: finishing the action in flight, if any");
+            crate::say!("shutting down: finishing the action in flight, if any");
             on_signal.cancel();
         });
         let (report_tx, mut reports) = tokio::sync::mpsc::channel(256);
@@ -975,7 +1181,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
                 println!("{}", report_line(&report));
             }
         });
-        eprintln!(
+        crate::say!(
             "guardian starting: {} policies, mode {}, {} networks",
             set.policies.len(),
             config.mode,
@@ -1026,12 +1232,13 @@ fn report_line(report: &crate::pipeline::Report) -> String {
             trip,
             pending: Some(p),
         } => format!(
-            "{}\n    on pending tx {} from {} (max fee {} wei, tip {:?} wei)",
+            "{}\n    on pending tx {} from {} (max fee {}, tip {})",
             replay::trip_line(trip),
             p.hash,
             p.from,
-            p.max_fee_per_gas,
+            units::DisplayGwei(p.max_fee_per_gas),
             p.max_priority_fee_per_gas
+                .map_or("none".to_string(), |t| units::DisplayGwei(t).to_string())
         ),
         Report::ReorgedOut {
             policy,
@@ -1055,7 +1262,10 @@ fn report_line(report: &crate::pipeline::Report) -> String {
         Report::Executed {
             decision_id,
             execution,
-        } => format!("decision {decision_id}: executed: {execution:?}"),
+        } => format!(
+            "decision {decision_id}: executed: {}",
+            crate::pipeline::describe_execution(execution)
+        ),
         Report::ExecutionFailed { decision_id, error } => {
             format!("decision {decision_id}: FAILED: {error}")
         }
@@ -1195,9 +1405,9 @@ fn watch(args: WatchArgs) -> ExitCode {
                 break;
             }
             if let WatchEvent::Reorg(reorg) = &event {
-                eprintln!("reorg: blocks after {} replaced ({} deep)", reorg.common_ancestor, reorg.replaced.len());
+                crate::say!("reorg: blocks after {} replaced ({} deep)", reorg.common_ancestor, reorg.replaced.len());
                 for (block, policy) in recent_trips.iter().filter(|(b, _)| reorg.replaces(*b)) {
-                    eprintln!("  the trip of `{policy}` at block {block} was decided on a reorged-out block");
+                    crate::say!("  the trip of `{policy}` at block {block} was decided on a reorged-out block");
                 }
             }
             if let Some(engine) = engine.as_mut() {

@@ -318,7 +318,24 @@ pub async fn run(
     };
     let replica = config.journal.as_ref().and_then(|j| j.replica);
     let stagger = config.journal.as_ref().map_or(0, |j| j.replica_stagger_ms);
-    let warmup = config.journal.as_ref().map_or(0, |j| j.warmup_blocks);
+    // Re-read as much history as the longest window needs (bounded), so a restart resumes warm.
+    let needs = crate::policy::warmup::warmups(&policies);
+    let replay_from: Vec<Option<u64>> = networks
+        .iter()
+        .zip(&start_after)
+        .map(|(net, last)| {
+            last.map(|l| (l + 1).saturating_sub(reread_blocks(&config, net, &needs)))
+        })
+        .collect();
+    // The mode each replayed, already-decided trip was decided in.
+    let mut decided_modes = vec![HashMap::new(); networks.len()];
+    if let Some(j) = &journal {
+        for (i, net) in networks.iter().enumerate() {
+            if let (Some(from), Some(_)) = (replay_from[i], resume[i]) {
+                decided_modes[i] = j.decided_modes_after(net, from.saturating_sub(1))?;
+            }
+        }
+    }
 
     let mut recorder = match &options.record {
         Some(path) => {
@@ -355,10 +372,10 @@ pub async fn run(
     for (i, net) in networks.iter().enumerate() {
         let mut watcher_options = options.watcher.clone();
         watcher_options.probe = probe.clone();
-        if let Some(last) = start_after[i] {
-            // Re-read a few blocks before the resume point so policy windows refill;
+        if let Some(from) = replay_from[i] {
+            // Re-read blocks before the resume point so policy windows refill;
             // the engine does not act on their trips again.
-            watcher_options.start_block = Some((last + 1).saturating_sub(warmup));
+            watcher_options.start_block = Some(from);
         }
         let watcher = Watcher::new(&config, net, watcher_options)?;
         gate.nets.push(net_gate(&config, &watcher).await?);
@@ -390,8 +407,11 @@ pub async fn run(
     let engine_probe = probe.clone();
     let mut reload = options.reload.clone();
     let mode = config.mode;
+    let engine_networks = networks.clone();
+    let block_times: Vec<u64> = networks.iter().map(|n| block_time_ms(&config, n)).collect();
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
+        let mut readiness = Readiness::new(engine.policies(), &engine_probe);
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
         // remembers a limited reorg depth too).
         let mut recent: std::collections::VecDeque<(String, String, u64)> = std::collections::VecDeque::new();
@@ -404,6 +424,7 @@ pub async fn run(
                     tracing::warn!(target: "guardian::engine", policies = set.policies.len(), "policies reloaded; metric windows restart from the next sample");
                     engine_probe.policies(&set);
                     engine_probe.reload(set.policies.len(), &[]);
+                    readiness = Readiness::new(&set, &engine_probe);
                     engine = Engine::new(set, mode);
                     continue;
                 }
@@ -460,6 +481,7 @@ pub async fn run(
             // A restart replays mined blocks from before its resume point: their trips
             // were decided then. Pending and watchdog trips are live, never replays.
             let last = resume[network];
+            let mut replayed = Vec::new();
             trips.retain(|t| {
                 let done = origin == TripOrigin::Block
                     && (last.is_some_and(|l| t.block <= l)
@@ -467,9 +489,27 @@ pub async fn run(
                             && decided[network].contains(&(t.policy.clone(), t.block))));
                 if done {
                     tracing::debug!(target: "guardian::engine", policy = %t.policy, block = t.block, "trip already decided before the restart: not decided again");
+                    // Decided in this mode: it holds the same incident only. Otherwise
+                    // (dry-run then, enforce now; or never decided) it holds nothing.
+                    let same = decided_modes[network].get(&(t.policy.clone(), t.block)) == Some(&t.mode);
+                    replayed.push((t.policy.clone(), same));
                 }
                 !done
             });
+            for (policy, same_mode) in replayed {
+                engine.replayed_trip(&policy, same_mode);
+            }
+            let network_name = engine_networks.get(network).map_or("", String::as_str);
+            let live = |block: u64| last.is_none_or(|l| block > l);
+            let mut held = Vec::new();
+            engine.drain_held(|h| held.push(h));
+            for h in held.iter().filter(|h| live(h.block)) {
+                report_held(&engine_probe, engine.policies(), network_name, h);
+            }
+            if let WatchEvent::Block(snapshot) = &event {
+                let at = (snapshot.number, snapshot.time_ms);
+                readiness.update(at, live(snapshot.number), block_times[network], &engine_probe);
+            }
             let mut gone = false;
             if let WatchEvent::Block(snapshot) = &event {
                 // Held actions this block's re-check confirms go first.
@@ -545,6 +585,8 @@ pub async fn run(
                 continue;
             };
             tracing::warn!(target: "guardian::journal", decision_id = u.decision_id, policy = %u.policy, txs = u.txs.len(), "following an action a previous run left in flight");
+            let net = executor_networks.get(&u.executor).map_or("", String::as_str);
+            guard_probe.decision_context(u.decision_id, &u.policy, net, None);
             let result = exec.follow(&u.executor, &u.effect, &u.txs).await;
             if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, u.decision_id, result).await {
                 return ("guard", Err(e));
@@ -626,6 +668,8 @@ pub async fn run(
             tracing::warn!(target: "guardian::guard", decision_id = decision.decision_id, policy = %decision.policy, block = decision.block, "decision: {outcome}");
             let decision_id = decision.decision_id;
             let approved = matches!(decision.outcome, Outcome::Approved(_));
+            // ops: the trip's alert carries its decision; a refusal's follows it.
+            guard_probe.decided(&trip, network_name, &decision, pending_tx);
             drop(entered);
             emit(report.as_ref(), &guard_probe, Report::Decision {
                 decision_id,
@@ -638,6 +682,7 @@ pub async fn run(
             .await;
             // An approval passed preflight, which only an executor can do.
             if let (Some(approved), Some(exec)) = (decision.into_approved(), exec) {
+                let (approved_action, approved_mode) = (approved.action().to_string(), approved.mode());
                 // Replicas: replica k lets the ones before it act first, then looks again.
                 let mut stood_down = None;
                 if let Some(k) = replica
@@ -672,6 +717,10 @@ pub async fn run(
                     first_sent.map(|t| t.saturating_duration_since(tripped_at)),
                     first_sent.filter(|_| matches!(result, Ok(Execution::Landed { .. }))).map(|t| done_at.saturating_duration_since(t)),
                 );
+                if result.is_err() && first_sent.is_none() {
+                    // Nothing was sent: the cooldowns must not hold back the next attempt.
+                    guard.not_sent(&approved_action, approved_mode, trip.time_ms);
+                }
                 let _entered = span.enter();
                 if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, decision_id, result).await {
                     return ("guard", Err(e));
@@ -764,7 +813,7 @@ async fn finish(
 ) -> Result<(), RunError> {
     let item = match &result {
         Ok(execution) => {
-            tracing::warn!(target: "guardian::executor", decision_id, "executed: {execution:?}");
+            tracing::warn!(target: "guardian::executor", decision_id, "executed: {}", describe_execution(execution));
             Report::Executed {
                 decision_id,
                 execution: execution.clone(),
@@ -784,4 +833,158 @@ async fn finish(
     };
     emit(report, probe, item).await;
     written.map_err(RunError::from)
+}
+
+/// ops: blocks a restart re-reads on `network` before its resume point: what
+/// the policies' longest window needs, at least `warmup_blocks`, at most
+/// `max_warmup_blocks`.
+fn reread_blocks(config: &Config, network: &str, needs: &[crate::policy::warmup::WarmUp]) -> u64 {
+    let Some(j) = &config.journal else { return 0 };
+    let block_time = block_time_ms(config, network);
+    let need = needs
+        .iter()
+        .map(|w| w.in_blocks(block_time))
+        .max()
+        .unwrap_or(0);
+    // One more than the window: a change over N blocks compares with the block N before.
+    need.saturating_add(1)
+        .max(j.warmup_blocks)
+        .min(j.max_warmup_blocks.max(j.warmup_blocks))
+}
+
+/// ops: the network's block time (`block_time`), or one second when not
+/// configured: a guess on the short side re-reads more, never too little.
+fn block_time_ms(config: &Config, network: &str) -> u64 {
+    config
+        .networks
+        .get(network)
+        .and_then(|n| n.block_time_ms)
+        .unwrap_or(1_000)
+}
+
+/// ops: a new incident a policy's cooldown held back: counted, logged and
+/// alerted one severity lower than the policy's, with the reason.
+fn report_held(
+    probe: &crate::observe::Probe,
+    set: &PolicySet,
+    network: &str,
+    held: &crate::policy::eval::Held,
+) {
+    let reason = match held.ready() {
+        (Some(block), _) => format!(
+            "its cooldown of {} after the trip at block {} runs until block {block}",
+            held.cooldown, held.last_trip.0
+        ),
+        (_, Some(ms)) => format!(
+            "its cooldown of {} after the trip at block {} runs until {}",
+            held.cooldown,
+            held.last_trip.0,
+            crate::alerts::payload::iso8601(ms)
+        ),
+        (None, None) => format!("its cooldown of {}", held.cooldown),
+    };
+    tracing::warn!(target: "guardian::engine", policy = %held.policy, block = held.block, network, "policy held, not tripped: the condition holds again but {reason}");
+    let severity = set
+        .policies
+        .iter()
+        .find(|p| p.id == held.policy)
+        .map_or(crate::policy::Severity::Warning, |p| p.severity);
+    probe.held(&held.policy, network, held.block, severity, &reason);
+}
+
+/// ops: per policy, whether its windows hold enough history to trip; a policy
+/// still blind when live blocks arrive says so, once, with the block it
+/// becomes able to trip at.
+struct Readiness {
+    policies: Vec<(String, crate::policy::warmup::WarmUp)>,
+    /// The first block (number, ms) this engine saw.
+    first: Option<(u64, u64)>,
+    /// Per policy: warm, and whether its blindness was announced.
+    state: Vec<(bool, bool)>,
+}
+
+impl Readiness {
+    fn new(set: &PolicySet, probe: &crate::observe::Probe) -> Self {
+        let needs = crate::policy::warmup::warmups(set);
+        let policies: Vec<_> = set
+            .policies
+            .iter()
+            .map(|p| p.id.clone())
+            .zip(needs)
+            .collect();
+        for (p, need) in &policies {
+            probe.policy_ready(p, need.is_none(), None);
+        }
+        let state = policies.iter().map(|(_, n)| (n.is_none(), false)).collect();
+        Self {
+            policies,
+            first: None,
+            state,
+        }
+    }
+
+    /// A block was processed at `at` (number, ms); `live`: not a re-read one.
+    fn update(
+        &mut self,
+        at: (u64, u64),
+        live: bool,
+        block_time_ms: u64,
+        probe: &crate::observe::Probe,
+    ) {
+        let first = *self.first.get_or_insert(at);
+        for ((policy, need), (warm, announced)) in self.policies.iter().zip(&mut self.state) {
+            if *warm {
+                continue;
+            }
+            if need.covered(first, at) {
+                *warm = true;
+                probe.policy_ready(policy, true, None);
+                if *announced {
+                    tracing::warn!(target: "guardian::engine", policy = %policy, block = at.0, "policy warm: its windows are full, it can trip from now on");
+                }
+                continue;
+            }
+            if live && !*announced {
+                *announced = true;
+                let until = first.0.saturating_add(need.in_blocks(block_time_ms));
+                probe.policy_ready(policy, false, Some(until));
+                tracing::warn!(target: "guardian::engine", policy = %policy, block = at.0, until, need = %need.describe(), "policy {policy} blind until block {until}: it needs {} of history and has {} blocks", need.describe(), at.0.saturating_sub(first.0));
+            }
+        }
+    }
+}
+
+/// ops: an execution as a person reads it: what happened, the transaction,
+/// fees in gwei.
+pub fn describe_execution(execution: &Execution) -> String {
+    match execution {
+        Execution::Landed {
+            tx,
+            block,
+            replacements,
+            fees,
+        } => format!(
+            "landed in block {block}, transaction {tx} (max fee {}, tip {}, {replacements} replacement{})",
+            crate::units::DisplayGwei(fees.max_fee),
+            crate::units::DisplayGwei(fees.priority_fee),
+            if *replacements == 1 { "" } else { "s" }
+        ),
+        Execution::DryRun { tx, .. } => {
+            format!("dry-run: transaction {tx} signed, not broadcast")
+        }
+        Execution::Proposed {
+            safe_tx_hash,
+            outbox_file,
+            posted,
+        } => format!(
+            "proposed: SafeTx {safe_tx_hash} written to {}{}",
+            outbox_file.display(),
+            if *posted {
+                " and posted to the Safe service"
+            } else {
+                ""
+            }
+        ),
+        Execution::StoodDown { detail } => format!("stood down: {detail}"),
+    }
 }

@@ -212,6 +212,7 @@ fn diff_says_what_tightened_and_what_loosened() {
         "diff",
         "tests/fixtures/diff/old.toml",
         "tests/fixtures/diff/new.toml",
+        "--accept-loosening",
     ]);
     for needle in [
         "change of `vault.total_assets`: 30% -> 20% (tightened: trips sooner)",

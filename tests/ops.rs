@@ -824,8 +824,14 @@ impl Guardian {
         let mut base = String::new();
         let lines = stderr.clone();
         wait_until("the metrics address is printed", || {
+            // Under --log-format json every line is a JSON object: the message is in fields.message.
             if let Some(b) = lines.lock().unwrap().iter().find_map(|l| {
-                l.strip_prefix("serving /metrics, /healthz and /readyz on ")
+                let message = serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["fields"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| l.clone());
+                message
+                    .strip_prefix("serving /metrics, /healthz and /readyz on ")
                     .map(str::to_string)
             }) {
                 base = b;

@@ -51,6 +51,8 @@ pub enum AlertKind {
     ExecutionFailed,
     /// A trip was decided on a block a reorg replaced.
     ReorgedOut,
+    /// A policy's condition held again inside its cooldown: no trip (a new incident held back).
+    Held,
     /// No new head for longer than `[observe] stale_after`: guardian is blind on that network.
     DataStale,
     /// A metric could not be read at a block (it has no sample there, so no policy trips on it).
@@ -83,6 +85,7 @@ impl AlertKind {
             AlertKind::Executed => "executed",
             AlertKind::ExecutionFailed => "execution-failed",
             AlertKind::ReorgedOut => "reorged-out",
+            AlertKind::Held => "held",
             AlertKind::DataStale => "data-stale",
             AlertKind::ReadFailed => "read-failed",
             AlertKind::RpcFailing => "rpc-failing",
@@ -108,6 +111,7 @@ impl AlertKind {
                 | AlertKind::ReorgedOut
                 | AlertKind::EndpointsDisagree
                 | AlertKind::HeadTooOld
+                | AlertKind::Held
         )
     }
 }
@@ -121,6 +125,8 @@ pub struct Alert {
     pub network: Option<String>,
     pub block: Option<u64>,
     pub decision_id: Option<u64>,
+    /// The transaction (or SafeTx) hash of an executed action.
+    pub tx: Option<String>,
     /// One line a person can read.
     pub title: String,
     /// Evidence, errors, transaction hashes.
@@ -146,11 +152,18 @@ impl Alert {
             network: None,
             block: None,
             decision_id: None,
+            tx: None,
             title: title.into(),
             details: serde_json::Value::Null,
             dedupe_key: dedupe_key.into(),
             time_ms: now_ms(),
         }
+    }
+
+    /// Whether this alert closes its incident: an action that landed (the
+    /// pause is on chain) resolves what its trip opened.
+    pub fn resolves(&self) -> bool {
+        self.kind == AlertKind::Executed && self.details["outcome"] == "landed"
     }
 
     /// The key grouping alerts into one incident (PagerDuty's `dedup_key`):
@@ -401,12 +414,26 @@ async fn work(
     let endpoint = Arc::new(endpoint);
     let limit = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut deliveries = JoinSet::new();
+    // One incident's alerts are delivered one after the other, in the order
+    // raised (trip, then refusal or execution): each waits for the previous
+    // delivery of its incident. Different incidents go in parallel.
+    let mut last_of: HashMap<String, tokio::sync::oneshot::Receiver<()>> = HashMap::new();
     while let Some(alert) = jobs.recv().await {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
         let (endpoint, client, telemetry) = (endpoint.clone(), client.clone(), telemetry.clone());
+        let (done, next) = tokio::sync::oneshot::channel();
+        if last_of.len() >= QUEUE {
+            last_of.clear();
+        }
+        let before = last_of.insert(alert.incident_key(), next);
         deliveries.spawn(async move {
+            if let Some(before) = before {
+                // Err: the previous delivery ended (its sender dropped) — go on either way.
+                let _ = before.await;
+            }
+            let _done = done;
             let _permit = permit;
             match endpoint.deliver(&client, &alert, delivery::BACKOFF_BASE).await {
                 Ok(attempts) => {

@@ -34,8 +34,25 @@ pub struct Probe {
 struct Inner {
     telemetry: Arc<Telemetry>,
     alerts: Option<Alerts>,
-    /// Recent decision id -> policy, to route execution alerts to the policy's channels.
-    decisions: Mutex<VecDeque<(u64, String)>>,
+    /// Recent decisions, to route execution alerts to the policy's channels and join them up.
+    decisions: Mutex<VecDeque<DecisionContext>>,
+}
+
+/// What an execution alert needs to know about its decision.
+#[derive(Debug, Clone, Default)]
+struct DecisionContext {
+    decision_id: u64,
+    policy: String,
+    network: Option<String>,
+    block: Option<u64>,
+}
+
+/// One step less severe: what a cooldown or a rate limit holds back.
+fn lower(severity: Severity) -> Severity {
+    match severity {
+        Severity::Critical => Severity::Warning,
+        Severity::Warning | Severity::Info => Severity::Info,
+    }
 }
 
 fn now_ms() -> u64 {
@@ -387,43 +404,165 @@ impl Probe {
         self.raise(a);
     }
 
+    /// Remembers a decision's policy, network and block, for the alerts of its execution.
+    pub fn decision_context(
+        &self,
+        decision_id: u64,
+        policy: &str,
+        network: &str,
+        block: Option<u64>,
+    ) {
+        self.remember(DecisionContext {
+            decision_id,
+            policy: policy.to_string(),
+            network: (!network.is_empty()).then(|| network.to_string()),
+            block,
+        });
+    }
+
+    fn remember(&self, context: DecisionContext) {
+        let Some(i) = &self.inner else { return };
+        if let Ok(mut d) = i.decisions.lock() {
+            if d.len() >= 1024 {
+                d.pop_front();
+            }
+            d.push_back(context);
+        }
+    }
+
+    fn context_of(&self, decision_id: u64) -> DecisionContext {
+        self.inner
+            .as_ref()
+            .and_then(|i| i.decisions.lock().ok())
+            .and_then(|d| {
+                d.iter()
+                    .rev()
+                    .find(|c| c.decision_id == decision_id)
+                    .cloned()
+            })
+            .unwrap_or(DecisionContext {
+                decision_id,
+                ..DecisionContext::default()
+            })
+    }
+
+    /// A trip was decided: its alert (with the decision id and network), then,
+    /// if the guard refused the action, the refusal's — in that order. A
+    /// refusal by a cooldown or rate limit (a policy held back, not a failure)
+    /// is one severity lower than the policy's; any other refusal is critical.
+    pub fn decided(
+        &self,
+        trip: &crate::decision::Trip,
+        network: &str,
+        decision: &crate::guard::Decision,
+        pending: Option<alloy::primitives::B256>,
+    ) {
+        if self.inner.is_none() {
+            return;
+        }
+        let decision_id = decision.decision_id;
+        self.remember(DecisionContext {
+            decision_id,
+            policy: trip.policy.clone(),
+            network: (!network.is_empty()).then(|| network.to_string()),
+            block: Some(trip.block),
+        });
+        let join = |mut a: Alert| {
+            a.policy = Some(trip.policy.clone());
+            a.network = (!network.is_empty()).then(|| network.to_string());
+            a.block = Some(trip.block);
+            a.decision_id = Some(decision_id);
+            a
+        };
+        let mut a = join(Alert::new(
+            AlertKind::Trip,
+            trip.severity,
+            format!(
+                "policy {} tripped at block {}: {} (action {}, mode {})",
+                trip.policy,
+                trip.block,
+                trip.summary,
+                trip.action,
+                trip.mode.as_str()
+            ),
+            format!("trip:{}", trip.policy),
+        ));
+        a.details = json!({
+            "action": trip.action,
+            "mode": trip.mode.as_str(),
+            "evidence": trip.evidence,
+            "pending_tx": pending.map(|hash| json!({ "hash": hash })),
+        });
+        self.raise(a);
+        let crate::guard::Outcome::Rejected(reason) = &decision.outcome else {
+            return;
+        };
+        use crate::guard::Rejection as R;
+        let held = matches!(
+            reason,
+            R::ActionCooldown { .. }
+                | R::TargetCooldown { .. }
+                | R::RateLimited
+                | R::TargetRateLimited { .. }
+                | R::UpdateTooSoon { .. }
+        );
+        let (severity, what) = if held {
+            (lower(trip.severity), "held back by a guard limit")
+        } else {
+            (Severity::Critical, "REFUSED")
+        };
+        let outcome = format!("rejected: {reason}");
+        let mut a = join(Alert::new(
+            AlertKind::Rejected,
+            severity,
+            format!(
+                "decision {decision_id}: policy {} tripped at block {} but action {} was NOT sent ({what}): {reason}",
+                trip.policy, trip.block, trip.action
+            ),
+            format!("rejected:{}:{outcome}", trip.policy),
+        ));
+        a.details = json!({ "action": trip.action, "outcome": outcome, "held": held });
+        self.raise(a);
+    }
+
+    /// A new incident a policy's cooldown held back (the engine did not trip):
+    /// counted, and alerted one severity lower than the policy's, with the reason.
+    pub fn held(&self, policy: &str, network: &str, block: u64, severity: Severity, reason: &str) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.held(policy);
+        let mut a = Alert::new(
+            AlertKind::Held,
+            lower(severity),
+            format!(
+                "policy {policy}: its condition holds again at block {block}, but it did not trip: {reason}"
+            ),
+            format!("held:{policy}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.network = (!network.is_empty()).then(|| network.to_string());
+        a.block = Some(block);
+        a.details = json!({ "reason": reason });
+        self.raise(a);
+    }
+
+    /// Whether a policy's windows hold enough history to trip; `until`: the
+    /// block it can trip from, when known.
+    pub fn policy_ready(&self, policy: &str, ready: bool, until: Option<u64>) {
+        if let Some(i) = &self.inner {
+            i.telemetry.policy_ready(policy, ready, until);
+        }
+    }
+
     /// What the pipeline reports: counted, and alerted per the failure policy.
+    /// Trips and refusals are alerted by [`Probe::decided`], with their decision.
     pub fn report(&self, report: &Report) {
         let Some(i) = &self.inner else { return };
-        let policy_of = |id: u64| {
-            i.decisions
-                .lock()
-                .ok()
-                .and_then(|d| d.iter().find(|(d, _)| *d == id).map(|(_, p)| p.clone()))
-        };
         match report {
-            Report::Trip { trip, pending } => {
+            Report::Trip { trip, .. } => {
                 let head_to_trip = now_ms()
                     .checked_sub(trip.time_ms)
                     .map(Duration::from_millis);
                 i.telemetry.trip(&trip.policy, head_to_trip);
-                let mut a = Alert::new(
-                    AlertKind::Trip,
-                    trip.severity,
-                    format!(
-                        "policy {} tripped at block {}: {} (action {}, mode {})",
-                        trip.policy,
-                        trip.block,
-                        trip.summary,
-                        trip.action,
-                        trip.mode.as_str()
-                    ),
-                    format!("trip:{}", trip.policy),
-                );
-                a.policy = Some(trip.policy.clone());
-                a.block = Some(trip.block);
-                a.details = json!({
-                    "action": trip.action,
-                    "mode": trip.mode.as_str(),
-                    "evidence": trip.evidence,
-                    "pending_tx": pending.as_ref().map(|p| json!({ "hash": p.hash, "from": p.from })),
-                });
-                self.raise(a);
             }
             Report::ReorgedOut {
                 policy,
@@ -445,41 +584,22 @@ impl Probe {
             Report::Decision {
                 decision_id,
                 policy,
-                action,
                 block,
                 outcome,
                 ..
             } => {
+                // Alerted by `decided` (trip, then refusal); approvals by their execution.
                 let class = outcome.split(':').next().unwrap_or(outcome.as_str());
                 i.telemetry.decision(class);
-                if let Ok(mut d) = i.decisions.lock() {
-                    if d.len() >= 1024 {
-                        d.pop_front();
-                    }
-                    d.push_back((*decision_id, policy.clone()));
-                }
-                // Approved decisions are followed by their execution's alert; alert-only and
-                // already-done ones are covered by the trip's. A rejection is loud.
-                if class == "rejected" {
-                    let mut a = Alert::new(
-                        AlertKind::Rejected,
-                        Severity::Critical,
-                        format!(
-                            "decision {decision_id}: policy {policy} tripped at block {block} but action {action} was NOT sent: {outcome}"
-                        ),
-                        format!("rejected:{policy}:{outcome}"),
-                    );
-                    a.policy = Some(policy.clone());
-                    a.block = Some(*block);
-                    a.decision_id = Some(*decision_id);
-                    a.details = json!({ "action": action, "outcome": outcome });
-                    self.raise(a);
+                if self.context_of(*decision_id).policy.is_empty() {
+                    self.decision_context(*decision_id, policy, "", Some(*block));
                 }
             }
             Report::Executed {
                 decision_id,
                 execution,
             } => {
+                let context = self.context_of(*decision_id);
                 let (outcome, title, details) = match execution {
                     Execution::Landed {
                         tx,
@@ -520,14 +640,34 @@ impl Probe {
                     ),
                 };
                 i.telemetry.execution(outcome);
+                // Severity follows the outcome: a landed action resolves the incident;
+                // a proposal still needs co-signers.
+                let severity = match execution {
+                    Execution::Proposed { .. } => Severity::Warning,
+                    _ => Severity::Info,
+                };
                 let mut a = Alert::new(
                     AlertKind::Executed,
-                    Severity::Warning,
+                    severity,
                     title,
                     format!("executed:{decision_id}"),
                 );
-                a.policy = policy_of(*decision_id);
+                a.policy = (!context.policy.is_empty()).then(|| context.policy.clone());
+                a.network = context.network.clone();
                 a.decision_id = Some(*decision_id);
+                a.block = match execution {
+                    Execution::Landed { block, .. } => Some(*block),
+                    _ => context.block,
+                };
+                a.tx = match execution {
+                    Execution::Landed { tx, .. } | Execution::DryRun { tx, .. } => {
+                        Some(tx.to_string())
+                    }
+                    Execution::Proposed { safe_tx_hash, .. } => Some(safe_tx_hash.to_string()),
+                    Execution::StoodDown { .. } => None,
+                };
+                let mut details = details;
+                details["outcome"] = json!(outcome);
                 a.details = details;
                 self.raise(a);
             }
@@ -541,7 +681,10 @@ impl Probe {
                     ),
                     format!("execution-failed:{decision_id}"),
                 );
-                a.policy = policy_of(*decision_id);
+                let context = self.context_of(*decision_id);
+                a.policy = (!context.policy.is_empty()).then(|| context.policy.clone());
+                a.network = context.network.clone();
+                a.block = context.block;
                 a.decision_id = Some(*decision_id);
                 a.details = json!({ "error": error });
                 self.raise(a);

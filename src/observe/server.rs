@@ -52,9 +52,17 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
+/// 200 while watching with fresh heads; the body also lists each policy
+/// still warming up (blind until a block), which does not make it 503: the
+/// other policies are watching.
 async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
-    // Policies whose metric no endpoint answered at the latest block: said, not failed on.
-    let detail: String = t.no_data().iter().map(|l| format!("{l}\n")).collect();
+    // Policies whose metric no endpoint answered at the latest block, and
+    // policies whose windows are not full yet: said, not failed on.
+    let mut detail: String = t.no_data().iter().map(|l| format!("{l}\n")).collect();
+    for line in t.blind_policies() {
+        detail.push_str(&line);
+        detail.push('\n');
+    }
     match t.readiness() {
         Ok(()) => (StatusCode::OK, format!("ready\n{detail}")),
         Err(why) => (

@@ -115,6 +115,8 @@ pub struct Telemetry {
     stale: Family<NetworkLabel, Counter>,
     reorgs: Family<NetworkLabel, Counter>,
     trips: Family<PolicyLabel, Counter>,
+    held: Family<PolicyLabel, Counter>,
+    policy_ready: Family<PolicyLabel, Gauge>,
     decisions: Family<OutcomeLabel, Counter>,
     executions: Family<OutcomeLabel, Counter>,
     executor_unavailable: Family<NetworkLabel, Counter>,
@@ -142,6 +144,8 @@ struct Health {
     missing: HashMap<String, String>,
     /// Each policy's metrics, for the "no data" lines of the readiness detail.
     policy_metrics: Vec<(String, Vec<String>)>,
+    /// Policies whose windows are not full yet, with the block they can trip from.
+    blind: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 impl Telemetry {
@@ -160,6 +164,8 @@ impl Telemetry {
             stale: Family::default(),
             reorgs: Family::default(),
             trips: Family::default(),
+            held: Family::default(),
+            policy_ready: Family::default(),
             decisions: Family::default(),
             executions: Family::default(),
             executor_unavailable: Family::default(),
@@ -179,11 +185,22 @@ impl Telemetry {
                 last_head: HashMap::new(),
                 missing: HashMap::new(),
                 policy_metrics: Vec::new(),
+                blind: std::collections::BTreeMap::new(),
             }),
             registry: Registry::default(),
             watching_faults: Watching::default(),
         };
         let r = &mut registry;
+        r.register(
+            "guardian_policy_held",
+            "New incidents a policy's cooldown held back (the condition held again, no trip), per policy",
+            t.held.clone(),
+        );
+        r.register(
+            "guardian_policy_ready",
+            "1 once a policy's windows hold the history it needs to trip (its warm-up), else 0",
+            t.policy_ready.clone(),
+        );
         r.register(
             "guardian_head_block",
             "Latest block read, per network",
@@ -424,6 +441,47 @@ impl Telemetry {
         if let Some(d) = head_to_trip {
             self.head_to_trip.observe(d.as_secs_f64());
         }
+    }
+
+    /// A new incident held back by a policy's cooldown.
+    pub fn held(&self, policy: &str) {
+        self.held
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
+            .inc();
+    }
+
+    /// A policy's readiness: warm (`ready`), or blind until block `until`.
+    pub fn policy_ready(&self, policy: &str, ready: bool, until: Option<u64>) {
+        self.policy_ready
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
+            .set(i64::from(ready));
+        if let Ok(mut h) = self.health.lock() {
+            if ready {
+                h.blind.remove(policy);
+            } else {
+                h.blind.insert(policy.to_string(), until);
+            }
+        }
+    }
+
+    /// One line per policy still warming up (blind), for `/readyz`.
+    pub fn blind_policies(&self) -> Vec<String> {
+        self.health.lock().map_or_else(
+            |_| Vec::new(),
+            |h| {
+                h.blind
+                    .iter()
+                    .map(|(p, until)| match until {
+                        Some(b) => format!("policy {p}: blind until block {b} (warming up)"),
+                        None => format!("policy {p}: warming up"),
+                    })
+                    .collect()
+            },
+        )
     }
 
     pub fn decision(&self, outcome: &str) {

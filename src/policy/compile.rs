@@ -32,30 +32,46 @@ pub const CONDITION_KINDS: [&str; 11] = [
     "at_least",
 ];
 
-/// Expands policy paths: a file is taken as is; a directory gives its `*.toml` files, sorted.
+/// The `*.toml` files in `dir` and its subfolders, sorted by path.
+fn toml_files_under(dir: &Path, problems: &mut Diagnostics) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        match std::fs::read_dir(&folder) {
+            Ok(entries) => {
+                for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                    if p.is_dir() {
+                        folders.push(p);
+                    } else if p.is_file() && p.extension().is_some_and(|e| e == "toml") {
+                        found.push(p);
+                    }
+                }
+            }
+            Err(e) => problems.0.push(file_problem(
+                &folder,
+                &format!("cannot read the folder: {e}"),
+            )),
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Expands policy paths: a file is taken as is; a directory gives its `*.toml`
+/// files and those of its subfolders, sorted.
 pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     let mut files = Vec::new();
     let mut problems = Diagnostics::default();
     for path in paths {
         if path.is_dir() {
-            match std::fs::read_dir(path) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        problems
-                            .0
-                            .push(file_problem(path, "the folder holds no .toml policy files"));
-                    }
-                    files.extend(found);
-                }
-                Err(e) => problems
-                    .0
-                    .push(file_problem(path, &format!("cannot read the folder: {e}"))),
+            let found = toml_files_under(path, &mut problems);
+            if found.is_empty() && problems.0.is_empty() {
+                problems.0.push(file_problem(
+                    path,
+                    "the folder and its subfolders hold no .toml policy files",
+                ));
             }
+            files.extend(found);
         } else if path.is_file() {
             files.push(path.clone());
         } else {

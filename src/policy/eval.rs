@@ -17,7 +17,12 @@
 //!   condition held (`samples`), or consecutive blocks (`blocks`); one false
 //!   evaluation resets the count.
 //! - **Cooldown.** After a trip, the policy does not trip again until its
-//!   cooldown has passed, measured in blocks or in sample time.
+//!   cooldown has passed, measured in blocks or in sample time. A cooldown is
+//!   never silent: a new incident inside it (the condition turned false, then
+//!   true again) is reported once as a [`Held`] and counted.
+//! - **Replayed trips.** A trip the caller marks as a replay of one already
+//!   decided ([`Engine::replayed_trip`]) holds its policy only through the same
+//!   incident: once the condition turns false, the next incident trips.
 //! - **Rollback.** A sample for a block at or before its metric's latest
 //!   replaces that block's value and drops later ones (a reorg's corrected
 //!   samples). Detector baselines, hysteresis counts and cooldowns are not
@@ -95,6 +100,12 @@ struct Dependents {
 #[derive(Debug, Clone, Copy, Default)]
 struct PolicyState {
     last_trip: Option<(u64, u64)>,
+    /// The last trip was a replay of one decided before a restart.
+    replayed: bool,
+    /// The condition was false at some check since the last trip.
+    cleared: bool,
+    /// The current incident inside the cooldown was already reported.
+    held_reported: bool,
 }
 
 /// Counters the engine keeps.
@@ -103,6 +114,31 @@ pub struct EngineStats {
     pub samples: u64,
     pub rollbacks: u64,
     pub trips: Vec<u64>,
+    /// Per policy: incidents held by the policy's cooldown (not tripped).
+    pub held: Vec<u64>,
+}
+
+/// A new incident a policy's cooldown held back: the condition held again
+/// inside the cooldown of an earlier trip, so no trip was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub policy: String,
+    pub block: u64,
+    pub time_ms: u64,
+    /// The trip whose cooldown holds (block, time).
+    pub last_trip: (u64, u64),
+    /// The policy's cooldown.
+    pub cooldown: Window,
+}
+
+impl Held {
+    /// When the cooldown ends: the block (cooldown in blocks) or the time in ms.
+    pub fn ready(&self) -> (Option<u64>, Option<u64>) {
+        match self.cooldown {
+            Window::Blocks(n) => (Some(self.last_trip.0 + n), None),
+            Window::Millis(ms) => (None, Some(self.last_trip.1 + ms)),
+        }
+    }
 }
 
 /// The policy engine.
@@ -120,6 +156,8 @@ pub struct Engine {
     clock: Option<(u64, u64)>,
     start: (u64, u64),
     stats: EngineStats,
+    /// Holds not yet taken by [`Engine::drain_held`].
+    held: Vec<Held>,
 }
 
 fn ancestors_and_self(set: &PolicySet, leaf: NodeId, out: &mut Vec<NodeId>) {
@@ -199,6 +237,7 @@ impl Engine {
             .collect();
         let stats = EngineStats {
             trips: vec![0; set.policies.len()],
+            held: vec![0; set.policies.len()],
             ..EngineStats::default()
         };
         Self {
@@ -213,6 +252,32 @@ impl Engine {
             clock: None,
             start: (0, 0),
             stats,
+            held: Vec::new(),
+        }
+    }
+
+    /// Marks `policy`'s last trip as a replay of a trip already decided
+    /// (a restart re-reading blocks to refill windows). Decided in the mode
+    /// running now (`same_mode`): its cooldown holds only the same incident.
+    /// Otherwise (another mode, or never decided) it holds nothing.
+    pub fn replayed_trip(&mut self, policy: &str, same_mode: bool) {
+        let Some(i) = self.set.policies.iter().position(|p| p.id == policy) else {
+            return;
+        };
+        let state = &mut self.policies[i];
+        if same_mode {
+            state.replayed = true;
+            // The incident in progress was decided: it is not a new one.
+            state.held_reported = true;
+        } else {
+            *state = PolicyState::default();
+        }
+    }
+
+    /// Hands over (and forgets) the incidents cooldowns held since the last call.
+    pub fn drain_held(&mut self, mut f: impl FnMut(Held)) {
+        for h in self.held.drain(..) {
+            f(h);
         }
     }
 
@@ -390,19 +455,38 @@ impl Engine {
 
     fn check_policy(&mut self, p: u32, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
         let policy = &self.set.policies[p as usize];
+        let state = &mut self.policies[p as usize];
         if !self.nodes[policy.root.0 as usize].truth {
+            state.cleared = true;
+            state.held_reported = false;
             return;
         }
-        if let Some((last_block, last_time)) = self.policies[p as usize].last_trip {
+        if let Some((last_block, last_time)) = state.last_trip {
             let cooled = match policy.cooldown {
                 Window::Blocks(n) => block.saturating_sub(last_block) >= n,
                 Window::Millis(ms) => time_ms.saturating_sub(last_time) >= ms,
             };
-            if !cooled {
+            // A replayed trip's cooldown ends with its incident.
+            let incident_over = state.replayed && state.cleared;
+            if !(cooled || incident_over) {
+                if state.cleared && !state.held_reported {
+                    state.held_reported = true;
+                    self.stats.held[p as usize] += 1;
+                    self.held.push(Held {
+                        policy: policy.id.clone(),
+                        block,
+                        time_ms,
+                        last_trip: (last_block, last_time),
+                        cooldown: policy.cooldown,
+                    });
+                }
                 return;
             }
         }
-        self.policies[p as usize].last_trip = Some((block, time_ms));
+        *state = PolicyState {
+            last_trip: Some((block, time_ms)),
+            ..PolicyState::default()
+        };
         self.stats.trips[p as usize] += 1;
         let (mut evidence, summary) = self.evidence(policy.root);
         if let Some(instance) = &policy.instance {
