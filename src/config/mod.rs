@@ -30,6 +30,7 @@ pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
     ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
 };
+pub use exec::{ActionTiming, DEFAULT_MAX_TRIGGER_AGE_MS};
 pub use ops::{NotifyDef, NotifyKind, ObserveDef, UrlSource};
 
 use crate::metrics::is_valid_metric_name;
@@ -173,6 +174,8 @@ pub struct ActionDef {
     pub pause: PauseParams,
     /// Set-parameter actions: getter, bounds and how the new value is chosen.
     pub parameter: Option<ParameterParams>,
+    /// How old a trip may be and still be acted on.
+    pub timing: ActionTiming,
 }
 
 /// Executor kinds.
@@ -508,6 +511,7 @@ fn parse_action(
                 None
             }
         });
+    let function_span = t.get("function").map(|v| v.span());
     let function = t.string("function", r).and_then(|(s, span)| {
         if s.parse::<alloy::json_abi::Function>().is_ok() && s.contains('(') {
             Some(s.to_string())
@@ -569,6 +573,10 @@ fn parse_action(
             Some("flags = { getters = [\"isSupplyPaused()\", ...], set = [true, ...] }".into()),
         );
     }
+    let timing = exec::parse_timing(&mut t, kind, r);
+    if let (Some(kind), Some(f), Some(span)) = (kind, &function, &function_span) {
+        exec::check_call(&ctx, kind, f, span, parameter.as_ref(), r);
+    }
     t.finish(r);
     Some(ActionDef {
         name: name.to_string(),
@@ -580,6 +588,7 @@ fn parse_action(
         cooldown_ms,
         pause,
         parameter,
+        timing,
     })
 }
 

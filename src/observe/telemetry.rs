@@ -71,6 +71,8 @@ struct Health {
     stale_after: Duration,
     /// When each watched network last gave a new head.
     last_head: HashMap<String, Option<Instant>>,
+    /// Executors that cannot act (key, balance, endpoints), with why.
+    unable: std::collections::BTreeMap<String, String>,
 }
 
 impl Telemetry {
@@ -106,6 +108,7 @@ impl Telemetry {
                 watching: false,
                 stale_after,
                 last_head: HashMap::new(),
+                unable: std::collections::BTreeMap::new(),
             }),
             registry: Registry::default(),
         };
@@ -283,6 +286,9 @@ impl Telemetry {
                         Some(_) => {}
                     }
                 }
+                for (name, why) in &h.unable {
+                    problems.push(format!("executor {name} cannot act: {why}"));
+                }
                 if problems.is_empty() {
                     Ok(())
                 } else {
@@ -292,6 +298,16 @@ impl Telemetry {
         };
         self.ready.set(i64::from(result.is_ok()));
         result
+    }
+
+    /// Whether an executor can act (`None`) or why not; not ready while any cannot.
+    pub fn executor_able(&self, executor: &str, problem: Option<&str>) {
+        if let Ok(mut h) = self.health.lock() {
+            match problem {
+                Some(p) => h.unable.insert(executor.to_string(), p.to_string()),
+                None => h.unable.remove(executor),
+            };
+        }
     }
 
     pub fn stale_after(&self) -> Duration {

@@ -405,16 +405,16 @@ value = 500000
 
 [actions.raise-cap-too-far]
 kind = "set-parameter"
-description = "a value outside the bounds"
+description = "a step that ends outside the bounds (a fixed value outside them is refused at load)"
 target = "{vault}"
 function = "setSupplyCap(uint256)"
 executor = "module"
 getter = "supplyCap()"
 min = 1000
-max = 10000000
+max = 1200000
 max_change_bps = 5000
 min_delay = "1h"
-value = 20000000
+value = {{ step_bps = 5000, direction = "up" }}
 
 [actions.cut-cap-too-much]
 kind = "set-parameter"
