@@ -5,6 +5,8 @@
 // Generated Safe bindings take as many arguments as the Safe's functions.
 #![allow(clippy::too_many_arguments)]
 
+pub mod fault_proxy;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
