@@ -228,6 +228,8 @@ pub async fn run(
     let mut executors: HashMap<String, Executors> = HashMap::new();
     // ops: networks whose executors could not connect yet; the executors' delivery events (for latencies).
     let mut unavailable: HashSet<String> = HashSet::new();
+    // ops: why each unavailable network's executors could not connect (for /readyz).
+    let mut unavailable_why: HashMap<String, String> = HashMap::new();
     let (sent_tx, mut sent_rx) = mpsc::channel::<crate::executor::DeliveryEvent>(256);
     for def in config.executors.values() {
         let Some(net) = def.network.as_deref() else {
@@ -258,6 +260,7 @@ pub async fn run(
                 Err(e @ (ExecError::Rpc { .. } | ExecError::MissingKey { .. })) => {
                     tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors unavailable; watching anyway, retrying on the next trip");
                     options.probe.executor_unavailable(net, &e.to_string());
+                    unavailable_why.insert(net.to_string(), e.to_string());
                     unavailable.insert(net.to_string());
                 }
                 Err(e) => return Err(e.into()),
@@ -378,8 +381,11 @@ pub async fn run(
     if config.mode == crate::policy::model::Mode::Enforce {
         mark_missing_keys(&config, &keys, &probe);
         for def in config.executors.values() {
-            if let Some(n) = def.network.as_deref().filter(|n| unavailable.contains(*n)) {
-                probe.executor_able(&def.name, n, Err("none of its network's endpoints answered at start"));
+            if let Some(n) = def.network.as_deref().filter(|n| unavailable.contains(*n))
+                && def.kind.key_names().iter().all(|k| keys.contains_key(*k))
+            {
+                let why = format!("its network's executors could not connect: {}", unavailable_why.get(n).map_or("", String::as_str));
+                probe.executor_able(&def.name, n, Err(&why));
             }
         }
         let (execs, token, p) = (executors.clone(), cancel.clone(), probe.clone());
@@ -543,6 +549,10 @@ pub async fn run(
             };
             tracing::warn!(target: "guardian::journal", decision_id = u.decision_id, policy = %u.policy, txs = u.txs.len(), "following an action a previous run left in flight");
             let result = until_shutdown(&guard_cancel, exec, exec.follow(&u.executor, &u.effect, &u.txs)).await;
+            if matches!(result, Err(ExecError::ShutDown)) {
+                // ops: left in flight: the journal keeps it for the next start.
+                return ("guard", Ok(()));
+            }
             if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, u.decision_id, result).await {
                 return ("guard", Err(e));
             }
@@ -663,6 +673,10 @@ pub async fn run(
                     }
                     None => until_shutdown(&guard_cancel, exec, exec.execute(approved, urgency).instrument(span.clone())).await,
                 };
+                if matches!(result, Err(ExecError::ShutDown)) {
+                    // ops: left in flight: the journal keeps it, and the next start follows it.
+                    return ("guard", Ok(()));
+                }
                 let done_at = std::time::Instant::now();
                 // Every event of this execution is queued by now (the executor try_sends them).
                 let mut first_sent = None;

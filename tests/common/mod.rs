@@ -405,19 +405,6 @@ max_change_bps = 5000
 min_delay = "1h"
 value = 500000
 
-[actions.raise-cap-too-far]
-kind = "set-parameter"
-description = "a step that ends outside the bounds (a fixed value outside them is refused at load)"
-target = "{vault}"
-function = "setSupplyCap(uint256)"
-executor = "module"
-getter = "supplyCap()"
-min = 1000
-max = 1200000
-max_change_bps = 5000
-min_delay = "1h"
-value = {{ step_bps = 5000, direction = "up" }}
-
 [actions.cut-cap-too-much]
 kind = "set-parameter"
 description = "a change larger than max_change_bps"
