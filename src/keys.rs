@@ -349,7 +349,10 @@ fn check_keystore(name: &str, path: &Path) -> Result<Option<String>, KeyError> {
         obj.insert("crypto".into(), c);
     }
     let crypto = obj.get("crypto").ok_or(bad("no `crypto` section"))?;
-    let kdf = crypto.get("kdf").and_then(|k| k.as_str()).ok_or(bad("no `kdf`"))?;
+    let kdf = crypto
+        .get("kdf")
+        .and_then(|k| k.as_str())
+        .ok_or(bad("no `kdf`"))?;
     let params = crypto.get("kdfparams").ok_or(bad("no `kdfparams`"))?;
     let num = |k: &str| params.get(k).and_then(serde_json::Value::as_u64);
     let too = |what: String, limit| KeyError::KdfTooCostly {
@@ -367,7 +370,10 @@ fn check_keystore(name: &str, path: &Path) -> Result<Option<String>, KeyError> {
             );
             let work = n.saturating_mul(r).saturating_mul(p);
             if n > 1 << 18 || r > 8 || p > 8 || work > 1 << 24 {
-                return Err(too(format!("scrypt n = {n}, r = {r}, p = {p}"), SCRYPT_LIMIT));
+                return Err(too(
+                    format!("scrypt n = {n}, r = {r}, p = {p}"),
+                    SCRYPT_LIMIT,
+                ));
             }
         }
         "pbkdf2" => {
@@ -415,12 +421,9 @@ fn decrypt_copy(
         .map_err(|e| unreadable(e.kind()))?;
     let written = f.write_all(json.as_bytes());
     drop(f);
-    let out = written
-        .map_err(|e| unreadable(e.kind()))
-        .and_then(|()| {
-            PrivateKeySigner::decrypt_keystore(&copy, pass)
-                .map_err(|e| keystore_error(name, path, e))
-        });
+    let out = written.map_err(|e| unreadable(e.kind())).and_then(|()| {
+        PrivateKeySigner::decrypt_keystore(&copy, pass).map_err(|e| keystore_error(name, path, e))
+    });
     let _ = fs::remove_file(&copy);
     out
 }

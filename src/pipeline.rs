@@ -384,7 +384,10 @@ pub async fn run(
             if let Some(n) = def.network.as_deref().filter(|n| unavailable.contains(*n))
                 && def.kind.key_names().iter().all(|k| keys.contains_key(*k))
             {
-                let why = format!("its network's executors could not connect: {}", unavailable_why.get(n).map_or("", String::as_str));
+                let why = format!(
+                    "its network's executors could not connect: {}",
+                    unavailable_why.get(n).map_or("", String::as_str)
+                );
                 probe.executor_able(&def.name, n, Err(&why));
             }
         }
@@ -769,7 +772,12 @@ fn too_old(trip: &Trip, action: &crate::config::ActionDef) -> Option<(u64, u64)>
 /// ops: executors whose key could not be loaded cannot act: not ready, alerted.
 fn mark_missing_keys(config: &Config, keys: &HashMap<String, Key>, probe: &crate::observe::Probe) {
     for def in config.executors.values() {
-        if let Some(k) = def.kind.key_names().into_iter().find(|k| !keys.contains_key(*k)) {
+        if let Some(k) = def
+            .kind
+            .key_names()
+            .into_iter()
+            .find(|k| !keys.contains_key(*k))
+        {
             let why = format!("key `{k}` is missing or could not be loaded");
             probe.executor_able(&def.name, def.network.as_deref().unwrap_or(""), Err(&why));
         }

@@ -22,9 +22,7 @@ use common::fault_proxy::{Fault, FaultProxy};
 use common::{Demo, GuardedVault};
 use guardian::config::Config;
 use guardian::decision::Trip;
-use guardian::executor::{
-    DeliveryEvent, ExecError, Execution, Executors, SignedTx, TxLog,
-};
+use guardian::executor::{DeliveryEvent, ExecError, Execution, Executors, SignedTx, TxLog};
 use guardian::guard::{Approved, Guard, Outcome, Rejection};
 use guardian::keys::Key;
 use guardian::policy::model::{Mode, Severity};
@@ -70,7 +68,10 @@ impl Log {
     }
     fn status_of(&self, tx: B256) -> Option<String> {
         let l = self.0.lock().unwrap();
-        l.iter().rev().find(|(h, _)| *h == tx).map(|(_, s)| s.clone())
+        l.iter()
+            .rev()
+            .find(|(h, _)| *h == tx)
+            .map(|(_, s)| s.clone())
     }
 }
 
@@ -145,7 +146,10 @@ async fn bench(
 impl Bench {
     async fn approve(&mut self, action: &str) -> Approved {
         self.time_ms += 1_000;
-        let d = self.guard.review(&trip(action, self.time_ms), &self.exec).await;
+        let d = self
+            .guard
+            .review(&trip(action, self.time_ms), &self.exec)
+            .await;
         match d.outcome {
             Outcome::Approved(_) => d.into_approved().unwrap(),
             other => panic!("{action} was not approved: {other:?}"),
@@ -253,16 +257,21 @@ async fn seen_2_send_errors_are_retried_until_a_node_takes_it() {
 /// journaled `sent`, and it lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seen_3_accepted_then_error_is_followed_not_refused() {
-    let mut b = bench(&[], 2, |_| String::new(), |p| {
-        p[0].fail(
-            "eth_sendRawTransaction",
-            Fault::accept_then(Fault::upstream_error()),
-        );
-        p[1].fail(
-            "eth_sendRawTransaction",
-            Fault::accept_then(Fault::Http(500)),
-        );
-    })
+    let mut b = bench(
+        &[],
+        2,
+        |_| String::new(),
+        |p| {
+            p[0].fail(
+                "eth_sendRawTransaction",
+                Fault::accept_then(Fault::upstream_error()),
+            );
+            p[1].fail(
+                "eth_sendRawTransaction",
+                Fault::accept_then(Fault::Http(500)),
+            );
+        },
+    )
     .await;
     let mut journaled_sent = 0;
     let mut landed = 0;
@@ -290,13 +299,12 @@ async fn seen_3_accepted_then_error_is_followed_not_refused() {
 /// node, and the pause lands well inside the 60 s delivery deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seen_4_a_held_answer_times_out_and_the_pause_lands() {
-    let tail = |d: &Demo| "[executors.quick]\nkind = \"eoa\"\nkey = \"bot\"\nnetwork = \"local\"\nrpc_timeout = \"500ms\"\n\n[actions.pause-quick]\nkind = \"pause\"\ndescription = \"pause with 500 ms RPC deadlines\"\ntarget = \"VAULT\"\nfunction = \"pause()\"\npaused_getter = \"paused()\"\nexecutor = \"quick\"\n".replace("VAULT", &d.vault.to_string());
+    let tail = |d: &Demo| {
+        "[executors.quick]\nkind = \"eoa\"\nkey = \"bot\"\nnetwork = \"local\"\nrpc_timeout = \"500ms\"\n\n[actions.pause-quick]\nkind = \"pause\"\ndescription = \"pause with 500 ms RPC deadlines\"\ntarget = \"VAULT\"\nfunction = \"pause()\"\npaused_getter = \"paused()\"\nexecutor = \"quick\"\n".replace("VAULT", &d.vault.to_string())
+    };
     let mut b = bench(&[], 2, tail, |p| {
         for proxy in p {
-            proxy.fail(
-                "eth_sendRawTransaction",
-                Fault::accept_then(Fault::Hang),
-            );
+            proxy.fail("eth_sendRawTransaction", Fault::accept_then(Fault::Hang));
         }
     })
     .await;
@@ -317,9 +325,11 @@ async fn seen_4_a_held_answer_times_out_and_the_pause_lands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seen_5_a_pause_on_an_address_without_code_is_refused() {
     let nowhere = Address::repeat_byte(0x5e);
-    let tail = |_: &Demo| format!(
-        "[actions.pause-nowhere]\nkind = \"pause\"\ndescription = \"no code, no getter\"\ntarget = \"{nowhere}\"\nfunction = \"pause()\"\nexecutor = \"direct\"\n"
-    );
+    let tail = |_: &Demo| {
+        format!(
+            "[actions.pause-nowhere]\nkind = \"pause\"\ndescription = \"no code, no getter\"\ntarget = \"{nowhere}\"\nfunction = \"pause()\"\nexecutor = \"direct\"\n"
+        )
+    };
     let mut b = bench(&[], 1, tail, |_| {}).await;
     b.time_ms += 1_000;
     let d = b
@@ -334,11 +344,15 @@ async fn seen_5_a_pause_on_an_address_without_code_is_refused() {
     }
     let found = b.exec.unobservable(&b.config.actions).await;
     assert!(
-        found.iter().any(|(a, why)| a == "pause-nowhere" && why.contains("no code")),
+        found
+            .iter()
+            .any(|(a, why)| a == "pause-nowhere" && why.contains("no code")),
         "{found:?}"
     );
     assert!(!found.iter().any(|(a, _)| a == "pause-direct"));
-    println!("seen 5: the pause on {nowhere} (no code, no getter) was refused at preflight and flagged at start");
+    println!(
+        "seen 5: the pause on {nowhere} (no code, no getter) was refused at preflight and flagged at start"
+    );
 }
 
 /// Seen 6: ready means able to act. A key with 0 ETH, a missing key and no
@@ -367,7 +381,9 @@ async fn seen_6_an_executor_that_cannot_act_is_not_ready() {
         .collect();
     let poor = &ready["poor"];
     assert!(
-        poor.problem.as_deref().is_some_and(|p| p.contains("below the reserve")),
+        poor.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("below the reserve")),
         "{poor:?}"
     );
     // The stranger holds 10,000 ETH: above a 6,000 reserve, under twice it.
@@ -377,8 +393,10 @@ async fn seen_6_an_executor_that_cannot_act_is_not_ready() {
     proxy.fail_all(Fault::Refuse);
     let down = exec.readiness().await;
     assert!(
-        down.iter()
-            .all(|r| r.problem.as_deref().is_some_and(|p| p.contains("no endpoint answers"))),
+        down.iter().all(|r| r
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("no endpoint answers"))),
         "{down:?}"
     );
     proxy.heal();
@@ -392,9 +410,15 @@ async fn seen_6_an_executor_that_cannot_act_is_not_ready() {
         "[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
         demo.vault
     );
-    let config = self::config(&demo, dir.path(), &[proxy.http_url()], &format!("{tail}{metric}"));
+    let config = self::config(
+        &demo,
+        dir.path(),
+        &[proxy.http_url()],
+        &format!("{tail}{metric}"),
+    );
     let policy = "[[policy]]\nid = \"vault-drain\"\ndescription = \"drain\"\nseverity = \"critical\"\naction = \"pause-direct\"\ncooldown = \"10 blocks\"\n[policy.when]\nkind = \"change\"\nmetric = \"vault.total_assets\"\nwindow = \"1 block\"\ndirection = \"down\"\nby = \"30%\"\n";
-    let set = guardian::policy::compile_str("p.toml", policy, &config).unwrap_or_else(|e| panic!("{e}"));
+    let set =
+        guardian::policy::compile_str("p.toml", policy, &config).unwrap_or_else(|e| panic!("{e}"));
     let cancel = tokio_util::sync::CancellationToken::new();
     let options = guardian::pipeline::RunOptions {
         probe,
@@ -455,13 +479,18 @@ async fn seen_8_a_reorg_that_removes_the_pause_sends_it_again() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let (mut reorged, mut fin) = (false, None);
         while fin.is_none() {
-            assert!(Instant::now() < deadline, "no re-send / finality (reorged: {reorged})");
+            assert!(
+                Instant::now() < deadline,
+                "no re-send / finality (reorged: {reorged})"
+            );
             match tokio::time::timeout(Duration::from_millis(300), b.events.recv()).await {
                 Ok(Some(DeliveryEvent::Reorged { .. })) => reorged = true,
                 Ok(Some(DeliveryEvent::Final { block, .. })) if reorged => fin = Some(block),
                 _ => {
                     // Blocks keep coming, as on a live chain.
-                    p.raw_request::<_, String>("evm_mine".into(), ()).await.unwrap();
+                    p.raw_request::<_, String>("evm_mine".into(), ())
+                        .await
+                        .unwrap();
                 }
             }
         }
@@ -558,7 +587,9 @@ act_if_late = true
     ] {
         assert!(err.contains(needle), "missing {needle:?} in\n{err}");
     }
-    println!("seen 9: load refused unpause(), renounceOwnership() as a pause, setFee() as a pause, a value above max, act_if_late on a parameter");
+    println!(
+        "seen 9: load refused unpause(), renounceOwnership() as a pause, setFee() as a pause, a value above max, act_if_late on a parameter"
+    );
 }
 
 /// Seen 10: keystores written by eth-account (scrypt and pbkdf2, ASCII and
@@ -596,10 +627,16 @@ fn seen_10_keystores_load_or_are_refused_at_once_with_the_reason() {
     }
     for name in ["pbkdf2-too-costly", "scrypt-too-costly"] {
         let start = Instant::now();
-        let err = load(name, "correct horse battery staple").unwrap_err().to_string();
-        assert!(start.elapsed() < Duration::from_secs(5), "{name} was derived");
+        let err = load(name, "correct horse battery staple")
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains(&format!("{name}.json")) && err.contains("above the most guardian derives"),
+            start.elapsed() < Duration::from_secs(5),
+            "{name} was derived"
+        );
+        assert!(
+            err.contains(&format!("{name}.json"))
+                && err.contains("above the most guardian derives"),
             "{err}"
         );
     }
@@ -613,7 +650,9 @@ fn seen_10_keystores_load_or_are_refused_at_once_with_the_reason() {
 /// blocks, its fees never above the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_pause_under_a_4x_base_fee_jump_lands_within_3_blocks() {
-    let tail = |d: &Demo| "[executors.thrifty]\nkind = \"eoa\"\nkey = \"bot\"\nnetwork = \"local\"\npriority_fee_gwei = 0.01\nmax_fee_gwei = 200\n\n[actions.pause-thrifty]\nkind = \"pause\"\ndescription = \"pause with a small tip\"\ntarget = \"VAULT\"\nfunction = \"pause()\"\npaused_getter = \"paused()\"\nexecutor = \"thrifty\"\n".replace("VAULT", &d.vault.to_string());
+    let tail = |d: &Demo| {
+        "[executors.thrifty]\nkind = \"eoa\"\nkey = \"bot\"\nnetwork = \"local\"\npriority_fee_gwei = 0.01\nmax_fee_gwei = 200\n\n[actions.pause-thrifty]\nkind = \"pause\"\ndescription = \"pause with a small tip\"\ntarget = \"VAULT\"\nfunction = \"pause()\"\npaused_getter = \"paused()\"\nexecutor = \"thrifty\"\n".replace("VAULT", &d.vault.to_string())
+    };
     let mut b = bench(&[], 2, tail, |_| {}).await;
     let p = b.demo.provider.clone();
     let cap = 200 * common::GWEI;
@@ -622,7 +661,9 @@ async fn a_stuck_pause_under_a_4x_base_fee_jump_lands_within_3_blocks() {
     let mut blocks = Vec::new();
     let mut max_fee_seen = 0u128;
     for _ in 0..TRIALS {
-        p.raw_request::<_, ()>("evm_setAutomine".into(), (true,)).await.unwrap();
+        p.raw_request::<_, ()>("evm_setAutomine".into(), (true,))
+            .await
+            .unwrap();
         // Each trial starts from a 1 gwei base fee (the jumps do not compound).
         p.raw_request::<_, ()>(
             "anvil_setNextBlockBaseFeePerGas".into(),
@@ -630,9 +671,13 @@ async fn a_stuck_pause_under_a_4x_base_fee_jump_lands_within_3_blocks() {
         )
         .await
         .unwrap();
-        p.raw_request::<_, String>("evm_mine".into(), ()).await.unwrap();
+        p.raw_request::<_, String>("evm_mine".into(), ())
+            .await
+            .unwrap();
         b.unpause().await;
-        p.raw_request::<_, ()>("evm_setAutomine".into(), (false,)).await.unwrap();
+        p.raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+            .await
+            .unwrap();
         b.drain_events();
         let start_block = p.get_block_number().await.unwrap();
         let a = b.approve("pause-thrifty").await;
@@ -662,7 +707,9 @@ async fn a_stuck_pause_under_a_4x_base_fee_jump_lands_within_3_blocks() {
         .await
         .unwrap();
         let landed = loop {
-            p.raw_request::<_, String>("evm_mine".into(), ()).await.unwrap();
+            p.raw_request::<_, String>("evm_mine".into(), ())
+                .await
+                .unwrap();
             while let Ok(e) = b.events.try_recv() {
                 if let DeliveryEvent::Sent { fees, .. } = e {
                     max_fee_seen = max_fee_seen.max(fees.max_fee);
@@ -692,7 +739,9 @@ async fn a_stuck_pause_under_a_4x_base_fee_jump_lands_within_3_blocks() {
             replaced += usize::from(replacements >= 1);
         }
     }
-    p.raw_request::<_, ()>("evm_setAutomine".into(), (true,)).await.unwrap();
+    p.raw_request::<_, ()>("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
     println!(
         "4x base-fee jump: the stuck pause was replaced in {replaced}/{TRIALS} trials and landed within 3 blocks in {within}/{TRIALS}, p50 {:.0} block(s), highest max fee {} gwei (cap {} gwei)",
         percentile(blocks, 0.5),
@@ -870,8 +919,8 @@ async fn run_until(
 ) -> Vec<guardian::pipeline::Report> {
     let config = config(demo, dir, &[demo.anvil.endpoint()], tail);
     let policy = DRAIN_POLICY.replace("ACTION", action);
-    let set = guardian::policy::compile_str("p.toml", &policy, &config)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let set =
+        guardian::policy::compile_str("p.toml", &policy, &config).unwrap_or_else(|e| panic!("{e}"));
     let record = dir.join(format!("{action}.csv"));
     let options = guardian::pipeline::RunOptions {
         record: Some(record.clone()),
@@ -902,7 +951,12 @@ async fn run_until(
         let done = text.lines().any(|l| l.starts_with(&format!("{head},")));
         let executing = out
             .iter()
-            .filter(|r| matches!(r, guardian::pipeline::Report::Decision { approved: true, .. }))
+            .filter(|r| {
+                matches!(
+                    r,
+                    guardian::pipeline::Report::Decision { approved: true, .. }
+                )
+            })
             .count()
             > out
                 .iter()
@@ -917,7 +971,10 @@ async fn run_until(
         if done && !executing {
             break;
         }
-        assert!(Instant::now() < deadline, "the pipeline never reached block {head}");
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline never reached block {head}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cancel.cancel();
@@ -972,7 +1029,9 @@ async fn seen_7_a_drain_two_hours_ago_since_refilled_does_not_pause() {
     demo.deposit(450_000).await;
     // Now: the chain is current.
     set_time(now).await;
-    p.raw_request::<_, String>("evm_mine".into(), ()).await.unwrap();
+    p.raw_request::<_, String>("evm_mine".into(), ())
+        .await
+        .unwrap();
     let head = p.get_block_number().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -982,11 +1041,16 @@ async fn seen_7_a_drain_two_hours_ago_since_refilled_does_not_pause() {
         demo.vault
     );
     let reports = run_until(&demo, dir.path(), &late, "pause-direct", before, head).await;
-    let trips = reports.iter().filter(|r| matches!(r, Report::Trip { .. })).count();
+    let trips = reports
+        .iter()
+        .filter(|r| matches!(r, Report::Trip { .. }))
+        .count();
     let refused: Vec<&String> = reports
         .iter()
         .filter_map(|r| match r {
-            Report::Decision { outcome, .. } if outcome.contains("max_trigger_age") => Some(outcome),
+            Report::Decision { outcome, .. } if outcome.contains("max_trigger_age") => {
+                Some(outcome)
+            }
             _ => None,
         })
         .collect();
@@ -1001,9 +1065,13 @@ async fn seen_7_a_drain_two_hours_ago_since_refilled_does_not_pause() {
     // The same trip on a pause allowed to act late: it acts.
     let reports = run_until(&demo, dir.path(), &late, "pause-late", before, head).await;
     assert!(
-        reports
-            .iter()
-            .any(|r| matches!(r, Report::Executed { execution: Execution::Landed { .. }, .. })),
+        reports.iter().any(|r| matches!(
+            r,
+            Report::Executed {
+                execution: Execution::Landed { .. },
+                ..
+            }
+        )),
         "{reports:?}"
     );
     assert!(demo.paused().await);
@@ -1083,11 +1151,13 @@ async fn seen_4_sigterm_ends_the_binary_within_a_bound_while_the_endpoint_hangs(
         proxy.counts("eth_sendRawTransaction").seen >= 1
     });
     let asked = Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
         .await
         .expect("guardian exits within 40 s of SIGTERM")

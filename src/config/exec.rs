@@ -479,7 +479,11 @@ fn parse_delivery_extras(t: &mut TableReader<'_, '_>, d: &mut Delivery, r: &mut 
         && let Some(eth) = reader::as_number(v, "reserve_eth", r)
     {
         if eth < 0.0 {
-            r.error(&v.span(), "reserve_eth must be at least 0".to_string(), None);
+            r.error(
+                &v.span(),
+                "reserve_eth must be at least 0".to_string(),
+                None,
+            );
         } else {
             d.reserve_wei = Some((eth * 1e18).round() as u128);
         }
@@ -799,7 +803,11 @@ pub(super) fn parse_timing(
         match units::parse_duration(text) {
             Ok(0) => r.error(&span, "max_trigger_age must be above 0", None),
             Ok(ms) => timing.max_trigger_age_ms = ms,
-            Err(e) => r.error(&span, format!("max_trigger_age: {}", e.message), Some(e.hint)),
+            Err(e) => r.error(
+                &span,
+                format!("max_trigger_age: {}", e.message),
+                Some(e.hint),
+            ),
         }
     }
     if let Some(v) = t.get("act_if_late")
@@ -890,11 +898,19 @@ pub(super) fn check_call(
 }
 
 /// A fixed value within `[min, max]`; a step within `max_change_bps`.
-fn check_bounds(ctx: &str, p: &ParameterParams, span: &std::ops::Range<usize>, r: &mut Reporter<'_>) {
+fn check_bounds(
+    ctx: &str,
+    p: &ParameterParams,
+    span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) {
     match p.value {
         ValuePolicy::Fixed(v) if v < p.min || v > p.max => r.error(
             span,
-            format!("{ctx}: value {v} is outside the declared bounds [{}, {}]", p.min, p.max),
+            format!(
+                "{ctx}: value {v} is outside the declared bounds [{}, {}]",
+                p.min, p.max
+            ),
             Some("the guard and the module refuse it; fix the value or the bounds".into()),
         ),
         ValuePolicy::StepBps { bps, .. } if bps > p.max_change_bps => r.error(

@@ -26,11 +26,11 @@ use alloy::primitives::Address;
 
 pub use journal::{JournalConfig, JournalSync};
 
+pub use exec::{ActionTiming, DEFAULT_MAX_TRIGGER_AGE_MS};
 pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
     ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
 };
-pub use exec::{ActionTiming, DEFAULT_MAX_TRIGGER_AGE_MS};
 pub use ops::{NotifyDef, NotifyKind, ObserveDef, UrlSource};
 
 use crate::metrics::is_valid_metric_name;

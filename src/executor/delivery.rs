@@ -124,13 +124,13 @@ const TABLE: &[(SendRefusal, &[&str])] = &[
     (
         SendRefusal::AlreadyKnown,
         &[
-            "already known",              // geth, reth, Erigon, op-geth
-            "known transaction",          // older geth, Besu ("Known transaction")
+            "already known",                // geth, reth, Erigon, op-geth
+            "known transaction",            // older geth, Besu ("Known transaction")
             "transaction already imported", // anvil
-            "alreadyknown",               // Nethermind, Erigon reason names
-            "transaction_already_known",  // Besu
-            "already in mempool",         // some L2 sequencers
-            "already exists",             // zkSync ("tx already exists")
+            "alreadyknown",                 // Nethermind, Erigon reason names
+            "transaction_already_known",    // Besu
+            "already in mempool",           // some L2 sequencers
+            "already exists",               // zkSync ("tx already exists")
         ],
     ),
     (
@@ -142,11 +142,11 @@ const TABLE: &[(SendRefusal, &[&str])] = &[
             "transaction underpriced",             // geth, reth
             "underpriced",
             "max fee per gas less than block base fee", // geth, reth, anvil
-            "feecaptoolow",                        // Erigon
-            "feetoolow",                           // Nethermind, Erigon
-            "gas price too low",                   // Besu, older geth
-            "gas_price_too_low",                   // Besu
-            "below configured minimum gas price",  // Besu
+            "feecaptoolow",                             // Erigon
+            "feetoolow",                                // Nethermind, Erigon
+            "gas price too low",                        // Besu, older geth
+            "gas_price_too_low",                        // Besu
+            "below configured minimum gas price",       // Besu
             "fee too low",
             "max fee per gas too low",
             "transaction fee too low",
@@ -155,21 +155,21 @@ const TABLE: &[(SendRefusal, &[&str])] = &[
     (
         SendRefusal::NonceTooLow,
         &[
-            "nonce too low",          // geth, reth, anvil, Erigon, Arbitrum
-            "nonce_too_low",          // Besu
-            "noncetoolow",            // Erigon reason
-            "oldnonce",               // Nethermind
+            "nonce too low",               // geth, reth, anvil, Erigon, Arbitrum
+            "nonce_too_low",               // Besu
+            "noncetoolow",                 // Erigon reason
+            "oldnonce",                    // Nethermind
             "nonce has already been used", // ethers-style relays
-            "invalid nonce",          // some L2s (nonce below the account's)
+            "invalid nonce",               // some L2s (nonce below the account's)
         ],
     ),
     (
         SendRefusal::NonceTooHigh,
         &[
-            "nonce too high",         // geth, reth, anvil, Arbitrum
-            "noncegap",               // Nethermind
-            "nonce_too_far_in_future", // Besu
-            "noncetoofarinfuture",    // Nethermind
+            "nonce too high",                              // geth, reth, anvil, Arbitrum
+            "noncegap",                                    // Nethermind
+            "nonce_too_far_in_future",                     // Besu
+            "noncetoofarinfuture",                         // Nethermind
             "future transaction tries to replace pending", // geth
             "nonce gap",
         ],
@@ -177,11 +177,11 @@ const TABLE: &[(SendRefusal, &[&str])] = &[
     (
         SendRefusal::InsufficientFunds,
         &[
-            "insufficient funds",     // geth, reth, anvil, Erigon ("insufficient funds for gas * price + value")
-            "insufficientfunds",      // Nethermind, Erigon reason
+            "insufficient funds", // geth, reth, anvil, Erigon ("insufficient funds for gas * price + value")
+            "insufficientfunds",  // Nethermind, Erigon reason
             "upfront cost exceeds account balance", // Besu
             "transaction_upfront_cost_exceeds_balance", // Besu
-            "insufficient balance",   // some L2s
+            "insufficient balance", // some L2s
             "sender doesn't have enough funds", // older Nethermind
         ],
     ),
@@ -305,12 +305,21 @@ mod tests {
             ("NONCE_TOO_LOW", SendRefusal::NonceTooLow),
             ("nonce too high", SendRefusal::NonceTooHigh),
             ("NonceGap", SendRefusal::NonceTooHigh),
-            ("NONCE_TOO_FAR_IN_FUTURE_FOR_SENDER", SendRefusal::NonceTooHigh),
+            (
+                "NONCE_TOO_FAR_IN_FUTURE_FOR_SENDER",
+                SendRefusal::NonceTooHigh,
+            ),
             ("FeeTooLow", SendRefusal::Underpriced),
             ("REPLACEMENT_UNDERPRICED", SendRefusal::Underpriced),
-            ("Gas price below configured minimum gas price", SendRefusal::Underpriced),
+            (
+                "Gas price below configured minimum gas price",
+                SendRefusal::Underpriced,
+            ),
             ("InsufficientFunds", SendRefusal::InsufficientFunds),
-            ("Upfront cost exceeds account balance", SendRefusal::InsufficientFunds),
+            (
+                "Upfront cost exceeds account balance",
+                SendRefusal::InsufficientFunds,
+            ),
             ("upstream connect error", SendRefusal::Unknown),
             ("intrinsic gas too low", SendRefusal::Unknown),
             ("txpool is full", SendRefusal::Unknown),

@@ -214,7 +214,6 @@ impl Endpoints {
         call(e, self.timeout, fut).await
     }
 
-
     /// A read, failed over and hedged: the healthiest endpoint first; on an
     /// error, or no answer within `hedge`, the next one too; the first answer
     /// wins. A revert is returned at once (every node would say the same).

@@ -105,7 +105,9 @@ pub enum ExecError {
     Rpc { what: &'static str, reason: String },
     #[error("every node refused the transaction: {0}")]
     Refused(String),
-    #[error("shut down while the transaction was in flight (a restart follows it from the journal)")]
+    #[error(
+        "shut down while the transaction was in flight (a restart follows it from the journal)"
+    )]
     ShutDown,
     #[error("fees reached the cap of {cap_wei} wei without inclusion")]
     FeeCap { cap_wei: u128 },
@@ -222,7 +224,8 @@ impl Attempt {
     fn taken(&mut self, hash: B256, raw: &Bytes) {
         if !self.sent.contains(&hash) {
             self.sent.push(hash);
-            self.info.push((hash, self.fees, self.replacement, raw.clone()));
+            self.info
+                .push((hash, self.fees, self.replacement, raw.clone()));
         }
     }
     /// The transaction `tx` as signed, to send again.
@@ -282,7 +285,11 @@ fn safe_outcome(r: &TransactionReceipt, safe: Address) -> Result<(), ExecError> 
 
 /// Asks every endpoint its chain id: one that names another chain is a
 /// configuration error; none answering is an unreachable network.
-async fn check_chain(endpoints: &Endpoints, network: &str, expected: u64) -> Result<u64, ExecError> {
+async fn check_chain(
+    endpoints: &Endpoints,
+    network: &str,
+    expected: u64,
+) -> Result<u64, ExecError> {
     let answers = endpoints
         .read_all(|p| async move { p.get_chain_id().await })
         .await;
@@ -578,7 +585,10 @@ impl Executors {
                 Ok(b) => {
                     let b = b.saturating_to::<u128>();
                     let problem = (b < reserve).then(|| {
-                        format!("key {} holds {b} wei, below the reserve of {reserve} wei", ex.sender.name())
+                        format!(
+                            "key {} holds {b} wei, below the reserve of {reserve} wei",
+                            ex.sender.name()
+                        )
                     });
                     (problem, Some(b))
                 }
@@ -772,7 +782,12 @@ impl Executors {
         execute_now: bool,
     ) -> Result<(SafeTx, u64), ExecError> {
         let (nonce, threshold) = tokio::try_join!(
-            self.word("Safe.nonce", safe, ISafe::nonceCall {}.abi_encode().into(), None),
+            self.word(
+                "Safe.nonce",
+                safe,
+                ISafe::nonceCall {}.abi_encode().into(),
+                None
+            ),
             self.word(
                 "Safe.getThreshold",
                 safe,
@@ -991,16 +1006,15 @@ impl Executors {
             .with_gas_limit(a.gas)
             .with_max_fee_per_gas(a.fees.max_fee)
             .with_max_priority_fee_per_gas(a.fees.priority_fee);
-        let envelope = <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(
-            tx, &ex.wallet,
-        )
-        .await
-        .map_err(|e| {
-            ExecError::Key(KeyError::Signing {
-                key: ex.sender.name().to_string(),
-                reason: e.to_string(),
-            })
-        })?;
+        let envelope =
+            <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(tx, &ex.wallet)
+                .await
+                .map_err(|e| {
+                    ExecError::Key(KeyError::Signing {
+                        key: ex.sender.name().to_string(),
+                        reason: e.to_string(),
+                    })
+                })?;
         let raw: Bytes = alloy::eips::eip2718::Encodable2718::encoded_2718(&envelope).into();
         Ok((*envelope.tx_hash(), raw))
     }
@@ -1099,8 +1113,11 @@ impl Executors {
             SendRefusal::Underpriced => {
                 let (base, block) = self.base_fee().await?;
                 a.fee_block = block;
-                match delivery::bump(a.fees, delivery::initial(base, &d, urgency), d.max_fee_cap_wei)
-                {
+                match delivery::bump(
+                    a.fees,
+                    delivery::initial(base, &d, urgency),
+                    d.max_fee_cap_wei,
+                ) {
                     Some(f) => {
                         a.fees = f;
                         return Ok(Next::Resend);
@@ -1135,7 +1152,8 @@ impl Executors {
         if let Some(r) = self.find_receipt(&a.sent).await.ok().flatten() {
             return self.landed(ex, approved, r, a).await.map(Next::Done);
         }
-        let wait = delivery::backoff(a.tries).min(a.deadline.saturating_duration_since(Instant::now()));
+        let wait =
+            delivery::backoff(a.tries).min(a.deadline.saturating_duration_since(Instant::now()));
         a.tries += 1;
         tokio::time::sleep(wait).await;
         Ok(Next::Resend)
@@ -1307,9 +1325,10 @@ impl Executors {
     }
 
     async fn latest_block(&self) -> Result<u64, ExecError> {
-        self.read("eth_blockNumber", |p| async move {
-            p.get_block_number().await
-        })
+        self.read(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
         .await
     }
 
@@ -1472,7 +1491,9 @@ impl Executors {
             *checked_known = true;
             if !self.known_anywhere(last.hash).await {
                 tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "no node knows the transaction any more: broadcasting it again");
-                if let Sent::Refused(_, why) = self.send(ex, last.decision_id, last.hash, &last.raw).await {
+                if let Sent::Refused(_, why) =
+                    self.send(ex, last.decision_id, last.hash, &last.raw).await
+                {
                     tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, answers = %why, "broadcasting again was refused");
                 }
             }
