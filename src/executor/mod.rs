@@ -1490,7 +1490,7 @@ impl Executors {
         if !*checked_known {
             *checked_known = true;
             if !self.known_anywhere(last.hash).await {
-                tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "no node knows the transaction any more: broadcasting it again");
+                tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again to every endpoint");
                 if let Sent::Refused(_, why) =
                     self.send(ex, last.decision_id, last.hash, &last.raw).await
                 {
