@@ -230,6 +230,8 @@ pub async fn run(
     let mut executors: HashMap<String, Executors> = HashMap::new();
     // ops: networks whose executors could not connect yet; the executors' delivery events (for latencies).
     let mut unavailable: HashSet<String> = HashSet::new();
+    // ops: why each unavailable network's executors could not connect (for /readyz).
+    let mut unavailable_why: HashMap<String, String> = HashMap::new();
     let (sent_tx, mut sent_rx) = mpsc::channel::<crate::executor::DeliveryEvent>(256);
     for def in config.executors.values() {
         let Some(net) = def.network.as_deref() else {
@@ -260,6 +262,7 @@ pub async fn run(
                 Err(e @ (ExecError::Rpc { .. } | ExecError::MissingKey { .. })) => {
                     tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors unavailable; watching anyway, retrying on the next trip");
                     options.probe.executor_unavailable(net, &e.to_string());
+                    unavailable_why.insert(net.to_string(), e.to_string());
                     unavailable.insert(net.to_string());
                 }
                 Err(e) => return Err(e.into()),
@@ -398,6 +401,28 @@ pub async fn run(
         });
     }
     drop(events_tx);
+
+    // ops: ready means able to act: keys, balances and endpoints of enforce executors.
+    if config.mode == crate::policy::model::Mode::Enforce {
+        mark_missing_keys(&config, &keys, &probe);
+        for def in config.executors.values() {
+            if let Some(n) = def.network.as_deref().filter(|n| unavailable.contains(*n))
+                && def.kind.key_names().iter().all(|k| keys.contains_key(*k))
+            {
+                let why = format!(
+                    "its network's executors could not connect: {}",
+                    unavailable_why.get(n).map_or("", String::as_str)
+                );
+                probe.executor_able(&def.name, n, Err(&why));
+            }
+        }
+        let (execs, token, p) = (executors.clone(), cancel.clone(), probe.clone());
+        let actions = config.actions.clone();
+        tasks.spawn(async move {
+            recheck_executors(execs, actions, p, token).await;
+            ("readiness", Ok(()))
+        });
+    }
 
     // Engine: samples in, trips out. Stops at once on cancellation.
     let mut engine = Engine::new(policies, config.mode);
@@ -587,7 +612,11 @@ pub async fn run(
             tracing::warn!(target: "guardian::journal", decision_id = u.decision_id, policy = %u.policy, txs = u.txs.len(), "following an action a previous run left in flight");
             let net = executor_networks.get(&u.executor).map_or("", String::as_str);
             guard_probe.decision_context(u.decision_id, &u.policy, net, None);
-            let result = exec.follow(&u.executor, &u.effect, &u.txs).await;
+            let result = until_shutdown(&guard_cancel, exec, exec.follow(&u.executor, &u.effect, &u.txs)).await;
+            if matches!(result, Err(ExecError::ShutDown)) {
+                // ops: left in flight: the journal keeps it for the next start.
+                return ("guard", Ok(()));
+            }
             if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, u.decision_id, result).await {
                 return ("guard", Err(e));
             }
@@ -637,6 +666,9 @@ pub async fn run(
                             e.set_tx_log(j.clone());
                         }
                         unavailable.remove(n);
+                        for r in e.readiness().await {
+                            guard_probe.executor_able(&r.executor, n, r.problem.as_deref().map_or(Ok(()), Err));
+                        }
                         executors.insert(n.clone(), e);
                     }
                     Ok(Err(e)) => guard_probe.executor_unavailable(n, &e.to_string()),
@@ -644,12 +676,17 @@ pub async fn run(
                 }
             }
             let exec = exec_network.and_then(|n| executors.get(n));
+            let late = actions.get(&trip.action).and_then(|a| too_old(&trip, a));
             // Without an executor (an alert-only configuration, an action not in the
             // allow-list, an executor that cannot connect) the guard still decides, and
             // every trip gets a decision.
-            let decision = match exec {
-                Some(exec) => guard.review(&trip, exec).instrument(span.clone()).await,
-                None => guard.review(&trip, &NoExecutor).instrument(span.clone()).await,
+            let decision = match (late, exec) {
+                (Some((age_ms, max_ms)), _) => {
+                    guard_probe.stale_trigger(&trip.policy, &trip.action, trip.block, age_ms, max_ms);
+                    guard.refuse_late(&trip, age_ms, max_ms)
+                }
+                (None, Some(exec)) => guard.review(&trip, exec).instrument(span.clone()).await,
+                (None, None) => guard.review(&trip, &NoExecutor).instrument(span.clone()).await,
             };
             span.record("decision_id", decision.decision_id);
             let entered = span.enter();
@@ -701,8 +738,12 @@ pub async fn run(
                         tracing::warn!(target: "guardian::executor", decision_id, replica, "stood down: {detail}");
                         Ok(Execution::StoodDown { detail })
                     }
-                    None => exec.execute(approved, urgency).instrument(span.clone()).await,
+                    None => until_shutdown(&guard_cancel, exec, exec.execute(approved, urgency).instrument(span.clone())).await,
                 };
+                if matches!(result, Err(ExecError::ShutDown)) {
+                    // ops: left in flight: the journal keeps it, and the next start follows it.
+                    return ("guard", Ok(()));
+                }
                 let done_at = std::time::Instant::now();
                 // Every event of this execution is queued by now (the executor try_sends them).
                 let mut first_sent = None;
@@ -777,6 +818,97 @@ async fn net_gate(config: &Config, watcher: &Watcher) -> Result<gate::NetGate, R
             Some(crate::source::chain::quorum::Quorum::connect(watcher, need, tolerance).await?);
     }
     Ok(g)
+}
+
+/// ops: runs a delivery; once `cancel` fires, the executor is asked to stop
+/// (it ends within [`crate::executor::SHUTDOWN_GRACE`] plus one RPC deadline,
+/// whatever the endpoints do; the journal keeps what was sent).
+async fn until_shutdown<F>(cancel: &CancellationToken, exec: &Executors, delivery: F) -> F::Output
+where
+    F: std::future::Future,
+{
+    tokio::pin!(delivery);
+    tokio::select! {
+        out = &mut delivery => out,
+        () = cancel.cancelled() => {
+            exec.shut_down();
+            delivery.await
+        }
+    }
+}
+
+/// A trip older than its action's `max_trigger_age` (by the wall clock, from
+/// its block's time), unless the action is a pause allowed to act late:
+/// `Some((age_ms, max_ms))`. After a restart the engine re-reads the missed
+/// blocks in order, so a condition that still holds trips again on a recent
+/// block, which is acted on; one that no longer holds (drained, then
+/// refilled) does not.
+fn too_old(trip: &Trip, action: &crate::config::ActionDef) -> Option<(u64, u64)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let age = now.saturating_sub(trip.time_ms);
+    let max = action.timing.max_trigger_age_ms;
+    if age <= max {
+        return None;
+    }
+    if action.kind == crate::config::ActionKind::Pause && action.timing.act_if_late {
+        tracing::warn!(target: "guardian::guard", policy = %trip.policy, block = trip.block, age_ms = age, max_ms = max, "the trip is older than max_trigger_age; the pause acts anyway (act_if_late)");
+        return None;
+    }
+    Some((age, max))
+}
+
+/// ops: executors whose key could not be loaded cannot act: not ready, alerted.
+fn mark_missing_keys(config: &Config, keys: &HashMap<String, Key>, probe: &crate::observe::Probe) {
+    for def in config.executors.values() {
+        if let Some(k) = def
+            .kind
+            .key_names()
+            .into_iter()
+            .find(|k| !keys.contains_key(*k))
+        {
+            let why = format!("key `{k}` is missing or could not be loaded");
+            probe.executor_able(&def.name, def.network.as_deref().unwrap_or(""), Err(&why));
+        }
+    }
+}
+
+/// ops: how often an executor's balance and endpoints are re-checked.
+pub const EXECUTOR_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// ops: every [`EXECUTOR_RECHECK`] (and at once), whether each connected
+/// executor can act: an endpoint answers, the balance covers the reserve
+/// (`low-balance` below twice the reserve), every pause without a getter
+/// targets code. Ends on cancellation.
+async fn recheck_executors(
+    executors: HashMap<String, Executors>,
+    actions: std::collections::BTreeMap<String, crate::config::ActionDef>,
+    probe: crate::observe::Probe,
+    cancel: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        for (net, exec) in &executors {
+            for r in exec.readiness().await {
+                probe.executor_able(&r.executor, net, r.problem.as_deref().map_or(Ok(()), Err));
+                if r.low() {
+                    probe.low_balance(&r.executor, net, r.balance_wei.unwrap_or(0), r.reserve_wei);
+                }
+            }
+            if first {
+                for (action, why) in exec.unobservable(&actions).await {
+                    tracing::error!(target: "guardian::executor", action = %action, "{why}");
+                    probe.executor_able(&format!("action {action}"), net, Err(&why));
+                }
+            }
+        }
+        first = false;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(EXECUTOR_RECHECK) => {}
+        }
+    }
 }
 
 /// The chain as the guard sees it for an action with no executor on a

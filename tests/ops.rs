@@ -917,11 +917,17 @@ url = "http://{hooks}/hook"
             v["kind"] == "executor-unavailable"
         })
         .await;
-    // Watching all the same.
-    wait_until("/readyz answers 200", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 200 }
-    })
+    // Watching all the same, but not ready: an enforce executor cannot act (issue #12, seen 6).
+    wait_until(
+        "/readyz answers 503 naming the executor without its key",
+        || {
+            let url = format!("{base}/readyz");
+            async move {
+                let (status, body) = get(&url).await;
+                status == 503 && body.contains("cannot act: key `bot` is missing")
+            }
+        },
+    )
     .await;
     wait_metric(
         &base,

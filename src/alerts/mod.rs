@@ -63,6 +63,10 @@ pub enum AlertKind {
     ExecutorUnavailable,
     /// A signing key could not be loaded at start.
     KeyUnavailable,
+    /// An executor's key balance is approaching its reserve (below twice the reserve).
+    LowBalance,
+    /// A trip was older than its action's `max_trigger_age`: journaled, not acted on.
+    StaleTrigger,
     /// A policy reload was refused; the running policies stay.
     ReloadFailed,
     /// New policies are running.
@@ -91,6 +95,8 @@ impl AlertKind {
             AlertKind::RpcFailing => "rpc-failing",
             AlertKind::ExecutorUnavailable => "executor-unavailable",
             AlertKind::KeyUnavailable => "key-unavailable",
+            AlertKind::LowBalance => "low-balance",
+            AlertKind::StaleTrigger => "stale-trigger",
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
             AlertKind::Stopped => "stopped",

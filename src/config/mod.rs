@@ -26,6 +26,7 @@ use alloy::primitives::Address;
 
 pub use journal::{JournalConfig, JournalSync};
 
+pub use exec::{ActionTiming, DEFAULT_MAX_TRIGGER_AGE_MS};
 pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
     ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
@@ -200,6 +201,8 @@ pub struct ActionDef {
     pub pause: PauseParams,
     /// Set-parameter actions: getter, bounds and how the new value is chosen.
     pub parameter: Option<ParameterParams>,
+    /// How old a trip may be and still be acted on.
+    pub timing: ActionTiming,
 }
 
 /// Executor kinds.
@@ -628,6 +631,7 @@ fn parse_action(
                 None
             }
         });
+    let function_span = t.get("function").map(|v| v.span());
     let function = t.string("function", r).and_then(|(s, span)| {
         if s.parse::<alloy::json_abi::Function>().is_ok() && s.contains('(') {
             Some(s.to_string())
@@ -689,6 +693,10 @@ fn parse_action(
             Some("flags = { getters = [\"isSupplyPaused()\", ...], set = [true, ...] }".into()),
         );
     }
+    let timing = exec::parse_timing(&mut t, kind, r);
+    if let (Some(kind), Some(f), Some(span)) = (kind, &function, &function_span) {
+        exec::check_call(&ctx, kind, f, span, parameter.as_ref(), r);
+    }
     t.finish(r);
     Some(ActionDef {
         name: name.to_string(),
@@ -700,6 +708,7 @@ fn parse_action(
         cooldown_ms,
         pause,
         parameter,
+        timing,
     })
 }
 

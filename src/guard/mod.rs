@@ -171,6 +171,10 @@ pub enum Rejection {
     UpdateTooSoon { ready_at_ms: u64 },
     #[error("preflight reverted: {reason}")]
     PreflightReverted { reason: String },
+    #[error(
+        "the trip is {age_ms} ms old, older than the action's max_trigger_age of {max_ms} ms: not acted on"
+    )]
+    TooOld { age_ms: u64, max_ms: u64 },
 }
 
 /// What the guard decided for one trip.
@@ -513,6 +517,25 @@ impl Guard {
             ),
         }
         decision
+    }
+
+    /// A decision for a trip too old to act on (its age by the wall clock,
+    /// which the pipeline measures: the guard itself never reads the clock).
+    /// Nothing is built, no cooldown starts, no rate limit counts it.
+    pub fn refuse_late(&mut self, trip: &Trip, age_ms: u64, max_ms: u64) -> Decision {
+        self.next_id += 1;
+        tracing::warn!(
+            target: "guardian::guard", decision_id = self.next_id, policy = %trip.policy, block = trip.block,
+            action = %trip.action, age_ms, max_ms, "rejected: the trip is older than max_trigger_age"
+        );
+        Decision {
+            decision_id: self.next_id,
+            policy: trip.policy.clone(),
+            action: trip.action.clone(),
+            block: trip.block,
+            time_ms: trip.time_ms,
+            outcome: Outcome::Rejected(Rejection::TooOld { age_ms, max_ms }),
+        }
     }
 
     async fn decide<V: ChainView>(&mut self, decision_id: u64, trip: &Trip, view: &V) -> Outcome {

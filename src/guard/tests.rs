@@ -81,6 +81,7 @@ fn action(name: &str, kind: ActionKind, target: Address, function: &str) -> Acti
         cooldown_ms: 0,
         pause: PauseParams::default(),
         parameter: None,
+        timing: Default::default(),
     }
 }
 

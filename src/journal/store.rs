@@ -918,7 +918,7 @@ impl TxLog for Journal {
             Some(reason) => ("refused", Some(reason)),
         };
         if let Err(e) = self.lock().execute(
-            "UPDATE transactions SET status = ?2, detail = ?3, updated_ms = ?4 WHERE hash = ?1 AND status = 'signed'",
+            "UPDATE transactions SET status = ?2, detail = ?3, updated_ms = ?4 WHERE hash = ?1 AND status IN ('signed', 'refused')",
             params![hash.to_string(), status, detail, int(now_ms())],
         ) {
             // The signed row is already there: a restart still follows the transaction.

@@ -332,6 +332,67 @@ impl Probe {
         self.raise(a);
     }
 
+    /// Whether an enforce executor can act: `Err(why)` (a key missing or
+    /// unusable, a balance below the reserve, no endpoint answering) makes
+    /// `/readyz` not ready and raises an `executor-unavailable` alert; `Ok`
+    /// clears it.
+    pub fn executor_able(&self, executor: &str, network: &str, able: Result<(), &str>) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.executor_able(executor, able.err());
+        if let Err(why) = able {
+            let mut a = Alert::new(
+                AlertKind::ExecutorUnavailable,
+                Severity::Critical,
+                format!(
+                    "executor {executor} cannot act ({why}); guardian keeps watching, but trips needing it cannot be acted on"
+                ),
+                format!("executor-unable:{executor}:{why}"),
+            );
+            a.network = Some(network.to_string());
+            a.details = json!({ "executor": executor, "error": why });
+            self.raise(a);
+        }
+    }
+
+    /// An executor's key balance is below twice its reserve: fund it before it cannot act.
+    pub fn low_balance(&self, executor: &str, network: &str, balance_wei: u128, reserve_wei: u128) {
+        if self.inner.is_none() {
+            return;
+        }
+        let mut a = Alert::new(
+            AlertKind::LowBalance,
+            Severity::Warning,
+            format!(
+                "executor {executor}'s key holds {balance_wei} wei, less than twice its reserve of {reserve_wei} wei; below the reserve it is not ready: fund it"
+            ),
+            format!("low-balance:{executor}"),
+        );
+        a.network = Some(network.to_string());
+        a.details = json!({ "executor": executor, "balance_wei": balance_wei.to_string(), "reserve_wei": reserve_wei.to_string() });
+        self.raise(a);
+    }
+
+    /// A trip older than its action's `max_trigger_age`: journaled, not acted on.
+    pub fn stale_trigger(&self, policy: &str, action: &str, block: u64, age_ms: u64, max_ms: u64) {
+        if self.inner.is_none() {
+            return;
+        }
+        let mut a = Alert::new(
+            AlertKind::StaleTrigger,
+            Severity::Warning,
+            format!(
+                "policy {policy} tripped on block {block}, {} s ago, older than action {action}'s max_trigger_age of {} s: not acted on (the condition is judged again on new blocks)",
+                age_ms / 1000,
+                max_ms / 1000
+            ),
+            format!("stale-trigger:{policy}:{block}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.block = Some(block);
+        a.details = json!({ "action": action, "age_ms": age_ms, "max_trigger_age_ms": max_ms });
+        self.raise(a);
+    }
+
     /// The pipeline stopped on `error`: guardian is no longer watching (the process exits 2).
     pub fn stopped(&self, error: &str) {
         if self.inner.is_none() {

@@ -1,5 +1,7 @@
 //! The small HTTP server: `/metrics` (Prometheus text), `/healthz` (the process
-//! runs its pipeline), `/readyz` (watching, every network with a fresh head).
+//! runs its pipeline), `/readyz` (watching, every network with a fresh head,
+//! every enforce executor able to act: key loaded, balance above its reserve, an
+//! endpoint answering).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -146,6 +146,8 @@ struct Health {
     policy_metrics: Vec<(String, Vec<String>)>,
     /// Policies whose windows are not full yet, with the block they can trip from.
     blind: std::collections::BTreeMap<String, Option<u64>>,
+    /// Executors that cannot act (key, balance, endpoints), with why.
+    unable: std::collections::BTreeMap<String, String>,
 }
 
 impl Telemetry {
@@ -186,6 +188,7 @@ impl Telemetry {
                 missing: HashMap::new(),
                 policy_metrics: Vec::new(),
                 blind: std::collections::BTreeMap::new(),
+                unable: std::collections::BTreeMap::new(),
             }),
             registry: Registry::default(),
             watching_faults: Watching::default(),
@@ -375,6 +378,9 @@ impl Telemetry {
                         Some(_) => {}
                     }
                 }
+                for (name, why) in &h.unable {
+                    problems.push(format!("executor {name} cannot act: {why}"));
+                }
                 if problems.is_empty() {
                     Ok(())
                 } else {
@@ -384,6 +390,16 @@ impl Telemetry {
         };
         self.ready.set(i64::from(result.is_ok()));
         result
+    }
+
+    /// Whether an executor can act (`None`) or why not; not ready while any cannot.
+    pub fn executor_able(&self, executor: &str, problem: Option<&str>) {
+        if let Ok(mut h) = self.health.lock() {
+            match problem {
+                Some(p) => h.unable.insert(executor.to_string(), p.to_string()),
+                None => h.unable.remove(executor),
+            };
+        }
     }
 
     pub fn stale_after(&self) -> Duration {

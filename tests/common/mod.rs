@@ -405,19 +405,6 @@ max_change_bps = 5000
 min_delay = "1h"
 value = 500000
 
-[actions.raise-cap-too-far]
-kind = "set-parameter"
-description = "a value outside the bounds"
-target = "{vault}"
-function = "setSupplyCap(uint256)"
-executor = "module"
-getter = "supplyCap()"
-min = 1000
-max = 10000000
-max_change_bps = 5000
-min_delay = "1h"
-value = 20000000
-
 [actions.cut-cap-too-much]
 kind = "set-parameter"
 description = "a change larger than max_change_bps"
