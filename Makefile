@@ -46,7 +46,7 @@ contracts-test: deps
 	$(MAKE) -C contracts test check-artifacts
 
 rust-test:
-	cargo test --locked
+	cargo test --locked --no-fail-fast
 
 bench: bench-frontrun
 	cargo bench --bench replay

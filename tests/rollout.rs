@@ -850,7 +850,7 @@ fn one_consistent_command_line() {
     // `check policies` finds the packs in subfolders; --policies works like the positional form.
     let (c, out) = code(&["check", "policies"]);
     assert_eq!(c, Some(0), "{out}");
-    assert!(out.contains("ok: 17 policies"), "{out}");
+    assert!(out.contains("ok: 23 policies"), "{out}");
     let (c, out) = code(&[
         "check",
         "--policies",

@@ -137,8 +137,13 @@ impl Gate {
         if origin != TripOrigin::Block || trip.mode != Mode::Enforce {
             return Some(item);
         }
+        // The head's age is the freshness of the watcher's view of the chain:
+        // the newest head it knows of. A trip on an older block read while
+        // catching up (a restart's backfill) passes with a fresh head, and its
+        // own age is for the action's `max_trigger_age` to judge in the guard.
         let max = net.max_head_age();
-        let age_ms = now_ms().saturating_sub(trip.time_ms);
+        let newest_ms = trip.time_ms.max(net.health.newest_head_ms());
+        let age_ms = now_ms().saturating_sub(newest_ms);
         if u128::from(age_ms) > max.as_millis() {
             let (age, max) = (age_ms as f64 / 1000.0, max.as_secs_f64());
             tracing::error!(target: "guardian::engine", network = %net.name, policy = %trip.policy, block = trip.block, head_age_s = age, max_head_age_s = max, "trip on a head older than max_head_age: no action taken");

@@ -54,6 +54,9 @@ pub struct Health {
     /// Observed block time in ms (an average of timestamp gaps); 0 until seen.
     block_time_ms: AtomicU64,
     last_timestamp: AtomicU64,
+    /// The newest head's timestamp (unix seconds) the watcher has learnt of,
+    /// also while it is still reading older blocks to catch up.
+    newest_head: AtomicU64,
 }
 
 impl Health {
@@ -62,6 +65,7 @@ impl Health {
             endpoints: (0..endpoints.max(1)).map(|_| One::default()).collect(),
             block_time_ms: AtomicU64::new(0),
             last_timestamp: AtomicU64::new(0),
+            newest_head: AtomicU64::new(0),
         }
     }
 
@@ -118,6 +122,18 @@ impl Health {
     /// The healthiest endpoint to read from when `current` is not healthy.
     pub fn preferred(&self, current: usize) -> usize {
         self.order(current).first().copied().unwrap_or(0)
+    }
+
+    /// Records the timestamp (unix seconds) of a head the chain has reached.
+    pub fn observe_head(&self, timestamp: u64) {
+        self.newest_head.fetch_max(timestamp, Ordering::Relaxed);
+    }
+
+    /// The newest head's time in unix milliseconds; 0 until a head was seen.
+    pub fn newest_head_ms(&self) -> u64 {
+        self.newest_head
+            .load(Ordering::Relaxed)
+            .saturating_mul(1000)
     }
 
     /// Records a block's timestamp (unix seconds) to learn the chain's block time.

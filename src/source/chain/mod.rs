@@ -1014,6 +1014,7 @@ impl Follower<'_> {
                 _ => self.unwind().await?,
             }
         }
+        self.health.observe_head(head.timestamp);
         let first = self.start.map_or(head.number, |s| s.min(head.number));
         let mut next = self.recent.back().map_or(first, |&(n, _)| n + 1);
         while next <= head.number {
