@@ -9,14 +9,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
+use common::service::{Guardian, WAIT, history, processed, until};
 use common::{Demo, GuardedVault};
-use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
+use guardian::journal::HistoryEntry;
 
 const POLICY: &str = r#"
 [[policy]]
@@ -33,132 +34,11 @@ direction = "down"
 by = "30%"
 "#;
 
-/// Generous: the machine running the tests may be busy.
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A `guardian run` process whose output goes to files (shown when a test fails).
-struct Guardian {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Guardian {
-    fn start(demo: &Demo, dir: &Path, extra: &[&str]) -> Guardian {
-        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
-        let log = dir.join(format!("guardian-{}.log", std::process::id()));
-        let log = unique(&log);
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("guardian.toml"))
-            .arg("--policies")
-            .arg(dir.join("policy.toml"))
-            .args(extra)
-            .env("UNUSED_IN_TESTS_BOT", key(4))
-            .env("UNUSED_IN_TESTS_STRANGER", key(5))
-            .env("UNUSED_IN_TESTS_OWNER1", key(1))
-            .env("UNUSED_IN_TESTS_OWNER2", key(2))
-            .env("GUARDIAN_LOG", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("the guardian binary starts");
-        Guardian { child, log }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Fails the test (with the process's output) unless it is still running.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("guardian exited ({status}):\n{}", self.output());
-        }
-    }
-
-    /// SIGTERM, then the exit code, within the wait bound.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "guardian did not stop:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Guardian {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unique(path: &Path) -> PathBuf {
-    let mut n = 0;
-    loop {
-        let p = path.with_extension(format!("{n}.log"));
-        if !p.exists() {
-            return p;
-        }
-        n += 1;
-    }
-}
-
 /// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
 fn setup(demo: &Demo, dir: &Path, journal: &str) {
-    let tail = format!(
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[journal]\n{journal}\n",
-        demo.vault
-    );
+    let tail = format!("{}\n[journal]\n{journal}\n", demo.assets_metric());
     demo.config_with(dir, "", &tail);
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
-}
-
-fn history(journal: &Path) -> Vec<HistoryEntry> {
-    match Journal::open_read_only(journal) {
-        Ok(j) => j.history(&HistoryFilter::default()).unwrap_or_default(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn processed(journal: &Path) -> Option<u64> {
-    Journal::open_read_only(journal)
-        .ok()?
-        .processed()
-        .ok()?
-        .into_iter()
-        .find(|(n, _)| n == "local")?
-        .1
-}
-
-/// Polls `check` every 100 ms until it holds; fails with `what` and the guardians' output.
-async fn until(what: &str, guardians: &mut [&mut Guardian], mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        for g in guardians.iter_mut() {
-            g.assert_running();
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = guardians.iter().map(|g| g.output()).collect();
-            panic!(
-                "timed out waiting for {what}; output:\n{}",
-                logs.join("\n-----\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn mine(demo: &Demo) {
@@ -186,7 +66,7 @@ async fn as_a_service_a_drain_is_paused_and_journaled() {
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
 
-    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
@@ -274,8 +154,20 @@ async fn as_a_service_a_drain_is_paused_and_journaled() {
     assert_eq!(g.stop(), Some(0), "a clean stop on SIGTERM");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() {
+/// A pause left in flight: the demo with a journal (warm-up 2 blocks), the
+/// vault drained with mining off, the pause sent, then `kill -9` before any
+/// block includes it.
+struct InFlight {
+    demo: Demo,
+    dir: tempfile::TempDir,
+    journal: PathBuf,
+    /// The block of the drain.
+    drain_block: u64,
+    /// The bot's nonce before guardian started.
+    nonce_before: u64,
+}
+
+async fn a_pause_left_in_flight() -> InFlight {
     let demo = Demo::new(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("guardian.db");
@@ -294,7 +186,7 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
 
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the healthy vault to be read", &mut [&mut first], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
@@ -313,10 +205,26 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
             .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
     })
     .await;
-
     // kill -9 with the pause in the mempool.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
+    InFlight {
+        demo,
+        dir,
+        journal,
+        drain_block,
+        nonce_before,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() {
+    let InFlight {
+        demo,
+        dir,
+        journal,
+        drain_block,
+        nonce_before,
+    } = a_pause_left_in_flight().await;
     let before = history(&journal);
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].status, "executing");
@@ -330,7 +238,12 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
     assert_eq!(bot_nonce(&demo).await, nonce_before, "nothing mined yet");
 
     let record = dir.path().join("restart.csv");
-    let mut second = Guardian::start(&demo, dir.path(), &["--record", record.to_str().unwrap()]);
+    let mut second = Guardian::start(
+        &demo,
+        dir.path(),
+        &["--record", record.to_str().unwrap()],
+        &[],
+    );
     // The restart follows the pause before it decides anything new, so its
     // progress shows in its recording first.
     let drain_row = format!("{drain_block},");
@@ -431,7 +344,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
 
     let mut replicas: Vec<Guardian> = dirs
         .iter()
-        .map(|d| Guardian::start(&demo, d.path(), &[]))
+        .map(|d| Guardian::start(&demo, d.path(), &[], &[]))
         .collect();
     {
         let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
@@ -530,7 +443,7 @@ async fn a_replica_acts_when_the_first_is_down() {
     demo.deposit(900_000).await;
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
-    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
@@ -577,7 +490,7 @@ async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_dow
         .unwrap();
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
-    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
@@ -710,7 +623,7 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
         "path = \"guardian.db\"\nwarmup_blocks = 3",
     );
     std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
     for _ in 0..3 {
         mine(&demo).await;
     }
@@ -737,7 +650,7 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
         .unwrap();
     mine(&demo).await;
     let new_head = demo.provider.get_block_number().await.unwrap();
-    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the restart to catch up", &mut [&mut second], || {
         processed(&journal).is_some_and(|b| b >= new_head)
     })
@@ -761,41 +674,9 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
 /// fees, journals the replacement, and the replacement lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(
-        &demo,
-        dir.path(),
-        "path = \"guardian.db\"\nwarmup_blocks = 2",
-    );
-    demo.deposit(900_000).await;
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
-    .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _drain = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
-    mine(&demo).await;
-    until("the pause to be sent", &mut [&mut first], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
-    })
-    .await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    let InFlight {
+        demo, dir, journal, ..
+    } = a_pause_left_in_flight().await;
     let sent = &history(&journal)[0].transactions[0];
     let max_fee: u128 = sent.max_fee_wei.parse().unwrap();
 
@@ -811,7 +692,7 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
     mine(&demo).await;
     assert!(!demo.paused().await);
 
-    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     let log = second.log.clone();
     until(
         "the restart to follow the pause",
@@ -872,41 +753,9 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
 /// transaction lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(
-        &demo,
-        dir.path(),
-        "path = \"guardian.db\"\nwarmup_blocks = 2",
-    );
-    demo.deposit(900_000).await;
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
-    .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _drain = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
-    mine(&demo).await;
-    until("the pause to be sent", &mut [&mut first], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
-    })
-    .await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    let InFlight {
+        demo, dir, journal, ..
+    } = a_pause_left_in_flight().await;
     let hash: alloy::primitives::B256 = history(&journal)[0].transactions[0].hash.parse().unwrap();
     let _: serde_json::Value = demo
         .provider
@@ -921,7 +770,7 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
             .is_none()
     );
 
-    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     let log = second.log.clone();
     until(
         "the restart to broadcast it again",

@@ -6,6 +6,7 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod fault_proxy;
+pub mod service;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -382,6 +383,14 @@ value = 100000
         let path = dir.join("guardian.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `[metrics."vault.total_assets"]`: the vault's assets, read on `local`.
+    pub fn assets_metric(&self) -> String {
+        format!(
+            "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
+            self.vault
+        )
     }
 
     pub fn keys(&self) -> HashMap<String, Key> {
