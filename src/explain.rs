@@ -5,7 +5,7 @@
 //! and, given a trace, how it behaved. `diff` states what a change changes,
 //! and whether each threshold was tightened (trips sooner) or loosened.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use crate::config::{ActionKind, Config};
 use crate::metrics::MetricId;
@@ -361,7 +361,8 @@ impl Versions<'_> {
 }
 
 /// Adds a line for a value that changed: `what: a -> b (verdict)`.
-fn note(out: &mut Vec<String>, what: &str, a: String, b: String, t: Option<bool>) {
+fn note(out: &mut Vec<String>, what: &str, a: impl Display, b: impl Display, t: Option<bool>) {
+    let (a, b) = (a.to_string(), b.to_string());
     if a != b {
         out.push(format!("{what}: {a} -> {b} ({})", verdict(t)));
     }
@@ -439,8 +440,8 @@ fn threshold_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     note(
         out,
         &format!("threshold on `{}`", v.name(*m2)),
-        v1.to_string(),
-        v2.to_string(),
+        v1,
+        v2,
         tightened(lower, *v1, *v2),
     );
     true
@@ -480,13 +481,7 @@ fn change_changes(v: &Versions, out: &mut Vec<String>) -> bool {
         amount_words(*b2),
         t,
     );
-    note(
-        out,
-        &format!("change window of `{name}`"),
-        w1.to_string(),
-        w2.to_string(),
-        None,
-    );
+    note(out, &format!("change window of `{name}`"), w1, w2, None);
     true
 }
 
@@ -517,17 +512,11 @@ fn rate_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     note(
         out,
         &format!("rate limit on `{name}`"),
-        a1.to_string(),
-        a2.to_string(),
+        a1,
+        a2,
         tightened(true, *a1, *a2),
     );
-    note(
-        out,
-        &format!("rate window of `{name}`"),
-        w1.to_string(),
-        w2.to_string(),
-        None,
-    );
+    note(out, &format!("rate window of `{name}`"), w1, w2, None);
     true
 }
 
@@ -579,13 +568,7 @@ fn sum_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     };
     // A longer window adds more up, so it trips sooner for "above" limits.
     let wt = if lower { wt } else { wt.map(|t| !t) };
-    note(
-        out,
-        &format!("sum window of `{name}`"),
-        w1.to_string(),
-        w2.to_string(),
-        wt,
-    );
+    note(out, &format!("sum window of `{name}`"), w1, w2, wt);
     true
 }
 
@@ -617,8 +600,8 @@ fn deviation_changes(v: &Versions, out: &mut Vec<String>) -> bool {
             v.name(*m2),
             v.name(*r2)
         ),
-        a1.to_string(),
-        a2.to_string(),
+        a1,
+        a2,
         tightened(true, a1.0, a2.0),
     );
     let show = |s: &Option<Window>| s.map_or("none".to_string(), |w| w.to_string());
@@ -651,8 +634,8 @@ fn stale_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     note(
         out,
         &format!("staleness limit of `{}`", v.name(*m2)),
-        a1.to_string(),
-        a2.to_string(),
+        a1,
+        a2,
         t,
     );
     true
@@ -678,14 +661,18 @@ fn ewma_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     note(
         out,
         &format!("EWMA z threshold on `{}`", v.name(*m2)),
-        p1.z.to_string(),
-        p2.z.to_string(),
+        p1.z,
+        p2.z,
         tightened(true, p1.z, p2.z),
     );
-    let (h1, h2) = (p1.halflife.to_string(), p2.halflife.to_string());
-    note(out, "EWMA half-life (samples)", h1, h2, None);
-    let (w1, w2) = (p1.warmup.to_string(), p2.warmup.to_string());
-    note(out, "EWMA warm-up (samples)", w1, w2, None);
+    note(
+        out,
+        "EWMA half-life (samples)",
+        p1.halflife,
+        p2.halflife,
+        None,
+    );
+    note(out, "EWMA warm-up (samples)", p1.warmup, p2.warmup, None);
     true
 }
 
@@ -709,19 +696,18 @@ fn cusum_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     note(
         out,
         &format!("CUSUM threshold on `{}`", v.name(*m2)),
-        p1.threshold.to_string(),
-        p2.threshold.to_string(),
+        p1.threshold,
+        p2.threshold,
         tightened(true, p1.threshold, p2.threshold),
     );
     note(
         out,
         "CUSUM slack",
-        p1.slack.to_string(),
-        p2.slack.to_string(),
+        p1.slack,
+        p2.slack,
         tightened(true, p1.slack, p2.slack),
     );
-    let (w1, w2) = (p1.warmup.to_string(), p2.warmup.to_string());
-    note(out, "CUSUM warm-up (samples)", w1, w2, None);
+    note(out, "CUSUM warm-up (samples)", p1.warmup, p2.warmup, None);
     true
 }
 

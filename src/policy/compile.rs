@@ -741,14 +741,14 @@ impl<'c> Builder<'c> {
         r: &mut Reporter<'_>,
     ) -> Option<Condition> {
         match kind {
-            "threshold" => self.threshold(t, r),
-            "change" => self.change(ctx, t, r),
-            "rate" => self.rate(ctx, t, r),
-            "sum" => self.sum(ctx, t, r),
-            "deviation" => self.deviation(ctx, t, r),
-            "stale" => self.stale(ctx, t, r),
-            "ewma" => self.ewma(t, r),
-            "cusum" => self.cusum(t, r),
+            "threshold" => self.threshold(Leaf { ctx, t, r }),
+            "change" => self.change(Leaf { ctx, t, r }),
+            "rate" => self.rate(Leaf { ctx, t, r }),
+            "sum" => self.sum(Leaf { ctx, t, r }),
+            "deviation" => self.deviation(Leaf { ctx, t, r }),
+            "stale" => self.stale(Leaf { ctx, t, r }),
+            "ewma" => self.ewma(Leaf { ctx, t, r }),
+            "cusum" => self.cusum(Leaf { ctx, t, r }),
             other => {
                 let hint = match did_you_mean(other, CONDITION_KINDS) {
                     Some(k) => format!(
@@ -767,16 +767,21 @@ impl<'c> Builder<'c> {
         }
     }
 
-    /// `threshold`: a metric compared with a value.
-    fn threshold(
-        &mut self,
+    /// A condition's `window`, within what the metric's history keeps.
+    fn window_field(
+        &self,
+        ctx: &str,
         t: &mut TableReader<'_, '_>,
         r: &mut Reporter<'_>,
-    ) -> Option<Condition> {
+    ) -> Option<Window> {
+        t.require("window", r)
+            .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r))
+    }
+
+    /// `threshold`: a metric compared with a value.
+    fn threshold(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
-        let comparison = t
-            .require("op", r)
-            .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r));
+        let comparison = comparison(t, r);
         let value = t.require("value", r).and_then(|v| as_number(v, "value", r));
         Some(Condition::Threshold {
             metric: metric?,
@@ -786,16 +791,9 @@ impl<'c> Builder<'c> {
     }
 
     /// `change`: a metric moving by an amount within a window.
-    fn change(
-        &mut self,
-        ctx: &str,
-        t: &mut TableReader<'_, '_>,
-        r: &mut Reporter<'_>,
-    ) -> Option<Condition> {
+    fn change(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
-        let window = t
-            .require("window", r)
-            .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
+        let window = self.window_field(ctx, t, r);
         let direction = direction(t, r);
         let by = t.require("by", r).and_then(|v| {
             let by = self.amount(v, &format!("{ctx}: by"), false, r)?;
@@ -822,16 +820,9 @@ impl<'c> Builder<'c> {
     }
 
     /// `rate`: a metric's rate of change per unit within a window.
-    fn rate(
-        &mut self,
-        ctx: &str,
-        t: &mut TableReader<'_, '_>,
-        r: &mut Reporter<'_>,
-    ) -> Option<Condition> {
+    fn rate(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
-        let window = t
-            .require("window", r)
-            .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
+        let window = self.window_field(ctx, t, r);
         let per = t
             .require("per", r)
             .and_then(|v| as_choice(v, "rate unit", &RateUnit::CHOICES, r));
@@ -847,19 +838,10 @@ impl<'c> Builder<'c> {
     }
 
     /// `sum`: a metric summed over a window, against an amount or a share of another metric.
-    fn sum(
-        &mut self,
-        ctx: &str,
-        t: &mut TableReader<'_, '_>,
-        r: &mut Reporter<'_>,
-    ) -> Option<Condition> {
+    fn sum(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
-        let window = t
-            .require("window", r)
-            .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
-        let comparison = t
-            .require("op", r)
-            .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r));
+        let window = self.window_field(ctx, t, r);
+        let comparison = comparison(t, r);
         let relative_to = if t.has("relative_to") {
             Some(self.metric(t, "relative_to", r))
         } else {
@@ -888,12 +870,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `deviation`: two metrics apart by more than a percent.
-    fn deviation(
-        &mut self,
-        ctx: &str,
-        t: &mut TableReader<'_, '_>,
-        r: &mut Reporter<'_>,
-    ) -> Option<Condition> {
+    fn deviation(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
         let reference = self.metric(t, "reference", r);
         let above = t.require("above", r).and_then(|v| {
@@ -925,12 +902,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `stale`: a metric not updated for a while.
-    fn stale(
-        &mut self,
-        ctx: &str,
-        t: &mut TableReader<'_, '_>,
-        r: &mut Reporter<'_>,
-    ) -> Option<Condition> {
+    fn stale(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
         let after = t.require("after", r).and_then(|v| {
             let w = self.window(v, &format!("{ctx}: after"), r)?;
@@ -951,7 +923,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `ewma`: a metric's z-score against its exponentially weighted mean.
-    fn ewma(&mut self, t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<Condition> {
+    fn ewma(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
         let halflife = self.positive(t.require("halflife", r), "halflife (samples)", r);
         let warmup = self.warmup(t.require("warmup", r), "warmup", r);
@@ -972,7 +944,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `cusum`: a one-sided cumulative sum of a metric's deviations.
-    fn cusum(&mut self, t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<Condition> {
+    fn cusum(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let metric = self.metric(t, "metric", r);
         let warmup = self.warmup(t.require("warmup", r), "warmup", r);
         let slack = t.require("slack", r).and_then(|v| {
@@ -1006,6 +978,20 @@ impl<'c> Builder<'c> {
             },
         })
     }
+}
+
+/// What a leaf condition is read from: its table, where it stands (for
+/// messages) and where its problems go.
+struct Leaf<'x, 'a, 'b, 'c> {
+    ctx: &'x str,
+    t: &'x mut TableReader<'a, 'b>,
+    r: &'x mut Reporter<'c>,
+}
+
+/// A condition's `op`.
+fn comparison(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<Comparison> {
+    t.require("op", r)
+        .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r))
 }
 
 /// A condition's `direction`.
