@@ -460,7 +460,7 @@ pub fn parse_salt(s: &str) -> Option<B256> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reader::{Diagnostics, SourceFile};
+    use super::super::reader::Diagnostics;
     use super::*;
 
     fn load(tail: &str) -> Result<Config, Diagnostics> {
@@ -490,12 +490,7 @@ network = "local"
 {tail}
 "#
         );
-        let file = SourceFile::new("guardian.toml", text);
-        let mut r = Reporter::new(&file);
-        let c = super::super::parse(&mut r);
-        r.found
-            .into_result(())
-            .and(c.ok_or_else(Diagnostics::default))
+        Config::from_text("guardian.toml", text)
     }
 
     #[test]
