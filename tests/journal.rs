@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use alloy::network::Ethereum;
 use alloy::primitives::U256;
-use alloy::providers::Provider;
+use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
 use common::service::{Guardian, WAIT, history, processed, until};
 use common::{Demo, GuardedVault};
@@ -56,30 +57,68 @@ async fn bot_nonce(demo: &Demo) -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn as_a_service_a_drain_is_paused_and_journaled() {
+/// The demo with a journal (`settings`, in file `db`), 900,000 in the
+/// vault, blocks mined by hand unless `automine`, and guardian started and
+/// through the block the deposit landed in.
+struct Watched {
+    demo: Demo,
+    dir: tempfile::TempDir,
+    journal: PathBuf,
+    g: Guardian,
+    /// The bot's nonce before guardian started.
+    nonce_before: u64,
+}
+
+async fn watched(db: &str, settings: &str, automine: bool) -> Watched {
     let demo = Demo::new(&[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(&demo, dir.path(), "path = \"guardian.db\"");
+    let journal = dir.path().join(db);
+    setup(&demo, dir.path(), settings);
     demo.deposit(900_000).await;
+    if !automine {
+        // From here on blocks are mined only when the test says so.
+        let _: serde_json::Value = demo
+            .provider
+            .raw_request("evm_setAutomine".into(), (false,))
+            .await
+            .unwrap();
+    }
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
-
     let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
     .await;
+    Watched {
+        demo,
+        dir,
+        journal,
+        g,
+        nonce_before,
+    }
+}
+
+/// The attack: half the vault's assets withdrawn in one transaction, sent.
+async fn drain(demo: &Demo) -> PendingTransactionBuilder<Ethereum> {
     let deployer = demo.anvil.addresses()[0];
     GuardedVault::new(demo.vault, &demo.provider)
         .withdraw(U256::from(450_000), deployer, deployer)
         .send()
         .await
         .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_service_a_drain_is_paused_and_journaled() {
+    let Watched {
+        demo,
+        dir,
+        journal,
+        mut g,
+        nonce_before,
+    } = watched("guardian.db", "path = \"guardian.db\"", true).await;
+    drain(&demo).await.get_receipt().await.unwrap();
     until("the pause to land and be journaled", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "landed")
     })
@@ -168,35 +207,19 @@ struct InFlight {
 }
 
 async fn a_pause_left_in_flight() -> InFlight {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(
-        &demo,
-        dir.path(),
+    let Watched {
+        demo,
+        dir,
+        journal,
+        g: mut first,
+        nonce_before,
+    } = watched(
+        "guardian.db",
         "path = \"guardian.db\"\nwarmup_blocks = 2",
-    );
-    demo.deposit(900_000).await;
-    // From here on blocks are mined only when the test says so: the pause stays in flight.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let nonce_before = bot_nonce(&demo).await;
-
-    let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
-    until("the healthy vault to be read", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
+        false,
+    )
     .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _pending = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
+    let _pending = drain(&demo).await;
     mine(&demo).await;
     let drain_block = demo.provider.get_block_number().await.unwrap();
     until("the pause to be sent", &mut [&mut first], || {
@@ -355,15 +378,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
         })
         .await;
     }
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    drain(&demo).await.get_receipt().await.unwrap();
     let done = ["landed", "already-done", "stood-down"];
     {
         let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
@@ -432,31 +447,19 @@ async fn three_replicas_one_attack_one_pause_transaction() {
 /// Availability: with replica 0 down, replica 1 acts one stagger later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_acts_when_the_first_is_down() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("replica.db");
-    setup(
-        &demo,
-        dir.path(),
+    let Watched {
+        demo,
+        dir: _dir,
+        journal,
+        mut g,
+        nonce_before,
+    } = watched(
+        "replica.db",
         "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
-    );
-    demo.deposit(900_000).await;
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let nonce_before = bot_nonce(&demo).await;
-    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
-    until("the healthy vault to be read", &mut [&mut g], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
+        true,
+    )
     .await;
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    drain(&demo).await.get_receipt().await.unwrap();
     until("replica 1 to land the pause", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "landed")
     })
@@ -474,33 +477,19 @@ async fn a_replica_acts_when_the_first_is_down() {
 /// effect, and stands down without signing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_down() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("replica.db");
-    setup(
-        &demo,
-        dir.path(),
+    let Watched {
+        demo,
+        dir: _dir,
+        journal,
+        mut g,
+        nonce_before,
+    } = watched(
+        "replica.db",
         "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
-    );
-    demo.deposit(900_000).await;
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let nonce_before = bot_nonce(&demo).await;
-    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
-    until("the healthy vault to be read", &mut [&mut g], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
+        false,
+    )
     .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _drain = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
+    let _drain = drain(&demo).await;
     mine(&demo).await;
     until(
         "replica 1 to approve (and wait its stagger)",
