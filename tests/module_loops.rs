@@ -55,30 +55,18 @@ fn no_module_imports_one_that_imports_it_back() {
         "the reader found {} modules and {edges} edges",
         graph.len()
     );
-    let loops = all_loops(&graph);
     let known: BTreeSet<(String, String)> = KNOWN.iter().map(|e| parse_edge(e)).collect();
+    let Judged {
+        loops,
+        new_loops,
+        stale,
+    } = judge(&graph, &known);
     let mut report = String::new();
     for cycle in &loops {
         let _ = writeln!(report, "loop: {}", describe(cycle, &graph));
     }
     eprint!("{report}");
     eprintln!("{} loop(s) between modules", loops.len());
-
-    let mut without_known = graph.clone();
-    for (from, to) in &known {
-        if let Some(out) = without_known.get_mut(from) {
-            out.remove(to);
-        }
-    }
-    let new_loops = all_loops(&without_known);
-    let stale: Vec<_> = known
-        .iter()
-        .filter(|(from, to)| {
-            !loops
-                .iter()
-                .any(|c| cycle_edges(c).any(|e| e == (from, to)))
-        })
-        .collect();
     assert!(
         new_loops.is_empty(),
         "modules import each other in a loop (move the shared type below both):\n{}",
@@ -92,6 +80,70 @@ fn no_module_imports_one_that_imports_it_back() {
         stale.is_empty(),
         "these KNOWN imports no longer close a loop; remove them from the list: {stale:?}"
     );
+}
+
+/// Every loop; the loops left when the known imports are set aside; the
+/// known imports that close no loop.
+struct Judged {
+    loops: Vec<Vec<String>>,
+    new_loops: Vec<Vec<String>>,
+    stale: Vec<(String, String)>,
+}
+
+fn judge(graph: &Graph, known: &BTreeSet<(String, String)>) -> Judged {
+    let loops = all_loops(graph);
+    let mut without_known = graph.clone();
+    for (from, to) in known {
+        if let Some(out) = without_known.get_mut(from) {
+            out.remove(to);
+        }
+    }
+    let on_a_loop = |(from, to): &&(String, String)| {
+        loops
+            .iter()
+            .any(|c| cycle_edges(c).any(|e| e == (from, to)))
+    };
+    Judged {
+        new_loops: all_loops(&without_known),
+        stale: known.iter().filter(|e| !on_a_loop(e)).cloned().collect(),
+        loops,
+    }
+}
+
+/// The judge on a small graph: a known loop, a new one, a stale entry.
+#[test]
+fn loops_are_found_and_known_imports_set_aside() {
+    let site = || {
+        vec![Site {
+            file: "f.rs".into(),
+            line: 1,
+        }]
+    };
+    let mut graph = Graph::new();
+    for (from, to) in [
+        ("a", "b"),
+        ("b", "a"),
+        ("b", "c"),
+        ("c", "d"),
+        ("d", "b"),
+        ("e", "a"),
+    ] {
+        graph
+            .entry(from.into())
+            .or_default()
+            .insert(to.into(), site());
+    }
+    let known: BTreeSet<(String, String)> =
+        ["b -> a", "e -> a"].iter().map(|e| parse_edge(e)).collect();
+    let j = judge(&graph, &known);
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        j.loops,
+        vec![strings(&["a", "b"]), strings(&["b", "c", "d"])]
+    );
+    assert_eq!(j.new_loops, vec![strings(&["b", "c", "d"])]);
+    assert_eq!(j.stale, vec![("e".to_string(), "a".to_string())]);
+    assert!(describe(&j.loops[0], &graph).starts_with("a -> b -> a\n    a -> b: f.rs:1"));
 }
 
 /// The test's own reader, on small pieces of Rust it must get right.
@@ -298,12 +350,7 @@ fn scan_file(text: &str, module: &[String], modules: &BTreeSet<String>) -> Scan 
                 if at(i + 1) == "::" && at(i.wrapping_sub(1)) != "::" =>
             {
                 let line = toks[i].line;
-                let mut segs = vec![word.trim_start_matches('$').to_string()];
-                let mut j = i + 1;
-                while at(j) == "::" && is_ident(at(j + 1)) {
-                    segs.push(at(j + 1).to_string());
-                    j += 2;
-                }
+                let (mut segs, j) = path_at(&toks, i);
                 match &macro_body {
                     _ if at(j) == "!" => scan.calls.push((segs.pop().unwrap_or_default(), line)),
                     Some((name, _)) if word == "$crate" => {
@@ -329,6 +376,18 @@ fn scan_file(text: &str, module: &[String], modules: &BTreeSet<String>) -> Scan 
         i += 1;
     }
     scan
+}
+
+/// The path starting at token `i` (`crate::a::b`), and the token after it.
+fn path_at(toks: &[Tok], i: usize) -> (Vec<String>, usize) {
+    let at = |i: usize| toks.get(i).map_or("", |t: &Tok| t.text.as_str());
+    let mut segs = vec![at(i).trim_start_matches('$').to_string()];
+    let mut j = i + 1;
+    while at(j) == "::" && is_ident(at(j + 1)) {
+        segs.push(at(j + 1).to_string());
+        j += 2;
+    }
+    (segs, j)
 }
 
 /// Reads a `use` tree from `i` to its `;`, pushing each leaf path with its line.
