@@ -228,12 +228,18 @@ fn module_graph(src: &Path) -> Graph {
                 file: file.clone(),
                 line,
             };
-            graph
+            let sites = graph
                 .entry(from.clone())
                 .or_default()
                 .entry(to)
-                .or_default()
-                .push(site);
+                .or_default();
+            // One place per line, however many names a `use` line imports.
+            if !sites
+                .iter()
+                .any(|s| s.file == site.file && s.line == site.line)
+            {
+                sites.push(site);
+            }
         }
     }
     graph
