@@ -15,9 +15,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::calibrate::{self, DetectorSpec, Request};
 use crate::config::Config;
 use crate::config::reader::Diagnostics;
+pub use crate::devnet::{DevnetArgs, DevnetCommand, DevnetDrainArgs, DevnetUpArgs};
+pub use crate::history::HistoryArgs;
+pub use crate::init::InitArgs;
 use crate::policy::model::{Direction, RateUnit};
 use crate::policy::{Engine, PolicySet, load_policies};
 use crate::replay;
+pub use crate::setup::cmd::{SetupArgs, SetupCommand, SetupPlanArgs, SetupVerifyArgs};
 use crate::source::trace::{TraceError, TraceReader};
 use crate::units;
 
@@ -68,152 +72,6 @@ pub enum Command {
     History(HistoryArgs),
     /// A local rehearsal chain: anvil, a Safe, a demo vault and the GuardianModule set up as the council would.
     Devnet(DevnetArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct DevnetArgs {
-    #[command(subcommand)]
-    pub command: DevnetCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DevnetCommand {
-    /// Start anvil, deploy a Safe, a demo vault and the module (through the `setup plan` batch), write a ready configuration; runs until Ctrl-C.
-    Up(DevnetUpArgs),
-    /// Withdraw a share of the devnet vault's assets in one transaction: an incident to rehearse on.
-    Drain(DevnetDrainArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct DevnetUpArgs {
-    /// Folder to write guardian.toml, policies/, bot.env, devnet.json and guardian-setup.json into (files are replaced).
-    #[arg(long, default_value = "guardian-devnet")]
-    pub dir: PathBuf,
-    /// The anvil binary (installed by `npm ci`).
-    #[arg(
-        long,
-        default_value = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-    )]
-    pub anvil: PathBuf,
-    /// The port anvil listens on (127.0.0.1).
-    #[arg(long, default_value_t = 8545)]
-    pub port: u16,
-    /// The port the devnet receives guardian's alerts on (0: any free one).
-    #[arg(long, default_value_t = 0)]
-    pub alerts_port: u16,
-}
-
-#[derive(Debug, Args)]
-pub struct DevnetDrainArgs {
-    /// The folder `guardian devnet up` wrote.
-    #[arg(long, default_value = "guardian-devnet")]
-    pub dir: PathBuf,
-    /// The share of the vault's assets to withdraw, 1 to 100.
-    #[arg(long, default_value_t = 40)]
-    pub percent: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct SetupArgs {
-    #[command(subcommand)]
-    pub command: SetupCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SetupCommand {
-    /// Every Safe transaction the set-up needs, as a summary and a Transaction Builder batch file.
-    Plan(SetupPlanArgs),
-    /// Compare the module, its enabled state, guardians and permissions on chain with the configuration; exit 1 on any difference.
-    Verify(SetupVerifyArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct SetupPlanArgs {
-    /// The guardian configuration (its `[setup]` section and the module executor's actions).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Where to write the Transaction Builder batch file.
-    #[arg(long, default_value = "guardian-setup.json")]
-    pub out: PathBuf,
-    /// Plan the complete set-up without reading the chain (assume nothing is deployed yet).
-    #[arg(long)]
-    pub fresh: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct SetupVerifyArgs {
-    /// The guardian configuration (its `[setup]` section and the module executor's actions).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// One JSON object: whether the chain matches, and every difference.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct InitArgs {
-    /// Folder to write guardian.toml, policies/ and keys.example into (created if missing; existing files are never overwritten).
-    #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
-    /// Protocol shape: which starter policy pack to start from.
-    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm", "aave-v3"])]
-    pub shape: Option<String>,
-    /// The network's name in the configuration.
-    #[arg(long)]
-    pub network: Option<String>,
-    /// The network's chain id.
-    #[arg(long)]
-    pub chain_id: Option<u64>,
-    /// An http(s) JSON-RPC endpoint (written into guardian.toml: prefer one without an API key in it).
-    #[arg(long)]
-    pub rpc: Option<String>,
-    /// The protocol's Safe (owner of the pause roles).
-    #[arg(long)]
-    pub safe: Option<String>,
-    /// The contract the pause actions call.
-    #[arg(long)]
-    pub target: Option<String>,
-    /// Guardian bot address(es) the module will accept (repeat the flag for several).
-    #[arg(long = "guardian")]
-    pub guardians: Vec<String>,
-    /// An already deployed GuardianModule (default: the address `setup plan` deploys it at).
-    #[arg(long)]
-    pub module: Option<String>,
-    /// Where the guardian bot key lives: an environment variable or a keystore file.
-    #[arg(long, value_parser = ["env", "keystore"])]
-    pub key_source: Option<String>,
-    /// Never ask: fail when a required answer is missing from the flags.
-    #[arg(long)]
-    pub no_input: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    /// The guardian configuration whose `[journal] path` to read.
-    #[arg(long, required_unless_present = "journal")]
-    pub config: Option<PathBuf>,
-    /// The journal file to read (instead of the configuration's).
-    #[arg(long)]
-    pub journal: Option<PathBuf>,
-    /// Only this policy's decisions.
-    #[arg(long)]
-    pub policy: Option<String>,
-    /// Only decisions since then: a duration ago (`2h`), an RFC 3339 time, or unix ms.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only decisions until then (same forms as --since).
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Only this outcome or status: approved, alert-only, already-done, rejected,
-    /// executing, landed, failed, stood-down, dry-run, proposed, interrupted.
-    #[arg(long)]
-    pub status: Option<String>,
-    /// At most this many decisions (the latest).
-    #[arg(long)]
-    pub limit: Option<u64>,
-    /// One JSON object per decision.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -451,35 +309,8 @@ pub struct CalibrateArgs {
 }
 
 /// Runs a parsed command line; returns the process exit code.
-/// Whether operator lines go out as JSON (`--log-format json`).
-static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Writes one operator line to stderr: as is, or as a JSON object shaped like
-/// the JSON log lines (`timestamp`, `level`, `fields.message`, `target`).
-pub fn say_line(message: &str) {
-    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
-        let level = if message.starts_with("error") {
-            "ERROR"
-        } else {
-            "INFO"
-        };
-        let v = serde_json::json!({
-            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "level": level,
-            "fields": { "message": message },
-            "target": "guardian",
-        });
-        eprintln!("{v}");
-    } else {
-        eprintln!("{message}");
-    }
-}
-
 pub fn run(cli: Cli) -> ExitCode {
-    JSON_LINES.store(
-        cli.log_format == LogFormat::Json,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    crate::say::set_json(cli.log_format == LogFormat::Json);
     match cli.command {
         Command::Check(args) => check(args),
         Command::Run(args) => run_cmd(args),

@@ -30,9 +30,52 @@ use alloy::sol;
 use alloy::sol_types::SolCall;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{DevnetArgs, DevnetCommand, DevnetDrainArgs, DevnetUpArgs};
 use crate::scenario::ScenarioError;
 use crate::scenario::chain::{Accounts, Chain, Node, SafeStack, confirm};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    #[command(subcommand)]
+    pub command: DevnetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// Start anvil, deploy a Safe, a demo vault and the module (through the `setup plan` batch), write a ready configuration; runs until Ctrl-C.
+    Up(DevnetUpArgs),
+    /// Withdraw a share of the devnet vault's assets in one transaction: an incident to rehearse on.
+    Drain(DevnetDrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetUpArgs {
+    /// Folder to write guardian.toml, policies/, bot.env, devnet.json and guardian-setup.json into (files are replaced).
+    #[arg(long, default_value = "guardian-devnet")]
+    pub dir: PathBuf,
+    /// The anvil binary (installed by `npm ci`).
+    #[arg(
+        long,
+        default_value = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    )]
+    pub anvil: PathBuf,
+    /// The port anvil listens on (127.0.0.1).
+    #[arg(long, default_value_t = 8545)]
+    pub port: u16,
+    /// The port the devnet receives guardian's alerts on (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    pub alerts_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetDrainArgs {
+    /// The folder `guardian devnet up` wrote.
+    #[arg(long, default_value = "guardian-devnet")]
+    pub dir: PathBuf,
+    /// The share of the vault's assets to withdraw, 1 to 100.
+    #[arg(long, default_value_t = 40)]
+    pub percent: u64,
+}
 
 sol!(
     #[sol(rpc)]

@@ -5,9 +5,10 @@
 //! and, given a trace, how it behaved. `diff` states what a change changes,
 //! and whether each threshold was tightened (trips sooner) or loosened.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use crate::config::{ActionKind, Config};
+use crate::metrics::MetricId;
 use crate::policy::model::{
     Amount, Comparison, Condition, Direction, Node, NodeId, Policy, PolicySet, Quorum, RateUnit,
 };
@@ -340,6 +341,35 @@ fn window_ms(w: Window) -> Option<u64> {
     }
 }
 
+/// The conditions of two versions of a node, with the sets that name their metrics.
+struct Versions<'a> {
+    old: &'a PolicySet,
+    new: &'a PolicySet,
+    a: &'a Condition,
+    b: &'a Condition,
+}
+
+impl Versions<'_> {
+    /// Whether the two metric ids name the same metric.
+    fn same(&self, m1: MetricId, m2: MetricId) -> bool {
+        self.old.metric_name(m1) == self.new.metric_name(m2)
+    }
+
+    fn name(&self, m: MetricId) -> &str {
+        self.new.metric_name(m)
+    }
+}
+
+/// Adds a line for a value that changed: `what: a -> b (verdict)`.
+fn note(out: &mut Vec<String>, what: &str, a: impl Display, b: impl Display, t: Option<bool>) {
+    let (a, b) = (a.to_string(), b.to_string());
+    if a != b {
+        out.push(format!("{what}: {a} -> {b} ({})", verdict(t)));
+    }
+}
+
+/// The changes between two nodes of the same kind on the same metrics, in
+/// plain language; `false` when they are not of one kind (a rewrite).
 fn same_kind_changes(
     old: &PolicySet,
     o: &Node,
@@ -347,279 +377,25 @@ fn same_kind_changes(
     n: &Node,
     out: &mut Vec<String>,
 ) -> bool {
-    let mut note = |what: &str, a: String, b: String, t: Option<bool>| {
-        if a != b {
-            out.push(format!("{what}: {a} -> {b} ({})", verdict(t)));
-        }
+    let v = Versions {
+        old,
+        new,
+        a: &o.condition,
+        b: &n.condition,
     };
-    match (&o.condition, &n.condition) {
-        (
-            Condition::Threshold {
-                metric: m1,
-                comparison: c1,
-                value: v1,
-            },
-            Condition::Threshold {
-                metric: m2,
-                comparison: c2,
-                value: v2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2) && c1 == c2 => {
-            let lower = matches!(c1, Comparison::Above | Comparison::AtLeast);
-            note(
-                &format!("threshold on `{}`", new.metric_name(*m2)),
-                v1.to_string(),
-                v2.to_string(),
-                tightened(lower, *v1, *v2),
-            );
-        }
-        (
-            Condition::Change {
-                metric: m1,
-                window: w1,
-                direction: d1,
-                by: b1,
-            },
-            Condition::Change {
-                metric: m2,
-                window: w2,
-                direction: d2,
-                by: b2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2) && d1 == d2 => {
-            let t = match (b1, b2) {
-                (Amount::Percent(x), Amount::Percent(y)) => tightened(true, x.0, y.0),
-                (Amount::Absolute(x), Amount::Absolute(y)) => tightened(true, *x, *y),
-                _ => None,
-            };
-            note(
-                &format!("change of `{}`", new.metric_name(*m2)),
-                amount_words(*b1),
-                amount_words(*b2),
-                t,
-            );
-            note(
-                &format!("change window of `{}`", new.metric_name(*m2)),
-                w1.to_string(),
-                w2.to_string(),
-                None,
-            );
-        }
-        (
-            Condition::Rate {
-                metric: m1,
-                window: w1,
-                per: p1,
-                direction: d1,
-                above: a1,
-            },
-            Condition::Rate {
-                metric: m2,
-                window: w2,
-                per: p2,
-                direction: d2,
-                above: a2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2) && d1 == d2 && p1 == p2 => {
-            note(
-                &format!("rate limit on `{}`", new.metric_name(*m2)),
-                a1.to_string(),
-                a2.to_string(),
-                tightened(true, *a1, *a2),
-            );
-            note(
-                &format!("rate window of `{}`", new.metric_name(*m2)),
-                w1.to_string(),
-                w2.to_string(),
-                None,
-            );
-        }
-        (
-            Condition::Sum {
-                metric: m1,
-                window: w1,
-                comparison: c1,
-                value: v1,
-                relative_to: r1,
-            },
-            Condition::Sum {
-                metric: m2,
-                window: w2,
-                comparison: c2,
-                value: v2,
-                relative_to: r2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2)
-            && c1 == c2
-            && r1.map(|r| old.metric_name(r).to_string())
-                == r2.map(|r| new.metric_name(r).to_string()) =>
-        {
-            let lower = matches!(c1, Comparison::Above | Comparison::AtLeast);
-            let t = match (v1, v2) {
-                (Amount::Percent(x), Amount::Percent(y)) => tightened(lower, x.0, y.0),
-                (Amount::Absolute(x), Amount::Absolute(y)) => tightened(lower, *x, *y),
-                _ => None,
-            };
-            note(
-                &format!("sum limit on `{}`", new.metric_name(*m2)),
-                amount_words(*v1),
-                amount_words(*v2),
-                t,
-            );
-            let wt = match (window_ms(*w1), window_ms(*w2), w1, w2) {
-                (Some(a), Some(b), _, _) => tightened(false, a as f64, b as f64),
-                (None, None, Window::Blocks(a), Window::Blocks(b)) => {
-                    tightened(false, *a as f64, *b as f64)
-                }
-                _ => None,
-            };
-            // A longer window adds more up, so it trips sooner for "above" limits.
-            let wt = if lower { wt } else { wt.map(|t| !t) };
-            note(
-                &format!("sum window of `{}`", new.metric_name(*m2)),
-                w1.to_string(),
-                w2.to_string(),
-                wt,
-            );
-        }
-        (
-            Condition::Deviation {
-                metric: m1,
-                reference: r1,
-                above: a1,
-                max_skew: s1,
-            },
-            Condition::Deviation {
-                metric: m2,
-                reference: r2,
-                above: a2,
-                max_skew: s2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2)
-            && old.metric_name(*r1) == new.metric_name(*r2) =>
-        {
-            note(
-                &format!(
-                    "deviation limit between `{}` and `{}`",
-                    new.metric_name(*m2),
-                    new.metric_name(*r2)
-                ),
-                a1.to_string(),
-                a2.to_string(),
-                tightened(true, a1.0, a2.0),
-            );
-            let show = |s: &Option<Window>| s.map_or("none".to_string(), |w| w.to_string());
-            note("deviation max_skew", show(s1), show(s2), None);
-        }
-        (
-            Condition::Stale {
-                metric: m1,
-                after: a1,
-            },
-            Condition::Stale {
-                metric: m2,
-                after: a2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2) => {
-            let t = match (a1, a2) {
-                (Window::Blocks(a), Window::Blocks(b)) => tightened(true, *a as f64, *b as f64),
-                (Window::Millis(a), Window::Millis(b)) => tightened(true, *a as f64, *b as f64),
-                _ => None,
-            };
-            note(
-                &format!("staleness limit of `{}`", new.metric_name(*m2)),
-                a1.to_string(),
-                a2.to_string(),
-                t,
-            );
-        }
-        (
-            Condition::Ewma {
-                metric: m1,
-                params: p1,
-            },
-            Condition::Ewma {
-                metric: m2,
-                params: p2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2) && p1.direction == p2.direction => {
-            note(
-                &format!("EWMA z threshold on `{}`", new.metric_name(*m2)),
-                p1.z.to_string(),
-                p2.z.to_string(),
-                tightened(true, p1.z, p2.z),
-            );
-            note(
-                "EWMA half-life (samples)",
-                p1.halflife.to_string(),
-                p2.halflife.to_string(),
-                None,
-            );
-            note(
-                "EWMA warm-up (samples)",
-                p1.warmup.to_string(),
-                p2.warmup.to_string(),
-                None,
-            );
-        }
-        (
-            Condition::Cusum {
-                metric: m1,
-                params: p1,
-            },
-            Condition::Cusum {
-                metric: m2,
-                params: p2,
-            },
-        ) if old.metric_name(*m1) == new.metric_name(*m2) && p1.direction == p2.direction => {
-            note(
-                &format!("CUSUM threshold on `{}`", new.metric_name(*m2)),
-                p1.threshold.to_string(),
-                p2.threshold.to_string(),
-                tightened(true, p1.threshold, p2.threshold),
-            );
-            note(
-                "CUSUM slack",
-                p1.slack.to_string(),
-                p2.slack.to_string(),
-                tightened(true, p1.slack, p2.slack),
-            );
-            note(
-                "CUSUM warm-up (samples)",
-                p1.warmup.to_string(),
-                p2.warmup.to_string(),
-                None,
-            );
-        }
-        (
-            Condition::Composite {
-                quorum: q1,
-                children: c1,
-            },
-            Condition::Composite {
-                quorum: q2,
-                children: c2,
-            },
-        ) if c1.len() == c2.len() => {
-            if q1 != q2 {
-                let words = |q: &Quorum| match q {
-                    Quorum::All => "all".to_string(),
-                    Quorum::Any => "any".to_string(),
-                    Quorum::AtLeast(k) => format!("at least {k}"),
-                };
-                out.push(format!(
-                    "composite: {} -> {} of its conditions",
-                    words(q1),
-                    words(q2)
-                ));
-            }
-            for (a, b) in c1.iter().zip(c2) {
-                if !same_kind_changes(old, old.node(*a), new, new.node(*b), out) {
-                    return false;
-                }
-            }
-        }
-        _ => return false,
+    let kinds: [fn(&Versions, &mut Vec<String>) -> bool; 9] = [
+        threshold_changes,
+        change_changes,
+        rate_changes,
+        sum_changes,
+        deviation_changes,
+        stale_changes,
+        ewma_changes,
+        cusum_changes,
+        composite_changes,
+    ];
+    if !kinds.iter().any(|same_kind| same_kind(&v, out)) {
+        return false;
     }
     if o.hold != n.hold {
         let show = |h: Option<crate::units::Hold>| {
@@ -639,6 +415,336 @@ fn same_kind_changes(
         ));
     }
     true
+}
+
+fn threshold_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Threshold {
+            metric: m1,
+            comparison: c1,
+            value: v1,
+        },
+        Condition::Threshold {
+            metric: m2,
+            comparison: c2,
+            value: v2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !(v.same(*m1, *m2) && c1 == c2) {
+        return false;
+    }
+    let lower = matches!(c1, Comparison::Above | Comparison::AtLeast);
+    note(
+        out,
+        &format!("threshold on `{}`", v.name(*m2)),
+        v1,
+        v2,
+        tightened(lower, *v1, *v2),
+    );
+    true
+}
+
+fn change_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Change {
+            metric: m1,
+            window: w1,
+            direction: d1,
+            by: b1,
+        },
+        Condition::Change {
+            metric: m2,
+            window: w2,
+            direction: d2,
+            by: b2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !(v.same(*m1, *m2) && d1 == d2) {
+        return false;
+    }
+    let t = match (b1, b2) {
+        (Amount::Percent(x), Amount::Percent(y)) => tightened(true, x.0, y.0),
+        (Amount::Absolute(x), Amount::Absolute(y)) => tightened(true, *x, *y),
+        _ => None,
+    };
+    let name = v.name(*m2);
+    note(
+        out,
+        &format!("change of `{name}`"),
+        amount_words(*b1),
+        amount_words(*b2),
+        t,
+    );
+    note(out, &format!("change window of `{name}`"), w1, w2, None);
+    true
+}
+
+fn rate_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Rate {
+            metric: m1,
+            window: w1,
+            per: p1,
+            direction: d1,
+            above: a1,
+        },
+        Condition::Rate {
+            metric: m2,
+            window: w2,
+            per: p2,
+            direction: d2,
+            above: a2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !(v.same(*m1, *m2) && d1 == d2 && p1 == p2) {
+        return false;
+    }
+    let name = v.name(*m2);
+    note(
+        out,
+        &format!("rate limit on `{name}`"),
+        a1,
+        a2,
+        tightened(true, *a1, *a2),
+    );
+    note(out, &format!("rate window of `{name}`"), w1, w2, None);
+    true
+}
+
+fn sum_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Sum {
+            metric: m1,
+            window: w1,
+            comparison: c1,
+            value: v1,
+            relative_to: r1,
+        },
+        Condition::Sum {
+            metric: m2,
+            window: w2,
+            comparison: c2,
+            value: v2,
+            relative_to: r2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    let same_reference = r1.map(|r| v.old.metric_name(r).to_string())
+        == r2.map(|r| v.new.metric_name(r).to_string());
+    if !(v.same(*m1, *m2) && c1 == c2 && same_reference) {
+        return false;
+    }
+    let lower = matches!(c1, Comparison::Above | Comparison::AtLeast);
+    let t = match (v1, v2) {
+        (Amount::Percent(x), Amount::Percent(y)) => tightened(lower, x.0, y.0),
+        (Amount::Absolute(x), Amount::Absolute(y)) => tightened(lower, *x, *y),
+        _ => None,
+    };
+    let name = v.name(*m2);
+    note(
+        out,
+        &format!("sum limit on `{name}`"),
+        amount_words(*v1),
+        amount_words(*v2),
+        t,
+    );
+    let wt = match (window_ms(*w1), window_ms(*w2), w1, w2) {
+        (Some(a), Some(b), _, _) => tightened(false, a as f64, b as f64),
+        (None, None, Window::Blocks(a), Window::Blocks(b)) => {
+            tightened(false, *a as f64, *b as f64)
+        }
+        _ => None,
+    };
+    // A longer window adds more up, so it trips sooner for "above" limits.
+    let wt = if lower { wt } else { wt.map(|t| !t) };
+    note(out, &format!("sum window of `{name}`"), w1, w2, wt);
+    true
+}
+
+fn deviation_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Deviation {
+            metric: m1,
+            reference: r1,
+            above: a1,
+            max_skew: s1,
+        },
+        Condition::Deviation {
+            metric: m2,
+            reference: r2,
+            above: a2,
+            max_skew: s2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !(v.same(*m1, *m2) && v.same(*r1, *r2)) {
+        return false;
+    }
+    note(
+        out,
+        &format!(
+            "deviation limit between `{}` and `{}`",
+            v.name(*m2),
+            v.name(*r2)
+        ),
+        a1,
+        a2,
+        tightened(true, a1.0, a2.0),
+    );
+    let show = |s: &Option<Window>| s.map_or("none".to_string(), |w| w.to_string());
+    note(out, "deviation max_skew", show(s1), show(s2), None);
+    true
+}
+
+fn stale_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Stale {
+            metric: m1,
+            after: a1,
+        },
+        Condition::Stale {
+            metric: m2,
+            after: a2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !v.same(*m1, *m2) {
+        return false;
+    }
+    let t = match (a1, a2) {
+        (Window::Blocks(a), Window::Blocks(b)) => tightened(true, *a as f64, *b as f64),
+        (Window::Millis(a), Window::Millis(b)) => tightened(true, *a as f64, *b as f64),
+        _ => None,
+    };
+    note(
+        out,
+        &format!("staleness limit of `{}`", v.name(*m2)),
+        a1,
+        a2,
+        t,
+    );
+    true
+}
+
+fn ewma_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Ewma {
+            metric: m1,
+            params: p1,
+        },
+        Condition::Ewma {
+            metric: m2,
+            params: p2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !(v.same(*m1, *m2) && p1.direction == p2.direction) {
+        return false;
+    }
+    note(
+        out,
+        &format!("EWMA z threshold on `{}`", v.name(*m2)),
+        p1.z,
+        p2.z,
+        tightened(true, p1.z, p2.z),
+    );
+    note(
+        out,
+        "EWMA half-life (samples)",
+        p1.halflife,
+        p2.halflife,
+        None,
+    );
+    note(out, "EWMA warm-up (samples)", p1.warmup, p2.warmup, None);
+    true
+}
+
+fn cusum_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Cusum {
+            metric: m1,
+            params: p1,
+        },
+        Condition::Cusum {
+            metric: m2,
+            params: p2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if !(v.same(*m1, *m2) && p1.direction == p2.direction) {
+        return false;
+    }
+    note(
+        out,
+        &format!("CUSUM threshold on `{}`", v.name(*m2)),
+        p1.threshold,
+        p2.threshold,
+        tightened(true, p1.threshold, p2.threshold),
+    );
+    note(
+        out,
+        "CUSUM slack",
+        p1.slack,
+        p2.slack,
+        tightened(true, p1.slack, p2.slack),
+    );
+    note(out, "CUSUM warm-up (samples)", p1.warmup, p2.warmup, None);
+    true
+}
+
+/// A composite's quorum, then each child in turn; `false` when the children
+/// differ in number or any pair differs in kind.
+fn composite_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (
+        Condition::Composite {
+            quorum: q1,
+            children: c1,
+        },
+        Condition::Composite {
+            quorum: q2,
+            children: c2,
+        },
+    ) = (v.a, v.b)
+    else {
+        return false;
+    };
+    if c1.len() != c2.len() {
+        return false;
+    }
+    if q1 != q2 {
+        let words = |q: &Quorum| match q {
+            Quorum::All => "all".to_string(),
+            Quorum::Any => "any".to_string(),
+            Quorum::AtLeast(k) => format!("at least {k}"),
+        };
+        out.push(format!(
+            "composite: {} -> {} of its conditions",
+            words(q1),
+            words(q2)
+        ));
+    }
+    c1.iter()
+        .zip(c2)
+        .all(|(a, b)| same_kind_changes(v.old, v.old.node(*a), v.new, v.new.node(*b), out))
 }
 
 /// What changed from `old` to `new`, in plain language; empty when nothing did.

@@ -5,7 +5,38 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+
 use crate::journal::{HistoryEntry, HistoryFilter, Journal, JournalError};
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The guardian configuration whose `[journal] path` to read.
+    #[arg(long, required_unless_present = "journal")]
+    pub config: Option<PathBuf>,
+    /// The journal file to read (instead of the configuration's).
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Only this policy's decisions.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Only decisions since then: a duration ago (`2h`), an RFC 3339 time, or unix ms.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only decisions until then (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this outcome or status: approved, alert-only, already-done, rejected,
+    /// executing, landed, failed, stood-down, dry-run, proposed, interrupted.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many decisions (the latest).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// One JSON object per decision.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Why the history cannot be printed.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +122,7 @@ pub fn print(
 }
 
 /// `guardian history`: exit 0 with the trail printed; 2 when the journal or a time cannot be read.
-pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
+pub fn command(args: HistoryArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
     let fail = |message: String| {
         crate::say!("error: {message}");

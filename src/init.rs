@@ -16,7 +16,44 @@ use std::process::ExitCode;
 
 use alloy::primitives::{Address, B256};
 
-use crate::cli::InitArgs;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder to write guardian.toml, policies/ and keys.example into (created if missing; existing files are never overwritten).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Protocol shape: which starter policy pack to start from.
+    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm", "aave-v3"])]
+    pub shape: Option<String>,
+    /// The network's name in the configuration.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The network's chain id.
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+    /// An http(s) JSON-RPC endpoint (written into guardian.toml: prefer one without an API key in it).
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// The protocol's Safe (owner of the pause roles).
+    #[arg(long)]
+    pub safe: Option<String>,
+    /// The contract the pause actions call.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Guardian bot address(es) the module will accept (repeat the flag for several).
+    #[arg(long = "guardian")]
+    pub guardians: Vec<String>,
+    /// An already deployed GuardianModule (default: the address `setup plan` deploys it at).
+    #[arg(long)]
+    pub module: Option<String>,
+    /// Where the guardian bot key lives: an environment variable or a keystore file.
+    #[arg(long, value_parser = ["env", "keystore"])]
+    pub key_source: Option<String>,
+    /// Never ask: fail when a required answer is missing from the flags.
+    #[arg(long)]
+    pub no_input: bool,
+}
 
 const STARTER_BRIDGE: &str = include_str!("../policies/starter/bridge.toml");
 const STARTER_LENDING: &str = include_str!("../policies/starter/lending.toml");

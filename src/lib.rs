@@ -54,7 +54,7 @@
 /// every log line) under `--log-format json`.
 #[macro_export]
 macro_rules! say {
-    ($($arg:tt)*) => { $crate::cli::say_line(&format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::say::line(&format!($($arg)*)) };
 }
 
 pub mod alerts;
@@ -78,6 +78,7 @@ pub mod policy;
 pub mod replay;
 pub mod report;
 pub mod review;
+pub mod say;
 pub mod scenario;
 pub mod setup;
 pub mod source;

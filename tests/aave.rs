@@ -361,17 +361,23 @@ aave_acl_manager = "{acl}"
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The mempool-visible attack, played with `--rpc` against an anvil this test
-/// started, so that both runs' deployments stay on the node: the report's
-/// pause flags and losses are read back from the real Pool and tokens.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_attack_report_matches_the_chain() {
+/// A scenario played with `--rpc` against an anvil of the test's own, so
+/// that both runs' deployments stay on the node to be read back.
+struct Played {
+    anvil: alloy::node_bindings::AnvilInstance,
+    s: scenario::spec::Scenario,
+    r: scenario::report::ScenarioReport,
+    /// A read-only provider on that node.
+    p: alloy::providers::DynProvider,
+}
+
+/// Plays `simulations/<file>` on a fresh anvil; its `expect` must hold.
+async fn play_on_own_anvil(file: &str) -> Played {
     let anvil = alloy::node_bindings::Anvil::at(anvil_bin())
         .args(["--order", "fees"])
         .try_spawn()
         .unwrap();
-    let path = root().join("simulations/aave-v3-oracle-pump.toml");
-    let s = scenario::load(&path).unwrap();
+    let s = scenario::load(&root().join("simulations").join(file)).unwrap();
     let r = scenario::run(
         &s,
         &Options {
@@ -387,6 +393,18 @@ async fn the_attack_report_matches_the_chain() {
     let p = alloy::providers::ProviderBuilder::new()
         .connect_http(anvil.endpoint().parse().unwrap())
         .erased();
+    Played { anvil, s, r, p }
+}
+
+/// The mempool-visible attack, played with `--rpc` against an anvil this test
+/// started, so that both runs' deployments stay on the node: the report's
+/// pause flags and losses are read back from the real Pool and tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attack_report_matches_the_chain() {
+    // The node must outlive the reads below.
+    let Played {
+        anvil: _node, r, p, ..
+    } = play_on_own_anvil("aave-v3-oracle-pump.toml").await;
     let runs = [r.unprotected.as_ref().unwrap(), &r.protected];
     for run in runs {
         // Pause flags: from each reserve's configuration in the real Pool.
@@ -598,27 +616,13 @@ fn init_aave_v3_plans_the_acl_grants_and_explains_in_aave_terms() {
 /// configured step, the second only after the module's minimum delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stress_report_matches_the_chain() {
-    let anvil = alloy::node_bindings::Anvil::at(anvil_bin())
-        .args(["--order", "fees"])
-        .try_spawn()
-        .unwrap();
-    let path = root().join("simulations/aave-v3-utilization-stress.toml");
-    let s = scenario::load(&path).unwrap();
-    let r = scenario::run(
-        &s,
-        &Options {
-            anvil_bin: anvil_bin(),
-            rpc: Some(anvil.endpoint()),
-            ws: Some(anvil.ws_endpoint()),
-            dry_run: false,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(r.holds, "{}", scenario::report::render(&r, &s));
-    let p = alloy::providers::ProviderBuilder::new()
-        .connect_http(anvil.endpoint().parse().unwrap())
-        .erased();
+    // The node must outlive the reads below.
+    let Played {
+        anvil: _node,
+        s,
+        r,
+        p,
+    } = play_on_own_anvil("aave-v3-utilization-stress.toml").await;
     let initial = s.setup.liquidity * 2.0;
     for run in [r.unprotected.as_ref().unwrap(), &r.protected] {
         let holder = run

@@ -19,6 +19,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use common::fault_proxy::{Fault, FaultProxy};
+use common::service::Guardian;
 use common::{Demo, GuardedVault};
 use guardian::config::Config;
 use guardian::decision::Trip;
@@ -900,13 +901,6 @@ async fn broadcast_only_endpoints_get_every_transaction() {
 
 const DRAIN_POLICY: &str = "[[policy]]\nid = \"vault-drain\"\ndescription = \"Vault assets fall by a third within one block\"\nseverity = \"critical\"\naction = \"ACTION\"\ncooldown = \"10 blocks\"\n[policy.when]\nkind = \"change\"\nmetric = \"vault.total_assets\"\nwindow = \"1 block\"\ndirection = \"down\"\nby = \"30%\"\n";
 
-fn metric_tail(demo: &Demo) -> String {
-    format!(
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
-        demo.vault
-    )
-}
-
 /// Runs the pipeline from `start_block` with `action` on the drain policy
 /// until it has processed block `head`; returns every report.
 async fn run_until(
@@ -1037,7 +1031,7 @@ async fn seen_7_a_drain_two_hours_ago_since_refilled_does_not_pause() {
     let dir = tempfile::tempdir().unwrap();
     let late = format!(
         "{}[actions.pause-late]\nkind = \"pause\"\ndescription = \"a pause that acts even if late\"\ntarget = \"{}\"\nfunction = \"pause()\"\npaused_getter = \"paused()\"\nexecutor = \"direct\"\nact_if_late = true\n",
-        metric_tail(&demo),
+        demo.assets_metric(),
         demo.vault
     );
     let reports = run_until(&demo, dir.path(), &late, "pause-direct", before, head).await;
@@ -1092,33 +1086,21 @@ async fn seen_4_sigterm_ends_the_binary_within_a_bound_while_the_endpoint_hangs(
     let proxy = FaultProxy::start(&demo.anvil.endpoint()).await;
     proxy.fail("eth_sendRawTransaction", Fault::Hang);
     let dir = tempfile::tempdir().unwrap();
-    let tail = format!("{}[journal]\npath = \"guardian.db\"\n", metric_tail(&demo));
+    let tail = format!(
+        "{}[journal]\npath = \"guardian.db\"\n",
+        demo.assets_metric()
+    );
     config(&demo, dir.path(), &[proxy.http_url()], &tail);
-    let policy = dir.path().join("p.toml");
-    std::fs::write(&policy, DRAIN_POLICY.replace("ACTION", "pause-module")).unwrap();
-    let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(["run", "--config"])
-        .arg(dir.path().join("guardian.toml"))
-        .arg("--policies")
-        .arg(&policy)
-        .env("UNUSED_IN_TESTS_BOT", key(4))
-        .env("UNUSED_IN_TESTS_STRANGER", key(5))
-        .env("UNUSED_IN_TESTS_OWNER1", key(1))
-        .env("UNUSED_IN_TESTS_OWNER2", key(2))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
+    let policy = DRAIN_POLICY.replace("ACTION", "pause-module");
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    let g = Guardian::start(&demo, dir.path(), &[], &[]);
     let wait = |what: &'static str, f: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !f() {
             assert!(
                 Instant::now() < deadline,
                 "timed out: {what}\n{}",
-                std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+                g.output()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1130,7 +1112,7 @@ async fn seen_4_sigterm_ends_the_binary_within_a_bound_while_the_endpoint_hangs(
         assert!(
             Instant::now() < deadline,
             "the watcher never read the vault:\n{}",
-            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+            g.output()
         );
         demo.provider
             .raw_request::<_, String>("evm_mine".into(), ())
@@ -1151,20 +1133,10 @@ async fn seen_4_sigterm_ends_the_binary_within_a_bound_while_the_endpoint_hangs(
         proxy.counts("eth_sendRawTransaction").seen >= 1
     });
     let asked = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
-        .await
-        .expect("guardian exits within 40 s of SIGTERM")
-        .unwrap();
+    let status = g.stop();
     let took = asked.elapsed();
     println!(
-        "seen 4: with every send held unanswered, guardian exited {:.1} s after SIGTERM (status {status})",
+        "seen 4: with every send held unanswered, guardian exited {:.1} s after SIGTERM (exit code {status:?})",
         took.as_secs_f64()
     );
     assert!(took < Duration::from_secs(20), "{took:?}");

@@ -9,14 +9,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use alloy::network::Ethereum;
 use alloy::primitives::U256;
-use alloy::providers::Provider;
+use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
+use common::service::{Guardian, WAIT, history, processed, until};
 use common::{Demo, GuardedVault};
-use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
+use guardian::journal::HistoryEntry;
 
 const POLICY: &str = r#"
 [[policy]]
@@ -33,132 +35,11 @@ direction = "down"
 by = "30%"
 "#;
 
-/// Generous: the machine running the tests may be busy.
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A `guardian run` process whose output goes to files (shown when a test fails).
-struct Guardian {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Guardian {
-    fn start(demo: &Demo, dir: &Path, extra: &[&str]) -> Guardian {
-        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
-        let log = dir.join(format!("guardian-{}.log", std::process::id()));
-        let log = unique(&log);
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("guardian.toml"))
-            .arg("--policies")
-            .arg(dir.join("policy.toml"))
-            .args(extra)
-            .env("UNUSED_IN_TESTS_BOT", key(4))
-            .env("UNUSED_IN_TESTS_STRANGER", key(5))
-            .env("UNUSED_IN_TESTS_OWNER1", key(1))
-            .env("UNUSED_IN_TESTS_OWNER2", key(2))
-            .env("GUARDIAN_LOG", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("the guardian binary starts");
-        Guardian { child, log }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Fails the test (with the process's output) unless it is still running.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("guardian exited ({status}):\n{}", self.output());
-        }
-    }
-
-    /// SIGTERM, then the exit code, within the wait bound.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "guardian did not stop:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Guardian {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unique(path: &Path) -> PathBuf {
-    let mut n = 0;
-    loop {
-        let p = path.with_extension(format!("{n}.log"));
-        if !p.exists() {
-            return p;
-        }
-        n += 1;
-    }
-}
-
 /// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
 fn setup(demo: &Demo, dir: &Path, journal: &str) {
-    let tail = format!(
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[journal]\n{journal}\n",
-        demo.vault
-    );
+    let tail = format!("{}\n[journal]\n{journal}\n", demo.assets_metric());
     demo.config_with(dir, "", &tail);
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
-}
-
-fn history(journal: &Path) -> Vec<HistoryEntry> {
-    match Journal::open_read_only(journal) {
-        Ok(j) => j.history(&HistoryFilter::default()).unwrap_or_default(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn processed(journal: &Path) -> Option<u64> {
-    Journal::open_read_only(journal)
-        .ok()?
-        .processed()
-        .ok()?
-        .into_iter()
-        .find(|(n, _)| n == "local")?
-        .1
-}
-
-/// Polls `check` every 100 ms until it holds; fails with `what` and the guardians' output.
-async fn until(what: &str, guardians: &mut [&mut Guardian], mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        for g in guardians.iter_mut() {
-            g.assert_running();
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = guardians.iter().map(|g| g.output()).collect();
-            panic!(
-                "timed out waiting for {what}; output:\n{}",
-                logs.join("\n-----\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn mine(demo: &Demo) {
@@ -176,30 +57,68 @@ async fn bot_nonce(demo: &Demo) -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn as_a_service_a_drain_is_paused_and_journaled() {
+/// The demo with a journal (`settings`, in file `db`), 900,000 in the
+/// vault, blocks mined by hand unless `automine`, and guardian started and
+/// through the block the deposit landed in.
+struct Watched {
+    demo: Demo,
+    dir: tempfile::TempDir,
+    journal: PathBuf,
+    g: Guardian,
+    /// The bot's nonce before guardian started.
+    nonce_before: u64,
+}
+
+async fn watched(db: &str, settings: &str, automine: bool) -> Watched {
     let demo = Demo::new(&[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(&demo, dir.path(), "path = \"guardian.db\"");
+    let journal = dir.path().join(db);
+    setup(&demo, dir.path(), settings);
     demo.deposit(900_000).await;
+    if !automine {
+        // From here on blocks are mined only when the test says so.
+        let _: serde_json::Value = demo
+            .provider
+            .raw_request("evm_setAutomine".into(), (false,))
+            .await
+            .unwrap();
+    }
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
-
-    let mut g = Guardian::start(&demo, dir.path(), &[]);
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
     .await;
+    Watched {
+        demo,
+        dir,
+        journal,
+        g,
+        nonce_before,
+    }
+}
+
+/// The attack: half the vault's assets withdrawn in one transaction, sent.
+async fn drain(demo: &Demo) -> PendingTransactionBuilder<Ethereum> {
     let deployer = demo.anvil.addresses()[0];
     GuardedVault::new(demo.vault, &demo.provider)
         .withdraw(U256::from(450_000), deployer, deployer)
         .send()
         .await
         .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_service_a_drain_is_paused_and_journaled() {
+    let Watched {
+        demo,
+        dir,
+        journal,
+        mut g,
+        nonce_before,
+    } = watched("guardian.db", "path = \"guardian.db\"", true).await;
+    drain(&demo).await.get_receipt().await.unwrap();
     until("the pause to land and be journaled", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "landed")
     })
@@ -274,37 +193,33 @@ async fn as_a_service_a_drain_is_paused_and_journaled() {
     assert_eq!(g.stop(), Some(0), "a clean stop on SIGTERM");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(
-        &demo,
-        dir.path(),
-        "path = \"guardian.db\"\nwarmup_blocks = 2",
-    );
-    demo.deposit(900_000).await;
-    // From here on blocks are mined only when the test says so: the pause stays in flight.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let nonce_before = bot_nonce(&demo).await;
+/// A pause left in flight: the demo with a journal (warm-up 2 blocks), the
+/// vault drained with mining off, the pause sent, then `kill -9` before any
+/// block includes it.
+struct InFlight {
+    demo: Demo,
+    dir: tempfile::TempDir,
+    journal: PathBuf,
+    /// The block of the drain.
+    drain_block: u64,
+    /// The bot's nonce before guardian started.
+    nonce_before: u64,
+}
 
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
+async fn a_pause_left_in_flight() -> InFlight {
+    let Watched {
+        demo,
+        dir,
+        journal,
+        g: mut first,
+        nonce_before,
+    } = watched(
+        "guardian.db",
+        "path = \"guardian.db\"\nwarmup_blocks = 2",
+        false,
+    )
     .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _pending = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
+    let _pending = drain(&demo).await;
     mine(&demo).await;
     let drain_block = demo.provider.get_block_number().await.unwrap();
     until("the pause to be sent", &mut [&mut first], || {
@@ -313,10 +228,26 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
             .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
     })
     .await;
-
     // kill -9 with the pause in the mempool.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
+    InFlight {
+        demo,
+        dir,
+        journal,
+        drain_block,
+        nonce_before,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() {
+    let InFlight {
+        demo,
+        dir,
+        journal,
+        drain_block,
+        nonce_before,
+    } = a_pause_left_in_flight().await;
     let before = history(&journal);
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].status, "executing");
@@ -330,7 +261,12 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
     assert_eq!(bot_nonce(&demo).await, nonce_before, "nothing mined yet");
 
     let record = dir.path().join("restart.csv");
-    let mut second = Guardian::start(&demo, dir.path(), &["--record", record.to_str().unwrap()]);
+    let mut second = Guardian::start(
+        &demo,
+        dir.path(),
+        &["--record", record.to_str().unwrap()],
+        &[],
+    );
     // The restart follows the pause before it decides anything new, so its
     // progress shows in its recording first.
     let drain_row = format!("{drain_block},");
@@ -431,7 +367,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
 
     let mut replicas: Vec<Guardian> = dirs
         .iter()
-        .map(|d| Guardian::start(&demo, d.path(), &[]))
+        .map(|d| Guardian::start(&demo, d.path(), &[], &[]))
         .collect();
     {
         let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
@@ -442,15 +378,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
         })
         .await;
     }
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    drain(&demo).await.get_receipt().await.unwrap();
     let done = ["landed", "already-done", "stood-down"];
     {
         let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
@@ -519,31 +447,19 @@ async fn three_replicas_one_attack_one_pause_transaction() {
 /// Availability: with replica 0 down, replica 1 acts one stagger later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_acts_when_the_first_is_down() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("replica.db");
-    setup(
-        &demo,
-        dir.path(),
+    let Watched {
+        demo,
+        dir: _dir,
+        journal,
+        mut g,
+        nonce_before,
+    } = watched(
+        "replica.db",
         "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
-    );
-    demo.deposit(900_000).await;
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let nonce_before = bot_nonce(&demo).await;
-    let mut g = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut g], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
+        true,
+    )
     .await;
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    drain(&demo).await.get_receipt().await.unwrap();
     until("replica 1 to land the pause", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "landed")
     })
@@ -561,33 +477,19 @@ async fn a_replica_acts_when_the_first_is_down() {
 /// effect, and stands down without signing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_down() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("replica.db");
-    setup(
-        &demo,
-        dir.path(),
+    let Watched {
+        demo,
+        dir: _dir,
+        journal,
+        mut g,
+        nonce_before,
+    } = watched(
+        "replica.db",
         "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
-    );
-    demo.deposit(900_000).await;
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let nonce_before = bot_nonce(&demo).await;
-    let mut g = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut g], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
+        false,
+    )
     .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _drain = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
+    let _drain = drain(&demo).await;
     mine(&demo).await;
     until(
         "replica 1 to approve (and wait its stagger)",
@@ -710,7 +612,7 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
         "path = \"guardian.db\"\nwarmup_blocks = 3",
     );
     std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
+    let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
     for _ in 0..3 {
         mine(&demo).await;
     }
@@ -737,7 +639,7 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
         .unwrap();
     mine(&demo).await;
     let new_head = demo.provider.get_block_number().await.unwrap();
-    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     until("the restart to catch up", &mut [&mut second], || {
         processed(&journal).is_some_and(|b| b >= new_head)
     })
@@ -761,41 +663,9 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
 /// fees, journals the replacement, and the replacement lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(
-        &demo,
-        dir.path(),
-        "path = \"guardian.db\"\nwarmup_blocks = 2",
-    );
-    demo.deposit(900_000).await;
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
-    .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _drain = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
-    mine(&demo).await;
-    until("the pause to be sent", &mut [&mut first], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
-    })
-    .await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    let InFlight {
+        demo, dir, journal, ..
+    } = a_pause_left_in_flight().await;
     let sent = &history(&journal)[0].transactions[0];
     let max_fee: u128 = sent.max_fee_wei.parse().unwrap();
 
@@ -811,7 +681,7 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
     mine(&demo).await;
     assert!(!demo.paused().await);
 
-    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     let log = second.log.clone();
     until(
         "the restart to follow the pause",
@@ -872,41 +742,9 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
 /// transaction lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    setup(
-        &demo,
-        dir.path(),
-        "path = \"guardian.db\"\nwarmup_blocks = 2",
-    );
-    demo.deposit(900_000).await;
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let funded = demo.provider.get_block_number().await.unwrap();
-    let mut first = Guardian::start(&demo, dir.path(), &[]);
-    until("the healthy vault to be read", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
-    .await;
-    let deployer = demo.anvil.addresses()[0];
-    let _drain = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap();
-    mine(&demo).await;
-    until("the pause to be sent", &mut [&mut first], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.transactions.iter().any(|t| t.status == "sent"))
-    })
-    .await;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    let InFlight {
+        demo, dir, journal, ..
+    } = a_pause_left_in_flight().await;
     let hash: alloy::primitives::B256 = history(&journal)[0].transactions[0].hash.parse().unwrap();
     let _: serde_json::Value = demo
         .provider
@@ -921,7 +759,7 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
             .is_none()
     );
 
-    let mut second = Guardian::start(&demo, dir.path(), &[]);
+    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     let log = second.log.clone();
     until(
         "the restart to broadcast it again",

@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
+use common::service::{Guardian, WAIT, history, processed, processed_on, until};
 use common::{Demo, GuardedVault};
-use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
 
 const POLICY: &str = r#"
 [[policy]]
@@ -31,112 +31,6 @@ direction = "down"
 by = "30%"
 "#;
 
-/// Generous: the machine running the tests may be busy.
-const WAIT: Duration = Duration::from_secs(90);
-
-struct Guardian {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Guardian {
-    fn start(demo: &Demo, dir: &Path, n: usize) -> Guardian {
-        Self::start_with(demo, dir, n, &[])
-    }
-
-    fn start_with(demo: &Demo, dir: &Path, n: usize, env: &[(&str, &str)]) -> Guardian {
-        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
-        let log = dir.join(format!("guardian-{n}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("guardian.toml"))
-            .arg("--policies")
-            .arg(dir.join("policy.toml"))
-            .env("UNUSED_IN_TESTS_BOT", key(4))
-            .env("UNUSED_IN_TESTS_STRANGER", key(5))
-            .env("UNUSED_IN_TESTS_OWNER1", key(1))
-            .env("UNUSED_IN_TESTS_OWNER2", key(2))
-            .env("GUARDIAN_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("the guardian binary starts");
-        Guardian { child, log }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "guardian did not stop:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Guardian {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn history(journal: &Path) -> Vec<HistoryEntry> {
-    Journal::open_read_only(journal)
-        .and_then(|j| j.history(&HistoryFilter::default()))
-        .unwrap_or_default()
-}
-
-fn processed(journal: &Path) -> Option<u64> {
-    processed_on(journal, "local")
-}
-
-fn processed_on(journal: &Path, network: &str) -> Option<u64> {
-    Journal::open_read_only(journal)
-        .ok()?
-        .processed()
-        .ok()?
-        .into_iter()
-        .find(|(n, _)| n == network)?
-        .1
-}
-
-async fn until(what: &str, g: &mut Guardian, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        if let Some(status) = g.child.try_wait().unwrap() {
-            panic!("guardian exited ({status}):\n{}", g.output());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; output:\n{}",
-            g.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Writes guardian.toml in `mode` (same journal, same guard limits) and the policy.
 fn configure(demo: &Demo, dir: &Path, mode: &str) {
     configure_with(demo, dir, mode, POLICY, "");
@@ -145,8 +39,8 @@ fn configure(demo: &Demo, dir: &Path, mode: &str) {
 /// The same, with other policies and `extra` appended to guardian.toml.
 fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str) {
     let tail = format!(
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[guard]\ntarget_cooldown = \"10m\"\n\n[journal]\npath = \"guardian.db\"\n{extra}\n",
-        demo.vault
+        "{}\n[guard]\ntarget_cooldown = \"10m\"\n\n[journal]\npath = \"guardian.db\"\n{extra}\n",
+        demo.assets_metric()
     );
     demo.config_with(dir, "", &tail);
     let path = dir.join("guardian.toml");
@@ -180,17 +74,17 @@ async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldow
 
     // 1. Dry-run: a 40% drain trips; nothing is sent.
     configure(&demo, dir.path(), "dry-run");
-    let mut g = Guardian::start(&demo, dir.path(), 1);
-    until("the healthy vault to be read", &mut g, || {
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
+    until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
     .await;
     let first_drain = withdraw(&demo, 360_000).await;
-    until("the dry-run decision", &mut g, || {
+    until("the dry-run decision", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "dry-run")
     })
     .await;
-    until("the drain's block to be processed", &mut g, || {
+    until("the drain's block to be processed", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= first_drain)
     })
     .await;
@@ -199,12 +93,10 @@ async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldow
 
     // 2. Restart in enforce on the same journal; the restart re-reads the dry-run trip's block.
     configure(&demo, dir.path(), "enforce");
-    let mut g = Guardian::start(&demo, dir.path(), 2);
-    until("the restart to resume", &mut g, || {
-        g_output_contains(
-            &dir.path().join("guardian-2.log"),
-            "resuming after the last processed block",
-        )
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
+    let log = g.log.clone();
+    until("the restart to resume", &mut [&mut g], || {
+        g_output_contains(&log, "resuming after the last processed block")
     })
     .await;
     // 3. A second drain, 41.7% of what is left, a few blocks later: inside the
@@ -212,7 +104,7 @@ async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldow
     let second_drain = withdraw(&demo, 225_000).await;
     assert!(second_drain < first_drain + 50, "inside the old cooldown");
     // 4. The pause lands.
-    until("the pause to land", &mut g, || {
+    until("the pause to land", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "landed")
     })
     .await;
@@ -240,8 +132,8 @@ fn g_output_contains(log: &Path, needle: &str) -> bool {
 /// The address `run` serves /metrics and /readyz on, from its log.
 async fn served_at(g: &mut Guardian) -> String {
     let mut addr = None;
-    let log = g_log(g);
-    until("the metrics server", g, || {
+    let log = g.log.clone();
+    until("the metrics server", &mut [g], || {
         addr = std::fs::read_to_string(&log).ok().and_then(|t| {
             t.lines()
                 .find_map(|l| l.split("/readyz on ").nth(1).map(|a| a.trim().to_string()))
@@ -250,10 +142,6 @@ async fn served_at(g: &mut Guardian) -> String {
     })
     .await;
     addr.unwrap()
-}
-
-fn g_log(g: &Guardian) -> PathBuf {
-    g.log.clone()
 }
 
 async fn get(url: &str) -> String {
@@ -315,33 +203,31 @@ async fn a_restart_resumes_warm_and_a_policy_it_cannot_warm_says_until_when() {
         LONG_WINDOWS,
         "max_warmup_blocks = 200\n\n[observe]\nlisten = \"127.0.0.1:0\"\nstale_after = \"1h\"\n",
     );
-    let mut g = Guardian::start(&demo, dir.path(), 1);
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
     mine(&demo, 120).await;
     let head = demo.provider.get_block_number().await.unwrap();
-    until("120 healthy blocks to be read", &mut g, || {
+    until("120 healthy blocks to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= head)
     })
     .await;
     assert_eq!(g.stop(), Some(0));
 
-    let mut g = Guardian::start(&demo, dir.path(), 2);
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
+    let log = g.log.clone();
     let base = served_at(&mut g).await;
-    until("the restart to resume", &mut g, || {
-        g_output_contains(
-            &dir.path().join("guardian-2.log"),
-            "resuming after the last processed block",
-        )
+    until("the restart to resume", &mut [&mut g], || {
+        g_output_contains(&log, "resuming after the last processed block")
     })
     .await;
     // The first live block after the re-read ones.
     mine(&demo, 1).await;
-    until("the restart to catch up", &mut g, || {
+    until("the restart to catch up", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b > head)
-            && g_output_contains(&dir.path().join("guardian-2.log"), "blind until block")
+            && g_output_contains(&log, "blind until block")
     })
     .await;
     let drain = withdraw(&demo, 360_000).await;
-    until("the pause to land", &mut g, || {
+    until("the pause to land", &mut [&mut g], || {
         history(&journal).iter().any(|e| e.status == "landed")
     })
     .await;
@@ -515,8 +401,8 @@ async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
     );
     configure_with(&demo, dir.path(), "enforce", LOW_ASSETS, &extra);
     let funded = demo.provider.get_block_number().await.unwrap();
-    let mut g = Guardian::start_with(&demo, dir.path(), 1, &[("TEST_PD_KEY", "R0UT1NG")]);
-    until("the healthy vault to be read", &mut g, || {
+    let mut g = Guardian::start(&demo, dir.path(), &[], &[("TEST_PD_KEY", "R0UT1NG")]);
+    until("the healthy vault to be read", &mut [&mut g], || {
         processed(&journal).is_some_and(|b| b >= funded)
     })
     .await;
@@ -525,7 +411,7 @@ async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
     let first = withdraw(&demo, 250_000).await;
     demo.deposit(250_000).await;
     let again = withdraw(&demo, 250_000).await;
-    until("the held alert", &mut g, || {
+    until("the held alert", &mut [&mut g], || {
         hooks.on("hook").iter().any(|a| a["kind"] == "held")
     })
     .await;
@@ -552,7 +438,7 @@ async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
 
     // vault-drain: a drain is paused.
     let drain = withdraw(&demo, 300_000).await;
-    until("the landed alert", &mut g, || {
+    until("the landed alert", &mut [&mut g], || {
         hooks
             .on("hook")
             .iter()
@@ -588,7 +474,7 @@ async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
     assert_eq!(landed["tx"], entry.tx.clone().unwrap());
 
     // PagerDuty: the trip triggers the policy's incident, the landed pause resolves it.
-    until("the PagerDuty resolve", &mut g, || {
+    until("the PagerDuty resolve", &mut [&mut g], || {
         hooks
             .on("pd")
             .iter()

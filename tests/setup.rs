@@ -9,14 +9,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
+use alloy::primitives::{Address, B256, U256};
 use alloy::sol;
 use alloy::sol_types::SolCall;
-use common::{DemoToken, GuardedVault, GuardianModule, Safe, SafeProxyFactory};
-use guardian::executor::safe::{SafeTx, sign};
-use guardian::keys::Key;
+use common::{DemoToken, GuardedVault, GuardianModule, SafeOwners};
 use serde_json::Value;
 
 sol!(
@@ -31,7 +27,7 @@ struct Chain {
     anvil: alloy::node_bindings::AnvilInstance,
     provider: alloy::providers::DynProvider,
     safe: Address,
-    owners: Vec<Key>,
+    owners: SafeOwners,
     vault: Address,
     multisend: Address,
 }
@@ -39,26 +35,9 @@ struct Chain {
 /// A 2-of-3 Safe owning a vault, and MultiSendCallOnly; no module anywhere.
 async fn chain() -> Chain {
     let anvil = common::anvil(&[]);
-    let provider = common::provider_for(&anvil, 0);
-    let owners: Vec<Key> = (1..=3)
-        .map(|i| Key::local(format!("owner{i}"), common::signer(&anvil, i)))
-        .collect();
-    let singleton = Safe::deploy(&provider).await.unwrap();
-    let factory = SafeProxyFactory::deploy(&provider).await.unwrap();
-    let setup = Safe::setupCall {
-        _owners: owners.iter().map(Key::address).collect(),
-        _threshold: U256::from(2),
-        to: Address::ZERO,
-        data: Bytes::new(),
-        fallbackHandler: Address::ZERO,
-        paymentToken: Address::ZERO,
-        payment: U256::ZERO,
-        paymentReceiver: Address::ZERO,
-    }
-    .abi_encode();
-    let create = factory.createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO);
-    let safe = create.call().await.unwrap();
-    create.send().await.unwrap().get_receipt().await.unwrap();
+    let owners = common::safe_owners(&anvil).await;
+    let provider = owners.provider.clone();
+    let safe = owners.deploy_safe().await.unwrap();
     let token = DemoToken::deploy(
         &provider,
         "Demo USD".into(),
@@ -82,39 +61,6 @@ async fn chain() -> Chain {
 }
 
 impl Chain {
-    /// Executes a Safe transaction signed by owners 1 and 2; panics unless it succeeds.
-    async fn exec(&self, tx: SafeTx) {
-        let chain_id = self.provider.get_chain_id().await.unwrap();
-        let sigs = sign(&self.owners[..2], &tx.hash(chain_id, self.safe))
-            .await
-            .unwrap();
-        let receipt = self
-            .provider
-            .send_transaction(
-                TransactionRequest::default()
-                    .to(self.safe)
-                    .input(tx.exec_calldata(sigs).into()),
-            )
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(receipt.status());
-        assert!(
-            receipt.decoded_log::<Safe::ExecutionSuccess>().is_some(),
-            "the Safe transaction failed"
-        );
-    }
-
-    async fn nonce(&self) -> U256 {
-        Safe::new(self.safe, &self.provider)
-            .nonce()
-            .call()
-            .await
-            .unwrap()
-    }
-
     /// What the Safe app does with an imported batch: one delegatecall to
     /// MultiSendCallOnly carrying every call of the file, all or none.
     async fn exec_batch_file(&self, file: &Value) {
@@ -131,15 +77,15 @@ impl Chain {
             transactions: packed.into(),
         }
         .abi_encode();
-        let mut tx = SafeTx::call(self.multisend, data.into(), self.nonce().await);
-        tx.operation = 1; // delegatecall
-        self.exec(tx).await;
+        // operation 1: delegatecall
+        let exec = self.owners.exec(self.safe, self.multisend, data, 1);
+        exec.await.unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// One module call by the Safe's owners, bypassing the plan (a hand-made change).
     async fn exec_on(&self, to: Address, data: Vec<u8>) {
-        let tx = SafeTx::call(to, data.into(), self.nonce().await);
-        self.exec(tx).await;
+        let exec = self.owners.exec(self.safe, to, data, 0);
+        exec.await.unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn config(&self, dir: &Path, module: Address, guardian: Address) -> std::path::PathBuf {

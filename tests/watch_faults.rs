@@ -11,8 +11,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
+use alloy::providers::{DynProvider, Provider};
 use common::fault_proxy::{Fault, FaultProxy};
 use common::{DemoToken, GuardedVault};
 use guardian::config::Config;
@@ -252,6 +253,44 @@ fn value(s: &Snapshot, metric: &str) -> Option<f64> {
         .map(|(_, v)| *v)
 }
 
+/// A demo token on a fresh anvil, deployed and owned by anvil key 0.
+struct TokenChain {
+    anvil: AnvilInstance,
+    provider: DynProvider,
+    owner: Address,
+    token: Address,
+}
+
+impl TokenChain {
+    /// On an anvil started with `args`.
+    async fn new(args: &[&str]) -> TokenChain {
+        let anvil = common::anvil(args);
+        let provider = common::provider_for(&anvil, 0);
+        let owner = anvil.addresses()[0];
+        let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
+            .await
+            .unwrap();
+        let token = *token.address();
+        TokenChain {
+            anvil,
+            provider,
+            owner,
+            token,
+        }
+    }
+
+    fn token(&self) -> DemoToken::DemoTokenInstance<&DynProvider> {
+        DemoToken::new(self.token, &self.provider)
+    }
+
+    /// Mints `amount` to the owner and waits for the receipt.
+    async fn mint(&self, amount: u64) {
+        let token = self.token();
+        let mint = token.mint(self.owner, U256::from(amount));
+        mint.send().await.unwrap().get_receipt().await.unwrap();
+    }
+}
+
 async fn mine(provider: &impl Provider) -> u64 {
     let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
     provider.get_block_number().await.unwrap()
@@ -262,20 +301,10 @@ async fn mine(provider: &impl Provider) -> u64 {
 /// the next endpoint and the block's metric is not missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_answers_are_read_again_from_the_next_endpoint() {
-    let anvil = common::anvil(&[]);
-    let provider = common::provider_for(&anvil, 0);
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
-    token
-        .mint(owner, U256::from(1_000_000u64))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let chain = TokenChain::new(&[]).await;
+    chain.mint(1_000_000).await;
+    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
+    let token = chain.token();
     let broken = FaultProxy::start(&anvil.endpoint()).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = token_metrics(*token.address(), owner);
@@ -334,12 +363,9 @@ async fn malformed_answers_are_read_again_from_the_next_endpoint() {
 /// policies on it in the `/readyz` detail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
-    let anvil = common::anvil(&[]);
-    let provider = common::provider_for(&anvil, 0);
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
+    let chain = TokenChain::new(&[]).await;
+    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
+    let token = chain.token();
     let a = FaultProxy::start(&anvil.endpoint()).await;
     let b = FaultProxy::start(&anvil.endpoint()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -647,12 +673,9 @@ async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 /// the missed blocks are read by polling and the subscription re-established.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_websocket_is_detected_and_no_block_is_skipped() {
-    let anvil = common::anvil(&["--block-time", "1"]);
-    let provider = common::provider_for(&anvil, 0);
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
+    let chain = TokenChain::new(&["--block-time", "1"]).await;
+    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
+    let token = chain.token();
     let proxy = FaultProxy::start(&anvil.endpoint()).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = token_metrics(*token.address(), owner);
@@ -712,21 +735,11 @@ async fn a_silent_websocket_is_detected_and_no_block_is_skipped() {
 /// closed before each block that trips the policy; every trip still happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_trip_is_missed_over_forced_reconnects() {
-    let anvil = common::anvil(&[]);
-    let provider = common::provider_for(&anvil, 0);
-    let owner = anvil.addresses()[0];
+    let chain = TokenChain::new(&[]).await;
+    chain.mint(1_000_000).await;
+    let (anvil, owner) = (&chain.anvil, chain.owner);
     let bob = anvil.addresses()[1];
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
-    token
-        .mint(owner, U256::from(1_000_000u64))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let token = chain.token();
     let proxy = FaultProxy::start(&anvil.endpoint()).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = token_metrics(*token.address(), owner);
@@ -805,12 +818,9 @@ async fn no_trip_is_missed_over_forced_reconnects() {
 /// counted and backfilled by number, never silently skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
-    let anvil = common::anvil(&[]);
-    let provider = common::provider_for(&anvil, 0);
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
+    let chain = TokenChain::new(&[]).await;
+    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
+    let token = chain.token();
     // Slow reads, so heads pile up behind the one being read.
     let slow = FaultProxy::start(&anvil.endpoint()).await;
     slow.fail("eth_call", Fault::Delay(Duration::from_millis(100)));
@@ -854,12 +864,9 @@ async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
 /// heads come by subscription too (not only when polling).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_blocks_behind_the_others_is_not_read_from() {
-    let anvil = common::anvil(&[]);
-    let provider = common::provider_for(&anvil, 0);
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
+    let chain = TokenChain::new(&[]).await;
+    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
+    let token = chain.token();
     // A chain long enough for "5 blocks behind" to be more than max_lag_blocks.
     let _: serde_json::Value = provider
         .raw_request("anvil_mine".into(), (10u64,))

@@ -45,6 +45,18 @@ fn anvil() -> AnvilInstance {
     Anvil::at(bin).spawn()
 }
 
+/// Loads a configuration from `text` (through a file, as `guardian` does).
+fn load_config(name: &str, text: &str) -> Config {
+    let path = std::env::temp_dir().join(format!(
+        "guardian-watcher-{}-{name}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&path).unwrap();
+    config
+}
+
 /// A deployed demo: a token, a vault holding 1,000 of it, a keeper feed at 1835.2.
 struct Demo {
     anvil: AnvilInstance,
@@ -128,10 +140,20 @@ async fn demo() -> Demo {
 impl Demo {
     /// A configuration file declaring one metric of every per-block kind on network `local`.
     fn config_file(&self, name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "guardian-watcher-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, self.config_text()).unwrap();
+        path
+    }
+
+    /// The text of that configuration.
+    fn config_text(&self) -> String {
         let (token, vault, feed, owner, alice) =
             (self.token, self.vault, self.feed, self.owner, self.alice);
         let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-        let text = format!(
+        format!(
             r#"
 [guardian]
 mode = "dry-run"
@@ -213,20 +235,11 @@ source = {{ kind = "oracle_age", feed = "{feed}" }}
 "#,
             rpc = self.anvil.endpoint(),
             ws = self.anvil.ws_endpoint(),
-        );
-        let path = std::env::temp_dir().join(format!(
-            "guardian-watcher-{}-{name}.toml",
-            std::process::id()
-        ));
-        std::fs::write(&path, text).unwrap();
-        path
+        )
     }
 
     fn config(&self, name: &str) -> Config {
-        let path = self.config_file(name);
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::remove_file(&path).unwrap();
-        config
+        load_config(name, &self.config_text())
     }
 
     /// Owner sends alice `amount` tokens with a 2 gwei tip; returns the block it was mined in.
@@ -581,8 +594,20 @@ op = ">"
 value = 50
 "#;
 
-#[tokio::test]
-async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() {
+/// The Nomad-style bridge of the pending-transaction tests: a token, a
+/// replica deployed with a zero root (every unproven message is "proven",
+/// Nomad 2022), and a copycat attack taking 100 tokens per call; the provider
+/// signs as the owner (anvil key 0) and the attacker (key 2).
+struct Bridge {
+    anvil: AnvilInstance,
+    provider: DynProvider,
+    attacker: Address,
+    token: Address,
+    replica: Address,
+    attack: Address,
+}
+
+async fn bridge() -> Bridge {
     let anvil = anvil();
     let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
     let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
@@ -596,7 +621,6 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
         .await
         .unwrap();
-    // Deployed with a zero initial root: every unproven message is "proven" (Nomad, 2022).
     let replica = MessageReplica::deploy(
         &provider,
         owner,
@@ -607,14 +631,6 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     )
     .await
     .unwrap();
-    token
-        .mint(*replica.address(), parse_ether("1000").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
     let attack = ReplicaCopycatAttack::deploy(
         &provider,
         *replica.address(),
@@ -623,12 +639,50 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     )
     .await
     .unwrap();
+    let (token, replica, attack) = (*token.address(), *replica.address(), *attack.address());
+    Bridge {
+        anvil,
+        provider,
+        attacker,
+        token,
+        replica,
+        attack,
+    }
+}
 
-    let effect = format!(
-        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
-        token.address(),
-        replica.address()
-    );
+impl Bridge {
+    fn token(&self) -> DemoToken::DemoTokenInstance<&DynProvider> {
+        DemoToken::new(self.token, &self.provider)
+    }
+
+    fn attack(&self) -> ReplicaCopycatAttack::ReplicaCopycatAttackInstance<&DynProvider> {
+        ReplicaCopycatAttack::new(self.attack, &self.provider)
+    }
+
+    /// A pending source's `effect`: the replica's token balance.
+    fn effect(&self) -> String {
+        format!(
+            r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
+            self.token, self.replica
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() {
+    let b = bridge().await;
+    let (anvil, provider, attacker) = (&b.anvil, &b.provider, b.attacker);
+    let (token, attack) = (b.token(), b.attack());
+    token
+        .mint(b.replica, parse_ether("1000").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let effect = b.effect();
     let text = format!(
         r#"
 [guardian]
@@ -654,13 +708,7 @@ source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {
         effect_as_source = effect,
         attack = attack.address(),
     );
-    let path = std::env::temp_dir().join(format!(
-        "guardian-watcher-{}-pending.toml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(&path).unwrap();
+    let config = load_config("pending", &text);
 
     let mut engine = Engine::new(
         compile_str("bridge.toml", BRIDGE_POLICY, &Config::empty()).unwrap(),
@@ -943,13 +991,7 @@ source = {{ kind = "head_age" }}
 "#,
         ws = anvil.ws_endpoint()
     );
-    let path = std::env::temp_dir().join(format!(
-        "guardian-watcher-{}-stale.toml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(&path).unwrap();
+    let config = load_config("stale", &text);
     let mut run = start(
         &config,
         WatcherOptions {
@@ -1077,11 +1119,7 @@ source = {{ kind = "block", stat = "base_fee_gwei" }}
         behind = behind.endpoint(),
         ahead = demo.anvil.endpoint(),
     );
-    let path =
-        std::env::temp_dir().join(format!("guardian-watcher-{}-lag.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(&path).unwrap();
+    let config = load_config("lag", &text);
     let head = demo.provider.get_block_number().await.unwrap();
     assert!(
         head > 3,
@@ -1110,40 +1148,12 @@ source = {{ kind = "block", stat = "base_fee_gwei" }}
 
 #[tokio::test]
 async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
-    let anvil = anvil();
-    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
-    let (owner, attacker) = (owner_key.address(), attacker_key.address());
-    let mut wallet = EthereumWallet::from(owner_key);
-    wallet.register_signer(attacker_key);
-    let provider = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased();
-    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
-        .await
-        .unwrap();
-    let replica = MessageReplica::deploy(
-        &provider,
-        owner,
-        1000,
-        owner,
-        alloy::primitives::U256::ZERO,
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let attack = ReplicaCopycatAttack::deploy(
-        &provider,
-        *replica.address(),
-        *token.address(),
-        parse_ether("100").unwrap(),
-    )
-    .await
-    .unwrap();
+    let b = bridge().await;
+    let (anvil, provider, attacker) = (&b.anvil, &b.provider, b.attacker);
+    let (token, attack) = (b.token(), b.attack());
     // The last block before the watcher starts: one transaction tipping 5 gwei.
     token
-        .mint(*replica.address(), parse_ether("1000").unwrap())
+        .mint(b.replica, parse_ether("1000").unwrap())
         .max_priority_fee_per_gas(5 * GWEI)
         .max_fee_per_gas(100 * GWEI)
         .send()
@@ -1153,11 +1163,7 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
         .await
         .unwrap();
 
-    let effect = format!(
-        r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
-        token.address(),
-        replica.address()
-    );
+    let effect = b.effect();
     let a = attack.address();
     let text = format!(
         r#"
@@ -1185,13 +1191,7 @@ source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile
 "#,
         ws = anvil.ws_endpoint(),
     );
-    let path = std::env::temp_dir().join(format!(
-        "guardian-watcher-{}-filters.toml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(&path).unwrap();
+    let config = load_config("filters", &text);
 
     let mut run = start(&config, WatcherOptions::default());
     let WatchEvent::Block(first) = run.next().await else {

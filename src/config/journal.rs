@@ -120,17 +120,13 @@ pub(super) fn parse_journal(
 
 #[cfg(test)]
 mod tests {
-    use super::super::reader::{Diagnostics, Reporter, SourceFile};
+    use super::super::Config;
+    use super::super::reader::Diagnostics;
     use super::*;
 
-    fn load(journal: &str) -> Result<super::super::Config, Diagnostics> {
+    fn load(journal: &str) -> Result<Config, Diagnostics> {
         let text = format!("[guardian]\nmode = \"enforce\"\n\n[journal]\n{journal}\n");
-        let file = SourceFile::new("/etc/guardian/guardian.toml", text);
-        let mut r = Reporter::new(&file);
-        let c = super::super::parse(&mut r);
-        r.found
-            .into_result(())
-            .and(c.ok_or_else(Diagnostics::default))
+        Config::from_text("/etc/guardian/guardian.toml", text)
     }
 
     #[test]

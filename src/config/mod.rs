@@ -115,8 +115,17 @@ impl Config {
 
     /// Loads and validates `path`, reporting every problem found.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-        let file = SourceFile::read(path)?;
-        let mut r = Reporter::new(&file);
+        Self::from_source(&SourceFile::read(path)?)
+    }
+
+    /// Validates `text` as if it were read from `path` (relative paths in
+    /// it are taken from there), reporting every problem found.
+    pub fn from_text(path: impl Into<PathBuf>, text: String) -> Result<Config, Diagnostics> {
+        Self::from_source(&SourceFile::new(path, text))
+    }
+
+    fn from_source(file: &SourceFile) -> Result<Config, Diagnostics> {
+        let mut r = Reporter::new(file);
         let config = parse(&mut r);
         r.found
             .into_result(())
@@ -732,12 +741,7 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> Result<Config, Diagnostics> {
-        let file = SourceFile::new("guardian.toml", text.to_string());
-        let mut r = Reporter::new(&file);
-        let c = parse(&mut r);
-        r.found
-            .into_result(())
-            .and(c.ok_or_else(Diagnostics::default))
+        Config::from_text("guardian.toml", text.to_string())
     }
 
     #[test]

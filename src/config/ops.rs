@@ -263,20 +263,13 @@ pub(super) fn parse_notify(
 
 #[cfg(test)]
 mod tests {
-    use super::super::reader::{Diagnostics, SourceFile};
-    use super::super::{Config, parse};
+    use super::super::Config;
+    use super::super::reader::Diagnostics;
     use super::*;
 
     fn load(text: &str) -> Result<Config, Diagnostics> {
-        let file = SourceFile::new(
-            "guardian.toml",
-            format!("[guardian]\nmode = \"enforce\"\n{text}"),
-        );
-        let mut r = Reporter::new(&file);
-        let c = parse(&mut r);
-        r.found
-            .into_result(())
-            .and(c.ok_or_else(Diagnostics::default))
+        let text = format!("[guardian]\nmode = \"enforce\"\n{text}");
+        Config::from_text("guardian.toml", text)
     }
 
     #[test]

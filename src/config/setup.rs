@@ -105,124 +105,13 @@ pub(super) fn parse_setup(
     let safe = t
         .require("safe", r)
         .and_then(|v| exec_address(v, "[setup] safe", r));
-    let executor =
-        t.required_string("executor", r)
-            .and_then(|(name, s)| match config.executors.get(name) {
-                Some(def) => match (&def.kind, &def.network) {
-                    (ExecutorKind::Module { module, .. }, Some(network)) => {
-                        Some((name.to_string(), *module, network.clone()))
-                    }
-                    (ExecutorKind::Module { .. }, None) => {
-                        r.error(
-                            &s,
-                            format!("[setup] executor `{name}` names no `network`"),
-                            Some("the set-up is read from and planned for that network".into()),
-                        );
-                        None
-                    }
-                    (other, _) => {
-                        r.error(
-                            &s,
-                            format!(
-                                "[setup] executor `{name}` is of kind `{}`, not `module`",
-                                other.as_str()
-                            ),
-                            Some("name the executor that calls the GuardianModule".into()),
-                        );
-                        None
-                    }
-                },
-                None => {
-                    let known: Vec<&str> = config
-                        .executors
-                        .iter()
-                        .filter(|(_, d)| matches!(d.kind, ExecutorKind::Module { .. }))
-                        .map(|(n, _)| n.as_str())
-                        .collect();
-                    r.error(
-                        &s,
-                        format!("[setup] executor: unknown executor `{name}`"),
-                        Some(if known.is_empty() {
-                            "define an [executors.<name>] of kind \"module\"".into()
-                        } else {
-                            format!("module executors defined: {}", known.join(", "))
-                        }),
-                    );
-                    None
-                }
-            });
-    let mut guardians = Vec::new();
-    if let Some(v) = t.require("guardians", r) {
-        for item in as_array(v, "[setup] guardians", r).unwrap_or_default() {
-            if let Some(a) = exec_address(item, "[setup] guardians", r) {
-                if guardians.contains(&a) {
-                    r.error(
-                        &item.span(),
-                        format!("[setup] guardians: {a} is listed twice"),
-                        None,
-                    );
-                } else if a == Address::ZERO {
-                    r.error(
-                        &item.span(),
-                        "[setup] guardians: the zero address cannot be a guardian",
-                        None,
-                    );
-                } else {
-                    guardians.push(a);
-                }
-            }
-        }
-        if guardians.is_empty() && as_array(v, "[setup] guardians", r).is_some() {
-            r.error(
-                &v.span(),
-                "[setup] guardians is empty",
-                Some("list the address of each guardian bot key (never the key itself)".into()),
-            );
-        }
-    }
-    if t.entries()
-        .any(|(k, _, _)| matches!(k, "key" | "private_key" | "keys"))
-    {
-        r.error(
-            &span,
-            "[setup] names guardians by address; keys are never written in the configuration",
-            Some("list addresses under `guardians`; keys go under [keys.<name>]".into()),
-        );
-        for k in ["key", "private_key", "keys"] {
-            t.get(k);
-        }
-    }
+    let executor = module_executor(&mut t, config, r);
+    let guardians = guardians(&mut t, r);
+    refuse_keys(&mut t, &span, r);
     let target_cooldown_ms =
         exec::duration(&mut t, "target_cooldown", r).unwrap_or(config.guard.target_cooldown_ms);
-    let target_rate_limit = if t.has("target_rate_limit") {
-        exec::rate(&mut t, "target_rate_limit", r)
-    } else if let Some(rate) = config.guard.target_rate_limit {
-        Some(rate)
-    } else {
-        r.error(
-            &span,
-            "[setup] needs `target_rate_limit` (or [guard] target_rate_limit)",
-            Some(
-                "the module refuses every action on a target without limits; e.g. target_rate_limit = \"3/1d\""
-                    .into(),
-            ),
-        );
-        None
-    };
-    let salt = match t.string("salt", r) {
-        None => Some(B256::ZERO),
-        Some((s, span)) => match parse_salt(s) {
-            Some(b) => Some(b),
-            None => {
-                r.error(
-                    &span,
-                    format!("[setup] salt: `{s}` is not a 32-byte hex value"),
-                    Some("write it as 0x followed by up to 64 hex digits, e.g. \"0x1\"".into()),
-                );
-                None
-            }
-        },
-    };
+    let target_rate_limit = target_rate_limit(&mut t, config, &span, r);
+    let salt = salt(&mut t, r);
     let from_block = t
         .get("from_block")
         .and_then(|v| reader::as_u64(v, "[setup] from_block", r))
@@ -238,54 +127,12 @@ pub(super) fn parse_setup(
         &span,
         r,
     );
-    let mut targets = BTreeMap::new();
-    if let Some(v) = t.get("targets")
-        && let Some(tt) = TableReader::from_value(v, "[setup.targets]", r)
-    {
-        for (key, kspan, value) in tt.entries() {
-            let Ok(target) = key.parse::<Address>() else {
-                r.error(
-                    &kspan,
-                    format!("[setup.targets]: `{key}` is not an address"),
-                    Some("name each target by its address: [setup.targets.\"0x…\"]".into()),
-                );
-                continue;
-            };
-            let ctx = format!("[setup.targets.\"{key}\"]");
-            let Some(mut o) = TableReader::from_value(value, ctx.clone(), r) else {
-                continue;
-            };
-            let cooldown = exec::duration(&mut o, "target_cooldown", r);
-            let rate = if o.has("target_rate_limit") {
-                exec::rate(&mut o, "target_rate_limit", r)
-            } else {
-                None
-            };
-            check_durations(&ctx, cooldown, rate, &kspan, r);
-            o.finish(r);
-            let used = executor.as_ref().is_some_and(|(name, _, _)| {
-                config.actions.values().any(|a| {
-                    a.executor.as_deref() == Some(name.as_str()) && a.target == Some(target)
-                })
-            });
-            if !used {
-                r.error(
-                    &kspan,
-                    format!("{ctx}: no action of the module executor targets {target}"),
-                    Some("limits are set for the targets the module's actions call".into()),
-                );
-            }
-            if let Some(default_rate) = target_rate_limit {
-                targets.insert(
-                    target,
-                    TargetLimitsDef {
-                        cooldown_ms: cooldown.unwrap_or(target_cooldown_ms),
-                        rate_limit: rate.unwrap_or(default_rate),
-                    },
-                );
-            }
-        }
-    }
+    let defaults = target_rate_limit.map(|rate_limit| TargetLimitsDef {
+        cooldown_ms: target_cooldown_ms,
+        rate_limit,
+    });
+    let module_executor = executor.as_ref().map(|(name, _, _)| name.as_str());
+    let targets = targets(&mut t, config, module_executor, defaults, r);
     let aave_acl_manager = t
         .get("aave_acl_manager")
         .and_then(|v| exec_address(v, "[setup] aave_acl_manager", r));
@@ -316,6 +163,212 @@ pub(super) fn parse_setup(
         verify_before_run,
         aave_acl_manager,
     })
+}
+
+/// `executor`: the name, module and network of a `module` executor.
+fn module_executor(
+    t: &mut TableReader<'_, '_>,
+    config: &Config,
+    r: &mut Reporter<'_>,
+) -> Option<(String, Address, String)> {
+    t.required_string("executor", r)
+        .and_then(|(name, s)| match config.executors.get(name) {
+            Some(def) => match (&def.kind, &def.network) {
+                (ExecutorKind::Module { module, .. }, Some(network)) => {
+                    Some((name.to_string(), *module, network.clone()))
+                }
+                (ExecutorKind::Module { .. }, None) => {
+                    r.error(
+                        &s,
+                        format!("[setup] executor `{name}` names no `network`"),
+                        Some("the set-up is read from and planned for that network".into()),
+                    );
+                    None
+                }
+                (other, _) => {
+                    r.error(
+                        &s,
+                        format!(
+                            "[setup] executor `{name}` is of kind `{}`, not `module`",
+                            other.as_str()
+                        ),
+                        Some("name the executor that calls the GuardianModule".into()),
+                    );
+                    None
+                }
+            },
+            None => {
+                let known: Vec<&str> = config
+                    .executors
+                    .iter()
+                    .filter(|(_, d)| matches!(d.kind, ExecutorKind::Module { .. }))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                r.error(
+                    &s,
+                    format!("[setup] executor: unknown executor `{name}`"),
+                    Some(if known.is_empty() {
+                        "define an [executors.<name>] of kind \"module\"".into()
+                    } else {
+                        format!("module executors defined: {}", known.join(", "))
+                    }),
+                );
+                None
+            }
+        })
+}
+
+/// `guardians`: the bot addresses, each once, none zero, at least one.
+fn guardians(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Vec<Address> {
+    let mut guardians = Vec::new();
+    if let Some(v) = t.require("guardians", r) {
+        for item in as_array(v, "[setup] guardians", r).unwrap_or_default() {
+            if let Some(a) = exec_address(item, "[setup] guardians", r) {
+                if guardians.contains(&a) {
+                    r.error(
+                        &item.span(),
+                        format!("[setup] guardians: {a} is listed twice"),
+                        None,
+                    );
+                } else if a == Address::ZERO {
+                    r.error(
+                        &item.span(),
+                        "[setup] guardians: the zero address cannot be a guardian",
+                        None,
+                    );
+                } else {
+                    guardians.push(a);
+                }
+            }
+        }
+        if guardians.is_empty() && as_array(v, "[setup] guardians", r).is_some() {
+            r.error(
+                &v.span(),
+                "[setup] guardians is empty",
+                Some("list the address of each guardian bot key (never the key itself)".into()),
+            );
+        }
+    }
+    guardians
+}
+
+/// Keys never belong in `[setup]`: refused, and their fields taken as read.
+fn refuse_keys(t: &mut TableReader<'_, '_>, span: &std::ops::Range<usize>, r: &mut Reporter<'_>) {
+    if t.entries()
+        .any(|(k, _, _)| matches!(k, "key" | "private_key" | "keys"))
+    {
+        r.error(
+            span,
+            "[setup] names guardians by address; keys are never written in the configuration",
+            Some("list addresses under `guardians`; keys go under [keys.<name>]".into()),
+        );
+        for k in ["key", "private_key", "keys"] {
+            t.get(k);
+        }
+    }
+}
+
+/// `target_rate_limit`, else `[guard] target_rate_limit`; one of them is needed.
+fn target_rate_limit(
+    t: &mut TableReader<'_, '_>,
+    config: &Config,
+    span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) -> Option<RateLimit> {
+    if t.has("target_rate_limit") {
+        exec::rate(t, "target_rate_limit", r)
+    } else if let Some(rate) = config.guard.target_rate_limit {
+        Some(rate)
+    } else {
+        r.error(
+            span,
+            "[setup] needs `target_rate_limit` (or [guard] target_rate_limit)",
+            Some(
+                "the module refuses every action on a target without limits; e.g. target_rate_limit = \"3/1d\""
+                    .into(),
+            ),
+        );
+        None
+    }
+}
+
+/// `salt`: the CREATE2 salt, zero when absent.
+fn salt(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<B256> {
+    match t.string("salt", r) {
+        None => Some(B256::ZERO),
+        Some((s, span)) => match parse_salt(s) {
+            Some(b) => Some(b),
+            None => {
+                r.error(
+                    &span,
+                    format!("[setup] salt: `{s}` is not a 32-byte hex value"),
+                    Some("write it as 0x followed by up to 64 hex digits, e.g. \"0x1\"".into()),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `[setup.targets."0x…"]`: each target's own limits over `defaults`; a
+/// target no action of the module executor calls is refused.
+fn targets(
+    t: &mut TableReader<'_, '_>,
+    config: &Config,
+    module_executor: Option<&str>,
+    defaults: Option<TargetLimitsDef>,
+    r: &mut Reporter<'_>,
+) -> BTreeMap<Address, TargetLimitsDef> {
+    let mut targets = BTreeMap::new();
+    if let Some(v) = t.get("targets")
+        && let Some(tt) = TableReader::from_value(v, "[setup.targets]", r)
+    {
+        for (key, kspan, value) in tt.entries() {
+            let Ok(target) = key.parse::<Address>() else {
+                r.error(
+                    &kspan,
+                    format!("[setup.targets]: `{key}` is not an address"),
+                    Some("name each target by its address: [setup.targets.\"0x…\"]".into()),
+                );
+                continue;
+            };
+            let ctx = format!("[setup.targets.\"{key}\"]");
+            let Some(mut o) = TableReader::from_value(value, ctx.clone(), r) else {
+                continue;
+            };
+            let cooldown = exec::duration(&mut o, "target_cooldown", r);
+            let rate = if o.has("target_rate_limit") {
+                exec::rate(&mut o, "target_rate_limit", r)
+            } else {
+                None
+            };
+            check_durations(&ctx, cooldown, rate, &kspan, r);
+            o.finish(r);
+            let used = module_executor.is_some_and(|name| {
+                config
+                    .actions
+                    .values()
+                    .any(|a| a.executor.as_deref() == Some(name) && a.target == Some(target))
+            });
+            if !used {
+                r.error(
+                    &kspan,
+                    format!("{ctx}: no action of the module executor targets {target}"),
+                    Some("limits are set for the targets the module's actions call".into()),
+                );
+            }
+            if let Some(d) = defaults {
+                targets.insert(
+                    target,
+                    TargetLimitsDef {
+                        cooldown_ms: cooldown.unwrap_or(d.cooldown_ms),
+                        rate_limit: rate.unwrap_or(d.rate_limit),
+                    },
+                );
+            }
+        }
+    }
+    targets
 }
 
 fn check_action(
@@ -407,7 +460,7 @@ pub fn parse_salt(s: &str) -> Option<B256> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reader::{Diagnostics, SourceFile};
+    use super::super::reader::Diagnostics;
     use super::*;
 
     fn load(tail: &str) -> Result<Config, Diagnostics> {
@@ -437,12 +490,7 @@ network = "local"
 {tail}
 "#
         );
-        let file = SourceFile::new("guardian.toml", text);
-        let mut r = Reporter::new(&file);
-        let c = super::super::parse(&mut r);
-        r.found
-            .into_result(())
-            .and(c.ok_or_else(Diagnostics::default))
+        Config::from_text("guardian.toml", text)
     }
 
     #[test]

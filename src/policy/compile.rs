@@ -740,208 +740,15 @@ impl<'c> Builder<'c> {
         t: &mut TableReader<'_, '_>,
         r: &mut Reporter<'_>,
     ) -> Option<Condition> {
-        let dir = |t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>| {
-            t.require("direction", r)
-                .and_then(|v| as_choice(v, "direction", &Direction::CHOICES, r))
-        };
         match kind {
-            "threshold" => {
-                let metric = self.metric(t, "metric", r);
-                let comparison = t
-                    .require("op", r)
-                    .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r));
-                let value = t.require("value", r).and_then(|v| as_number(v, "value", r));
-                Some(Condition::Threshold {
-                    metric: metric?,
-                    comparison: comparison?,
-                    value: value?,
-                })
-            }
-            "change" => {
-                let metric = self.metric(t, "metric", r);
-                let window = t
-                    .require("window", r)
-                    .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
-                let direction = dir(t, r);
-                let by = t.require("by", r).and_then(|v| {
-                    let by = self.amount(v, &format!("{ctx}: by"), false, r)?;
-                    let size = match by {
-                        Amount::Absolute(a) => a,
-                        Amount::Percent(p) => p.0,
-                    };
-                    if size <= 0.0 {
-                        r.error(
-                            &v.span(),
-                            format!(
-                                "{ctx}: by must be greater than zero (the direction says which way)"
-                            ),
-                            None,
-                        );
-                        return None;
-                    }
-                    Some(by)
-                });
-                Some(Condition::Change {
-                    metric: metric?,
-                    window: window?,
-                    direction: direction?,
-                    by: by?,
-                })
-            }
-            "rate" => {
-                let metric = self.metric(t, "metric", r);
-                let window = t
-                    .require("window", r)
-                    .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
-                let per = t
-                    .require("per", r)
-                    .and_then(|v| as_choice(v, "rate unit", &RateUnit::CHOICES, r));
-                let direction = dir(t, r);
-                let above = self.positive(t.require("above", r), &format!("{ctx}: above"), r);
-                Some(Condition::Rate {
-                    metric: metric?,
-                    window: window?,
-                    per: per?,
-                    direction: direction?,
-                    above: above?,
-                })
-            }
-            "sum" => {
-                let metric = self.metric(t, "metric", r);
-                let window = t
-                    .require("window", r)
-                    .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r));
-                let comparison = t
-                    .require("op", r)
-                    .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r));
-                let relative_to = if t.has("relative_to") {
-                    Some(self.metric(t, "relative_to", r))
-                } else {
-                    None
-                };
-                let value = t.require("value", r).and_then(|v| {
-                    let amount = self.amount(v, "value", relative_to.is_some(), r)?;
-                    if relative_to.is_none() && matches!(amount, Amount::Percent(_)) {
-                        r.error(&v.span(), format!("{ctx}: a percent needs `relative_to`, the metric it is a percent of"), Some("add relative_to = \"<liquidity metric>\", or give an amount in the metric's units".into()));
-                        return None;
-                    }
-                    Some(amount)
-                });
-                let relative_to = match relative_to {
-                    Some(None) => return None,
-                    Some(Some(m)) => Some(m),
-                    None => None,
-                };
-                Some(Condition::Sum {
-                    metric: metric?,
-                    window: window?,
-                    comparison: comparison?,
-                    value: value?,
-                    relative_to,
-                })
-            }
-            "deviation" => {
-                let metric = self.metric(t, "metric", r);
-                let reference = self.metric(t, "reference", r);
-                let above = t.require("above", r).and_then(|v| {
-                    let p = self.percent(v, &format!("{ctx}: above"), r)?;
-                    if p.0 <= 0.0 {
-                        r.error(
-                            &v.span(),
-                            format!("{ctx}: above must be greater than 0%"),
-                            None,
-                        );
-                        return None;
-                    }
-                    Some(p)
-                });
-                let max_skew = t
-                    .get("max_skew")
-                    .map(|v| self.window(v, &format!("{ctx}: max_skew"), r));
-                let max_skew = match max_skew {
-                    Some(None) => return None,
-                    Some(w) => w,
-                    None => None,
-                };
-                Some(Condition::Deviation {
-                    metric: metric?,
-                    reference: reference?,
-                    above: above?,
-                    max_skew,
-                })
-            }
-            "stale" => {
-                let metric = self.metric(t, "metric", r);
-                let after = t.require("after", r).and_then(|v| {
-                    let w = self.window(v, &format!("{ctx}: after"), r)?;
-                    if matches!(w, Window::Blocks(0) | Window::Millis(0)) {
-                        r.error(
-                            &v.span(),
-                            format!("{ctx}: after must be longer than zero"),
-                            None,
-                        );
-                        return None;
-                    }
-                    Some(w)
-                });
-                Some(Condition::Stale {
-                    metric: metric?,
-                    after: after?,
-                })
-            }
-            "ewma" => {
-                let metric = self.metric(t, "metric", r);
-                let halflife = self.positive(t.require("halflife", r), "halflife (samples)", r);
-                let warmup = self.warmup(t.require("warmup", r), "warmup", r);
-                let z = self.positive(t.require("z", r), "z", r);
-                let direction = dir(t, r);
-                let halflife = halflife?;
-                let params = EwmaParams {
-                    alpha: 1.0 - 0.5f64.powf(1.0 / halflife),
-                    halflife,
-                    warmup: warmup?,
-                    z: z?,
-                    direction: direction?,
-                };
-                Some(Condition::Ewma {
-                    metric: metric?,
-                    params,
-                })
-            }
-            "cusum" => {
-                let metric = self.metric(t, "metric", r);
-                let warmup = self.warmup(t.require("warmup", r), "warmup", r);
-                let slack = t.require("slack", r).and_then(|v| {
-                    let s = as_number(v, "slack", r)?;
-                    if s < 0.0 {
-                        r.error(&v.span(), "slack must be at least 0", None);
-                        return None;
-                    }
-                    Some(s)
-                });
-                let threshold = self.positive(t.require("threshold", r), "threshold", r);
-                let direction = t.require("direction", r).and_then(|v| {
-                    let d = as_choice(v, "direction", &Direction::CHOICES, r)?;
-                    if d == Direction::Either {
-                        r.error(
-                            &v.span(),
-                            "cusum is one-sided: use `up` or `down`",
-                            Some("for both directions, write two conditions under `any`".into()),
-                        );
-                        return None;
-                    }
-                    Some(d)
-                });
-                Some(Condition::Cusum {
-                    metric: metric?,
-                    params: CusumParams {
-                        warmup: warmup?,
-                        slack: slack?,
-                        threshold: threshold?,
-                        direction: direction?,
-                    },
-                })
-            }
+            "threshold" => self.threshold(Leaf { ctx, t, r }),
+            "change" => self.change(Leaf { ctx, t, r }),
+            "rate" => self.rate(Leaf { ctx, t, r }),
+            "sum" => self.sum(Leaf { ctx, t, r }),
+            "deviation" => self.deviation(Leaf { ctx, t, r }),
+            "stale" => self.stale(Leaf { ctx, t, r }),
+            "ewma" => self.ewma(Leaf { ctx, t, r }),
+            "cusum" => self.cusum(Leaf { ctx, t, r }),
             other => {
                 let hint = match did_you_mean(other, CONDITION_KINDS) {
                     Some(k) => format!(
@@ -959,6 +766,238 @@ impl<'c> Builder<'c> {
             }
         }
     }
+
+    /// A condition's `window`, within what the metric's history keeps.
+    fn window_field(
+        &self,
+        ctx: &str,
+        t: &mut TableReader<'_, '_>,
+        r: &mut Reporter<'_>,
+    ) -> Option<Window> {
+        t.require("window", r)
+            .and_then(|v| self.history_window(v, &format!("{ctx}: window"), r))
+    }
+
+    /// `threshold`: a metric compared with a value.
+    fn threshold(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let comparison = comparison(t, r);
+        let value = t.require("value", r).and_then(|v| as_number(v, "value", r));
+        Some(Condition::Threshold {
+            metric: metric?,
+            comparison: comparison?,
+            value: value?,
+        })
+    }
+
+    /// `change`: a metric moving by an amount within a window.
+    fn change(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let window = self.window_field(ctx, t, r);
+        let direction = direction(t, r);
+        let by = t.require("by", r).and_then(|v| {
+            let by = self.amount(v, &format!("{ctx}: by"), false, r)?;
+            let size = match by {
+                Amount::Absolute(a) => a,
+                Amount::Percent(p) => p.0,
+            };
+            if size <= 0.0 {
+                r.error(
+                    &v.span(),
+                    format!("{ctx}: by must be greater than zero (the direction says which way)"),
+                    None,
+                );
+                return None;
+            }
+            Some(by)
+        });
+        Some(Condition::Change {
+            metric: metric?,
+            window: window?,
+            direction: direction?,
+            by: by?,
+        })
+    }
+
+    /// `rate`: a metric's rate of change per unit within a window.
+    fn rate(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let window = self.window_field(ctx, t, r);
+        let per = t
+            .require("per", r)
+            .and_then(|v| as_choice(v, "rate unit", &RateUnit::CHOICES, r));
+        let direction = direction(t, r);
+        let above = self.positive(t.require("above", r), &format!("{ctx}: above"), r);
+        Some(Condition::Rate {
+            metric: metric?,
+            window: window?,
+            per: per?,
+            direction: direction?,
+            above: above?,
+        })
+    }
+
+    /// `sum`: a metric summed over a window, against an amount or a share of another metric.
+    fn sum(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let window = self.window_field(ctx, t, r);
+        let comparison = comparison(t, r);
+        let relative_to = if t.has("relative_to") {
+            Some(self.metric(t, "relative_to", r))
+        } else {
+            None
+        };
+        let value = t.require("value", r).and_then(|v| {
+            let amount = self.amount(v, "value", relative_to.is_some(), r)?;
+            if relative_to.is_none() && matches!(amount, Amount::Percent(_)) {
+                r.error(&v.span(), format!("{ctx}: a percent needs `relative_to`, the metric it is a percent of"), Some("add relative_to = \"<liquidity metric>\", or give an amount in the metric's units".into()));
+                return None;
+            }
+            Some(amount)
+        });
+        let relative_to = match relative_to {
+            Some(None) => return None,
+            Some(Some(m)) => Some(m),
+            None => None,
+        };
+        Some(Condition::Sum {
+            metric: metric?,
+            window: window?,
+            comparison: comparison?,
+            value: value?,
+            relative_to,
+        })
+    }
+
+    /// `deviation`: two metrics apart by more than a percent.
+    fn deviation(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let reference = self.metric(t, "reference", r);
+        let above = t.require("above", r).and_then(|v| {
+            let p = self.percent(v, &format!("{ctx}: above"), r)?;
+            if p.0 <= 0.0 {
+                r.error(
+                    &v.span(),
+                    format!("{ctx}: above must be greater than 0%"),
+                    None,
+                );
+                return None;
+            }
+            Some(p)
+        });
+        let max_skew = t
+            .get("max_skew")
+            .map(|v| self.window(v, &format!("{ctx}: max_skew"), r));
+        let max_skew = match max_skew {
+            Some(None) => return None,
+            Some(w) => w,
+            None => None,
+        };
+        Some(Condition::Deviation {
+            metric: metric?,
+            reference: reference?,
+            above: above?,
+            max_skew,
+        })
+    }
+
+    /// `stale`: a metric not updated for a while.
+    fn stale(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let after = t.require("after", r).and_then(|v| {
+            let w = self.window(v, &format!("{ctx}: after"), r)?;
+            if matches!(w, Window::Blocks(0) | Window::Millis(0)) {
+                r.error(
+                    &v.span(),
+                    format!("{ctx}: after must be longer than zero"),
+                    None,
+                );
+                return None;
+            }
+            Some(w)
+        });
+        Some(Condition::Stale {
+            metric: metric?,
+            after: after?,
+        })
+    }
+
+    /// `ewma`: a metric's z-score against its exponentially weighted mean.
+    fn ewma(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let halflife = self.positive(t.require("halflife", r), "halflife (samples)", r);
+        let warmup = self.warmup(t.require("warmup", r), "warmup", r);
+        let z = self.positive(t.require("z", r), "z", r);
+        let direction = direction(t, r);
+        let halflife = halflife?;
+        let params = EwmaParams {
+            alpha: 1.0 - 0.5f64.powf(1.0 / halflife),
+            halflife,
+            warmup: warmup?,
+            z: z?,
+            direction: direction?,
+        };
+        Some(Condition::Ewma {
+            metric: metric?,
+            params,
+        })
+    }
+
+    /// `cusum`: a one-sided cumulative sum of a metric's deviations.
+    fn cusum(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
+        let metric = self.metric(t, "metric", r);
+        let warmup = self.warmup(t.require("warmup", r), "warmup", r);
+        let slack = t.require("slack", r).and_then(|v| {
+            let s = as_number(v, "slack", r)?;
+            if s < 0.0 {
+                r.error(&v.span(), "slack must be at least 0", None);
+                return None;
+            }
+            Some(s)
+        });
+        let threshold = self.positive(t.require("threshold", r), "threshold", r);
+        let direction = t.require("direction", r).and_then(|v| {
+            let d = as_choice(v, "direction", &Direction::CHOICES, r)?;
+            if d == Direction::Either {
+                r.error(
+                    &v.span(),
+                    "cusum is one-sided: use `up` or `down`",
+                    Some("for both directions, write two conditions under `any`".into()),
+                );
+                return None;
+            }
+            Some(d)
+        });
+        Some(Condition::Cusum {
+            metric: metric?,
+            params: CusumParams {
+                warmup: warmup?,
+                slack: slack?,
+                threshold: threshold?,
+                direction: direction?,
+            },
+        })
+    }
+}
+
+/// What a leaf condition is read from: its table, where it stands (for
+/// messages) and where its problems go.
+struct Leaf<'x, 'a, 'b, 'c> {
+    ctx: &'x str,
+    t: &'x mut TableReader<'a, 'b>,
+    r: &'x mut Reporter<'c>,
+}
+
+/// A condition's `op`.
+fn comparison(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<Comparison> {
+    t.require("op", r)
+        .and_then(|v| as_choice(v, "comparison", &Comparison::CHOICES, r))
+}
+
+/// A condition's `direction`.
+fn direction(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<Direction> {
+    t.require("direction", r)
+        .and_then(|v| as_choice(v, "direction", &Direction::CHOICES, r))
 }
 
 #[cfg(test)]

@@ -272,51 +272,40 @@ pub async fn confirm(
     Ok(receipt)
 }
 
-/// The protocol's Safe (2 of 3 owners) with the GuardianModule enabled and the bot a guardian.
+/// The owners of a Safe and the way to the chain: the one place that deploys
+/// a Safe (v1.4.1, from its npm artifacts) with the GuardianModule and
+/// executes transactions through it, for the scenarios, `devnet` and the
+/// tests alike.
 #[derive(Debug, Clone)]
-pub struct SafeStack {
-    pub safe: Address,
-    pub module: Address,
+pub struct SafeOwners {
+    /// A provider that signs as `from`.
+    pub provider: DynProvider,
+    /// Sends the deployments and each `execTransaction`.
+    pub from: Address,
+    pub chain_id: u64,
+    /// Every owner of the Safe; the first `threshold` sign.
+    pub keys: Vec<Key>,
+    pub threshold: usize,
 }
 
-impl SafeStack {
-    pub async fn deploy(chain: &Chain) -> Result<SafeStack, ScenarioError> {
-        let p = &chain.provider;
-        let safe = Self::deploy_safe(chain).await?;
-        let module = GuardianModule::deploy(p, safe)
-            .await
-            .map_err(rpc_err("deploy the GuardianModule"))?;
-        let stack = SafeStack {
-            safe,
-            module: *module.address(),
-        };
-        stack
-            .exec(
-                chain,
-                safe,
-                Safe::enableModuleCall {
-                    module: stack.module,
-                }
-                .abi_encode(),
-            )
-            .await?;
-        stack
-            .exec(
-                chain,
-                stack.module,
-                GuardianModule::addGuardianCall {
-                    guardian: chain.accounts.bot.address(),
-                }
-                .abi_encode(),
-            )
-            .await?;
-        Ok(stack)
+impl SafeOwners {
+    /// The 2-of-3 owners of a scenario's chain, sending from its deployer.
+    pub fn of(chain: &Chain) -> SafeOwners {
+        let keys = chain.accounts.owners.iter().enumerate();
+        SafeOwners {
+            provider: chain.provider.clone(),
+            from: chain.accounts.deployer.address(),
+            chain_id: chain.chain_id,
+            keys: keys
+                .map(|(i, s)| Key::local(format!("owner{}", i + 1), s.clone()))
+                .collect(),
+            threshold: 2,
+        }
     }
 
-    /// Deploys the Safe singleton and factory, and a 2-of-3 Safe of the chain's owners.
-    pub async fn deploy_safe(chain: &Chain) -> Result<Address, ScenarioError> {
-        let p = &chain.provider;
-        let deployer = chain.accounts.deployer.address();
+    /// Deploys the Safe singleton and proxy factory, and a Safe of these owners.
+    pub async fn deploy_safe(&self) -> Result<Address, ScenarioError> {
+        let p = &self.provider;
         let singleton = Safe::deploy(p)
             .await
             .map_err(rpc_err("deploy the Safe singleton"))?;
@@ -324,8 +313,8 @@ impl SafeStack {
             .await
             .map_err(rpc_err("deploy the Safe proxy factory"))?;
         let setup = Safe::setupCall {
-            _owners: chain.accounts.owners.iter().map(|o| o.address()).collect(),
-            _threshold: U256::from(2),
+            _owners: self.keys.iter().map(Key::address).collect(),
+            _threshold: U256::from(self.threshold),
             to: Address::ZERO,
             data: Bytes::new(),
             fallbackHandler: Address::ZERO,
@@ -336,13 +325,102 @@ impl SafeStack {
         .abi_encode();
         let create = factory
             .createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO)
-            .from(deployer);
+            .from(self.from);
         let safe = create
             .call()
             .await
             .map_err(rpc_err("create the protocol's Safe"))?;
         confirm(create.send().await, "create the protocol's Safe").await?;
         Ok(safe)
+    }
+
+    /// Deploys the GuardianModule for `safe`, enables it and adds `guardians`,
+    /// each through the Safe.
+    pub async fn deploy_module(
+        &self,
+        safe: Address,
+        guardians: &[Address],
+    ) -> Result<SafeStack, ScenarioError> {
+        let module = GuardianModule::deploy(&self.provider, safe)
+            .await
+            .map_err(rpc_err("deploy the GuardianModule"))?;
+        let stack = SafeStack {
+            safe,
+            module: *module.address(),
+        };
+        let enable = Safe::enableModuleCall {
+            module: stack.module,
+        };
+        self.exec(safe, safe, enable.abi_encode(), 0).await?;
+        for &guardian in guardians {
+            let add = GuardianModule::addGuardianCall { guardian };
+            self.exec(safe, stack.module, add.abi_encode(), 0).await?;
+        }
+        Ok(stack)
+    }
+
+    /// Executes `data` on `to` through `safe` with `operation` (0 call, 1
+    /// delegatecall), signed by the first `threshold` owners; an error unless
+    /// the Safe reports success.
+    pub async fn exec(
+        &self,
+        safe: Address,
+        to: Address,
+        data: Vec<u8>,
+        operation: u8,
+    ) -> Result<TransactionReceipt, ScenarioError> {
+        let nonce = Safe::new(safe, &self.provider)
+            .nonce()
+            .call()
+            .await
+            .map_err(rpc_err("read the Safe's nonce"))?;
+        let mut tx = SafeTx::call(to, data.into(), nonce);
+        tx.operation = operation;
+        let sigs = sign(&self.keys[..self.threshold], &tx.hash(self.chain_id, safe))
+            .await
+            .map_err(rpc_err("sign a Safe transaction"))?;
+        let receipt = self
+            .provider
+            .send_transaction(
+                alloy::rpc::types::TransactionRequest::default()
+                    .from(self.from)
+                    .to(safe)
+                    .input(tx.exec_calldata(sigs).into()),
+            )
+            .await
+            .map_err(rpc_err("execute a Safe transaction"))?
+            .get_receipt()
+            .await
+            .map_err(rpc_err("execute a Safe transaction"))?;
+        if !receipt.status() || receipt.decoded_log::<Safe::ExecutionSuccess>().is_none() {
+            return Err(ScenarioError::Chain {
+                step: "execute a Safe transaction",
+                message: format!("the Safe transaction {} failed", receipt.transaction_hash),
+            });
+        }
+        Ok(receipt)
+    }
+}
+
+/// The protocol's Safe (2 of 3 owners) with the GuardianModule enabled and the bot a guardian.
+#[derive(Debug, Clone)]
+pub struct SafeStack {
+    pub safe: Address,
+    pub module: Address,
+}
+
+impl SafeStack {
+    pub async fn deploy(chain: &Chain) -> Result<SafeStack, ScenarioError> {
+        let owners = SafeOwners::of(chain);
+        let safe = owners.deploy_safe().await?;
+        owners
+            .deploy_module(safe, &[chain.accounts.bot.address()])
+            .await
+    }
+
+    /// Deploys the Safe singleton and factory, and a 2-of-3 Safe of the chain's owners.
+    pub async fn deploy_safe(chain: &Chain) -> Result<Address, ScenarioError> {
+        SafeOwners::of(chain).deploy_safe().await
     }
 
     /// Lets the guardians pause `target` (`pause()`, checked by `paused()`) through the module.
@@ -397,41 +475,8 @@ impl SafeStack {
         data: Vec<u8>,
         operation: u8,
     ) -> Result<(), ScenarioError> {
-        let safe = Safe::new(self.safe, &chain.provider);
-        let nonce = safe
-            .nonce()
-            .call()
-            .await
-            .map_err(rpc_err("read the Safe's nonce"))?;
-        let mut tx = SafeTx::call(to, data.into(), nonce);
-        tx.operation = operation;
-        let owners: Vec<Key> = chain.accounts.owners[..2]
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Key::local(format!("owner{}", i + 1), s.clone()))
-            .collect();
-        let sigs = sign(&owners, &tx.hash(chain.chain_id, self.safe))
-            .await
-            .map_err(rpc_err("sign a Safe transaction"))?;
-        let receipt = chain
-            .provider
-            .send_transaction(
-                alloy::rpc::types::TransactionRequest::default()
-                    .from(chain.accounts.deployer.address())
-                    .to(self.safe)
-                    .input(tx.exec_calldata(sigs).into()),
-            )
-            .await
-            .map_err(rpc_err("execute a Safe transaction"))?
-            .get_receipt()
-            .await
-            .map_err(rpc_err("execute a Safe transaction"))?;
-        if !receipt.status() || receipt.decoded_log::<Safe::ExecutionSuccess>().is_none() {
-            return Err(ScenarioError::Chain {
-                step: "execute a Safe transaction",
-                message: format!("the Safe transaction {} failed", receipt.transaction_hash),
-            });
-        }
+        let owners = SafeOwners::of(chain);
+        owners.exec(self.safe, to, data, operation).await?;
         Ok(())
     }
 }

@@ -2,14 +2,51 @@
 //! before it starts. Exit codes as everywhere: 0 ok, 1 invalid input or a
 //! difference found, 2 could not run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::plan::plan;
 use super::verify::{connect, read_actual, report, verify};
 use super::{Actual, Desired, SetupError};
-use crate::cli::{SetupArgs, SetupCommand, SetupPlanArgs, SetupVerifyArgs};
 use crate::config::Config;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(subcommand)]
+    pub command: SetupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Every Safe transaction the set-up needs, as a summary and a Transaction Builder batch file.
+    Plan(SetupPlanArgs),
+    /// Compare the module, its enabled state, guardians and permissions on chain with the configuration; exit 1 on any difference.
+    Verify(SetupVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupPlanArgs {
+    /// The guardian configuration (its `[setup]` section and the module executor's actions).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Where to write the Transaction Builder batch file.
+    #[arg(long, default_value = "guardian-setup.json")]
+    pub out: PathBuf,
+    /// Plan the complete set-up without reading the chain (assume nothing is deployed yet).
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupVerifyArgs {
+    /// The guardian configuration (its `[setup]` section and the module executor's actions).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// One JSON object: whether the chain matches, and every difference.
+    #[arg(long)]
+    pub json: bool,
+}
 
 const INVALID: u8 = 1;
 const CANNOT_RUN: u8 = 2;

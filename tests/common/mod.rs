@@ -6,31 +6,24 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod fault_proxy;
+pub mod service;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use guardian::config::Config;
-use guardian::executor::safe::{SafeTx, sign};
 use guardian::keys::Key;
+// Each test binary uses a different part of these.
+#[allow(unused_imports)]
+pub use guardian::scenario::chain::{GuardianModule, Safe, SafeOwners};
 
-sol!(
-    #[sol(rpc)]
-    Safe,
-    "contracts/artifacts/safe/Safe.json"
-);
-sol!(
-    #[sol(rpc)]
-    SafeProxyFactory,
-    "contracts/artifacts/safe/SafeProxyFactory.json"
-);
 sol!(
     #[sol(rpc)]
     DemoToken,
@@ -40,11 +33,6 @@ sol!(
     #[sol(rpc)]
     GuardedVault,
     "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    GuardianModule,
-    "contracts/artifacts/GuardianModule.json"
 );
 
 pub const GWEI: u128 = 1_000_000_000;
@@ -63,6 +51,8 @@ pub struct Demo {
     pub provider: DynProvider,
     pub safe: Address,
     pub owners: Vec<Key>,
+    /// Signs and sends the Safe's transactions (owners 1 and 2).
+    pub safe_owners: SafeOwners,
     /// The guardian bot (anvil key 4): pauser role on the vault, guardian of the module.
     pub bot: Key,
     /// A key with no role anywhere (anvil key 5).
@@ -87,55 +77,52 @@ pub fn provider_for(anvil: &AnvilInstance, i: usize) -> DynProvider {
         .erased()
 }
 
+/// The 2-of-3 Safe owners of anvil keys 1 to 3, sending from anvil key 0.
+pub async fn safe_owners(anvil: &AnvilInstance) -> SafeOwners {
+    let provider = provider_for(anvil, 0);
+    SafeOwners {
+        chain_id: provider.get_chain_id().await.unwrap(),
+        provider,
+        from: anvil.addresses()[0],
+        keys: (1..=3)
+            .map(|i| key(anvil, i, &format!("owner{i}")))
+            .collect(),
+        threshold: 2,
+    }
+}
+
 impl Demo {
     /// Deploys everything on a fresh anvil started with `args`. Needs automine
     /// during set-up; tests that want mining off turn it off afterwards.
     pub async fn new(args: &[&str]) -> Demo {
         let anvil = anvil(args);
-        let provider = provider_for(&anvil, 0);
+        let owners = safe_owners(&anvil).await;
+        let provider = owners.provider.clone();
         let deployer = anvil.addresses()[0];
-        let owners: Vec<Key> = (1..=3)
-            .map(|i| key(&anvil, i, &format!("owner{i}")))
-            .collect();
         let bot = key(&anvil, 4, "bot");
         let stranger = key(&anvil, 5, "stranger");
 
-        let singleton = Safe::deploy(&provider).await.unwrap();
-        let factory = SafeProxyFactory::deploy(&provider).await.unwrap();
-        let setup = Safe::setupCall {
-            _owners: owners.iter().map(Key::address).collect(),
-            _threshold: U256::from(2),
-            to: Address::ZERO,
-            data: Bytes::new(),
-            fallbackHandler: Address::ZERO,
-            paymentToken: Address::ZERO,
-            payment: U256::ZERO,
-            paymentReceiver: Address::ZERO,
-        }
-        .abi_encode();
-        let create = factory.createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO);
-        let safe = create.call().await.unwrap();
-        create.send().await.unwrap().get_receipt().await.unwrap();
-
+        let safe = owners.deploy_safe().await.unwrap();
         let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), deployer)
             .await
             .unwrap();
         let vault = GuardedVault::deploy(&provider, *token.address(), safe, U256::from(SUPPLY_CAP))
             .await
             .unwrap();
-        let module = GuardianModule::deploy(&provider, safe).await.unwrap();
+        let stack = owners.deploy_module(safe, &[bot.address()]).await.unwrap();
         let pauser = vault.PAUSER_ROLE().call().await.unwrap();
-        let (token, vault, module) = (*token.address(), *vault.address(), *module.address());
+        let (token, vault) = (*token.address(), *vault.address());
 
         let demo = Demo {
             provider,
             safe,
-            owners,
+            owners: owners.keys.clone(),
+            safe_owners: owners,
             bot,
             stranger,
             token,
             vault,
-            module,
+            module: stack.module,
             anvil,
         };
         demo.safe_exec(
@@ -147,19 +134,7 @@ impl Demo {
             .abi_encode(),
         )
         .await;
-        demo.safe_exec(
-            demo.safe,
-            Safe::enableModuleCall {
-                module: demo.module,
-            }
-            .abi_encode(),
-        )
-        .await;
         for data in [
-            GuardianModule::addGuardianCall {
-                guardian: demo.bot.address(),
-            }
-            .abi_encode(),
             GuardianModule::setPausePermissionCall {
                 target: demo.vault,
                 pauseSelector: GuardedVault::pauseCall::SELECTOR.into(),
@@ -192,30 +167,10 @@ impl Demo {
 
     /// Executes `data` on `to` through the Safe with owners 1 and 2, checking success.
     pub async fn safe_exec(&self, to: Address, data: Vec<u8>) {
-        let safe = Safe::new(self.safe, &self.provider);
-        let nonce = safe.nonce().call().await.unwrap();
-        let tx = SafeTx::call(to, data.into(), nonce);
-        let chain_id = self.provider.get_chain_id().await.unwrap();
-        let sigs = sign(&self.owners[..2], &tx.hash(chain_id, self.safe))
+        self.safe_owners
+            .exec(self.safe, to, data, 0)
             .await
-            .unwrap();
-        let receipt = self
-            .provider
-            .send_transaction(
-                alloy::rpc::types::TransactionRequest::default()
-                    .to(self.safe)
-                    .input(tx.exec_calldata(sigs).into()),
-            )
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(receipt.status());
-        assert!(
-            receipt.decoded_log::<Safe::ExecutionSuccess>().is_some(),
-            "the Safe transaction failed"
-        );
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The first anvil account mints `amount` demo tokens and deposits them in the vault.
@@ -428,6 +383,14 @@ value = 100000
         let path = dir.join("guardian.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `[metrics."vault.total_assets"]`: the vault's assets, read on `local`.
+    pub fn assets_metric(&self) -> String {
+        format!(
+            "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
+            self.vault
+        )
     }
 
     pub fn keys(&self) -> HashMap<String, Key> {

@@ -1,0 +1,141 @@
+//! `guardian run` as a service (the real binary) on the demo of
+//! [`super::Demo`]: started with the demo's keys in its environment, its
+//! output in a log file under the test's folder (shown when a test fails),
+//! stopped with SIGTERM; and what its journal says.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
+
+use super::Demo;
+
+/// Generous: the machine running the tests may be busy.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// A `guardian run` process whose output goes to a file.
+pub struct Guardian {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Guardian {
+    /// `guardian run` on `dir`'s guardian.toml and policy.toml, with `args`
+    /// and `env`; its output goes to the first free `guardian-<n>.log` in `dir`.
+    pub fn start(demo: &Demo, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Guardian {
+        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
+        let log = (1..)
+            .map(|n| dir.join(format!("guardian-{n}.log")))
+            .find(|p| !p.exists())
+            .unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .arg("run")
+            .arg("--config")
+            .arg(dir.join("guardian.toml"))
+            .arg("--policies")
+            .arg(dir.join("policy.toml"))
+            .args(args)
+            .env("UNUSED_IN_TESTS_BOT", key(4))
+            .env("UNUSED_IN_TESTS_STRANGER", key(5))
+            .env("UNUSED_IN_TESTS_OWNER1", key(1))
+            .env("UNUSED_IN_TESTS_OWNER2", key(2))
+            .env("GUARDIAN_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("the guardian binary starts");
+        Guardian { child, log }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether its output so far contains `needle`.
+    pub fn said(&self, needle: &str) -> bool {
+        self.output().contains(needle)
+    }
+
+    /// Fails the test (with the process's output) unless it is still running.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("guardian exited ({status}):\n{}", self.output());
+        }
+    }
+
+    /// `kill -9`: the process ends at once, whatever it was doing.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit code, within the wait bound.
+    pub fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guardian did not stop:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails with `what` and the
+/// guardians' output when one exits or the wait bound passes.
+pub async fn until(what: &str, guardians: &mut [&mut Guardian], mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        for g in guardians.iter_mut() {
+            g.assert_running();
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = guardians.iter().map(|g| g.output()).collect();
+            panic!(
+                "timed out waiting for {what}; output:\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every decision the journal holds (none while it cannot be read).
+pub fn history(journal: &Path) -> Vec<HistoryEntry> {
+    Journal::open_read_only(journal)
+        .and_then(|j| j.history(&HistoryFilter::default()))
+        .unwrap_or_default()
+}
+
+/// The last block the journal says was processed on network `local`.
+pub fn processed(journal: &Path) -> Option<u64> {
+    processed_on(journal, "local")
+}
+
+pub fn processed_on(journal: &Path, network: &str) -> Option<u64> {
+    Journal::open_read_only(journal)
+        .ok()?
+        .processed()
+        .ok()?
+        .into_iter()
+        .find(|(n, _)| n == network)?
+        .1
+}
