@@ -51,7 +51,8 @@ pub fn evidence_number(v: f64) -> serde_json::Value {
 #[derive(Clone)]
 pub struct Evidence {
     readings: Option<Readings>,
-    value: OnceLock<Value>,
+    /// Boxed: a trip stays small until its evidence is read.
+    value: OnceLock<Box<Value>>,
 }
 
 impl From<Readings> for Evidence {
@@ -67,7 +68,7 @@ impl From<Value> for Evidence {
     fn from(value: Value) -> Self {
         Self {
             readings: None,
-            value: OnceLock::from(value),
+            value: OnceLock::from(Box::new(value)),
         }
     }
 }
@@ -75,9 +76,11 @@ impl From<Value> for Evidence {
 impl Deref for Evidence {
     type Target = Value;
     fn deref(&self) -> &Value {
-        self.value.get_or_init(|| match &self.readings {
-            Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            None => Value::Null,
+        self.value.get_or_init(|| {
+            Box::new(match &self.readings {
+                Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+                None => Value::Null,
+            })
         })
     }
 }

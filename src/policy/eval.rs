@@ -6,7 +6,9 @@
 //!   policies are not touched. Windows over one metric are kept once and
 //!   shared by every policy that reads them.
 //! - **Allocation-free after warm-up.** Per-sample work uses preallocated
-//!   state; only a trip (rare) allocates its evidence.
+//!   state; a trip allocates one copy of its condition nodes' readings
+//!   ([`Readings`]) and its summary line. The evidence JSON is written from
+//!   the readings only when a consumer reads it (see [`super::evidence`]).
 //! - **Deterministic.** The same samples in the same order give the same
 //!   trips, bit for bit: no clocks, no randomness, no hash-order iteration.
 //! - **Conditions keep their latest truth.** A condition is re-evaluated when
