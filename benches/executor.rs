@@ -116,7 +116,7 @@ async fn main() {
             action: "pause-direct".into(),
             severity: Severity::Critical,
             mode: Mode::Enforce,
-            evidence: serde_json::Value::Null,
+            evidence: serde_json::Value::Null.into(),
             summary: String::new(),
         };
         // A fresh guard per run: no cooldown carries over.
@@ -225,7 +225,7 @@ async fn through_two_endpoints(
             action: "pause-direct".into(),
             severity: Severity::Critical,
             mode: Mode::Enforce,
-            evidence: serde_json::Value::Null,
+            evidence: serde_json::Value::Null.into(),
             summary: String::new(),
         };
         let mut guard = Guard::new(&config);

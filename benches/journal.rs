@@ -81,7 +81,8 @@ async fn measure(sync: JournalSync, runs: usize) -> [(f64, f64); 3] {
             action: "pause-vault".into(),
             severity: Severity::Critical,
             mode: Mode::Enforce,
-            evidence: serde_json::json!({ "metric": "vault.total_assets", "change_pct": -50.0 }),
+            evidence: serde_json::json!({ "metric": "vault.total_assets", "change_pct": -50.0 })
+                .into(),
             summary: "vault.total_assets moved -50% over 1 block".into(),
         };
         let decision = guard.review(&trip, &Memory).await;

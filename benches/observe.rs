@@ -61,7 +61,7 @@ fn main() {
                 action: "pause-vault".into(),
                 severity: Severity::Critical,
                 mode: Mode::Enforce,
-                evidence: serde_json::json!({ "change_pct": -50.0 }),
+                evidence: serde_json::json!({ "change_pct": -50.0 }).into(),
                 summary: "vault.total_assets fell 50%".into(),
             },
             pending: None,

@@ -3,8 +3,14 @@
 //! A trip is what the engine hands down the flow. It says nothing about
 //! whether the action will be sent: that is the guard's decision.
 
-use serde::Serialize;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::OnceLock;
 
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::policy::evidence::Readings;
 use crate::policy::model::{Mode, Severity};
 
 /// A policy whose condition held, outside its cooldown.
@@ -18,7 +24,7 @@ pub struct Trip {
     /// The effective mode: the more cautious of the policy's and the configuration's.
     pub mode: Mode,
     /// The values that made the condition true: metric values, windows, thresholds, statistics.
-    pub evidence: serde_json::Value,
+    pub evidence: Evidence,
     /// One line a person can read: what held.
     #[serde(skip)]
     pub summary: String,
@@ -34,5 +40,79 @@ pub fn evidence_number(v: f64) -> serde_json::Value {
         serde_json::Value::from("inf")
     } else {
         serde_json::Value::from("-inf")
+    }
+}
+
+/// A trip's evidence: the engine's readings, written as JSON only when read.
+///
+/// `Serialize` and `Display` (compact JSON, `{:#}` pretty) write straight from
+/// the readings; dereferencing gives the JSON value, built once on first use.
+/// Evidence made from a value (tests, a trip read back) is that value.
+#[derive(Clone)]
+pub struct Evidence {
+    readings: Option<Readings>,
+    /// Boxed: a trip stays small until its evidence is read.
+    value: OnceLock<Box<Value>>,
+}
+
+impl From<Readings> for Evidence {
+    fn from(readings: Readings) -> Self {
+        Self {
+            readings: Some(readings),
+            value: OnceLock::new(),
+        }
+    }
+}
+
+impl From<Value> for Evidence {
+    fn from(value: Value) -> Self {
+        Self {
+            readings: None,
+            value: OnceLock::from(Box::new(value)),
+        }
+    }
+}
+
+impl Deref for Evidence {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value.get_or_init(|| {
+            Box::new(match &self.readings {
+                Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+                None => Value::Null,
+            })
+        })
+    }
+}
+
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.value.get(), &self.readings) {
+            (None, Some(r)) => r.serialize(s),
+            _ => (**self).serialize(s),
+        }
+    }
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = if f.alternate() {
+            serde_json::to_string_pretty(self)
+        } else {
+            serde_json::to_string(self)
+        };
+        f.write_str(&text.map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq for Evidence {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
     }
 }

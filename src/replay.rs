@@ -138,8 +138,12 @@ pub fn trip_json(trip: &Trip) -> String {
 
 /// Unix milliseconds as `2022-08-01 21:32:13.500Z`.
 pub fn format_time(ms: u64) -> String {
+    use chrono::format::{Item, StrftimeItems};
+    // Parsed once: a replay formats a time for every trip.
+    static ITEMS: std::sync::LazyLock<Vec<Item<'static>>> =
+        std::sync::LazyLock::new(|| StrftimeItems::new("%Y-%m-%d %H:%M:%S%.3fZ").collect());
     match chrono::DateTime::from_timestamp_millis(ms as i64) {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
+        Some(t) => t.format_with_items(ITEMS.iter()).to_string(),
         None => format!("{ms} ms"),
     }
 }

@@ -39,7 +39,7 @@ fn trip(action: &str, time_ms: u64) -> Trip {
         action: action.into(),
         severity: Severity::Critical,
         mode: Mode::Enforce,
-        evidence: serde_json::Value::Null,
+        evidence: serde_json::Value::Null.into(),
         summary: String::new(),
     }
 }

@@ -26,7 +26,7 @@ fn trip(action: &str, mode: Mode) -> Trip {
         action: action.into(),
         severity: Severity::Critical,
         mode,
-        evidence: serde_json::Value::Null,
+        evidence: serde_json::Value::Null.into(),
         summary: String::new(),
     }
 }

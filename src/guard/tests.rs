@@ -157,7 +157,7 @@ fn trip(action: &str, time_ms: u64, mode: Mode) -> Trip {
         action: action.into(),
         severity: Severity::Critical,
         mode,
-        evidence: serde_json::Value::Null,
+        evidence: serde_json::Value::Null.into(),
         summary: String::new(),
     }
 }

@@ -62,7 +62,7 @@ fn trip(policy: &str, block: u64) -> Trip {
         action: "pause-vault".into(),
         severity: Severity::Critical,
         mode: Mode::Enforce,
-        evidence: serde_json::json!({ "change_pct": -50.0 }),
+        evidence: serde_json::json!({ "change_pct": -50.0 }).into(),
         summary: format!("{policy} held at block {block}"),
     }
 }

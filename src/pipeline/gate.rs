@@ -261,7 +261,7 @@ mod tests {
                 action: "pause".into(),
                 severity: Severity::Critical,
                 mode,
-                evidence: json!({}),
+                evidence: json!({}).into(),
                 summary: String::new(),
             }),
             urgency: None,

@@ -6,7 +6,9 @@
 //!   policies are not touched. Windows over one metric are kept once and
 //!   shared by every policy that reads them.
 //! - **Allocation-free after warm-up.** Per-sample work uses preallocated
-//!   state; only a trip (rare) allocates its evidence.
+//!   state; a trip allocates one copy of its condition nodes' readings
+//!   ([`Readings`]) and its summary line. The evidence JSON is written from
+//!   the readings only when a consumer reads it (see [`super::evidence`]).
 //! - **Deterministic.** The same samples in the same order give the same
 //!   trips, bit for bit: no clocks, no randomness, no hash-order iteration.
 //! - **Conditions keep their latest truth.** A condition is re-evaluated when
@@ -28,43 +30,19 @@
 //!   samples). Detector baselines, hysteresis counts and cooldowns are not
 //!   rolled back.
 
-use rustc_hash::FxHashMap;
-use serde_json::{Value, json};
+use std::sync::Arc;
 
-use crate::decision::{Trip, evidence_number as num};
-use crate::metrics::detectors::{self, Cusum, Ewma};
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use crate::decision::{Evidence, Trip};
+use crate::metrics::detectors::{Cusum, Ewma};
 use crate::metrics::history::{Entry, MetricHistory};
 use crate::metrics::{MetricId, Sample};
-use crate::units::{DisplayMillis, Window};
+use crate::units::Window;
 
+use super::evidence::{Reading, Readings, Seen, recent};
 use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
-
-/// `format!` when the text is wanted, else an empty string (no formatting work).
-macro_rules! text {
-    ($want:expr, $($arg:tt)*) => {
-        if $want { format!($($arg)*) } else { String::new() }
-    };
-}
-
-/// What the last evaluation of a condition saw (fixed size, copied, never allocated).
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    block: u64,
-    time_ms: u64,
-    value: f64,
-    /// Starting value of the window, the reference value, or the baseline mean.
-    base: f64,
-    base_block: u64,
-    base_time_ms: u64,
-    /// The condition's statistic: change, rate, sum, deviation %, z, CUSUM sum, age in blocks.
-    stat: f64,
-    /// A second statistic: change %, sum %, baseline sd, age in ms.
-    stat2: f64,
-    /// Samples in a sum window; whether a detector was past warm-up (1) or not (0).
-    count: u64,
-    /// Whether the condition had what it needs to be judged (history, both metrics, warm-up).
-    judged: bool,
-}
 
 #[derive(Debug, Clone, Default)]
 enum Detector {
@@ -144,7 +122,10 @@ impl Held {
 /// The policy engine.
 #[derive(Debug)]
 pub struct Engine {
-    set: PolicySet,
+    /// Shared with the evidence of trips (read when a consumer asks).
+    set: Arc<PolicySet>,
+    /// Per policy: the nodes of its condition, by ascending id.
+    members: Vec<Box<[NodeId]>>,
     global_mode: Mode,
     histories: Vec<MetricHistory>,
     nodes: Vec<NodeState>,
@@ -166,6 +147,21 @@ fn ancestors_and_self(set: &PolicySet, leaf: NodeId, out: &mut Vec<NodeId>) {
         out.push(id);
         cur = set.node(id).parent;
     }
+}
+
+/// Per policy, the nodes of its condition (root and descendants), by ascending id.
+fn policy_members(set: &PolicySet, root_policy: &[Option<u32>]) -> Vec<Box<[NodeId]>> {
+    let mut members = vec![Vec::new(); set.policies.len()];
+    for i in 0..set.nodes.len() {
+        let mut root = NodeId(i as u32);
+        while let Some(parent) = set.node(root).parent {
+            root = parent;
+        }
+        if let Some(p) = root_policy[root.0 as usize] {
+            members[p as usize].push(NodeId(i as u32));
+        }
+    }
+    members.into_iter().map(Vec::into_boxed_slice).collect()
 }
 
 fn finish_dependents(mut nodes: Vec<NodeId>, root_policy: &[Option<u32>]) -> Dependents {
@@ -242,7 +238,8 @@ impl Engine {
         };
         Self {
             policies: vec![PolicyState::default(); set.policies.len()],
-            set,
+            members: policy_members(&set, &root_policy),
+            set: Arc::new(set),
             global_mode,
             histories,
             nodes,
@@ -488,10 +485,8 @@ impl Engine {
             ..PolicyState::default()
         };
         self.stats.trips[p as usize] += 1;
-        let (mut evidence, summary) = self.evidence(policy.root);
-        if let Some(instance) = &policy.instance {
-            evidence["instance"] = Value::from(instance.as_str());
-        }
+        let readings = self.readings(p as usize);
+        let summary = readings.summary();
         on_trip(Trip {
             policy: policy.id.clone(),
             block,
@@ -499,238 +494,28 @@ impl Engine {
             action: policy.action.clone(),
             severity: policy.severity,
             mode: policy.mode.most_cautious(self.global_mode),
-            evidence,
+            evidence: Evidence::from(readings),
             summary,
         });
     }
 
-    /// The evidence for a node as JSON, and a one-line summary.
-    fn evidence(&self, id: NodeId) -> (Value, String) {
-        self.evidence_with(id, true)
-    }
-
-    /// The evidence for a node; its summary only when `want` (a composite's
-    /// conditions that do not hold need none: their text would be dropped).
-    fn evidence_with(&self, id: NodeId, want: bool) -> (Value, String) {
-        let node = self.set.node(id);
-        let s = &self.nodes[id.0 as usize];
-        let seen = s.seen;
-        let name = |m: &MetricId| self.set.metric_name(*m).to_string();
-        let (mut ev, summary) = match &node.condition {
-            Condition::Threshold {
-                metric,
-                comparison,
-                value,
-            } => (
-                json!({"condition": "threshold", "metric": name(metric), "value": num(seen.value),
-                       "op": comparison.symbol(), "threshold": num(*value), "block": seen.block}),
-                text!(
-                    want,
-                    "{} = {} {} {}",
-                    name(metric),
-                    seen.value,
-                    comparison.symbol(),
-                    value
-                ),
-            ),
-            Condition::Change {
-                metric,
-                window,
-                direction,
-                by,
-            } => (
-                json!({"condition": "change", "metric": name(metric), "window": window.to_string(),
-                       "direction": direction.as_str(),
-                       "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
-                       "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
-                       "change": num(seen.stat), "change_pct": num(seen.stat2), "threshold": by.to_string()}),
-                text!(
-                    want,
-                    "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
-                    name(metric),
-                    seen.stat,
-                    seen.stat2,
-                    seen.base,
-                    seen.value,
-                    direction.as_str()
-                ),
-            ),
-            Condition::Rate {
-                metric,
-                window,
-                per,
-                direction,
-                above,
-            } => (
-                json!({"condition": "rate", "metric": name(metric), "window": window.to_string(),
-                       "per": per.as_str(), "direction": direction.as_str(), "rate": num(seen.stat),
-                       "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
-                       "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
-                       "threshold": num(*above)}),
-                text!(
-                    want,
-                    "{} changing at {} per {} over {window} (threshold {above} {})",
-                    name(metric),
-                    seen.stat,
-                    per.as_str(),
-                    direction.as_str()
-                ),
-            ),
-            Condition::Sum {
-                metric,
-                window,
-                comparison,
-                value,
-                relative_to,
-            } => {
-                let mut ev = json!({"condition": "sum", "metric": name(metric), "window": window.to_string(),
-                    "sum": num(seen.stat), "samples": seen.count, "first_block": seen.base_block,
-                    "block": seen.block, "op": comparison.symbol(), "threshold": value.to_string()});
-                let summary = match relative_to {
-                    Some(rel) => {
-                        ev["relative_to"] = json!({"metric": name(rel), "value": num(seen.base), "sum_pct": num(seen.stat2)});
-                        text!(
-                            want,
-                            "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
-                            name(metric),
-                            seen.stat,
-                            seen.stat2,
-                            name(rel),
-                            seen.base,
-                            comparison.symbol()
-                        )
-                    }
-                    None => text!(
-                        want,
-                        "{} summed over {window} = {} {} {value}",
-                        name(metric),
-                        seen.stat,
-                        comparison.symbol()
-                    ),
+    /// A copy of policy number `policy`'s nodes' latest readings (one
+    /// allocation; the JSON and text are written from it only when asked).
+    fn readings(&self, policy: usize) -> Readings {
+        let nodes = self.members[policy]
+            .iter()
+            .map(|&id| {
+                let s = &self.nodes[id.0 as usize];
+                let reading = Reading {
+                    seen: s.seen,
+                    evaluated: s.evaluated,
+                    truth: s.truth,
+                    last_true: s.last_true,
                 };
-                (ev, summary)
-            }
-            Condition::Deviation {
-                metric,
-                reference,
-                above,
-                ..
-            } => (
-                json!({"condition": "deviation", "metric": name(metric), "value": num(seen.value), "block": seen.block,
-                       "reference": {"metric": name(reference), "value": num(seen.base), "block": seen.base_block},
-                       "deviation_pct": num(seen.stat), "threshold": above.to_string()}),
-                text!(
-                    want,
-                    "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
-                    name(metric),
-                    seen.value,
-                    seen.stat,
-                    name(reference),
-                    seen.base
-                ),
-            ),
-            Condition::Stale { metric, after } => (
-                json!({"condition": "stale", "metric": name(metric), "after": after.to_string(),
-                       "last_sample": if seen.count > 0 { json!({"block": seen.base_block, "time_ms": seen.base_time_ms}) } else { Value::Null },
-                       "now": {"block": seen.block, "time_ms": seen.time_ms},
-                       "age_blocks": seen.stat, "age_ms": seen.stat2}),
-                text!(
-                    want,
-                    "{} has had no sample for {} blocks / {} (limit {after})",
-                    name(metric),
-                    seen.stat,
-                    DisplayMillis(seen.stat2 as u64)
-                ),
-            ),
-            Condition::Ewma { metric, params } => (
-                json!({"condition": "ewma", "metric": name(metric), "value": num(seen.value), "block": seen.block,
-                       "mean": num(seen.base), "sd": num(seen.stat2), "z": num(seen.stat),
-                       "p_value": num(detectors::tail_probability(params.direction.magnitude(seen.stat))),
-                       "threshold_z": num(params.z), "direction": params.direction.as_str(),
-                       "halflife": num(params.halflife), "warmup": params.warmup}),
-                text!(
-                    want,
-                    "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
-                    name(metric),
-                    seen.value,
-                    seen.stat,
-                    seen.base,
-                    params.z,
-                    params.direction.as_str()
-                ),
-            ),
-            Condition::Cusum { metric, params } => (
-                json!({"condition": "cusum", "metric": name(metric), "value": num(seen.value), "block": seen.block,
-                       "mean": num(seen.base), "sd": num(seen.stat2), "cusum": num(seen.stat),
-                       "slack": num(params.slack), "threshold": num(params.threshold),
-                       "direction": params.direction.as_str(), "warmup": params.warmup}),
-                text!(
-                    want,
-                    "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
-                    name(metric),
-                    params.direction.as_str(),
-                    seen.stat,
-                    params.threshold,
-                    seen.base
-                ),
-            ),
-            Condition::Composite { quorum, children } => {
-                let mut parts = Vec::new();
-                let mut list = Vec::new();
-                for c in children {
-                    let state = &self.nodes[c.0 as usize];
-                    let holds = match node.within {
-                        Some(w) => recent(state.last_true, w, (seen.block, seen.time_ms)),
-                        None => state.truth,
-                    };
-                    if !state.evaluated {
-                        // Never evaluated (no sample of its metrics yet): say so
-                        // rather than show a zero reading.
-                        let child = self.set.node(*c);
-                        let metrics: Vec<&str> = child
-                            .condition
-                            .metrics()
-                            .iter()
-                            .map(|m| self.set.metric_name(*m))
-                            .collect();
-                        list.push(
-                            json!({"condition": child.condition.kind(), "metrics": metrics,
-                                         "evaluated": false, "holds": false}),
-                        );
-                        continue;
-                    }
-                    let (mut child, text) = self.evidence_with(*c, want && holds);
-                    child["holds"] = Value::Bool(holds);
-                    if holds {
-                        parts.push(text);
-                    }
-                    list.push(child);
-                }
-                let required = match quorum {
-                    Quorum::All => children.len(),
-                    Quorum::Any => 1,
-                    Quorum::AtLeast(k) => *k as usize,
-                };
-                (
-                    json!({"condition": node.condition.kind(), "required": required, "held": seen.stat as u64, "of": list}),
-                    parts.join("; and "),
-                )
-            }
-        };
-        if let Some(hold) = node.hold {
-            ev["held_for"] = Value::from(hold.to_string());
-        }
-        (ev, summary)
-    }
-}
-
-/// Whether a condition last held within `window` of `now` (corroboration).
-#[inline]
-fn recent(last_true: Option<(u64, u64)>, window: Window, now: (u64, u64)) -> bool {
-    match (last_true, window) {
-        (None, _) => false,
-        (Some((b, _)), Window::Blocks(n)) => now.0.saturating_sub(b) <= n,
-        (Some((_, t)), Window::Millis(ms)) => now.1.saturating_sub(t) <= ms,
+                (id, reading)
+            })
+            .collect();
+        Readings::new(Arc::clone(&self.set), policy as u32, nodes)
     }
 }
 
@@ -946,7 +731,7 @@ impl Engine {
             Condition::Composite { .. } => true,
             _ => state.seen.judged,
         };
-        judged.then(|| self.evidence(root).0)
+        judged.then(|| self.readings(policy).condition_value())
     }
 
     /// The statistic a node computed at its latest evaluation, if it could be judged

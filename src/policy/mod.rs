@@ -2,12 +2,14 @@
 //!
 //! - [`model`]: the compiled, typed policy (conditions, units, modes);
 //! - [`compile`]: policy files -> model, once at load, every error located;
-//! - [`eval`]: the engine that turns samples into trips with evidence.
+//! - [`eval`]: the engine that turns samples into trips with evidence;
+//! - [`evidence`]: a trip's readings, written as JSON or text when asked.
 //!
 //! The policy stage is pure: it reads no chain and sends nothing.
 
 pub mod compile;
 pub mod eval;
+pub mod evidence;
 pub mod model;
 pub mod warmup;
 

@@ -1,0 +1,588 @@
+//! A trip's evidence as readings: copied at the trip, written when asked.
+//!
+//! At a trip the engine copies the latest reading of each node of the
+//! policy's condition ([`Seen`], fixed size, one allocation per trip, no JSON,
+//! no map). [`Readings`] writes them as the evidence JSON through `Serialize`,
+//! straight into whatever a consumer serializes into (a `--json` line, the
+//! journal's column, an alert's details), and as the one-line summary. The
+//! bytes are those the engine used to build eagerly (tests/evidence.rs pins
+//! them): key order, numbers (`"nan"`, `"inf"`, `"-inf"` for non-finite ones)
+//! and text.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value;
+
+use crate::metrics::MetricId;
+use crate::metrics::detectors;
+use crate::units::{DisplayMillis, Window};
+
+use super::model::{Condition, NodeId, PolicySet, Quorum};
+
+/// What the last evaluation of a condition saw (fixed size, copied, never allocated).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Seen {
+    pub block: u64,
+    pub time_ms: u64,
+    pub value: f64,
+    /// Starting value of the window, the reference value, or the baseline mean.
+    pub base: f64,
+    pub base_block: u64,
+    pub base_time_ms: u64,
+    /// The condition's statistic: change, rate, sum, deviation %, z, CUSUM sum, age in blocks.
+    pub stat: f64,
+    /// A second statistic: change %, sum %, baseline sd, age in ms.
+    pub stat2: f64,
+    /// Samples in a sum window; whether a stale metric was ever sampled (1) or not (0).
+    pub count: u64,
+    /// Whether the condition had what it needs to be judged (history, both metrics, warm-up).
+    pub judged: bool,
+}
+
+/// One node's state when the readings were taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Reading {
+    pub seen: Seen,
+    /// Whether the node has been evaluated at least once.
+    pub evaluated: bool,
+    pub truth: bool,
+    /// Block and time of the latest evaluation at which the node held.
+    pub last_true: Option<(u64, u64)>,
+}
+
+/// The readings of one policy's condition nodes at a trip (or now).
+#[derive(Debug, Clone)]
+pub struct Readings {
+    set: Arc<PolicySet>,
+    policy: u32,
+    /// The policy's nodes by ascending id.
+    nodes: Box<[(NodeId, Reading)]>,
+}
+
+impl Readings {
+    /// `nodes` must hold every node of policy number `policy`'s condition, by ascending id.
+    pub(crate) fn new(set: Arc<PolicySet>, policy: u32, nodes: Box<[(NodeId, Reading)]>) -> Self {
+        Self { set, policy, nodes }
+    }
+
+    fn root(&self) -> NodeId {
+        self.set.policies[self.policy as usize].root
+    }
+
+    fn reading(&self, id: NodeId) -> &Reading {
+        let i = self
+            .nodes
+            .binary_search_by_key(&id, |(n, _)| *n)
+            .expect("readings hold every node of their policy");
+        &self.nodes[i].1
+    }
+
+    fn name(&self, m: &MetricId) -> &str {
+        self.set.metric_name(*m)
+    }
+
+    /// Whether `child` of composite `parent` counted as held (`within`: held recently).
+    fn holds(&self, parent: NodeId, child: NodeId) -> bool {
+        let state = self.reading(child);
+        match self.set.node(parent).within {
+            Some(w) => {
+                let seen = self.reading(parent).seen;
+                recent(state.last_true, w, (seen.block, seen.time_ms))
+            }
+            None => state.truth,
+        }
+    }
+
+    /// The evidence JSON of the condition alone (no `instance`), as a value.
+    pub(crate) fn condition_value(&self) -> Value {
+        let node = NodeJson {
+            r: self,
+            id: self.root(),
+            holds: None,
+            instance: None,
+        };
+        serde_json::to_value(node).unwrap_or(Value::Null)
+    }
+
+    /// One line a person can read: what held.
+    pub fn summary(&self) -> String {
+        self.text(self.root())
+    }
+
+    fn text(&self, id: NodeId) -> String {
+        let seen = self.reading(id).seen;
+        match &self.set.node(id).condition {
+            Condition::Composite { children, .. } => {
+                let parts: Vec<String> = children
+                    .iter()
+                    .filter(|c| self.reading(**c).evaluated && self.holds(id, **c))
+                    .map(|c| self.text(*c))
+                    .collect();
+                parts.join("; and ")
+            }
+            Condition::Threshold {
+                metric,
+                comparison,
+                value,
+            } => format!(
+                "{} = {} {} {}",
+                self.name(metric),
+                seen.value,
+                comparison.symbol(),
+                value
+            ),
+            condition => self.leaf_text(condition, seen),
+        }
+    }
+
+    fn leaf_text(&self, condition: &Condition, seen: Seen) -> String {
+        match condition {
+            Condition::Change {
+                metric,
+                window,
+                direction,
+                by,
+            } => format!(
+                "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
+                self.name(metric),
+                seen.stat,
+                seen.stat2,
+                seen.base,
+                seen.value,
+                direction.as_str()
+            ),
+            Condition::Rate {
+                metric,
+                window,
+                per,
+                direction,
+                above,
+            } => format!(
+                "{} changing at {} per {} over {window} (threshold {above} {})",
+                self.name(metric),
+                seen.stat,
+                per.as_str(),
+                direction.as_str()
+            ),
+            Condition::Sum { .. } => self.sum_text(condition, seen),
+            Condition::Deviation {
+                metric,
+                reference,
+                above,
+                ..
+            } => format!(
+                "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
+                self.name(metric),
+                seen.value,
+                seen.stat,
+                self.name(reference),
+                seen.base
+            ),
+            Condition::Stale { metric, after } => format!(
+                "{} has had no sample for {} blocks / {} (limit {after})",
+                self.name(metric),
+                seen.stat,
+                DisplayMillis(seen.stat2 as u64)
+            ),
+            _ => self.detector_text(condition, seen),
+        }
+    }
+
+    fn sum_text(&self, condition: &Condition, seen: Seen) -> String {
+        let Condition::Sum {
+            metric,
+            window,
+            comparison,
+            value,
+            relative_to,
+        } = condition
+        else {
+            return String::new();
+        };
+        match relative_to {
+            Some(rel) => format!(
+                "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
+                self.name(metric),
+                seen.stat,
+                seen.stat2,
+                self.name(rel),
+                seen.base,
+                comparison.symbol()
+            ),
+            None => format!(
+                "{} summed over {window} = {} {} {value}",
+                self.name(metric),
+                seen.stat,
+                comparison.symbol()
+            ),
+        }
+    }
+
+    fn detector_text(&self, condition: &Condition, seen: Seen) -> String {
+        match condition {
+            Condition::Ewma { metric, params } => format!(
+                "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
+                self.name(metric),
+                seen.value,
+                seen.stat,
+                seen.base,
+                params.z,
+                params.direction.as_str()
+            ),
+            Condition::Cusum { metric, params } => format!(
+                "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
+                self.name(metric),
+                params.direction.as_str(),
+                seen.stat,
+                params.threshold,
+                seen.base
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The trip's evidence: the condition's object, then the instance a template's policy runs for.
+impl Serialize for Readings {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let policy = &self.set.policies[self.policy as usize];
+        NodeJson {
+            r: self,
+            id: policy.root,
+            holds: None,
+            instance: policy.instance.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// Whether a condition last held within `window` of `now` (corroboration).
+#[inline]
+pub(crate) fn recent(last_true: Option<(u64, u64)>, window: Window, now: (u64, u64)) -> bool {
+    match (last_true, window) {
+        (None, _) => false,
+        (Some((b, _)), Window::Blocks(n)) => now.0.saturating_sub(b) <= n,
+        (Some((_, t)), Window::Millis(ms)) => now.1.saturating_sub(t) <= ms,
+    }
+}
+
+/// A number for evidence: JSON has no infinity, so non-finite values are strings.
+struct Num(f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            v if v.is_finite() => s.serialize_f64(v),
+            v if v.is_nan() => s.serialize_str("nan"),
+            v if v > 0.0 => s.serialize_str("inf"),
+            _ => s.serialize_str("-inf"),
+        }
+    }
+}
+
+/// `{"block", "time_ms", "value"}`: one end of a change or rate window.
+#[derive(Serialize)]
+struct Point {
+    block: u64,
+    time_ms: u64,
+    value: Num,
+}
+
+/// `{"block", "time_ms"}`.
+#[derive(Serialize)]
+struct At {
+    block: u64,
+    time_ms: u64,
+}
+
+/// A deviation's reference reading.
+#[derive(Serialize)]
+struct Reference<'a> {
+    metric: &'a str,
+    value: Num,
+    block: u64,
+}
+
+/// A relative sum's base.
+#[derive(Serialize)]
+struct Relative<'a> {
+    metric: &'a str,
+    value: Num,
+    sum_pct: Num,
+}
+
+/// A composite's child that was never evaluated (no sample of its metrics yet).
+#[derive(Serialize)]
+struct Unevaluated<'a> {
+    condition: &'static str,
+    metrics: Vec<&'a str>,
+    evaluated: bool,
+    holds: bool,
+}
+
+/// One node's evidence object.
+struct NodeJson<'a> {
+    r: &'a Readings,
+    id: NodeId,
+    /// For a composite's child: whether it counted as held.
+    holds: Option<bool>,
+    /// For the top of a template instance's condition.
+    instance: Option<&'a str>,
+}
+
+impl Serialize for NodeJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        let node = self.r.set.node(self.id);
+        let seen = self.r.reading(self.id).seen;
+        match &node.condition {
+            Condition::Composite { quorum, children } => {
+                let required = match quorum {
+                    Quorum::All => children.len(),
+                    Quorum::Any => 1,
+                    Quorum::AtLeast(k) => *k as usize,
+                };
+                map.serialize_entry("condition", node.condition.kind())?;
+                map.serialize_entry("required", &required)?;
+                map.serialize_entry("held", &(seen.stat as u64))?;
+                let of = Children {
+                    r: self.r,
+                    id: self.id,
+                };
+                map.serialize_entry("of", &of)?;
+            }
+            condition => self.r.leaf_entries(condition, seen, &mut map)?,
+        }
+        if let Some(hold) = node.hold {
+            map.serialize_entry("held_for", &hold.to_string())?;
+        }
+        if let Some(holds) = self.holds {
+            map.serialize_entry("holds", &holds)?;
+        }
+        if let Some(instance) = self.instance {
+            map.serialize_entry("instance", instance)?;
+        }
+        map.end()
+    }
+}
+
+/// A composite's `of`: each child's evidence and whether it counted.
+struct Children<'a> {
+    r: &'a Readings,
+    id: NodeId,
+}
+
+impl Serialize for Children<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Condition::Composite { children, .. } = &self.r.set.node(self.id).condition else {
+            return s.serialize_seq(Some(0))?.end();
+        };
+        let mut seq = s.serialize_seq(Some(children.len()))?;
+        for c in children {
+            if self.r.reading(*c).evaluated {
+                seq.serialize_element(&NodeJson {
+                    r: self.r,
+                    id: *c,
+                    holds: Some(self.r.holds(self.id, *c)),
+                    instance: None,
+                })?;
+                continue;
+            }
+            // Never evaluated: say so rather than show a zero reading.
+            let condition = &self.r.set.node(*c).condition;
+            seq.serialize_element(&Unevaluated {
+                condition: condition.kind(),
+                metrics: condition.metrics().iter().map(|m| self.r.name(m)).collect(),
+                evaluated: false,
+                holds: false,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Readings {
+    /// A leaf condition's entries, in the order the evidence has always had.
+    fn leaf_entries<M: SerializeMap>(
+        &self,
+        condition: &Condition,
+        seen: Seen,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        let from = Point {
+            block: seen.base_block,
+            time_ms: seen.base_time_ms,
+            value: Num(seen.base),
+        };
+        let to = Point {
+            block: seen.block,
+            time_ms: seen.time_ms,
+            value: Num(seen.value),
+        };
+        map.serialize_entry("condition", condition.kind())?;
+        match condition {
+            Condition::Threshold {
+                metric,
+                comparison,
+                value,
+            } => {
+                map.serialize_entry("metric", self.name(metric))?;
+                map.serialize_entry("value", &Num(seen.value))?;
+                map.serialize_entry("op", comparison.symbol())?;
+                map.serialize_entry("threshold", &Num(*value))?;
+                map.serialize_entry("block", &seen.block)
+            }
+            Condition::Change {
+                metric,
+                window,
+                direction,
+                by,
+            } => {
+                map.serialize_entry("metric", self.name(metric))?;
+                map.serialize_entry("window", &window.to_string())?;
+                map.serialize_entry("direction", direction.as_str())?;
+                map.serialize_entry("from", &from)?;
+                map.serialize_entry("to", &to)?;
+                map.serialize_entry("change", &Num(seen.stat))?;
+                map.serialize_entry("change_pct", &Num(seen.stat2))?;
+                map.serialize_entry("threshold", &by.to_string())
+            }
+            Condition::Rate {
+                metric,
+                window,
+                per,
+                direction,
+                above,
+            } => {
+                map.serialize_entry("metric", self.name(metric))?;
+                map.serialize_entry("window", &window.to_string())?;
+                map.serialize_entry("per", per.as_str())?;
+                map.serialize_entry("direction", direction.as_str())?;
+                map.serialize_entry("rate", &Num(seen.stat))?;
+                map.serialize_entry("from", &from)?;
+                map.serialize_entry("to", &to)?;
+                map.serialize_entry("threshold", &Num(*above))
+            }
+            _ => self.other_entries(condition, seen, map),
+        }
+    }
+
+    fn other_entries<M: SerializeMap>(
+        &self,
+        condition: &Condition,
+        seen: Seen,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        match condition {
+            Condition::Sum { .. } => self.sum_entries(condition, seen, map),
+            Condition::Deviation {
+                metric,
+                reference,
+                above,
+                ..
+            } => {
+                map.serialize_entry("metric", self.name(metric))?;
+                map.serialize_entry("value", &Num(seen.value))?;
+                map.serialize_entry("block", &seen.block)?;
+                let reference = Reference {
+                    metric: self.name(reference),
+                    value: Num(seen.base),
+                    block: seen.base_block,
+                };
+                map.serialize_entry("reference", &reference)?;
+                map.serialize_entry("deviation_pct", &Num(seen.stat))?;
+                map.serialize_entry("threshold", &above.to_string())
+            }
+            Condition::Stale { metric, after } => {
+                map.serialize_entry("metric", self.name(metric))?;
+                map.serialize_entry("after", &after.to_string())?;
+                let last = (seen.count > 0).then_some(At {
+                    block: seen.base_block,
+                    time_ms: seen.base_time_ms,
+                });
+                map.serialize_entry("last_sample", &last)?;
+                let now = At {
+                    block: seen.block,
+                    time_ms: seen.time_ms,
+                };
+                map.serialize_entry("now", &now)?;
+                map.serialize_entry("age_blocks", &Num(seen.stat))?;
+                map.serialize_entry("age_ms", &Num(seen.stat2))
+            }
+            _ => self.detector_entries(condition, seen, map),
+        }
+    }
+
+    fn sum_entries<M: SerializeMap>(
+        &self,
+        condition: &Condition,
+        seen: Seen,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        let Condition::Sum {
+            metric,
+            window,
+            comparison,
+            value,
+            relative_to,
+        } = condition
+        else {
+            return Ok(());
+        };
+        map.serialize_entry("metric", self.name(metric))?;
+        map.serialize_entry("window", &window.to_string())?;
+        map.serialize_entry("sum", &Num(seen.stat))?;
+        map.serialize_entry("samples", &seen.count)?;
+        map.serialize_entry("first_block", &seen.base_block)?;
+        map.serialize_entry("block", &seen.block)?;
+        map.serialize_entry("op", comparison.symbol())?;
+        map.serialize_entry("threshold", &value.to_string())?;
+        if let Some(rel) = relative_to {
+            let relative = Relative {
+                metric: self.name(rel),
+                value: Num(seen.base),
+                sum_pct: Num(seen.stat2),
+            };
+            map.serialize_entry("relative_to", &relative)?;
+        }
+        Ok(())
+    }
+
+    fn detector_entries<M: SerializeMap>(
+        &self,
+        condition: &Condition,
+        seen: Seen,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        let (metric, direction, warmup) = match condition {
+            Condition::Ewma { metric, params } => (metric, params.direction, params.warmup),
+            Condition::Cusum { metric, params } => (metric, params.direction, params.warmup),
+            _ => return Ok(()),
+        };
+        map.serialize_entry("metric", self.name(metric))?;
+        map.serialize_entry("value", &Num(seen.value))?;
+        map.serialize_entry("block", &seen.block)?;
+        map.serialize_entry("mean", &Num(seen.base))?;
+        map.serialize_entry("sd", &Num(seen.stat2))?;
+        match condition {
+            Condition::Ewma { params, .. } => {
+                map.serialize_entry("z", &Num(seen.stat))?;
+                let p = detectors::tail_probability(direction.magnitude(seen.stat));
+                map.serialize_entry("p_value", &Num(p))?;
+                map.serialize_entry("threshold_z", &Num(params.z))?;
+                map.serialize_entry("direction", direction.as_str())?;
+                map.serialize_entry("halflife", &Num(params.halflife))?;
+            }
+            Condition::Cusum { params, .. } => {
+                map.serialize_entry("cusum", &Num(seen.stat))?;
+                map.serialize_entry("slack", &Num(params.slack))?;
+                map.serialize_entry("threshold", &Num(params.threshold))?;
+                map.serialize_entry("direction", direction.as_str())?;
+            }
+            _ => {}
+        }
+        map.serialize_entry("warmup", &warmup)
+    }
+}
