@@ -656,6 +656,17 @@ fn main() {
     drop(anvil);
 }
 
+/// This thread's time on CPU and waiting in the run queue so far, ns (Linux).
+fn schedstat() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut it = s.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+fn ms_ns(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -667,6 +678,7 @@ fn warm(cache: &NodeCache, block: &BlockEnv, w: &World, screenings: usize) {
         screen(cache, block, w, tx).unwrap_or_else(|e| panic!("{e}"));
     }
     let fetched = cache.fetches.get();
+    let sched = schedstat();
     let mut lat = Vec::with_capacity(screenings);
     let mut ok = 0;
     let started = Instant::now();
@@ -678,6 +690,10 @@ fn warm(cache: &NodeCache, block: &BlockEnv, w: &World, screenings: usize) {
         ok += usize::from(out.succeeds && out.values.len() == 46);
     }
     let total = started.elapsed().as_secs_f64();
+    let (cpu, waited) = match (sched, schedstat()) {
+        (Some(a), Some(b)) => (ms_ns(b.0 - a.0), ms_ns(b.1 - a.1)),
+        _ => (f64::NAN, f64::NAN),
+    };
     println!(
         "warm screening (fresh overlay each, nothing committed), {screenings} screenings, single thread: p50={:.3} ms p99={:.3} ms max={:.3} ms; {:.0} screenings/s; {ok}/{screenings} succeeded with 46 values; node requests during the timed run: {}",
         quantile(&mut lat, 0.5),
@@ -685,6 +701,11 @@ fn warm(cache: &NodeCache, block: &BlockEnv, w: &World, screenings: usize) {
         quantile(&mut lat, 1.0),
         screenings as f64 / total,
         cache.fetches.get() - fetched
+    );
+    println!(
+        "warm run, this thread: wall {:.0} ms, on CPU {cpu:.0} ms ({:.3} ms CPU per screening), waiting for a CPU {waited:.0} ms (the machine is shared)",
+        total * 1000.0,
+        cpu / screenings as f64
     );
 }
 
