@@ -735,7 +735,9 @@ fn refresh(rt: &Runtime, p: &DynProvider, cache: &NodeCache, w: &World, rounds: 
         };
     }
     println!(
-        "per-block refresh ({requests} requests: balance+nonce per cached account, every cached slot), {rounds} blocks alternating: one request at a time p50={:.1} ms p99={:.1} ms; one JSON-RPC batch p50={:.1} ms p99={:.1} ms",
+        "per-block refresh ({requests} requests: balance+nonce per cached account ({} accounts), every cached slot ({} slots)), {rounds} blocks alternating: one request at a time p50={:.1} ms p99={:.1} ms; one JSON-RPC batch p50={:.1} ms p99={:.1} ms",
+        cache.cached.borrow().accounts.len(),
+        cache.cached.borrow().slots.len(),
         quantile(&mut seq, 0.5),
         quantile(&mut seq, 0.99),
         quantile(&mut batched, 0.5),
