@@ -22,7 +22,7 @@
 //! a time, and as one JSON-RPC batch); and a check that the warm cache's
 //! figures equal the node's after the transaction is mined.
 //!
-//! Run with `cargo bench --bench screening_revm [-- --screenings 5000]`.
+//! Run with `cargo bench --features revm-bench --bench screening_revm [-- --screenings 5000]`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
