@@ -67,6 +67,8 @@ pub enum AlertKind {
     Reloaded,
     /// The pipeline stopped on an error: guardian is no longer watching.
     Stopped,
+    /// Pending transactions were dropped unscreened (the screening queue overflowed).
+    PendingDropped,
 }
 
 impl AlertKind {
@@ -85,6 +87,7 @@ impl AlertKind {
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
             AlertKind::Stopped => "stopped",
+            AlertKind::PendingDropped => "pending-dropped",
         }
     }
 

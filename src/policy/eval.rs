@@ -34,6 +34,9 @@ use crate::units::{DisplayMillis, Window};
 
 use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
 
+#[path = "whatif.rs"]
+mod whatif;
+
 /// What the last evaluation of a condition saw (fixed size, copied, never allocated).
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {

@@ -247,6 +247,13 @@ async fn run_once(
     let chain = Chain::connect(node, accounts).await?;
     let d = Deployed::deploy(&chain, s).await?;
 
+    let mempool_seeded = if s.mempool_rate > 0.0 {
+        Some(protocol::mempool::Mempool::seed(&chain, &d, s.setup.liquidity).await?)
+    } else {
+        None
+    };
+    let telemetry = Arc::new(crate::observe::Telemetry::new(Duration::from_secs(3_600)));
+
     let dir = RunDir::create(&s.name)?;
     let cancel = CancellationToken::new();
     let collected: Collected = Arc::default();
@@ -300,6 +307,7 @@ async fn run_once(
                 ..WatcherOptions::default()
             },
             channel_capacity: 1024,
+            probe: crate::observe::Probe::new(telemetry.clone(), None),
             ..RunOptions::default()
         };
         let (report_tx, mut reports) = mpsc::channel(1024);
@@ -356,7 +364,16 @@ async fn run_once(
         head = chain.next_block(head).await?.0;
     }
     let before = d.attacker_holdings(&chain).await?;
-    let played = script::play(&chain, &d, s).await?;
+    let stop_mempool = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mempool_task = mempool_seeded
+        .map(|m| tokio::spawn(m.play(s.mempool_rate, stop_mempool.clone())));
+    let played = script::play(&chain, &d, s).await;
+    stop_mempool.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mempool_stats = match mempool_task {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    let played = played?;
 
     // Let every approved action finish (its executor's own deadline bounds this).
     if guardian.is_some() {
@@ -432,6 +449,7 @@ async fn run_once(
     // Leave an existing node as it was found: mining on every transaction.
     let _ = chain.automine().await;
 
+    let (screened, dropped) = telemetry.pending_counts("local");
     let start = played.started_unix_ms as i64;
     let seen = mempool.lock().map(|m| m.clone()).unwrap_or_default();
     let mut trips = Vec::new();
@@ -506,6 +524,14 @@ async fn run_once(
         executions,
         chain_seconds: played.chain_seconds,
         wall_ms: played.wall_ms,
+        mempool: report::MempoolReport {
+            rate: s.mempool_rate,
+            sent: mempool_stats.sent,
+            refused: mempool_stats.refused,
+            whale_sent: mempool_stats.whale_sent,
+        },
+        pending_screened: if guardian.is_some() { screened } else { 0 },
+        pending_dropped: if guardian.is_some() { dropped } else { 0 },
     })
 }
 

@@ -36,6 +36,7 @@
 pub mod pending;
 pub mod reads;
 pub mod record;
+pub mod screen;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, MetricDef, Network};
 pub use pending::{PendingEffect, PendingWatch};
 pub use reads::{Head, ReadPlan, Snapshot};
+pub use screen::{ScreenOptions, Screened};
 
 /// A problem following a chain.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,8 @@ pub enum WatchEvent {
     Pending(PendingEffect),
     /// No new head for a watchdog interval: the `head_age` metrics again, for the last block.
     Stale(Stale),
+    /// A pending transaction's what-if block ([`screen`]): judged, never committed or recorded.
+    Screened(Box<Screened>),
 }
 
 /// The watchdog's report while no new head arrives.
@@ -147,7 +151,7 @@ impl WatchEvent {
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64, &str, f64)> {
         let (block, pending, stale) = match self {
             WatchEvent::Block(s) => (Some(s), None, None),
-            WatchEvent::Reorg(_) => (None, None, None),
+            WatchEvent::Reorg(_) | WatchEvent::Screened(_) => (None, None, None),
             WatchEvent::Pending(p) => (None, Some((p.block, p.time_ms, &*p.metric, p.value)), None),
             WatchEvent::Stale(s) => (None, None, Some(s)),
         };
@@ -190,6 +194,9 @@ pub struct WatcherOptions {
     pub start_block: Option<u64>,
     /// Where heads, RPC errors, failovers, failed reads and stale heads are reported (metrics, alerts).
     pub probe: crate::observe::Probe,
+    /// Screen every pending transaction ([`screen`]) on a network with `pending`
+    /// metrics; `None`: only the pending metrics' filtered effects, as samples.
+    pub screen: Option<ScreenOptions>,
 }
 
 impl Default for WatcherOptions {
@@ -205,6 +212,7 @@ impl Default for WatcherOptions {
             max_lag_blocks: 3,
             start_block: None,
             probe: crate::observe::Probe::default(),
+            screen: Some(ScreenOptions::default()),
         }
     }
 }
@@ -372,6 +380,11 @@ impl Watcher {
             _ = cancel.cancelled() => return Ok(()),
             c = self.connect_pending(0) => c,
         };
+        if let Some(screen) = self.options.screen {
+            let screener = screen::Screener::new(self.plan.clone(), pending, screen);
+            let txs = self.screen_pending(screener, &clients[0], head_rx, &out, &cancel, first);
+            return tokio::try_join!(heads, watchdog, txs).map(|_| ());
+        }
         let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel, first);
         tokio::try_join!(heads, watchdog, txs).map(|_| ())
     }

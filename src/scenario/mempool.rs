@@ -1,0 +1,365 @@
+//! The synthetic benign mempool: ordinary users' transactions sent at a steady
+//! rate while a scenario's script plays, so the guardian screens real traffic
+//! around the attack and any pause it causes in a benign run is a false one.
+//!
+//! Its own accounts (fresh keys, funded and seeded at set-up, automine on) send,
+//! round-robin, by protocol shape:
+//! - every shape: ETH transfers between them;
+//! - `bridge`: bUSD transfers, one whale transfer (10% of the bridge's liquidity);
+//! - `donation-pool`: dUSD transfers, deposits and withdrawals of 1 dUSD, one
+//!   whale withdrawal (10% of the liquidity, deposited at set-up);
+//! - `lending`: dUSD transfers, supplies and withdrawals of 1 dUSD, small
+//!   borrows and repayments against posted collateral, swaps of 0.01 dUSD on
+//!   the DEX, one whale withdrawal (10% of the liquidity);
+//! - `reentrant-pools`: adding and removing 0.01 ETH of liquidity, one whale
+//!   removal (10% of pool 1).
+//!
+//! Liquidations are not part of the mix: a liquidation needs an underwater
+//! borrower, which only a price move makes (the `benign-liquidations`
+//! scenario's script sends those).
+//!
+//! Each account's nonce is tracked here; fees are the scripted users' (tip
+//! [`USER_TIP`]). Nothing waits for receipts: the rate is what is offered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+
+use super::{
+    ConstantProductPool, DemoToken, Deployed, DonationLendingPool, LendingMarket,
+    ReentrantEthPool, Shape, units,
+};
+use crate::scenario::ScenarioError;
+use crate::scenario::chain::{Chain, SCRIPT_MAX_FEE, USER_TIP, confirm};
+
+/// Accounts the mempool sends from.
+const ACCOUNTS: usize = 16;
+/// Each account's deposit at set-up, whole tokens (or 1/100 of it in ETH for the pools).
+const SEED: f64 = 200.0;
+/// The whale's share of the liquidity.
+const WHALE_SHARE: f64 = 0.10;
+/// The transaction (by count) after which the whale moves.
+const WHALE_AT: u64 = 200;
+
+/// A benign call: what it is, where it goes, with what.
+#[derive(Debug, Clone)]
+struct Call {
+    kind: &'static str,
+    to: Address,
+    data: Bytes,
+    value: U256,
+    gas: u64,
+}
+
+/// What the mempool sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MempoolStats {
+    pub sent: u64,
+    /// Sends the node refused (the account's nonce is then re-read).
+    pub refused: u64,
+    pub whale_sent: bool,
+}
+
+/// A seeded synthetic mempool, ready to play.
+#[derive(Debug)]
+pub struct Mempool {
+    provider: DynProvider,
+    accounts: Vec<Address>,
+    /// The ordinary mix, cycled through; `{from}` is filled per account.
+    mix: Vec<fn(&Mempool, usize) -> Call>,
+    shape: Shape,
+    whale: Option<Call>,
+    chain_id: u64,
+}
+
+fn call<C: SolCall>(kind: &'static str, to: Address, c: C, gas: u64) -> Call {
+    Call {
+        kind,
+        to,
+        data: c.abi_encode().into(),
+        value: U256::ZERO,
+        gas,
+    }
+}
+
+impl Mempool {
+    /// Creates and seeds the mempool's accounts on `chain` (automine must be on).
+    pub async fn seed(chain: &Chain, d: &Deployed, liquidity: f64) -> Result<Mempool, ScenarioError> {
+        let keys: Vec<PrivateKeySigner> = (0..ACCOUNTS).map(|_| PrivateKeySigner::random()).collect();
+        let mut wallet = EthereumWallet::from(keys[0].clone());
+        for k in &keys[1..] {
+            wallet.register_signer(k.clone());
+        }
+        let url = chain
+            .http
+            .parse()
+            .map_err(|_| ScenarioError::BadRpc("the RPC endpoint is not a URL".into()))?;
+        let provider = ProviderBuilder::new().wallet(wallet).connect_http(url).erased();
+        let accounts: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        let eth = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
+        for a in &accounts {
+            let _: serde_json::Value = provider
+                .raw_request("anvil_setBalance".into(), (a, eth))
+                .await
+                .map_err(super::step_err("fund a mempool account"))?;
+        }
+        let whale_amount = liquidity * WHALE_SHARE;
+        let p = &provider;
+        let whale;
+        let mix: Vec<fn(&Mempool, usize) -> Call>;
+        match &d.inner {
+            Shape::Bridge { token, .. } => {
+                let owner = DemoToken::new(*token, &chain.provider);
+                for a in &accounts {
+                    confirm(owner.mint(*a, units(SEED)).send().await, "mint").await?;
+                }
+                confirm(owner.mint(accounts[0], units(whale_amount)).send().await, "mint").await?;
+                whale = Some(call(
+                    "whale transfer",
+                    *token,
+                    DemoToken::transferCall { to: accounts[1], value: units(whale_amount) },
+                    100_000,
+                ));
+                mix = vec![eth_transfer, token_transfer];
+            }
+            Shape::DonationPool { token, pool, .. } => {
+                let t = DemoToken::new(*token, p);
+                let owner = DemoToken::new(*token, &chain.provider);
+                let c = DonationLendingPool::new(*pool, p);
+                for (i, a) in accounts.iter().enumerate() {
+                    let extra = if i == 0 { whale_amount } else { 0.0 };
+                    confirm(owner.mint(*a, units(2.0 * SEED + extra)).send().await, "mint").await?;
+                    confirm(t.approve(*pool, U256::MAX).from(*a).send().await, "approve").await?;
+                    confirm(c.deposit(units(SEED + extra)).from(*a).send().await, "deposit").await?;
+                }
+                whale = Some(call(
+                    "whale withdrawal",
+                    *pool,
+                    DonationLendingPool::withdrawCall { amount: units(whale_amount) },
+                    300_000,
+                ));
+                mix = vec![eth_transfer, token_transfer, pool_deposit, pool_withdraw];
+            }
+            Shape::Lending { usd, dex, market, .. } => {
+                let t = DemoToken::new(*usd, p);
+                let owner = DemoToken::new(*usd, &chain.provider);
+                let m = LendingMarket::new(*market, p);
+                for (i, a) in accounts.iter().enumerate() {
+                    let extra = if i == 0 { whale_amount } else { 0.0 };
+                    confirm(owner.mint(*a, units(2.0 * SEED + extra)).send().await, "mint").await?;
+                    confirm(t.approve(*market, U256::MAX).from(*a).send().await, "approve").await?;
+                    confirm(t.approve(*dex, U256::MAX).from(*a).send().await, "approve").await?;
+                    confirm(m.supply(units(SEED + extra)).from(*a).send().await, "supply").await?;
+                }
+                whale = Some(call(
+                    "whale withdrawal",
+                    *market,
+                    LendingMarket::withdrawCall { amount: units(whale_amount) },
+                    300_000,
+                ));
+                mix = vec![eth_transfer, token_transfer, market_supply, market_withdraw, dex_swap];
+            }
+            Shape::Pools { pools, .. } => {
+                for (i, a) in accounts.iter().enumerate() {
+                    for pool in pools {
+                        let c = ReentrantEthPool::new(*pool, p);
+                        let extra = if i == 0 && *pool == pools[0] { whale_amount } else { 0.0 };
+                        confirm(
+                            c.addLiquidity().value(units(SEED / 100.0 + extra)).from(*a).send().await,
+                            "add liquidity",
+                        )
+                        .await?;
+                    }
+                }
+                let c = ReentrantEthPool::new(pools[0], p);
+                let lp = c
+                    .balanceOf(accounts[0])
+                    .call()
+                    .await
+                    .map_err(super::step_err("read the whale's LP"))?;
+                whale = Some(call(
+                    "whale removal",
+                    pools[0],
+                    ReentrantEthPool::removeLiquidityCall { lpAmount: lp * U256::from(9) / U256::from(10) },
+                    200_000,
+                ));
+                mix = vec![eth_transfer, pool_add, pool_remove];
+            }
+        }
+        Ok(Mempool {
+            provider,
+            accounts,
+            mix,
+            shape: d.inner.clone(),
+            whale,
+            chain_id: chain.chain_id,
+        })
+    }
+
+    /// Sends `rate` transactions per second until `stop` is set.
+    pub async fn play(self, rate: f64, stop: Arc<AtomicBool>) -> MempoolStats {
+        let mut stats = MempoolStats::default();
+        if rate <= 0.0 {
+            return stats;
+        }
+        let mut nonces = vec![None; self.accounts.len()];
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let start = Instant::now();
+        let mut k = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let due = start + period.mul_f64(k as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+            let i = (k as usize) % self.accounts.len();
+            let c = match (&self.whale, k == WHALE_AT) {
+                (Some(w), true) => {
+                    stats.whale_sent = true;
+                    // The whale is account 0.
+                    self.send(0, w.clone(), &mut nonces, &mut stats).await;
+                    k += 1;
+                    continue;
+                }
+                _ => (self.mix[(k as usize / self.accounts.len()) % self.mix.len()])(&self, i),
+            };
+            self.send(i, c, &mut nonces, &mut stats).await;
+            k += 1;
+        }
+        stats
+    }
+
+    async fn send(&self, i: usize, c: Call, nonces: &mut [Option<u64>], stats: &mut MempoolStats) {
+        let from = self.accounts[i];
+        let nonce = match nonces[i] {
+            Some(n) => n,
+            None => match self.provider.get_transaction_count(from).pending().await {
+                Ok(n) => n,
+                Err(_) => {
+                    stats.refused += 1;
+                    return;
+                }
+            },
+        };
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(c.to)
+            .with_input(c.data)
+            .with_value(c.value)
+            .with_nonce(nonce)
+            .with_chain_id(self.chain_id)
+            .with_gas_limit(c.gas)
+            .with_max_fee_per_gas(SCRIPT_MAX_FEE)
+            .with_max_priority_fee_per_gas(USER_TIP);
+        match self.provider.send_transaction(tx).await {
+            Ok(_) => {
+                nonces[i] = Some(nonce + 1);
+                stats.sent += 1;
+            }
+            Err(e) => {
+                tracing::debug!(target: "guardian::scenario", kind = c.kind, error = %crate::source::chain::redact(&e.to_string()), "a mempool transaction was refused");
+                nonces[i] = None;
+                stats.refused += 1;
+            }
+        }
+    }
+
+    fn next_account(&self, i: usize) -> Address {
+        self.accounts[(i + 1) % self.accounts.len()]
+    }
+}
+
+fn eth_transfer(m: &Mempool, i: usize) -> Call {
+    Call {
+        kind: "transfer",
+        to: m.next_account(i),
+        data: Bytes::new(),
+        value: units(0.01),
+        gas: 21_000,
+    }
+}
+
+fn token_transfer(m: &Mempool, i: usize) -> Call {
+    let token = match &m.shape {
+        Shape::Bridge { token, .. } | Shape::DonationPool { token, .. } => *token,
+        Shape::Lending { usd, .. } => *usd,
+        Shape::Pools { .. } => return eth_transfer(m, i),
+    };
+    call(
+        "token transfer",
+        token,
+        DemoToken::transferCall { to: m.next_account(i), value: units(1.0) },
+        100_000,
+    )
+}
+
+fn pool_deposit(m: &Mempool, i: usize) -> Call {
+    let Shape::DonationPool { pool, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call("deposit", *pool, DonationLendingPool::depositCall { amount: units(1.0) }, 300_000)
+}
+
+fn pool_withdraw(m: &Mempool, i: usize) -> Call {
+    let Shape::DonationPool { pool, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call("withdrawal", *pool, DonationLendingPool::withdrawCall { amount: units(1.0) }, 300_000)
+}
+
+fn market_supply(m: &Mempool, i: usize) -> Call {
+    let Shape::Lending { market, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call("deposit", *market, LendingMarket::supplyCall { amount: units(1.0) }, 300_000)
+}
+
+fn market_withdraw(m: &Mempool, i: usize) -> Call {
+    let Shape::Lending { market, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call("withdrawal", *market, LendingMarket::withdrawCall { amount: units(1.0) }, 300_000)
+}
+
+fn dex_swap(m: &Mempool, i: usize) -> Call {
+    let Shape::Lending { usd, dex, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "swap",
+        *dex,
+        ConstantProductPool::swapCall { tokenIn: *usd, amountIn: units(0.01), minAmountOut: U256::ZERO },
+        300_000,
+    )
+}
+
+fn pool_add(m: &Mempool, i: usize) -> Call {
+    let Shape::Pools { pools, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    Call {
+        kind: "deposit",
+        to: pools[i % pools.len()],
+        data: ReentrantEthPool::addLiquidityCall {}.abi_encode().into(),
+        value: units(0.01),
+        gas: 200_000,
+    }
+}
+
+fn pool_remove(m: &Mempool, i: usize) -> Call {
+    let Shape::Pools { pools, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "withdrawal",
+        pools[i % pools.len()],
+        ReentrantEthPool::removeLiquidityCall { lpAmount: units(0.005) },
+        200_000,
+    )
+}
