@@ -427,6 +427,8 @@ pub async fn run(
     let mode = config.mode;
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
+        // What-if trips already sent, per (network, policy), with the block they were for.
+        let mut what_if_sent: HashMap<(usize, String), u64> = HashMap::new();
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
         // remembers a limited reorg depth too).
         let mut recent: std::collections::VecDeque<(String, String, u64)> = std::collections::VecDeque::new();
@@ -486,7 +488,11 @@ pub async fn run(
                 }
             }
             if let WatchEvent::Screened(s) = &event {
-                trips.extend(what_if_trips(&mut engine, s));
+                let mut new = what_if_trips(&mut engine, s);
+                // One what-if trip per policy and expected block: the next pending
+                // transactions would trip it again until that block is mined.
+                new.retain(|t| what_if_sent.insert((network, t.policy.clone()), t.block) != Some(t.block));
+                trips.extend(new);
             }
             if let Some((_, rec)) = &mut recorder {
                 let _ = rec.flush();

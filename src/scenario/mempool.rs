@@ -45,8 +45,8 @@ const ACCOUNTS: usize = 16;
 const SEED: f64 = 200.0;
 /// The whale's share of the liquidity.
 const WHALE_SHARE: f64 = 0.10;
-/// The transaction (by count) after which the whale moves.
-const WHALE_AT: u64 = 200;
+/// When, after the mempool starts, the whale moves.
+const WHALE_AFTER: Duration = Duration::from_secs(1);
 
 /// A benign call: what it is, where it goes, with what.
 #[derive(Debug, Clone)]
@@ -203,41 +203,57 @@ impl Mempool {
         })
     }
 
-    /// Sends `rate` transactions per second until `stop` is set.
+    /// Sends `rate` transactions per second until `stop` is set: each account
+    /// sends its share in turn (its own nonces), all accounts at once.
     pub async fn play(self, rate: f64, stop: Arc<AtomicBool>) -> MempoolStats {
-        let mut stats = MempoolStats::default();
         if rate <= 0.0 {
-            return stats;
+            return MempoolStats::default();
         }
-        let mut nonces = vec![None; self.accounts.len()];
-        let period = Duration::from_secs_f64(1.0 / rate);
-        let start = Instant::now();
-        let mut k = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let due = start + period.mul_f64(k as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                tokio::time::sleep(wait).await;
-            }
-            let i = (k as usize) % self.accounts.len();
-            let c = match (&self.whale, k == WHALE_AT) {
-                (Some(w), true) => {
-                    stats.whale_sent = true;
-                    // The whale is account 0.
-                    self.send(0, w.clone(), &mut nonces, &mut stats).await;
+        let this = Arc::new(self);
+        let n = this.accounts.len();
+        let period = Duration::from_secs_f64(n as f64 / rate);
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let (m, stop) = (this.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut stats = MempoolStats::default();
+                let mut nonce = None;
+                // Spread the accounts over the period.
+                let start = Instant::now() + period.mul_f64(i as f64 / n as f64);
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = start + period.mul_f64(k as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    // The whale (account 0) moves once, a second in.
+                    let c = match &m.whale {
+                        Some(w) if i == 0 && !stats.whale_sent && start.elapsed() >= WHALE_AFTER => {
+                            stats.whale_sent = true;
+                            w.clone()
+                        }
+                        _ => (m.mix[(k as usize + i) % m.mix.len()])(&m, i),
+                    };
+                    m.send(i, c, &mut nonce, &mut stats).await;
                     k += 1;
-                    continue;
                 }
-                _ => (self.mix[(k as usize / self.accounts.len()) % self.mix.len()])(&self, i),
-            };
-            self.send(i, c, &mut nonces, &mut stats).await;
-            k += 1;
+                stats
+            }));
         }
-        stats
+        let mut total = MempoolStats::default();
+        for t in tasks {
+            if let Ok(s) = t.await {
+                total.sent += s.sent;
+                total.refused += s.refused;
+                total.whale_sent |= s.whale_sent;
+            }
+        }
+        total
     }
 
-    async fn send(&self, i: usize, c: Call, nonces: &mut [Option<u64>], stats: &mut MempoolStats) {
+    async fn send(&self, i: usize, c: Call, nonce: &mut Option<u64>, stats: &mut MempoolStats) {
         let from = self.accounts[i];
-        let nonce = match nonces[i] {
+        let n = match *nonce {
             Some(n) => n,
             None => match self.provider.get_transaction_count(from).pending().await {
                 Ok(n) => n,
@@ -252,19 +268,19 @@ impl Mempool {
             .with_to(c.to)
             .with_input(c.data)
             .with_value(c.value)
-            .with_nonce(nonce)
+            .with_nonce(n)
             .with_chain_id(self.chain_id)
             .with_gas_limit(c.gas)
             .with_max_fee_per_gas(SCRIPT_MAX_FEE)
             .with_max_priority_fee_per_gas(USER_TIP);
         match self.provider.send_transaction(tx).await {
             Ok(_) => {
-                nonces[i] = Some(nonce + 1);
+                *nonce = Some(n + 1);
                 stats.sent += 1;
             }
             Err(e) => {
                 tracing::debug!(target: "guardian::scenario", kind = c.kind, error = %crate::source::chain::redact(&e.to_string()), "a mempool transaction was refused");
-                nonces[i] = None;
+                *nonce = None;
                 stats.refused += 1;
             }
         }

@@ -192,15 +192,18 @@ const SEQUENCE_BLOCKS: u64 = 3;
 /// Pending transactions remembered per sender, and senders remembered.
 const MAX_PER_SENDER: usize = 16;
 const MAX_SENDERS: usize = 1 << 16;
+/// Earlier transactions of the same sender executed before one, at most.
+const MAX_SEQUENCE: usize = 3;
 
 /// One screening ready to run: the request and how to read its answer.
 #[derive(Debug)]
 pub struct Job {
     tx: PendingTxInfo,
-    sequence: Vec<B256>,
+    pending_tx: Transaction,
+    /// Candidate predecessors (same sender, consecutive nonces), oldest first.
+    sequence: Vec<Transaction>,
     seen_ms: u64,
     head: Head,
-    payload: Value,
     /// The matched pending metrics: name and the balance they watch.
     effects: Vec<(Arc<str>, BalanceRead)>,
     plan: Arc<ReadPlan>,
@@ -264,11 +267,11 @@ impl Screener {
                 (name.clone(), spec.effect.clone())
             })
             .collect();
-        let sequence = self.sequence(client, &tx, latest.0).await?;
-        let payload = self.payload(&effects, &sequence, &tx);
+        let sequence = self.sequence(&tx, latest.0);
         Ok(Job {
             tx: PendingTxInfo::of(&tx),
-            sequence: sequence.iter().map(|t| t.tx_hash()).collect(),
+            sequence,
+            pending_tx: tx,
             seen_ms,
             head: Head {
                 number: latest.0 + 1,
@@ -279,20 +282,15 @@ impl Screener {
                 gas_limit: 0,
                 base_fee: None,
             },
-            payload,
             effects,
             plan: self.plan.clone(),
         })
     }
 
     /// The sender's earlier pending transactions with consecutive nonces just
-    /// below `tx`'s, not yet mined, oldest first; remembers `tx`.
-    async fn sequence(
-        &mut self,
-        client: &RpcClient,
-        tx: &Transaction,
-        head: u64,
-    ) -> Result<Vec<Transaction>, ChainError> {
+    /// below `tx`'s (at most [`MAX_SEQUENCE`]), oldest first; remembers `tx`.
+    /// Those already mined are taken out when the job runs.
+    fn sequence(&mut self, tx: &Transaction, head: u64) -> Vec<Transaction> {
         let (from, nonce) = (tx.from(), tx.nonce());
         if self.senders.len() >= MAX_SENDERS {
             self.senders.retain(|_, l| l.iter().any(|r| r.head + SEQUENCE_BLOCKS > head));
@@ -305,7 +303,7 @@ impl Screener {
         list.retain(|r| r.head + SEQUENCE_BLOCKS > head && r.nonce != nonce);
         let mut chain = Vec::new();
         let mut want = nonce;
-        while want > 0 {
+        while want > 0 && chain.len() < MAX_SEQUENCE {
             want -= 1;
             match list.iter().find(|r| r.nonce == want) {
                 Some(r) => chain.push(r.tx.clone()),
@@ -321,28 +319,14 @@ impl Screener {
             tx: tx.clone(),
             head,
         });
-        if chain.is_empty() {
-            return Ok(chain);
-        }
-        // Those already mined are in the latest state: not again.
-        let mined: U64 = client
-            .request("eth_getTransactionCount", (from, "latest"))
-            .await
-            .map_err(|source| ChainError::Rpc {
-                method: "eth_getTransactionCount",
-                source,
-            })?;
-        let mined = mined.to::<u64>();
-        chain.retain(|t| t.nonce() >= mined);
-        Ok(chain)
+        chain
     }
 
-    fn payload(
-        &self,
-        effects: &[(Arc<str>, BalanceRead)],
-        sequence: &[Transaction],
-        tx: &Transaction,
-    ) -> Value {
+}
+
+impl Job {
+    fn payload(&self, sequence: &[Transaction]) -> Value {
+        let (effects, tx) = (&self.effects, &self.pending_tx);
         let mut calls = Vec::with_capacity(
             2 * effects.len() + sequence.len() + 1 + self.plan.calls().len() + self.plan.balances().len(),
         );
@@ -429,15 +413,30 @@ impl Job {
     }
 
     /// Runs the simulation and builds the what-if block.
-    pub async fn run(self, client: RpcClient) -> Result<Screened, ChainError> {
+    pub async fn run(mut self, client: RpcClient) -> Result<Screened, ChainError> {
+        if !self.sequence.is_empty() {
+            // Those already mined are in the latest state: not again.
+            let mined: U64 = client
+                .request("eth_getTransactionCount", (self.tx.from, "latest"))
+                .await
+                .map_err(|source| ChainError::Rpc {
+                    method: "eth_getTransactionCount",
+                    source,
+                })?;
+            let mined = mined.to::<u64>();
+            self.sequence.retain(|t| t.nonce() >= mined);
+        }
+        let sequence = std::mem::take(&mut self.sequence);
+        let payload = self.payload(&sequence);
+        let sequence: Vec<B256> = sequence.iter().map(|t| t.tx_hash()).collect();
         let blocks: Vec<SimulatedBlock> = client
-            .request("eth_simulateV1", (&self.payload, "latest"))
+            .request("eth_simulateV1", (&payload, "latest"))
             .await
             .map_err(|source| ChainError::Rpc {
                 method: "eth_simulateV1",
                 source,
             })?;
-        let (e, s) = (self.effects.len(), self.sequence.len() + 1);
+        let (e, s) = (self.effects.len(), sequence.len() + 1);
         let (c, b) = (self.plan.calls().len(), self.plan.balances().len());
         let calls = blocks
             .into_iter()
@@ -479,7 +478,7 @@ impl Job {
         failed.extend(snapshot.failed);
         Ok(Screened {
             tx: self.tx,
-            sequence: self.sequence,
+            sequence,
             block: self.head.number,
             time_ms: self.head.timestamp.saturating_mul(1000),
             seen_ms: self.seen_ms,
@@ -596,6 +595,7 @@ impl super::Watcher {
                         }
                     } => Next::Arrived(tx),
                 };
+                drops.flush(&self.options.probe, &self.network, &screener.queue);
                 match next {
                     Next::Done(Ok(screened)) => self.emit_screened(screened, out).await?,
                     Next::Done(Err(e)) => tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot screen a pending transaction"),
@@ -654,8 +654,13 @@ struct DropReport {
 impl DropReport {
     fn dropped(&mut self, probe: &crate::observe::Probe, network: &str, queue: &Queue) {
         self.unreported += 1;
+        self.flush(probe, network, queue);
+    }
+
+    /// Reports the drops not yet reported, once [`DROP_REPORT_MS`] passed since the last report.
+    fn flush(&mut self, probe: &crate::observe::Probe, network: &str, queue: &Queue) {
         let now = now_ms();
-        if now.saturating_sub(self.last_ms) >= DROP_REPORT_MS {
+        if self.unreported > 0 && now.saturating_sub(self.last_ms) >= DROP_REPORT_MS {
             probe.pending_dropped(network, self.unreported, queue.dropped(), queue.capacity);
             self.unreported = 0;
             self.last_ms = now;
