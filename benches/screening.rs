@@ -88,7 +88,7 @@ fn rss_kib() -> u64 {
 /// head age) over the senders' balances, and one unfiltered pending metric.
 fn config(http: &str, ws: &str, token: Address, vault: Address, feed: Address, holders: &[Address]) -> String {
     let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-    let mut t = format!("[networks.local]\nchain_id = 31337\nrpc = [\"{http}\"]\nws = [\"{ws}\"]\n");
+    let mut t = format!("[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{http}\"]\nws = [\"{ws}\"]\n");
     let mut add = |name: String, source: String| {
         t.push_str(&format!(
             "\n[metrics.\"{name}\"]\ndescription = \"bench\"\nnetwork = \"local\"\nsource = {source}\n"
@@ -203,7 +203,7 @@ async fn main() {
         watcher.plan().len(),
         watcher.plan().requests_per_block()
     );
-    let set = compile_str("bench.toml", &policies(20), &config).unwrap_or_else(|e| panic!("{e}"));
+    let set = compile_str("bench.toml", &policies(20), &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
     let mut engine = Engine::new(set, Mode::Enforce);
     let (tx, mut rx) = mpsc::channel(4096);
     let cancel = CancellationToken::new();
@@ -306,8 +306,9 @@ fn feed_block(engine: &mut Engine, s: &guardian::source::chain::Snapshot) {
     }
 }
 
-/// Sends benign transfers at `rate`, and every 2 s an attack (90% of a watched
-/// holder's tokens out); returns how many were sent.
+/// Sends benign transfers at `rate` (12 accounts in parallel, each its own
+/// nonces), and every 2 s an attack (90% of a watched holder's tokens out);
+/// returns how many were sent.
 async fn load(
     p: DynProvider,
     token: Address,
@@ -317,64 +318,67 @@ async fn load(
     sent: Arc<AtomicU64>,
     attacks: Arc<std::sync::Mutex<Vec<alloy::primitives::B256>>>,
 ) -> u64 {
-    let mut nonces = vec![0u64; holders.len()];
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now();
-    let mut k = 0u64;
+    let senders: Vec<usize> = (20..32).collect();
+    let period = Duration::from_secs_f64(senders.len() as f64 / rate);
+    let mut tasks = Vec::new();
+    for (j, &i) in senders.iter().enumerate() {
+        let (p, stop, sent, holders) = (p.clone(), stop.clone(), sent.clone(), holders.clone());
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now() + period.mul_f64(j as f64 / 12.0);
+            let (mut k, mut total, mut nonce) = (0u32, 0u64, None::<u64>);
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(wait) = (start + period * k).checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                k += 1;
+                let to = holders[(k as usize * 7 + j) % holders.len()];
+                let data = DemoToken::transferCall { to, value: parse_ether("1").expect("literal") }.abi_encode();
+                let n = match nonce {
+                    Some(n) => n,
+                    None => p.get_transaction_count(holders[i]).pending().await.unwrap_or(0),
+                };
+                if send(&p, holders[i], token, data, n, GWEI).await {
+                    nonce = Some(n + 1);
+                    total += 1;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    nonce = None;
+                }
+            }
+            total
+        }));
+    }
     let mut total = 0;
-    let mut next_attack = Instant::now() + Duration::from_secs(2);
     let mut victim = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        if let Some(wait) = (start + period.mul_f64(k as f64)).checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        if Instant::now() >= next_attack {
-            next_attack += Duration::from_secs(2);
-            // Drain 90% of one of the first 20 holders (each a `call.i` metric with a policy).
-            let from = holders[victim % 20];
-            let balance = DemoToken::new(token, &p).balanceOf(from).call().await.unwrap_or_default();
-            let data = DemoToken::transferCall { to: holders[31], value: balance * U256::from(9) / U256::from(10) }.abi_encode();
-            let i = victim % 20;
-            victim += 1;
-            let nonce = match p.get_transaction_count(from).pending().await {
-                Ok(n) => n,
-                Err(_) => continue,
-            };
-            nonces[i] = nonce;
-            let tx = TransactionRequest::default()
-                .with_from(from)
-                .with_to(token)
-                .with_input(data)
-                .with_nonce(nonce)
-                .with_chain_id(31337)
-                .with_gas_limit(100_000)
-                .with_max_fee_per_gas(1_000 * GWEI)
-                .with_max_priority_fee_per_gas(3 * GWEI);
-            if let Ok(pending) = p.send_transaction(tx).await {
-                nonces[i] += 1;
-                if let Ok(mut a) = attacks.lock() {
-                    a.push(*pending.tx_hash());
-                }
-                total += 1;
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Drain 90% of one of the first 20 holders (each a `call.i` metric with a policy).
+        let from = holders[victim % 20];
+        victim += 1;
+        let balance = DemoToken::new(token, &p).balanceOf(from).call().await.unwrap_or_default();
+        let data = DemoToken::transferCall { to: holders[31], value: balance * U256::from(9) / U256::from(10) }.abi_encode();
+        let Ok(nonce) = p.get_transaction_count(from).pending().await else {
             continue;
-        }
-        // Benign: a small transfer from one of the last 12 holders (not watched by a policy).
-        let i = 20 + (k as usize % 12);
-        let to = holders[(k as usize * 7) % holders.len()];
-        let data = DemoToken::transferCall { to, value: parse_ether("1").expect("literal") }.abi_encode();
-        if nonces[i] == 0 {
-            nonces[i] = p.get_transaction_count(holders[i]).pending().await.unwrap_or(0);
-        }
-        if send(&p, holders[i], token, data, nonces[i], GWEI).await {
-            nonces[i] += 1;
+        };
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(token)
+            .with_input(data)
+            .with_nonce(nonce)
+            .with_chain_id(31337)
+            .with_gas_limit(100_000)
+            .with_max_fee_per_gas(1_000 * GWEI)
+            .with_max_priority_fee_per_gas(3 * GWEI);
+        if let Ok(pending) = p.send_transaction(tx).await {
+            if let Ok(mut a) = attacks.lock() {
+                a.push(*pending.tx_hash());
+            }
             total += 1;
             sent.fetch_add(1, Ordering::Relaxed);
-        } else {
-            nonces[i] = 0;
         }
-        k += 1;
+    }
+    for t in tasks {
+        total += t.await.unwrap_or_default();
     }
     total
 }
