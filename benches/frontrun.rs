@@ -352,7 +352,11 @@ fn without_pending_filters(config: &str) -> String {
         .find("source = { kind = \"pending\", to = ")
         .expect("the demo configuration has a filtered pending metric");
     let effect = start + config[start..].find("effect = ").expect("an effect");
-    format!("{}source = {{ kind = \"pending\", {}", &config[..start], &config[effect..])
+    format!(
+        "{}source = {{ kind = \"pending\", {}",
+        &config[..start],
+        &config[effect..]
+    )
 }
 
 /// Benign ETH transfers among 16 fresh accounts at `rate` per second until
@@ -367,11 +371,17 @@ async fn benign_mempool(
     for k in &keys[1..] {
         wallet.register_signer(k.clone());
     }
-    let p = ProviderBuilder::new().wallet(wallet).connect_http(url).erased();
+    let p = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(url)
+        .erased();
     let chain_id = p.get_chain_id().await.expect("chain id");
     for k in &keys {
         let _: serde_json::Value = p
-            .raw_request("anvil_setBalance".into(), (k.address(), parse_ether("1000").expect("literal")))
+            .raw_request(
+                "anvil_setBalance".into(),
+                (k.address(), parse_ether("1000").expect("literal")),
+            )
             .await
             .expect("fund a mempool account");
     }
@@ -379,7 +389,12 @@ async fn benign_mempool(
     let period = Duration::from_secs_f64(n as f64 / rate);
     let mut tasks = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        let (p, stop, from, to) = (p.clone(), stop.clone(), k.address(), keys[(i + 1) % n].address());
+        let (p, stop, from, to) = (
+            p.clone(),
+            stop.clone(),
+            k.address(),
+            keys[(i + 1) % n].address(),
+        );
         tasks.push(tokio::spawn(async move {
             let (mut sent, mut refused, mut nonce) = (0u64, 0u64, None::<u64>);
             let start = Instant::now() + period.mul_f64(i as f64 / n as f64);
@@ -490,8 +505,13 @@ async fn run_mode(
     let attacker = EthereumWallet::from(PrivateKeySigner::from(b.anvil.keys()[6].clone()));
     // With --unfiltered, benign traffic runs through every trial of the mode.
     let stop_mempool = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mempool = (unfiltered() && mode == Mode::Mempool)
-        .then(|| tokio::spawn(benign_mempool(b.anvil.endpoint_url(), mempool_rate(), stop_mempool.clone())));
+    let mempool = (unfiltered() && mode == Mode::Mempool).then(|| {
+        tokio::spawn(benign_mempool(
+            b.anvil.endpoint_url(),
+            mempool_rate(),
+            stop_mempool.clone(),
+        ))
+    });
     let mut out = Vec::with_capacity(trials);
     for i in 0..trials {
         rearm(b).await;
@@ -610,7 +630,10 @@ async fn run_mode(
     stop_mempool.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(m) = mempool {
         let (sent, refused) = m.await.unwrap_or_default();
-        println!("benign mempool: {sent} transactions sent at {} tx/s asked ({refused} refused)", mempool_rate());
+        println!(
+            "benign mempool: {sent} transactions sent at {} tx/s asked ({refused} refused)",
+            mempool_rate()
+        );
     }
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(30), guardian)

@@ -86,9 +86,18 @@ fn rss_kib() -> u64 {
 
 /// 50 per-block metrics (calls, balances, events, block stats, oracle, vault, ratio,
 /// head age) over the senders' balances, and one unfiltered pending metric.
-fn config(http: &str, ws: &str, token: Address, vault: Address, feed: Address, holders: &[Address]) -> String {
+fn config(
+    http: &str,
+    ws: &str,
+    token: Address,
+    vault: Address,
+    feed: Address,
+    holders: &[Address],
+) -> String {
     let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-    let mut t = format!("[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{http}\"]\nws = [\"{ws}\"]\n");
+    let mut t = format!(
+        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{http}\"]\nws = [\"{ws}\"]\n"
+    );
     let mut add = |name: String, source: String| {
         t.push_str(&format!(
             "\n[metrics.\"{name}\"]\ndescription = \"bench\"\nnetwork = \"local\"\nsource = {source}\n"
@@ -97,41 +106,81 @@ fn config(http: &str, ws: &str, token: Address, vault: Address, feed: Address, h
     for (i, h) in holders.iter().enumerate().take(20) {
         add(
             format!("call.{i}"),
-            format!("{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{h}\"], decimals = 18 }}"),
+            format!(
+                "{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{h}\"], decimals = 18 }}"
+            ),
         );
     }
     for (i, h) in holders.iter().enumerate().skip(20).take(10) {
         add(
             format!("erc20.{i}"),
-            format!("{{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{h}\", decimals = 18 }}"),
+            format!(
+                "{{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{h}\", decimals = 18 }}"
+            ),
         );
     }
     for (i, h) in holders.iter().enumerate().take(5) {
-        add(format!("native.{i}"), format!("{{ kind = \"native_balance\", address = \"{h}\" }}"));
+        add(
+            format!("native.{i}"),
+            format!("{{ kind = \"native_balance\", address = \"{h}\" }}"),
+        );
     }
     for (i, h) in holders.iter().enumerate().take(2) {
         add(
             format!("events.count.{i}"),
-            format!("{{ kind = \"event_count\", address = \"{token}\", event = \"{transfer}\", topics = {{ from = \"{h}\" }} }}"),
+            format!(
+                "{{ kind = \"event_count\", address = \"{token}\", event = \"{transfer}\", topics = {{ from = \"{h}\" }} }}"
+            ),
         );
         add(
             format!("events.sum.{i}"),
-            format!("{{ kind = \"event_sum\", address = \"{token}\", event = \"{transfer}\", topics = {{ to = \"{h}\" }}, field = \"value\", decimals = 18 }}"),
+            format!(
+                "{{ kind = \"event_sum\", address = \"{token}\", event = \"{transfer}\", topics = {{ to = \"{h}\" }}, field = \"value\", decimals = 18 }}"
+            ),
         );
     }
-    for stat in ["gas_used_ratio", "base_fee_gwei", "tx_count", "priority_fee_p90"] {
-        add(format!("chain.{stat}"), format!("{{ kind = \"block\", stat = \"{stat}\" }}"));
+    for stat in [
+        "gas_used_ratio",
+        "base_fee_gwei",
+        "tx_count",
+        "priority_fee_p90",
+    ] {
+        add(
+            format!("chain.{stat}"),
+            format!("{{ kind = \"block\", stat = \"{stat}\" }}"),
+        );
     }
-    add("oracle.answer".into(), format!("{{ kind = \"oracle_answer\", feed = \"{feed}\", decimals = 8 }}"));
-    add("oracle.age".into(), format!("{{ kind = \"oracle_age\", feed = \"{feed}\" }}"));
-    for (name, sig) in [("assets", "totalAssets()(uint256)"), ("supply", "totalSupply()(uint256)"), ("cap", "supplyCap()(uint256)")] {
-        add(format!("vault.{name}"), format!("{{ kind = \"call\", to = \"{vault}\", signature = \"{sig}\", decimals = 18 }}"));
+    add(
+        "oracle.answer".into(),
+        format!("{{ kind = \"oracle_answer\", feed = \"{feed}\", decimals = 8 }}"),
+    );
+    add(
+        "oracle.age".into(),
+        format!("{{ kind = \"oracle_age\", feed = \"{feed}\" }}"),
+    );
+    for (name, sig) in [
+        ("assets", "totalAssets()(uint256)"),
+        ("supply", "totalSupply()(uint256)"),
+        ("cap", "supplyCap()(uint256)"),
+    ] {
+        add(
+            format!("vault.{name}"),
+            format!(
+                "{{ kind = \"call\", to = \"{vault}\", signature = \"{sig}\", decimals = 18 }}"
+            ),
+        );
     }
-    add("vault.share_price".into(), "{ kind = \"ratio\", numerator = \"vault.assets\", denominator = \"vault.supply\" }".into());
+    add(
+        "vault.share_price".into(),
+        "{ kind = \"ratio\", numerator = \"vault.assets\", denominator = \"vault.supply\" }".into(),
+    );
     add("chain.head_age".into(), "{ kind = \"head_age\" }".into());
     add(
         "pending.outflow".into(),
-        format!("{{ kind = \"pending\", effect = {{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{}\", decimals = 18 }} }}", holders[0]),
+        format!(
+            "{{ kind = \"pending\", effect = {{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{}\", decimals = 18 }} }}",
+            holders[0]
+        ),
     );
     t
 }
@@ -147,7 +196,14 @@ fn policies(n: usize) -> String {
     p
 }
 
-async fn send(p: &DynProvider, from: Address, to: Address, data: Vec<u8>, nonce: u64, tip: u128) -> bool {
+async fn send(
+    p: &DynProvider,
+    from: Address,
+    to: Address,
+    data: Vec<u8>,
+    nonce: u64,
+    tip: u128,
+) -> bool {
     let tx = TransactionRequest::default()
         .with_from(from)
         .with_to(to)
@@ -165,8 +221,12 @@ async fn main() {
     let rate = arg("--rate", 300.0);
     let seconds = arg("--seconds", 60.0) as u64;
     let concurrency = arg("--concurrency", 4.0) as usize;
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let anvil = Anvil::at(bin).block_time(1).args(["--order", "fees"]).spawn();
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let anvil = Anvil::at(bin)
+        .block_time(1)
+        .args(["--order", "fees"])
+        .spawn();
     let keys: Vec<PrivateKeySigner> = (0..SENDERS).map(|_| PrivateKeySigner::random()).collect();
     let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
     let owner = owner_key.address();
@@ -174,27 +234,94 @@ async fn main() {
     for k in &keys {
         wallet.register_signer(k.clone());
     }
-    let p = ProviderBuilder::new().wallet(wallet).connect_http(anvil.endpoint_url()).erased();
+    let p = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
     let holders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
-    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner).await.expect("deploy");
-    let vault = GuardedVault::deploy(&p, *token.address(), owner, parse_ether("1000000").expect("literal")).await.expect("deploy");
-    let feed = KeeperPriceFeed::deploy(&p, owner, 8, "ETH / USD".into(), I256::try_from(200_000_000_000_i64).expect("fits")).await.expect("deploy");
+    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner)
+        .await
+        .expect("deploy");
+    let vault = GuardedVault::deploy(
+        &p,
+        *token.address(),
+        owner,
+        parse_ether("1000000").expect("literal"),
+    )
+    .await
+    .expect("deploy");
+    let feed = KeeperPriceFeed::deploy(
+        &p,
+        owner,
+        8,
+        "ETH / USD".into(),
+        I256::try_from(200_000_000_000_i64).expect("fits"),
+    )
+    .await
+    .expect("deploy");
     for h in &holders {
-        let _: serde_json::Value = p.raw_request("anvil_setBalance".into(), (h, parse_ether("100").expect("literal"))).await.expect("fund");
-        token.mint(*h, parse_ether("1000000").expect("literal")).send().await.expect("send").get_receipt().await.expect("mint");
+        let _: serde_json::Value = p
+            .raw_request(
+                "anvil_setBalance".into(),
+                (h, parse_ether("100").expect("literal")),
+            )
+            .await
+            .expect("fund");
+        token
+            .mint(*h, parse_ether("1000000").expect("literal"))
+            .send()
+            .await
+            .expect("send")
+            .get_receipt()
+            .await
+            .expect("mint");
     }
     let assets = parse_ether("1000").expect("literal");
-    token.mint(owner, assets).send().await.expect("send").get_receipt().await.expect("mint");
-    token.approve(*vault.address(), assets).send().await.expect("send").get_receipt().await.expect("approve");
-    vault.deposit(assets, owner).send().await.expect("send").get_receipt().await.expect("deposit");
+    token
+        .mint(owner, assets)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("mint");
+    token
+        .approve(*vault.address(), assets)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("approve");
+    vault
+        .deposit(assets, owner)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("deposit");
 
-    let text = config(&anvil.endpoint(), &anvil.ws_endpoint(), *token.address(), *vault.address(), *feed.address(), &holders);
-    let path = std::env::temp_dir().join(format!("guardian-bench-screening-{}.toml", std::process::id()));
+    let text = config(
+        &anvil.endpoint(),
+        &anvil.ws_endpoint(),
+        *token.address(),
+        *vault.address(),
+        *feed.address(),
+        &holders,
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-bench-screening-{}.toml",
+        std::process::id()
+    ));
     std::fs::write(&path, text).expect("temp dir");
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_file(&path);
     let options = WatcherOptions {
-        screen: Some(ScreenOptions { queue: 4096, concurrency }),
+        screen: Some(ScreenOptions {
+            queue: 4096,
+            concurrency,
+        }),
         ..WatcherOptions::default()
     };
     let watcher = Watcher::new(&config, "local", options).expect("watcher");
@@ -203,7 +330,8 @@ async fn main() {
         watcher.plan().len(),
         watcher.plan().requests_per_block()
     );
-    let set = compile_str("bench.toml", &policies(20), &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let set = compile_str("bench.toml", &policies(20), &Config::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut engine = Engine::new(set, Mode::Enforce);
     let (tx, mut rx) = mpsc::channel(4096);
     let cancel = CancellationToken::new();
@@ -220,11 +348,20 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let attacks = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sender = tokio::spawn(load(p.clone(), *token.address(), holders.clone(), rate, stop.clone(), sent.clone(), attacks.clone()));
+    let sender = tokio::spawn(load(
+        p.clone(),
+        *token.address(),
+        holders.clone(),
+        rate,
+        stop.clone(),
+        sent.clone(),
+        attacks.clone(),
+    ));
 
     let started = Instant::now();
     let mut window = (Instant::now(), 0u64, Vec::<f64>::new());
-    let (mut screened, mut verdicts, mut trips_at) = (0u64, Vec::new(), std::collections::HashMap::new());
+    let (mut screened, mut verdicts, mut trips_at) =
+        (0u64, Vec::new(), std::collections::HashMap::new());
     let mut rss = Vec::new();
     println!("window  sent/s  screened/s  seen->screened p50/p99 ms  rss MiB");
     while started.elapsed() < Duration::from_secs(seconds) + Duration::from_secs(3) {
@@ -240,8 +377,14 @@ async fn main() {
             Some(WatchEvent::Screened(s)) => {
                 screened += 1;
                 window.1 += 1;
-                window.2.push(s.screened_ms.saturating_sub(s.seen_ms) as f64);
-                let samples: Vec<(MetricId, f64)> = s.values.iter().filter_map(|(n, v)| engine.metric_id(n).map(|m| (m, *v))).collect();
+                window
+                    .2
+                    .push(s.screened_ms.saturating_sub(s.seen_ms) as f64);
+                let samples: Vec<(MetricId, f64)> = s
+                    .values
+                    .iter()
+                    .filter_map(|(n, v)| engine.metric_id(n).map(|m| (m, *v)))
+                    .collect();
                 let trips = engine.what_if(s.block, s.time_ms, &samples);
                 let verdict = now_ms().saturating_sub(s.seen_ms) as f64;
                 verdicts.push(verdict);
@@ -272,7 +415,10 @@ async fn main() {
     cancel.cancel();
     let _ = task.await;
     let attacks = attacks.lock().map(|a| a.clone()).unwrap_or_default();
-    let mut attack_latency: Vec<f64> = attacks.iter().filter_map(|h| trips_at.get(h).copied()).collect();
+    let mut attack_latency: Vec<f64> = attacks
+        .iter()
+        .filter_map(|h| trips_at.get(h).copied())
+        .collect();
     println!(
         "sent {total_sent} pending transactions ({:.0}/s); screened {screened} (what-if blocks emitted; reverting ones are not)",
         total_sent as f64 / seconds as f64
@@ -291,17 +437,30 @@ async fn main() {
         quantile(&mut attack_latency.clone(), 0.5),
         quantile(&mut attack_latency, 0.99)
     );
-    println!("resident memory per 10 s window, MiB: {:?}", rss.iter().map(|k| k / 1024).collect::<Vec<_>>());
+    println!(
+        "resident memory per 10 s window, MiB: {:?}",
+        rss.iter().map(|k| k / 1024).collect::<Vec<_>>()
+    );
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn feed_block(engine: &mut Engine, s: &guardian::source::chain::Snapshot) {
     for (name, v) in &s.values {
         if let Some(metric) = engine.metric_id(name) {
-            engine.on_sample(guardian::metrics::Sample { block: s.number, time_ms: s.time_ms, metric, value: *v }, &mut |_| {});
+            engine.on_sample(
+                guardian::metrics::Sample {
+                    block: s.number,
+                    time_ms: s.time_ms,
+                    metric,
+                    value: *v,
+                },
+                &mut |_| {},
+            );
         }
     }
 }
@@ -332,10 +491,18 @@ async fn load(
                 }
                 k += 1;
                 let to = holders[(k as usize * 7 + j) % holders.len()];
-                let data = DemoToken::transferCall { to, value: parse_ether("1").expect("literal") }.abi_encode();
+                let data = DemoToken::transferCall {
+                    to,
+                    value: parse_ether("1").expect("literal"),
+                }
+                .abi_encode();
                 let n = match nonce {
                     Some(n) => n,
-                    None => p.get_transaction_count(holders[i]).pending().await.unwrap_or(0),
+                    None => p
+                        .get_transaction_count(holders[i])
+                        .pending()
+                        .await
+                        .unwrap_or(0),
                 };
                 if send(&p, holders[i], token, data, n, GWEI).await {
                     nonce = Some(n + 1);
@@ -355,8 +522,16 @@ async fn load(
         // Drain 90% of one of the first 20 holders (each a `call.i` metric with a policy).
         let from = holders[victim % 20];
         victim += 1;
-        let balance = DemoToken::new(token, &p).balanceOf(from).call().await.unwrap_or_default();
-        let data = DemoToken::transferCall { to: holders[31], value: balance * U256::from(9) / U256::from(10) }.abi_encode();
+        let balance = DemoToken::new(token, &p)
+            .balanceOf(from)
+            .call()
+            .await
+            .unwrap_or_default();
+        let data = DemoToken::transferCall {
+            to: holders[31],
+            value: balance * U256::from(9) / U256::from(10),
+        }
+        .abi_encode();
         let Ok(nonce) = p.get_transaction_count(from).pending().await else {
             continue;
         };

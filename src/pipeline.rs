@@ -141,7 +141,10 @@ fn screened_urgency(s: &crate::source::chain::Screened) -> (Option<Urgency>, Opt
 
 /// The trips a screened transaction's what-if block would cause (nothing is
 /// committed), each naming the transaction, its fees and the values it changes.
-fn what_if_trips(engine: &mut Engine, s: &crate::source::chain::Screened) -> Vec<crate::decision::Trip> {
+fn what_if_trips(
+    engine: &mut Engine,
+    s: &crate::source::chain::Screened,
+) -> Vec<crate::decision::Trip> {
     let samples: Vec<(crate::metrics::MetricId, f64)> = s
         .values
         .iter()
@@ -159,7 +162,10 @@ fn what_if_trips(engine: &mut Engine, s: &crate::source::chain::Screened) -> Vec
             "max_priority_fee_per_gas": tx.max_priority_fee_per_gas.map(|f| f.to_string()),
             "sequence": s.sequence, "seen_ms": s.seen_ms,
         });
-        t.summary = format!("if pending {} (from {}) were mined next: {}", tx.hash, tx.from, t.summary);
+        t.summary = format!(
+            "if pending {} (from {}) were mined next: {}",
+            tx.hash, tx.from, t.summary
+        );
     }
     trips
 }

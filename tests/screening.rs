@@ -144,7 +144,15 @@ source = {{ kind = "pending", effect = {balance} }}
     for (name, v) in &first.values {
         let metric = engine.metric_id(name).unwrap_or(MetricId(0));
         if engine.metric_id(name).is_some() {
-            engine.on_sample(Sample { block: first.number, time_ms: first.time_ms, metric, value: *v }, &mut |_| {});
+            engine.on_sample(
+                Sample {
+                    block: first.number,
+                    time_ms: first.time_ms,
+                    metric,
+                    value: *v,
+                },
+                &mut |_| {},
+            );
         }
     }
 
@@ -172,11 +180,21 @@ source = {{ kind = "pending", effect = {balance} }}
     // A benign mint by the owner; then the treasury's (stolen) key sends a pair:
     // approve itself, then `transferFrom` 950 of the treasury's 1,000 out. The
     // second reverts alone (no allowance): only as a sequence does it drain.
-    let mint = DemoToken::mintCall { to: sink, amount: parse_ether("5").unwrap() };
+    let mint = DemoToken::mintCall {
+        to: sink,
+        amount: parse_ether("5").unwrap(),
+    };
     let benign = send(base(owner, mint.abi_encode(), owner_nonce)).await;
-    let approve = DemoToken::approveCall { spender: treasury, value: parse_ether("950").unwrap() };
+    let approve = DemoToken::approveCall {
+        spender: treasury,
+        value: parse_ether("950").unwrap(),
+    };
     let first_of_pair = send(base(treasury, approve.abi_encode(), n)).await;
-    let drain = DemoToken::transferFromCall { from: treasury, to: sink, value: parse_ether("950").unwrap() };
+    let drain = DemoToken::transferFromCall {
+        from: treasury,
+        to: sink,
+        value: parse_ether("950").unwrap(),
+    };
     let second_of_pair = send(base(treasury, drain.abi_encode(), n + 1)).await;
 
     let mut screened: HashMap<B256, Screened> = HashMap::new();
@@ -185,7 +203,9 @@ source = {{ kind = "pending", effect = {balance} }}
             WatchEvent::Screened(s) => {
                 screened.insert(s.tx.hash, *s);
             }
-            WatchEvent::Pending(p) => panic!("screening emits what-if blocks, not committed samples: {p:?}"),
+            WatchEvent::Pending(p) => {
+                panic!("screening emits what-if blocks, not committed samples: {p:?}")
+            }
             _ => {}
         }
     }
@@ -199,7 +219,10 @@ source = {{ kind = "pending", effect = {balance} }}
     assert_eq!(value(b, "treasury.balance"), 1000.0);
     assert_eq!(value(b, "treasury.pending_outflow"), 0.0);
     assert_eq!(value(b, "treasury.outflow"), 0.0);
-    assert!(b.values.iter().all(|(m, _)| &**m != "chain.gas_used"), "block statistics are left out");
+    assert!(
+        b.values.iter().all(|(m, _)| &**m != "chain.gas_used"),
+        "block statistics are left out"
+    );
 
     let one = &screened[&first_of_pair];
     assert!(one.succeeds && one.sequence.is_empty());
@@ -229,8 +252,14 @@ source = {{ kind = "pending", effect = {balance} }}
     assert!(judge(&mut engine, one).is_empty());
     let trips = judge(&mut engine, pair);
     assert_eq!(trips.len(), 1, "{trips:?}");
-    assert_eq!(trips[0].evidence["what_if"]["changed"]["treasury.balance"]["before"], 1000.0);
-    assert_eq!(trips[0].evidence["what_if"]["changed"]["treasury.balance"]["after"], 50.0);
+    assert_eq!(
+        trips[0].evidence["what_if"]["changed"]["treasury.balance"]["before"],
+        1000.0
+    );
+    assert_eq!(
+        trips[0].evidence["what_if"]["changed"]["treasury.balance"]["after"],
+        50.0
+    );
 
     cancel.cancel();
     task.await.unwrap().unwrap();

@@ -36,7 +36,8 @@ direction = "up"
 "#;
 
 fn engine() -> Engine {
-    let set = compile_str("what-if.toml", POLICIES, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
+    let set =
+        compile_str("what-if.toml", POLICIES, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
     Engine::new(set, Mode::Enforce)
 }
 
@@ -45,7 +46,15 @@ fn feed(e: &mut Engine, block: u64, cash: f64, outflow: f64) -> Vec<Trip> {
     for (name, value) in [("cash", cash), ("outflow", outflow)] {
         let metric = e.metric_id(name).expect("metric");
         let time_ms = block * 12_000;
-        e.on_sample(Sample { block, time_ms, metric, value }, &mut |t| trips.push(t));
+        e.on_sample(
+            Sample {
+                block,
+                time_ms,
+                metric,
+                value,
+            },
+            &mut |t| trips.push(t),
+        );
     }
     trips
 }
@@ -71,7 +80,10 @@ fn a_what_if_trip_names_the_values_before_and_after() {
     assert_eq!(changed["cash"]["after"], 400.0);
     assert_eq!(trips[0].evidence["what_if"]["block"], 120);
     // A benign one trips nothing.
-    assert!(e.what_if(120, 119 * 12_000 + 400, &[(cash, 990.0), (outflow, 2.0)]).is_empty());
+    assert!(
+        e.what_if(120, 119 * 12_000 + 400, &[(cash, 990.0), (outflow, 2.0)])
+            .is_empty()
+    );
 }
 
 #[test]
@@ -84,17 +96,35 @@ fn what_if_commits_nothing() {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for block in 100..160u64 {
         // A slow drain late on, an outflow spike at 140: both engines must trip alike.
-        let level = if block < 150 { 1_000.0 } else { 1_000.0 - (block - 149) as f64 * 150.0 };
-        let out = if block == 140 { 500.0 } else { 1.0 + (block % 4) as f64 };
+        let level = if block < 150 {
+            1_000.0
+        } else {
+            1_000.0 - (block - 149) as f64 * 150.0
+        };
+        let out = if block == 140 {
+            500.0
+        } else {
+            1.0 + (block % 4) as f64
+        };
         a.extend(ids(&feed(&mut plain, block, level, out)));
         b.extend(ids(&feed(&mut probed, block, level, out)));
         // Each what-if would trip both policies (after warm-up); none of it may stick.
         what_if_trips += probed
-            .what_if(block + 1, block * 12_000 + 500, &[(cash, 1.0), (outflow, 10_000.0)])
+            .what_if(
+                block + 1,
+                block * 12_000 + 500,
+                &[(cash, 1.0), (outflow, 10_000.0)],
+            )
             .len();
     }
-    assert!(what_if_trips > 40, "the what-ifs tripped {what_if_trips} times");
+    assert!(
+        what_if_trips > 40,
+        "the what-ifs tripped {what_if_trips} times"
+    );
     assert_eq!(a, b, "a what-if changed what the real blocks trip");
-    assert!(a.iter().any(|(p, _)| p == "cash-drop") && a.iter().any(|(p, _)| p == "outflow-spike"), "{a:?}");
+    assert!(
+        a.iter().any(|(p, _)| p == "cash-drop") && a.iter().any(|(p, _)| p == "outflow-spike"),
+        "{a:?}"
+    );
     assert_eq!(plain.stats(), probed.stats());
 }

@@ -335,7 +335,9 @@ impl Telemetry {
     }
 
     pub fn pending_screened(&self, network: &str) {
-        self.pending_screened.get_or_create(&Self::net(network)).inc();
+        self.pending_screened
+            .get_or_create(&Self::net(network))
+            .inc();
     }
 
     /// Pending transactions screened and dropped unscreened on `network` so far.

@@ -80,7 +80,8 @@ impl Engine {
         if !trips.is_empty() {
             let changes = self.changes(samples, &before);
             for t in &mut trips {
-                t.evidence["what_if"] = serde_json::json!({ "block": block, "changed": changes.clone() });
+                t.evidence["what_if"] =
+                    serde_json::json!({ "block": block, "changed": changes.clone() });
             }
         }
         trips

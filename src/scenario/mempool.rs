@@ -33,8 +33,8 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 
 use super::{
-    ConstantProductPool, DemoToken, Deployed, DonationLendingPool, LendingMarket,
-    ReentrantEthPool, Shape, units,
+    ConstantProductPool, DemoToken, Deployed, DonationLendingPool, LendingMarket, ReentrantEthPool,
+    Shape, units,
 };
 use crate::scenario::ScenarioError;
 use crate::scenario::chain::{Chain, SCRIPT_MAX_FEE, USER_TIP, confirm};
@@ -91,8 +91,13 @@ fn call<C: SolCall>(kind: &'static str, to: Address, c: C, gas: u64) -> Call {
 
 impl Mempool {
     /// Creates and seeds the mempool's accounts on `chain` (automine must be on).
-    pub async fn seed(chain: &Chain, d: &Deployed, liquidity: f64) -> Result<Mempool, ScenarioError> {
-        let keys: Vec<PrivateKeySigner> = (0..ACCOUNTS).map(|_| PrivateKeySigner::random()).collect();
+    pub async fn seed(
+        chain: &Chain,
+        d: &Deployed,
+        liquidity: f64,
+    ) -> Result<Mempool, ScenarioError> {
+        let keys: Vec<PrivateKeySigner> =
+            (0..ACCOUNTS).map(|_| PrivateKeySigner::random()).collect();
         let mut wallet = EthereumWallet::from(keys[0].clone());
         for k in &keys[1..] {
             wallet.register_signer(k.clone());
@@ -101,7 +106,10 @@ impl Mempool {
             .http
             .parse()
             .map_err(|_| ScenarioError::BadRpc("the RPC endpoint is not a URL".into()))?;
-        let provider = ProviderBuilder::new().wallet(wallet).connect_http(url).erased();
+        let provider = ProviderBuilder::new()
+            .wallet(wallet)
+            .connect_http(url)
+            .erased();
         let accounts: Vec<Address> = keys.iter().map(|k| k.address()).collect();
         let eth = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
         for a in &accounts {
@@ -120,11 +128,18 @@ impl Mempool {
                 for a in &accounts {
                     confirm(owner.mint(*a, units(SEED)).send().await, "mint").await?;
                 }
-                confirm(owner.mint(accounts[0], units(whale_amount)).send().await, "mint").await?;
+                confirm(
+                    owner.mint(accounts[0], units(whale_amount)).send().await,
+                    "mint",
+                )
+                .await?;
                 whale = Some(call(
                     "whale transfer",
                     *token,
-                    DemoToken::transferCall { to: accounts[1], value: units(whale_amount) },
+                    DemoToken::transferCall {
+                        to: accounts[1],
+                        value: units(whale_amount),
+                    },
                     100_000,
                 ));
                 mix = vec![eth_transfer, token_transfer];
@@ -135,44 +150,84 @@ impl Mempool {
                 let c = DonationLendingPool::new(*pool, p);
                 for (i, a) in accounts.iter().enumerate() {
                     let extra = if i == 0 { whale_amount } else { 0.0 };
-                    confirm(owner.mint(*a, units(2.0 * SEED + extra)).send().await, "mint").await?;
+                    confirm(
+                        owner.mint(*a, units(2.0 * SEED + extra)).send().await,
+                        "mint",
+                    )
+                    .await?;
                     confirm(t.approve(*pool, U256::MAX).from(*a).send().await, "approve").await?;
-                    confirm(c.deposit(units(SEED + extra)).from(*a).send().await, "deposit").await?;
+                    confirm(
+                        c.deposit(units(SEED + extra)).from(*a).send().await,
+                        "deposit",
+                    )
+                    .await?;
                 }
                 whale = Some(call(
                     "whale withdrawal",
                     *pool,
-                    DonationLendingPool::withdrawCall { amount: units(whale_amount) },
+                    DonationLendingPool::withdrawCall {
+                        amount: units(whale_amount),
+                    },
                     300_000,
                 ));
                 mix = vec![eth_transfer, token_transfer, pool_deposit, pool_withdraw];
             }
-            Shape::Lending { usd, dex, market, .. } => {
+            Shape::Lending {
+                usd, dex, market, ..
+            } => {
                 let t = DemoToken::new(*usd, p);
                 let owner = DemoToken::new(*usd, &chain.provider);
                 let m = LendingMarket::new(*market, p);
                 for (i, a) in accounts.iter().enumerate() {
                     let extra = if i == 0 { whale_amount } else { 0.0 };
-                    confirm(owner.mint(*a, units(2.0 * SEED + extra)).send().await, "mint").await?;
-                    confirm(t.approve(*market, U256::MAX).from(*a).send().await, "approve").await?;
+                    confirm(
+                        owner.mint(*a, units(2.0 * SEED + extra)).send().await,
+                        "mint",
+                    )
+                    .await?;
+                    confirm(
+                        t.approve(*market, U256::MAX).from(*a).send().await,
+                        "approve",
+                    )
+                    .await?;
                     confirm(t.approve(*dex, U256::MAX).from(*a).send().await, "approve").await?;
-                    confirm(m.supply(units(SEED + extra)).from(*a).send().await, "supply").await?;
+                    confirm(
+                        m.supply(units(SEED + extra)).from(*a).send().await,
+                        "supply",
+                    )
+                    .await?;
                 }
                 whale = Some(call(
                     "whale withdrawal",
                     *market,
-                    LendingMarket::withdrawCall { amount: units(whale_amount) },
+                    LendingMarket::withdrawCall {
+                        amount: units(whale_amount),
+                    },
                     300_000,
                 ));
-                mix = vec![eth_transfer, token_transfer, market_supply, market_withdraw, dex_swap];
+                mix = vec![
+                    eth_transfer,
+                    token_transfer,
+                    market_supply,
+                    market_withdraw,
+                    dex_swap,
+                ];
             }
             Shape::Pools { pools, .. } => {
                 for (i, a) in accounts.iter().enumerate() {
                     for pool in pools {
                         let c = ReentrantEthPool::new(*pool, p);
-                        let extra = if i == 0 && *pool == pools[0] { whale_amount } else { 0.0 };
+                        let extra = if i == 0 && *pool == pools[0] {
+                            whale_amount
+                        } else {
+                            0.0
+                        };
                         confirm(
-                            c.addLiquidity().value(units(SEED / 100.0 + extra)).from(*a).send().await,
+                            c.addLiquidity()
+                                .value(units(SEED / 100.0 + extra))
+                                .from(*a)
+                                .send()
+                                .await,
                             "add liquidity",
                         )
                         .await?;
@@ -187,7 +242,9 @@ impl Mempool {
                 whale = Some(call(
                     "whale removal",
                     pools[0],
-                    ReentrantEthPool::removeLiquidityCall { lpAmount: lp * U256::from(9) / U256::from(10) },
+                    ReentrantEthPool::removeLiquidityCall {
+                        lpAmount: lp * U256::from(9) / U256::from(10),
+                    },
                     200_000,
                 ));
                 mix = vec![eth_transfer, pool_add, pool_remove];
@@ -228,7 +285,9 @@ impl Mempool {
                     }
                     // The whale (account 0) moves once, a second in.
                     let c = match &m.whale {
-                        Some(w) if i == 0 && !stats.whale_sent && start.elapsed() >= WHALE_AFTER => {
+                        Some(w)
+                            if i == 0 && !stats.whale_sent && start.elapsed() >= WHALE_AFTER =>
+                        {
                             stats.whale_sent = true;
                             w.clone()
                         }
@@ -310,7 +369,10 @@ fn token_transfer(m: &Mempool, i: usize) -> Call {
     call(
         "token transfer",
         token,
-        DemoToken::transferCall { to: m.next_account(i), value: units(1.0) },
+        DemoToken::transferCall {
+            to: m.next_account(i),
+            value: units(1.0),
+        },
         100_000,
     )
 }
@@ -319,28 +381,48 @@ fn pool_deposit(m: &Mempool, i: usize) -> Call {
     let Shape::DonationPool { pool, .. } = &m.shape else {
         return eth_transfer(m, i);
     };
-    call("deposit", *pool, DonationLendingPool::depositCall { amount: units(1.0) }, 300_000)
+    call(
+        "deposit",
+        *pool,
+        DonationLendingPool::depositCall { amount: units(1.0) },
+        300_000,
+    )
 }
 
 fn pool_withdraw(m: &Mempool, i: usize) -> Call {
     let Shape::DonationPool { pool, .. } = &m.shape else {
         return eth_transfer(m, i);
     };
-    call("withdrawal", *pool, DonationLendingPool::withdrawCall { amount: units(1.0) }, 300_000)
+    call(
+        "withdrawal",
+        *pool,
+        DonationLendingPool::withdrawCall { amount: units(1.0) },
+        300_000,
+    )
 }
 
 fn market_supply(m: &Mempool, i: usize) -> Call {
     let Shape::Lending { market, .. } = &m.shape else {
         return eth_transfer(m, i);
     };
-    call("deposit", *market, LendingMarket::supplyCall { amount: units(1.0) }, 300_000)
+    call(
+        "deposit",
+        *market,
+        LendingMarket::supplyCall { amount: units(1.0) },
+        300_000,
+    )
 }
 
 fn market_withdraw(m: &Mempool, i: usize) -> Call {
     let Shape::Lending { market, .. } = &m.shape else {
         return eth_transfer(m, i);
     };
-    call("withdrawal", *market, LendingMarket::withdrawCall { amount: units(1.0) }, 300_000)
+    call(
+        "withdrawal",
+        *market,
+        LendingMarket::withdrawCall { amount: units(1.0) },
+        300_000,
+    )
 }
 
 fn dex_swap(m: &Mempool, i: usize) -> Call {
@@ -350,7 +432,11 @@ fn dex_swap(m: &Mempool, i: usize) -> Call {
     call(
         "swap",
         *dex,
-        ConstantProductPool::swapCall { tokenIn: *usd, amountIn: units(0.01), minAmountOut: U256::ZERO },
+        ConstantProductPool::swapCall {
+            tokenIn: *usd,
+            amountIn: units(0.01),
+            minAmountOut: U256::ZERO,
+        },
         300_000,
     )
 }
@@ -375,7 +461,9 @@ fn pool_remove(m: &Mempool, i: usize) -> Call {
     call(
         "withdrawal",
         pools[i % pools.len()],
-        ReentrantEthPool::removeLiquidityCall { lpAmount: units(0.005) },
+        ReentrantEthPool::removeLiquidityCall {
+            lpAmount: units(0.005),
+        },
         200_000,
     )
 }

@@ -414,7 +414,11 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
                 run.mempool.rate,
                 run.mempool.sent,
                 run.mempool.refused,
-                if run.mempool.whale_sent { ", the whale's included" } else { "" }
+                if run.mempool.whale_sent {
+                    ", the whale's included"
+                } else {
+                    ""
+                }
             );
         }
         if run.guardian {

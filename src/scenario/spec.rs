@@ -520,7 +520,9 @@ pub fn parse(file: &SourceFile) -> Result<Scenario, Diagnostics> {
             if !(0.0..=2_000.0).contains(&rate) {
                 c.error(
                     &m.rate.span(),
-                    format!("mempool.rate {rate} is not between 0 and 2000 transactions per second"),
+                    format!(
+                        "mempool.rate {rate} is not between 0 and 2000 transactions per second"
+                    ),
                     "the synthetic mempool's benign transactions per second, e.g. 100",
                 );
             }

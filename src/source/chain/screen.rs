@@ -44,9 +44,9 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{ChainError, PendingStream, WatchEvent, redact};
 use super::pending::{BALANCE_READER, BALANCE_READER_CODE, PendingWatch};
 use super::reads::{Head, ReadPlan, balanceOfCall, now_ms};
+use super::{ChainError, PendingStream, WatchEvent, redact};
 use crate::config::sources::BalanceRead;
 use crate::metrics::scaled_amount;
 
@@ -151,8 +151,10 @@ impl Queue {
             .max_priority_fee_per_gas()
             .unwrap_or_else(|| alloy::consensus::Transaction::max_fee_per_gas(&tx));
         self.arrivals += 1;
-        self.items
-            .insert((touches, tip, Reverse(self.arrivals)), Waiting { tx, seen_ms });
+        self.items.insert(
+            (touches, tip, Reverse(self.arrivals)),
+            Waiting { tx, seen_ms },
+        );
         if self.items.len() > self.capacity {
             self.items.pop_first();
             self.dropped += 1;
@@ -293,7 +295,8 @@ impl Screener {
     fn sequence(&mut self, tx: &Transaction, head: u64) -> Vec<Transaction> {
         let (from, nonce) = (tx.from(), tx.nonce());
         if self.senders.len() >= MAX_SENDERS {
-            self.senders.retain(|_, l| l.iter().any(|r| r.head + SEQUENCE_BLOCKS > head));
+            self.senders
+                .retain(|_, l| l.iter().any(|r| r.head + SEQUENCE_BLOCKS > head));
             if self.senders.len() >= MAX_SENDERS {
                 self.senders.clear();
             }
@@ -321,14 +324,17 @@ impl Screener {
         });
         chain
     }
-
 }
 
 impl Job {
     fn payload(&self, sequence: &[Transaction]) -> Value {
         let (effects, tx) = (&self.effects, &self.pending_tx);
         let mut calls = Vec::with_capacity(
-            2 * effects.len() + sequence.len() + 1 + self.plan.calls().len() + self.plan.balances().len(),
+            2 * effects.len()
+                + sequence.len()
+                + 1
+                + self.plan.calls().len()
+                + self.plan.balances().len(),
         );
         let mut native = !self.plan.balances().is_empty();
         for (_, b) in effects {
@@ -473,7 +479,9 @@ impl Job {
             .iter()
             .map(|call| word(call).map_err(str::to_string))
             .collect();
-        let snapshot = self.plan.what_if_snapshot(&self.head, &reads, &balances, &logs);
+        let snapshot = self
+            .plan
+            .what_if_snapshot(&self.head, &reads, &balances, &logs);
         values.extend(snapshot.values);
         failed.extend(snapshot.failed);
         Ok(Screened {
@@ -498,7 +506,11 @@ fn word(c: &SimulatedCall) -> Result<U256, &'static str> {
 }
 
 /// A balance's decrease between two reads, in human units (negative: it grew).
-fn effect(before: &SimulatedCall, after: &SimulatedCall, decimals: u8) -> Result<f64, &'static str> {
+fn effect(
+    before: &SimulatedCall,
+    after: &SimulatedCall,
+    decimals: u8,
+) -> Result<f64, &'static str> {
     let (before, after) = (word(before)?, word(after)?);
     let scale = |v: U256| scaled_amount(v, decimals).ok_or("cannot scale the balance");
     if after <= before {
@@ -509,7 +521,11 @@ fn effect(before: &SimulatedCall, after: &SimulatedCall, decimals: u8) -> Result
 }
 
 /// The logs among `emitted` that a block's `eth_getLogs` filter would return.
-fn matching_logs(emitted: &[&SimulatedLog], address: Address, topics: &[Option<B256>; 4]) -> Vec<Log> {
+fn matching_logs(
+    emitted: &[&SimulatedLog],
+    address: Address,
+    topics: &[Option<B256>; 4],
+) -> Vec<Log> {
     emitted
         .iter()
         .filter(|l| {
@@ -520,7 +536,11 @@ fn matching_logs(emitted: &[&SimulatedLog], address: Address, topics: &[Option<B
                     .all(|(i, t)| t.is_none_or(|t| l.topics.get(i) == Some(&t)))
         })
         .map(|l| Log {
-            inner: alloy::primitives::Log::new_unchecked(l.address, l.topics.clone(), l.data.clone()),
+            inner: alloy::primitives::Log::new_unchecked(
+                l.address,
+                l.topics.clone(),
+                l.data.clone(),
+            ),
             ..Log::default()
         })
         .collect()
@@ -582,7 +602,9 @@ impl super::Watcher {
                     };
                     match job {
                         Ok(job) => inflight.push(job.run(client.clone())),
-                        Err(e) => tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot prepare a pending transaction's screening"),
+                        Err(e) => {
+                            tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot prepare a pending transaction's screening")
+                        }
                     }
                 }
                 let next = tokio::select! {
@@ -598,7 +620,9 @@ impl super::Watcher {
                 drops.flush(&self.options.probe, &self.network, &screener.queue);
                 match next {
                     Next::Done(Ok(screened)) => self.emit_screened(screened, out).await?,
-                    Next::Done(Err(e)) => tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot screen a pending transaction"),
+                    Next::Done(Err(e)) => {
+                        tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot screen a pending transaction")
+                    }
                     Next::Arrived(None) => break,
                     Next::Arrived(Some(tx)) => {
                         let seen_ms = now_ms();
@@ -694,19 +718,39 @@ mod tests {
         // Full: the lowest priority (not the protocol's, lowest tip) goes.
         assert!(q.push(tx(4, 7, 4), 0, false));
         assert_eq!(q.dropped(), 1);
-        let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|w| w.tx.nonce()).collect();
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop())
+            .map(|w| w.tx.nonce())
+            .collect();
         assert_eq!(order, [2, 3, 4]);
         assert!(q.is_empty());
     }
 
     #[test]
     fn logs_match_a_filter_by_address_and_topics() {
-        let (a, t0, t1) = (Address::with_last_byte(1), B256::with_last_byte(7), B256::with_last_byte(8));
-        let log = |address, topics: Vec<B256>| SimulatedLog { address, topics, data: Bytes::new() };
-        let emitted = [log(a, vec![t0, t1]), log(a, vec![t1]), log(Address::with_last_byte(2), vec![t0])];
+        let (a, t0, t1) = (
+            Address::with_last_byte(1),
+            B256::with_last_byte(7),
+            B256::with_last_byte(8),
+        );
+        let log = |address, topics: Vec<B256>| SimulatedLog {
+            address,
+            topics,
+            data: Bytes::new(),
+        };
+        let emitted = [
+            log(a, vec![t0, t1]),
+            log(a, vec![t1]),
+            log(Address::with_last_byte(2), vec![t0]),
+        ];
         let refs: Vec<&SimulatedLog> = emitted.iter().collect();
-        assert_eq!(matching_logs(&refs, a, &[Some(t0), None, None, None]).len(), 1);
+        assert_eq!(
+            matching_logs(&refs, a, &[Some(t0), None, None, None]).len(),
+            1
+        );
         assert_eq!(matching_logs(&refs, a, &[None; 4]).len(), 2);
-        assert_eq!(matching_logs(&refs, a, &[Some(t0), Some(t0), None, None]).len(), 0);
+        assert_eq!(
+            matching_logs(&refs, a, &[Some(t0), Some(t0), None, None]).len(),
+            0
+        );
     }
 }
