@@ -2,10 +2,13 @@
 #
 #   make demo   on a local anvil: a mempool-visible bridge drain, paused ahead of itself
 #   make replay replay the real Nomad bridge drain (2022) through the bridge policies
-#   make test   every test: formatting, lints, Rust unit/property/golden tests,
+#   make devnet a local chain to rehearse docs/deploy.md on (guardian devnet up --dir guardian-devnet)
+#   make test   every test: formatting, lints, the supply-chain gate (cargo deny:
+#               bans, licenses, sources, offline), Rust unit/property/golden tests,
 #               forge tests, and the freshness of the committed contract artifacts
+#   make advisories   RustSec advisories (needs the network)
 
-.PHONY: demo replay test deps rust-test contracts-test lint bench bench-frontrun
+.PHONY: demo replay devnet test deps rust-test contracts-test lint supply-chain advisories bench bench-frontrun
 
 # npm ci re-runs only when the lockfile changes.
 NPM_STAMP := node_modules/.package-lock.json
@@ -18,7 +21,10 @@ replay:
 	  --config simulations/traces/nomad.toml \
 	  --trace simulations/traces/nomad-2022-08-01-drain.csv
 
-test: deps lint contracts-test rust-test
+devnet: deps
+	cargo run --release --quiet -- devnet up --dir guardian-devnet
+
+test: deps lint supply-chain contracts-test rust-test
 
 deps: $(NPM_STAMP)
 
@@ -27,13 +33,20 @@ $(NPM_STAMP): package.json package-lock.json
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --locked --all-targets -- -D warnings
+
+# deny.toml: no git dependencies, no wildcard versions, only crates.io, allowed licenses.
+supply-chain:
+	cargo deny --locked --offline check bans licenses sources
+
+advisories:
+	cargo deny --locked check advisories
 
 contracts-test: deps
 	$(MAKE) -C contracts test check-artifacts
 
 rust-test:
-	cargo test
+	cargo test --locked --no-fail-fast
 
 bench: bench-frontrun
 	cargo bench --bench replay

@@ -18,6 +18,11 @@
 //!   signing, and the send itself;
 //! - **with preflight**: the guard reads `paused()` and simulates the exact
 //!   transaction on anvil (`eth_call` on the pending block) before the executor runs.
+//!
+//! Then the same trip → pause-in-pool path (with preflight) through two
+//! endpoints, each a fault proxy (tests/common/fault_proxy.rs) in front of
+//! anvil: both healthy; `rpc[0]` refusing connections; `rpc[0]` holding every
+//! answer (reads fail over after the hedge delay, the send goes to both).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -162,4 +167,98 @@ async fn main() {
         "decision -> signed tx accepted by anvil, with paused() read + preflight",
         with,
     );
+    let two = (runs / 3).max(30);
+    for (name, fault) in [
+        ("two endpoints, both healthy", None),
+        (
+            "two endpoints, rpc[0] refusing connections",
+            Some(common::fault_proxy::Fault::Refuse),
+        ),
+        (
+            "two endpoints, rpc[0] holding every answer",
+            Some(common::fault_proxy::Fault::Hang),
+        ),
+    ] {
+        let d = through_two_endpoints(&demo, fault, two).await;
+        report(
+            &format!("trip -> pause in the pool (with preflight), {name}"),
+            d,
+        );
+    }
+}
+
+/// `runs` trips through the guard (with preflight) and the executor connected
+/// to two fault proxies in front of anvil, `rpc[0]` with `fault`: each timed
+/// to the pause accepted into the pool.
+async fn through_two_endpoints(
+    demo: &common::Demo,
+    fault: Option<common::fault_proxy::Fault>,
+    runs: usize,
+) -> Vec<Duration> {
+    use common::fault_proxy::FaultProxy;
+    let a = FaultProxy::start(&demo.anvil.endpoint()).await;
+    let b = FaultProxy::start(&demo.anvil.endpoint()).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    demo.config(dir.path(), "");
+    let path = dir.path().join("guardian.toml");
+    let text = std::fs::read_to_string(&path).expect("the configuration");
+    let text = text.replace(
+        &format!("rpc = [\"{}\"]", demo.anvil.endpoint()),
+        &format!("rpc = [\"{}\", \"{}\"]", a.http_url(), b.http_url()),
+    );
+    std::fs::write(&path, text).expect("the configuration");
+    let config = guardian::config::Config::load(&path).expect("the configuration loads");
+    let (tx, mut events) = mpsc::channel(1024);
+    let exec = Executors::connect(&config, "local", &demo.keys(), Some(tx))
+        .await
+        .expect("executors connect through the proxies");
+    if let Some(f) = fault {
+        a.fail_all(f);
+    }
+    let unpause = common::GuardedVault::unpauseCall {}.abi_encode();
+    let mut out = Vec::with_capacity(runs);
+    for run in 0..runs + 5 {
+        let trip = Trip {
+            policy: "bench".into(),
+            block: run as u64,
+            time_ms: 1_000 * (run as u64 + 1),
+            action: "pause-direct".into(),
+            severity: Severity::Critical,
+            mode: Mode::Enforce,
+            evidence: serde_json::Value::Null,
+            summary: String::new(),
+        };
+        let mut guard = Guard::new(&config);
+        set_automine(demo, false).await;
+        let start = Instant::now();
+        let approved = guard
+            .review(&trip, &exec)
+            .await
+            .into_approved()
+            .expect("the pause is approved");
+        let e = exec.clone();
+        let handle = tokio::spawn(async move { e.execute(approved, None).await });
+        loop {
+            match events.recv().await {
+                Some(DeliveryEvent::Sent { .. }) => break,
+                Some(_) => continue,
+                None => panic!("event channel closed"),
+            }
+        }
+        let elapsed = start.elapsed();
+        demo.provider
+            .raw_request::<_, String>("evm_mine".into(), ())
+            .await
+            .expect("evm_mine");
+        handle
+            .await
+            .expect("the execution task")
+            .expect("the pause lands");
+        set_automine(demo, true).await;
+        demo.safe_exec(demo.vault, unpause.clone()).await;
+        if run >= 5 {
+            out.push(elapsed);
+        }
+    }
+    out
 }

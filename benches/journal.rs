@@ -53,6 +53,7 @@ fn config() -> Config {
                 ..PauseParams::default()
             },
             parameter: None,
+            timing: Default::default(),
         },
     );
     c

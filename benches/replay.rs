@@ -9,6 +9,10 @@
 //!   (parsing included), reporting samples/s and the process's peak RSS after
 //!   each: flat peak RSS means memory does not grow with trace length.
 //! - Times `Engine::on_sample` alone for 1,000,000 samples and reports p50/p99.
+//! - Replays tests/fixtures/v1/every-condition.toml over the real PEPE base-fee
+//!   trace (../shared/data/traces), tiled to 2,000,000 rows (block numbers and
+//!   times shifted on each repeat), with `guardian simulate`'s output path
+//!   (every trip formatted as a timeline line into a sink).
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
@@ -117,8 +121,77 @@ fn replay_file(path: &std::path::Path, set: &PolicySet) -> (u64, Duration, u64) 
     (summary.samples_read, start.elapsed(), trips)
 }
 
+/// The real PEPE base-fee trace tiled to `rows` rows, each repeat shifted past the last.
+fn write_tiled_pepe(path: &std::path::Path, rows: u64) -> bool {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/traces/basefee-2023-05-03-pepe.csv");
+    let Ok(mut reader) = TraceReader::open(&source) else {
+        println!(
+            "every-condition replay: skipped, {} is missing",
+            source.display()
+        );
+        return false;
+    };
+    let mut base = Vec::new();
+    while let Some(row) = reader.next_row().unwrap() {
+        base.push((row.block, row.time_ms, row.metric.to_string(), row.value));
+    }
+    let file = std::fs::File::create(path).expect("create the tiled trace");
+    let mut w = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), "tiled PEPE").unwrap();
+    let (b0, t0) = (base[0].0, base[0].1);
+    let (blocks, span) = (
+        base.last().unwrap().0 - b0 + 1,
+        base.last().unwrap().1 - t0 + 12_000,
+    );
+    let mut written = 0;
+    'outer: for k in 0.. {
+        for (b, t, m, v) in &base {
+            if written == rows {
+                break 'outer;
+            }
+            w.write(b + k * blocks, t + k * span, m, *v).unwrap();
+            written += 1;
+        }
+    }
+    w.flush().unwrap();
+    true
+}
+
+fn every_condition_replay() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text =
+        std::fs::read_to_string(root.join("tests/fixtures/v1/every-condition.toml")).unwrap();
+    let set = compile_str("every-condition.toml", &text, &Config::empty()).unwrap();
+    let path = std::env::temp_dir().join(format!("guardian-bench-pepe-{}.csv", std::process::id()));
+    if !write_tiled_pepe(&path, 2_000_000) {
+        return;
+    }
+    let mut engine = Engine::new(set, Mode::Enforce);
+    let mut reader = TraceReader::open(&path).unwrap();
+    let mut sink = std::io::sink();
+    let mut trips = 0u64;
+    let start = Instant::now();
+    let summary = replay(&mut reader, &mut engine, &mut |t| {
+        trips += 1;
+        let _ = writeln!(sink, "{}", guardian::replay::trip_line(&t));
+    })
+    .unwrap();
+    let took = start.elapsed();
+    println!(
+        "every-condition.toml over the PEPE base-fee trace tiled to {} rows: {:.2} s, {:.0} samples/s, {trips} trips",
+        summary.samples_read,
+        took.as_secs_f64(),
+        summary.samples_read as f64 / took.as_secs_f64()
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--every-condition") {
+        every_condition_replay();
+        return;
+    }
     let rows = args
         .iter()
         .position(|a| a == "--rows")
@@ -189,4 +262,5 @@ fn main() {
         latencies[latencies.len() - 1]
     );
     let _ = std::io::stdout().flush();
+    every_condition_replay();
 }

@@ -234,6 +234,7 @@ async fn main() {
     for k in &keys {
         wallet.register_signer(k.clone());
     }
+    let load_wallet = wallet.clone();
     let p = ProviderBuilder::new()
         .wallet(wallet)
         .connect_http(anvil.endpoint_url())
@@ -348,15 +349,24 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let attacks = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sender = tokio::spawn(load(
-        p.clone(),
-        *token.address(),
-        holders.clone(),
-        rate,
-        stop.clone(),
-        sent.clone(),
-        attacks.clone(),
-    ));
+    // The users' traffic runs on a thread and runtime of its own (as it would
+    // on their machines): signing must not take the guardian's CPU time.
+    let (url, token_address) = (anvil.endpoint_url(), *token.address());
+    let load_holders = holders.clone();
+    let (load_stop, load_sent, load_attacks) = (stop.clone(), sent.clone(), attacks.clone());
+    let sender = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the load's runtime");
+        runtime.block_on(async move {
+            let p = ProviderBuilder::new()
+                .wallet(load_wallet)
+                .connect_http(url)
+                .erased();
+            load(p, token_address, load_holders, rate, load_stop, load_sent, load_attacks).await
+        })
+    });
 
     let started = Instant::now();
     let mut window = (Instant::now(), 0u64, Vec::<f64>::new());

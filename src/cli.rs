@@ -2,8 +2,9 @@
 //! `setup plan|verify`, `init`.
 //!
 //! Exit codes, for every command: 0 success; 1 the input is invalid (a policy,
-//! a configuration, a trace row); 2 the command could not run (a file that
-//! cannot be read, a bad argument).
+//! a configuration, a trace row, a command-line argument or its value); 2 the
+//! command could not run (a file that cannot be read, a chain that cannot be
+//! reached). `main` maps clap's usage errors to 1.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,51 @@ pub enum Command {
     Init(InitArgs),
     /// Print the audit trail a `run` journal holds: trips, decisions, transactions.
     History(HistoryArgs),
+    /// A local rehearsal chain: anvil, a Safe, a demo vault and the GuardianModule set up as the council would.
+    Devnet(DevnetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    #[command(subcommand)]
+    pub command: DevnetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// Start anvil, deploy a Safe, a demo vault and the module (through the `setup plan` batch), write a ready configuration; runs until Ctrl-C.
+    Up(DevnetUpArgs),
+    /// Withdraw a share of the devnet vault's assets in one transaction: an incident to rehearse on.
+    Drain(DevnetDrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetUpArgs {
+    /// Folder to write guardian.toml, policies/, bot.env, devnet.json and guardian-setup.json into (files are replaced).
+    #[arg(long, default_value = "guardian-devnet")]
+    pub dir: PathBuf,
+    /// The anvil binary (installed by `npm ci`).
+    #[arg(
+        long,
+        default_value = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    )]
+    pub anvil: PathBuf,
+    /// The port anvil listens on (127.0.0.1).
+    #[arg(long, default_value_t = 8545)]
+    pub port: u16,
+    /// The port the devnet receives guardian's alerts on (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    pub alerts_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetDrainArgs {
+    /// The folder `guardian devnet up` wrote.
+    #[arg(long, default_value = "guardian-devnet")]
+    pub dir: PathBuf,
+    /// The share of the vault's assets to withdraw, 1 to 100.
+    #[arg(long, default_value_t = 40)]
+    pub percent: u64,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +145,9 @@ pub struct SetupVerifyArgs {
     /// The guardian configuration (its `[setup]` section and the module executor's actions).
     #[arg(long)]
     pub config: PathBuf,
+    /// One JSON object: whether the chain matches, and every difference.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +156,7 @@ pub struct InitArgs {
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
     /// Protocol shape: which starter policy pack to start from.
-    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm"])]
+    #[arg(long, value_parser = ["bridge", "lending", "vault", "amm", "aave-v3"])]
     pub shape: Option<String>,
     /// The network's name in the configuration.
     #[arg(long)]
@@ -194,19 +243,34 @@ pub struct ExplainArgs {
     /// The guardian configuration (adds the actions' targets and the global mode).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`).
+    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
+    /// Policy files or folders, as every command takes them.
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies_flag: Vec<PathBuf>,
     /// Also say how each policy behaved on this trace.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// One JSON object per policy: id, severity, origin, warm-up and the plain-language text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The policies before the change (file or folder).
-    pub old: PathBuf,
-    /// The policies after the change (file or folder).
-    pub new: PathBuf,
+    /// The policies before the change (file or folder; default: the old configuration's `policies`).
+    pub old: Option<PathBuf>,
+    /// The policies after the change (file or folder; default: the new configuration's `policies`).
+    pub new: Option<PathBuf>,
+    /// Also compare two guardian.toml files: actions (targets, functions, bounds, cooldowns), guard limits, executors, mode.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub config: Vec<PathBuf>,
+    /// Exit 0 even when a change loosens the guard or a policy, or removes one (the reviewer accepts it).
+    #[arg(long)]
+    pub accept_loosening: bool,
+    /// One JSON object: the policy diff text, the configuration changes, and what needs acceptance.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,8 +278,14 @@ pub struct CheckArgs {
     /// The guardian configuration (networks, metrics, actions, executors).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`).
+    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
+    /// Policy files or folders, as every command takes them.
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies_flag: Vec<PathBuf>,
+    /// One JSON object: the policies (with their warm-up) and the configuration summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -280,14 +350,27 @@ pub struct SimulateArgs {
     /// One JSON object per trip, then a summary line (a scenario: one JSON report).
     #[arg(long)]
     pub json: bool,
+    /// Trace: the largest step forward between two rows' block numbers; a larger one is a malformed row.
+    #[arg(long, default_value_t = crate::source::trace::DEFAULT_MAX_BLOCK_JUMP)]
+    pub max_block_jump: u64,
+    /// Trace: also write a self-contained HTML backtest page (charts of each tripped policy).
+    #[arg(long, requires = "trace")]
+    pub report: Option<PathBuf>,
+    /// Trace: metrics (or patterns with one `*`) whose positive rows are losses, marked on the report.
+    #[arg(long, requires = "report")]
+    pub losses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DetectorArg {
-    Ewma,
-    Cusum,
+    Threshold,
     Change,
     Rate,
+    Sum,
+    Deviation,
+    Stale,
+    Ewma,
+    Cusum,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -299,10 +382,10 @@ pub enum DirectionArg {
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// A benign trace: every trip on it counts as a false alarm.
-    #[arg(long)]
-    pub trace: PathBuf,
-    /// The metric to calibrate on, as named in the trace.
+    /// A benign trace: every trip on it counts as a false alarm. Repeat for several traces.
+    #[arg(long, required = true)]
+    pub trace: Vec<PathBuf>,
+    /// The metric to calibrate on, as named in the traces.
     #[arg(long)]
     pub metric: String,
     #[arg(long, value_enum)]
@@ -310,11 +393,18 @@ pub struct CalibrateArgs {
     /// Target false-alarm rate, e.g. "1/30d".
     #[arg(long = "false-alarms")]
     pub false_alarms: String,
+    /// Which way is alarming (threshold: up is `>`, down is `<`).
     #[arg(long, value_enum, default_value = "up")]
     pub direction: DirectionArg,
     /// Alarms closer together than this count once (the policy's cooldown).
     #[arg(long, default_value = "1h")]
     pub cooldown: String,
+    /// The condition's `for` (e.g. "2 blocks"), honoured when counting trips.
+    #[arg(long = "for")]
+    pub hold: Option<String>,
+    /// Added to the calibrated threshold, as a percent of it.
+    #[arg(long, default_value = "10%")]
+    pub margin: String,
     /// ewma: half-life of the baseline, in samples.
     #[arg(long, default_value_t = 50.0)]
     pub halflife: f64,
@@ -324,22 +414,72 @@ pub struct CalibrateArgs {
     /// cusum: allowed drift k, in standard deviations.
     #[arg(long, default_value_t = 0.5)]
     pub slack: f64,
-    /// change, rate: the window, e.g. "10 blocks" or "5m".
+    /// change, rate, sum: the window, e.g. "10 blocks" or "5m".
     #[arg(long, default_value = "10 blocks")]
     pub window: String,
     /// rate: per block or per second.
     #[arg(long, default_value = "block")]
     pub per: String,
+    /// sum: the metric the sum is a percent of (the threshold is then a percent).
+    #[arg(long)]
+    pub relative_to: Option<String>,
+    /// deviation: the reference metric.
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// deviation: the most the two samples may be apart.
+    #[arg(long)]
+    pub max_skew: Option<String>,
+    /// A synthetic attack to inject into the benign traces (repeatable):
+    /// drain:<pct>%:<blocks>, jump:<pct>%, drop:<pct>%, burst:<amount>.
+    #[arg(long = "attack")]
+    pub attacks: Vec<String>,
+    /// Injections of each attack per trace.
+    #[arg(long, default_value_t = 10)]
+    pub injections: u32,
+    /// Blocks after an attack ends within which a trip counts as detecting it.
+    #[arg(long, default_value_t = 50)]
+    pub horizon: u64,
     /// The action the generated policy requests.
     #[arg(long, default_value = "alert")]
     pub action: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write a self-contained HTML page with the trade-off curve.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 /// Runs a parsed command line; returns the process exit code.
+/// Whether operator lines go out as JSON (`--log-format json`).
+static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one operator line to stderr: as is, or as a JSON object shaped like
+/// the JSON log lines (`timestamp`, `level`, `fields.message`, `target`).
+pub fn say_line(message: &str) {
+    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+        let level = if message.starts_with("error") {
+            "ERROR"
+        } else {
+            "INFO"
+        };
+        let v = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": level,
+            "fields": { "message": message },
+            "target": "guardian",
+        });
+        eprintln!("{v}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
+    JSON_LINES.store(
+        cli.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match cli.command {
         Command::Check(args) => check(args),
         Command::Run(args) => run_cmd(args),
@@ -352,6 +492,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Setup(args) => crate::setup::cmd::run(args),
         Command::Init(args) => crate::init::run(args),
         Command::History(args) => crate::history::command(args),
+        Command::Devnet(args) => crate::devnet::command(args),
     }
 }
 
@@ -359,13 +500,13 @@ const INVALID: u8 = 1;
 const CANNOT_RUN: u8 = 2;
 
 fn cannot_run(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    crate::say!("error: {message}");
     ExitCode::from(CANNOT_RUN)
 }
 
 fn invalid(diagnostics: &Diagnostics) -> ExitCode {
-    eprintln!("{diagnostics}");
-    eprintln!("{} problem(s) found", diagnostics.len());
+    crate::say!("{diagnostics}");
+    crate::say!("{} problem(s) found", diagnostics.len());
     ExitCode::from(INVALID)
 }
 
@@ -402,10 +543,23 @@ fn load(config: Option<&Path>, policies: &[PathBuf]) -> Result<(Config, PolicySe
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let (config, set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    // A policy that could never trip live is an error, not a warning.
+    if let Err(d) = crate::policy::warmup::blind_spots(&set, &config) {
+        return invalid(&d);
+    }
+    // Templates without instances (no configuration) are listed as `id[*]`.
+    let set = set.with_template_views();
+    if args.json {
+        return check_json(&config, &set);
+    }
     let mut out = io::stdout().lock();
     let _ = writeln!(
         out,
@@ -445,6 +599,36 @@ fn check(args: CheckArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `check --json`: one object with every policy (and its warm-up) and the configuration.
+fn check_json(config: &Config, set: &PolicySet) -> ExitCode {
+    let warmups = crate::policy::warmup::warmups(set);
+    let policies: Vec<serde_json::Value> = set
+        .policies
+        .iter()
+        .zip(&warmups)
+        .map(|(p, w)| {
+            serde_json::json!({
+                "id": p.id, "severity": p.severity.as_str(),
+                "mode": p.mode.most_cautious(config.mode).as_str(), "action": p.action,
+                "cooldown": p.cooldown.to_string(), "origin": p.origin,
+                "warm_up": { "blocks": w.blocks, "ms": w.millis },
+            })
+        })
+        .collect();
+    let configuration = config.is_declarative().then(|| {
+        serde_json::json!({
+            "path": config.path.display().to_string(), "mode": config.mode.as_str(),
+            "networks": config.networks.len(), "metrics": config.metrics.len(),
+            "actions": config.actions.len(), "executors": config.executors.len(),
+        })
+    });
+    let v = serde_json::json!({
+        "ok": true, "policies": policies, "metrics": set.metric_names, "configuration": configuration,
+    });
+    println!("{v}");
+    ExitCode::SUCCESS
+}
+
 fn simulate(args: SimulateArgs) -> ExitCode {
     if let Some(path) = &args.scenario {
         return scenario_cmd(path, &args);
@@ -452,13 +636,31 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     let Some(trace) = args.trace.clone() else {
         return cannot_run("give a scenario file, or a trace with --trace");
     };
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let (config, mut set) = match load(args.config.as_deref(), &args.policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    match replay::instantiate_from_trace(&mut set, &trace) {
+        Ok(()) => {}
+        Err(e @ TraceError::Malformed { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+        Err(e) => return cannot_run(e),
+    }
+    for w in &set.warnings {
+        eprintln!("warning: {w}");
+    }
+    let report_set = args.report.as_ref().map(|_| set.clone());
+    let mut trip_blocks: Vec<(String, u64)> = Vec::new();
     let mut engine = Engine::new(set, config.mode);
+    let rules = crate::source::trace::BlockRules {
+        max_jump: args.max_block_jump,
+        ..Default::default()
+    }
+    .per_network(&config);
     let mut reader = match TraceReader::open(&trace) {
-        Ok(r) => r,
+        Ok(r) => r.with_block_rules(rules),
         Err(e) => return cannot_run(e),
     };
     let stdout = io::stdout();
@@ -472,7 +674,11 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         );
     }
     let json = args.json;
+    let keep_trips = args.report.is_some();
     let result = replay::replay(&mut reader, &mut engine, &mut |trip| {
+        if keep_trips {
+            trip_blocks.push((trip.policy.clone(), trip.block));
+        }
         let line = if json {
             replay::trip_json(&trip)
         } else {
@@ -484,7 +690,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         Ok(s) => s,
         Err(e @ TraceError::Malformed { .. }) => {
             let _ = out.flush();
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             return ExitCode::from(INVALID);
         }
         Err(e) => {
@@ -497,11 +703,12 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     } else {
         let _ = writeln!(
             out,
-            "\n{} samples read ({} used by policies), blocks {}..{}, {} trips",
+            "\n{} samples read ({} used by policies), blocks {}..{} ({} read), {} trips",
             summary.samples_read,
             summary.samples_used,
             summary.first_block.map_or("-".into(), |b| b.to_string()),
             summary.last_block.map_or("-".into(), |b| b.to_string()),
+            summary.blocks_read,
             summary.trips_total()
         );
         for (id, n) in &summary.trips {
@@ -509,13 +716,46 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         }
     }
     let _ = out.flush();
+    if let (Some(path), Some(set)) = (&args.report, &report_set)
+        && let Err(e) = write_backtest(path, &trace, set, &summary, &trip_blocks, &args.losses)
+    {
+        return cannot_run(e);
+    }
     if !summary.metrics_never_seen.is_empty() {
-        eprintln!(
+        crate::say!(
             "warning: the trace has no samples of {} (read by the policies); conditions on them never held",
             summary.metrics_never_seen.join(", ")
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Writes the HTML backtest page for a finished replay.
+fn write_backtest(
+    path: &Path,
+    trace: &Path,
+    set: &PolicySet,
+    summary: &replay::ReplaySummary,
+    trips: &[(String, u64)],
+    losses: &[String],
+) -> Result<(), String> {
+    let tripped: Vec<(usize, Vec<u64>)> = set
+        .policies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let blocks: Vec<u64> = trips.iter().filter(|t| t.0 == p.id).map(|t| t.1).collect();
+            (!blocks.is_empty()).then_some((i, blocks))
+        })
+        .collect();
+    let range = (
+        summary.first_block.unwrap_or(0),
+        summary.last_block.unwrap_or(0),
+    );
+    let bt =
+        crate::report::backtest(trace, set, &tripped, range, losses).map_err(|e| e.to_string())?;
+    std::fs::write(path, crate::report::backtest_page(&bt))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// `simulate <scenario.toml>`: 0 when the expect block holds, 1 when not (or the file is invalid), 2 on error.
@@ -560,113 +800,186 @@ fn scenario_cmd(path: &Path, args: &SimulateArgs) -> ExitCode {
     }
 }
 
-fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
+fn calibrate_request(args: &CalibrateArgs) -> Result<Request, String> {
     let direction = match args.direction {
         DirectionArg::Up => Direction::Up,
         DirectionArg::Down => Direction::Down,
         DirectionArg::Either => Direction::Either,
     };
-    let parsed = (|| -> Result<Request, String> {
-        let false_alarms = units::parse_alarm_rate(&args.false_alarms)
-            .map_err(|e| format!("--false-alarms: {e}; {}", e.hint))?;
-        let cooldown = units::parse_window(&args.cooldown)
-            .map_err(|e| format!("--cooldown: {e}; {}", e.hint))?;
-        let window =
-            || units::parse_window(&args.window).map_err(|e| format!("--window: {e}; {}", e.hint));
-        let detector = match args.detector {
-            DetectorArg::Ewma => {
-                if args.halflife <= 0.0 || args.warmup < 2 {
-                    return Err("--halflife must be > 0 and --warmup at least 2".into());
-                }
-                DetectorSpec::Ewma {
-                    halflife: args.halflife,
-                    warmup: args.warmup,
-                }
-            }
-            DetectorArg::Cusum => {
-                if direction == Direction::Either {
-                    return Err("cusum is one-sided: use --direction up or down".into());
-                }
-                if args.slack < 0.0 || args.warmup < 2 {
-                    return Err("--slack must be >= 0 and --warmup at least 2".into());
-                }
-                DetectorSpec::Cusum {
-                    warmup: args.warmup,
-                    slack: args.slack,
-                }
-            }
-            DetectorArg::Change => DetectorSpec::Change { window: window()? },
-            DetectorArg::Rate => {
-                let per = match args.per.as_str() {
-                    "block" => RateUnit::PerBlock,
-                    "second" => RateUnit::PerSecond,
-                    other => return Err(format!("--per `{other}`: use block or second")),
-                };
-                DetectorSpec::Rate {
-                    window: window()?,
-                    per,
-                }
-            }
-        };
-        if !crate::metrics::is_valid_metric_name(&args.metric) {
-            return Err(format!(
-                "--metric `{}` is not a valid metric name",
-                args.metric
-            ));
-        }
-        Ok(Request {
-            metric: args.metric.clone(),
-            detector,
-            direction,
-            false_alarms,
-            cooldown,
-            action: args.action.clone(),
-        })
-    })();
-    let request = match parsed {
-        Ok(r) => r,
-        Err(message) => return cannot_run(message),
-    };
-    match calibrate::calibrate(&args.trace, &request) {
-        Ok(c) => {
-            if args.json {
-                let v = serde_json::json!({
-                    "metric": request.metric, "threshold": c.threshold, "trips": c.trips, "allowed": c.allowed,
-                    "span_ms": c.span_ms, "samples": c.samples, "max_statistic": c.max_statistic,
-                    "false_alarms": request.false_alarms.to_string(), "policy": c.policy_toml,
-                });
-                println!("{v}");
-            } else {
-                println!(
-                    "{} samples of {} over {}; the target {} allows {} alarm(s) here.",
-                    c.samples,
-                    request.metric,
-                    units::DisplayMillis(c.span_ms),
-                    request.false_alarms,
-                    c.allowed
-                );
-                println!("largest statistic seen: {:.4}", c.max_statistic);
-                println!(
-                    "threshold: {} -> {} trip(s) on this trace\n",
-                    c.threshold, c.trips
-                );
-                println!("{}", c.policy_toml);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(calibrate::CalibrateError::Trace(e @ TraceError::Malformed { .. })) => {
-            eprintln!("error: {e}");
-            ExitCode::from(INVALID)
-        }
-        Err(e) => cannot_run(e),
+    let false_alarms = units::parse_alarm_rate(&args.false_alarms)
+        .map_err(|e| format!("--false-alarms: {e}; {}", e.hint))?;
+    let cooldown =
+        units::parse_window(&args.cooldown).map_err(|e| format!("--cooldown: {e}; {}", e.hint))?;
+    let hold = args
+        .hold
+        .as_deref()
+        .map(units::parse_hold)
+        .transpose()
+        .map_err(|e| format!("--for: {e}; {}", e.hint))?;
+    let margin_pct = units::parse_percent(&args.margin)
+        .map_err(|e| format!("--margin: {e}; {}", e.hint))?
+        .0;
+    if margin_pct < 0.0 {
+        return Err("--margin must be 0% or more".into());
     }
+    let window =
+        || units::parse_window(&args.window).map_err(|e| format!("--window: {e}; {}", e.hint));
+    let needs = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .ok_or_else(|| format!("--detector {:?} needs {flag}", args.detector).to_lowercase())
+    };
+    let detector = match args.detector {
+        DetectorArg::Threshold => DetectorSpec::Threshold,
+        DetectorArg::Stale => DetectorSpec::Stale,
+        DetectorArg::Ewma => {
+            if args.halflife <= 0.0 || args.warmup < 2 {
+                return Err("--halflife must be > 0 and --warmup at least 2".into());
+            }
+            DetectorSpec::Ewma {
+                halflife: args.halflife,
+                warmup: args.warmup,
+            }
+        }
+        DetectorArg::Cusum => {
+            if direction == Direction::Either {
+                return Err("cusum is one-sided: use --direction up or down".into());
+            }
+            if hold.is_some() {
+                return Err("--for cannot be used with cusum (it restarts after a trip); raise the threshold instead".into());
+            }
+            if args.slack < 0.0 || args.warmup < 2 {
+                return Err("--slack must be >= 0 and --warmup at least 2".into());
+            }
+            DetectorSpec::Cusum {
+                warmup: args.warmup,
+                slack: args.slack,
+            }
+        }
+        DetectorArg::Change => DetectorSpec::Change { window: window()? },
+        DetectorArg::Rate => {
+            let per = match args.per.as_str() {
+                "block" => RateUnit::PerBlock,
+                "second" => RateUnit::PerSecond,
+                other => return Err(format!("--per `{other}`: use block or second")),
+            };
+            DetectorSpec::Rate {
+                window: window()?,
+                per,
+            }
+        }
+        DetectorArg::Sum => DetectorSpec::Sum {
+            window: window()?,
+            relative_to: args.relative_to.clone(),
+        },
+        DetectorArg::Deviation => DetectorSpec::Deviation {
+            reference: needs(&args.reference, "--reference")?,
+            max_skew: args
+                .max_skew
+                .as_deref()
+                .map(units::parse_window)
+                .transpose()
+                .map_err(|e| format!("--max-skew: {e}; {}", e.hint))?,
+        },
+    };
+    for name in [
+        Some(&args.metric),
+        args.reference.as_ref(),
+        args.relative_to.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !crate::metrics::is_valid_metric_name(name) {
+            return Err(format!("`{name}` is not a valid metric name"));
+        }
+    }
+    let attacks = args
+        .attacks
+        .iter()
+        .map(|a| calibrate::Attack::parse(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Request {
+        metric: args.metric.clone(),
+        detector,
+        direction,
+        false_alarms,
+        cooldown,
+        hold,
+        margin_pct,
+        action: args.action.clone(),
+        attacks,
+        injections: args.injections,
+        horizon_blocks: args.horizon,
+    })
+}
+
+fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
+    let request = match calibrate_request(&args) {
+        Ok(r) => r,
+        // A bad argument value is invalid input (exit 1), like a bad file.
+        Err(message) => {
+            crate::say!("error: {message}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let c = match calibrate::calibrate(&args.trace, &request) {
+        Ok(c) => c,
+        Err(calibrate::CalibrateError::Trace(e @ TraceError::Malformed { .. })) => {
+            crate::say!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+        Err(e) => return cannot_run(e),
+    };
+    for w in &c.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    if let Some(path) = &args.report {
+        let page = crate::report::calibration_page(&c, &request);
+        if let Err(e) = std::fs::write(path, page) {
+            return cannot_run(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    // Written with `let _ =`: a closed pipe (`| head -1`) ends the output, not the process.
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if args.json {
+        let v = serde_json::json!({
+            "metric": request.metric, "unit": request.detector.unit(), "threshold": c.threshold,
+            "benign_threshold": c.benign_threshold, "margin_pct": request.margin_pct,
+            "trips": c.trips, "allowed": c.allowed, "span_ms": c.span_ms, "samples": c.samples,
+            "max_statistic": c.max_statistic, "false_alarms": request.false_alarms.to_string(),
+            "rate_supported": c.rate_supported, "supported_rate": c.supported,
+            "warnings": c.warnings, "trade_off": c.candidates,
+            "injected_at": c.injected_at.iter().map(|(p, b)| serde_json::json!({"trace": p.display().to_string(), "block": b})).collect::<Vec<_>>(),
+            "policy": c.policy_toml,
+        });
+        let _ = writeln!(out, "{v}");
+    } else {
+        let _ = writeln!(out, "{}", calibrate::report_text(&c, &request));
+        let _ = writeln!(out, "{}", c.policy_toml);
+    }
+    let _ = out.flush();
+    ExitCode::SUCCESS
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    let (config, set) = match load(args.config.as_deref(), &args.policies) {
+    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let (config, mut set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Some(trace) = &args.trace {
+        match replay::instantiate_from_trace(&mut set, trace) {
+            Ok(()) => {}
+            Err(e @ TraceError::Malformed { .. }) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(INVALID);
+            }
+            Err(e) => return cannot_run(e),
+        }
+    }
+    // Printed, never run: templates without instances appear as `id[*]`.
+    let view = set.with_template_views();
     let mut behaviour: Vec<Option<crate::explain::TraceBehaviour>> = vec![None; set.policies.len()];
     if let Some(trace) = &args.trace {
         let mut engine = Engine::new(set.clone(), config.mode);
@@ -694,39 +1007,100 @@ fn explain(args: ExplainArgs) -> ExitCode {
         match result {
             Ok(_) => behaviour = seen.into_iter().map(Some).collect(),
             Err(e @ TraceError::Malformed { .. }) => {
-                eprintln!("error: {e}");
+                crate::say!("error: {e}");
                 return ExitCode::from(INVALID);
             }
             Err(e) => return cannot_run(e),
         }
     }
     let mut out = io::stdout().lock();
-    for (p, b) in set.policies.iter().zip(&behaviour) {
-        let _ = writeln!(
-            out,
-            "{}",
-            crate::explain::explain_policy(&set, p, &config, b.as_ref())
-        );
+    behaviour.resize(view.policies.len(), None);
+    let warmups = crate::policy::warmup::warmups(&view);
+    for ((p, b), w) in view.policies.iter().zip(&behaviour).zip(&warmups) {
+        let text = crate::explain::explain_policy(&view, p, &config, b.as_ref());
+        if args.json {
+            let v = serde_json::json!({
+                "id": p.id, "severity": p.severity.as_str(), "origin": p.origin,
+                "action": p.action, "mode": p.mode.most_cautious(config.mode).as_str(),
+                "warm_up": { "blocks": w.blocks, "ms": w.millis, "text": w.describe() },
+                "text": text,
+            });
+            let _ = writeln!(out, "{v}");
+        } else {
+            let _ = writeln!(out, "{text}");
+        }
     }
     ExitCode::SUCCESS
 }
 
+/// `diff`: exit 0 when nothing loosens or removes (or `--accept-loosening`), 1 otherwise.
 fn diff(args: DiffArgs) -> ExitCode {
-    let (_, old) = match load(None, std::slice::from_ref(&args.old)) {
+    let (old_config, new_config) = (args.config.first(), args.config.get(1));
+    let side = |config: Option<&PathBuf>, policies: &Option<PathBuf>| {
+        let paths: Vec<PathBuf> = policies.iter().cloned().collect();
+        if config.is_none() && paths.is_empty() {
+            return Err(cannot_run(
+                "give the old and new policies, or --config OLD NEW",
+            ));
+        }
+        load(config.map(PathBuf::as_path), &paths)
+    };
+    let (old_cfg, old) = match side(old_config, &args.old) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let (_, new) = match load(None, std::slice::from_ref(&args.new)) {
+    let (new_cfg, new) = match side(new_config, &args.new) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let text = crate::explain::diff(&old, &new);
-    if text.is_empty() {
-        println!("no changes to any policy");
+    let changes = if args.config.is_empty() {
+        Vec::new()
     } else {
-        print!("{text}");
+        crate::review::config_changes(&old_cfg, &new_cfg)
+    };
+    let mut to_accept = crate::review::policy_loosenings(&text);
+    to_accept.extend(
+        changes
+            .iter()
+            .filter(|c| c.needs_acceptance())
+            .map(|c| c.what.clone()),
+    );
+    if args.json {
+        let v = serde_json::json!({
+            "policies": text,
+            "configuration": changes,
+            "needs_acceptance": to_accept,
+        });
+        println!("{v}");
+    } else {
+        if text.is_empty() {
+            println!("no changes to any policy");
+        } else {
+            print!("{text}");
+        }
+        if !args.config.is_empty() {
+            if changes.is_empty() {
+                println!("no changes to the configuration's actions, limits, executors or mode");
+            } else {
+                println!(
+                    "CONFIGURATION\n{}",
+                    crate::review::describe(&changes).trim_end()
+                );
+            }
+        }
     }
-    ExitCode::SUCCESS
+    if to_accept.is_empty() || args.accept_loosening {
+        return ExitCode::SUCCESS;
+    }
+    crate::say!(
+        "{} change(s) loosen or remove protection; review them, then pass --accept-loosening:",
+        to_accept.len()
+    );
+    for c in &to_accept {
+        crate::say!("  {c}");
+    }
+    ExitCode::from(INVALID)
 }
 
 fn run_cmd(args: RunArgs) -> ExitCode {
@@ -734,6 +1108,10 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // Refuse to run blind: a policy whose metric is never read can never trip.
+    if let Err(d) = crate::policy::warmup::blind_spots(&set, &config) {
+        return invalid(&d);
+    }
     if let Err(message) = crate::journal::require_for_run(&mut config, args.journal.as_deref()) {
         return cannot_run(message);
     }
@@ -743,7 +1121,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
     // ops: a key that cannot be loaded is reported and alerted; guardian still watches.
     let (keys, key_errors) = crate::observe::service::load_keys(&config);
     for e in &key_errors {
-        eprintln!(
+        crate::say!(
             "error: {e}; guardian watches and alerts, but cannot act through the executors that need this key"
         );
     }
@@ -778,7 +1156,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
             service.probe.key_unavailable(e);
         }
         if let Some(addr) = service.listening {
-            eprintln!("serving /metrics, /healthz and /readyz on http://{addr}");
+            crate::say!("serving /metrics, /healthz and /readyz on http://{addr}");
         }
         let (reload_tx, reload_rx) = tokio::sync::watch::channel(set.clone());
         let reloader = crate::observe::service::spawn_reloader(
@@ -794,7 +1172,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
         let on_signal = cancel.clone();
         tokio::spawn(async move {
             wait_for_shutdown_signal().await;
-            eprintln!("shutting down: finishing the action in flight, if any");
+            crate::say!("shutting down: finishing the action in flight, if any");
             on_signal.cancel();
         });
         let (report_tx, mut reports) = tokio::sync::mpsc::channel(256);
@@ -803,7 +1181,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
                 println!("{}", report_line(&report));
             }
         });
-        eprintln!(
+        crate::say!(
             "guardian starting: {} policies, mode {}, {} networks",
             set.policies.len(),
             config.mode,
@@ -854,12 +1232,13 @@ fn report_line(report: &crate::pipeline::Report) -> String {
             trip,
             pending: Some(p),
         } => format!(
-            "{}\n    on pending tx {} from {} (max fee {} wei, tip {:?} wei)",
+            "{}\n    on pending tx {} from {} (max fee {}, tip {})",
             replay::trip_line(trip),
             p.hash,
             p.from,
-            p.max_fee_per_gas,
+            units::DisplayGwei(p.max_fee_per_gas),
             p.max_priority_fee_per_gas
+                .map_or("none".to_string(), |t| units::DisplayGwei(t).to_string())
         ),
         Report::ReorgedOut {
             policy,
@@ -883,7 +1262,10 @@ fn report_line(report: &crate::pipeline::Report) -> String {
         Report::Executed {
             decision_id,
             execution,
-        } => format!("decision {decision_id}: executed: {execution:?}"),
+        } => format!(
+            "decision {decision_id}: executed: {}",
+            crate::pipeline::describe_execution(execution)
+        ),
         Report::ExecutionFailed { decision_id, error } => {
             format!("decision {decision_id}: FAILED: {error}")
         }
@@ -1023,9 +1405,9 @@ fn watch(args: WatchArgs) -> ExitCode {
                 break;
             }
             if let WatchEvent::Reorg(reorg) = &event {
-                eprintln!("reorg: blocks after {} replaced ({} deep)", reorg.common_ancestor, reorg.replaced.len());
+                crate::say!("reorg: blocks after {} replaced ({} deep)", reorg.common_ancestor, reorg.replaced.len());
                 for (block, policy) in recent_trips.iter().filter(|(b, _)| reorg.replaces(*b)) {
-                    eprintln!("  the trip of `{policy}` at block {block} was decided on a reorged-out block");
+                    crate::say!("  the trip of `{policy}` at block {block} was decided on a reorged-out block");
                 }
             }
             if let Some(engine) = engine.as_mut() {

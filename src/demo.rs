@@ -418,10 +418,10 @@ pub async fn run(anvil_bin: &Path) -> Result<String, DemoError> {
         let pause_receipt = receipt(&b, *tx).await?;
         let _ = writeln!(
             story,
-            "  pause {tx} mined in block {block} at index {} (max fee {} gwei, tip {} gwei, {replacements} replacement(s))",
+            "  pause {tx} mined in block {block} at index {} (max fee {}, tip {}, {replacements} replacement(s))",
             pause_receipt.transaction_index.unwrap_or_default(),
-            fees.max_fee / GWEI,
-            fees.priority_fee / GWEI
+            crate::units::DisplayGwei(fees.max_fee),
+            crate::units::DisplayGwei(fees.priority_fee)
         );
         let _ = writeln!(
             story,

@@ -236,6 +236,17 @@ pub fn explain_policy(
             let _ = write!(s, " through executor `{e}`");
         }
         let _ = writeln!(s);
+        if let (Some(acl), Some(f), Some(t)) = (
+            config.setup.as_ref().and_then(|x| x.aave_acl_manager),
+            &a.function,
+            &a.target,
+        ) && let Some(terms) = crate::setup::aave::in_aave_terms(f)
+        {
+            let _ = writeln!(
+                s,
+                "    In Aave's terms: {terms}; the role is held by the AaveV3RoleHolder {t} in the ACLManager {acl}."
+            );
+        }
         let _ = writeln!(
             s,
             "    This action allows only this call{}.",
@@ -256,6 +267,20 @@ pub fn explain_policy(
         let _ = writeln!(s, "  Mode: {effective}");
     }
     let _ = writeln!(s, "  After a trip it stays quiet for {}.", p.cooldown);
+    // Issue 14: say how long the policy is blind after a (cold) start.
+    let index = set.policies.iter().position(|q| q.id == p.id);
+    let need = index
+        .map(|i| crate::policy::warmup::warmups(set)[i])
+        .unwrap_or_default();
+    if need.is_none() {
+        let _ = writeln!(s, "  Warm-up: none, it can trip on its first sample.");
+    } else {
+        let _ = writeln!(
+            s,
+            "  Warm-up: it needs {} of history before it can trip (blind until then after a cold start; a restart with a journal re-reads it).",
+            need.describe()
+        );
+    }
     if let Some(b) = behaviour {
         match (b.first, b.last) {
             (Some((fb, ft)), Some((lb, lt))) => {

@@ -18,11 +18,28 @@ pub enum HistoryError {
         "`{0}` is not a time: write a duration ago (`2h`, `30m`, `7d`), an RFC 3339 time (`2026-01-31T12:00:00Z`) or unix milliseconds"
     )]
     BadTime(String),
+    #[error("--status `{given}` is not a status; use one of: {}", STATUSES.join(", "))]
+    BadStatus { given: String },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("cannot write the history: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Every outcome and status a decision can have (what `--status` filters on).
+pub const STATUSES: [&str; 11] = [
+    "approved",
+    "alert-only",
+    "already-done",
+    "rejected",
+    "executing",
+    "landed",
+    "failed",
+    "stood-down",
+    "dry-run",
+    "proposed",
+    "interrupted",
+];
 
 /// A time bound: a duration ago, an RFC 3339 time, or unix milliseconds.
 pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, HistoryError> {
@@ -77,9 +94,19 @@ pub fn print(
 pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
     let fail = |message: String| {
-        eprintln!("error: {message}");
+        crate::say!("error: {message}");
         ExitCode::from(2)
     };
+    // A bad filter value is invalid input: exit 1, never "no decisions match".
+    let invalid = |e: HistoryError| {
+        crate::say!("error: {e}");
+        ExitCode::from(1)
+    };
+    if let Some(s) = &args.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return invalid(HistoryError::BadStatus { given: s.clone() });
+    }
     let path = match (&args.journal, &args.config) {
         (Some(p), _) => p.clone(),
         (None, Some(c)) => {
@@ -97,7 +124,7 @@ pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
                     }
                 },
                 Err(d) => {
-                    eprintln!("{d}");
+                    crate::say!("{d}");
                     return ExitCode::from(1);
                 }
             }
@@ -116,7 +143,7 @@ pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
             status: args.status.clone(),
             limit: args.limit,
         },
-        (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
+        (Err(e), _) | (_, Err(e)) => return invalid(e),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -126,6 +153,14 @@ pub fn command(args: crate::cli::HistoryArgs) -> std::process::ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// A wei amount from the journal as gwei ("3.375 gwei").
+fn gwei(wei: &str) -> String {
+    wei.parse::<u128>().map_or_else(
+        |_| format!("{wei} wei"),
+        |w| crate::units::DisplayGwei(w).to_string(),
+    )
 }
 
 fn time(ms: u64) -> String {
@@ -173,8 +208,13 @@ fn line(e: &HistoryEntry) -> String {
     }
     for t in &e.transactions {
         s.push_str(&format!(
-            "\n    tx {} nonce {} max fee {} wei tip {} wei replacement {}: {}",
-            t.hash, t.nonce, t.max_fee_wei, t.priority_fee_wei, t.replacement, t.status
+            "\n    tx {} nonce {} max fee {} tip {} replacement {}: {}",
+            t.hash,
+            t.nonce,
+            gwei(&t.max_fee_wei),
+            gwei(&t.priority_fee_wei),
+            t.replacement,
+            t.status
         ));
         if let Some(d) = &t.detail {
             s.push_str(&format!(" ({d})"));

@@ -22,6 +22,9 @@ const STARTER_BRIDGE: &str = include_str!("../policies/starter/bridge.toml");
 const STARTER_LENDING: &str = include_str!("../policies/starter/lending.toml");
 const STARTER_VAULT: &str = include_str!("../policies/starter/vault.toml");
 const STARTER_AMM: &str = include_str!("../policies/starter/amm.toml");
+const STARTER_AAVE_V3: &str = include_str!("../policies/starter/aave-v3.toml");
+
+mod aave;
 const KEYS_EXAMPLE: &str = include_str!("../keys.example");
 
 /// A protocol shape: its starter pack, placeholder metrics and pause actions.
@@ -34,7 +37,7 @@ struct Shape {
     actions: &'static [(&'static str, &'static str, &'static str)],
 }
 
-const SHAPES: [Shape; 4] = [
+const SHAPES: [Shape; 5] = [
     Shape {
         name: "bridge",
         pack: STARTER_BRIDGE,
@@ -46,15 +49,15 @@ const SHAPES: [Shape; 4] = [
                 r#"{ kind = "event_count", address = "{target}", event = "Process(bytes32 indexed messageHash, bool indexed success, bytes indexed returnData)" }"#,
             ),
             (
-                "bridge.outflow",
+                "bridge.outflow.token",
                 "token",
-                "value released per block",
+                "value of one token released per block (one pair per token: rename `token` to its symbol)",
                 r#"{ kind = "event_sum", address = "{target}", event = "Withdraw(address indexed to, uint256 amount)", field = "amount", decimals = 18 }"#,
             ),
             (
-                "bridge.liquidity",
+                "bridge.liquidity.token",
                 "token",
-                "value locked in the bridge",
+                "value of that token locked in the bridge",
                 r#"{ kind = "erc20_balance", token = "0x<token>", holder = "{target}", decimals = 18 }"#,
             ),
         ],
@@ -69,40 +72,52 @@ const SHAPES: [Shape; 4] = [
         pack: STARTER_LENDING,
         metrics: &[
             (
-                "lending.collateral_price",
+                "lending.price.asset",
                 "USD",
-                "price the market's own oracle gives the main collateral",
+                "price the market's own oracle gives the asset (one set of `.asset` metrics per asset: rename `asset` to its symbol)",
                 r#"{ kind = "oracle_answer", feed = "0x<market's feed>", decimals = 8 }"#,
             ),
             (
-                "lending.reference_price",
+                "lending.reference_price.asset",
                 "USD",
                 "an independent price for the same asset",
                 r#"{ kind = "oracle_answer", feed = "0x<another feed>", decimals = 8 }"#,
             ),
             (
-                "lending.oracle_age",
+                "lending.oracle_age.asset",
                 "seconds",
-                "seconds since the market's oracle last updated",
+                "seconds since the market's oracle for the asset last updated",
                 r#"{ kind = "oracle_age", feed = "0x<market's feed>" }"#,
             ),
             (
-                "lending.utilization",
+                "lending.utilization.asset",
                 "percent points",
                 "borrowed / supplied, 0 to 100",
                 r#"{ kind = "call", to = "{target}", signature = "utilizationBps()(uint256)", decimals = 2 }"#,
             ),
             (
-                "lending.new_borrows",
+                "lending.new_borrows.asset",
                 "borrowed token",
                 "amount borrowed in the block (0 when none)",
                 r#"{ kind = "event_sum", address = "{target}", event = "Borrow(address indexed account, uint256 amount)", field = "amount", decimals = 18 }"#,
             ),
             (
-                "lending.available_liquidity",
+                "lending.available_liquidity.asset",
                 "borrowed token",
                 "amount that can still be borrowed or withdrawn",
                 r#"{ kind = "erc20_balance", token = "0x<borrowed token>", holder = "{target}", decimals = 18 }"#,
+            ),
+            (
+                "lending.borrowed_usd",
+                "USD",
+                "value borrowed in the block over all assets (0 when none)",
+                r#"{ kind = "call", to = "0x<market's USD accounting>", signature = "<borrowed value in the block>()(uint256)", decimals = 18 }"#,
+            ),
+            (
+                "lending.liquidity_usd",
+                "USD",
+                "value that can still be borrowed over all assets",
+                r#"{ kind = "call", to = "0x<market's USD accounting>", signature = "<available liquidity value>()(uint256)", decimals = 18 }"#,
             ),
             (
                 "lending.bad_debt",
@@ -208,6 +223,7 @@ const SHAPES: [Shape; 4] = [
         ],
         actions: &[("pause-pool", "Pause swaps, mints and burns of the pool", "")],
     },
+    aave::SHAPE,
 ];
 
 /// The answers `init` needs.
@@ -271,7 +287,7 @@ fn answers(args: &InitArgs, mut ask: Option<Ask<'_>>) -> Result<Answers, InitErr
     };
     let shape = get(
         "--shape",
-        "Protocol shape (bridge, lending, vault, amm)",
+        "Protocol shape (bridge, lending, vault, amm, aave-v3)",
         args.shape.clone(),
         None,
     );
@@ -348,7 +364,7 @@ fn answers(args: &InitArgs, mut ask: Option<Ask<'_>>) -> Result<Answers, InitErr
     let shape = shape.trim().to_string();
     if !SHAPES.iter().any(|s| s.name == shape) {
         return Err(InitError::Answer(format!(
-            "shape `{shape}`: one of bridge, lending, vault, amm"
+            "shape `{shape}`: one of bridge, lending, vault, amm, aave-v3"
         )));
     }
     let network = network.trim().to_string();
@@ -530,6 +546,9 @@ executor = "module"
 "#
         ));
     }
+    if shape.name == aave::NAME {
+        s.push_str(&aave::extra_actions(&target));
+    }
     let guardians: Vec<String> = a
         .guardians
         .iter()
@@ -556,6 +575,9 @@ verify_before_run = true
         safe = a.safe.to_checksum(None),
         guardians = guardians.join(", "),
     ));
+    if shape.name == aave::NAME {
+        s.push_str(aave::SETUP_LINES);
+    }
     s
 }
 

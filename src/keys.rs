@@ -15,8 +15,12 @@
 //!   never quote what was read (a malformed key is not echoed back, not even a
 //!   character of it);
 //! - key and passphrase files readable by group or others are refused;
-//! - nothing is created or defaulted: a missing key stops the start, it never
-//!   falls back to another one.
+//! - nothing is created or defaulted: a missing key is an error naming it (in
+//!   `run`, the executors needing it cannot act and `/readyz` is not ready),
+//!   never a fall back to another one;
+//! - a keystore's KDF parameters are checked before any derivation: above
+//!   [`SCRYPT_LIMIT`] or [`PBKDF2_LIMIT`] it is refused, naming the file, so a
+//!   keystore cannot hang the start; ethers v5's `"Crypto"` casing is accepted.
 //!
 //! ## Remote signers (extension point)
 //!
@@ -82,6 +86,16 @@ pub enum KeyError {
         key: String,
         path: PathBuf,
         reason: &'static str,
+    },
+    #[error(
+        "key `{key}`: keystore {} asks for {what}, above the most guardian derives ({limit}); re-encrypt it with standard parameters (geth's or eth-account's defaults)",
+        path.display()
+    )]
+    KdfTooCostly {
+        key: String,
+        path: PathBuf,
+        what: String,
+        limit: &'static str,
     },
     #[error("key `{key}`: environment variable {var} (the keystore passphrase) is not set")]
     MissingPassphrase { key: String, var: String },
@@ -294,10 +308,124 @@ fn from_keystore(
     env: &dyn Env,
 ) -> Result<Key, KeyError> {
     check_private_file(name, path)?;
+    let normalized = check_keystore(name, path)?;
     let pass = passphrase(name, src, env)?;
-    let signer = PrivateKeySigner::decrypt_keystore(path, pass.expose_secret().as_bytes())
-        .map_err(|e| keystore_error(name, path, e))?;
-    Ok(Key::local(name, signer))
+    let decrypted = match &normalized {
+        // ethers v5 writes `"Crypto"`: decrypted from a private copy with the standard casing.
+        Some(json) => decrypt_copy(name, path, json, pass.expose_secret().as_bytes()),
+        None => PrivateKeySigner::decrypt_keystore(path, pass.expose_secret().as_bytes())
+            .map_err(|e| keystore_error(name, path, e)),
+    };
+    Ok(Key::local(name, decrypted?))
+}
+
+/// The most scrypt work guardian derives: `n` at most 2^18 (geth's standard),
+/// `r` at most 8, `p` at most 8, and `n * r * p` at most 2^24 (under 16 s and
+/// 256 MiB on a small machine).
+pub const SCRYPT_LIMIT: &str = "scrypt n <= 2^18, r <= 8, p <= 8, n*r*p <= 2^24";
+/// The most PBKDF2 work guardian derives: at most 10,000,000 iterations
+/// (eth-account's default is 1,000,000).
+pub const PBKDF2_LIMIT: &str = "pbkdf2 c <= 10000000";
+
+/// Reads the keystore's KDF parameters and refuses, before any derivation,
+/// those above [`SCRYPT_LIMIT`] / [`PBKDF2_LIMIT`] or not a keystore at all.
+/// `Some(json)` when the file needs its casing normalised (ethers v5's `"Crypto"`).
+fn check_keystore(name: &str, path: &Path) -> Result<Option<String>, KeyError> {
+    let bad = |reason| KeyError::BadKeystore {
+        key: name.into(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = fs::read_to_string(path).map_err(|e| KeyError::Unreadable {
+        key: name.into(),
+        path: path.to_path_buf(),
+        kind: e.kind(),
+    })?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| bad("malformed JSON"))?;
+    let obj = json.as_object_mut().ok_or(bad("not a JSON object"))?;
+    let renamed = !obj.contains_key("crypto") && obj.contains_key("Crypto");
+    if renamed && let Some(c) = obj.remove("Crypto") {
+        obj.insert("crypto".into(), c);
+    }
+    let crypto = obj.get("crypto").ok_or(bad("no `crypto` section"))?;
+    let kdf = crypto
+        .get("kdf")
+        .and_then(|k| k.as_str())
+        .ok_or(bad("no `kdf`"))?;
+    let params = crypto.get("kdfparams").ok_or(bad("no `kdfparams`"))?;
+    let num = |k: &str| params.get(k).and_then(serde_json::Value::as_u64);
+    let too = |what: String, limit| KeyError::KdfTooCostly {
+        key: name.into(),
+        path: path.to_path_buf(),
+        what,
+        limit,
+    };
+    match kdf {
+        "scrypt" => {
+            let (n, r, p) = (
+                num("n").ok_or(bad("scrypt without `n`"))?,
+                num("r").ok_or(bad("scrypt without `r`"))?,
+                num("p").ok_or(bad("scrypt without `p`"))?,
+            );
+            let work = n.saturating_mul(r).saturating_mul(p);
+            if n > 1 << 18 || r > 8 || p > 8 || work > 1 << 24 {
+                return Err(too(
+                    format!("scrypt n = {n}, r = {r}, p = {p}"),
+                    SCRYPT_LIMIT,
+                ));
+            }
+        }
+        "pbkdf2" => {
+            let c = num("c").ok_or(bad("pbkdf2 without `c`"))?;
+            if c > 10_000_000 {
+                return Err(too(format!("pbkdf2 c = {c}"), PBKDF2_LIMIT));
+            }
+        }
+        _ => return Err(bad("unsupported KDF (scrypt or pbkdf2 only)")),
+    }
+    if num("dklen").is_some_and(|d| d != 32) {
+        return Err(bad("unsupported KDF parameters (dklen must be 32)"));
+    }
+    Ok(renamed.then(|| json.to_string()))
+}
+
+/// Decrypts `json` (the keystore with its casing normalised) through a copy
+/// only the owner can read, removed right after. The copy holds nothing the
+/// original does not: the key inside is still encrypted.
+fn decrypt_copy(
+    name: &str,
+    path: &Path,
+    json: &str,
+    pass: &[u8],
+) -> Result<PrivateKeySigner, KeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let unreadable = |kind| KeyError::Unreadable {
+        key: name.into(),
+        path: path.to_path_buf(),
+        kind,
+    };
+    let copy = std::env::temp_dir().join(format!(
+        "guardian-keystore-{}-{}.json",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&copy)
+        .map_err(|e| unreadable(e.kind()))?;
+    let written = f.write_all(json.as_bytes());
+    drop(f);
+    let out = written.map_err(|e| unreadable(e.kind())).and_then(|()| {
+        PrivateKeySigner::decrypt_keystore(&copy, pass).map_err(|e| keystore_error(name, path, e))
+    });
+    let _ = fs::remove_file(&copy);
+    out
 }
 
 fn keystore_error(name: &str, path: &Path, e: alloy::signers::local::LocalSignerError) -> KeyError {

@@ -50,12 +50,20 @@
 //! Transaction Builder batch) and verifies it on chain, and `run` checks it
 //! before starting.
 
+/// A line for the operator on stderr: plain text, or one JSON object (like
+/// every log line) under `--log-format json`.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::cli::say_line(&format!($($arg)*)) };
+}
+
 pub mod alerts;
 pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod demo;
+pub mod devnet;
 pub mod executor;
 pub mod explain;
 pub mod guard;
@@ -68,6 +76,8 @@ pub mod observe;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;
+pub mod report;
+pub mod review;
 pub mod scenario;
 pub mod setup;
 pub mod source;

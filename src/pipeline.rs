@@ -31,6 +31,8 @@
 //! - **Failure policy** (README): an executor whose node cannot be reached, or
 //!   whose key is missing, is alerted and retried per trip; watching goes on.
 
+mod gate;
+
 use std::collections::{HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -277,6 +279,8 @@ pub async fn run(
     let mut executors: HashMap<String, Executors> = HashMap::new();
     // ops: networks whose executors could not connect yet; the executors' delivery events (for latencies).
     let mut unavailable: HashSet<String> = HashSet::new();
+    // ops: why each unavailable network's executors could not connect (for /readyz).
+    let mut unavailable_why: HashMap<String, String> = HashMap::new();
     let (sent_tx, mut sent_rx) = mpsc::channel::<crate::executor::DeliveryEvent>(256);
     for def in config.executors.values() {
         let Some(net) = def.network.as_deref() else {
@@ -307,6 +311,7 @@ pub async fn run(
                 Err(e @ (ExecError::Rpc { .. } | ExecError::MissingKey { .. })) => {
                     tracing::error!(target: "guardian::executor", network = %net, error = %e, "executors unavailable; watching anyway, retrying on the next trip");
                     options.probe.executor_unavailable(net, &e.to_string());
+                    unavailable_why.insert(net.to_string(), e.to_string());
                     unavailable.insert(net.to_string());
                 }
                 Err(e) => return Err(e.into()),
@@ -365,7 +370,24 @@ pub async fn run(
     };
     let replica = config.journal.as_ref().and_then(|j| j.replica);
     let stagger = config.journal.as_ref().map_or(0, |j| j.replica_stagger_ms);
-    let warmup = config.journal.as_ref().map_or(0, |j| j.warmup_blocks);
+    // Re-read as much history as the longest window needs (bounded), so a restart resumes warm.
+    let needs = crate::policy::warmup::warmups(&policies);
+    let replay_from: Vec<Option<u64>> = networks
+        .iter()
+        .zip(&start_after)
+        .map(|(net, last)| {
+            last.map(|l| (l + 1).saturating_sub(reread_blocks(&config, net, &needs)))
+        })
+        .collect();
+    // The mode each replayed, already-decided trip was decided in.
+    let mut decided_modes = vec![HashMap::new(); networks.len()];
+    if let Some(j) = &journal {
+        for (i, net) in networks.iter().enumerate() {
+            if let (Some(from), Some(_)) = (replay_from[i], resume[i]) {
+                decided_modes[i] = j.decided_modes_after(net, from.saturating_sub(1))?;
+            }
+        }
+    }
 
     let mut recorder = match &options.record {
         Some(path) => {
@@ -394,15 +416,21 @@ pub async fn run(
     let probe = options.probe.clone();
     probe.policies(&policies);
     probe.watching(&networks, true);
+    // ops (issue #13): the head-age limit and quorum check before an action.
+    let mut gate = gate::Gate {
+        nets: Vec::with_capacity(networks.len()),
+        probe: probe.clone(),
+    };
     for (i, net) in networks.iter().enumerate() {
         let mut watcher_options = options.watcher.clone();
         watcher_options.probe = probe.clone();
-        if let Some(last) = start_after[i] {
-            // Re-read a few blocks before the resume point so policy windows refill;
+        if let Some(from) = replay_from[i] {
+            // Re-read blocks before the resume point so policy windows refill;
             // the engine does not act on their trips again.
-            watcher_options.start_block = Some((last + 1).saturating_sub(warmup));
+            watcher_options.start_block = Some(from);
         }
         let watcher = Watcher::new(&config, net, watcher_options)?;
+        gate.nets.push(net_gate(&config, &watcher).await?);
         // Each watcher's events are tagged with its network on the way to the engine.
         let (out, mut tagged) = mpsc::channel::<WatchEvent>(options.channel_capacity);
         let events = events_tx.clone();
@@ -423,6 +451,28 @@ pub async fn run(
     }
     drop(events_tx);
 
+    // ops: ready means able to act: keys, balances and endpoints of enforce executors.
+    if config.mode == crate::policy::model::Mode::Enforce {
+        mark_missing_keys(&config, &keys, &probe);
+        for def in config.executors.values() {
+            if let Some(n) = def.network.as_deref().filter(|n| unavailable.contains(*n))
+                && def.kind.key_names().iter().all(|k| keys.contains_key(*k))
+            {
+                let why = format!(
+                    "its network's executors could not connect: {}",
+                    unavailable_why.get(n).map_or("", String::as_str)
+                );
+                probe.executor_able(&def.name, n, Err(&why));
+            }
+        }
+        let (execs, token, p) = (executors.clone(), cancel.clone(), probe.clone());
+        let actions = config.actions.clone();
+        tasks.spawn(async move {
+            recheck_executors(execs, actions, p, token).await;
+            ("readiness", Ok(()))
+        });
+    }
+
     // Engine: samples in, trips out. Stops at once on cancellation.
     let mut engine = Engine::new(policies, config.mode);
     let engine_cancel = cancel.clone();
@@ -431,10 +481,13 @@ pub async fn run(
     let engine_probe = probe.clone();
     let mut reload = options.reload.clone();
     let mode = config.mode;
+    let engine_networks = networks.clone();
+    let block_times: Vec<u64> = networks.iter().map(|n| block_time_ms(&config, n)).collect();
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
         // What-if trips already sent, per (network, policy), with the block they were for.
         let mut what_if_sent: HashMap<(usize, String), u64> = HashMap::new();
+        let mut readiness = Readiness::new(engine.policies(), &engine_probe);
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
         // remembers a limited reorg depth too).
         let mut recent: std::collections::VecDeque<(String, String, u64)> = std::collections::VecDeque::new();
@@ -447,6 +500,7 @@ pub async fn run(
                     tracing::warn!(target: "guardian::engine", policies = set.policies.len(), "policies reloaded; metric windows restart from the next sample");
                     engine_probe.policies(&set);
                     engine_probe.reload(set.policies.len(), &[]);
+                    readiness = Readiness::new(&set, &engine_probe);
                     engine = Engine::new(set, mode);
                     continue;
                 }
@@ -511,6 +565,7 @@ pub async fn run(
             // A restart replays mined blocks from before its resume point: their trips
             // were decided then. Pending and watchdog trips are live, never replays.
             let last = resume[network];
+            let mut replayed = Vec::new();
             trips.retain(|t| {
                 let done = origin == TripOrigin::Block
                     && (last.is_some_and(|l| t.block <= l)
@@ -518,10 +573,36 @@ pub async fn run(
                             && decided[network].contains(&(t.policy.clone(), t.block))));
                 if done {
                     tracing::debug!(target: "guardian::engine", policy = %t.policy, block = t.block, "trip already decided before the restart: not decided again");
+                    // Decided in this mode: it holds the same incident only. Otherwise
+                    // (dry-run then, enforce now; or never decided) it holds nothing.
+                    let same = decided_modes[network].get(&(t.policy.clone(), t.block)) == Some(&t.mode);
+                    replayed.push((t.policy.clone(), same));
                 }
                 !done
             });
+            for (policy, same_mode) in replayed {
+                engine.replayed_trip(&policy, same_mode);
+            }
+            let network_name = engine_networks.get(network).map_or("", String::as_str);
+            let live = |block: u64| last.is_none_or(|l| block > l);
+            let mut held = Vec::new();
+            engine.drain_held(|h| held.push(h));
+            for h in held.iter().filter(|h| live(h.block)) {
+                report_held(&engine_probe, engine.policies(), network_name, h);
+            }
+            if let WatchEvent::Block(snapshot) = &event {
+                let at = (snapshot.number, snapshot.time_ms);
+                readiness.update(at, live(snapshot.number), block_times[network], &engine_probe);
+            }
             let mut gone = false;
+            if let WatchEvent::Block(snapshot) = &event {
+                // Held actions this block's re-check confirms go first.
+                for item in gate.on_block(network, snapshot).await {
+                    if trips_tx.send(item).await.is_err() {
+                        gone = true;
+                    }
+                }
+            }
             for trip in trips {
                 tracing::warn!(target: "guardian::engine", policy = %trip.policy, block = trip.block, action = %trip.action, "policy tripped: {}", trip.summary);
                 if recent.len() == 1024 {
@@ -535,6 +616,9 @@ pub async fn run(
                     network,
                     origin,
                     pending: pending.as_ref().map(|p| p.hash),
+                };
+                let Some(item) = gate.admit(network, origin, item, engine.policies()).await else {
+                    continue;
                 };
                 if trips_tx.send(item).await.is_err() {
                     gone = true;
@@ -585,7 +669,13 @@ pub async fn run(
                 continue;
             };
             tracing::warn!(target: "guardian::journal", decision_id = u.decision_id, policy = %u.policy, txs = u.txs.len(), "following an action a previous run left in flight");
-            let result = exec.follow(&u.executor, &u.effect, &u.txs).await;
+            let net = executor_networks.get(&u.executor).map_or("", String::as_str);
+            guard_probe.decision_context(u.decision_id, &u.policy, net, None);
+            let result = until_shutdown(&guard_cancel, exec, exec.follow(&u.executor, &u.effect, &u.txs)).await;
+            if matches!(result, Err(ExecError::ShutDown)) {
+                // ops: left in flight: the journal keeps it for the next start.
+                return ("guard", Ok(()));
+            }
             if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, u.decision_id, result).await {
                 return ("guard", Err(e));
             }
@@ -635,6 +725,9 @@ pub async fn run(
                             e.set_tx_log(j.clone());
                         }
                         unavailable.remove(n);
+                        for r in e.readiness().await {
+                            guard_probe.executor_able(&r.executor, n, r.problem.as_deref().map_or(Ok(()), Err));
+                        }
                         executors.insert(n.clone(), e);
                     }
                     Ok(Err(e)) => guard_probe.executor_unavailable(n, &e.to_string()),
@@ -642,12 +735,17 @@ pub async fn run(
                 }
             }
             let exec = exec_network.and_then(|n| executors.get(n));
+            let late = actions.get(&trip.action).and_then(|a| too_old(&trip, a));
             // Without an executor (an alert-only configuration, an action not in the
             // allow-list, an executor that cannot connect) the guard still decides, and
             // every trip gets a decision.
-            let decision = match exec {
-                Some(exec) => guard.review(&trip, exec).instrument(span.clone()).await,
-                None => guard.review(&trip, &NoExecutor).instrument(span.clone()).await,
+            let decision = match (late, exec) {
+                (Some((age_ms, max_ms)), _) => {
+                    guard_probe.stale_trigger(&trip.policy, &trip.action, trip.block, age_ms, max_ms);
+                    guard.refuse_late(&trip, age_ms, max_ms)
+                }
+                (None, Some(exec)) => guard.review(&trip, exec).instrument(span.clone()).await,
+                (None, None) => guard.review(&trip, &NoExecutor).instrument(span.clone()).await,
             };
             span.record("decision_id", decision.decision_id);
             let entered = span.enter();
@@ -666,6 +764,8 @@ pub async fn run(
             tracing::warn!(target: "guardian::guard", decision_id = decision.decision_id, policy = %decision.policy, block = decision.block, "decision: {outcome}");
             let decision_id = decision.decision_id;
             let approved = matches!(decision.outcome, Outcome::Approved(_));
+            // ops: the trip's alert carries its decision; a refusal's follows it.
+            guard_probe.decided(&trip, network_name, &decision, pending_tx);
             drop(entered);
             emit(report.as_ref(), &guard_probe, Report::Decision {
                 decision_id,
@@ -678,6 +778,7 @@ pub async fn run(
             .await;
             // An approval passed preflight, which only an executor can do.
             if let (Some(approved), Some(exec)) = (decision.into_approved(), exec) {
+                let (approved_action, approved_mode) = (approved.action().to_string(), approved.mode());
                 // Replicas: replica k lets the ones before it act first, then looks again.
                 let mut stood_down = None;
                 if let Some(k) = replica
@@ -696,8 +797,12 @@ pub async fn run(
                         tracing::warn!(target: "guardian::executor", decision_id, replica, "stood down: {detail}");
                         Ok(Execution::StoodDown { detail })
                     }
-                    None => exec.execute(approved, urgency).instrument(span.clone()).await,
+                    None => until_shutdown(&guard_cancel, exec, exec.execute(approved, urgency).instrument(span.clone())).await,
                 };
+                if matches!(result, Err(ExecError::ShutDown)) {
+                    // ops: left in flight: the journal keeps it, and the next start follows it.
+                    return ("guard", Ok(()));
+                }
                 let done_at = std::time::Instant::now();
                 // Every event of this execution is queued by now (the executor try_sends them).
                 let mut first_sent = None;
@@ -712,6 +817,10 @@ pub async fn run(
                     first_sent.map(|t| t.saturating_duration_since(tripped_at)),
                     first_sent.filter(|_| matches!(result, Ok(Execution::Landed { .. }))).map(|t| done_at.saturating_duration_since(t)),
                 );
+                if result.is_err() && first_sent.is_none() {
+                    // Nothing was sent: the cooldowns must not hold back the next attempt.
+                    guard.not_sent(&approved_action, approved_mode, trip.time_ms);
+                }
                 let _entered = span.enter();
                 if let Err(e) = finish(journal.as_deref(), report.as_ref(), &guard_probe, decision_id, result).await {
                     return ("guard", Err(e));
@@ -748,6 +857,119 @@ pub async fn run(
     outcome
 }
 
+/// ops (issue #13): a network's gate: its `max_head_age`, and its quorum when configured.
+async fn net_gate(config: &Config, watcher: &Watcher) -> Result<gate::NetGate, RunError> {
+    let mut g = gate::NetGate::new(watcher.network().to_string(), watcher.health());
+    let Some(net) = config.networks.get(watcher.network()) else {
+        return Ok(g);
+    };
+    g.max_head_age = net
+        .watch
+        .max_head_age_ms
+        .map(std::time::Duration::from_millis);
+    g.block_time = net.block_time_ms.map(std::time::Duration::from_millis);
+    if let Some(need) = net.watch.quorum {
+        let tolerance = net
+            .watch
+            .quorum_tolerance
+            .unwrap_or(crate::source::chain::quorum::DEFAULT_TOLERANCE);
+        g.quorum =
+            Some(crate::source::chain::quorum::Quorum::connect(watcher, need, tolerance).await?);
+    }
+    Ok(g)
+}
+
+/// ops: runs a delivery; once `cancel` fires, the executor is asked to stop
+/// (it ends within [`crate::executor::SHUTDOWN_GRACE`] plus one RPC deadline,
+/// whatever the endpoints do; the journal keeps what was sent).
+async fn until_shutdown<F>(cancel: &CancellationToken, exec: &Executors, delivery: F) -> F::Output
+where
+    F: std::future::Future,
+{
+    tokio::pin!(delivery);
+    tokio::select! {
+        out = &mut delivery => out,
+        () = cancel.cancelled() => {
+            exec.shut_down();
+            delivery.await
+        }
+    }
+}
+
+/// A trip older than its action's `max_trigger_age` (by the wall clock, from
+/// its block's time), unless the action is a pause allowed to act late:
+/// `Some((age_ms, max_ms))`. After a restart the engine re-reads the missed
+/// blocks in order, so a condition that still holds trips again on a recent
+/// block, which is acted on; one that no longer holds (drained, then
+/// refilled) does not.
+fn too_old(trip: &Trip, action: &crate::config::ActionDef) -> Option<(u64, u64)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let age = now.saturating_sub(trip.time_ms);
+    let max = action.timing.max_trigger_age_ms;
+    if age <= max {
+        return None;
+    }
+    if action.kind == crate::config::ActionKind::Pause && action.timing.act_if_late {
+        tracing::warn!(target: "guardian::guard", policy = %trip.policy, block = trip.block, age_ms = age, max_ms = max, "the trip is older than max_trigger_age; the pause acts anyway (act_if_late)");
+        return None;
+    }
+    Some((age, max))
+}
+
+/// ops: executors whose key could not be loaded cannot act: not ready, alerted.
+fn mark_missing_keys(config: &Config, keys: &HashMap<String, Key>, probe: &crate::observe::Probe) {
+    for def in config.executors.values() {
+        if let Some(k) = def
+            .kind
+            .key_names()
+            .into_iter()
+            .find(|k| !keys.contains_key(*k))
+        {
+            let why = format!("key `{k}` is missing or could not be loaded");
+            probe.executor_able(&def.name, def.network.as_deref().unwrap_or(""), Err(&why));
+        }
+    }
+}
+
+/// ops: how often an executor's balance and endpoints are re-checked.
+pub const EXECUTOR_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// ops: every [`EXECUTOR_RECHECK`] (and at once), whether each connected
+/// executor can act: an endpoint answers, the balance covers the reserve
+/// (`low-balance` below twice the reserve), every pause without a getter
+/// targets code. Ends on cancellation.
+async fn recheck_executors(
+    executors: HashMap<String, Executors>,
+    actions: std::collections::BTreeMap<String, crate::config::ActionDef>,
+    probe: crate::observe::Probe,
+    cancel: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        for (net, exec) in &executors {
+            for r in exec.readiness().await {
+                probe.executor_able(&r.executor, net, r.problem.as_deref().map_or(Ok(()), Err));
+                if r.low() {
+                    probe.low_balance(&r.executor, net, r.balance_wei.unwrap_or(0), r.reserve_wei);
+                }
+            }
+            if first {
+                for (action, why) in exec.unobservable(&actions).await {
+                    tracing::error!(target: "guardian::executor", action = %action, "{why}");
+                    probe.executor_able(&format!("action {action}"), net, Err(&why));
+                }
+            }
+        }
+        first = false;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(EXECUTOR_RECHECK) => {}
+        }
+    }
+}
+
 /// The chain as the guard sees it for an action with no executor on a
 /// connected network: nothing can be read or simulated, so nothing is approved.
 struct NoExecutor;
@@ -782,7 +1004,7 @@ async fn finish(
 ) -> Result<(), RunError> {
     let item = match &result {
         Ok(execution) => {
-            tracing::warn!(target: "guardian::executor", decision_id, "executed: {execution:?}");
+            tracing::warn!(target: "guardian::executor", decision_id, "executed: {}", describe_execution(execution));
             Report::Executed {
                 decision_id,
                 execution: execution.clone(),
@@ -802,4 +1024,158 @@ async fn finish(
     };
     emit(report, probe, item).await;
     written.map_err(RunError::from)
+}
+
+/// ops: blocks a restart re-reads on `network` before its resume point: what
+/// the policies' longest window needs, at least `warmup_blocks`, at most
+/// `max_warmup_blocks`.
+fn reread_blocks(config: &Config, network: &str, needs: &[crate::policy::warmup::WarmUp]) -> u64 {
+    let Some(j) = &config.journal else { return 0 };
+    let block_time = block_time_ms(config, network);
+    let need = needs
+        .iter()
+        .map(|w| w.in_blocks(block_time))
+        .max()
+        .unwrap_or(0);
+    // One more than the window: a change over N blocks compares with the block N before.
+    need.saturating_add(1)
+        .max(j.warmup_blocks)
+        .min(j.max_warmup_blocks.max(j.warmup_blocks))
+}
+
+/// ops: the network's block time (`block_time`), or one second when not
+/// configured: a guess on the short side re-reads more, never too little.
+fn block_time_ms(config: &Config, network: &str) -> u64 {
+    config
+        .networks
+        .get(network)
+        .and_then(|n| n.block_time_ms)
+        .unwrap_or(1_000)
+}
+
+/// ops: a new incident a policy's cooldown held back: counted, logged and
+/// alerted one severity lower than the policy's, with the reason.
+fn report_held(
+    probe: &crate::observe::Probe,
+    set: &PolicySet,
+    network: &str,
+    held: &crate::policy::eval::Held,
+) {
+    let reason = match held.ready() {
+        (Some(block), _) => format!(
+            "its cooldown of {} after the trip at block {} runs until block {block}",
+            held.cooldown, held.last_trip.0
+        ),
+        (_, Some(ms)) => format!(
+            "its cooldown of {} after the trip at block {} runs until {}",
+            held.cooldown,
+            held.last_trip.0,
+            crate::alerts::payload::iso8601(ms)
+        ),
+        (None, None) => format!("its cooldown of {}", held.cooldown),
+    };
+    tracing::warn!(target: "guardian::engine", policy = %held.policy, block = held.block, network, "policy held, not tripped: the condition holds again but {reason}");
+    let severity = set
+        .policies
+        .iter()
+        .find(|p| p.id == held.policy)
+        .map_or(crate::policy::Severity::Warning, |p| p.severity);
+    probe.held(&held.policy, network, held.block, severity, &reason);
+}
+
+/// ops: per policy, whether its windows hold enough history to trip; a policy
+/// still blind when live blocks arrive says so, once, with the block it
+/// becomes able to trip at.
+struct Readiness {
+    policies: Vec<(String, crate::policy::warmup::WarmUp)>,
+    /// The first block (number, ms) this engine saw.
+    first: Option<(u64, u64)>,
+    /// Per policy: warm, and whether its blindness was announced.
+    state: Vec<(bool, bool)>,
+}
+
+impl Readiness {
+    fn new(set: &PolicySet, probe: &crate::observe::Probe) -> Self {
+        let needs = crate::policy::warmup::warmups(set);
+        let policies: Vec<_> = set
+            .policies
+            .iter()
+            .map(|p| p.id.clone())
+            .zip(needs)
+            .collect();
+        for (p, need) in &policies {
+            probe.policy_ready(p, need.is_none(), None);
+        }
+        let state = policies.iter().map(|(_, n)| (n.is_none(), false)).collect();
+        Self {
+            policies,
+            first: None,
+            state,
+        }
+    }
+
+    /// A block was processed at `at` (number, ms); `live`: not a re-read one.
+    fn update(
+        &mut self,
+        at: (u64, u64),
+        live: bool,
+        block_time_ms: u64,
+        probe: &crate::observe::Probe,
+    ) {
+        let first = *self.first.get_or_insert(at);
+        for ((policy, need), (warm, announced)) in self.policies.iter().zip(&mut self.state) {
+            if *warm {
+                continue;
+            }
+            if need.covered(first, at) {
+                *warm = true;
+                probe.policy_ready(policy, true, None);
+                if *announced {
+                    tracing::warn!(target: "guardian::engine", policy = %policy, block = at.0, "policy warm: its windows are full, it can trip from now on");
+                }
+                continue;
+            }
+            if live && !*announced {
+                *announced = true;
+                let until = first.0.saturating_add(need.in_blocks(block_time_ms));
+                probe.policy_ready(policy, false, Some(until));
+                tracing::warn!(target: "guardian::engine", policy = %policy, block = at.0, until, need = %need.describe(), "policy {policy} blind until block {until}: it needs {} of history and has {} blocks", need.describe(), at.0.saturating_sub(first.0));
+            }
+        }
+    }
+}
+
+/// ops: an execution as a person reads it: what happened, the transaction,
+/// fees in gwei.
+pub fn describe_execution(execution: &Execution) -> String {
+    match execution {
+        Execution::Landed {
+            tx,
+            block,
+            replacements,
+            fees,
+        } => format!(
+            "landed in block {block}, transaction {tx} (max fee {}, tip {}, {replacements} replacement{})",
+            crate::units::DisplayGwei(fees.max_fee),
+            crate::units::DisplayGwei(fees.priority_fee),
+            if *replacements == 1 { "" } else { "s" }
+        ),
+        Execution::DryRun { tx, .. } => {
+            format!("dry-run: transaction {tx} signed, not broadcast")
+        }
+        Execution::Proposed {
+            safe_tx_hash,
+            outbox_file,
+            posted,
+        } => format!(
+            "proposed: SafeTx {safe_tx_hash} written to {}{}",
+            outbox_file.display(),
+            if *posted {
+                " and posted to the Safe service"
+            } else {
+                ""
+            }
+        ),
+        Execution::StoodDown { detail } => format!("stood down: {detail}"),
+    }
 }

@@ -19,6 +19,9 @@ pub struct ReplaySummary {
     pub samples_used: u64,
     pub first_block: Option<u64>,
     pub last_block: Option<u64>,
+    /// How many times the block number changed from row to row, plus one: the
+    /// blocks actually read (a reorg's re-read blocks count again).
+    pub blocks_read: u64,
     pub first_time_ms: Option<u64>,
     pub last_time_ms: Option<u64>,
     /// Trips per policy id, in policy order (zeros included).
@@ -45,6 +48,7 @@ impl ReplaySummary {
             "samples_ignored": self.samples_read - self.samples_used,
             "first_block": self.first_block,
             "last_block": self.last_block,
+            "blocks_read": self.blocks_read,
             "first_time_ms": self.first_time_ms,
             "last_time_ms": self.last_time_ms,
             "trips_total": self.trips_total(),
@@ -66,6 +70,9 @@ pub fn replay<R: BufRead>(
     let mut summary = ReplaySummary::default();
     while let Some(row) = reader.next_row()? {
         summary.samples_read += 1;
+        if summary.last_block != Some(row.block) {
+            summary.blocks_read += 1;
+        }
         summary.first_block.get_or_insert(row.block);
         summary.first_time_ms.get_or_insert(row.time_ms);
         summary.last_block = Some(row.block);
@@ -99,6 +106,28 @@ pub fn replay<R: BufRead>(
         .map(|(i, _)| set.metric_names[i].clone())
         .collect();
     Ok(summary)
+}
+
+/// Instantiates `set`'s templates over the metric names `trace` carries
+/// (for replays without a configuration, whose templates have no instances
+/// yet); what could not be instantiated is added to `set.warnings`.
+pub fn instantiate_from_trace(
+    set: &mut crate::policy::PolicySet,
+    trace: &std::path::Path,
+) -> Result<(), TraceError> {
+    if set.templates.is_empty() || set.templates.iter().all(|t| !t.instances.is_empty()) {
+        return Ok(());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut reader = TraceReader::open(trace)?;
+    while let Some(row) = reader.next_row()? {
+        if !names.contains(row.metric) {
+            names.insert(row.metric.to_string());
+        }
+    }
+    let found = set.instantiate(names.iter().map(String::as_str));
+    set.warnings.extend(found.notes);
+    Ok(())
 }
 
 /// A trip as one `--json` line (trace-format spec: policy, block, time_ms, action, severity, evidence).

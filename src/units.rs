@@ -311,3 +311,44 @@ mod tests {
         assert!(parse_alarm_rate("1/0s").is_err());
     }
 }
+
+/// A wei amount in gwei as people read it: `"3.375 gwei"`, `"50 gwei"`,
+/// `"0.000000001 gwei"` (exact to the wei, trailing zeros dropped).
+#[derive(Debug, Clone, Copy)]
+pub struct DisplayGwei(pub u128);
+
+impl fmt::Display for DisplayGwei {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, frac) = (self.0 / 1_000_000_000, self.0 % 1_000_000_000);
+        if frac == 0 {
+            return write!(f, "{whole} gwei");
+        }
+        let digits = format!("{frac:09}");
+        write!(f, "{whole}.{} gwei", digits.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod gwei_tests {
+    use super::DisplayGwei;
+
+    #[test]
+    fn gwei_print_exactly() {
+        assert_eq!(DisplayGwei(3_375_000_000).to_string(), "3.375 gwei");
+        assert_eq!(DisplayGwei(50_000_000_000).to_string(), "50 gwei");
+        assert_eq!(DisplayGwei(1).to_string(), "0.000000001 gwei");
+    }
+}
+
+/// Unix milliseconds as a UTC time people read: `2026-12-01 01:52:35Z`.
+#[derive(Debug, Clone, Copy)]
+pub struct DisplayUnixMs(pub u64);
+
+impl fmt::Display for DisplayUnixMs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::DateTime::from_timestamp_millis(i64::try_from(self.0).unwrap_or(i64::MAX)) {
+            Some(t) => write!(f, "{}", t.format("%Y-%m-%d %H:%M:%SZ")),
+            None => write!(f, "{} ms", self.0),
+        }
+    }
+}

@@ -458,3 +458,80 @@ fn a_stale_condition_clears_when_its_metric_arrives_in_the_same_block() {
     ];
     assert!(run(&text, &rows).is_empty());
 }
+
+/// Issue 14: a cooldown is never silent, and a replayed trip never silences a
+/// new incident.
+mod cooldowns {
+    use super::*;
+    use guardian::policy::eval::Held;
+
+    const DROP: &str = "kind = \"threshold\"\nmetric = \"m\"\nop = \"<\"\nvalue = 5";
+
+    fn engine() -> Engine {
+        let text = policy_with("cooldown = \"50 blocks\"", DROP);
+        let set =
+            compile_str("test.toml", &text, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
+        Engine::new(set, Mode::Enforce)
+    }
+
+    /// Feeds one sample at `block`; returns (trips, holds).
+    fn feed(engine: &mut Engine, block: u64, value: f64) -> (Vec<u64>, Vec<Held>) {
+        let metric = engine.metric_id("m").unwrap();
+        let mut trips = Vec::new();
+        engine.on_sample(
+            Sample {
+                block,
+                time_ms: block * 12_000,
+                metric,
+                value,
+            },
+            &mut |t| trips.push(t.block),
+        );
+        let mut held = Vec::new();
+        engine.drain_held(|h| held.push(h));
+        (trips, held)
+    }
+
+    #[test]
+    fn a_new_incident_inside_the_cooldown_is_held_counted_and_reported_once() {
+        let mut e = engine();
+        assert_eq!(feed(&mut e, 100, 1.0).0, [100]);
+        // The same incident goes on: neither a trip nor a hold.
+        assert_eq!(feed(&mut e, 101, 1.0), (vec![], vec![]));
+        feed(&mut e, 102, 9.0);
+        // A new incident inside the 50-block cooldown: held, reported once.
+        let (trips, held) = feed(&mut e, 110, 1.0);
+        assert!(trips.is_empty());
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].block, held[0].last_trip.0), (110, 100));
+        assert_eq!(held[0].ready(), (Some(150), None));
+        assert!(feed(&mut e, 111, 1.0).1.is_empty(), "once per incident");
+        assert_eq!(e.stats().held, [1]);
+        // After the cooldown it trips again.
+        assert_eq!(feed(&mut e, 150, 1.0).0, [150]);
+    }
+
+    #[test]
+    fn a_replayed_trip_holds_its_own_incident_only() {
+        let mut e = engine();
+        assert_eq!(feed(&mut e, 100, 1.0).0, [100]);
+        // The caller says: that trip was decided before the restart, in this mode.
+        e.replayed_trip("p", true);
+        assert_eq!(
+            feed(&mut e, 101, 1.0),
+            (vec![], vec![]),
+            "same incident: decided"
+        );
+        feed(&mut e, 102, 9.0);
+        assert_eq!(feed(&mut e, 110, 1.0).0, [110], "a new incident trips");
+    }
+
+    #[test]
+    fn a_trip_replayed_from_another_mode_holds_nothing() {
+        let mut e = engine();
+        assert_eq!(feed(&mut e, 100, 1.0).0, [100]);
+        // Decided in dry-run, now enforce: not even the same incident is held.
+        e.replayed_trip("p", false);
+        assert_eq!(feed(&mut e, 101, 1.0).0, [101]);
+    }
+}

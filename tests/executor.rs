@@ -603,7 +603,7 @@ fn trip_at(action: &str, time_ms: u64) -> Trip {
     }
 }
 
-/// On a real chain: outside the allow-list, out of bounds, too large a change,
+/// On a real chain: outside the allow-list, too large a change,
 /// in the target's cooldown, over the rate limit — each refused with its reason,
 /// and nothing sent.
 #[tokio::test]
@@ -630,12 +630,7 @@ async fn the_guard_refuses_with_reasons_on_a_real_chain() {
             action: "sweep-funds".into()
         })
     );
-    let r = reject(
-        guard
-            .review(&trip_at("raise-cap-too-far", 1_000), &exec)
-            .await,
-    );
-    assert!(matches!(r, Some(Rejection::OutOfBounds { .. })), "{r:?}");
+    // A fixed value outside the bounds is refused at load (tests/delivery.rs, seen 9).
     let r = reject(
         guard
             .review(&trip_at("cut-cap-too-much", 1_000), &exec)

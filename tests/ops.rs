@@ -824,8 +824,14 @@ impl Guardian {
         let mut base = String::new();
         let lines = stderr.clone();
         wait_until("the metrics address is printed", || {
+            // Under --log-format json every line is a JSON object: the message is in fields.message.
             if let Some(b) = lines.lock().unwrap().iter().find_map(|l| {
-                l.strip_prefix("serving /metrics, /healthz and /readyz on ")
+                let message = serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["fields"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| l.clone());
+                message
+                    .strip_prefix("serving /metrics, /healthz and /readyz on ")
                     .map(str::to_string)
             }) {
                 base = b;
@@ -911,11 +917,17 @@ url = "http://{hooks}/hook"
             v["kind"] == "executor-unavailable"
         })
         .await;
-    // Watching all the same.
-    wait_until("/readyz answers 200", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 200 }
-    })
+    // Watching all the same, but not ready: an enforce executor cannot act (issue #12, seen 6).
+    wait_until(
+        "/readyz answers 503 naming the executor without its key",
+        || {
+            let url = format!("{base}/readyz");
+            async move {
+                let (status, body) = get(&url).await;
+                status == 503 && body.contains("cannot act: key `bot` is missing")
+            }
+        },
+    )
     .await;
     wait_metric(
         &base,

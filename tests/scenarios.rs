@@ -79,9 +79,15 @@ async fn every_scenario_in_simulations_meets_its_expect_block() {
                 r.scenario
             );
         } else {
+            // Benign stress never trips a pause; a bounded parameter change
+            // (aave-v3-utilization-stress lowers a borrow cap) is not a pause.
             assert!(
-                !r.protected.any_paused() && r.protected.trips.is_empty(),
-                "{}: benign stress never trips",
+                !r.protected.any_paused()
+                    && r.protected
+                        .trips
+                        .iter()
+                        .all(|t| r.protected.parameter_actions.contains(&t.action)),
+                "{}: benign stress never trips a pause",
                 r.scenario
             );
         }

@@ -614,9 +614,33 @@ fn init_output_passes_check_for_every_shape_and_plans_offline() {
         // Never a key: only where one lives.
         assert!(text.contains("source = \"keystore\"") && !text.contains("private_key"));
         assert!(std::path::Path::new(&format!("{d}/keys.example")).exists());
+        // Issue 14: a metric without a source is a blind spot: `check` refuses
+        // it (exit 1), naming each policy and metric still to fill in.
         let check = guardian(&["check", "--config", &config]);
-        assert_eq!(check.code, 0, "{shape}: {}{}", check.stdout, check.stderr);
-        assert!(check.stdout.contains("mode dry-run"), "{}", check.stdout);
+        assert_eq!(check.code, 1, "{shape}: {}{}", check.stdout, check.stderr);
+        // (A template policy says its pattern matches no metric yet.)
+        assert!(
+            check.stderr.contains("which has no `source`")
+                || check
+                    .stderr
+                    .contains("match no metric defined under [metrics]"),
+            "{shape}: {}",
+            check.stderr
+        );
+        // The metrics whose suggested source names an address of the team's own.
+        let mut placeholder = Vec::new();
+        let mut current = String::new();
+        for l in text.lines() {
+            if let Some(name) = l
+                .strip_prefix("[metrics.\"")
+                .and_then(|r| r.strip_suffix("\"]"))
+            {
+                current = name.to_string();
+            }
+            if l.starts_with("# source = ") && l.contains('<') {
+                placeholder.push(current.clone());
+            }
+        }
 
         // The suggested sources that need no address of the team's own are valid as written.
         let uncommented: String = text
@@ -630,11 +654,25 @@ fn init_output_passes_check_for_every_shape_and_plans_offline() {
         assert_ne!(uncommented, text, "{shape}: no source suggestion to try");
         std::fs::write(&config, &uncommented).unwrap();
         let check = guardian(&["check", "--config", &config]);
-        assert_eq!(
-            check.code, 0,
-            "{shape} with sources: {}{}",
-            check.stdout, check.stderr
-        );
+        if placeholder.is_empty() {
+            assert_eq!(
+                check.code, 0,
+                "{shape} with sources: {}{}",
+                check.stdout, check.stderr
+            );
+            assert!(check.stdout.contains("mode dry-run"), "{}", check.stdout);
+        } else {
+            // Only the metrics still waiting for the team's own address are refused.
+            assert_eq!(check.code, 1, "{shape}: {}", check.stderr);
+            for l in check.stderr.lines().filter(|l| l.contains(": policy `")) {
+                assert!(
+                    placeholder
+                        .iter()
+                        .any(|m| l.contains(&format!("metric `{m}`"))),
+                    "{shape}: {l}"
+                );
+            }
+        }
 
         // The complete set-up is planned without a chain.
         let batch = format!("{d}/batch.json");

@@ -51,6 +51,8 @@ pub enum AlertKind {
     ExecutionFailed,
     /// A trip was decided on a block a reorg replaced.
     ReorgedOut,
+    /// A policy's condition held again inside its cooldown: no trip (a new incident held back).
+    Held,
     /// No new head for longer than `[observe] stale_after`: guardian is blind on that network.
     DataStale,
     /// A metric could not be read at a block (it has no sample there, so no policy trips on it).
@@ -61,6 +63,10 @@ pub enum AlertKind {
     ExecutorUnavailable,
     /// A signing key could not be loaded at start.
     KeyUnavailable,
+    /// An executor's key balance is approaching its reserve (below twice the reserve).
+    LowBalance,
+    /// A trip was older than its action's `max_trigger_age`: journaled, not acted on.
+    StaleTrigger,
     /// A policy reload was refused; the running policies stay.
     ReloadFailed,
     /// New policies are running.
@@ -69,6 +75,12 @@ pub enum AlertKind {
     Stopped,
     /// Pending transactions were dropped unscreened (the screening queue overflowed).
     PendingDropped,
+    /// The head subscription went silent while the chain moved: polling took over, it is re-established.
+    HeadStalled,
+    /// Endpoints answered different values at the same block hash: the action waits for agreement.
+    EndpointsDisagree,
+    /// A trip's block was older than `max_head_age`: no action was taken on it.
+    HeadTooOld,
 }
 
 impl AlertKind {
@@ -79,15 +91,21 @@ impl AlertKind {
             AlertKind::Executed => "executed",
             AlertKind::ExecutionFailed => "execution-failed",
             AlertKind::ReorgedOut => "reorged-out",
+            AlertKind::Held => "held",
             AlertKind::DataStale => "data-stale",
             AlertKind::ReadFailed => "read-failed",
             AlertKind::RpcFailing => "rpc-failing",
             AlertKind::ExecutorUnavailable => "executor-unavailable",
             AlertKind::KeyUnavailable => "key-unavailable",
+            AlertKind::LowBalance => "low-balance",
+            AlertKind::StaleTrigger => "stale-trigger",
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
             AlertKind::Stopped => "stopped",
             AlertKind::PendingDropped => "pending-dropped",
+            AlertKind::HeadStalled => "head-stalled",
+            AlertKind::EndpointsDisagree => "endpoints-disagree",
+            AlertKind::HeadTooOld => "head-too-old",
         }
     }
 
@@ -100,6 +118,9 @@ impl AlertKind {
                 | AlertKind::Executed
                 | AlertKind::ExecutionFailed
                 | AlertKind::ReorgedOut
+                | AlertKind::EndpointsDisagree
+                | AlertKind::HeadTooOld
+                | AlertKind::Held
         )
     }
 }
@@ -113,6 +134,8 @@ pub struct Alert {
     pub network: Option<String>,
     pub block: Option<u64>,
     pub decision_id: Option<u64>,
+    /// The transaction (or SafeTx) hash of an executed action.
+    pub tx: Option<String>,
     /// One line a person can read.
     pub title: String,
     /// Evidence, errors, transaction hashes.
@@ -138,11 +161,18 @@ impl Alert {
             network: None,
             block: None,
             decision_id: None,
+            tx: None,
             title: title.into(),
             details: serde_json::Value::Null,
             dedupe_key: dedupe_key.into(),
             time_ms: now_ms(),
         }
+    }
+
+    /// Whether this alert closes its incident: an action that landed (the
+    /// pause is on chain) resolves what its trip opened.
+    pub fn resolves(&self) -> bool {
+        self.kind == AlertKind::Executed && self.details["outcome"] == "landed"
     }
 
     /// The key grouping alerts into one incident (PagerDuty's `dedup_key`):
@@ -393,12 +423,26 @@ async fn work(
     let endpoint = Arc::new(endpoint);
     let limit = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut deliveries = JoinSet::new();
+    // One incident's alerts are delivered one after the other, in the order
+    // raised (trip, then refusal or execution): each waits for the previous
+    // delivery of its incident. Different incidents go in parallel.
+    let mut last_of: HashMap<String, tokio::sync::oneshot::Receiver<()>> = HashMap::new();
     while let Some(alert) = jobs.recv().await {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
         let (endpoint, client, telemetry) = (endpoint.clone(), client.clone(), telemetry.clone());
+        let (done, next) = tokio::sync::oneshot::channel();
+        if last_of.len() >= QUEUE {
+            last_of.clear();
+        }
+        let before = last_of.insert(alert.incident_key(), next);
         deliveries.spawn(async move {
+            if let Some(before) = before {
+                // Err: the previous delivery ended (its sender dropped) — go on either way.
+                let _ = before.await;
+            }
+            let _done = done;
             let _permit = permit;
             match endpoint.deliver(&client, &alert, delivery::BACKOFF_BASE).await {
                 Ok(attempts) => {

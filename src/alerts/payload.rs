@@ -7,7 +7,8 @@
 //! - Discord: `content` and one embed (`title`, `description`, `color`, `fields`, `timestamp`),
 //!   within Discord's length limits;
 //! - PagerDuty Events API v2: a `trigger` event whose `dedup_key` groups every alert of
-//!   one policy (or one operational condition) into one incident.
+//!   one policy (or one operational condition) into one incident; a landed
+//!   action sends `resolve` with the same `dedup_key`, closing that incident.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -142,6 +143,7 @@ pub fn pagerduty(alert: &Alert, routing_key: &str) -> Value {
             "title": alert.title,
             "block": alert.block,
             "decision_id": alert.decision_id,
+            "tx": alert.tx,
             "details": alert.details,
         },
     });
@@ -153,7 +155,7 @@ pub fn pagerduty(alert: &Alert, routing_key: &str) -> Value {
     }
     json!({
         "routing_key": routing_key,
-        "event_action": "trigger",
+        "event_action": if alert.resolves() { "resolve" } else { "trigger" },
         "dedup_key": alert.incident_key(),
         "payload": payload,
         "client": "guardian",
@@ -180,6 +182,7 @@ mod tests {
             network: Some("mainnet".into()),
             block: Some(19_000_000),
             decision_id: None,
+            tx: None,
             title: "policy vault-drain tripped at block 19000000: assets fell 50%".into(),
             details: json!({ "action": "pause-vault", "evidence": { "change_pct": -50.0 } }),
             dedupe_key: "trip:vault-drain".into(),
@@ -273,5 +276,18 @@ mod tests {
         let v = pagerduty(&info, "k");
         assert_eq!(v["payload"]["severity"], "info");
         assert_eq!(v["dedup_key"], "guardian:stale:mainnet");
+    }
+
+    #[test]
+    fn a_landed_action_resolves_its_policys_incident() {
+        let mut landed = trip();
+        landed.kind = AlertKind::Executed;
+        landed.severity = Severity::Info;
+        landed.details = json!({ "outcome": "landed", "tx": "0xabc" });
+        let v = pagerduty(&landed, "k");
+        assert_eq!(v["event_action"], "resolve");
+        assert_eq!(v["dedup_key"], pagerduty(&trip(), "k")["dedup_key"]);
+        landed.details = json!({ "outcome": "dry-run" });
+        assert_eq!(pagerduty(&landed, "k")["event_action"], "trigger");
     }
 }

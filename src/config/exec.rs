@@ -90,6 +90,30 @@ pub struct Delivery {
     pub default_priority_fee_wei: u128,
     /// Give up (and alert) when the transaction is not included after this long.
     pub deadline_ms: u64,
+    /// Deadline of every single RPC call (`rpc_timeout`); a read that misses it fails over.
+    pub rpc_timeout_ms: u64,
+    /// After landing, the effect is re-checked for this many blocks (`confirmations`);
+    /// a reorg that removes it sends the action again.
+    pub confirmations: u64,
+    /// Least balance the sending key must hold to be ready (`reserve_eth`); `None`:
+    /// enough for [`DEFAULT_RESERVE_PAUSES`] pauses at the fee cap.
+    pub reserve_wei: Option<u128>,
+}
+
+/// Gas a pause is budgeted at for the default balance reserve.
+pub const PAUSE_GAS_BUDGET: u128 = 150_000;
+/// How many pauses at the fee cap the default balance reserve pays for.
+pub const DEFAULT_RESERVE_PAUSES: u128 = 3;
+
+impl Delivery {
+    /// The balance below which the executor is not ready.
+    pub fn reserve(&self) -> u128 {
+        self.reserve_wei.unwrap_or_else(|| {
+            self.max_fee_cap_wei
+                .saturating_mul(PAUSE_GAS_BUDGET)
+                .saturating_mul(DEFAULT_RESERVE_PAUSES)
+        })
+    }
 }
 
 impl Default for Delivery {
@@ -98,6 +122,9 @@ impl Default for Delivery {
             max_fee_cap_wei: 500_000_000_000,
             default_priority_fee_wei: 2_000_000_000,
             deadline_ms: 60_000,
+            rpc_timeout_ms: 2_000,
+            confirmations: 3,
+            reserve_wei: None,
         }
     }
 }
@@ -110,6 +137,10 @@ pub struct ExecutorDef {
     /// The network (from `[networks]`) the executor sends to; required to run live.
     pub network: Option<String>,
     pub delivery: Delivery,
+    /// Broadcast-only endpoints (`broadcast = [...]`: a private relay, a
+    /// builder's RPC): every signed transaction also goes there; never read
+    /// from. URLs may carry API keys: never logged.
+    pub broadcast: Vec<String>,
 }
 
 /// Read-modify-write for a pause function that overwrites several flags at once
@@ -356,6 +387,8 @@ pub(super) fn parse_executor(
             Err(e) => r.error(&span, format!("deadline: {}", e.message), Some(e.hint)),
         }
     }
+    parse_delivery_extras(&mut t, &mut delivery, r);
+    let broadcast = broadcast_urls(&mut t, &ctx, r);
     if delivery.default_priority_fee_wei > delivery.max_fee_cap_wei {
         r.error(
             &t.span,
@@ -424,7 +457,65 @@ pub(super) fn parse_executor(
         kind: kind?,
         network,
         delivery,
+        broadcast,
     })
+}
+
+/// `rpc_timeout`, `confirmations` and `reserve_eth` of an executor.
+fn parse_delivery_extras(t: &mut TableReader<'_, '_>, d: &mut Delivery, r: &mut Reporter<'_>) {
+    if let Some((text, span)) = t.string("rpc_timeout", r) {
+        match units::parse_duration(text) {
+            Ok(0) => r.error(&span, "rpc_timeout must be above 0".to_string(), None),
+            Ok(ms) => d.rpc_timeout_ms = ms,
+            Err(e) => r.error(&span, format!("rpc_timeout: {}", e.message), Some(e.hint)),
+        }
+    }
+    if let Some(v) = t.get("confirmations")
+        && let Some(n) = as_u64(v, "confirmations", r)
+    {
+        d.confirmations = n;
+    }
+    if let Some(v) = t.get("reserve_eth")
+        && let Some(eth) = reader::as_number(v, "reserve_eth", r)
+    {
+        if eth < 0.0 {
+            r.error(
+                &v.span(),
+                "reserve_eth must be at least 0".to_string(),
+                None,
+            );
+        } else {
+            d.reserve_wei = Some((eth * 1e18).round() as u128);
+        }
+    }
+}
+
+/// `broadcast = ["https://relay..."]`: http(s) URLs only.
+fn broadcast_urls(t: &mut TableReader<'_, '_>, ctx: &str, r: &mut Reporter<'_>) -> Vec<String> {
+    let Some(v) = t.get("broadcast") else {
+        return Vec::new();
+    };
+    let Some(items) = as_array(v, &format!("{ctx}.broadcast"), r) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(s) = as_str(item, &format!("{ctx}.broadcast"), r) else {
+            continue;
+        };
+        if (s.starts_with("http://") || s.starts_with("https://"))
+            && s.parse::<reqwest::Url>().is_ok()
+        {
+            out.push(s.to_string());
+        } else {
+            r.error(
+                &item.span(),
+                format!("{ctx}.broadcast: an entry is not an http(s) URL"),
+                Some("write it as \"https://relay.example/...\"".into()),
+            );
+        }
+    }
+    out
 }
 
 /// A non-negative integer as U256: a TOML integer, or a decimal or 0x-hex string for large values.
@@ -676,4 +767,160 @@ pub(super) fn parse_parameter(
         min_delay_ms: min_delay_ms?,
         value: value?,
     })
+}
+
+/// How old a trip may be and still be acted on (`max_trigger_age`, `act_if_late`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionTiming {
+    /// A trip whose block is older than this (by the wall clock) is journaled
+    /// and alerted, not acted on.
+    pub max_trigger_age_ms: u64,
+    /// Pauses only: act on a trip older than `max_trigger_age` all the same
+    /// (journaled and alerted as late). Parameter changes are always strict.
+    pub act_if_late: bool,
+}
+
+/// The default `max_trigger_age`: five minutes.
+pub const DEFAULT_MAX_TRIGGER_AGE_MS: u64 = 5 * 60 * 1000;
+
+impl Default for ActionTiming {
+    fn default() -> Self {
+        Self {
+            max_trigger_age_ms: DEFAULT_MAX_TRIGGER_AGE_MS,
+            act_if_late: false,
+        }
+    }
+}
+
+/// `max_trigger_age` and `act_if_late` of an action.
+pub(super) fn parse_timing(
+    t: &mut TableReader<'_, '_>,
+    kind: Option<super::ActionKind>,
+    r: &mut Reporter<'_>,
+) -> ActionTiming {
+    let mut timing = ActionTiming::default();
+    if let Some((text, span)) = t.string("max_trigger_age", r) {
+        match units::parse_duration(text) {
+            Ok(0) => r.error(&span, "max_trigger_age must be above 0", None),
+            Ok(ms) => timing.max_trigger_age_ms = ms,
+            Err(e) => r.error(
+                &span,
+                format!("max_trigger_age: {}", e.message),
+                Some(e.hint),
+            ),
+        }
+    }
+    if let Some(v) = t.get("act_if_late")
+        && let Some(late) = reader::as_bool(v, "act_if_late", r)
+    {
+        if late && kind == Some(super::ActionKind::SetParameter) {
+            r.error(
+                &v.span(),
+                format!("{}: act_if_late is for pauses only; a parameter change is never made on a late trip", t.context),
+                Some("remove act_if_late, or raise max_trigger_age".into()),
+            );
+        }
+        timing.act_if_late = late;
+    }
+    timing
+}
+
+/// Words one of which a pause function's name holds (case-insensitive).
+pub const PAUSE_WORDS: [&str; 6] = ["pause", "freeze", "halt", "shutdown", "suspend", "stop"];
+/// Words that undo a pause: a guardian never calls them.
+const UNDO_WORDS: [&str; 4] = ["unpause", "unfreeze", "resume", "unhalt"];
+/// Functions no guardian action may call, whatever its kind (lowercased names).
+const NEVER_CALLED: [&str; 10] = [
+    "renounceownership",
+    "transferownership",
+    "acceptownership",
+    "renouncerole",
+    "grantrole",
+    "revokerole",
+    "upgradeto",
+    "upgradetoandcall",
+    "initialize",
+    "selfdestruct",
+];
+
+/// Refuses at load what the guard would refuse at run time: a call that
+/// undoes a pause, a function outside the action's kind, a value outside its
+/// declared bounds; each located at the `function` (or the action).
+pub(super) fn check_call(
+    ctx: &str,
+    kind: super::ActionKind,
+    function: &str,
+    span: &std::ops::Range<usize>,
+    parameter: Option<&ParameterParams>,
+    r: &mut Reporter<'_>,
+) {
+    let name = function
+        .split('(')
+        .next()
+        .unwrap_or(function)
+        .trim_start_matches('_')
+        .to_ascii_lowercase();
+    if UNDO_WORDS.iter().any(|w| name.contains(w)) {
+        r.error(
+            span,
+            format!("{ctx} calls `{function}`, which a guardian may never call: unpausing stays with the council"),
+            None,
+        );
+        return;
+    }
+    if NEVER_CALLED.contains(&name.as_str()) {
+        r.error(
+            span,
+            format!("{ctx} calls `{function}`, which no guardian action may call (ownership, roles, upgrades)"),
+            None,
+        );
+        return;
+    }
+    match kind {
+        super::ActionKind::Pause if !PAUSE_WORDS.iter().any(|w| name.contains(w)) => r.error(
+            span,
+            format!("{ctx} is a pause, but `{function}` is not a pause function"),
+            Some(format!(
+                "a pause function's name holds one of: {}; a parameter change is kind = \"set-parameter\" with bounds",
+                PAUSE_WORDS.join(", ")
+            )),
+        ),
+        super::ActionKind::SetParameter if PAUSE_WORDS.iter().any(|w| name.contains(w)) => r.error(
+            span,
+            format!("{ctx} is a set-parameter action, but `{function}` is a pause function"),
+            Some("use kind = \"pause\"".into()),
+        ),
+        _ => {}
+    }
+    if let Some(p) = parameter {
+        check_bounds(ctx, p, span, r);
+    }
+}
+
+/// A fixed value within `[min, max]`; a step within `max_change_bps`.
+fn check_bounds(
+    ctx: &str,
+    p: &ParameterParams,
+    span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) {
+    match p.value {
+        ValuePolicy::Fixed(v) if v < p.min || v > p.max => r.error(
+            span,
+            format!(
+                "{ctx}: value {v} is outside the declared bounds [{}, {}]",
+                p.min, p.max
+            ),
+            Some("the guard and the module refuse it; fix the value or the bounds".into()),
+        ),
+        ValuePolicy::StepBps { bps, .. } if bps > p.max_change_bps => r.error(
+            span,
+            format!(
+                "{ctx}: value.step_bps {bps} is larger than max_change_bps {}",
+                p.max_change_bps
+            ),
+            Some("the guard and the module refuse a larger step".into()),
+        ),
+        _ => {}
+    }
 }

@@ -6,6 +6,7 @@
 //! path = "state/guardian.db"   # resolved against this file's folder
 //! sync = "full"                # "full" (default): each signed transaction is on disk before it is broadcast; "normal": survives a crash of the process, not of the machine
 //! warmup_blocks = 64           # blocks re-read (trips suppressed) before the resume point, to refill policy windows
+//! max_warmup_blocks = 20000    # at most this many: a policy needing more history says it is blind until it has it
 //! replica = 0                  # only when running replicas: this process's index (0, 1, 2 ...)
 //! replica_stagger = "2s"       # replica k waits k × this before sending, then re-checks the chain
 //! ```
@@ -35,6 +36,8 @@ pub enum JournalSync {
 
 /// Default for `warmup_blocks`.
 pub const DEFAULT_WARMUP_BLOCKS: u64 = 64;
+/// Default for `max_warmup_blocks`.
+pub const DEFAULT_MAX_WARMUP_BLOCKS: u64 = 20_000;
 /// Default for `replica_stagger`.
 pub const DEFAULT_REPLICA_STAGGER_MS: u64 = 2_000;
 
@@ -46,6 +49,9 @@ pub struct JournalConfig {
     pub sync: JournalSync,
     /// Blocks before the resume point read again after a restart (their trips are not acted on).
     pub warmup_blocks: u64,
+    /// The most blocks a restart re-reads, however long the policies' windows:
+    /// `warmup_blocks` is raised to what the longest window needs, up to this.
+    pub max_warmup_blocks: u64,
     /// This process's index among replicas of the same configuration; `None`: a single instance.
     pub replica: Option<u32>,
     /// Replica k waits k × this before sending an approved action, then re-checks the chain.
@@ -59,6 +65,7 @@ impl JournalConfig {
             path: path.into(),
             sync: JournalSync::Full,
             warmup_blocks: DEFAULT_WARMUP_BLOCKS,
+            max_warmup_blocks: DEFAULT_MAX_WARMUP_BLOCKS,
             replica: None,
             replica_stagger_ms: DEFAULT_REPLICA_STAGGER_MS,
         }
@@ -86,6 +93,11 @@ pub(super) fn parse_journal(
         && let Some(n) = as_u64(v, "warmup_blocks", r)
     {
         config.warmup_blocks = n;
+    }
+    if let Some(v) = t.get("max_warmup_blocks")
+        && let Some(n) = as_u64(v, "max_warmup_blocks", r)
+    {
+        config.max_warmup_blocks = n;
     }
     if let Some(v) = t.get("replica")
         && let Some(n) = as_u64(v, "replica", r)

@@ -26,6 +26,7 @@ use alloy::primitives::Address;
 
 pub use journal::{JournalConfig, JournalSync};
 
+pub use exec::{ActionTiming, DEFAULT_MAX_TRIGGER_AGE_MS};
 pub use exec::{
     Delivery, ExecutorDef, ExecutorKind, FlagsParams, GuardLimits, KeyDef, KeySource,
     ParameterParams, PassphraseSource, PauseParams, RateLimit, ValuePolicy,
@@ -132,6 +133,39 @@ pub struct Network {
     /// WebSocket endpoints for head and pending-transaction subscriptions.
     pub ws: Vec<String>,
     pub block_time_ms: Option<u64>,
+    /// How the watcher treats faulty endpoints on this network (issue #13).
+    pub watch: WatchLimits,
+}
+
+/// Per-network limits for watching under faults; every field is optional.
+///
+/// ```toml
+/// [networks.mainnet]
+/// rpc = ["https://a…", "https://b…", "https://c…"]
+/// quorum = 2                    # 2 of the 3 endpoints must agree before an action
+/// quorum_tolerance = "0.01%"    # how far values at the same block hash may differ
+/// max_head_age = "36s"          # no action on a block older than this
+/// max_lag_blocks = 3            # an endpoint further behind the best is not read from
+/// stall_blocks = 3              # a head subscription silent this many block times has stalled
+/// read_deadline = "6s"          # one block's reads, across endpoints, finish within this
+/// screen_concurrency = 4        # pending-transaction simulations in flight at once (1..=64)
+/// screen_queue = 4096           # pending transactions waiting to be screened, at most (16..=1000000)
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WatchLimits {
+    /// How many read endpoints must agree on a trip's values before its action goes ahead.
+    pub quorum: Option<usize>,
+    /// Relative difference allowed between endpoints' values (a fraction: 0.0001 is 0.01%).
+    pub quorum_tolerance: Option<f64>,
+    /// No action on a block older than this (default: four block times, at least 30 s).
+    pub max_head_age_ms: Option<u64>,
+    pub max_lag_blocks: Option<u64>,
+    pub stall_blocks: Option<u32>,
+    pub read_deadline_ms: Option<u64>,
+    /// Pending-transaction simulations in flight at once (screening).
+    pub screen_concurrency: Option<usize>,
+    /// Pending transactions waiting to be screened, at most; beyond, the lowest priority is dropped.
+    pub screen_queue: Option<usize>,
 }
 
 pub use sources::{SOURCE_KINDS, SourceSpec};
@@ -173,6 +207,8 @@ pub struct ActionDef {
     pub pause: PauseParams,
     /// Set-parameter actions: getter, bounds and how the new value is chosen.
     pub parameter: Option<ParameterParams>,
+    /// How old a trip may be and still be acted on.
+    pub timing: ActionTiming,
 }
 
 /// Executor kinds.
@@ -234,15 +270,19 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     {
         for (name, span, value) in b.entries() {
             if let Some(target) = as_str(value, &format!("bind.\"{name}\""), r) {
-                if !is_valid_metric_name(target) {
-                    r.error(
-                        &value.span(),
-                        format!("`{target}` is not a valid metric name"),
-                        Some("metric names use letters, digits and _ . : -".into()),
-                    );
-                }
-                if !is_valid_metric_name(name) {
-                    r.error(&span, format!("`{name}` is not a valid metric name"), None);
+                if name.contains('*') || target.contains('*') {
+                    check_bound_pattern(name, target, &span, &value.span(), r);
+                } else {
+                    if !is_valid_metric_name(target) {
+                        r.error(
+                            &value.span(),
+                            format!("`{target}` is not a valid metric name"),
+                            Some("metric names use letters, digits and _ . : -".into()),
+                        );
+                    }
+                    if !is_valid_metric_name(name) {
+                        r.error(&span, format!("`{name}` is not a valid metric name"), None);
+                    }
                 }
                 config.bind.insert(name.to_string(), target.to_string());
             }
@@ -356,20 +396,39 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     }
     top.finish(r);
 
-    // Bindings must point at defined metrics when metrics are declared.
-    if !config.metrics.is_empty() {
-        for target in config.bind.values() {
-            if config.metric(target).is_none() {
-                let span = doc.span();
-                r.error(
-                    &(span.start..span.start),
-                    format!("[bind] points at `{target}`, which is not defined under [metrics]"),
-                    None,
-                );
-            }
-        }
-    }
+    // A binding's target is checked where a policy reads it (policy::compile):
+    // an entry no loaded policy uses needs no [metrics] definition.
     Some(config)
+}
+
+/// `[bind]` between templates' patterns: both sides have exactly one `*`.
+fn check_bound_pattern(
+    name: &str,
+    target: &str,
+    name_span: &std::ops::Range<usize>,
+    target_span: &std::ops::Range<usize>,
+    r: &mut Reporter<'_>,
+) {
+    let valid = |p: &str| {
+        p.matches('*').count() == 1
+            && p.split('*')
+                .all(|part| part.is_empty() || is_valid_metric_name(part))
+    };
+    let hint = Some("a pattern binds to a pattern, each with exactly one `*`, e.g. \"lending.cash.*\" = \"aave_v3.cash.*\"".to_string());
+    if !valid(name) {
+        r.error(
+            name_span,
+            format!("`{name}` is not a metric pattern"),
+            hint.clone(),
+        );
+    }
+    if !valid(target) {
+        r.error(
+            target_span,
+            format!("`{target}` is not a metric pattern"),
+            hint,
+        );
+    }
 }
 
 fn parse_network(name: &str, value: &reader::Value<'_>, r: &mut Reporter<'_>) -> Option<Network> {
@@ -420,13 +479,91 @@ fn parse_network(name: &str, value: &reader::Value<'_>, r: &mut Reporter<'_>) ->
             Err(e) => r.error(&span, format!("block_time: {}", e.message), Some(e.hint)),
         }
     }
+    let endpoints = if rpc.is_empty() { ws.len() } else { rpc.len() };
+    let watch = parse_watch_limits(&ctx, endpoints, &mut t, r);
     t.finish(r);
     Some(Network {
         chain_id: chain_id?,
         rpc,
         ws,
         block_time_ms,
+        watch,
     })
+}
+
+/// The [`WatchLimits`] fields of a network table.
+fn parse_watch_limits(
+    ctx: &str,
+    endpoints: usize,
+    t: &mut TableReader<'_, '_>,
+    r: &mut Reporter<'_>,
+) -> WatchLimits {
+    let mut w = WatchLimits::default();
+    if let Some(v) = t.get("quorum")
+        && let Some(n) = as_u64(v, "quorum", r)
+    {
+        if n < 2 || n as usize > endpoints {
+            r.error(
+                &v.span(),
+                format!("{ctx}: quorum = {n} needs between 2 and the {endpoints} read endpoint(s) listed"),
+                Some("list more `rpc` endpoints, or remove `quorum` to act on one endpoint's view".into()),
+            );
+        } else {
+            w.quorum = Some(n as usize);
+        }
+    }
+    if let Some((text, span)) = t.string("quorum_tolerance", r) {
+        match units::parse_percent(text) {
+            Ok(p) if p.0 >= 0.0 => w.quorum_tolerance = Some(p.0 / 100.0),
+            Ok(_) => r.error(
+                &span,
+                format!("{ctx}: quorum_tolerance must not be negative"),
+                None,
+            ),
+            Err(e) => r.error(
+                &span,
+                format!("quorum_tolerance: {}", e.message),
+                Some(e.hint),
+            ),
+        }
+    }
+    for (key, slot) in [
+        ("max_head_age", &mut w.max_head_age_ms),
+        ("read_deadline", &mut w.read_deadline_ms),
+    ] {
+        if let Some((text, span)) = t.string(key, r) {
+            match units::parse_duration(text) {
+                Ok(ms) if ms > 0 => *slot = Some(ms),
+                Ok(_) => r.error(&span, format!("{ctx}: {key} must be longer than 0"), None),
+                Err(e) => r.error(&span, format!("{key}: {}", e.message), Some(e.hint)),
+            }
+        }
+    }
+    if let Some(v) = t.get("max_lag_blocks") {
+        w.max_lag_blocks = as_u64(v, "max_lag_blocks", r);
+    }
+    w.stall_blocks = bounded(t, "stall_blocks", 1..=1000, &ctx, r).map(|n| n as u32);
+    w.screen_concurrency = bounded(t, "screen_concurrency", 1..=64, &ctx, r).map(|n| n as usize);
+    w.screen_queue = bounded(t, "screen_queue", 16..=1_000_000, &ctx, r).map(|n| n as usize);
+    w
+}
+
+/// An optional whole number in `range`; out of it is an error naming the key and the range.
+fn bounded(
+    t: &mut TableReader<'_, '_>,
+    key: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    ctx: &str,
+    r: &mut Reporter<'_>,
+) -> Option<u64> {
+    let v = t.get(key)?;
+    let n = as_u64(v, key, r)?;
+    if range.contains(&n) {
+        return Some(n);
+    }
+    let (lo, hi) = (range.start(), range.end());
+    r.error(&v.span(), format!("{ctx}: {key} must be between {lo} and {hi}"), None);
+    None
 }
 
 fn parse_metric(
@@ -508,6 +645,7 @@ fn parse_action(
                 None
             }
         });
+    let function_span = t.get("function").map(|v| v.span());
     let function = t.string("function", r).and_then(|(s, span)| {
         if s.parse::<alloy::json_abi::Function>().is_ok() && s.contains('(') {
             Some(s.to_string())
@@ -569,6 +707,10 @@ fn parse_action(
             Some("flags = { getters = [\"isSupplyPaused()\", ...], set = [true, ...] }".into()),
         );
     }
+    let timing = exec::parse_timing(&mut t, kind, r);
+    if let (Some(kind), Some(f), Some(span)) = (kind, &function, &function_span) {
+        exec::check_call(&ctx, kind, f, span, parameter.as_ref(), r);
+    }
     t.finish(r);
     Some(ActionDef {
         name: name.to_string(),
@@ -580,6 +722,7 @@ fn parse_action(
         cooldown_ms,
         pause,
         parameter,
+        timing,
     })
 }
 
@@ -910,5 +1053,35 @@ value = -1
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert!(!text.contains("0xabc"));
+    }
+
+    #[test]
+    fn watch_limits_load_and_bad_ones_are_located() {
+        let c = load_str(
+            "[guardian]\nmode = \"enforce\"\n[networks.m]\nchain_id = 1\nrpc = [\"http://a\", \"http://b\", \"http://c\"]\nquorum = 2\nquorum_tolerance = \"0.1%\"\nmax_head_age = \"36s\"\nmax_lag_blocks = 2\nstall_blocks = 4\nread_deadline = \"3s\"\n",
+        )
+        .unwrap_or_else(|d| panic!("{d}"));
+        let w = &c.networks["m"].watch;
+        assert_eq!(w.quorum, Some(2));
+        assert!((w.quorum_tolerance.unwrap() - 0.001).abs() < 1e-12);
+        assert_eq!(
+            (
+                w.max_head_age_ms,
+                w.max_lag_blocks,
+                w.stall_blocks,
+                w.read_deadline_ms
+            ),
+            (Some(36_000), Some(2), Some(4), Some(3_000))
+        );
+        let e = load_str(
+            "[guardian]\nmode = \"enforce\"\n[networks.m]\nchain_id = 1\nrpc = [\"http://a\"]\nquorum = 2\nstall_blocks = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("quorum = 2 needs between 2 and the 1 read endpoint(s) listed"),
+            "{e}"
+        );
+        assert!(e.contains("stall_blocks must be between 1 and 1000"), "{e}");
     }
 }

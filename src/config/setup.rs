@@ -47,6 +47,9 @@ pub struct SetupDef {
     pub from_block: u64,
     /// Run `setup verify` before `guardian run` starts, and refuse to start on a difference.
     pub verify_before_run: bool,
+    /// An Aave V3 market's ACLManager: the module's targets are `AaveV3RoleHolder`s
+    /// that must hold EMERGENCY_ADMIN / RISK_ADMIN in it (see `setup::aave`).
+    pub aave_acl_manager: Option<Address>,
 }
 
 /// The module's limits on one target.
@@ -283,6 +286,9 @@ pub(super) fn parse_setup(
             }
         }
     }
+    let aave_acl_manager = t
+        .get("aave_acl_manager")
+        .and_then(|v| exec_address(v, "[setup] aave_acl_manager", r));
     t.finish(r);
 
     // Every action of the module executor must be one the module can grant.
@@ -308,6 +314,7 @@ pub(super) fn parse_setup(
         salt: salt?,
         from_block,
         verify_before_run,
+        aave_acl_manager,
     })
 }
 

@@ -99,31 +99,106 @@ impl Nonces {
 /// What a node's refusal to take a transaction means for the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendRefusal {
-    /// The nonce is used (by us or by another transaction from this key): resync.
+    /// The node already has this very transaction: it counts as accepted.
+    AlreadyKnown,
+    /// The nonce is used (by us or by another transaction from this key): look
+    /// for ours by hash, else resync.
     NonceTooLow,
     /// The fees are too low (to replace, or for the base fee): bump.
     Underpriced,
-    /// Anything else: resync the nonce and report.
-    Other,
+    /// The nonce is ahead of the account's (a gap): resync from the chain.
+    NonceTooHigh,
+    /// The key cannot pay for the transaction: retry (it may be funded) and alert.
+    InsufficientFunds,
+    /// Anything else (an overloaded or broken node): retry elsewhere, with backoff.
+    Unknown,
 }
 
+/// Node error strings, lowercased, by what they mean. The first table that
+/// matches wins, so the more specific strings come first ("replacement
+/// transaction underpriced" before "nonce"). Sources: geth `core/txpool/errors.go`
+/// and `core/error.go` (also op-geth, Arbitrum Nitro, Polygon bor, BSC), reth
+/// `crates/transaction-pool/src/error.rs`, Erigon txpool reasons, Nethermind
+/// `AcceptTxResult`, Besu `TransactionInvalidReason`, anvil's pool errors.
+const TABLE: &[(SendRefusal, &[&str])] = &[
+    (
+        SendRefusal::AlreadyKnown,
+        &[
+            "already known",                // geth, reth, Erigon, op-geth
+            "known transaction",            // older geth, Besu ("Known transaction")
+            "transaction already imported", // anvil
+            "alreadyknown",                 // Nethermind, Erigon reason names
+            "transaction_already_known",    // Besu
+            "already in mempool",           // some L2 sequencers
+            "already exists",               // zkSync ("tx already exists")
+        ],
+    ),
+    (
+        SendRefusal::Underpriced,
+        &[
+            "replacement transaction underpriced", // geth, reth, anvil, Erigon
+            "replacement_underpriced",             // Besu
+            "replaceunderpriced",                  // Erigon reason
+            "transaction underpriced",             // geth, reth
+            "underpriced",
+            "max fee per gas less than block base fee", // geth, reth, anvil
+            "feecaptoolow",                             // Erigon
+            "feetoolow",                                // Nethermind, Erigon
+            "gas price too low",                        // Besu, older geth
+            "gas_price_too_low",                        // Besu
+            "below configured minimum gas price",       // Besu
+            "fee too low",
+            "max fee per gas too low",
+            "transaction fee too low",
+        ],
+    ),
+    (
+        SendRefusal::NonceTooLow,
+        &[
+            "nonce too low",               // geth, reth, anvil, Erigon, Arbitrum
+            "nonce_too_low",               // Besu
+            "noncetoolow",                 // Erigon reason
+            "oldnonce",                    // Nethermind
+            "nonce has already been used", // ethers-style relays
+            "invalid nonce",               // some L2s (nonce below the account's)
+        ],
+    ),
+    (
+        SendRefusal::NonceTooHigh,
+        &[
+            "nonce too high",                              // geth, reth, anvil, Arbitrum
+            "noncegap",                                    // Nethermind
+            "nonce_too_far_in_future",                     // Besu
+            "noncetoofarinfuture",                         // Nethermind
+            "future transaction tries to replace pending", // geth
+            "nonce gap",
+        ],
+    ),
+    (
+        SendRefusal::InsufficientFunds,
+        &[
+            "insufficient funds", // geth, reth, anvil, Erigon ("insufficient funds for gas * price + value")
+            "insufficientfunds",  // Nethermind, Erigon reason
+            "upfront cost exceeds account balance", // Besu
+            "transaction_upfront_cost_exceeds_balance", // Besu
+            "insufficient balance", // some L2s
+            "sender doesn't have enough funds", // older Nethermind
+        ],
+    ),
+];
+
+/// Classifies a node's refusal by the table of real clients' strings.
 pub fn classify(message: &str) -> SendRefusal {
     let m = message.to_ascii_lowercase();
-    if m.contains("nonce too low")
-        || m.contains("already known")
-        || m.contains("nonce has already been used")
-    {
-        SendRefusal::NonceTooLow
-    } else if m.contains("underpriced")
-        || m.contains("fee cap")
-        || m.contains("max fee per gas less than")
-        || m.contains("feecaptoolow")
-        || m.contains("too low")
-    {
-        SendRefusal::Underpriced
-    } else {
-        SendRefusal::Other
-    }
+    TABLE
+        .iter()
+        .find(|(_, needles)| needles.iter().any(|n| m.contains(n)))
+        .map_or(SendRefusal::Unknown, |(class, _)| *class)
+}
+
+/// How long to wait before retrying a broadcast nobody took: 100 ms, doubling, at most 2 s.
+pub fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100u64.saturating_mul(1 << attempt.min(5)).min(2_000))
 }
 
 #[cfg(test)]
@@ -137,6 +212,7 @@ mod tests {
             max_fee_cap_wei: 100 * GWEI,
             default_priority_fee_wei: 2 * GWEI,
             deadline_ms: 10_000,
+            ..Delivery::default()
         }
     }
 
@@ -216,7 +292,40 @@ mod tests {
         );
         assert_eq!(
             classify("insufficient funds for gas * price + value"),
-            SendRefusal::Other
+            SendRefusal::InsufficientFunds
         );
+        // One line per client and meaning, as the nodes write them.
+        let table = [
+            ("already known", SendRefusal::AlreadyKnown),
+            ("known transaction: 0xabc", SendRefusal::AlreadyKnown),
+            ("transaction already imported", SendRefusal::AlreadyKnown),
+            ("AlreadyKnown", SendRefusal::AlreadyKnown),
+            ("TRANSACTION_ALREADY_KNOWN", SendRefusal::AlreadyKnown),
+            ("OldNonce", SendRefusal::NonceTooLow),
+            ("NONCE_TOO_LOW", SendRefusal::NonceTooLow),
+            ("nonce too high", SendRefusal::NonceTooHigh),
+            ("NonceGap", SendRefusal::NonceTooHigh),
+            (
+                "NONCE_TOO_FAR_IN_FUTURE_FOR_SENDER",
+                SendRefusal::NonceTooHigh,
+            ),
+            ("FeeTooLow", SendRefusal::Underpriced),
+            ("REPLACEMENT_UNDERPRICED", SendRefusal::Underpriced),
+            (
+                "Gas price below configured minimum gas price",
+                SendRefusal::Underpriced,
+            ),
+            ("InsufficientFunds", SendRefusal::InsufficientFunds),
+            (
+                "Upfront cost exceeds account balance",
+                SendRefusal::InsufficientFunds,
+            ),
+            ("upstream connect error", SendRefusal::Unknown),
+            ("intrinsic gas too low", SendRefusal::Unknown),
+            ("txpool is full", SendRefusal::Unknown),
+        ];
+        for (m, class) in table {
+            assert_eq!(classify(m), class, "{m}");
+        }
     }
 }

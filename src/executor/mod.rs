@@ -22,6 +22,8 @@
 //! preflight simulation of the exact transaction, from the sending account.
 
 pub mod delivery;
+pub mod endpoints;
+pub mod finality;
 pub mod propose;
 pub mod safe;
 
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant};
 use alloy::eips::BlockNumberOrTag;
 use alloy::network::{Ethereum, EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolEvent, SolInterface};
@@ -42,7 +44,9 @@ use crate::config::{Config, ExecutorDef, ExecutorKind};
 use crate::guard::{Approved, Call, ChainView, Effect};
 use crate::keys::{Key, KeyError};
 use crate::policy::model::Mode;
+use delivery::SendRefusal;
 pub use delivery::{Fees, Urgency};
+pub use endpoints::{Endpoints, Health};
 use safe::{ISafe, SafeTx};
 
 // Generated bindings mirror the contract's functions, whatever their arity.
@@ -99,8 +103,12 @@ pub enum ExecError {
     Key(#[from] KeyError),
     #[error("rpc {what}: {reason}")]
     Rpc { what: &'static str, reason: String },
-    #[error("the node refused the transaction: {0}")]
+    #[error("every node refused the transaction: {0}")]
     Refused(String),
+    #[error(
+        "shut down while the transaction was in flight (a restart follows it from the journal)"
+    )]
+    ShutDown,
     #[error("fees reached the cap of {cap_wei} wei without inclusion")]
     FeeCap { cap_wei: u128 },
     #[error("not included within the {deadline_ms} ms deadline (last tx {last_tx})")]
@@ -117,13 +125,6 @@ pub enum ExecError {
     Journal(String),
 }
 
-fn rpc(what: &'static str) -> impl FnOnce(RpcError<TransportErrorKind>) -> ExecError {
-    move |e| ExecError::Rpc {
-        what,
-        reason: describe(&e),
-    }
-}
-
 /// An RPC error as text without the endpoint URL (which may carry an API key).
 fn describe(e: &RpcError<TransportErrorKind>) -> String {
     match e {
@@ -133,6 +134,9 @@ fn describe(e: &RpcError<TransportErrorKind>) -> String {
         },
         RpcError::Transport(kind) => match kind {
             TransportErrorKind::HttpError(h) => format!("http status {}", h.status),
+            TransportErrorKind::Custom(c) if c.to_string().starts_with("no answer within") => {
+                c.to_string()
+            }
             _ => "transport error (endpoint unreachable or closed)".to_string(),
         },
         RpcError::NullResp => "null response".to_string(),
@@ -166,6 +170,155 @@ enum Poll {
     Included(Box<TransactionReceipt>),
     NewBlock,
     Waiting,
+}
+
+/// Whether a node took a broadcast transaction.
+enum Sent {
+    Taken,
+    /// No node took it: the most telling refusal and every endpoint's answer.
+    Refused(SendRefusal, String),
+}
+
+/// What the delivery loop does next.
+enum Next {
+    Done(Execution),
+    /// Sign (with the attempt's current nonce and fees) and broadcast again.
+    Resend,
+    /// Wait for a receipt of what was sent.
+    Wait,
+}
+
+/// One approved action on its way: what is being sent, and what was.
+#[derive(Debug)]
+struct Attempt {
+    id: u64,
+    from: Address,
+    gas: u64,
+    nonce: u64,
+    fees: Fees,
+    /// The block the fees were computed on.
+    fee_block: u64,
+    replacement: u32,
+    /// Hashes a node took, oldest first, with their fees and replacement number.
+    sent: Vec<B256>,
+    info: Vec<(B256, Fees, u32, Bytes)>,
+    deadline: Instant,
+    /// Set once shutdown is asked for: the delivery stops then.
+    stop_at: Option<Instant>,
+    /// Broadcasts no node took, in a row (for the backoff).
+    tries: u32,
+}
+
+impl Attempt {
+    fn signed(&self, hash: B256, raw: Bytes) -> SignedTx {
+        SignedTx {
+            decision_id: self.id,
+            hash,
+            sender: self.from,
+            nonce: self.nonce,
+            fees: self.fees,
+            replacement: self.replacement,
+            raw,
+        }
+    }
+    fn taken(&mut self, hash: B256, raw: &Bytes) {
+        if !self.sent.contains(&hash) {
+            self.sent.push(hash);
+            self.info
+                .push((hash, self.fees, self.replacement, raw.clone()));
+        }
+    }
+    /// The transaction `tx` as signed, to send again.
+    fn signed_of(&self, tx: B256) -> Option<SignedTx> {
+        self.info
+            .iter()
+            .find(|(h, ..)| *h == tx)
+            .map(|(h, f, r, raw)| SignedTx {
+                decision_id: self.id,
+                hash: *h,
+                sender: self.from,
+                nonce: self.nonce,
+                fees: *f,
+                replacement: *r,
+                raw: raw.clone(),
+            })
+    }
+    fn fees_of(&self, tx: B256) -> Fees {
+        self.info
+            .iter()
+            .find(|(h, ..)| *h == tx)
+            .map_or(self.fees, |(_, f, ..)| *f)
+    }
+    fn replacement_of(&self, tx: B256) -> u32 {
+        self.info
+            .iter()
+            .find(|(h, ..)| *h == tx)
+            .map_or(self.replacement, |(_, _, r, _)| *r)
+    }
+}
+
+/// A Safe transaction's outcome from its receipt: `ExecutionSuccess`, or why not.
+fn safe_outcome(r: &TransactionReceipt, safe: Address) -> Result<(), ExecError> {
+    let tx = r.transaction_hash;
+    let mut success = false;
+    for log in r.inner.logs() {
+        if log.address() != safe {
+            continue;
+        }
+        match log.topics().first() {
+            Some(t) if *t == ISafe::ExecutionFailure::SIGNATURE_HASH => {
+                return Err(ExecError::SafeExecutionFailure { tx });
+            }
+            Some(t) if *t == ISafe::ExecutionSuccess::SIGNATURE_HASH => success = true,
+            _ => {}
+        }
+    }
+    if success {
+        Ok(())
+    } else {
+        Err(ExecError::EffectNotObserved {
+            tx,
+            detail: "no ExecutionSuccess event from the Safe".into(),
+        })
+    }
+}
+
+/// Asks every endpoint its chain id: one that names another chain is a
+/// configuration error; none answering is an unreachable network.
+async fn check_chain(
+    endpoints: &Endpoints,
+    network: &str,
+    expected: u64,
+) -> Result<u64, ExecError> {
+    let answers = endpoints
+        .read_all(|p| async move { p.get_chain_id().await })
+        .await;
+    let mut errors = Vec::new();
+    let mut ok = false;
+    for (label, a) in answers {
+        match a {
+            Ok(id) if id == expected => ok = true,
+            Ok(actual) => {
+                return Err(ExecError::WrongChain {
+                    executor: format!("{network} ({label})"),
+                    expected,
+                    actual,
+                });
+            }
+            Err(e) => errors.push(format!("{label}: {e}")),
+        }
+    }
+    if ok {
+        if !errors.is_empty() {
+            tracing::warn!(target: "guardian::executor", network, errors = %errors.join("; "), "some endpoints did not answer at start; they are retried on every send");
+        }
+        Ok(expected)
+    } else {
+        Err(ExecError::Rpc {
+            what: "eth_chainId",
+            reason: format!("no endpoint answered: {}", errors.join("; ")),
+        })
+    }
 }
 
 /// What happened to an approved action.
@@ -234,6 +387,36 @@ pub enum DeliveryEvent {
         from: Option<u64>,
         to: u64,
     },
+    /// A landed transaction's block was reorganised away and its effect is
+    /// gone: it is being sent again.
+    Reorged { decision_id: u64, tx: B256 },
+    /// The effect held for the executor's `confirmations` blocks after landing.
+    Final {
+        decision_id: u64,
+        tx: B256,
+        block: u64,
+    },
+}
+
+/// Whether one executor can act, from [`Executors::readiness`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub executor: String,
+    /// Why it cannot act (no endpoint answers, balance below the reserve), if it cannot.
+    pub problem: Option<String>,
+    /// The sending key's balance and reserve, when read.
+    pub balance_wei: Option<u128>,
+    pub reserve_wei: u128,
+}
+
+impl Readiness {
+    /// Below twice the reserve (but not below it): warn before it cannot act.
+    pub fn low(&self) -> bool {
+        self.problem.is_none()
+            && self
+                .balance_wei
+                .is_some_and(|b| b < self.reserve_wei.saturating_mul(2))
+    }
 }
 
 /// One configured executor, connected.
@@ -244,6 +427,8 @@ struct Executor {
     sender: Key,
     owners: Vec<Key>,
     wallet: EthereumWallet,
+    /// The network's endpoints plus this executor's broadcast-only ones: where its transactions go.
+    send_to: Endpoints,
 }
 
 /// Every executor of a configuration, on one network connection.
@@ -254,7 +439,7 @@ pub struct Executors {
 
 #[derive(Debug)]
 struct Inner {
-    provider: DynProvider,
+    endpoints: Endpoints,
     chain_id: u64,
     executors: HashMap<String, Executor>,
     nonces: delivery::Nonces,
@@ -264,7 +449,12 @@ struct Inner {
     poll: Duration,
     /// Where every signed transaction is written down before it is broadcast.
     tx_log: std::sync::OnceLock<Arc<dyn TxLog>>,
+    /// Fires when the process shuts down: deliveries stop within [`SHUTDOWN_GRACE`].
+    shutdown: tokio_util::sync::CancellationToken,
 }
+
+/// How long a delivery in flight may go on after shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Executors {
     /// Connects every executor of `config` that uses `network` to `url`.
@@ -281,25 +471,20 @@ impl Executors {
             .ok_or_else(|| ExecError::NoEndpoint {
                 executor: network.to_string(),
             })?;
-        let url = net
-            .rpc
-            .first()
-            .and_then(|u| u.parse().ok())
-            .ok_or_else(|| ExecError::NoEndpoint {
+        let timeout = config
+            .executors
+            .values()
+            .filter(|d| d.network.as_deref() == Some(network))
+            .map(|d| d.delivery.rpc_timeout_ms)
+            .min()
+            .unwrap_or(crate::config::Delivery::default().rpc_timeout_ms);
+        let endpoints = Endpoints::new(&net.rpc, &[], Duration::from_millis(timeout));
+        if endpoints.is_empty() {
+            return Err(ExecError::NoEndpoint {
                 executor: network.to_string(),
-            })?;
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_http(url)
-            .erased();
-        let chain_id = provider.get_chain_id().await.map_err(rpc("eth_chainId"))?;
-        if chain_id != net.chain_id {
-            return Err(ExecError::WrongChain {
-                executor: network.to_string(),
-                expected: net.chain_id,
-                actual: chain_id,
             });
         }
+        let chain_id = check_chain(&endpoints, network, net.chain_id).await?;
         let mut executors = HashMap::new();
         for (name, def) in &config.executors {
             if def.network.as_deref().is_some_and(|n| n != network) {
@@ -327,12 +512,17 @@ impl Executors {
                     wallet: sender.wallet(),
                     sender,
                     owners: loaded,
+                    send_to: endpoints.with(&Endpoints::new(
+                        &[],
+                        &def.broadcast,
+                        Duration::from_millis(def.delivery.rpc_timeout_ms),
+                    )),
                 },
             );
         }
         let this = Self {
             inner: Arc::new(Inner {
-                provider,
+                endpoints,
                 chain_id,
                 executors,
                 nonces: delivery::Nonces::default(),
@@ -340,6 +530,7 @@ impl Executors {
                 http: alloy::transports::http::reqwest::Client::new(),
                 poll: Duration::from_millis(20),
                 tx_log: std::sync::OnceLock::new(),
+                shutdown: tokio_util::sync::CancellationToken::new(),
             }),
         };
         // Nonces are read from the chain at start (and again after any error).
@@ -359,8 +550,106 @@ impl Executors {
         self.inner.tx_log.set(log).is_ok()
     }
 
-    pub fn provider(&self) -> &DynProvider {
-        &self.inner.provider
+    /// The healthiest endpoint's provider.
+    pub fn provider(&self) -> Option<DynProvider> {
+        self.inner.endpoints.preferred()
+    }
+
+    /// The network's endpoints and their health.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    /// Whether each sending executor can act: an endpoint answers, and its
+    /// key's balance covers the reserve (`reserve_eth`, by default
+    /// [`crate::config::exec::DEFAULT_RESERVE_PAUSES`] pauses at the fee cap).
+    /// `propose` executors send nothing and are left out.
+    pub async fn readiness(&self) -> Vec<Readiness> {
+        let mut out = Vec::new();
+        let mut names: Vec<&String> = self.inner.executors.keys().collect();
+        names.sort();
+        for name in names {
+            let ex = &self.inner.executors[name];
+            if matches!(ex.def.kind, ExecutorKind::Propose { .. }) {
+                continue;
+            }
+            let who = ex.sender.address();
+            let reserve = ex.def.delivery.reserve();
+            let balance = self
+                .read("eth_getBalance", move |p| async move {
+                    p.get_balance(who).await
+                })
+                .await;
+            let (problem, balance_wei) = match balance {
+                Err(e) => (Some(format!("no endpoint answers ({e})")), None),
+                Ok(b) => {
+                    let b = b.saturating_to::<u128>();
+                    let problem = (b < reserve).then(|| {
+                        format!(
+                            "key {} holds {b} wei, below the reserve of {reserve} wei",
+                            ex.sender.name()
+                        )
+                    });
+                    (problem, Some(b))
+                }
+            };
+            out.push(Readiness {
+                executor: name.clone(),
+                problem,
+                balance_wei,
+                reserve_wei: reserve,
+            });
+        }
+        out
+    }
+
+    /// Pause actions of these executors whose effect cannot be observed: no
+    /// `paused_getter` (nor flags) and no code at the target. Each comes with why.
+    pub async fn unobservable(
+        &self,
+        actions: &std::collections::BTreeMap<String, crate::config::ActionDef>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, a) in actions {
+            let ours = a
+                .executor
+                .as_ref()
+                .is_some_and(|e| self.inner.executors.contains_key(e));
+            let no_getter = a.pause.paused_getter.is_none() && a.pause.flags.is_none();
+            if !ours || a.kind != crate::config::ActionKind::Pause || !no_getter {
+                continue;
+            }
+            let Some(target) = a.target else { continue };
+            if let Err(why) = self.has_code(target, None).await {
+                out.push((
+                    name.clone(),
+                    format!("action `{name}` has no paused_getter and its effect cannot be observed: {why}"),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Asks deliveries in flight to stop within [`SHUTDOWN_GRACE`] (the journal
+    /// keeps what was sent; a restart follows it).
+    pub fn shut_down(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// A read, failed over across the network's endpoints, as an [`ExecError`].
+    async fn read<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, ExecError>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: Future<Output = Result<T, RpcError<TransportErrorKind>>>,
+    {
+        self.inner
+            .endpoints
+            .read(f)
+            .await
+            .map_err(|e| ExecError::Rpc {
+                what,
+                reason: e.describe(),
+            })
     }
 
     fn executor(&self, name: &str) -> Result<&Executor, ExecError> {
@@ -372,13 +661,7 @@ impl Executors {
 
     async fn resync_nonce(&self, decision_id: u64, who: Address) -> Result<u64, ExecError> {
         let before = self.inner.nonces.cached(who);
-        let n = self
-            .inner
-            .provider
-            .get_transaction_count(who)
-            .pending()
-            .await
-            .map_err(rpc("eth_getTransactionCount"))?;
+        let n = self.next_nonce(who).await?;
         self.inner.nonces.set(who, n);
         if before.is_some() && before != Some(n) {
             tracing::warn!(target: "guardian::executor", decision_id, account = %who, from = ?before, to = n, "nonce resynchronised from the chain");
@@ -389,6 +672,51 @@ impl Executors {
             });
         }
         Ok(n)
+    }
+
+    /// The first word a view call returns (at `block`, or the latest), failed over.
+    async fn word(
+        &self,
+        what: &'static str,
+        to: Address,
+        data: Bytes,
+        block: Option<u64>,
+    ) -> Result<U256, ExecError> {
+        let req = TransactionRequest::default().with_to(to).with_input(data);
+        let out = self
+            .read(what, move |p| {
+                let req = req.clone();
+                async move {
+                    match block {
+                        Some(b) => p.call(req).block(b.into()).await,
+                        None => p.call(req).await,
+                    }
+                }
+            })
+            .await?;
+        if out.len() < 32 {
+            return Err(ExecError::Rpc {
+                what,
+                reason: format!("returned {} bytes, not a word", out.len()),
+            });
+        }
+        Ok(U256::from_be_slice(&out[..32]))
+    }
+
+    /// The account's mined transaction count (latest block), failed over.
+    async fn mined_nonce(&self, who: Address) -> Result<u64, ExecError> {
+        self.read("eth_getTransactionCount", move |p| async move {
+            p.get_transaction_count(who).latest().await
+        })
+        .await
+    }
+
+    /// The account's next nonce (pending), from whichever endpoint answers first.
+    async fn next_nonce(&self, who: Address) -> Result<u64, ExecError> {
+        self.read("eth_getTransactionCount", move |p| async move {
+            p.get_transaction_count(who).pending().await
+        })
+        .await
     }
 
     fn emit(&self, e: DeliveryEvent) {
@@ -453,20 +781,19 @@ impl Executors {
         call: &Call,
         execute_now: bool,
     ) -> Result<(SafeTx, u64), ExecError> {
-        let s = ISafe::new(safe, &self.inner.provider);
         let (nonce, threshold) = tokio::try_join!(
-            async {
-                s.nonce().call().await.map_err(|e| ExecError::Rpc {
-                    what: "Safe.nonce",
-                    reason: e.to_string(),
-                })
-            },
-            async {
-                s.getThreshold().call().await.map_err(|e| ExecError::Rpc {
-                    what: "Safe.getThreshold",
-                    reason: e.to_string(),
-                })
-            },
+            self.word(
+                "Safe.nonce",
+                safe,
+                ISafe::nonceCall {}.abi_encode().into(),
+                None
+            ),
+            self.word(
+                "Safe.getThreshold",
+                safe,
+                ISafe::getThresholdCall {}.abi_encode().into(),
+                None
+            ),
         )?;
         let threshold = threshold.saturating_to::<u64>();
         if execute_now && (ex.owners.len() as u64) < threshold {
@@ -526,191 +853,358 @@ impl Executors {
         let id = approved.decision_id();
         let from = ex.sender.address();
         let d = ex.def.delivery;
-        let p = &self.inner.provider;
-        let deadline = Instant::now() + Duration::from_millis(d.deadline_ms);
         let request = TransactionRequest::default()
             .with_from(from)
             .with_to(to)
             .with_input(data);
-        let (gas, base_fee, cached) =
-            tokio::join!(p.estimate_gas(request.clone()), self.base_fee(), async {
-                self.inner.nonces.cached(from)
-            });
+        let estimate = {
+            let req = request.clone();
+            self.read("eth_estimateGas", move |p| {
+                let req = req.clone();
+                async move { p.estimate_gas(req).await }
+            })
+        };
+        let (gas, base_fee, cached) = tokio::join!(estimate, self.base_fee(), async {
+            self.inner.nonces.cached(from)
+        });
         let gas = match gas {
             Ok(gas) => gas,
-            Err(e) => {
-                self.inner.nonces.forget(from);
-                // Reverts because someone else (a replica sharing the key) got the effect first?
-                if let Ok(block) = self.latest_block().await
-                    && self.verify(approved.effect(), block).await.is_ok()
-                {
-                    tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
-                    return Ok(Execution::StoodDown {
-                        detail: "the effect is already on chain (the transaction would revert)"
-                            .into(),
-                    });
-                }
-                return Err(rpc("eth_estimateGas")(e));
-            }
+            Err(e) => return self.estimate_failed(approved, from, e).await,
         };
-        // Headroom: the state may move between the estimate and inclusion.
-        let gas = gas.saturating_mul(13) / 10;
-        let mut nonce = match cached {
+        let nonce = match cached {
             Some(n) => n,
             None => self.resync_nonce(id, from).await?,
         };
-        let (base_fee, mut fee_block) = base_fee?;
-        let mut fees = delivery::initial(base_fee, &d, urgency);
-        let mut sent: Vec<B256> = Vec::new();
-        let mut replacement = 0u32;
-        let mut refusals = 0u32;
+        let (base_fee, fee_block) = base_fee?;
+        let mut a = Attempt {
+            id,
+            from,
+            // Headroom: the state may move between the estimate and inclusion.
+            gas: gas.saturating_mul(13) / 10,
+            nonce,
+            fees: delivery::initial(base_fee, &d, urgency),
+            fee_block,
+            replacement: 0,
+            sent: Vec::new(),
+            info: Vec::new(),
+            deadline: Instant::now() + Duration::from_millis(d.deadline_ms),
+            stop_at: None,
+            tries: 0,
+        };
+        let result = self
+            .deliver_loop(ex, approved, &request, urgency, &mut a)
+            .await;
+        match &result {
+            Ok(Execution::Landed { .. }) => {}
+            Ok(_) => self.inner.nonces.forget(from),
+            Err(e) => {
+                self.inner.nonces.forget(from);
+                tracing::error!(target: "guardian::executor", decision_id = id, error = %e, "delivery ended without the effect");
+            }
+        }
+        result
+    }
+
+    /// The gas estimate failed: stood down when the effect is already on chain
+    /// (a replica sharing the key got there first), else the error.
+    async fn estimate_failed(
+        &self,
+        approved: &Approved,
+        from: Address,
+        e: ExecError,
+    ) -> Result<Execution, ExecError> {
+        self.inner.nonces.forget(from);
+        if let Ok(block) = self.latest_block().await
+            && self.verify(approved.effect(), block).await.is_ok()
+        {
+            tracing::info!(target: "guardian::executor", decision_id = approved.decision_id(), "the effect is already on chain: standing down");
+            return Ok(Execution::StoodDown {
+                detail: "the effect is already on chain (the transaction would revert)".into(),
+            });
+        }
+        Err(e)
+    }
+
+    /// Sign, write down, broadcast to every endpoint, wait; replace or retry
+    /// until the effect lands, the deadline passes or shutdown's grace ends.
+    async fn deliver_loop(
+        &self,
+        ex: &Executor,
+        approved: &Approved,
+        request: &TransactionRequest,
+        urgency: Option<Urgency>,
+        a: &mut Attempt,
+    ) -> Result<Execution, ExecError> {
         loop {
-            let tx = request
-                .clone()
-                .with_nonce(nonce)
-                .with_chain_id(self.inner.chain_id)
-                .with_gas_limit(gas)
-                .with_max_fee_per_gas(fees.max_fee)
-                .with_max_priority_fee_per_gas(fees.priority_fee);
-            let envelope =
-                <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(tx, &ex.wallet)
-                    .await
-                    .map_err(|e| {
-                        ExecError::Key(KeyError::Signing {
-                            key: ex.sender.name().to_string(),
-                            reason: e.to_string(),
-                        })
-                    })?;
-            let hash = *envelope.tx_hash();
-            let raw: Bytes = alloy::eips::eip2718::Encodable2718::encoded_2718(&envelope).into();
+            self.check_shutdown(a)?;
+            let (hash, raw) = self.sign(ex, request, a).await?;
             if approved.mode() == Mode::DryRun {
-                tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, "dry-run: signed, not broadcast");
+                tracing::info!(target: "guardian::executor", decision_id = a.id, tx = %hash, "dry-run: signed, not broadcast");
                 return Ok(Execution::DryRun { tx: hash, raw });
             }
             if let Some(log) = self.inner.tx_log.get() {
-                log.signed(&SignedTx {
-                    decision_id: id,
-                    hash,
-                    sender: from,
-                    nonce,
-                    fees,
-                    replacement,
-                    raw: raw.clone(),
-                })
-                .map_err(ExecError::Journal)?;
+                log.signed(&a.signed(hash, raw.clone()))
+                    .map_err(ExecError::Journal)?;
             }
-            let answer = p.send_raw_transaction(&raw).await;
-            if let Some(log) = self.inner.tx_log.get() {
-                let refused = answer.as_ref().err().map(describe);
-                log.broadcast(hash, refused.as_deref());
-            }
-            match answer {
-                Ok(_) => {
-                    sent.push(hash);
-                    tracing::info!(target: "guardian::executor", decision_id = id, tx = %hash, nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement, "sent");
+            let next = match self.send(ex, a.id, hash, &raw).await {
+                Sent::Taken => {
+                    a.tries = 0;
+                    a.taken(hash, &raw);
+                    tracing::info!(target: "guardian::executor", decision_id = a.id, tx = %hash, nonce = a.nonce, max_fee = a.fees.max_fee, priority_fee = a.fees.priority_fee, replacement = a.replacement, "sent");
                     self.emit(DeliveryEvent::Sent {
-                        decision_id: id,
+                        decision_id: a.id,
                         tx: hash,
-                        nonce,
-                        fees,
-                        replacement,
+                        nonce: a.nonce,
+                        fees: a.fees,
+                        replacement: a.replacement,
                         at: std::time::Instant::now(),
                     });
+                    Next::Wait
                 }
-                Err(e) => {
-                    let reason = describe(&e);
-                    refusals += 1;
-                    if refusals > 8 {
-                        self.inner.nonces.forget(from);
-                        return Err(ExecError::Refused(reason));
-                    }
-                    match delivery::classify(&reason) {
-                        delivery::SendRefusal::NonceTooLow => {
-                            // The very same transaction (a replica signed identical bytes): follow it.
-                            if reason.to_ascii_lowercase().contains("already known") {
-                                sent.push(hash);
-                            }
-                            // One of ours may have landed meanwhile.
-                            if let Some(r) = self.find_receipt(&sent).await? {
-                                return self.landed(ex, approved, r, replacement, fees).await;
-                            }
-                            if !sent.contains(&hash) {
-                                // Another sender took the nonce: if it got the effect, stand down.
-                                if self
-                                    .verify(approved.effect(), self.latest_block().await?)
-                                    .await
-                                    .is_ok()
-                                {
-                                    self.inner.nonces.forget(from);
-                                    tracing::info!(target: "guardian::executor", decision_id = id, "the effect is already on chain: standing down");
-                                    return Ok(Execution::StoodDown {
-                                        detail:
-                                            "the nonce was taken and the effect is already on chain"
-                                                .into(),
-                                    });
-                                }
-                                nonce = self.resync_nonce(id, from).await?;
-                                continue;
-                            }
-                        }
-                        delivery::SendRefusal::Underpriced => {
-                            let (base, block) = self.base_fee().await?;
-                            fee_block = block;
-                            let fresh = delivery::initial(base, &d, urgency);
-                            fees = delivery::bump(fees, fresh, d.max_fee_cap_wei).ok_or(
-                                ExecError::FeeCap {
-                                    cap_wei: d.max_fee_cap_wei,
-                                },
-                            )?;
-                            continue;
-                        }
-                        delivery::SendRefusal::Other => {
-                            self.inner.nonces.forget(from);
-                            return Err(ExecError::Refused(reason));
-                        }
+                Sent::Refused(class, why) => {
+                    self.after_refusal(ex, approved, urgency, a, hash, class, &why)
+                        .await?
+                }
+            };
+            match next {
+                Next::Done(done) => return Ok(done),
+                Next::Resend => continue,
+                Next::Wait => {
+                    if let Some(done) = self.wait_inclusion(ex, approved, urgency, a).await? {
+                        return Ok(done);
                     }
                 }
             }
-            // Wait for inclusion; a block without it means replace.
-            // Wait for inclusion; a block without it means replace. A failing read
-            // (a node hiccup) is retried until the deadline, never fatal on its own.
-            // Blocks are counted from the one the fees were computed on.
-            let mut seen_block = fee_block;
-            loop {
-                match self.poll_once(&sent, &mut seen_block).await {
-                    Ok(Poll::Included(r)) => {
-                        return self.landed(ex, approved, *r, replacement, fees).await;
+        }
+    }
+
+    /// `Err(ShutDown)` once shutdown was asked for and its grace has passed.
+    fn check_shutdown(&self, a: &mut Attempt) -> Result<(), ExecError> {
+        if self.inner.shutdown.is_cancelled() {
+            let at = *a
+                .stop_at
+                .get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+            if Instant::now() >= at {
+                tracing::error!(target: "guardian::executor", decision_id = a.id, "shutting down with the transaction in flight; the journal keeps it for the next start");
+                return Err(ExecError::ShutDown);
+            }
+        }
+        Ok(())
+    }
+
+    /// The transaction of attempt `a` (its nonce, gas and fees), signed.
+    async fn sign(
+        &self,
+        ex: &Executor,
+        request: &TransactionRequest,
+        a: &Attempt,
+    ) -> Result<(B256, Bytes), ExecError> {
+        let tx = request
+            .clone()
+            .with_nonce(a.nonce)
+            .with_chain_id(self.inner.chain_id)
+            .with_gas_limit(a.gas)
+            .with_max_fee_per_gas(a.fees.max_fee)
+            .with_max_priority_fee_per_gas(a.fees.priority_fee);
+        let envelope =
+            <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(tx, &ex.wallet)
+                .await
+                .map_err(|e| {
+                    ExecError::Key(KeyError::Signing {
+                        key: ex.sender.name().to_string(),
+                        reason: e.to_string(),
+                    })
+                })?;
+        let raw: Bytes = alloy::eips::eip2718::Encodable2718::encoded_2718(&envelope).into();
+        Ok((*envelope.tx_hash(), raw))
+    }
+
+    /// Broadcasts `raw` to every endpoint of `ex` (and its relays) and judges
+    /// the answers: taken when a node accepted it, or already has it, or any
+    /// node knows it by hash (an endpoint that forwarded it and then failed);
+    /// refused otherwise, with the most telling reason. The journal gets what
+    /// was observed: `sent` when a node took it, `refused` only when every
+    /// node refused it for a known reason; nothing for errors and silence.
+    async fn send(&self, ex: &Executor, id: u64, hash: B256, raw: &Bytes) -> Sent {
+        let b = ex.send_to.broadcast(raw).await;
+        let log = self.inner.tx_log.get();
+        if let Some(by) = &b.accepted_by {
+            tracing::debug!(target: "guardian::executor", decision_id = id, tx = %hash, endpoint = %by, "accepted");
+            if let Some(log) = log {
+                log.broadcast(hash, None);
+            }
+            return Sent::Taken;
+        }
+        let summary = b.summary();
+        if self.known_anywhere(hash).await {
+            tracing::warn!(target: "guardian::executor", decision_id = id, tx = %hash, answers = %summary, "no node said it accepted the transaction, but a node has it: following it");
+            if let Some(log) = log {
+                log.broadcast(hash, None);
+            }
+            return Sent::Taken;
+        }
+        let class = [
+            SendRefusal::NonceTooLow,
+            SendRefusal::Underpriced,
+            SendRefusal::NonceTooHigh,
+            SendRefusal::InsufficientFunds,
+        ]
+        .into_iter()
+        .find(|c| b.any(*c))
+        .unwrap_or(SendRefusal::Unknown);
+        let all_refused = b
+            .answers
+            .iter()
+            .all(|(_, a)| matches!(a, endpoints::Answer::Refused(..)));
+        if all_refused
+            && class != SendRefusal::Unknown
+            && let Some(log) = log
+        {
+            log.broadcast(hash, Some(&summary));
+        }
+        tracing::warn!(target: "guardian::executor", decision_id = id, tx = %hash, refusal = ?class, answers = %summary, "no node took the transaction");
+        Sent::Refused(class, summary)
+    }
+
+    /// Whether any endpoint knows the transaction by hash (pending or mined).
+    async fn known_anywhere(&self, hash: B256) -> bool {
+        self.inner
+            .endpoints
+            .read_all(move |p| async move { p.get_transaction_by_hash(hash).await })
+            .await
+            .iter()
+            .any(|(_, r)| matches!(r, Ok(Some(_))))
+    }
+
+    /// What to do after no node took the transaction, by the refusal's class.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_refusal(
+        &self,
+        ex: &Executor,
+        approved: &Approved,
+        urgency: Option<Urgency>,
+        a: &mut Attempt,
+        hash: B256,
+        class: SendRefusal,
+        why: &str,
+    ) -> Result<Next, ExecError> {
+        let d = ex.def.delivery;
+        match class {
+            SendRefusal::NonceTooLow => {
+                // One of ours may have landed meanwhile.
+                if let Some(r) = self.find_receipt(&a.sent).await? {
+                    return self.landed(ex, approved, r, a).await.map(Next::Done);
+                }
+                // Another sender took the nonce: if it got the effect, stand down.
+                if self
+                    .verify(approved.effect(), self.latest_block().await?)
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!(target: "guardian::executor", decision_id = a.id, "the effect is already on chain: standing down");
+                    return Ok(Next::Done(Execution::StoodDown {
+                        detail: "the nonce was taken and the effect is already on chain".into(),
+                    }));
+                }
+                a.nonce = self.resync_nonce(a.id, a.from).await?;
+                a.sent.clear();
+                return Ok(Next::Resend);
+            }
+            SendRefusal::Underpriced => {
+                let (base, block) = self.base_fee().await?;
+                a.fee_block = block;
+                match delivery::bump(
+                    a.fees,
+                    delivery::initial(base, &d, urgency),
+                    d.max_fee_cap_wei,
+                ) {
+                    Some(f) => {
+                        a.fees = f;
+                        return Ok(Next::Resend);
                     }
-                    Ok(Poll::NewBlock) => match self.base_fee().await {
-                        Ok((base, block)) => {
-                            fee_block = block;
-                            let fresh = delivery::initial(base, &d, urgency);
-                            if let Some(next) = delivery::bump(fees, fresh, d.max_fee_cap_wei) {
-                                fees = next;
-                                replacement += 1;
-                                break;
-                            }
-                            tracing::warn!(target: "guardian::executor", decision_id = id, cap_wei = d.max_fee_cap_wei, "fee cap reached: waiting without replacing");
+                    None if !a.sent.is_empty() => return Ok(Next::Wait),
+                    None => {
+                        return Err(ExecError::FeeCap {
+                            cap_wei: d.max_fee_cap_wei,
+                        });
+                    }
+                }
+            }
+            SendRefusal::NonceTooHigh => {
+                a.nonce = self.resync_nonce(a.id, a.from).await?;
+            }
+            SendRefusal::InsufficientFunds => {
+                tracing::error!(target: "guardian::executor", decision_id = a.id, account = %a.from, "the key cannot pay for the transaction; retrying until the deadline (fund it)");
+            }
+            SendRefusal::AlreadyKnown | SendRefusal::Unknown => {}
+        }
+        if Instant::now() >= a.deadline {
+            if !a.sent.is_empty() {
+                return Ok(Next::Wait);
+            }
+            return Err(ExecError::Refused(format!(
+                "{why} (tried {} times until the {} ms deadline; last tx {hash})",
+                a.tries + 1,
+                d.deadline_ms
+            )));
+        }
+        // A receipt for an earlier transaction of ours ends it.
+        if let Some(r) = self.find_receipt(&a.sent).await.ok().flatten() {
+            return self.landed(ex, approved, r, a).await.map(Next::Done);
+        }
+        let wait =
+            delivery::backoff(a.tries).min(a.deadline.saturating_duration_since(Instant::now()));
+        a.tries += 1;
+        tokio::time::sleep(wait).await;
+        Ok(Next::Resend)
+    }
+
+    /// Waits for a receipt; `None` when a block passed without one and the
+    /// fees were raised (send the replacement). Read failures are retried
+    /// until the deadline, never fatal on their own.
+    async fn wait_inclusion(
+        &self,
+        ex: &Executor,
+        approved: &Approved,
+        urgency: Option<Urgency>,
+        a: &mut Attempt,
+    ) -> Result<Option<Execution>, ExecError> {
+        let d = ex.def.delivery;
+        // Blocks are counted from the one the fees were computed on.
+        let mut seen_block = a.fee_block;
+        loop {
+            match self.poll_once(&a.sent, &mut seen_block).await {
+                Ok(Poll::Included(r)) => return self.landed(ex, approved, *r, a).await.map(Some),
+                Ok(Poll::NewBlock) => match self.base_fee().await {
+                    Ok((base, block)) => {
+                        a.fee_block = block;
+                        let fresh = delivery::initial(base, &d, urgency);
+                        if let Some(next) = delivery::bump(a.fees, fresh, d.max_fee_cap_wei) {
+                            a.fees = next;
+                            a.replacement += 1;
+                            return Ok(None);
                         }
-                        Err(e) => {
-                            tracing::warn!(target: "guardian::executor", decision_id = id, error = %e, "base fee read failed; retrying")
-                        }
-                    },
-                    Ok(Poll::Waiting) => {}
+                        tracing::warn!(target: "guardian::executor", decision_id = a.id, cap_wei = d.max_fee_cap_wei, "fee cap reached: waiting without replacing");
+                    }
                     Err(e) => {
-                        tracing::warn!(target: "guardian::executor", decision_id = id, error = %e, "receipt poll failed; retrying")
+                        tracing::warn!(target: "guardian::executor", decision_id = a.id, error = %e, "base fee read failed; retrying")
                     }
+                },
+                Ok(Poll::Waiting) => {}
+                Err(e) => {
+                    tracing::warn!(target: "guardian::executor", decision_id = a.id, error = %e, "receipt poll failed; retrying")
                 }
-                if Instant::now() >= deadline {
-                    self.inner.nonces.forget(from);
-                    tracing::error!(target: "guardian::executor", decision_id = id, last_tx = %hash, "deadline passed without inclusion");
-                    return Err(ExecError::Deadline {
-                        deadline_ms: d.deadline_ms,
-                        last_tx: hash,
-                    });
-                }
-                tokio::time::sleep(self.inner.poll).await;
             }
+            if Instant::now() >= a.deadline {
+                let last_tx = a.sent.last().copied().unwrap_or_default();
+                tracing::error!(target: "guardian::executor", decision_id = a.id, last_tx = %last_tx, "deadline passed without inclusion");
+                return Err(ExecError::Deadline {
+                    deadline_ms: d.deadline_ms,
+                    last_tx,
+                });
+            }
+            self.check_shutdown(a)?;
+            tokio::time::sleep(self.inner.poll).await;
         }
     }
 
@@ -719,12 +1213,7 @@ impl Executors {
         if let Some(r) = self.find_receipt(sent).await? {
             return Ok(Poll::Included(Box::new(r)));
         }
-        let now = self
-            .inner
-            .provider
-            .get_block_number()
-            .await
-            .map_err(rpc("eth_blockNumber"))?;
+        let now = self.latest_block().await?;
         if now <= *seen_block {
             return Ok(Poll::Waiting);
         }
@@ -739,11 +1228,10 @@ impl Executors {
     /// The next block's base fee, and the latest block's number it was computed from.
     async fn base_fee(&self) -> Result<(u128, u64), ExecError> {
         let block = self
-            .inner
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Latest)
-            .await
-            .map_err(rpc("eth_getBlockByNumber"))?
+            .read("eth_getBlockByNumber", |p| async move {
+                p.get_block_by_number(BlockNumberOrTag::Latest).await
+            })
+            .await?
             .ok_or(ExecError::Rpc {
                 what: "eth_getBlockByNumber",
                 reason: "no latest block".into(),
@@ -758,14 +1246,15 @@ impl Executors {
         Ok((u128::from(next), header.number))
     }
 
+    /// A receipt for any of `sent` (newest first), from whichever endpoint answers.
     async fn find_receipt(&self, sent: &[B256]) -> Result<Option<TransactionReceipt>, ExecError> {
         for h in sent.iter().rev() {
+            let h = *h;
             if let Some(r) = self
-                .inner
-                .provider
-                .get_transaction_receipt(*h)
-                .await
-                .map_err(rpc("eth_getTransactionReceipt"))?
+                .read("eth_getTransactionReceipt", move |p| async move {
+                    p.get_transaction_receipt(h).await
+                })
+                .await?
             {
                 return Ok(Some(r));
             }
@@ -778,62 +1267,69 @@ impl Executors {
         ex: &Executor,
         approved: &Approved,
         r: TransactionReceipt,
-        replacements: u32,
-        fees: Fees,
+        a: &Attempt,
     ) -> Result<Execution, ExecError> {
         let tx = r.transaction_hash;
         let block = r.block_number.unwrap_or_default();
-        self.inner.nonces.set(ex.sender.address(), {
-            // The nonce after the one that landed.
-            self.inner
-                .provider
-                .get_transaction_count(ex.sender.address())
-                .pending()
-                .await
-                .map_err(rpc("eth_getTransactionCount"))?
-        });
+        // The nonce after the one that landed.
+        self.inner.nonces.set(ex.sender.address(), a.nonce + 1);
         if !r.status() {
             return Err(ExecError::Reverted { tx });
         }
         if let ExecutorKind::SafeOwners { safe, .. } = &ex.def.kind {
-            let mut success = false;
-            for log in r.inner.logs() {
-                if log.address() != *safe {
-                    continue;
-                }
-                match log.topics().first() {
-                    Some(t) if *t == ISafe::ExecutionFailure::SIGNATURE_HASH => {
-                        return Err(ExecError::SafeExecutionFailure { tx });
-                    }
-                    Some(t) if *t == ISafe::ExecutionSuccess::SIGNATURE_HASH => success = true,
-                    _ => {}
-                }
-            }
-            if !success {
-                return Err(ExecError::EffectNotObserved {
-                    tx,
-                    detail: "no ExecutionSuccess event from the Safe".into(),
-                });
-            }
+            safe_outcome(&r, *safe)?;
         }
         self.verify(approved.effect(), block)
             .await
             .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
-        tracing::info!(target: "guardian::executor", decision_id = approved.decision_id(), tx = %tx, block, replacements, "landed, effect observed");
+        if matches!(approved.effect(), Effect::Paused { getters } if getters.is_empty()) {
+            // No getter: the only evidence is a successful call to a contract.
+            self.has_code(approved.call().target, Some(block))
+                .await
+                .map_err(|detail| ExecError::EffectNotObserved { tx, detail })?;
+            tracing::warn!(target: "guardian::executor", decision_id = approved.decision_id(), tx = %tx, block, "landed; the action has no paused_getter, so the effect is taken from the successful call to the target's code, not observed");
+        } else {
+            tracing::info!(target: "guardian::executor", decision_id = approved.decision_id(), tx = %tx, block, replacements = a.replacement, "landed, effect observed");
+        }
+        let fees = a.fees_of(tx);
+        if let Some(signed) = a.signed_of(tx) {
+            self.watch_finality(ex, approved.effect(), signed, block);
+        }
         Ok(Execution::Landed {
             tx,
             block,
-            replacements,
+            replacements: a.replacement_of(tx),
             fees,
         })
     }
 
-    async fn latest_block(&self) -> Result<u64, ExecError> {
-        self.inner
-            .provider
-            .get_block_number()
+    /// `Ok` when `target` holds code (at `block`, or the latest); a call to an
+    /// address without code "succeeds" and proves nothing.
+    pub async fn has_code(&self, target: Address, block: Option<u64>) -> Result<(), String> {
+        let code = self
+            .read("eth_getCode", move |p| async move {
+                match block {
+                    Some(b) => p.get_code_at(target).block_id(b.into()).await,
+                    None => p.get_code_at(target).await,
+                }
+            })
             .await
-            .map_err(rpc("eth_blockNumber"))
+            .map_err(|e| e.to_string())?;
+        if code.is_empty() {
+            Err(format!(
+                "{target} has no code: a call to it succeeds without pausing anything"
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn latest_block(&self) -> Result<u64, ExecError> {
+        self.read(
+            "eth_blockNumber",
+            |p| async move { p.get_block_number().await },
+        )
+        .await
     }
 
     /// For replicas, just before sending: is the approved action still needed?
@@ -847,23 +1343,10 @@ impl Executors {
         let ex = self.executor(approved.executor())?;
         let from = ex.sender.address();
         let deadline = Instant::now() + Duration::from_millis(ex.def.delivery.deadline_ms);
-        let p = &self.inner.provider;
         let mut waited = false;
         loop {
-            let (latest, pending) = tokio::try_join!(
-                async {
-                    p.get_transaction_count(from)
-                        .latest()
-                        .await
-                        .map_err(rpc("eth_getTransactionCount"))
-                },
-                async {
-                    p.get_transaction_count(from)
-                        .pending()
-                        .await
-                        .map_err(rpc("eth_getTransactionCount"))
-                },
-            )?;
+            let (latest, pending) =
+                tokio::try_join!(self.mined_nonce(from), self.next_nonce(from))?;
             if pending <= latest || Instant::now() >= deadline {
                 break;
             }
@@ -959,7 +1442,6 @@ impl Executors {
         seen_block: &mut Option<u64>,
         checked_known: &mut bool,
     ) -> Result<Option<Execution>, ExecError> {
-        let p = &self.inner.provider;
         let hashes: Vec<B256> = sent.iter().map(|t| t.hash).collect();
         if let Some(r) = self.find_receipt(&hashes).await? {
             let tx = r.transaction_hash;
@@ -987,11 +1469,7 @@ impl Executors {
         let Some(last) = sent.last().cloned() else {
             return Ok(None);
         };
-        let mined_nonce = p
-            .get_transaction_count(last.sender)
-            .latest()
-            .await
-            .map_err(rpc("eth_getTransactionCount"))?;
+        let mined_nonce = self.mined_nonce(last.sender).await?;
         if mined_nonce > last.nonce {
             // Our nonce is used, by none of ours (no receipt above; looked again
             // to close the race with a block mined in between).
@@ -1011,14 +1489,12 @@ impl Executors {
         }
         if !*checked_known {
             *checked_known = true;
-            let known = p
-                .get_transaction_by_hash(last.hash)
-                .await
-                .map_err(rpc("eth_getTransactionByHash"))?;
-            if known.is_none() {
-                tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again");
-                if let Err(e) = p.send_raw_transaction(&last.raw).await {
-                    tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, error = %describe(&e), "broadcasting again was refused");
+            if !self.known_anywhere(last.hash).await {
+                tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, tx = %last.hash, "the node no longer knows the transaction: broadcasting it again to every endpoint");
+                if let Sent::Refused(_, why) =
+                    self.send(ex, last.decision_id, last.hash, &last.raw).await
+                {
+                    tracing::warn!(target: "guardian::executor", decision_id = last.decision_id, answers = %why, "broadcasting again was refused");
                 }
             }
         }
@@ -1073,11 +1549,48 @@ impl Executors {
             tracing::warn!(target: "guardian::executor", decision_id = id, cap_wei = d.max_fee_cap_wei, "fee cap reached: waiting without replacing");
             return Ok(None);
         };
+        let next = self
+            .resign(ex, prev, to, &envelope, fees, envelope.nonce())
+            .await?;
+        if let Some(log) = self.inner.tx_log.get() {
+            log.signed(&next).map_err(ExecError::Journal)?;
+        }
+        match self.send(ex, id, next.hash, &next.raw).await {
+            Sent::Taken => {
+                tracing::info!(target: "guardian::executor", decision_id = id, tx = %next.hash, nonce = next.nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement = next.replacement, "sent (replacing a transaction from before the restart)");
+                self.emit(DeliveryEvent::Sent {
+                    decision_id: id,
+                    tx: next.hash,
+                    nonce: next.nonce,
+                    fees,
+                    replacement: next.replacement,
+                    at: std::time::Instant::now(),
+                });
+                Ok(Some(next))
+            }
+            Sent::Refused(_, why) => {
+                tracing::warn!(target: "guardian::executor", decision_id = id, answers = %why, "the replacement was refused; the next block tries again");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `prev`'s call (to `to`, decoded as `envelope`) signed again with `fees` and `nonce`.
+    async fn resign(
+        &self,
+        ex: &Executor,
+        prev: &SignedTx,
+        to: Address,
+        envelope: &alloy::consensus::TxEnvelope,
+        fees: Fees,
+        nonce: u64,
+    ) -> Result<SignedTx, ExecError> {
+        use alloy::consensus::Transaction;
         let request = TransactionRequest::default()
             .with_from(prev.sender)
             .with_to(to)
             .with_input(envelope.input().clone())
-            .with_nonce(envelope.nonce())
+            .with_nonce(nonce)
             .with_chain_id(self.inner.chain_id)
             .with_gas_limit(envelope.gas_limit())
             .with_max_fee_per_gas(fees.max_fee)
@@ -1091,61 +1604,25 @@ impl Executors {
                         reason: e.to_string(),
                     })
                 })?;
-        let next = SignedTx {
-            decision_id: id,
+        Ok(SignedTx {
+            decision_id: prev.decision_id,
             hash: *signed.tx_hash(),
             sender: prev.sender,
-            nonce: prev.nonce,
+            nonce,
             fees,
             replacement: prev.replacement + 1,
             raw: alloy::eips::eip2718::Encodable2718::encoded_2718(&signed).into(),
-        };
-        if let Some(log) = self.inner.tx_log.get() {
-            log.signed(&next).map_err(ExecError::Journal)?;
-        }
-        let answer = self.inner.provider.send_raw_transaction(&next.raw).await;
-        if let Some(log) = self.inner.tx_log.get() {
-            let refused = answer.as_ref().err().map(describe);
-            log.broadcast(next.hash, refused.as_deref());
-        }
-        match answer {
-            Ok(_) => {
-                tracing::info!(target: "guardian::executor", decision_id = id, tx = %next.hash, nonce = next.nonce, max_fee = fees.max_fee, priority_fee = fees.priority_fee, replacement = next.replacement, "sent (replacing a transaction from before the restart)");
-                self.emit(DeliveryEvent::Sent {
-                    decision_id: id,
-                    tx: next.hash,
-                    nonce: next.nonce,
-                    fees,
-                    replacement: next.replacement,
-                    at: std::time::Instant::now(),
-                });
-                Ok(Some(next))
-            }
-            Err(e) => {
-                tracing::warn!(target: "guardian::executor", decision_id = id, error = %describe(&e), "the replacement was refused; the next block tries again");
-                Ok(None)
-            }
-        }
+        })
     }
 
     /// Reads the action's getters at `block` and checks the intended effect.
     pub async fn verify(&self, effect: &Effect, block: u64) -> Result<(), String> {
         let read = |c: &Call| {
-            let req = TransactionRequest::default()
-                .with_to(c.target)
-                .with_input(c.data.clone());
+            let (target, data) = (c.target, c.data.clone());
             async move {
-                self.inner
-                    .provider
-                    .call(req)
-                    .block(block.into())
+                self.word("verify", target, data, Some(block))
                     .await
-                    .map_err(|e| describe(&e))
-                    .and_then(|out| {
-                        (out.len() >= 32)
-                            .then(|| U256::from_be_slice(&out[..32]))
-                            .ok_or_else(|| "getter returned less than a word".to_string())
-                    })
+                    .map_err(|e| e.to_string())
             }
         };
         match effect {
@@ -1175,15 +1652,19 @@ impl ChainView for Executors {
         target: Address,
         data: Bytes,
     ) -> impl Future<Output = Result<Bytes, String>> + Send {
-        let p = self.inner.provider.clone();
+        let this = self.clone();
         async move {
-            p.call(
-                TransactionRequest::default()
-                    .with_to(target)
-                    .with_input(data),
-            )
-            .await
-            .map_err(|e| describe(&e))
+            let req = TransactionRequest::default()
+                .with_to(target)
+                .with_input(data);
+            this.inner
+                .endpoints
+                .read(move |p| {
+                    let req = req.clone();
+                    async move { p.call(req).await }
+                })
+                .await
+                .map_err(|e| e.describe())
         }
     }
 
@@ -1199,6 +1680,9 @@ impl ChainView for Executors {
         let effect = effect.clone();
         async move {
             let ex = this.executor(&executor).map_err(|e| e.to_string())?;
+            if matches!(&effect, Effect::Paused { getters } if getters.is_empty()) {
+                this.has_code(call.target, None).await?;
+            }
             let (from, to, data) = match &ex.def.kind {
                 // A proposal is simulated as the inner call, from the Safe itself.
                 ExecutorKind::Propose { safe, .. } => (*safe, call.target, call.data.clone()),
@@ -1215,12 +1699,14 @@ impl ChainView for Executors {
                 .with_to(to)
                 .with_input(data);
             this.inner
-                .provider
-                .call(req)
-                .block(BlockNumberOrTag::Pending.into())
+                .endpoints
+                .read(move |p| {
+                    let req = req.clone();
+                    async move { p.call(req).block(BlockNumberOrTag::Pending.into()).await }
+                })
                 .await
                 .map(|_| ())
-                .map_err(|e| describe(&e))
+                .map_err(|e| e.describe())
         }
     }
 }

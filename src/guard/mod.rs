@@ -147,9 +147,9 @@ pub enum Rejection {
     },
     #[error("action `{action}` calls unpause(), which a guardian may never call")]
     Unpause { action: String },
-    #[error("action `{action}` is in its cooldown until {ready_at_ms} ms")]
+    #[error("action `{action}` is in its cooldown until {}", crate::units::DisplayUnixMs(*ready_at_ms))]
     ActionCooldown { action: String, ready_at_ms: u64 },
-    #[error("target {target} is in its cooldown until {ready_at_ms} ms")]
+    #[error("target {target} is in its cooldown until {}", crate::units::DisplayUnixMs(*ready_at_ms))]
     TargetCooldown { target: Address, ready_at_ms: u64 },
     #[error("the global rate limit is reached")]
     RateLimited,
@@ -167,10 +167,14 @@ pub enum Rejection {
         value: U256,
         max_change_bps: u64,
     },
-    #[error("the parameter was updated too recently; next update at {ready_at_ms} ms")]
+    #[error("the parameter was updated too recently; next update at {}", crate::units::DisplayUnixMs(*ready_at_ms))]
     UpdateTooSoon { ready_at_ms: u64 },
     #[error("preflight reverted: {reason}")]
     PreflightReverted { reason: String },
+    #[error(
+        "the trip is {age_ms} ms old, older than the action's max_trigger_age of {max_ms} ms: not acted on"
+    )]
+    TooOld { age_ms: u64, max_ms: u64 },
 }
 
 /// What the guard decided for one trip.
@@ -222,6 +226,9 @@ pub struct PastDecision {
     pub action: String,
     /// The trip's time (the guard's clock), in milliseconds.
     pub time_ms: u64,
+    /// The mode it was decided in: it counts only against that mode's limits
+    /// (a dry-run approval never holds back an enforce action).
+    pub mode: Mode,
     /// What it consumed; `None`: nothing (alert-only, already done, refused early).
     pub counted: Option<Counted>,
 }
@@ -262,6 +269,54 @@ enum Kind {
 type Direct = RateLimiter<NotKeyed, InMemoryState, TripClock, NoOpMiddleware<Duration>>;
 type Keyed = RateLimiter<Address, HashMapStateStore<Address>, TripClock, NoOpMiddleware<Duration>>;
 
+/// Cooldowns and rate limits of one mode. Enforce and dry-run keep their own:
+/// what dry-run approved (and never sent) never holds back what enforce sends,
+/// so switching mode never inherits a quiet period.
+struct Limits {
+    last_action: HashMap<String, u64>,
+    last_target: HashMap<Address, u64>,
+    last_update: HashMap<(Address, FixedBytes<4>), u64>,
+    global: Option<Direct>,
+    per_target: Option<Keyed>,
+}
+
+impl Limits {
+    fn new(config: &Config, clock: &TripClock) -> Self {
+        Self {
+            last_action: HashMap::new(),
+            last_target: HashMap::new(),
+            last_update: HashMap::new(),
+            global: config
+                .guard
+                .rate_limit
+                .map(|l| RateLimiter::direct_with_clock(quota(l), clock.clone())),
+            per_target: config
+                .guard
+                .target_rate_limit
+                .map(|l| RateLimiter::hashmap_with_clock(quota(l), clock.clone())),
+        }
+    }
+
+    /// Starts the cooldowns of an approval at `now`.
+    fn start_cooldowns(&mut self, action: &str, allowed: &Allowed, now: u64) {
+        let last = |m: &mut u64| *m = (*m).max(now);
+        last(self.last_action.entry(action.to_string()).or_default());
+        last(self.last_target.entry(allowed.target).or_default());
+        if matches!(allowed.kind, Kind::SetParameter { .. }) {
+            last(
+                self.last_update
+                    .entry((allowed.target, allowed.selector))
+                    .or_default(),
+            );
+        }
+    }
+}
+
+/// The index of a mode's [`Limits`] (alert-only never reaches them).
+fn slot(mode: Mode) -> usize {
+    usize::from(mode != Mode::Enforce)
+}
+
 /// The guard's state: allow-list, cooldowns, rate limits.
 pub struct Guard {
     mode: Mode,
@@ -269,12 +324,9 @@ pub struct Guard {
     incomplete: HashMap<String, &'static str>,
     allowed: BTreeMap<String, Allowed>,
     target_cooldown_ms: u64,
-    last_action: HashMap<String, u64>,
-    last_target: HashMap<Address, u64>,
-    last_update: HashMap<(Address, FixedBytes<4>), u64>,
+    /// Enforce's limits, then dry-run's.
+    limits: [Limits; 2],
     clock: TripClock,
-    global: Option<Direct>,
-    per_target: Option<Keyed>,
     next_id: u64,
 }
 
@@ -368,17 +420,7 @@ impl Guard {
             incomplete,
             allowed,
             target_cooldown_ms: config.guard.target_cooldown_ms,
-            last_action: HashMap::new(),
-            last_target: HashMap::new(),
-            last_update: HashMap::new(),
-            global: config
-                .guard
-                .rate_limit
-                .map(|l| RateLimiter::direct_with_clock(quota(l), clock.clone())),
-            per_target: config
-                .guard
-                .target_rate_limit
-                .map(|l| RateLimiter::hashmap_with_clock(quota(l), clock.clone())),
+            limits: [Limits::new(config, &clock), Limits::new(config, &clock)],
             clock,
             next_id: 0,
         }
@@ -387,34 +429,51 @@ impl Guard {
     /// Restores the state decisions taken before a restart left: the next
     /// decision id continues after `past`'s, cooldowns restart from the last
     /// approvals, and the rate limiters count the same attempts again, at
-    /// their trips' times. Decisions on actions no longer configured are skipped.
+    /// their trips' times — each against the limits of the mode it was decided
+    /// in. Decisions on actions no longer configured are skipped.
     pub fn restore(&mut self, past: impl IntoIterator<Item = PastDecision>) {
         for p in past {
             self.next_id = self.next_id.max(p.decision_id);
             let (Some(counted), Some(allowed)) = (p.counted, self.allowed.get(&p.action)) else {
                 continue;
             };
+            if p.mode == Mode::AlertOnly {
+                continue;
+            }
             self.clock.advance_to(p.time_ms);
-            if let Some(g) = &self.global {
+            let limits = &mut self.limits[slot(p.mode)];
+            if let Some(g) = &limits.global {
                 let _ = g.check();
             }
             if counted != Counted::GlobalLimit
-                && let Some(k) = &self.per_target
+                && let Some(k) = &limits.per_target
             {
                 let _ = k.check_key(&allowed.target);
             }
             if counted == Counted::Approved {
-                let last = |m: &mut u64| *m = (*m).max(p.time_ms);
-                last(self.last_action.entry(p.action.clone()).or_default());
-                last(self.last_target.entry(allowed.target).or_default());
-                if matches!(allowed.kind, Kind::SetParameter { .. }) {
-                    last(
-                        self.last_update
-                            .entry((allowed.target, allowed.selector))
-                            .or_default(),
-                    );
-                }
+                limits.start_cooldowns(&p.action, allowed, p.time_ms);
             }
+        }
+    }
+
+    /// An approved action ended without anything sent (the executor failed
+    /// before its first broadcast): its cooldowns no longer hold back the next
+    /// attempt. The rate limits keep counting it (an attempt).
+    pub fn not_sent(&mut self, action: &str, mode: Mode, approved_at_ms: u64) {
+        let Some(allowed) = self.allowed.get(action) else {
+            return;
+        };
+        let limits = &mut self.limits[slot(mode)];
+        if limits.last_action.get(action) == Some(&approved_at_ms) {
+            limits.last_action.remove(action);
+        }
+        if limits.last_target.get(&allowed.target) == Some(&approved_at_ms) {
+            limits.last_target.remove(&allowed.target);
+        }
+        if limits.last_update.get(&(allowed.target, allowed.selector)) == Some(&approved_at_ms) {
+            limits
+                .last_update
+                .remove(&(allowed.target, allowed.selector));
         }
     }
 
@@ -460,6 +519,25 @@ impl Guard {
         decision
     }
 
+    /// A decision for a trip too old to act on (its age by the wall clock,
+    /// which the pipeline measures: the guard itself never reads the clock).
+    /// Nothing is built, no cooldown starts, no rate limit counts it.
+    pub fn refuse_late(&mut self, trip: &Trip, age_ms: u64, max_ms: u64) -> Decision {
+        self.next_id += 1;
+        tracing::warn!(
+            target: "guardian::guard", decision_id = self.next_id, policy = %trip.policy, block = trip.block,
+            action = %trip.action, age_ms, max_ms, "rejected: the trip is older than max_trigger_age"
+        );
+        Decision {
+            decision_id: self.next_id,
+            policy: trip.policy.clone(),
+            action: trip.action.clone(),
+            block: trip.block,
+            time_ms: trip.time_ms,
+            outcome: Outcome::Rejected(Rejection::TooOld { age_ms, max_ms }),
+        }
+    }
+
     async fn decide<V: ChainView>(&mut self, decision_id: u64, trip: &Trip, view: &V) -> Outcome {
         let mode = trip.mode.most_cautious(self.mode);
         if mode == Mode::AlertOnly {
@@ -482,7 +560,8 @@ impl Guard {
             });
         }
         let now = trip.time_ms;
-        if let Some(&last) = self.last_action.get(&trip.action)
+        let limits = &self.limits[slot(mode)];
+        if let Some(&last) = limits.last_action.get(&trip.action)
             && allowed.cooldown_ms > 0
             && now < last.saturating_add(allowed.cooldown_ms)
         {
@@ -491,7 +570,7 @@ impl Guard {
                 ready_at_ms: last + allowed.cooldown_ms,
             });
         }
-        if let Some(&last) = self.last_target.get(&allowed.target)
+        if let Some(&last) = limits.last_target.get(&allowed.target)
             && self.target_cooldown_ms > 0
             && now < last.saturating_add(self.target_cooldown_ms)
         {
@@ -501,7 +580,7 @@ impl Guard {
             });
         }
 
-        let (call, effect) = match self.build(&allowed, now, view).await {
+        let (call, effect) = match self.build(&allowed, now, mode, view).await {
             Ok(Built::Call(call, effect)) => (call, effect),
             Ok(Built::AlreadyDone(detail)) => return Outcome::AlreadyDone { detail },
             Err(r) => return Outcome::Rejected(r),
@@ -509,12 +588,13 @@ impl Guard {
 
         // Rate limits count approvals that reach preflight (attempts, not only successes).
         self.clock.advance_to(now);
-        if let Some(g) = &self.global
+        let limits = &mut self.limits[slot(mode)];
+        if let Some(g) = &limits.global
             && g.check().is_err()
         {
             return Outcome::Rejected(Rejection::RateLimited);
         }
-        if let Some(k) = &self.per_target
+        if let Some(k) = &limits.per_target
             && k.check_key(&allowed.target).is_err()
         {
             return Outcome::Rejected(Rejection::TargetRateLimited {
@@ -526,12 +606,7 @@ impl Guard {
             return Outcome::Rejected(Rejection::PreflightReverted { reason });
         }
 
-        self.last_action.insert(trip.action.clone(), now);
-        self.last_target.insert(allowed.target, now);
-        if matches!(effect, Effect::Parameter { .. }) {
-            self.last_update
-                .insert((allowed.target, allowed.selector), now);
-        }
+        self.limits[slot(mode)].start_cooldowns(&trip.action, &allowed, now);
         Outcome::Approved(Box::new(Approved {
             decision_id,
             policy: trip.policy.clone(),
@@ -549,6 +624,7 @@ impl Guard {
         &self,
         allowed: &Allowed,
         now: u64,
+        mode: Mode,
         view: &V,
     ) -> Result<Built, Rejection> {
         let target = allowed.target;
@@ -613,7 +689,9 @@ impl Guard {
                 }
             }
             Kind::SetParameter { getter, params } => {
-                if let Some(&last) = self.last_update.get(&(target, allowed.selector))
+                if let Some(&last) = self.limits[slot(mode)]
+                    .last_update
+                    .get(&(target, allowed.selector))
                     && now < last.saturating_add(params.min_delay_ms)
                 {
                     return Err(Rejection::UpdateTooSoon {

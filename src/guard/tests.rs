@@ -81,6 +81,7 @@ fn action(name: &str, kind: ActionKind, target: Address, function: &str) -> Acti
         cooldown_ms: 0,
         pause: PauseParams::default(),
         parameter: None,
+        timing: Default::default(),
     }
 }
 
@@ -550,6 +551,7 @@ fn restored_decisions_keep_cooldowns_rate_limits_and_ids() {
         decision_id,
         action: action.into(),
         time_ms,
+        mode: Mode::Enforce,
         counted: Some(Counted::Approved),
     });
 
@@ -587,9 +589,73 @@ fn restored_decisions_keep_cooldowns_rate_limits_and_ids() {
         decision_id: 41,
         action: "pause-vault".into(),
         time_ms: 1_000,
+        mode: Mode::Enforce,
         counted: None,
     }]);
     let d = review(&mut quiet, &s, "pause-vault", 2_000);
     assert_eq!(d.decision_id, 42);
     assert!(matches!(d.outcome, Outcome::Approved(_)));
+}
+
+/// Issue 14: cooldowns and rate limits are consumed only within the mode that
+/// consumed them; a dry-run approval (nothing sent) never holds back enforce.
+#[test]
+fn modes_never_leak_cooldowns_or_rate_limits() {
+    let limits = GuardLimits {
+        target_cooldown_ms: 600_000,
+        rate_limit: Some(RateLimit {
+            count: 1,
+            per_ms: 3_600_000,
+        }),
+        ..Default::default()
+    };
+    let s = state();
+    let mut g = Guard::new(&config(limits));
+    let dry = block_on(g.review(&trip("pause-vault", 1_000, Mode::DryRun), &View(&s)));
+    assert_eq!(dry.into_approved().map(|a| a.mode()), Some(Mode::DryRun));
+    // Within dry-run, its own cooldown holds.
+    let again = block_on(g.review(&trip("pause-vault", 2_000, Mode::DryRun), &View(&s)));
+    assert!(again.rejection().is_some(), "{:?}", again.outcome);
+    // Enforce inherits nothing from dry-run: neither cooldown nor rate limit.
+    let live = block_on(g.review(&trip("pause-vault", 3_000, Mode::Enforce), &View(&s)));
+    assert_eq!(live.into_approved().map(|a| a.mode()), Some(Mode::Enforce));
+
+    // The same after a restart: a dry-run approval in the journal holds only dry-run.
+    let past = PastDecision {
+        decision_id: 7,
+        action: "pause-vault".into(),
+        time_ms: 1_000,
+        mode: Mode::DryRun,
+        counted: Some(Counted::Approved),
+    };
+    let mut restarted = Guard::new(&config(limits));
+    restarted.restore([past.clone()]);
+    let d = block_on(restarted.review(&trip("pause-vault", 2_000, Mode::Enforce), &View(&s)));
+    assert!(matches!(d.outcome, Outcome::Approved(_)), "{:?}", d.outcome);
+    let mut dry_again = Guard::new(&config(limits));
+    dry_again.restore([past]);
+    let d = block_on(dry_again.review(&trip("pause-vault", 2_000, Mode::DryRun), &View(&s)));
+    assert!(matches!(d.outcome, Outcome::Rejected(_)), "{:?}", d.outcome);
+}
+
+/// An approval whose execution sent nothing releases its cooldowns.
+#[test]
+fn an_approval_that_sent_nothing_releases_its_cooldown() {
+    let mut g = Guard::new(&config(GuardLimits {
+        target_cooldown_ms: 600_000,
+        ..Default::default()
+    }));
+    let s = state();
+    let first = review(&mut g, &s, "pause-vault", 1_000);
+    assert!(matches!(first.outcome, Outcome::Approved(_)));
+    assert!(
+        review(&mut g, &s, "pause-vault", 2_000)
+            .rejection()
+            .is_some()
+    );
+    g.not_sent("pause-vault", Mode::Enforce, 1_000);
+    assert!(matches!(
+        review(&mut g, &s, "pause-vault", 3_000).outcome,
+        Outcome::Approved(_)
+    ));
 }

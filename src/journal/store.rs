@@ -13,6 +13,7 @@ use crate::config::{JournalConfig, JournalSync};
 use crate::decision::Trip;
 use crate::executor::{Execution, Fees, SignedTx, TxLog};
 use crate::guard::{Counted, Decision, Effect, Outcome, PastDecision, Rejection};
+use crate::policy::model::Mode;
 
 /// The schema this guardian writes (SQLite `user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -655,10 +656,12 @@ impl Journal {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
-                "SELECT decision_id, action, time_ms, outcome, rejection, status FROM decisions ORDER BY decision_id",
+                "SELECT d.decision_id, d.action, d.time_ms, d.outcome, d.rejection, d.status, COALESCE(d.mode, t.mode)
+                 FROM decisions d JOIN trips t ON t.id = d.trip_id ORDER BY d.decision_id",
             )
             .map_err(|e| self.sql(e))?;
-        let rows: Vec<(i64, String, i64, String, Option<String>, String)> = stmt
+        type Row = (i64, String, i64, String, Option<String>, String, String);
+        let rows: Vec<Row> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,
@@ -667,13 +670,14 @@ impl Journal {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })
             .and_then(|rows| rows.collect())
             .map_err(|e| self.sql(e))?;
         Ok(rows
             .into_iter()
-            .map(|(id, action, time_ms, outcome, rejection, status)| {
+            .map(|(id, action, time_ms, outcome, rejection, status, mode)| {
                 let counted = match (outcome.as_str(), rejection.as_deref(), status.as_str()) {
                     // Nothing was sent: the cooldown must not hold back the next attempt.
                     ("approved", _, "interrupted") => Some(Counted::RateLimits),
@@ -686,6 +690,11 @@ impl Journal {
                     decision_id: uint(id),
                     action,
                     time_ms: uint(time_ms),
+                    // An unknown mode (a newer guardian's) counts as enforce: the stricter.
+                    mode: Mode::CHOICES
+                        .iter()
+                        .find(|(n, _)| *n == mode)
+                        .map_or(Mode::Enforce, |(_, m)| *m),
                     counted,
                 }
             })
@@ -711,6 +720,41 @@ impl Journal {
         })
         .and_then(|rows| rows.collect())
         .map_err(|e| self.sql(e))
+    }
+
+    /// The effective mode of each decided trip on mined blocks of `network`
+    /// after `block`, by (policy, block): a restart that replays those blocks
+    /// to refill windows lets a replayed trip hold its policy's cooldown only
+    /// if it was decided in the mode running now (a dry-run trip never quiets
+    /// an enforce run).
+    pub fn decided_modes_after(
+        &self,
+        network: &str,
+        block: u64,
+    ) -> Result<std::collections::HashMap<(String, u64), Mode>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.policy, t.block, COALESCE(d.mode, t.mode) FROM trips t JOIN decisions d ON d.trip_id = t.id
+                 WHERE t.network = ?1 AND t.origin = 'block' AND t.block > ?2",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows: Vec<(String, u64, String)> = stmt
+            .query_map(params![network, int(block)], |r| {
+                Ok((r.get(0)?, uint(r.get(1)?), r.get(2)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(policy, block, mode)| {
+                let mode = Mode::CHOICES
+                    .iter()
+                    .find(|(n, _)| *n == mode)
+                    .map_or(Mode::Enforce, |(_, m)| *m);
+                ((policy, block), mode)
+            })
+            .collect())
     }
 
     /// The audit trail, oldest first, filtered.
@@ -874,7 +918,7 @@ impl TxLog for Journal {
             Some(reason) => ("refused", Some(reason)),
         };
         if let Err(e) = self.lock().execute(
-            "UPDATE transactions SET status = ?2, detail = ?3, updated_ms = ?4 WHERE hash = ?1 AND status = 'signed'",
+            "UPDATE transactions SET status = ?2, detail = ?3, updated_ms = ?4 WHERE hash = ?1 AND status IN ('signed', 'refused')",
             params![hash.to_string(), status, detail, int(now_ms())],
         ) {
             // The signed row is already there: a restart still follows the transaction.

@@ -48,6 +48,7 @@ fn config() -> Config {
                 ..PauseParams::default()
             },
             parameter: None,
+            timing: Default::default(),
         },
     );
     c

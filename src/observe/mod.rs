@@ -34,8 +34,25 @@ pub struct Probe {
 struct Inner {
     telemetry: Arc<Telemetry>,
     alerts: Option<Alerts>,
-    /// Recent decision id -> policy, to route execution alerts to the policy's channels.
-    decisions: Mutex<VecDeque<(u64, String)>>,
+    /// Recent decisions, to route execution alerts to the policy's channels and join them up.
+    decisions: Mutex<VecDeque<DecisionContext>>,
+}
+
+/// What an execution alert needs to know about its decision.
+#[derive(Debug, Clone, Default)]
+struct DecisionContext {
+    decision_id: u64,
+    policy: String,
+    network: Option<String>,
+    block: Option<u64>,
+}
+
+/// One step less severe: what a cooldown or a rate limit holds back.
+fn lower(severity: Severity) -> Severity {
+    match severity {
+        Severity::Critical => Severity::Warning,
+        Severity::Warning | Severity::Info => Severity::Info,
+    }
 }
 
 fn now_ms() -> u64 {
@@ -76,6 +93,15 @@ impl Probe {
     pub fn policies(&self, set: &PolicySet) {
         if let Some(i) = &self.inner {
             i.telemetry.policies_loaded(set.policies.len());
+            i.telemetry.policy_metrics(
+                (0..set.policies.len())
+                    .map(|k| {
+                        let names = set.policy_metric_names(k);
+                        let names = names.into_iter().map(str::to_string).collect();
+                        (set.policies[k].id.clone(), names)
+                    })
+                    .collect(),
+            );
             if let Some(a) = &i.alerts {
                 a.set_policies(set);
             }
@@ -146,6 +172,112 @@ impl Probe {
         a.network = Some(network.to_string());
         a.block = Some(block);
         a.details = json!({ "metric": metric, "error": why });
+        self.raise(a);
+    }
+
+    /// A block's reads: which metrics have a value, which had none from any endpoint.
+    pub fn metrics_read(
+        &self,
+        network: &str,
+        values: &[(Arc<str>, f64)],
+        failed: &[(Arc<str>, String)],
+    ) {
+        if let Some(i) = &self.inner {
+            i.telemetry.metrics_read(
+                network,
+                values.iter().map(|(m, _)| &**m),
+                failed.iter().map(|(m, why)| (&**m, why.as_str())),
+            );
+        }
+    }
+
+    /// Read endpoint `endpoint` (0-based) of `network` was marked unhealthy for `fault`.
+    pub fn endpoint_fault(&self, network: &str, endpoint: usize, fault: &str) {
+        if let Some(i) = &self.inner {
+            i.telemetry.endpoint_fault(network, endpoint, fault);
+        }
+    }
+
+    /// A head subscription was established on `network`.
+    pub fn subscribed(&self, network: &str) {
+        if let Some(i) = &self.inner {
+            i.telemetry.subscribed(network);
+        }
+    }
+
+    /// The head subscription dropped `n` heads (they are backfilled by number).
+    pub fn heads_lagged(&self, network: &str, n: u64) {
+        if let Some(i) = &self.inner {
+            i.telemetry.heads_dropped(network, n);
+        }
+    }
+
+    /// The head subscription was silent for `silent_s` while the chain moved from `last` to `latest`.
+    pub fn head_stalled(&self, network: &str, silent_s: f64, last: u64, latest: u64) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.head_stalled(network);
+        let mut a = Alert::new(
+            AlertKind::HeadStalled,
+            Severity::Warning,
+            format!(
+                "network {network}: the head subscription was silent for {silent_s:.0} s while the chain moved from block {last} to {latest}; the missed blocks were read by polling and the subscription is re-established"
+            ),
+            format!("head-stalled:{network}"),
+        );
+        a.network = Some(network.to_string());
+        a.block = Some(latest);
+        a.details = json!({ "silent_s": silent_s, "last_block": last, "latest_block": latest });
+        self.raise(a);
+    }
+
+    /// Endpoints disagreed on a trip's values at its block hash: its action is held.
+    pub fn endpoints_disagree(
+        &self,
+        network: &str,
+        policy: &str,
+        block: u64,
+        details: serde_json::Value,
+    ) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.disagreement(network);
+        let mut a = Alert::new(
+            AlertKind::EndpointsDisagree,
+            Severity::Critical,
+            format!(
+                "network {network}: endpoints disagree on the values policy {policy} tripped on at block {block}; its action is held until they agree"
+            ),
+            format!("endpoints-disagree:{network}:{policy}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.network = Some(network.to_string());
+        a.block = Some(block);
+        a.details = details;
+        self.raise(a);
+    }
+
+    /// A trip's block was older than `max_age_s`: no action is taken on it.
+    pub fn head_too_old(
+        &self,
+        network: &str,
+        policy: &str,
+        block: u64,
+        age_s: f64,
+        max_age_s: f64,
+    ) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.old_head(network);
+        let mut a = Alert::new(
+            AlertKind::HeadTooOld,
+            Severity::Critical,
+            format!(
+                "network {network}: policy {policy} tripped on block {block}, {age_s:.0} s old (the most is {max_age_s:.0} s); no action is taken on a head that old"
+            ),
+            format!("head-too-old:{network}:{policy}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.network = Some(network.to_string());
+        a.block = Some(block);
+        a.details = json!({ "head_age_s": age_s, "max_head_age_s": max_age_s });
         self.raise(a);
     }
 
@@ -226,6 +358,67 @@ impl Probe {
         self.raise(a);
     }
 
+    /// Whether an enforce executor can act: `Err(why)` (a key missing or
+    /// unusable, a balance below the reserve, no endpoint answering) makes
+    /// `/readyz` not ready and raises an `executor-unavailable` alert; `Ok`
+    /// clears it.
+    pub fn executor_able(&self, executor: &str, network: &str, able: Result<(), &str>) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.executor_able(executor, able.err());
+        if let Err(why) = able {
+            let mut a = Alert::new(
+                AlertKind::ExecutorUnavailable,
+                Severity::Critical,
+                format!(
+                    "executor {executor} cannot act ({why}); guardian keeps watching, but trips needing it cannot be acted on"
+                ),
+                format!("executor-unable:{executor}:{why}"),
+            );
+            a.network = Some(network.to_string());
+            a.details = json!({ "executor": executor, "error": why });
+            self.raise(a);
+        }
+    }
+
+    /// An executor's key balance is below twice its reserve: fund it before it cannot act.
+    pub fn low_balance(&self, executor: &str, network: &str, balance_wei: u128, reserve_wei: u128) {
+        if self.inner.is_none() {
+            return;
+        }
+        let mut a = Alert::new(
+            AlertKind::LowBalance,
+            Severity::Warning,
+            format!(
+                "executor {executor}'s key holds {balance_wei} wei, less than twice its reserve of {reserve_wei} wei; below the reserve it is not ready: fund it"
+            ),
+            format!("low-balance:{executor}"),
+        );
+        a.network = Some(network.to_string());
+        a.details = json!({ "executor": executor, "balance_wei": balance_wei.to_string(), "reserve_wei": reserve_wei.to_string() });
+        self.raise(a);
+    }
+
+    /// A trip older than its action's `max_trigger_age`: journaled, not acted on.
+    pub fn stale_trigger(&self, policy: &str, action: &str, block: u64, age_ms: u64, max_ms: u64) {
+        if self.inner.is_none() {
+            return;
+        }
+        let mut a = Alert::new(
+            AlertKind::StaleTrigger,
+            Severity::Warning,
+            format!(
+                "policy {policy} tripped on block {block}, {} s ago, older than action {action}'s max_trigger_age of {} s: not acted on (the condition is judged again on new blocks)",
+                age_ms / 1000,
+                max_ms / 1000
+            ),
+            format!("stale-trigger:{policy}:{block}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.block = Some(block);
+        a.details = json!({ "action": action, "age_ms": age_ms, "max_trigger_age_ms": max_ms });
+        self.raise(a);
+    }
+
     /// The pipeline stopped on `error`: guardian is no longer watching (the process exits 2).
     pub fn stopped(&self, error: &str) {
         if self.inner.is_none() {
@@ -298,43 +491,165 @@ impl Probe {
         self.raise(a);
     }
 
+    /// Remembers a decision's policy, network and block, for the alerts of its execution.
+    pub fn decision_context(
+        &self,
+        decision_id: u64,
+        policy: &str,
+        network: &str,
+        block: Option<u64>,
+    ) {
+        self.remember(DecisionContext {
+            decision_id,
+            policy: policy.to_string(),
+            network: (!network.is_empty()).then(|| network.to_string()),
+            block,
+        });
+    }
+
+    fn remember(&self, context: DecisionContext) {
+        let Some(i) = &self.inner else { return };
+        if let Ok(mut d) = i.decisions.lock() {
+            if d.len() >= 1024 {
+                d.pop_front();
+            }
+            d.push_back(context);
+        }
+    }
+
+    fn context_of(&self, decision_id: u64) -> DecisionContext {
+        self.inner
+            .as_ref()
+            .and_then(|i| i.decisions.lock().ok())
+            .and_then(|d| {
+                d.iter()
+                    .rev()
+                    .find(|c| c.decision_id == decision_id)
+                    .cloned()
+            })
+            .unwrap_or(DecisionContext {
+                decision_id,
+                ..DecisionContext::default()
+            })
+    }
+
+    /// A trip was decided: its alert (with the decision id and network), then,
+    /// if the guard refused the action, the refusal's — in that order. A
+    /// refusal by a cooldown or rate limit (a policy held back, not a failure)
+    /// is one severity lower than the policy's; any other refusal is critical.
+    pub fn decided(
+        &self,
+        trip: &crate::decision::Trip,
+        network: &str,
+        decision: &crate::guard::Decision,
+        pending: Option<alloy::primitives::B256>,
+    ) {
+        if self.inner.is_none() {
+            return;
+        }
+        let decision_id = decision.decision_id;
+        self.remember(DecisionContext {
+            decision_id,
+            policy: trip.policy.clone(),
+            network: (!network.is_empty()).then(|| network.to_string()),
+            block: Some(trip.block),
+        });
+        let join = |mut a: Alert| {
+            a.policy = Some(trip.policy.clone());
+            a.network = (!network.is_empty()).then(|| network.to_string());
+            a.block = Some(trip.block);
+            a.decision_id = Some(decision_id);
+            a
+        };
+        let mut a = join(Alert::new(
+            AlertKind::Trip,
+            trip.severity,
+            format!(
+                "policy {} tripped at block {}: {} (action {}, mode {})",
+                trip.policy,
+                trip.block,
+                trip.summary,
+                trip.action,
+                trip.mode.as_str()
+            ),
+            format!("trip:{}", trip.policy),
+        ));
+        a.details = json!({
+            "action": trip.action,
+            "mode": trip.mode.as_str(),
+            "evidence": trip.evidence,
+            "pending_tx": pending.map(|hash| json!({ "hash": hash })),
+        });
+        self.raise(a);
+        let crate::guard::Outcome::Rejected(reason) = &decision.outcome else {
+            return;
+        };
+        use crate::guard::Rejection as R;
+        let held = matches!(
+            reason,
+            R::ActionCooldown { .. }
+                | R::TargetCooldown { .. }
+                | R::RateLimited
+                | R::TargetRateLimited { .. }
+                | R::UpdateTooSoon { .. }
+        );
+        let (severity, what) = if held {
+            (lower(trip.severity), "held back by a guard limit")
+        } else {
+            (Severity::Critical, "REFUSED")
+        };
+        let outcome = format!("rejected: {reason}");
+        let mut a = join(Alert::new(
+            AlertKind::Rejected,
+            severity,
+            format!(
+                "decision {decision_id}: policy {} tripped at block {} but action {} was NOT sent ({what}): {reason}",
+                trip.policy, trip.block, trip.action
+            ),
+            format!("rejected:{}:{outcome}", trip.policy),
+        ));
+        a.details = json!({ "action": trip.action, "outcome": outcome, "held": held });
+        self.raise(a);
+    }
+
+    /// A new incident a policy's cooldown held back (the engine did not trip):
+    /// counted, and alerted one severity lower than the policy's, with the reason.
+    pub fn held(&self, policy: &str, network: &str, block: u64, severity: Severity, reason: &str) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.held(policy);
+        let mut a = Alert::new(
+            AlertKind::Held,
+            lower(severity),
+            format!(
+                "policy {policy}: its condition holds again at block {block}, but it did not trip: {reason}"
+            ),
+            format!("held:{policy}"),
+        );
+        a.policy = Some(policy.to_string());
+        a.network = (!network.is_empty()).then(|| network.to_string());
+        a.block = Some(block);
+        a.details = json!({ "reason": reason });
+        self.raise(a);
+    }
+
+    /// Whether a policy's windows hold enough history to trip; `until`: the
+    /// block it can trip from, when known.
+    pub fn policy_ready(&self, policy: &str, ready: bool, until: Option<u64>) {
+        if let Some(i) = &self.inner {
+            i.telemetry.policy_ready(policy, ready, until);
+        }
+    }
+
     /// What the pipeline reports: counted, and alerted per the failure policy.
+    /// Trips and refusals are alerted by [`Probe::decided`], with their decision.
     pub fn report(&self, report: &Report) {
         let Some(i) = &self.inner else { return };
-        let policy_of = |id: u64| {
-            i.decisions
-                .lock()
-                .ok()
-                .and_then(|d| d.iter().find(|(d, _)| *d == id).map(|(_, p)| p.clone()))
-        };
         match report {
-            Report::Trip { trip, pending } => {
+            Report::Trip { trip, .. } => {
                 let head_to_trip = now_ms()
                     .checked_sub(trip.time_ms)
                     .map(Duration::from_millis);
                 i.telemetry.trip(&trip.policy, head_to_trip);
-                let mut a = Alert::new(
-                    AlertKind::Trip,
-                    trip.severity,
-                    format!(
-                        "policy {} tripped at block {}: {} (action {}, mode {})",
-                        trip.policy,
-                        trip.block,
-                        trip.summary,
-                        trip.action,
-                        trip.mode.as_str()
-                    ),
-                    format!("trip:{}", trip.policy),
-                );
-                a.policy = Some(trip.policy.clone());
-                a.block = Some(trip.block);
-                a.details = json!({
-                    "action": trip.action,
-                    "mode": trip.mode.as_str(),
-                    "evidence": trip.evidence,
-                    "pending_tx": pending.as_ref().map(|p| json!({ "hash": p.hash, "from": p.from })),
-                });
-                self.raise(a);
             }
             Report::ReorgedOut {
                 policy,
@@ -356,41 +671,22 @@ impl Probe {
             Report::Decision {
                 decision_id,
                 policy,
-                action,
                 block,
                 outcome,
                 ..
             } => {
+                // Alerted by `decided` (trip, then refusal); approvals by their execution.
                 let class = outcome.split(':').next().unwrap_or(outcome.as_str());
                 i.telemetry.decision(class);
-                if let Ok(mut d) = i.decisions.lock() {
-                    if d.len() >= 1024 {
-                        d.pop_front();
-                    }
-                    d.push_back((*decision_id, policy.clone()));
-                }
-                // Approved decisions are followed by their execution's alert; alert-only and
-                // already-done ones are covered by the trip's. A rejection is loud.
-                if class == "rejected" {
-                    let mut a = Alert::new(
-                        AlertKind::Rejected,
-                        Severity::Critical,
-                        format!(
-                            "decision {decision_id}: policy {policy} tripped at block {block} but action {action} was NOT sent: {outcome}"
-                        ),
-                        format!("rejected:{policy}:{outcome}"),
-                    );
-                    a.policy = Some(policy.clone());
-                    a.block = Some(*block);
-                    a.decision_id = Some(*decision_id);
-                    a.details = json!({ "action": action, "outcome": outcome });
-                    self.raise(a);
+                if self.context_of(*decision_id).policy.is_empty() {
+                    self.decision_context(*decision_id, policy, "", Some(*block));
                 }
             }
             Report::Executed {
                 decision_id,
                 execution,
             } => {
+                let context = self.context_of(*decision_id);
                 let (outcome, title, details) = match execution {
                     Execution::Landed {
                         tx,
@@ -431,14 +727,34 @@ impl Probe {
                     ),
                 };
                 i.telemetry.execution(outcome);
+                // Severity follows the outcome: a landed action resolves the incident;
+                // a proposal still needs co-signers.
+                let severity = match execution {
+                    Execution::Proposed { .. } => Severity::Warning,
+                    _ => Severity::Info,
+                };
                 let mut a = Alert::new(
                     AlertKind::Executed,
-                    Severity::Warning,
+                    severity,
                     title,
                     format!("executed:{decision_id}"),
                 );
-                a.policy = policy_of(*decision_id);
+                a.policy = (!context.policy.is_empty()).then(|| context.policy.clone());
+                a.network = context.network.clone();
                 a.decision_id = Some(*decision_id);
+                a.block = match execution {
+                    Execution::Landed { block, .. } => Some(*block),
+                    _ => context.block,
+                };
+                a.tx = match execution {
+                    Execution::Landed { tx, .. } | Execution::DryRun { tx, .. } => {
+                        Some(tx.to_string())
+                    }
+                    Execution::Proposed { safe_tx_hash, .. } => Some(safe_tx_hash.to_string()),
+                    Execution::StoodDown { .. } => None,
+                };
+                let mut details = details;
+                details["outcome"] = json!(outcome);
                 a.details = details;
                 self.raise(a);
             }
@@ -452,7 +768,10 @@ impl Probe {
                     ),
                     format!("execution-failed:{decision_id}"),
                 );
-                a.policy = policy_of(*decision_id);
+                let context = self.context_of(*decision_id);
+                a.policy = (!context.policy.is_empty()).then(|| context.policy.clone());
+                a.network = context.network.clone();
+                a.block = context.block;
                 a.decision_id = Some(*decision_id);
                 a.details = json!({ "error": error });
                 self.raise(a);

@@ -1,5 +1,7 @@
 //! The small HTTP server: `/metrics` (Prometheus text), `/healthz` (the process
-//! runs its pipeline), `/readyz` (watching, every network with a fresh head).
+//! runs its pipeline), `/readyz` (watching, every network with a fresh head,
+//! every enforce executor able to act: key loaded, balance above its reserve, an
+//! endpoint answering).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,12 +54,22 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
+/// 200 while watching with fresh heads; the body also lists each policy
+/// still warming up (blind until a block), which does not make it 503: the
+/// other policies are watching.
 async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    // Policies whose metric no endpoint answered at the latest block, and
+    // policies whose windows are not full yet: said, not failed on.
+    let mut detail: String = t.no_data().iter().map(|l| format!("{l}\n")).collect();
+    for line in t.blind_policies() {
+        detail.push_str(&line);
+        detail.push('\n');
+    }
     match t.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(()) => (StatusCode::OK, format!("ready\n{detail}")),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
+            format!("not ready: {why}\n{detail}"),
         ),
     }
 }

@@ -195,9 +195,14 @@ pub fn reload(
     why: &str,
 ) {
     tracing::info!(target: "guardian::reload", reason = why, "reloading policies");
-    match load_policies(paths, config) {
+    // A reload that would leave a policy blind (its metric never read) is refused like a broken one.
+    let loaded = load_policies(paths, config).and_then(|set| {
+        crate::policy::warmup::blind_spots(&set, config)?;
+        Ok(set)
+    });
+    match loaded {
         Ok(set) => {
-            eprintln!(
+            crate::say!(
                 "reload ({why}): {} policies validated; switching to them",
                 set.policies.len()
             );
@@ -210,7 +215,7 @@ pub fn reload(
             for e in &errors {
                 tracing::error!(target: "guardian::reload", error = %e, "policy reload refused");
             }
-            eprintln!(
+            crate::say!(
                 "reload ({why}) refused; the {running} running policies stay:\n{diagnostics}\n{} problem(s) found",
                 diagnostics.len()
             );

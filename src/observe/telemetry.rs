@@ -33,7 +33,73 @@ pub struct ChannelLabel {
     pub channel: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    pub network: String,
+    /// 1-based position among the network's read endpoints (never the URL).
+    pub endpoint: String,
+    pub fault: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabel {
+    pub network: String,
+    pub metric: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The watching-under-faults families (issue #13), kept apart from the rest.
+#[derive(Debug, Default)]
+struct Watching {
+    endpoint_faults: Family<EndpointLabel, Counter>,
+    head_stalls: Family<NetworkLabel, Counter>,
+    subscriptions: Family<NetworkLabel, Counter>,
+    heads_dropped: Family<NetworkLabel, Counter>,
+    disagreements: Family<NetworkLabel, Counter>,
+    old_heads: Family<NetworkLabel, Counter>,
+    metric_missing: Family<MetricLabel, Gauge>,
+}
+
+impl Watching {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "guardian_endpoint_faults",
+            "Read endpoint faults, by endpoint position and fault (failed: no well-formed answer; lagging; outvoted by the quorum)",
+            self.endpoint_faults.clone(),
+        );
+        r.register(
+            "guardian_head_stalls",
+            "Head subscriptions found silent while the chain moved (polled, then re-established)",
+            self.head_stalls.clone(),
+        );
+        r.register(
+            "guardian_head_subscriptions",
+            "Head subscriptions established (at start and after each reconnect)",
+            self.subscriptions.clone(),
+        );
+        r.register(
+            "guardian_heads_dropped",
+            "Heads the subscription dropped (broadcast lag), backfilled by number",
+            self.heads_dropped.clone(),
+        );
+        r.register(
+            "guardian_endpoint_disagreements",
+            "Quorum checks where endpoints disagreed at the same block hash (the action was held)",
+            self.disagreements.clone(),
+        );
+        r.register(
+            "guardian_trips_on_old_heads",
+            "Trips on a block older than max_head_age: no action was taken on them",
+            self.old_heads.clone(),
+        );
+        r.register(
+            "guardian_metric_missing",
+            "1 while a metric had no value from any endpoint at the latest block read",
+            self.metric_missing.clone(),
+        );
+    }
+}
 
 /// Every metric guardian exports, and what `/readyz` answers.
 #[derive(Debug)]
@@ -51,6 +117,8 @@ pub struct Telemetry {
     pending_screened: Family<NetworkLabel, Counter>,
     pending_dropped: Family<NetworkLabel, Counter>,
     trips: Family<PolicyLabel, Counter>,
+    held: Family<PolicyLabel, Counter>,
+    policy_ready: Family<PolicyLabel, Gauge>,
     decisions: Family<OutcomeLabel, Counter>,
     executions: Family<OutcomeLabel, Counter>,
     executor_unavailable: Family<NetworkLabel, Counter>,
@@ -65,6 +133,7 @@ pub struct Telemetry {
     policies: Gauge,
     ready: Gauge,
     health: Mutex<Health>,
+    watching_faults: Watching,
 }
 
 #[derive(Debug)]
@@ -73,6 +142,14 @@ struct Health {
     stale_after: Duration,
     /// When each watched network last gave a new head.
     last_head: HashMap<String, Option<Instant>>,
+    /// Metrics no endpoint answered at the latest block read: metric -> why.
+    missing: HashMap<String, String>,
+    /// Each policy's metrics, for the "no data" lines of the readiness detail.
+    policy_metrics: Vec<(String, Vec<String>)>,
+    /// Policies whose windows are not full yet, with the block they can trip from.
+    blind: std::collections::BTreeMap<String, Option<u64>>,
+    /// Executors that cannot act (key, balance, endpoints), with why.
+    unable: std::collections::BTreeMap<String, String>,
 }
 
 impl Telemetry {
@@ -93,6 +170,8 @@ impl Telemetry {
             stale: Family::default(),
             reorgs: Family::default(),
             trips: Family::default(),
+            held: Family::default(),
+            policy_ready: Family::default(),
             decisions: Family::default(),
             executions: Family::default(),
             executor_unavailable: Family::default(),
@@ -110,10 +189,25 @@ impl Telemetry {
                 watching: false,
                 stale_after,
                 last_head: HashMap::new(),
+                missing: HashMap::new(),
+                policy_metrics: Vec::new(),
+                blind: std::collections::BTreeMap::new(),
+                unable: std::collections::BTreeMap::new(),
             }),
             registry: Registry::default(),
+            watching_faults: Watching::default(),
         };
         let r = &mut registry;
+        r.register(
+            "guardian_policy_held",
+            "New incidents a policy's cooldown held back (the condition held again, no trip), per policy",
+            t.held.clone(),
+        );
+        r.register(
+            "guardian_policy_ready",
+            "1 once a policy's windows hold the history it needs to trip (its warm-up), else 0",
+            t.policy_ready.clone(),
+        );
         r.register(
             "guardian_head_block",
             "Latest block read, per network",
@@ -239,6 +333,7 @@ impl Telemetry {
             "1 while every watched network has a fresh head",
             t.ready.clone(),
         );
+        t.watching_faults.register(r);
         Self { registry, ..t }
     }
 
@@ -297,6 +392,9 @@ impl Telemetry {
                         Some(_) => {}
                     }
                 }
+                for (name, why) in &h.unable {
+                    problems.push(format!("executor {name} cannot act: {why}"));
+                }
                 if problems.is_empty() {
                     Ok(())
                 } else {
@@ -306,6 +404,16 @@ impl Telemetry {
         };
         self.ready.set(i64::from(result.is_ok()));
         result
+    }
+
+    /// Whether an executor can act (`None`) or why not; not ready while any cannot.
+    pub fn executor_able(&self, executor: &str, problem: Option<&str>) {
+        if let Ok(mut h) = self.health.lock() {
+            match problem {
+                Some(p) => h.unable.insert(executor.to_string(), p.to_string()),
+                None => h.unable.remove(executor),
+            };
+        }
     }
 
     pub fn stale_after(&self) -> Duration {
@@ -386,6 +494,47 @@ impl Telemetry {
         }
     }
 
+    /// A new incident held back by a policy's cooldown.
+    pub fn held(&self, policy: &str) {
+        self.held
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
+            .inc();
+    }
+
+    /// A policy's readiness: warm (`ready`), or blind until block `until`.
+    pub fn policy_ready(&self, policy: &str, ready: bool, until: Option<u64>) {
+        self.policy_ready
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
+            .set(i64::from(ready));
+        if let Ok(mut h) = self.health.lock() {
+            if ready {
+                h.blind.remove(policy);
+            } else {
+                h.blind.insert(policy.to_string(), until);
+            }
+        }
+    }
+
+    /// One line per policy still warming up (blind), for `/readyz`.
+    pub fn blind_policies(&self) -> Vec<String> {
+        self.health.lock().map_or_else(
+            |_| Vec::new(),
+            |h| {
+                h.blind
+                    .iter()
+                    .map(|(p, until)| match until {
+                        Some(b) => format!("policy {p}: blind until block {b} (warming up)"),
+                        None => format!("policy {p}: warming up"),
+                    })
+                    .collect()
+            },
+        )
+    }
+
     pub fn decision(&self, outcome: &str) {
         self.decisions.get_or_create(&Self::outcome(outcome)).inc();
     }
@@ -443,6 +592,107 @@ impl Telemetry {
 
     pub fn policies_loaded(&self, n: usize) {
         self.policies.set(n as i64);
+    }
+
+    /// Which metrics each policy reads (for the readiness detail).
+    pub fn policy_metrics(&self, policies: Vec<(String, Vec<String>)>) {
+        if let Ok(mut h) = self.health.lock() {
+            h.policy_metrics = policies;
+        }
+    }
+
+    /// A block's reads: `read` have values, `failed` had none from any endpoint.
+    pub fn metrics_read<'a>(
+        &self,
+        network: &str,
+        read: impl Iterator<Item = &'a str>,
+        failed: impl Iterator<Item = (&'a str, &'a str)>,
+    ) {
+        let Ok(mut h) = self.health.lock() else {
+            return;
+        };
+        let label = |metric: &str| MetricLabel {
+            network: network.to_string(),
+            metric: metric.to_string(),
+        };
+        for m in read {
+            if h.missing.remove(m).is_some() {
+                self.watching_faults
+                    .metric_missing
+                    .get_or_create(&label(m))
+                    .set(0);
+            }
+        }
+        for (m, why) in failed {
+            self.watching_faults
+                .metric_missing
+                .get_or_create(&label(m))
+                .set(1);
+            h.missing
+                .insert(m.to_string(), why.replace(['\n', '\r'], " "));
+        }
+    }
+
+    /// One line per policy reading a metric that has no data now (empty: none).
+    pub fn no_data(&self) -> Vec<String> {
+        let Ok(h) = self.health.lock() else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for (policy, metrics) in &h.policy_metrics {
+            for m in metrics {
+                if let Some(why) = h.missing.get(m) {
+                    lines.push(format!(
+                        "policy {policy}: no data (metric {m} was not read at the latest block: {why})"
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
+    pub fn endpoint_fault(&self, network: &str, endpoint: usize, fault: &str) {
+        let l = EndpointLabel {
+            network: network.to_string(),
+            endpoint: (endpoint + 1).to_string(),
+            fault: fault.to_string(),
+        };
+        self.watching_faults.endpoint_faults.get_or_create(&l).inc();
+    }
+
+    pub fn head_stalled(&self, network: &str) {
+        self.watching_faults
+            .head_stalls
+            .get_or_create(&Self::net(network))
+            .inc();
+    }
+
+    pub fn subscribed(&self, network: &str) {
+        self.watching_faults
+            .subscriptions
+            .get_or_create(&Self::net(network))
+            .inc();
+    }
+
+    pub fn heads_dropped(&self, network: &str, n: u64) {
+        self.watching_faults
+            .heads_dropped
+            .get_or_create(&Self::net(network))
+            .inc_by(n);
+    }
+
+    pub fn disagreement(&self, network: &str) {
+        self.watching_faults
+            .disagreements
+            .get_or_create(&Self::net(network))
+            .inc();
+    }
+
+    pub fn old_head(&self, network: &str) {
+        self.watching_faults
+            .old_heads
+            .get_or_create(&Self::net(network))
+            .inc();
     }
 }
 

@@ -13,8 +13,8 @@ use crate::metrics::{MetricId, is_valid_metric_name};
 use crate::units::{self, Percent, Window};
 
 use super::model::{
-    Amount, Comparison, Condition, CusumParams, Direction, EwmaParams, Mode, Node, NodeId, Policy,
-    PolicySet, Quorum, RateUnit, Severity,
+    Amount, Comparison, Condition, CusumParams, Direction, EwmaParams, Mode, Node, NodeId,
+    PATTERN_BASE, Policy, PolicySet, Quorum, RateUnit, Severity, Template,
 };
 
 /// The condition kinds, for messages and suggestions.
@@ -32,30 +32,46 @@ pub const CONDITION_KINDS: [&str; 11] = [
     "at_least",
 ];
 
-/// Expands policy paths: a file is taken as is; a directory gives its `*.toml` files, sorted.
+/// The `*.toml` files in `dir` and its subfolders, sorted by path.
+fn toml_files_under(dir: &Path, problems: &mut Diagnostics) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        match std::fs::read_dir(&folder) {
+            Ok(entries) => {
+                for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                    if p.is_dir() {
+                        folders.push(p);
+                    } else if p.is_file() && p.extension().is_some_and(|e| e == "toml") {
+                        found.push(p);
+                    }
+                }
+            }
+            Err(e) => problems.0.push(file_problem(
+                &folder,
+                &format!("cannot read the folder: {e}"),
+            )),
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Expands policy paths: a file is taken as is; a directory gives its `*.toml`
+/// files and those of its subfolders, sorted.
 pub fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     let mut files = Vec::new();
     let mut problems = Diagnostics::default();
     for path in paths {
         if path.is_dir() {
-            match std::fs::read_dir(path) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        problems
-                            .0
-                            .push(file_problem(path, "the folder holds no .toml policy files"));
-                    }
-                    files.extend(found);
-                }
-                Err(e) => problems
-                    .0
-                    .push(file_problem(path, &format!("cannot read the folder: {e}"))),
+            let found = toml_files_under(path, &mut problems);
+            if found.is_empty() && problems.0.is_empty() {
+                problems.0.push(file_problem(
+                    path,
+                    "the folder and its subfolders hold no .toml policy files",
+                ));
             }
+            files.extend(found);
         } else if path.is_file() {
             files.push(path.clone());
         } else {
@@ -94,7 +110,8 @@ pub fn load_policies(paths: &[PathBuf], config: &Config) -> Result<PolicySet, Di
         builder.file(&mut r);
         problems.extend(r.found);
     }
-    if builder.set.policies.is_empty() && problems.is_empty() {
+    problems.extend(builder.instantiate_from_config());
+    if builder.set.policies.is_empty() && builder.set.templates.is_empty() && problems.is_empty() {
         problems.0.push(Diagnostic {
             file: files.first().cloned().unwrap_or_default(),
             line: 0,
@@ -112,7 +129,9 @@ pub fn compile_str(name: &str, text: &str, config: &Config) -> Result<PolicySet,
     let mut r = Reporter::new(&file);
     let mut builder = Builder::new(config);
     builder.file(&mut r);
-    r.found.into_result(builder.set)
+    let mut found = r.found;
+    found.extend(builder.instantiate_from_config());
+    found.into_result(builder.set)
 }
 
 struct Builder<'c> {
@@ -121,6 +140,8 @@ struct Builder<'c> {
     metric_ids: HashMap<String, MetricId>,
     /// Policy id -> where it was first defined.
     ids: HashMap<String, String>,
+    /// The bound metric patterns the policy being compiled reads (a template when any).
+    patterns: Vec<String>,
 }
 
 impl<'c> Builder<'c> {
@@ -130,7 +151,48 @@ impl<'c> Builder<'c> {
             set: PolicySet::default(),
             metric_ids: HashMap::new(),
             ids: HashMap::new(),
+            patterns: Vec::new(),
         }
+    }
+
+    /// With a configuration, instantiates templates over its declared metrics;
+    /// a template that matches none is an error (it could never trip).
+    fn instantiate_from_config(&mut self) -> Diagnostics {
+        let mut problems = Diagnostics::default();
+        if !self.config.is_declarative() || self.set.templates.is_empty() {
+            return problems;
+        }
+        let names: Vec<&str> = self
+            .config
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        let found = self.set.instantiate(names);
+        self.set.warnings.extend(found.notes);
+        for t in &self.set.templates {
+            if t.instances.is_empty() {
+                let (file, line) = t
+                    .policy
+                    .origin
+                    .rsplit_once(':')
+                    .map_or((t.policy.origin.as_str(), 0), |(f, l)| {
+                        (f, l.parse().unwrap_or(0))
+                    });
+                problems.0.push(Diagnostic {
+                    file: PathBuf::from(file),
+                    line,
+                    column: 1,
+                    message: format!(
+                        "policy `{}`: its pattern(s) {} match no metric defined under [metrics]; it could never trip",
+                        t.policy.id,
+                        t.patterns.join(", ")
+                    ),
+                    hint: Some("define the metrics under [metrics], bind the pattern to your names under [bind] (e.g. \"lend.cash.*\" = \"mymarket.cash.*\"), or remove the policy".into()),
+                });
+            }
+        }
+        problems
     }
 
     fn file(&mut self, r: &mut Reporter<'_>) {
@@ -159,6 +221,8 @@ impl<'c> Builder<'c> {
         };
         let (line, _) = r.file.location(value.span().start);
         let origin = format!("{}:{line}", r.file.path.display());
+        let first_node = self.set.nodes.len();
+        self.patterns.clear();
         let id = t.required_string("id", r).and_then(|(id, span)| {
             if !is_valid_metric_name(id) {
                 r.error(
@@ -232,7 +296,7 @@ impl<'c> Builder<'c> {
             Some(root),
         ) = (id, description, severity, action, cooldown, mode, root)
         {
-            self.set.policies.push(Policy {
+            let policy = Policy {
                 id,
                 description,
                 severity,
@@ -242,8 +306,82 @@ impl<'c> Builder<'c> {
                 root,
                 origin,
                 notify,
-            });
+                instance: None,
+            };
+            if self.patterns.is_empty() {
+                self.set.policies.push(policy);
+            } else {
+                self.push_template(policy, first_node);
+            }
         }
+    }
+
+    /// Moves a policy over patterns (its nodes from `first_node` on) into a template.
+    fn push_template(&mut self, mut policy: Policy, first_node: usize) {
+        let base = first_node as u32;
+        let local = |n: NodeId| NodeId(n.0 - base);
+        let nodes: Vec<Node> = self
+            .set
+            .nodes
+            .drain(first_node..)
+            .map(|mut n| {
+                n.parent = n.parent.map(local);
+                n.condition = n.condition.remap(|m| m, local);
+                n
+            })
+            .collect();
+        policy.root = local(policy.root);
+        self.set.templates.push(Template {
+            policy,
+            nodes,
+            patterns: std::mem::take(&mut self.patterns),
+            instances: Vec::new(),
+        });
+    }
+
+    /// A metric pattern with one `*` (a template's metric), after `[bind]`.
+    fn pattern_named(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        ctx: &str,
+        r: &mut Reporter<'_>,
+    ) -> Option<MetricId> {
+        let valid = |p: &str| {
+            p.matches('*').count() == 1
+                && p.split('*')
+                    .all(|part| part.is_empty() || is_valid_metric_name(part))
+        };
+        if !valid(name) {
+            r.error(
+                &span,
+                format!("{ctx}: `{name}` is not a valid metric pattern"),
+                Some("a pattern has exactly one `*` standing for a part of the name, e.g. \"lend.cash.*\"; the rest uses letters, digits and _ . : -".into()),
+            );
+            return None;
+        }
+        let bound = self.config.bound_name(name).to_string();
+        if !valid(&bound) {
+            r.error(
+                &span,
+                format!(
+                    "{ctx}: `{name}` is bound to `{bound}`, which is not a pattern with one `*`"
+                ),
+                Some(format!(
+                    "bind a pattern to a pattern under [bind], e.g. \"{name}\" = \"mymarket.{}\"",
+                    name.rsplit('.').next().unwrap_or("*")
+                )),
+            );
+            return None;
+        }
+        let i = match self.patterns.iter().position(|p| *p == bound) {
+            Some(i) => i,
+            None => {
+                self.patterns.push(bound);
+                self.patterns.len() - 1
+            }
+        };
+        Some(MetricId(PATTERN_BASE + i as u32))
     }
 
     /// `notify = ["ops", "pager"]`: alert channels, checked against `[notify]` when a configuration is given.
@@ -336,6 +474,9 @@ impl<'c> Builder<'c> {
         ctx: &str,
         r: &mut Reporter<'_>,
     ) -> Option<MetricId> {
+        if name.contains('*') {
+            return self.pattern_named(name, span, ctx, r);
+        }
         if !is_valid_metric_name(name) {
             r.error(
                 &span,
@@ -354,6 +495,9 @@ impl<'c> Builder<'c> {
                 .collect();
             let hint = match did_you_mean(&bound, known.iter().copied()) {
                 Some(k) => format!("did you mean `{k}`?"),
+                None if bound != name => format!(
+                    "define `{bound}` under [metrics], or change the [bind] entry \"{name}\" = \"{bound}\" to a metric that is defined"
+                ),
                 None => "define it under [metrics] in the configuration, or bind this name to one under [bind]".to_string(),
             };
             let shown = if bound == name {
@@ -457,6 +601,7 @@ impl<'c> Builder<'c> {
             condition,
             hold,
             parent,
+            within: None,
         });
         id
     }
@@ -480,6 +625,18 @@ impl<'c> Builder<'c> {
                     )
                 })
                 .ok()
+        });
+        let within = t.get("within").map(|v| {
+            let w = self.window(v, &format!("{ctx}: within"), r)?;
+            if !matches!(kind.as_ref().map(|k| k.0), Some("all" | "any" | "at_least")) {
+                r.error(
+                    &v.span(),
+                    format!("{ctx}: `within` applies to composites (all, any, at_least)"),
+                    Some("put the conditions that must corroborate each other under `all` and give the `all` a `within`".into()),
+                );
+                return None;
+            }
+            Some(w)
         });
         let Some((kind, kind_span)) = kind else {
             t.finish(r);
@@ -544,7 +701,14 @@ impl<'c> Builder<'c> {
             if !ok {
                 return None;
             }
-            self.set.nodes[me.0 as usize].condition = Condition::Composite { quorum, children };
+            let within = match within {
+                Some(None) => return None,
+                Some(w) => w,
+                None => None,
+            };
+            let node = &mut self.set.nodes[me.0 as usize];
+            node.condition = Condition::Composite { quorum, children };
+            node.within = within;
             return Some(me);
         }
         if kind == "cusum"

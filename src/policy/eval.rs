@@ -17,7 +17,12 @@
 //!   condition held (`samples`), or consecutive blocks (`blocks`); one false
 //!   evaluation resets the count.
 //! - **Cooldown.** After a trip, the policy does not trip again until its
-//!   cooldown has passed, measured in blocks or in sample time.
+//!   cooldown has passed, measured in blocks or in sample time. A cooldown is
+//!   never silent: a new incident inside it (the condition turned false, then
+//!   true again) is reported once as a [`Held`] and counted.
+//! - **Replayed trips.** A trip the caller marks as a replay of one already
+//!   decided ([`Engine::replayed_trip`]) holds its policy only through the same
+//!   incident: once the condition turns false, the next incident trips.
 //! - **Rollback.** A sample for a block at or before its metric's latest
 //!   replaces that block's value and drops later ones (a reorg's corrected
 //!   samples). Detector baselines, hysteresis counts and cooldowns are not
@@ -36,6 +41,12 @@ use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit}
 
 #[path = "whatif.rs"]
 mod whatif;
+/// `format!` when the text is wanted, else an empty string (no formatting work).
+macro_rules! text {
+    ($want:expr, $($arg:tt)*) => {
+        if $want { format!($($arg)*) } else { String::new() }
+    };
+}
 
 /// What the last evaluation of a condition saw (fixed size, copied, never allocated).
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,8 +78,12 @@ enum Detector {
 
 #[derive(Debug, Clone, Default)]
 struct NodeState {
+    /// Whether the node has been evaluated at least once.
+    evaluated: bool,
     raw: bool,
     truth: bool,
+    /// Block and time of the latest evaluation at which `truth` was true (for `within`).
+    last_true: Option<(u64, u64)>,
     streak: u32,
     streak_block: u64,
     seen: Seen,
@@ -87,6 +102,12 @@ struct Dependents {
 #[derive(Debug, Clone, Copy, Default)]
 struct PolicyState {
     last_trip: Option<(u64, u64)>,
+    /// The last trip was a replay of one decided before a restart.
+    replayed: bool,
+    /// The condition was false at some check since the last trip.
+    cleared: bool,
+    /// The current incident inside the cooldown was already reported.
+    held_reported: bool,
 }
 
 /// Counters the engine keeps.
@@ -95,6 +116,31 @@ pub struct EngineStats {
     pub samples: u64,
     pub rollbacks: u64,
     pub trips: Vec<u64>,
+    /// Per policy: incidents held by the policy's cooldown (not tripped).
+    pub held: Vec<u64>,
+}
+
+/// A new incident a policy's cooldown held back: the condition held again
+/// inside the cooldown of an earlier trip, so no trip was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub policy: String,
+    pub block: u64,
+    pub time_ms: u64,
+    /// The trip whose cooldown holds (block, time).
+    pub last_trip: (u64, u64),
+    /// The policy's cooldown.
+    pub cooldown: Window,
+}
+
+impl Held {
+    /// When the cooldown ends: the block (cooldown in blocks) or the time in ms.
+    pub fn ready(&self) -> (Option<u64>, Option<u64>) {
+        match self.cooldown {
+            Window::Blocks(n) => (Some(self.last_trip.0 + n), None),
+            Window::Millis(ms) => (None, Some(self.last_trip.1 + ms)),
+        }
+    }
 }
 
 /// The policy engine.
@@ -112,6 +158,8 @@ pub struct Engine {
     clock: Option<(u64, u64)>,
     start: (u64, u64),
     stats: EngineStats,
+    /// Holds not yet taken by [`Engine::drain_held`].
+    held: Vec<Held>,
 }
 
 fn ancestors_and_self(set: &PolicySet, leaf: NodeId, out: &mut Vec<NodeId>) {
@@ -191,6 +239,7 @@ impl Engine {
             .collect();
         let stats = EngineStats {
             trips: vec![0; set.policies.len()],
+            held: vec![0; set.policies.len()],
             ..EngineStats::default()
         };
         Self {
@@ -205,6 +254,32 @@ impl Engine {
             clock: None,
             start: (0, 0),
             stats,
+            held: Vec::new(),
+        }
+    }
+
+    /// Marks `policy`'s last trip as a replay of a trip already decided
+    /// (a restart re-reading blocks to refill windows). Decided in the mode
+    /// running now (`same_mode`): its cooldown holds only the same incident.
+    /// Otherwise (another mode, or never decided) it holds nothing.
+    pub fn replayed_trip(&mut self, policy: &str, same_mode: bool) {
+        let Some(i) = self.set.policies.iter().position(|p| p.id == policy) else {
+            return;
+        };
+        let state = &mut self.policies[i];
+        if same_mode {
+            state.replayed = true;
+            // The incident in progress was decided: it is not a new one.
+            state.held_reported = true;
+        } else {
+            *state = PolicyState::default();
+        }
+    }
+
+    /// Hands over (and forgets) the incidents cooldowns held since the last call.
+    pub fn drain_held(&mut self, mut f: impl FnMut(Held)) {
+        for h in self.held.drain(..) {
+            f(h);
         }
     }
 
@@ -317,10 +392,16 @@ impl Engine {
         let node = &self.set.nodes[i];
         let raw = match &node.condition {
             Condition::Composite { quorum, children } => {
-                let held = children
-                    .iter()
-                    .filter(|c| self.nodes[c.0 as usize].truth)
-                    .count();
+                let held = match node.within {
+                    None => children
+                        .iter()
+                        .filter(|c| self.nodes[c.0 as usize].truth)
+                        .count(),
+                    Some(w) => children
+                        .iter()
+                        .filter(|c| recent(self.nodes[c.0 as usize].last_true, w, at))
+                        .count(),
+                };
                 let needed = match *quorum {
                     Quorum::All => children.len(),
                     Quorum::Any => 1,
@@ -329,6 +410,7 @@ impl Engine {
                 let state = &mut self.nodes[i];
                 state.seen.stat = held as f64;
                 state.seen.block = block;
+                state.seen.time_ms = at.1;
                 held >= needed
             }
             condition => {
@@ -346,6 +428,7 @@ impl Engine {
         };
         let hold = node.hold;
         let state = &mut self.nodes[i];
+        state.evaluated = true;
         state.raw = raw;
         if !raw {
             state.streak = 0;
@@ -355,6 +438,7 @@ impl Engine {
         match hold {
             None => {
                 state.truth = true;
+                state.last_true = Some(at);
                 return;
             }
             Some(crate::units::Hold::Samples(_)) => state.streak += 1,
@@ -366,25 +450,50 @@ impl Engine {
             }
         }
         state.truth = hold.is_some_and(|h| state.streak >= h.count());
+        if state.truth {
+            state.last_true = Some(at);
+        }
     }
 
     fn check_policy(&mut self, p: u32, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
         let policy = &self.set.policies[p as usize];
+        let state = &mut self.policies[p as usize];
         if !self.nodes[policy.root.0 as usize].truth {
+            state.cleared = true;
+            state.held_reported = false;
             return;
         }
-        if let Some((last_block, last_time)) = self.policies[p as usize].last_trip {
+        if let Some((last_block, last_time)) = state.last_trip {
             let cooled = match policy.cooldown {
                 Window::Blocks(n) => block.saturating_sub(last_block) >= n,
                 Window::Millis(ms) => time_ms.saturating_sub(last_time) >= ms,
             };
-            if !cooled {
+            // A replayed trip's cooldown ends with its incident.
+            let incident_over = state.replayed && state.cleared;
+            if !(cooled || incident_over) {
+                if state.cleared && !state.held_reported {
+                    state.held_reported = true;
+                    self.stats.held[p as usize] += 1;
+                    self.held.push(Held {
+                        policy: policy.id.clone(),
+                        block,
+                        time_ms,
+                        last_trip: (last_block, last_time),
+                        cooldown: policy.cooldown,
+                    });
+                }
                 return;
             }
         }
-        self.policies[p as usize].last_trip = Some((block, time_ms));
+        *state = PolicyState {
+            last_trip: Some((block, time_ms)),
+            ..PolicyState::default()
+        };
         self.stats.trips[p as usize] += 1;
-        let (evidence, summary) = self.evidence(policy.root);
+        let (mut evidence, summary) = self.evidence(policy.root);
+        if let Some(instance) = &policy.instance {
+            evidence["instance"] = Value::from(instance.as_str());
+        }
         on_trip(Trip {
             policy: policy.id.clone(),
             block,
@@ -399,6 +508,12 @@ impl Engine {
 
     /// The evidence for a node as JSON, and a one-line summary.
     fn evidence(&self, id: NodeId) -> (Value, String) {
+        self.evidence_with(id, true)
+    }
+
+    /// The evidence for a node; its summary only when `want` (a composite's
+    /// conditions that do not hold need none: their text would be dropped).
+    fn evidence_with(&self, id: NodeId, want: bool) -> (Value, String) {
         let node = self.set.node(id);
         let s = &self.nodes[id.0 as usize];
         let seen = s.seen;
@@ -411,7 +526,8 @@ impl Engine {
             } => (
                 json!({"condition": "threshold", "metric": name(metric), "value": num(seen.value),
                        "op": comparison.symbol(), "threshold": num(*value), "block": seen.block}),
-                format!(
+                text!(
+                    want,
                     "{} = {} {} {}",
                     name(metric),
                     seen.value,
@@ -430,7 +546,8 @@ impl Engine {
                        "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
                        "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
                        "change": num(seen.stat), "change_pct": num(seen.stat2), "threshold": by.to_string()}),
-                format!(
+                text!(
+                    want,
                     "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
                     name(metric),
                     seen.stat,
@@ -452,7 +569,8 @@ impl Engine {
                        "from": {"block": seen.base_block, "time_ms": seen.base_time_ms, "value": num(seen.base)},
                        "to": {"block": seen.block, "time_ms": seen.time_ms, "value": num(seen.value)},
                        "threshold": num(*above)}),
-                format!(
+                text!(
+                    want,
                     "{} changing at {} per {} over {window} (threshold {above} {})",
                     name(metric),
                     seen.stat,
@@ -473,7 +591,8 @@ impl Engine {
                 let summary = match relative_to {
                     Some(rel) => {
                         ev["relative_to"] = json!({"metric": name(rel), "value": num(seen.base), "sum_pct": num(seen.stat2)});
-                        format!(
+                        text!(
+                            want,
                             "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
                             name(metric),
                             seen.stat,
@@ -483,7 +602,8 @@ impl Engine {
                             comparison.symbol()
                         )
                     }
-                    None => format!(
+                    None => text!(
+                        want,
                         "{} summed over {window} = {} {} {value}",
                         name(metric),
                         seen.stat,
@@ -501,7 +621,8 @@ impl Engine {
                 json!({"condition": "deviation", "metric": name(metric), "value": num(seen.value), "block": seen.block,
                        "reference": {"metric": name(reference), "value": num(seen.base), "block": seen.base_block},
                        "deviation_pct": num(seen.stat), "threshold": above.to_string()}),
-                format!(
+                text!(
+                    want,
                     "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
                     name(metric),
                     seen.value,
@@ -515,7 +636,8 @@ impl Engine {
                        "last_sample": if seen.count > 0 { json!({"block": seen.base_block, "time_ms": seen.base_time_ms}) } else { Value::Null },
                        "now": {"block": seen.block, "time_ms": seen.time_ms},
                        "age_blocks": seen.stat, "age_ms": seen.stat2}),
-                format!(
+                text!(
+                    want,
                     "{} has had no sample for {} blocks / {} (limit {after})",
                     name(metric),
                     seen.stat,
@@ -528,7 +650,8 @@ impl Engine {
                        "p_value": num(detectors::tail_probability(params.direction.magnitude(seen.stat))),
                        "threshold_z": num(params.z), "direction": params.direction.as_str(),
                        "halflife": num(params.halflife), "warmup": params.warmup}),
-                format!(
+                text!(
+                    want,
                     "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
                     name(metric),
                     seen.value,
@@ -543,7 +666,8 @@ impl Engine {
                        "mean": num(seen.base), "sd": num(seen.stat2), "cusum": num(seen.stat),
                        "slack": num(params.slack), "threshold": num(params.threshold),
                        "direction": params.direction.as_str(), "warmup": params.warmup}),
-                format!(
+                text!(
+                    want,
                     "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
                     name(metric),
                     params.direction.as_str(),
@@ -556,8 +680,28 @@ impl Engine {
                 let mut parts = Vec::new();
                 let mut list = Vec::new();
                 for c in children {
-                    let (mut child, text) = self.evidence(*c);
-                    let holds = self.nodes[c.0 as usize].truth;
+                    let state = &self.nodes[c.0 as usize];
+                    let holds = match node.within {
+                        Some(w) => recent(state.last_true, w, (seen.block, seen.time_ms)),
+                        None => state.truth,
+                    };
+                    if !state.evaluated {
+                        // Never evaluated (no sample of its metrics yet): say so
+                        // rather than show a zero reading.
+                        let child = self.set.node(*c);
+                        let metrics: Vec<&str> = child
+                            .condition
+                            .metrics()
+                            .iter()
+                            .map(|m| self.set.metric_name(*m))
+                            .collect();
+                        list.push(
+                            json!({"condition": child.condition.kind(), "metrics": metrics,
+                                         "evaluated": false, "holds": false}),
+                        );
+                        continue;
+                    }
+                    let (mut child, text) = self.evidence_with(*c, want && holds);
                     child["holds"] = Value::Bool(holds);
                     if holds {
                         parts.push(text);
@@ -579,6 +723,16 @@ impl Engine {
             ev["held_for"] = Value::from(hold.to_string());
         }
         (ev, summary)
+    }
+}
+
+/// Whether a condition last held within `window` of `now` (corroboration).
+#[inline]
+fn recent(last_true: Option<(u64, u64)>, window: Window, now: (u64, u64)) -> bool {
+    match (last_true, window) {
+        (None, _) => false,
+        (Some((b, _)), Window::Blocks(n)) => now.0.saturating_sub(b) <= n,
+        (Some((_, t)), Window::Millis(ms)) => now.1.saturating_sub(t) <= ms,
     }
 }
 
@@ -802,6 +956,7 @@ impl Engine {
     pub fn node_statistic(&self, id: NodeId) -> Option<f64> {
         let s = &self.nodes[id.0 as usize];
         s.seen.judged.then_some(match self.set.node(id).condition {
+            Condition::Threshold { .. } => s.seen.value,
             Condition::Change {
                 by: Amount::Percent(_),
                 ..

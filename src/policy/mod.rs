@@ -9,6 +9,7 @@
 pub mod compile;
 pub mod eval;
 pub mod model;
+pub mod warmup;
 
 pub use compile::{compile_str, load_policies};
 pub use eval::Engine;

@@ -282,32 +282,7 @@ pub struct SafeStack {
 impl SafeStack {
     pub async fn deploy(chain: &Chain) -> Result<SafeStack, ScenarioError> {
         let p = &chain.provider;
-        let deployer = chain.accounts.deployer.address();
-        let singleton = Safe::deploy(p)
-            .await
-            .map_err(rpc_err("deploy the Safe singleton"))?;
-        let factory = SafeProxyFactory::deploy(p)
-            .await
-            .map_err(rpc_err("deploy the Safe proxy factory"))?;
-        let setup = Safe::setupCall {
-            _owners: chain.accounts.owners.iter().map(|o| o.address()).collect(),
-            _threshold: U256::from(2),
-            to: Address::ZERO,
-            data: Bytes::new(),
-            fallbackHandler: Address::ZERO,
-            paymentToken: Address::ZERO,
-            payment: U256::ZERO,
-            paymentReceiver: Address::ZERO,
-        }
-        .abi_encode();
-        let create = factory
-            .createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO)
-            .from(deployer);
-        let safe = create
-            .call()
-            .await
-            .map_err(rpc_err("create the protocol's Safe"))?;
-        confirm(create.send().await, "create the protocol's Safe").await?;
+        let safe = Self::deploy_safe(chain).await?;
         let module = GuardianModule::deploy(p, safe)
             .await
             .map_err(rpc_err("deploy the GuardianModule"))?;
@@ -336,6 +311,38 @@ impl SafeStack {
             )
             .await?;
         Ok(stack)
+    }
+
+    /// Deploys the Safe singleton and factory, and a 2-of-3 Safe of the chain's owners.
+    pub async fn deploy_safe(chain: &Chain) -> Result<Address, ScenarioError> {
+        let p = &chain.provider;
+        let deployer = chain.accounts.deployer.address();
+        let singleton = Safe::deploy(p)
+            .await
+            .map_err(rpc_err("deploy the Safe singleton"))?;
+        let factory = SafeProxyFactory::deploy(p)
+            .await
+            .map_err(rpc_err("deploy the Safe proxy factory"))?;
+        let setup = Safe::setupCall {
+            _owners: chain.accounts.owners.iter().map(|o| o.address()).collect(),
+            _threshold: U256::from(2),
+            to: Address::ZERO,
+            data: Bytes::new(),
+            fallbackHandler: Address::ZERO,
+            paymentToken: Address::ZERO,
+            payment: U256::ZERO,
+            paymentReceiver: Address::ZERO,
+        }
+        .abi_encode();
+        let create = factory
+            .createProxyWithNonce(*singleton.address(), setup.into(), U256::ZERO)
+            .from(deployer);
+        let safe = create
+            .call()
+            .await
+            .map_err(rpc_err("create the protocol's Safe"))?;
+        confirm(create.send().await, "create the protocol's Safe").await?;
+        Ok(safe)
     }
 
     /// Lets the guardians pause `target` (`pause()`, checked by `paused()`) through the module.
@@ -379,13 +386,25 @@ impl SafeStack {
         to: Address,
         data: Vec<u8>,
     ) -> Result<(), ScenarioError> {
+        self.exec_as(chain, to, data, 0).await
+    }
+
+    /// The same with a Safe operation: 0 call, 1 delegatecall (a MultiSend batch).
+    pub async fn exec_as(
+        &self,
+        chain: &Chain,
+        to: Address,
+        data: Vec<u8>,
+        operation: u8,
+    ) -> Result<(), ScenarioError> {
         let safe = Safe::new(self.safe, &chain.provider);
         let nonce = safe
             .nonce()
             .call()
             .await
             .map_err(rpc_err("read the Safe's nonce"))?;
-        let tx = SafeTx::call(to, data.into(), nonce);
+        let mut tx = SafeTx::call(to, data.into(), nonce);
+        tx.operation = operation;
         let owners: Vec<Key> = chain.accounts.owners[..2]
             .iter()
             .enumerate()

@@ -36,6 +36,8 @@ use super::{
     ConstantProductPool, DemoToken, Deployed, DonationLendingPool, LendingMarket, ReentrantEthPool,
     Shape, units,
 };
+use crate::scenario::aave::Aave;
+use crate::scenario::aave_deploy::IAavePool;
 use crate::scenario::ScenarioError;
 use crate::scenario::chain::{Chain, SCRIPT_MAX_FEE, USER_TIP, confirm};
 
@@ -71,12 +73,22 @@ pub struct MempoolStats {
 #[derive(Debug)]
 pub struct Mempool {
     provider: DynProvider,
+    /// To connect again from the mempool's own thread ([`Mempool::play_apart`]).
+    wallet: EthereumWallet,
+    url: alloy::transports::http::reqwest::Url,
     accounts: Vec<Address>,
     /// The ordinary mix, cycled through; `{from}` is filled per account.
     mix: Vec<fn(&Mempool, usize) -> Call>,
     shape: Shape,
     whale: Option<Call>,
     chain_id: u64,
+}
+
+fn connect(wallet: &EthereumWallet, url: &alloy::transports::http::reqwest::Url) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(wallet.clone())
+        .connect_http(url.clone())
+        .erased()
 }
 
 fn call<C: SolCall>(kind: &'static str, to: Address, c: C, gas: u64) -> Call {
@@ -102,14 +114,11 @@ impl Mempool {
         for k in &keys[1..] {
             wallet.register_signer(k.clone());
         }
-        let url = chain
+        let url: alloy::transports::http::reqwest::Url = chain
             .http
             .parse()
             .map_err(|_| ScenarioError::BadRpc("the RPC endpoint is not a URL".into()))?;
-        let provider = ProviderBuilder::new()
-            .wallet(wallet)
-            .connect_http(url)
-            .erased();
+        let provider = connect(&wallet, &url);
         let accounts: Vec<Address> = keys.iter().map(|k| k.address()).collect();
         let eth = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
         for a in &accounts {
@@ -249,14 +258,44 @@ impl Mempool {
                 ));
                 mix = vec![eth_transfer, pool_add, pool_remove];
             }
+            Shape::Aave(aave) => {
+                whale = Some(seed_aave(chain, aave, &accounts, whale_amount).await?);
+                mix = vec![eth_transfer, token_transfer, aave_supply, aave_withdraw];
+            }
         }
         Ok(Mempool {
             provider,
+            wallet,
+            url,
             accounts,
             mix,
             shape: d.inner.clone(),
             whale,
             chain_id: chain.chain_id,
+        })
+    }
+
+    /// [`Mempool::play`] on a thread and runtime of its own, as real users' traffic
+    /// is: signing hundreds of transactions a second must not take the CPU time
+    /// of the runtime the guardian runs on.
+    pub fn play_apart(
+        mut self,
+        rate: f64,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<MempoolStats> {
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(runtime) = runtime else {
+                tracing::warn!(target: "guardian::scenario", "cannot start the mempool's runtime: no benign traffic");
+                return MempoolStats::default();
+            };
+            runtime.block_on(async move {
+                // Connections of the new runtime, not the seeding one's.
+                self.provider = connect(&self.wallet, &self.url);
+                self.play(rate, stop).await
+            })
         })
     }
 
@@ -364,6 +403,7 @@ fn token_transfer(m: &Mempool, i: usize) -> Call {
     let token = match &m.shape {
         Shape::Bridge { token, .. } | Shape::DonationPool { token, .. } => *token,
         Shape::Lending { usd, .. } => *usd,
+        Shape::Aave(aave) => aave.reserves[AAVE_RESERVE].asset,
         Shape::Pools { .. } => return eth_transfer(m, i),
     };
     call(
@@ -375,6 +415,60 @@ fn token_transfer(m: &Mempool, i: usize) -> Call {
         },
         100_000,
     )
+}
+
+/// The Aave reserve the mempool's users hold, supply and withdraw (USDX).
+const AAVE_RESERVE: usize = 0;
+
+/// Mints USDX to every account, approves the Pool and supplies a seed
+/// (the first account a whale's more); returns the whale's withdrawal.
+async fn seed_aave(
+    chain: &Chain,
+    aave: &Aave,
+    accounts: &[Address],
+    whale_amount: f64,
+) -> Result<Call, ScenarioError> {
+    let asset = aave.reserves[AAVE_RESERVE].asset;
+    let pool = IAavePool::new(aave.pool, &chain.provider);
+    for (i, a) in accounts.iter().enumerate() {
+        let extra = if i == 0 { whale_amount } else { 0.0 };
+        aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED + extra).await?;
+        let t = DemoToken::new(asset, &chain.provider);
+        confirm(t.approve(aave.pool, U256::MAX).from(*a).send().await, "approve").await?;
+        let supply = pool.supply(asset, units(SEED + extra), *a, 0);
+        confirm(supply.from(*a).send().await, "supply").await?;
+    }
+    Ok(aave_withdrawal(aave, "whale withdrawal", whale_amount, accounts[0]))
+}
+
+fn aave_withdrawal(aave: &Aave, kind: &'static str, amount: f64, to: Address) -> Call {
+    let asset = aave.reserves[AAVE_RESERVE].asset;
+    let c = IAavePool::withdrawCall {
+        asset,
+        amount: units(amount),
+        to,
+    };
+    call(kind, aave.pool, c, 400_000)
+}
+
+fn aave_supply(m: &Mempool, i: usize) -> Call {
+    let Shape::Aave(aave) = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    let c = IAavePool::supplyCall {
+        asset: aave.reserves[AAVE_RESERVE].asset,
+        amount: units(1.0),
+        onBehalfOf: m.accounts[i],
+        referralCode: 0,
+    };
+    call("deposit", aave.pool, c, 400_000)
+}
+
+fn aave_withdraw(m: &Mempool, i: usize) -> Call {
+    let Shape::Aave(aave) = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    aave_withdrawal(aave, "withdrawal", 1.0, m.accounts[i])
 }
 
 fn pool_deposit(m: &Mempool, i: usize) -> Call {

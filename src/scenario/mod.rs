@@ -20,6 +20,9 @@
 //! A dry run plays once, with the guardian in `dry-run` mode: it signs and
 //! reports what it would have sent, and broadcasts nothing.
 
+pub mod aave;
+pub mod aave_deploy;
+mod aave_run;
 pub mod chain;
 pub mod protocol;
 pub mod report;
@@ -188,6 +191,7 @@ fn symbol(s: &Scenario) -> &'static str {
     match s.protocol {
         spec::Protocol::Bridge => "bUSD",
         spec::Protocol::ReentrantPools => "ETH",
+        spec::Protocol::AaveV3 => "USD",
         _ => "dUSD",
     }
 }
@@ -366,7 +370,7 @@ async fn run_once(
     let before = d.attacker_holdings(&chain).await?;
     let stop_mempool = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mempool_task =
-        mempool_seeded.map(|m| tokio::spawn(m.play(s.mempool_rate, stop_mempool.clone())));
+        mempool_seeded.map(|m| m.play_apart(s.mempool_rate, stop_mempool.clone()));
     let played = script::play(&chain, &d, s).await;
     stop_mempool.store(true, std::sync::atomic::Ordering::Relaxed);
     let mempool_stats = match mempool_task {
@@ -522,6 +526,7 @@ async fn run_once(
         trips,
         decisions,
         executions,
+        parameter_actions: d.parameter_actions(),
         chain_seconds: played.chain_seconds,
         wall_ms: played.wall_ms,
         mempool: report::MempoolReport {

@@ -124,6 +124,24 @@ pub struct Deployed {
     inner: Shape,
 }
 
+impl Deployed {
+    /// The set-parameter actions the generated configuration defines.
+    pub fn parameter_actions(&self) -> Vec<String> {
+        match &self.inner {
+            Shape::Aave(_) => vec![super::aave::CAP_ACTION.to_string()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The Aave V3 market, for the `aave-v3` shape.
+    pub fn aave(&self) -> Option<&super::aave::Aave> {
+        match &self.inner {
+            Shape::Aave(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Shape {
     Bridge {
@@ -151,6 +169,8 @@ enum Shape {
         pools: Vec<Address>,
         attacks: Vec<Address>,
     },
+    /// Real Aave V3 (see [`super::aave`]).
+    Aave(Box<super::aave::Aave>),
 }
 
 impl Deployed {
@@ -533,6 +553,19 @@ impl Deployed {
                     stack,
                 }
             }
+            Protocol::AaveV3 => {
+                let aave = super::aave::Aave::deploy(chain, &stack, setup).await?;
+                aave.seed(chain, s).await?;
+                Deployed {
+                    protocol: s.protocol,
+                    asset: Some(aave.usdx().asset),
+                    symbol: "USD",
+                    targets: aave.pause_targets(),
+                    ready_metric: "aave.usdx.liquidity",
+                    inner: Shape::Aave(Box::new(aave)),
+                    stack,
+                }
+            }
         };
         for (_, target) in &d.targets {
             d.stack.allow_pause(chain, *target).await?;
@@ -723,6 +756,7 @@ executor = "module"
                     format!(r#"{{ kind = "pending", effect = {balance} }}"#),
                 );
             }
+            Shape::Aave(aave) => aave.config_text(&mut t),
             Shape::Pools { pools, .. } => {
                 for (i, pool) in pools.iter().enumerate() {
                     let n = i + 1;
@@ -755,6 +789,9 @@ executor = "module"
 
     /// What the attackers hold of the protocol's asset (ETH: their balance).
     pub async fn attacker_holdings(&self, chain: &Chain) -> Result<f64, ScenarioError> {
+        if let Shape::Aave(aave) = &self.inner {
+            return aave.attacker_value(chain).await;
+        }
         let mut total = 0.0;
         for a in &chain.accounts.attackers {
             let v = match self.asset {
@@ -802,6 +839,9 @@ executor = "module"
         kind: StepKind,
         action: &Action,
     ) -> Result<Vec<Sent>, ScenarioError> {
+        if let Shape::Aave(aave) = &self.inner {
+            return aave.perform(chain, kind, action).await;
+        }
         let p = &chain.provider;
         let a = &chain.accounts;
         let mut sent = Vec::new();

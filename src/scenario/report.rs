@@ -98,6 +98,10 @@ pub struct RunReport {
     pub trips: Vec<TripReport>,
     pub decisions: Vec<DecisionReport>,
     pub executions: Vec<ExecutionReport>,
+    /// The set-parameter actions of the run's configuration: their executions
+    /// are bounded parameter changes, not pauses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parameter_actions: Vec<String>,
     pub chain_seconds: u64,
     pub wall_ms: u64,
     /// The synthetic benign mempool: the rate asked, transactions sent and refused.
@@ -120,8 +124,26 @@ impl RunReport {
     pub fn any_paused(&self) -> bool {
         self.paused.iter().any(|t| t.paused)
     }
+    /// Pauses that landed (bounded parameter changes are not pauses).
     fn landed(&self) -> impl Iterator<Item = &ExecutionReport> {
-        self.executions.iter().filter(|e| e.result == "landed")
+        self.executions
+            .iter()
+            .filter(|e| e.result == "landed" && !self.is_parameter_change(e))
+    }
+
+    /// Whether an execution is a set-parameter action's.
+    pub fn is_parameter_change(&self, e: &ExecutionReport) -> bool {
+        self.decisions
+            .iter()
+            .find(|d| d.decision_id == e.decision_id)
+            .is_some_and(|d| self.parameter_actions.contains(&d.action))
+    }
+
+    /// Parameter changes that landed.
+    pub fn parameter_changes(&self) -> impl Iterator<Item = &ExecutionReport> {
+        self.executions
+            .iter()
+            .filter(|e| e.result == "landed" && self.is_parameter_change(e))
     }
 }
 
@@ -467,7 +489,12 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
                 "landed" => {
                     let _ = writeln!(
                         o,
-                        "  pause {} seen in the mempool {} mined at {} (max fee {:.1} gwei, tip {:.1} gwei)",
+                        "  {} {} seen in the mempool {} mined at {} (max fee {:.1} gwei, tip {:.1} gwei)",
+                        if run.is_parameter_change(e) {
+                            "parameter change"
+                        } else {
+                            "pause"
+                        },
                         e.tx.as_deref().map_or("-", |h| &h[..10]),
                         ms(e.seen_in_mempool_ms),
                         position(e.block, e.index),

@@ -32,6 +32,8 @@ pub enum Protocol {
     Lending { oracle: Oracle },
     /// Three ETH pools with a per-function reentrancy lock (the Curve/Vyper bug).
     ReentrantPools,
+    /// Real Aave V3 from `@aave/core-v3` (USDX, WETH, VOL reserves; VOL keeper-priced).
+    AaveV3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,7 @@ impl Protocol {
             Protocol::DonationPool => "donation-pool",
             Protocol::Lending { .. } => "lending",
             Protocol::ReentrantPools => "reentrant-pools",
+            Protocol::AaveV3 => "aave-v3",
         }
     }
 }
@@ -445,11 +448,12 @@ pub fn parse(file: &SourceFile) -> Result<Scenario, Diagnostics> {
             oracle: oracle.unwrap_or(Oracle::Keeper),
         }),
         "reentrant-pools" => Some(Protocol::ReentrantPools),
+        "aave-v3" => Some(Protocol::AaveV3),
         other => {
             c.error(
                 &header.protocol.span(),
                 format!("scenario.protocol: `{other}` is not a protocol shape the runner deploys"),
-                "one of \"bridge\", \"donation-pool\", \"lending\", \"reentrant-pools\"",
+                "one of \"bridge\", \"donation-pool\", \"lending\", \"reentrant-pools\", \"aave-v3\"",
             );
             None
         }
@@ -662,11 +666,13 @@ fn check_setup(
     let borrowers = match &raw.borrowers {
         Some(b) if *b.get_ref() == 0 => Some(0),
         Some(b) => c.positive_int(b, "setup.borrowers", 20),
-        None => Some(if matches!(protocol, Some(Protocol::Lending { .. })) {
-            5
-        } else {
-            0
-        }),
+        None => Some(
+            if matches!(protocol, Some(Protocol::Lending { .. } | Protocol::AaveV3)) {
+                5
+            } else {
+                0
+            },
+        ),
     };
     let borrow_usage_pct = match &raw.borrow_usage {
         Some(u) => c.percent(u, "setup.borrow_usage").and_then(|p| {
@@ -685,7 +691,7 @@ fn check_setup(
     };
     if (raw.borrowers.is_some() || raw.borrow_usage.is_some() || raw.dex_liquidity.is_some())
         && protocol.is_some()
-        && !matches!(protocol, Some(Protocol::Lending { .. }))
+        && !matches!(protocol, Some(Protocol::Lending { .. } | Protocol::AaveV3))
         && let Some(span) = raw
             .borrowers
             .as_ref()
@@ -774,16 +780,23 @@ fn check_step(
         "donation-round" => (StepKind::Attack, &["donation-pool"]),
         "spot-oracle" => (StepKind::Attack, &["lending"]),
         "reentrancy" => (StepKind::Attack, &["reentrant-pools"]),
-        "rogue-price" | "borrow-all" => (StepKind::Attack, &["lending"]),
+        "rogue-price" | "borrow-all" => (StepKind::Attack, &["lending", "aave-v3"]),
         "deposit" | "withdraw" => (
             StepKind::Benign,
-            &["donation-pool", "lending", "reentrant-pools"],
+            &["donation-pool", "lending", "reentrant-pools", "aave-v3"],
         ),
-        "borrow" | "repay" | "swap" | "liquidate" => (StepKind::Benign, &["lending"]),
-        "price" => (StepKind::Market, &["lending"]),
+        "borrow" | "repay" | "liquidate" => (StepKind::Benign, &["lending", "aave-v3"]),
+        "swap" => (StepKind::Benign, &["lending"]),
+        "price" => (StepKind::Market, &["lending", "aave-v3"]),
         _ => (
             StepKind::Market,
-            &["bridge", "donation-pool", "lending", "reentrant-pools"],
+            &[
+                "bridge",
+                "donation-pool",
+                "lending",
+                "reentrant-pools",
+                "aave-v3",
+            ],
         ),
     };
     if let Some(k) = kind

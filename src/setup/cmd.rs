@@ -138,6 +138,21 @@ fn verify_cmd(args: SetupVerifyArgs) -> ExitCode {
         Err(code) => return code,
     };
     match rt.block_on(verify(&config)) {
+        Ok((want, differences)) if args.json => {
+            let v = serde_json::json!({
+                "ok": differences.is_empty(),
+                "module": want.module.to_string(),
+                "safe": want.safe.to_string(),
+                "network": want.network,
+                "differences": differences.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            });
+            println!("{v}");
+            if differences.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(INVALID)
+            }
+        }
         Ok((want, differences)) => {
             print!("{}", report(&want, &differences));
             if differences.is_empty() {

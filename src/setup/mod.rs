@@ -20,6 +20,7 @@
 //! Nothing here signs or sends: the transactions go to the Safe's owners as a
 //! Transaction Builder batch ([`txbuilder`]).
 
+pub mod aave;
 pub mod cmd;
 pub mod plan;
 pub mod txbuilder;
@@ -126,6 +127,8 @@ pub struct Desired {
     pub limits: BTreeMap<Address, Limits>,
     pub salt: B256,
     pub from_block: u64,
+    /// Aave V3 roles the role-holder targets need (`[setup] aave_acl_manager`).
+    pub aave_roles: Vec<aave::AaveRoleGrant>,
 }
 
 fn selector(sig: &str) -> FixedBytes<4> {
@@ -228,7 +231,12 @@ impl Desired {
                 (t, limits)
             })
             .collect();
+        let aave_roles = setup
+            .aave_acl_manager
+            .map(|acl| aave::desired(acl, &pauses, &parameters))
+            .unwrap_or_default();
         Ok(Desired {
+            aave_roles,
             safe: setup.safe,
             module: setup.module,
             network: setup.network.clone(),
@@ -317,6 +325,8 @@ pub struct Actual {
     /// Pause grants the Safe itself cannot carry out today (the module would
     /// fail): the grant's index in `Desired::pauses` and why.
     pub pause_blocked: Vec<(usize, String)>,
+    /// Whether each Aave role-holder has its role.
+    pub aave_roles: BTreeMap<(Address, aave::AaveRole), bool>,
 }
 
 impl Actual {
@@ -331,6 +341,7 @@ impl Actual {
             parameters: BTreeMap::new(),
             limits: BTreeMap::new(),
             pause_blocked: Vec::new(),
+            aave_roles: BTreeMap::new(),
         }
     }
 }
@@ -386,6 +397,8 @@ pub enum Difference {
         grant: PauseGrant,
         reason: String,
     },
+    /// An Aave role-holder lacks the EMERGENCY_ADMIN / RISK_ADMIN its actions need.
+    AaveRoleMissing(aave::AaveRoleGrant),
 }
 
 impl fmt::Display for Difference {
@@ -486,6 +499,14 @@ impl fmt::Display for Difference {
             Difference::ParameterExtra { target, setter, .. } => write!(
                 f,
                 "parameter {setter} on {target}: allowed on chain but no action of the configuration uses it"
+            ),
+            Difference::AaveRoleMissing(g) => write!(
+                f,
+                "aave: {} does not hold {} in the ACLManager {} (action {})",
+                g.holder,
+                g.role,
+                g.acl,
+                g.actions.join(", ")
             ),
             Difference::PauseNotPossible { grant, reason } => write!(
                 f,
@@ -609,8 +630,26 @@ pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
             });
         }
     }
+    for g in &want.aave_roles {
+        if !actual
+            .aave_roles
+            .get(&(g.holder, g.role))
+            .copied()
+            .unwrap_or(false)
+        {
+            out.push(Difference::AaveRoleMissing(g.clone()));
+        }
+    }
     for (i, reason) in &actual.pause_blocked {
-        if let Some(grant) = want.pauses.get(*i) {
+        // A role-holder without its Aave role cannot pause: the missing role
+        // (reported above, and granted by the plan) is the reason.
+        let role_missing = |target: Address| {
+            out.iter()
+                .any(|d| matches!(d, Difference::AaveRoleMissing(g) if g.holder == target))
+        };
+        if let Some(grant) = want.pauses.get(*i)
+            && !role_missing(grant.target)
+        {
             out.push(Difference::PauseNotPossible {
                 grant: grant.clone(),
                 reason: reason.clone(),
@@ -709,7 +748,7 @@ fn method_of(data: &Bytes) -> Option<Method> {
 /// The configuration functions a plan calls, with their parameter names (the
 /// names the Transaction Builder shows). A signature that drifted from the
 /// contract has another selector and is never matched.
-const PLANNED_FUNCTIONS: [&str; 7] = [
+const PLANNED_FUNCTIONS: [&str; 9] = [
     "function addGuardian(address guardian)",
     "function removeGuardian(address guardian)",
     "function setPausePermission(address target, bytes4 pauseSelector, bytes4 pausedGetter, bool allowed)",
@@ -717,6 +756,8 @@ const PLANNED_FUNCTIONS: [&str; 7] = [
     "function removeParameterPermission(address target, bytes4 setterSelector)",
     "function setTargetLimits(address target, uint256 cooldown, uint256 maxActionsPerPeriod, uint256 period)",
     "function enableModule(address module)",
+    "function addEmergencyAdmin(address admin)",
+    "function addRiskAdmin(address admin)",
 ];
 
 fn planned_functions() -> impl Iterator<Item = alloy::json_abi::Function> {

@@ -174,6 +174,7 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
                 ))
             }
             Difference::PauseNotPossible { .. } => outside.push(d.to_string()),
+            Difference::AaveRoleMissing(g) => txs.push(super::aave::grant_tx(g)),
             Difference::LimitsDiffer { target, want: l, .. } => {
                 txs.push(PlannedTx::module_call(
                     m,

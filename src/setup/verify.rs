@@ -253,6 +253,7 @@ pub async fn read_actual(provider: &DynProvider, want: &Desired) -> Result<Actua
             },
         );
     }
+    actual.aave_roles = super::aave::read(provider, &want.aave_roles, at).await?;
     for target in want.limits.keys() {
         let r = module
             .targetLimits(*target)

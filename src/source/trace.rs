@@ -4,7 +4,12 @@
 //! The reader streams: it keeps one line in a reused buffer, so memory stays
 //! flat however long the trace. It never skips a malformed row: every problem
 //! is an error naming the file, line and column and what was expected.
+//!
+//! Besides each field, the reader checks the order of block numbers, which a
+//! corrupted row breaks first (a row with a block far in the future, or back
+//! in the past, silently restarts every window): see [`BlockRules`].
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +36,67 @@ pub enum TraceError {
     },
 }
 
+/// Default for [`BlockRules::max_jump`]: the largest step forward between two
+/// rows' block numbers (about 3.3 hours of 12 s blocks).
+pub const DEFAULT_MAX_BLOCK_JUMP: u64 = 1000;
+
+/// The comment the recorder writes before the re-read blocks of a reorg
+/// (`# reorg: blocks after N replaced: ...`); the reader lets the next rows go
+/// back to block N + 1.
+pub const REORG_COMMENT: &str = "reorg: blocks after ";
+
+/// How block numbers may move from row to row.
+///
+/// The trace format orders rows by time; blocks follow the chain. A row's block
+/// may be at most one below the highest block read so far (samples from pending
+/// transactions carry the number of the block they are expected in, so the
+/// next mined block's rows, or a watchdog row for the last mined block, may
+/// follow them), and at most [`BlockRules::max_jump`] above it. A reorg comment
+/// written by the recorder lowers the highest block to the common ancestor.
+///
+/// A recording of several networks interleaves their block numbers: give each
+/// metric its network's group ([`BlockRules::groups`]) and blocks are checked
+/// per group. A metric without a group is in group 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockRules {
+    /// The largest step forward (default [`DEFAULT_MAX_BLOCK_JUMP`]).
+    pub max_jump: u64,
+    /// Metric name -> group (a network); absent metrics are in group 0.
+    pub groups: HashMap<String, usize>,
+}
+
+impl BlockRules {
+    /// The default rules: one group, [`DEFAULT_MAX_BLOCK_JUMP`].
+    pub fn new() -> Self {
+        Self {
+            max_jump: DEFAULT_MAX_BLOCK_JUMP,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Blocks checked per network: each metric of `config` with a `network` in that network's group.
+    pub fn per_network(mut self, config: &crate::config::Config) -> Self {
+        let networks: Vec<&String> = config.networks.keys().collect();
+        for m in &config.metrics {
+            if let Some(i) = m
+                .network
+                .as_ref()
+                .and_then(|n| networks.iter().position(|x| *x == n))
+            {
+                self.groups.insert(m.name.clone(), i + 1);
+            }
+        }
+        self
+    }
+
+    fn group(&self, metric: &str) -> usize {
+        if self.groups.is_empty() {
+            return 0;
+        }
+        self.groups.get(metric).copied().unwrap_or(0)
+    }
+}
+
 /// One row of a trace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row<'a> {
@@ -51,6 +117,9 @@ pub struct TraceReader<R> {
     buf: Vec<u8>,
     header_seen: bool,
     last_time: u64,
+    rules: BlockRules,
+    /// The highest block read so far, per group of [`BlockRules`].
+    high: Vec<Option<u64>>,
 }
 
 impl TraceReader<io::BufReader<std::fs::File>> {
@@ -87,7 +156,15 @@ impl<R: BufRead> TraceReader<R> {
             buf: Vec::with_capacity(256),
             header_seen: false,
             last_time: 0,
+            rules: BlockRules::new(),
+            high: Vec::new(),
         }
+    }
+
+    /// Checks block order by `rules` instead of the defaults.
+    pub fn with_block_rules(mut self, rules: BlockRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -132,6 +209,7 @@ impl<R: BufRead> TraceReader<R> {
                 end -= 1;
             }
             if self.buf.first() == Some(&b'#') {
+                self.on_comment(end);
                 continue;
             }
             if !self.header_seen {
@@ -149,6 +227,51 @@ impl<R: BufRead> TraceReader<R> {
             }
             return self.parse_row(end).map(Some);
         }
+    }
+
+    /// A recorder's reorg comment: the re-read blocks after the common ancestor follow.
+    fn on_comment(&mut self, end: usize) {
+        let text = String::from_utf8_lossy(&self.buf[1..end]);
+        let Some(rest) = text.trim_start().strip_prefix(REORG_COMMENT) else {
+            return;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(ancestor) = digits.parse::<u64>() {
+            for h in self.high.iter_mut().flatten() {
+                *h = (*h).min(ancestor.saturating_add(1));
+            }
+        }
+    }
+
+    /// Checks `block` against the highest block of its metric's group, then raises it.
+    fn check_block(&mut self, block: u64, group: usize) -> Result<(), TraceError> {
+        if self.high.len() <= group {
+            self.high.resize(group + 1, None);
+        }
+        let Some(high) = self.high[group] else {
+            self.high[group] = Some(block);
+            return Ok(());
+        };
+        if block.saturating_add(1) < high {
+            return Err(self.malformed(
+                1,
+                format!(
+                    "block {block} goes back from block {high} read before (a row may be at most one block below the highest, for pending-transaction samples; a reorg needs the recorder's `# {REORG_COMMENT}N replaced` comment first)"
+                ),
+            ));
+        }
+        if block > high.saturating_add(self.rules.max_jump) {
+            return Err(self.malformed(
+                1,
+                format!(
+                    "block {block} jumps {} blocks past block {high} read before (the most allowed is {}; raise it with --max-block-jump if the trace really skips blocks)",
+                    block - high,
+                    self.rules.max_jump
+                ),
+            ));
+        }
+        self.high[group] = Some(high.max(block));
+        Ok(())
     }
 
     fn parse_row(&mut self, end: usize) -> Result<Row<'_>, TraceError> {
@@ -240,6 +363,10 @@ impl<R: BufRead> TraceReader<R> {
             });
         }
         self.last_time = time_ms;
+        let group = self.rules.group(metric);
+        self.check_block(block, group)?;
+        let line = &self.buf[..end];
+        let metric = std::str::from_utf8(&line[commas[1] + 1..commas[2]]).unwrap_or_default();
         Ok(Row {
             block,
             time_ms,
@@ -387,6 +514,40 @@ mod tests {
             error_of(&format!("{h}1,5,m,1\n\n")),
             "t.csv:3:1: empty line: expected block,time_ms,metric,value"
         );
+    }
+
+    #[test]
+    fn block_numbers_may_not_go_back_or_jump() {
+        let h = "block,time_ms,metric,value\n";
+        assert_eq!(
+            error_of(&format!("{h}10,1,m,1\n11,2,m,1\n8,3,m,1\n")),
+            "t.csv:4:1: block 8 goes back from block 11 read before (a row may be at most one block below the highest, for pending-transaction samples; a reorg needs the recorder's `# reorg: blocks after N replaced` comment first)"
+        );
+        assert_eq!(
+            error_of(&format!("{h}10,1,m,1\n1000000000010,2,m,1\n")),
+            "t.csv:3:1: block 1000000000010 jumps 1000000000000 blocks past block 10 read before (the most allowed is 1000; raise it with --max-block-jump if the trace really skips blocks)"
+        );
+        // A pending sample for the next block, then the last mined block's watchdog row.
+        assert!(read_all(&format!("{h}10,1,m,1\n11,2,p,1\n10,3,age,1\n11,4,m,1\n")).is_ok());
+        // The recorder's reorg comment lets the re-read blocks follow.
+        let reorged = format!(
+            "{h}10,1,m,1\n11,2,m,1\n12,3,m,1\n13,4,m,1\n# reorg: blocks after 10 replaced: 13 (0xcc), 12 (0xaa), 11 (0xbb)\n11,5,m,2\n12,6,m,2\n"
+        );
+        assert_eq!(read_all(&reorged).unwrap().len(), 6);
+        assert!(read_all(&reorged.replace("# reorg", "# note")).is_err());
+        // Per network: two chains' blocks interleave.
+        let two = format!("{h}100,1,a,1\n5000000,2,b,1\n101,3,a,1\n5000001,4,b,1\n");
+        assert!(read_all(&two).is_err());
+        let rules = BlockRules {
+            max_jump: 10,
+            groups: [("a".to_string(), 1), ("b".to_string(), 2)].into(),
+        };
+        let mut r = TraceReader::new(two.as_bytes(), "t.csv").with_block_rules(rules);
+        let mut n = 0;
+        while r.next_row().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 4);
     }
 
     #[test]

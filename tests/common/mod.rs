@@ -5,6 +5,8 @@
 // Generated Safe bindings take as many arguments as the Safe's functions.
 #![allow(clippy::too_many_arguments)]
 
+pub mod fault_proxy;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -402,19 +404,6 @@ max = 10000000
 max_change_bps = 5000
 min_delay = "1h"
 value = 500000
-
-[actions.raise-cap-too-far]
-kind = "set-parameter"
-description = "a value outside the bounds"
-target = "{vault}"
-function = "setSupplyCap(uint256)"
-executor = "module"
-getter = "supplyCap()"
-min = 1000
-max = 10000000
-max_change_bps = 5000
-min_delay = "1h"
-value = 20000000
 
 [actions.cut-cap-too-much]
 kind = "set-parameter"

@@ -44,6 +44,11 @@ contract KeeperPriceFeed is IPriceFeed, Ownable {
         return (_roundId, _answer, _updatedAt, _updatedAt, _roundId);
     }
 
+    /// The latest answer, as Chainlink's AggregatorInterface (what Aave's AaveOracle reads).
+    function latestAnswer() external view returns (int256) {
+        return _answer;
+    }
+
     function _publish(int256 answer) private {
         if (answer <= 0) revert NonPositiveAnswer(answer);
         _roundId += 1;

@@ -28,19 +28,29 @@
 //! - a reorg is reported (with the blocks it replaced) before the corrected
 //!   snapshots of the new chain;
 //! - reads fail over between endpoints on transport errors, timeouts, JSON-RPC
-//!   errors, an endpoint that fails every read of a block, and (when polling)
-//!   an endpoint lagging more than `max_lag_blocks` behind the best;
+//!   errors, and any answer that is not a well-formed value (`null`, empty
+//!   data, a decode failure): each such metric is read again from the next
+//!   healthy endpoint within the block's `read_deadline`, and is missing from
+//!   the snapshot only when no endpoint answered it ([`endpoints::Health`]
+//!   keeps each endpoint's health, shared with the quorum check);
+//! - an endpoint more than `max_lag_blocks` behind the best is not read from;
+//! - a head subscription silent for `stall_blocks` block times while the chain
+//!   moved is a stall: the missed blocks are read by polling, an alert fires,
+//!   and the subscription is re-established; heads the subscription dropped
+//!   (`Lagged`) are counted and backfilled by number;
 //! - endpoints may carry API keys: errors name an endpoint by its position,
 //!   never by its URL.
 
+pub mod endpoints;
 pub mod pending;
+pub mod quorum;
 pub mod reads;
 pub mod record;
 pub mod screen;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
 use alloy::providers::{Provider, ProviderBuilder, WsConnect};
@@ -48,12 +58,14 @@ use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::Header;
 use alloy::transports::TransportError;
 use futures_util::StreamExt;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MetricDef, Network};
+pub use endpoints::{Fault, Health};
 pub use pending::{PendingEffect, PendingWatch};
-pub use reads::{Head, ReadPlan, Snapshot};
+pub use reads::{Head, ReadPlan, Reading, Snapshot};
 pub use screen::{ScreenOptions, Screened};
 
 /// A problem following a chain.
@@ -197,7 +209,18 @@ pub struct WatcherOptions {
     /// Screen every pending transaction ([`screen`]) on a network with `pending`
     /// metrics; `None`: only the pending metrics' filtered effects, as samples.
     pub screen: Option<ScreenOptions>,
+    /// Every read of one block, across endpoints, is retried within this.
+    pub read_deadline: Duration,
+    /// The chain's block time; `None`: the network's `block_time`, else learned from the blocks seen.
+    pub block_time: Option<Duration>,
+    /// A head subscription silent for this many block times while the chain moved has stalled.
+    pub stall_blocks: u32,
 }
+
+/// The block time assumed before one is configured or observed.
+pub const DEFAULT_BLOCK_TIME: Duration = Duration::from_secs(12);
+/// Default for [`WatcherOptions::stall_blocks`].
+pub const DEFAULT_STALL_BLOCKS: u32 = 3;
 
 impl Default for WatcherOptions {
     fn default() -> Self {
@@ -213,6 +236,9 @@ impl Default for WatcherOptions {
             start_block: None,
             probe: crate::observe::Probe::default(),
             screen: Some(ScreenOptions::default()),
+            read_deadline: Duration::from_secs(6),
+            block_time: None,
+            stall_blocks: DEFAULT_STALL_BLOCKS,
         }
     }
 }
@@ -226,6 +252,8 @@ pub struct Watcher {
     plan: ReadPlan,
     pending: PendingWatch,
     options: WatcherOptions,
+    /// The read endpoints' health, shared with the quorum check ([`Watcher::health`]).
+    health: Arc<Health>,
 }
 
 impl Watcher {
@@ -261,6 +289,28 @@ impl Watcher {
         if !pending.is_empty() && network.ws.is_empty() {
             return Err(ChainError::PendingNeedsWs(name.to_string()));
         }
+        let mut options = options;
+        if options.block_time.is_none() {
+            options.block_time = network.block_time_ms.map(Duration::from_millis);
+        }
+        if let Some(n) = network.watch.max_lag_blocks {
+            options.max_lag_blocks = n;
+        }
+        if let Some(n) = network.watch.stall_blocks {
+            options.stall_blocks = n;
+        }
+        if let Some(screen) = options.screen.as_mut() {
+            screen.concurrency = network.watch.screen_concurrency.unwrap_or(screen.concurrency);
+            screen.queue = network.watch.screen_queue.unwrap_or(screen.queue);
+        }
+        if let Some(ms) = network.watch.read_deadline_ms {
+            options.read_deadline = Duration::from_millis(ms);
+        }
+        let endpoints = if network.rpc.is_empty() {
+            network.ws.len()
+        } else {
+            network.rpc.len()
+        };
         Ok(Self {
             network: name.to_string(),
             rpc: network.rpc.clone(),
@@ -268,11 +318,36 @@ impl Watcher {
             plan: ReadPlan::new(metrics.iter().copied()),
             pending,
             options,
+            health: Arc::new(Health::new(endpoints)),
         })
     }
 
     pub fn plan(&self) -> &ReadPlan {
         &self.plan
+    }
+
+    /// The read endpoints' health, as the follower marks it.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    pub fn options(&self) -> &WatcherOptions {
+        &self.options
+    }
+
+    /// How long the head subscription may stay silent: `stall_blocks` block
+    /// times (configured, else observed, else [`DEFAULT_BLOCK_TIME`]).
+    pub fn stall_after(&self) -> Duration {
+        let block = self
+            .options
+            .block_time
+            .or_else(|| self.health.observed_block_time())
+            .unwrap_or(DEFAULT_BLOCK_TIME);
+        (block * self.options.stall_blocks.max(1)).max(Duration::from_millis(500))
     }
 
     /// The client reads go through first: the first HTTP endpoint, else the first WebSocket.
@@ -363,6 +438,8 @@ impl Watcher {
             start: self.options.start_block,
             probe: &self.options.probe,
             network: &self.network,
+            health: &self.health,
+            read_deadline: self.options.read_deadline,
         };
         let heads = async {
             if self.ws.is_empty() || self.options.force_polling {
@@ -382,7 +459,7 @@ impl Watcher {
         };
         if let Some(screen) = self.options.screen {
             let screener = screen::Screener::new(self.plan.clone(), pending, screen);
-            let txs = self.screen_pending(screener, &clients[0], head_rx, &out, &cancel, first);
+            let txs = self.screen_pending(screener, &clients, head_rx, &out, &cancel, first);
             return tokio::try_join!(heads, watchdog, txs).map(|_| ());
         }
         let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel, first);
@@ -564,18 +641,12 @@ impl Watcher {
         loop {
             let i = attempt % self.ws.len();
             attempt += 1;
-            let connect = async {
-                let provider = ProviderBuilder::new()
-                    .connect_ws(ws_connect(&self.ws[i]))
-                    .await?;
-                let sub = provider.subscribe_blocks().await?;
-                Ok::<_, TransportError>((provider, sub))
-            };
+            let connect = self.subscribe_heads(i);
             let connected = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 c = connect => c,
             };
-            let (_provider, sub) = match connected {
+            let (_provider, mut sub) = match connected {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to heads");
@@ -598,8 +669,10 @@ impl Watcher {
             };
             backoff = self.options.reconnect_min;
             tracing::info!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "subscribed to new heads");
+            self.options.probe.subscribed(&self.network);
             // Catch up on what was mined while disconnected before waiting for the next head.
             let catch_up = async {
+                follower.check_lag(self.options.max_lag_blocks).await;
                 let head = follower.header("latest").await?;
                 follower.advance(head).await
             };
@@ -607,20 +680,123 @@ impl Watcher {
                 _ = cancel.cancelled() => return Ok(()),
                 r = catch_up => retryable(r, &self.options.probe, &self.network)?,
             }
-            let mut stream = sub.into_stream();
             loop {
                 let next = tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    h = stream.next() => h,
+                    h = tokio::time::timeout(self.stall_after(), sub.recv_result()) => h,
                 };
-                let Some(header) = next else { break };
-                let step = follower.advance(Head::from(&header));
-                tokio::select! {
+                let step = match next {
+                    Ok(Ok(Ok(header))) => Step::Head(Head::from(&header)),
+                    Ok(Ok(Err(e))) => Step::CatchUp(Gap::Malformed(e.to_string())),
+                    Ok(Err(RecvError::Lagged(n))) => Step::CatchUp(Gap::Lagged(n)),
+                    Ok(Err(RecvError::Closed)) => break,
+                    Err(_) => Step::Silent,
+                };
+                let work = self.on_step(follower, step);
+                let reconnect = tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    r = step => retryable(r, &self.options.probe, &self.network)?,
+                    r = work => r,
+                };
+                match reconnect {
+                    Ok(false) => {}
+                    Ok(true) => break,
+                    Err(e) => retryable(Err(e), &self.options.probe, &self.network)?,
                 }
             }
             tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "head subscription ended; reconnecting");
+        }
+    }
+}
+
+impl Watcher {
+    /// A head subscription on WebSocket endpoint `i`; a socket that accepts
+    /// but never answers fails after `request_timeout` instead of hanging.
+    async fn subscribe_heads(&self, i: usize) -> Result<HeadSubscription, TransportError> {
+        let connect = async {
+            let provider = ProviderBuilder::new()
+                .connect_ws(ws_connect(&self.ws[i]))
+                .await?
+                .erased();
+            let sub = provider.subscribe_blocks().await?;
+            Ok::<_, TransportError>((provider, sub))
+        };
+        tokio::time::timeout(self.options.request_timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::local_usage_str(
+                    "subscribing got no answer in time",
+                ))
+            })
+    }
+}
+
+/// A head subscription and the provider that keeps its socket open.
+type HeadSubscription = (
+    alloy::providers::DynProvider,
+    alloy::pubsub::Subscription<Header>,
+);
+
+/// What the head subscription gave.
+enum Step {
+    Head(Head),
+    /// Heads were lost between the last one and now: read up to the latest by number.
+    CatchUp(Gap),
+    /// Nothing for `stall_after`.
+    Silent,
+}
+
+enum Gap {
+    /// The subscription's buffer overflowed: this many heads were dropped.
+    Lagged(u64),
+    /// A notification that is not a header.
+    Malformed(String),
+}
+
+impl Watcher {
+    /// Handles one step of the head subscription; `Ok(true)`: re-establish it.
+    async fn on_step(&self, follower: &mut Follower<'_>, step: Step) -> Result<bool, ChainError> {
+        let probe = &self.options.probe;
+        match step {
+            Step::Head(head) => {
+                follower.check_lag(self.options.max_lag_blocks).await;
+                follower.advance(head).await?;
+                Ok(false)
+            }
+            Step::CatchUp(gap) => {
+                match &gap {
+                    Gap::Lagged(n) => {
+                        tracing::warn!(target: "guardian::source::chain", network = %self.network, dropped = n, "the head subscription dropped heads; backfilling by number");
+                        probe.heads_lagged(&self.network, *n);
+                    }
+                    Gap::Malformed(e) => {
+                        tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(e), "a head notification did not decode; reading the latest head by number");
+                        probe.rpc_error(&self.network);
+                    }
+                }
+                follower.check_lag(self.options.max_lag_blocks).await;
+                let head = follower.header("latest").await?;
+                follower.advance(head).await?;
+                Ok(false)
+            }
+            Step::Silent => {
+                // Silence alone is not a stall: the chain may have no new block.
+                follower.check_lag(self.options.max_lag_blocks).await;
+                let head = follower.header("latest").await?;
+                let last = follower.last_number();
+                if last.is_some_and(|l| head.number <= l) {
+                    return Ok(false);
+                }
+                let silent = self.stall_after();
+                tracing::error!(target: "guardian::source::chain", network = %self.network, silent_s = silent.as_secs_f64(), last_block = ?last, latest = head.number, "the head subscription is silent while the chain moves; polling the missed blocks and re-subscribing");
+                probe.head_stalled(
+                    &self.network,
+                    silent.as_secs_f64(),
+                    last.unwrap_or(0),
+                    head.number,
+                );
+                follower.advance(head).await?;
+                Ok(true)
+            }
         }
     }
 }
@@ -692,15 +868,39 @@ struct Follower<'a> {
     start: Option<u64>,
     probe: &'a crate::observe::Probe,
     network: &'a str,
+    /// Every endpoint's health, shared with the quorum check.
+    health: &'a Health,
+    /// How long all the reads of one block may take, across endpoints.
+    read_deadline: Duration,
 }
 
 impl Follower<'_> {
-    /// Moves reads to the next endpoint after `error` (logged once, here).
+    /// Marks the endpoint in use failed and moves reads to the next healthy one (logged once, here).
     fn fail_over(&mut self, error: &ChainError) {
         let from = self.current;
-        self.current = (self.current + 1) % self.clients.len();
+        self.health.mark(from, Fault::Failed);
+        self.probe
+            .endpoint_fault(self.network, from, Fault::Failed.as_str());
+        self.current = self.health.preferred((from + 1) % self.clients.len());
         self.probe.failover(self.network);
         tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, error = %redact(&error.to_string()), "read endpoint failed; failing over");
+    }
+
+    /// Moves reads off the endpoint in use when it was marked unhealthy (lagging, outvoted).
+    fn prefer_healthy(&mut self) {
+        if self.clients.len() > 1 && !self.health.is_healthy(self.current) {
+            let from = self.current;
+            self.current = self.health.preferred(from).min(self.clients.len() - 1);
+            if self.current != from {
+                self.probe.failover(self.network);
+                tracing::warn!(target: "guardian::source::chain", endpoint = from + 1, next = self.current + 1, "read endpoint unhealthy; reading from the next");
+            }
+        }
+    }
+
+    /// The number of the last block emitted.
+    fn last_number(&self) -> Option<u64> {
+        self.recent.back().map(|&(n, _)| n)
     }
 
     /// With several endpoints, asks each for its latest block number and moves
@@ -710,7 +910,8 @@ impl Follower<'_> {
         if self.clients.len() < 2 {
             return;
         }
-        let timeout = self.timeout;
+        // A hung endpoint must not hold every head up: it counts as lagging.
+        let timeout = self.timeout.min(Duration::from_secs(1));
         let numbers = futures_util::future::join_all(self.clients.iter().map(|c| async move {
             let n: alloy::primitives::U64 =
                 tokio::time::timeout(timeout, c.request("eth_blockNumber", ()))
@@ -729,6 +930,14 @@ impl Follower<'_> {
         else {
             return;
         };
+        for (i, n) in numbers.iter().enumerate() {
+            let behind = n.is_none_or(|n| n.saturating_add(max_lag) < best);
+            if behind && i != best_i {
+                self.health.mark(i, Fault::Lagging);
+                self.probe
+                    .endpoint_fault(self.network, i, Fault::Lagging.as_str());
+            }
+        }
         let lagging = match numbers[self.current] {
             Some(n) => n.saturating_add(max_lag) < best,
             None => true,
@@ -741,6 +950,7 @@ impl Follower<'_> {
     }
 
     async fn header(&mut self, tag: &str) -> Result<Head, ChainError> {
+        self.prefer_healthy();
         let mut last = None;
         for _ in 0..self.clients.len() {
             let request = self.clients[self.current]
@@ -769,29 +979,41 @@ impl Follower<'_> {
         Err(last.unwrap_or(ChainError::NoEndpoint(String::new())))
     }
 
-    /// The snapshot of `head`, failing over when the endpoint errors, times out
-    /// or answers every read with an error (e.g. it does not know the block's hash).
+    /// The snapshot of `head` ([`ReadPlan::read_failover`]): every metric an
+    /// endpoint did not answer with a well-formed value is read again from the
+    /// next healthy one within the block's deadline.
     async fn snapshot(&mut self, head: &Head) -> Result<Snapshot, ChainError> {
-        let mut last = None;
-        for _ in 0..self.clients.len() {
-            let read = self.plan.read(&self.clients[self.current], head);
-            let e = match tokio::time::timeout(self.timeout, read).await {
-                Err(_) => ChainError::Timeout {
-                    method: "batch",
-                    ms: self.timeout.as_millis() as u64,
-                },
-                Ok(Ok(s)) if !s.values.is_empty() || s.failed.is_empty() => return Ok(s),
-                Ok(Ok(s)) if self.clients.len() == 1 => return Ok(s),
-                Ok(Ok(_)) => ChainError::AllReadsFailed(head.number),
-                Ok(Err(e)) => e,
-            };
-            self.probe.rpc_error(self.network);
-            if self.clients.len() > 1 {
-                self.fail_over(&e);
+        self.prefer_healthy();
+        let deadline = Instant::now() + self.read_deadline;
+        let read = self.plan.read_failover(
+            self.clients,
+            self.health,
+            self.current,
+            head,
+            self.timeout,
+            deadline,
+        );
+        let reading = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                self.probe.rpc_error(self.network);
+                return Err(e);
             }
-            last = Some(e);
+        };
+        for (i, why) in &reading.faults {
+            self.probe.rpc_error(self.network);
+            self.probe
+                .endpoint_fault(self.network, *i, Fault::Failed.as_str());
+            tracing::warn!(target: "guardian::source::chain", network = self.network, block = head.number, endpoint = i + 1, error = %redact(why), "read endpoint gave no well-formed value; reading from the next");
         }
-        Err(last.unwrap_or(ChainError::NoEndpoint(String::new())))
+        if reading.deadline_passed {
+            tracing::warn!(target: "guardian::source::chain", network = self.network, block = head.number, deadline_ms = self.read_deadline.as_millis() as u64, "the block's read deadline passed before every endpoint was asked");
+        }
+        if reading.endpoint != self.current {
+            self.probe.failover(self.network);
+            self.current = reading.endpoint;
+        }
+        Ok(reading.snapshot)
     }
 
     async fn header_at(&mut self, number: u64) -> Result<Head, ChainError> {
@@ -809,6 +1031,7 @@ impl Follower<'_> {
                 _ => self.unwind().await?,
             }
         }
+        self.health.observe_head(head.timestamp);
         let first = self.start.map_or(head.number, |s| s.min(head.number));
         let mut next = self.recent.back().map_or(first, |&(n, _)| n + 1);
         while next <= head.number {
@@ -825,6 +1048,9 @@ impl Follower<'_> {
                 continue;
             }
             let snapshot = self.snapshot(&h).await?;
+            self.health.observe_block(h.timestamp);
+            self.probe
+                .metrics_read(self.network, &snapshot.values, &snapshot.failed);
             self.probe.head(
                 self.network,
                 h.number,

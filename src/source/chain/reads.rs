@@ -6,6 +6,7 @@
 //! once per block and shared.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use alloy::consensus::Transaction as _;
 use alloy::dyn_abi::{DynSolValue, EventExt, FunctionExt};
@@ -17,6 +18,7 @@ use alloy::sol_types::SolCall;
 use serde_json::json;
 
 use super::ChainError;
+use super::endpoints::{Fault, Health};
 use crate::config::MetricDef;
 use crate::config::sources::{BalanceRead, BlockStat, SourceSpec};
 use crate::metrics::{scaled_amount, scaled_signed};
@@ -54,7 +56,7 @@ impl From<&Header> for Head {
 }
 
 /// Every per-block metric of one block.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
     pub number: u64,
     pub hash: B256,
@@ -241,6 +243,19 @@ impl ReadPlan {
         }
     }
 
+    /// Whether `metric` is read from an endpoint's answer (a call, balance,
+    /// logs, the block's transactions, or a ratio of those), rather than from
+    /// the header the block was followed by or the watcher's clock.
+    pub fn from_endpoint(&self, metric: &str) -> bool {
+        self.metrics.iter().any(|(name, read)| {
+            &**name == metric
+                && !matches!(
+                    read,
+                    Read::HeadAge | Read::Block(BlockStat::GasUsedRatio | BlockStat::BaseFeeGwei)
+                )
+        })
+    }
+
     /// The staleness metrics (`head_age`), for the watchdog.
     pub fn head_age_metrics(&self) -> &[Arc<str>] {
         &self.head_age
@@ -263,8 +278,19 @@ impl ReadPlan {
             + usize::from(self.needs_transactions)
     }
 
-    /// Reads every metric at `head`'s hash in one batch.
+    /// Reads every metric at `head`'s hash in one batch from `client`.
     pub async fn read(&self, client: &RpcClient, head: &Head) -> Result<Snapshot, ChainError> {
+        let raw = self.fetch(client, head).await?;
+        Ok(self.assemble(head, raw))
+    }
+
+    /// Every metric's read at `head`'s hash from one endpoint, in plan order
+    /// (ratios are left for [`ReadPlan::assemble`]).
+    async fn fetch(
+        &self,
+        client: &RpcClient,
+        head: &Head,
+    ) -> Result<Vec<Result<f64, Miss>>, ChainError> {
         let at = json!({ "blockHash": head.hash });
         let mut batch = client.new_batch();
         let add = |e| ChainError::Rpc {
@@ -329,6 +355,25 @@ impl ReadPlan {
             None => None,
         };
 
+        Ok(self
+            .metrics
+            .iter()
+            .map(|(_, read)| match read {
+                Read::Ratio { .. } => Err(Miss::value("computed from other metrics")),
+                _ => evaluate(
+                    read,
+                    head,
+                    &call_results,
+                    &balance_results,
+                    &log_results,
+                    block.as_ref(),
+                ),
+            })
+            .collect())
+    }
+
+    /// The snapshot of `head` from each metric's read: ratios computed, values checked finite.
+    fn assemble(&self, head: &Head, raw: Vec<Result<f64, Miss>>) -> Snapshot {
         let mut snapshot = Snapshot {
             number: head.number,
             hash: head.hash,
@@ -338,7 +383,7 @@ impl ReadPlan {
             failed: Vec::new(),
         };
         let mut by_index: Vec<Option<f64>> = Vec::with_capacity(self.metrics.len());
-        for (name, read) in &self.metrics {
+        for ((name, read), value) in self.metrics.iter().zip(raw) {
             let value = match read {
                 Read::Ratio {
                     numerator,
@@ -348,14 +393,7 @@ impl ReadPlan {
                     (Some(_), Some(_)) => Err("the denominator is zero".to_string()),
                     _ => Err("a read it divides failed".to_string()),
                 },
-                _ => evaluate(
-                    read,
-                    head,
-                    &call_results,
-                    &balance_results,
-                    &log_results,
-                    block.as_ref(),
-                ),
+                _ => value.map_err(|m| m.why),
             };
             match value {
                 Ok(v) if v.is_finite() => {
@@ -374,7 +412,155 @@ impl ReadPlan {
                 }
             }
         }
-        Ok(snapshot)
+        snapshot
+    }
+
+    /// Reads `head` from the healthiest endpoints, starting with `first`: any
+    /// metric whose answer was not a well-formed value (an error envelope,
+    /// `null`, empty data where a word is expected, a decode failure) is read
+    /// again from the next endpoint, until every metric has a value, every
+    /// endpoint was asked, or `deadline` passes (the first endpoint is always
+    /// asked). Each endpoint's health is marked by how it answered. A metric is
+    /// missing from the snapshot only when no endpoint answered it.
+    ///
+    /// An error only when no endpoint answered at all, or (with several
+    /// endpoints) when every metric failed on every one of them.
+    pub async fn read_failover(
+        &self,
+        clients: &[RpcClient],
+        health: &Health,
+        first: usize,
+        head: &Head,
+        request_timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Reading, ChainError> {
+        let mut merged: Option<(usize, Vec<Result<f64, Miss>>)> = None;
+        let mut reading = Reading::default();
+        let mut last = None;
+        for i in health
+            .order(first)
+            .into_iter()
+            .filter(|&i| i < clients.len())
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if (merged.is_some() || last.is_some()) && left.is_zero() {
+                reading.deadline_passed = true;
+                break;
+            }
+            let wait = if left.is_zero() {
+                request_timeout
+            } else {
+                left.min(request_timeout)
+            };
+            let raw = match tokio::time::timeout(wait, self.fetch(&clients[i], head)).await {
+                Ok(Ok(raw)) => raw,
+                Ok(Err(e)) => {
+                    health.mark(i, Fault::Failed);
+                    reading.faults.push((i, e.to_string()));
+                    last = Some(e);
+                    continue;
+                }
+                Err(_) => {
+                    let e = ChainError::Timeout {
+                        method: "batch",
+                        ms: wait.as_millis() as u64,
+                    };
+                    health.mark(i, Fault::Failed);
+                    reading.faults.push((i, e.to_string()));
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match raw
+                .iter()
+                .find_map(|r| r.as_ref().err().filter(|m| m.endpoint))
+            {
+                Some(m) => {
+                    health.mark(i, Fault::Failed);
+                    reading.faults.push((i, m.why.clone()));
+                }
+                None => health.ok(i),
+            }
+            let done = match &mut merged {
+                None => {
+                    let complete = !raw.iter().any(Miss::retry);
+                    merged = Some((i, raw));
+                    complete
+                }
+                Some((_, kept)) => fill(kept, raw, &mut reading.filled),
+            };
+            if done {
+                break;
+            }
+        }
+        let Some((endpoint, raw)) = merged else {
+            return Err(last.unwrap_or(ChainError::NoEndpoint(String::new())));
+        };
+        let snapshot = self.assemble(head, raw);
+        if clients.len() > 1 && snapshot.values.is_empty() && !snapshot.failed.is_empty() {
+            return Err(ChainError::AllReadsFailed(head.number));
+        }
+        reading.snapshot = snapshot;
+        reading.endpoint = endpoint;
+        Ok(reading)
+    }
+}
+
+/// Takes into `kept` every value `new` has where `kept` had an endpoint
+/// failure; whether nothing is left to retry.
+fn fill(kept: &mut [Result<f64, Miss>], new: Vec<Result<f64, Miss>>, filled: &mut usize) -> bool {
+    for (k, n) in kept.iter_mut().zip(new) {
+        if Miss::retry(k) && n.is_ok() {
+            *k = n;
+            *filled += 1;
+        }
+    }
+    !kept.iter().any(Miss::retry)
+}
+
+/// What [`ReadPlan::read_failover`] read, and how the endpoints answered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reading {
+    pub snapshot: Snapshot,
+    /// The endpoint whose answer the snapshot is mostly from.
+    pub endpoint: usize,
+    /// Endpoints that failed some or all reads, and the first reason.
+    pub faults: Vec<(usize, String)>,
+    /// Metric values taken from a later endpoint after an earlier one failed them.
+    pub filled: usize,
+    /// The block's deadline passed before every endpoint was asked.
+    pub deadline_passed: bool,
+}
+
+/// Why one metric has no value from one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+struct Miss {
+    why: String,
+    /// The endpoint's answer was not a well-formed value (another endpoint may
+    /// answer it); otherwise the value itself cannot be had (a zero gas limit,
+    /// a block without transactions).
+    endpoint: bool,
+}
+
+impl Miss {
+    fn value(why: impl Into<String>) -> Self {
+        Self {
+            why: why.into(),
+            endpoint: false,
+        }
+    }
+
+    fn retry(r: &Result<f64, Miss>) -> bool {
+        matches!(r, Err(Miss { endpoint: true, .. }))
+    }
+}
+
+impl From<String> for Miss {
+    fn from(why: String) -> Self {
+        Self {
+            why,
+            endpoint: true,
+        }
     }
 }
 
@@ -429,7 +615,7 @@ impl ReadPlan {
                     (Some(_), Some(_)) => Err("the denominator is zero".to_string()),
                     _ => Err("a read it divides failed".to_string()),
                 },
-                _ => evaluate(read, head, calls, balances, logs, None),
+                _ => evaluate(read, head, calls, balances, logs, None).map_err(|m| m.why),
             };
             match value {
                 Ok(v) if v.is_finite() => {
@@ -469,7 +655,7 @@ fn evaluate(
     balances: &[Result<U256, String>],
     logs: &[Result<Vec<Log>, String>],
     block: Option<&Result<Block, String>>,
-) -> Result<f64, String> {
+) -> Result<f64, Miss> {
     let call = |i: usize| calls[i].as_ref().map_err(Clone::clone);
     match read {
         Read::Call {
@@ -487,16 +673,16 @@ fn evaluate(
             let value = out
                 .get(*output)
                 .ok_or_else(|| format!("the call returned no output {output}"))?;
-            number(value, *decimals)
+            number(value, *decimals).map_err(Miss::value)
         }
         Read::Native { balance, decimals } => {
             let raw = balances[*balance].as_ref().map_err(Clone::clone)?;
-            scaled_amount(*raw, *decimals).ok_or_else(|| "cannot scale the balance".into())
+            scaled_amount(*raw, *decimals).ok_or_else(|| Miss::value("cannot scale the balance"))
         }
         Read::Erc20 { call: i, decimals } => {
             let raw = balanceOfCall::abi_decode_returns(call(*i)?)
                 .map_err(|e| format!("cannot decode balanceOf: {e}"))?;
-            scaled_amount(raw, *decimals).ok_or_else(|| "cannot scale the balance".into())
+            scaled_amount(raw, *decimals).ok_or_else(|| Miss::value("cannot scale the balance"))
         }
         Read::EventCount { logs: i } => {
             let logs = logs[*i].as_ref().map_err(Clone::clone)?;
@@ -531,7 +717,8 @@ fn evaluate(
         Read::OracleAnswer { call: i, decimals } => {
             let round = latestRoundDataCall::abi_decode_returns(call(*i)?)
                 .map_err(|e| format!("cannot decode latestRoundData: {e}"))?;
-            scaled_signed(round.answer, *decimals).ok_or_else(|| "cannot scale the answer".into())
+            scaled_signed(round.answer, *decimals)
+                .ok_or_else(|| Miss::value("cannot scale the answer"))
         }
         Read::OracleAge { call: i } => {
             let round = latestRoundDataCall::abi_decode_returns(call(*i)?)
@@ -542,7 +729,7 @@ fn evaluate(
                 .map_err(|_| "updatedAt does not fit in 64 bits".to_string())?;
             Ok(head.timestamp as f64 - updated as f64)
         }
-        Read::Ratio { .. } => Err("ratios are computed from other metrics".into()),
+        Read::Ratio { .. } => Err(Miss::value("ratios are computed from other metrics")),
         Read::HeadAge => Ok(head_age_s(head.timestamp, now_ms())),
     }
 }
@@ -551,19 +738,19 @@ fn block_stat(
     stat: BlockStat,
     head: &Head,
     block: Option<&Result<Block, String>>,
-) -> Result<f64, String> {
+) -> Result<f64, Miss> {
     match stat {
         BlockStat::GasUsedRatio if head.gas_limit == 0 => {
-            Err("the block's gas limit is zero".into())
+            Err(Miss::value("the block's gas limit is zero"))
         }
         BlockStat::GasUsedRatio => Ok(head.gas_used as f64 / head.gas_limit as f64),
         BlockStat::BaseFeeGwei => head
             .base_fee
             .map(|f| f as f64 / 1e9)
-            .ok_or_else(|| "the block has no base fee (pre-London chain)".into()),
+            .ok_or_else(|| Miss::value("the block has no base fee (pre-London chain)")),
         BlockStat::TxCount | BlockStat::PriorityFeePercentile(_) => {
             let block = block
-                .ok_or("the block's transactions were not fetched")?
+                .ok_or_else(|| Miss::from("the block's transactions were not fetched".to_string()))?
                 .as_ref()
                 .map_err(Clone::clone)?;
             if stat == BlockStat::TxCount {
@@ -576,11 +763,13 @@ fn block_stat(
                 .filter_map(|tx| tx.effective_tip_per_gas(base_fee))
                 .collect();
             let BlockStat::PriorityFeePercentile(p) = stat else {
-                return Err("unreachable block statistic".into());
+                return Err(Miss::value("unreachable block statistic"));
             };
             percentile(&mut tips, p)
                 .map(|tip| tip as f64 / 1e9)
-                .ok_or_else(|| "the block has no transactions to take a fee percentile of".into())
+                .ok_or_else(|| {
+                    Miss::value("the block has no transactions to take a fee percentile of")
+                })
         }
     }
 }

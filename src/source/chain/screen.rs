@@ -218,6 +218,8 @@ pub struct Screener {
     pending: PendingWatch,
     watched: HashSet<Address>,
     senders: HashMap<Address, Vec<Remembered>>,
+    /// Each sender's mined nonce at the latest block: (block, nonce), read once per block.
+    mined: HashMap<Address, (u64, u64)>,
     pub queue: Queue,
 }
 
@@ -232,6 +234,7 @@ impl Screener {
             pending,
             watched,
             senders: HashMap::new(),
+            mined: HashMap::new(),
             queue: Queue::new(options.queue),
         }
     }
@@ -269,7 +272,12 @@ impl Screener {
                 (name.clone(), spec.effect.clone())
             })
             .collect();
-        let sequence = self.sequence(&tx, latest.0);
+        let mut sequence = self.sequence(&tx, latest.0);
+        if !sequence.is_empty() {
+            // Those already mined are in the latest state: not again.
+            let mined = self.mined_nonce(client, tx.from(), latest.0).await?;
+            sequence.retain(|t| t.nonce() >= mined);
+        }
         Ok(Job {
             tx: PendingTxInfo::of(&tx),
             sequence,
@@ -287,6 +295,33 @@ impl Screener {
             effects,
             plan: self.plan.clone(),
         })
+    }
+
+    /// `sender`'s transaction count on the state screenings run on (`latest`),
+    /// read once per sender and watcher head.
+    async fn mined_nonce(
+        &mut self,
+        client: &RpcClient,
+        sender: Address,
+        latest: u64,
+    ) -> Result<u64, ChainError> {
+        if let Some(&(block, nonce)) = self.mined.get(&sender)
+            && block == latest
+        {
+            return Ok(nonce);
+        }
+        let mined: U64 = client
+            .request("eth_getTransactionCount", (sender, "latest"))
+            .await
+            .map_err(|source| ChainError::Rpc {
+                method: "eth_getTransactionCount",
+                source,
+            })?;
+        if self.mined.len() >= MAX_SENDERS {
+            self.mined.clear();
+        }
+        self.mined.insert(sender, (latest, mined.to::<u64>()));
+        Ok(mined.to::<u64>())
     }
 
     /// The sender's earlier pending transactions with consecutive nonces just
@@ -420,18 +455,6 @@ impl Job {
 
     /// Runs the simulation and builds the what-if block.
     pub async fn run(mut self, client: RpcClient) -> Result<Screened, ChainError> {
-        if !self.sequence.is_empty() {
-            // Those already mined are in the latest state: not again.
-            let mined: U64 = client
-                .request("eth_getTransactionCount", (self.tx.from, "latest"))
-                .await
-                .map_err(|source| ChainError::Rpc {
-                    method: "eth_getTransactionCount",
-                    source,
-                })?;
-            let mined = mined.to::<u64>();
-            self.sequence.retain(|t| t.nonce() >= mined);
-        }
         let sequence = std::mem::take(&mut self.sequence);
         let payload = self.payload(&sequence);
         let sequence: Vec<B256> = sequence.iter().map(|t| t.tx_hash()).collect();
@@ -555,7 +578,7 @@ impl super::Watcher {
     pub(super) async fn screen_pending(
         &self,
         mut screener: Screener,
-        client: &RpcClient,
+        clients: &[RpcClient],
         head: watch::Receiver<(u64, u64)>,
         out: &mpsc::Sender<WatchEvent>,
         cancel: &CancellationToken,
@@ -566,6 +589,7 @@ impl super::Watcher {
         let mut first = Some(first);
         let concurrency = self.options.screen.map_or(1, |s| s.concurrency.max(1));
         let mut drops = DropReport::default();
+        let mut failures = FailureReport::default();
         loop {
             let i = attempt % self.ws.len();
             attempt += 1;
@@ -597,14 +621,14 @@ impl super::Watcher {
                     if latest.0 == 0 {
                         break;
                     }
+                    // The healthiest read endpoint (the follower marks faults).
+                    let client = &clients[self.health.preferred(0).min(clients.len() - 1)];
                     let Some(job) = screener.next_job(client, latest).await else {
                         break;
                     };
                     match job {
                         Ok(job) => inflight.push(job.run(client.clone())),
-                        Err(e) => {
-                            tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot prepare a pending transaction's screening")
-                        }
+                        Err(e) => failures.failed(&self.network, &e),
                     }
                 }
                 let next = tokio::select! {
@@ -620,9 +644,7 @@ impl super::Watcher {
                 drops.flush(&self.options.probe, &self.network, &screener.queue);
                 match next {
                     Next::Done(Ok(screened)) => self.emit_screened(screened, out).await?,
-                    Next::Done(Err(e)) => {
-                        tracing::warn!(target: "guardian::source::chain", network = %self.network, error = %redact(&e.to_string()), "cannot screen a pending transaction")
-                    }
+                    Next::Done(Err(e)) => failures.failed(&self.network, &e),
                     Next::Arrived(None) => break,
                     Next::Arrived(Some(tx)) => {
                         let seen_ms = now_ms();
@@ -666,6 +688,32 @@ impl super::Watcher {
 enum Next<D, T> {
     Done(D),
     Arrived(Option<T>),
+}
+
+/// Screenings that failed (a node without `eth_simulateV1` fails every one):
+/// the first is logged with its error, then a count at most every [`FAILURE_REPORT_MS`].
+#[derive(Debug, Default)]
+struct FailureReport {
+    unreported: u64,
+    total: u64,
+    last_ms: u64,
+}
+
+/// How often repeated screening failures are summarised in the log.
+const FAILURE_REPORT_MS: u64 = 10_000;
+
+impl FailureReport {
+    fn failed(&mut self, network: &str, e: &ChainError) {
+        self.unreported += 1;
+        self.total += 1;
+        let now = now_ms();
+        if self.total > 1 && now.saturating_sub(self.last_ms) < FAILURE_REPORT_MS {
+            return;
+        }
+        tracing::warn!(target: "guardian::source::chain", network, error = %redact(&e.to_string()), failed = self.unreported, failed_total = self.total, "cannot screen pending transactions (the mined blocks are still judged); repeated failures are summarised every 10 s");
+        self.unreported = 0;
+        self.last_ms = now;
+    }
 }
 
 /// Dropped transactions since the last report, reported at most every [`DROP_REPORT_MS`].

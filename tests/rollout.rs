@@ -1,0 +1,945 @@
+//! Issue 14: what the operator believes runs is what runs. The rollout of
+//! docs/deploy.md, through the real binary on anvil: dry-run (a drain trips,
+//! nothing is sent) → restart in enforce on the same journal → a second
+//! drain inside the dry-run trip's policy cooldown and the guard's target
+//! cooldown → the pause lands. Neither cooldown was consumed by anything sent,
+//! so neither holds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use common::{Demo, GuardedVault};
+use guardian::journal::{HistoryEntry, HistoryFilter, Journal};
+
+const POLICY: &str = r#"
+[[policy]]
+id = "vault-drain"
+description = "Vault assets fall by 30% within one block"
+severity = "critical"
+action = "pause-module"
+cooldown = "50 blocks"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "1 block"
+direction = "down"
+by = "30%"
+"#;
+
+/// Generous: the machine running the tests may be busy.
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Guardian {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Guardian {
+    fn start(demo: &Demo, dir: &Path, n: usize) -> Guardian {
+        Self::start_with(demo, dir, n, &[])
+    }
+
+    fn start_with(demo: &Demo, dir: &Path, n: usize, env: &[(&str, &str)]) -> Guardian {
+        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
+        let log = dir.join(format!("guardian-{n}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .arg("run")
+            .arg("--config")
+            .arg(dir.join("guardian.toml"))
+            .arg("--policies")
+            .arg(dir.join("policy.toml"))
+            .env("UNUSED_IN_TESTS_BOT", key(4))
+            .env("UNUSED_IN_TESTS_STRANGER", key(5))
+            .env("UNUSED_IN_TESTS_OWNER1", key(1))
+            .env("UNUSED_IN_TESTS_OWNER2", key(2))
+            .env("GUARDIAN_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("the guardian binary starts");
+        Guardian { child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guardian did not stop:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn history(journal: &Path) -> Vec<HistoryEntry> {
+    Journal::open_read_only(journal)
+        .and_then(|j| j.history(&HistoryFilter::default()))
+        .unwrap_or_default()
+}
+
+fn processed(journal: &Path) -> Option<u64> {
+    processed_on(journal, "local")
+}
+
+fn processed_on(journal: &Path, network: &str) -> Option<u64> {
+    Journal::open_read_only(journal)
+        .ok()?
+        .processed()
+        .ok()?
+        .into_iter()
+        .find(|(n, _)| n == network)?
+        .1
+}
+
+async fn until(what: &str, g: &mut Guardian, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        if let Some(status) = g.child.try_wait().unwrap() {
+            panic!("guardian exited ({status}):\n{}", g.output());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; output:\n{}",
+            g.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes guardian.toml in `mode` (same journal, same guard limits) and the policy.
+fn configure(demo: &Demo, dir: &Path, mode: &str) {
+    configure_with(demo, dir, mode, POLICY, "");
+}
+
+/// The same, with other policies and `extra` appended to guardian.toml.
+fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str) {
+    let tail = format!(
+        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n\n[guard]\ntarget_cooldown = \"10m\"\n\n[journal]\npath = \"guardian.db\"\n{extra}\n",
+        demo.vault
+    );
+    demo.config_with(dir, "", &tail);
+    let path = dir.join("guardian.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("mode = \"enforce\"", &format!("mode = \"{mode}\""), 1);
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+}
+
+async fn withdraw(demo: &Demo, amount: u64) -> u64 {
+    let deployer = demo.anvil.addresses()[0];
+    let receipt = GuardedVault::new(demo.vault, &demo.provider)
+        .withdraw(U256::from(amount), deployer, deployer)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    receipt.block_number.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldown() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    let funded = demo.provider.get_block_number().await.unwrap();
+
+    // 1. Dry-run: a 40% drain trips; nothing is sent.
+    configure(&demo, dir.path(), "dry-run");
+    let mut g = Guardian::start(&demo, dir.path(), 1);
+    until("the healthy vault to be read", &mut g, || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+    let first_drain = withdraw(&demo, 360_000).await;
+    until("the dry-run decision", &mut g, || {
+        history(&journal).iter().any(|e| e.status == "dry-run")
+    })
+    .await;
+    until("the drain's block to be processed", &mut g, || {
+        processed(&journal).is_some_and(|b| b >= first_drain)
+    })
+    .await;
+    assert!(!demo.paused().await, "dry-run sends nothing");
+    assert_eq!(g.stop(), Some(0));
+
+    // 2. Restart in enforce on the same journal; the restart re-reads the dry-run trip's block.
+    configure(&demo, dir.path(), "enforce");
+    let mut g = Guardian::start(&demo, dir.path(), 2);
+    until("the restart to resume", &mut g, || {
+        g_output_contains(
+            &dir.path().join("guardian-2.log"),
+            "resuming after the last processed block",
+        )
+    })
+    .await;
+    // 3. A second drain, 41.7% of what is left, a few blocks later: inside the
+    // policy's 50-block cooldown and the guard's 10-minute target cooldown of the dry-run trip.
+    let second_drain = withdraw(&demo, 225_000).await;
+    assert!(second_drain < first_drain + 50, "inside the old cooldown");
+    // 4. The pause lands.
+    until("the pause to land", &mut g, || {
+        history(&journal).iter().any(|e| e.status == "landed")
+    })
+    .await;
+    assert!(demo.paused().await, "the vault is paused on chain");
+    let entries = history(&journal);
+    let landed = entries.iter().find(|e| e.status == "landed").unwrap();
+    assert_eq!(landed.block, second_drain, "{entries:#?}");
+    assert_eq!(landed.mode, "enforce");
+    let log = g.output();
+    assert!(!log.contains("in its cooldown"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in redirected logs: {log}"
+    );
+    assert_eq!(g.stop(), Some(0));
+    println!(
+        "rollout: dry-run trip at block {first_drain}; enforce restart; pause landed for the drain at block {second_drain}"
+    );
+}
+
+fn g_output_contains(log: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle))
+}
+
+/// The address `run` serves /metrics and /readyz on, from its log.
+async fn served_at(g: &mut Guardian) -> String {
+    let mut addr = None;
+    let log = g_log(g);
+    until("the metrics server", g, || {
+        addr = std::fs::read_to_string(&log).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.split("/readyz on ").nth(1).map(|a| a.trim().to_string()))
+        });
+        addr.is_some()
+    })
+    .await;
+    addr.unwrap()
+}
+
+fn g_log(g: &Guardian) -> PathBuf {
+    g.log.clone()
+}
+
+async fn get(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+async fn mine(demo: &Demo, blocks: u64) {
+    let _: serde_json::Value = demo
+        .provider
+        .raw_request("anvil_mine".into(), (blocks,))
+        .await
+        .unwrap();
+}
+
+const LONG_WINDOWS: &str = r#"
+[[policy]]
+id = "slow-drain"
+description = "Vault assets fall by 30% within 100 blocks"
+severity = "critical"
+action = "pause-module"
+cooldown = "10 blocks"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "100 blocks"
+direction = "down"
+by = "30%"
+
+[[policy]]
+id = "very-slow-drain"
+description = "Vault assets fall by 30% within 500 blocks"
+severity = "warning"
+action = "pause-module"
+cooldown = "10 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "500 blocks"
+direction = "down"
+by = "30%"
+"#;
+
+/// Issue 14, "long windows are blind after a restart": the restart re-reads
+/// what the 100-block window needs (more than `warmup_blocks` = 64), so a drain
+/// right after the restart trips; the 500-block policy is beyond
+/// `max_warmup_blocks` = 200 and says it is blind, until which block, in the
+/// log, /readyz and /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_warm_and_a_policy_it_cannot_warm_says_until_when() {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    configure_with(
+        &demo,
+        dir.path(),
+        "enforce",
+        LONG_WINDOWS,
+        "max_warmup_blocks = 200\n\n[observe]\nlisten = \"127.0.0.1:0\"\nstale_after = \"1h\"\n",
+    );
+    let mut g = Guardian::start(&demo, dir.path(), 1);
+    mine(&demo, 120).await;
+    let head = demo.provider.get_block_number().await.unwrap();
+    until("120 healthy blocks to be read", &mut g, || {
+        processed(&journal).is_some_and(|b| b >= head)
+    })
+    .await;
+    assert_eq!(g.stop(), Some(0));
+
+    let mut g = Guardian::start(&demo, dir.path(), 2);
+    let base = served_at(&mut g).await;
+    until("the restart to resume", &mut g, || {
+        g_output_contains(
+            &dir.path().join("guardian-2.log"),
+            "resuming after the last processed block",
+        )
+    })
+    .await;
+    // The first live block after the re-read ones.
+    mine(&demo, 1).await;
+    until("the restart to catch up", &mut g, || {
+        processed(&journal).is_some_and(|b| b > head)
+            && g_output_contains(&dir.path().join("guardian-2.log"), "blind until block")
+    })
+    .await;
+    let drain = withdraw(&demo, 360_000).await;
+    until("the pause to land", &mut g, || {
+        history(&journal).iter().any(|e| e.status == "landed")
+    })
+    .await;
+    let landed = history(&journal)
+        .into_iter()
+        .find(|e| e.status == "landed")
+        .unwrap();
+    assert_eq!(
+        (landed.policy.as_str(), landed.block),
+        ("slow-drain", drain)
+    );
+
+    // The 500-block policy could not be warmed (200 blocks at most): it says so.
+    let log = g.output();
+    let line = log
+        .lines()
+        .find(|l| l.contains("policy very-slow-drain blind until block"))
+        .unwrap_or_else(|| panic!("no blind line:\n{log}"));
+    assert!(!log.contains("policy slow-drain blind"), "{log}");
+    let readyz = get(&format!("{base}/readyz")).await;
+    assert!(
+        readyz.contains("policy very-slow-drain: blind until block"),
+        "{readyz}"
+    );
+    assert!(!readyz.contains("policy slow-drain:"), "{readyz}");
+    let metrics = get(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains("guardian_policy_ready{policy=\"very-slow-drain\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("guardian_policy_ready{policy=\"slow-drain\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(g.stop(), Some(0));
+    println!("warm restart: slow-drain tripped at block {drain} right after the restart; {line}");
+}
+
+/// Issue 14, "a metric with no source passes check and run": both refuse, exit
+/// 1, naming the policy's file and line.
+#[test]
+fn check_and_run_refuse_a_policy_whose_metric_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("guardian.toml"),
+        r#"
+[guardian]
+mode = "dry-run"
+
+[networks.local]
+chain_id = 31337
+rpc = ["http://127.0.0.1:1"]
+
+[metrics."vault.total_assets"]
+description = "assets the vault holds; the source is still to be written"
+network = "local"
+
+[actions.pause-vault]
+kind = "pause"
+description = "pause"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        POLICY.replace("pause-module", "pause-vault"),
+    )
+    .unwrap();
+    let config = dir.path().join("guardian.toml");
+    let policy = dir.path().join("policy.toml");
+    for args in [vec!["check", "--config"], vec!["run", "--config"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .args(&args)
+            .arg(&config)
+            .arg("--policies")
+            .arg(&policy)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}:2:1: policy `vault-drain` reads metric `vault.total_assets`, which has no `source`", policy.display())),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A local HTTP receiver for alert channels: every POST body, in arrival order.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use axum::extract::{Path as UrlPath, State};
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+        async fn receive(
+            State(seen): State<Seen>,
+            UrlPath(path): UrlPath<String>,
+            body: axum::body::Bytes,
+        ) -> axum::http::StatusCode {
+            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            seen.lock().unwrap().push((path, v));
+            axum::http::StatusCode::ACCEPTED
+        }
+        let seen: Seen = Default::default();
+        let app = axum::Router::new()
+            .route("/{path}", axum::routing::post(receive))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, seen }
+    }
+
+    fn on(&self, path: &str) -> Vec<serde_json::Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+const LOW_ASSETS: &str = r#"
+[[policy]]
+id = "vault-drain"
+description = "Vault assets fall by 30% within one block"
+severity = "critical"
+action = "pause-module"
+cooldown = "10 blocks"
+[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "1 block"
+direction = "down"
+by = "30%"
+
+[[policy]]
+id = "low-assets"
+description = "Vault assets under 700,000 (alert only)"
+severity = "critical"
+action = "pause-module"
+cooldown = "50 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = "<"
+value = 700000
+"#;
+
+/// Issue 14, "alerts can't be joined": every alert names its network, policy,
+/// block and decision (and the transaction once there is one); a landed pause
+/// is info and resolves the PagerDuty incident its trip opened; one incident's
+/// alerts arrive trip first; a new incident inside a cooldown is alerted, one
+/// severity lower, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
+    let demo = Demo::new(&[]).await;
+    let hooks = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    let extra = format!(
+        "\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{a}/hook\"\ncooldown = \"0s\"\n\n[notify.pager]\nkind = \"pagerduty\"\nurl = \"http://{a}/pd\"\nrouting_key_env = \"TEST_PD_KEY\"\ncooldown = \"0s\"\n",
+        a = hooks.addr
+    );
+    configure_with(&demo, dir.path(), "enforce", LOW_ASSETS, &extra);
+    let funded = demo.provider.get_block_number().await.unwrap();
+    let mut g = Guardian::start_with(&demo, dir.path(), 1, &[("TEST_PD_KEY", "R0UT1NG")]);
+    until("the healthy vault to be read", &mut g, || {
+        processed(&journal).is_some_and(|b| b >= funded)
+    })
+    .await;
+
+    // low-assets trips (alert-only), then clears, then holds again inside its cooldown.
+    let first = withdraw(&demo, 250_000).await;
+    demo.deposit(250_000).await;
+    let again = withdraw(&demo, 250_000).await;
+    until("the held alert", &mut g, || {
+        hooks.on("hook").iter().any(|a| a["kind"] == "held")
+    })
+    .await;
+    let held = hooks
+        .on("hook")
+        .into_iter()
+        .find(|a| a["kind"] == "held")
+        .unwrap();
+    assert_eq!(held["policy"], "low-assets");
+    assert_eq!(
+        held["severity"], "warning",
+        "one lower than critical: {held}"
+    );
+    assert_eq!(held["network"], "local");
+    assert_eq!(held["block"], again);
+    let reason = held["details"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "after the trip at block {first} runs until block {}",
+            first + 50
+        )),
+        "{held}"
+    );
+
+    // vault-drain: a drain is paused.
+    let drain = withdraw(&demo, 300_000).await;
+    until("the landed alert", &mut g, || {
+        hooks
+            .on("hook")
+            .iter()
+            .any(|a| a["kind"] == "executed" && a["policy"] == "vault-drain")
+    })
+    .await;
+    let hook = hooks.on("hook");
+    let trip_at = hook
+        .iter()
+        .position(|a| a["kind"] == "trip" && a["policy"] == "vault-drain")
+        .expect("a trip alert");
+    let landed_at = hook
+        .iter()
+        .position(|a| a["kind"] == "executed" && a["policy"] == "vault-drain")
+        .unwrap();
+    assert!(
+        trip_at < landed_at,
+        "the trip's alert arrives first: {hook:#?}"
+    );
+    let (trip, landed) = (&hook[trip_at], &hook[landed_at]);
+    assert_eq!(trip["network"], "local");
+    assert_eq!(trip["block"], drain);
+    assert!(trip["decision_id"].as_u64().is_some(), "{trip}");
+    assert_eq!(trip["severity"], "critical");
+    assert_eq!(landed["decision_id"], trip["decision_id"]);
+    assert_eq!(landed["network"], "local");
+    assert_eq!(landed["severity"], "info");
+    let entry = history(&journal)
+        .into_iter()
+        .find(|e| e.status == "landed")
+        .unwrap();
+    assert_eq!(landed["block"], entry.tx_block.unwrap());
+    assert_eq!(landed["tx"], entry.tx.clone().unwrap());
+
+    // PagerDuty: the trip triggers the policy's incident, the landed pause resolves it.
+    until("the PagerDuty resolve", &mut g, || {
+        hooks
+            .on("pd")
+            .iter()
+            .any(|e| e["event_action"] == "resolve")
+    })
+    .await;
+    let pd: Vec<_> = hooks
+        .on("pd")
+        .into_iter()
+        .filter(|e| e["dedup_key"] == "guardian:policy:vault-drain")
+        .collect();
+    let actions: Vec<&str> = pd
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.first(), Some(&"trigger"), "{pd:#?}");
+    assert_eq!(actions.last(), Some(&"resolve"), "{pd:#?}");
+    assert!(demo.paused().await);
+    assert_eq!(g.stop(), Some(0));
+    println!(
+        "alerts: held at block {again} (warning), trip at block {drain} (critical, decision {}), landed in block {} (info), PagerDuty {actions:?}",
+        trip["decision_id"], landed["block"]
+    );
+}
+
+/// A process whose stdout and stderr go to a file.
+fn spawn_logged(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("GUARDIAN_LOG", "info")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_file(what: &str, log: &Path, needle: &str, others: &[&Path]) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !g_output_contains(log, needle) {
+        if Instant::now() > deadline {
+            let mut text = String::new();
+            for p in std::iter::once(&log).chain(others) {
+                text.push_str(&format!(
+                    "--- {}\n{}\n",
+                    p.display(),
+                    std::fs::read_to_string(p).unwrap_or_default()
+                ));
+            }
+            panic!("timed out waiting for {what}:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn guardian_cmd(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+fn terminate(child: &mut Child) -> Option<i32> {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rehearsal kit, used the way docs/deploy.md walks through it:
+/// `guardian devnet up` → check → setup verify → run in dry-run → a drain
+/// (trip, alert, nothing sent) → enforce → a drain → the pause lands, alerted
+/// → `history` shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("rehearsal");
+    let ds = d.to_str().unwrap().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let anvil = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    );
+    let devnet_log = dir.path().join("devnet.log");
+    let mut devnet = spawn_logged(
+        &[
+            "devnet", "up", "--dir", &ds, "--port", &port, "--anvil", anvil,
+        ],
+        &[],
+        &devnet_log,
+    );
+    wait_file("the devnet", &devnet_log, "devnet ready", &[]).await;
+    let config = d.join("guardian.toml");
+    let c = config.to_str().unwrap();
+    let (code, out) = guardian_cmd(&["check", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = guardian_cmd(&["setup", "verify", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    let key = std::fs::read_to_string(d.join("bot.env")).unwrap();
+    let key = key
+        .lines()
+        .find_map(|l| l.strip_prefix("GUARDIAN_BOT_KEY="))
+        .unwrap()
+        .to_string();
+    let env = [("GUARDIAN_BOT_KEY", key.as_str())];
+
+    // Dry-run: the drain trips and is alerted; nothing is sent.
+    let run_log = dir.path().join("run-1.log");
+    let mut run = spawn_logged(&["run", "--config", c], &env, &run_log);
+    let journal = d.join("guardian.db");
+    let others = [run_log.as_path(), devnet_log.as_path()];
+    // A cold start is blind until the drain policy's 10-block window is full; it says when.
+    wait_file(
+        "the drain policy to warm up",
+        &run_log,
+        "it can trip from now on policy=vault-assets-drop",
+        &others,
+    )
+    .await;
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
+    assert_eq!(code, Some(0), "{out}");
+    let drained_at: u64 = out
+        .split(" in block ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    wait_file(
+        "the dry-run trip's alert",
+        &devnet_log,
+        "alert: critical trip (policy vault-assets-drop, network devnet",
+        &others,
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while !history(&journal).iter().any(|e| e.status == "dry-run") {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&run_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the incident end (its 10-block window pass): switching to enforce
+    // while it still holds would act on it at once (no quiet period is inherited).
+    let deadline = Instant::now() + WAIT;
+    while processed_on(&journal, "devnet").is_none_or(|b| b < drained_at + 12) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&run_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(terminate(&mut run), Some(0));
+
+    // Enforce, same journal: the next drain is paused.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("mode = \"dry-run\"", "mode = \"enforce\"", 1),
+    )
+    .unwrap();
+    let run_log = dir.path().join("run-2.log");
+    let mut run = spawn_logged(&["run", "--config", c], &env, &run_log);
+    let others = [run_log.as_path(), devnet_log.as_path()];
+    wait_file(
+        "the restart",
+        &run_log,
+        "resuming after the last processed block",
+        &others,
+    )
+    .await;
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
+    assert_eq!(code, Some(0), "{out}");
+    wait_file(
+        "the landed alert",
+        &devnet_log,
+        "the action landed in block",
+        &others,
+    )
+    .await;
+    let alerts = std::fs::read_to_string(&devnet_log).unwrap();
+    assert!(
+        alerts.lines().any(|l| l
+            .starts_with("alert: info executed (policy vault-assets-drop, network devnet")
+            && l.contains("landed")),
+        "{alerts}"
+    );
+    let (code, out) = guardian_cmd(&["history", "--config", c]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("-> dry-run") && out.contains("-> landed"),
+        "{out}"
+    );
+    // The vault is paused: a further drain reverts.
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "10"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("reverted") || out.contains("revert"), "{out}");
+    assert_eq!(terminate(&mut run), Some(0));
+    assert_eq!(terminate(&mut devnet), Some(0));
+    println!(
+        "devnet rehearsal: dry-run trip alerted, enforce pause landed and alerted, history shows both"
+    );
+}
+
+/// Issue 14, "CLI rough edges": the same flags everywhere, `--json` where a
+/// script reads the output, exit codes as the README states (1: invalid input,
+/// usage errors included), validated filters, folders checked recursively,
+/// `diff` over guardian.toml that fails on loosening unless accepted, JSON
+/// operator lines under `--log-format json`.
+#[test]
+fn one_consistent_command_line() {
+    let code = |args: &[&str]| guardian_cmd(args);
+    // Usage errors and bad values are invalid input: 1. Help is 0.
+    assert_eq!(code(&["check", "--bogus"]).0, Some(1));
+    assert_eq!(code(&["--help"]).0, Some(0));
+    let (c, out) = code(&["history", "--journal", "nowhere.db", "--status", "landd"]);
+    assert_eq!(c, Some(1), "{out}");
+    assert!(
+        out.contains("`landd` is not a status; use one of: approved"),
+        "{out}"
+    );
+    let (c, out) = code(&["history", "--journal", "nowhere.db", "--since", "yesterday"]);
+    assert_eq!(c, Some(1), "{out}");
+    let (c, out) = code(&[
+        "calibrate",
+        "--trace",
+        "nowhere.csv",
+        "--metric",
+        "m",
+        "--detector",
+        "ewma",
+        "--false-alarms",
+        "5%",
+    ]);
+    assert_eq!(c, Some(1), "{out}");
+    // `check policies` finds the packs in subfolders; --policies works like the positional form.
+    let (c, out) = code(&["check", "policies"]);
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("ok: 23 policies"), "{out}");
+    let (c, out) = code(&[
+        "check",
+        "--policies",
+        "policies/starter/vault.toml",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let drop = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "vault-assets-drop")
+        .unwrap();
+    assert_eq!(drop["warm_up"]["blocks"], 10);
+    let (c, out) = code(&[
+        "explain",
+        "--policies",
+        "policies/starter/vault.toml",
+        "--json",
+    ]);
+    assert_eq!(c, Some(0), "{out}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(
+        first["text"].as_str().unwrap().contains("Warm-up:"),
+        "{first}"
+    );
+    // diff: a removed policy fails the review unless accepted; --json for scripts.
+    let old = "tests/fixtures/diff/old.toml";
+    let new = "tests/fixtures/diff/new.toml";
+    let (c, out) = code(&["diff", old, new]);
+    assert_eq!(c, Some(1), "{out}");
+    assert!(out.contains("loosen or remove protection"), "{out}");
+    assert_eq!(code(&["diff", old, new, "--accept-loosening"]).0, Some(0));
+    let (c, out) = code(&["diff", old, new, "--json", "--accept-loosening"]);
+    assert_eq!(c, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(!v["needs_acceptance"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(code(&["diff", old, old]).0, Some(0));
+
+    // diff --config: guardian.toml's mode, targets, bounds and limits.
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, mode: &str, cooldown: &str, max: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[guardian]\nmode = \"{mode}\"\npolicies = [\"{root}/policies/starter/vault.toml\"]\n\n[actions.pause-vault]\nkind = \"pause\"\ndescription = \"pause\"\ntarget = \"0x00000000000000000000000000000000000000aa\"\nfunction = \"pause()\"\n\n[actions.lower-cap]\nkind = \"set-parameter\"\ndescription = \"cap\"\ntarget = \"0x00000000000000000000000000000000000000aa\"\nfunction = \"setSupplyCap(uint256)\"\ngetter = \"supplyCap()\"\nmin = 1000\nmax = {max}\nmax_change_bps = 5000\nmin_delay = \"1h\"\nvalue = 5000\n\n[guard]\ntarget_cooldown = \"{cooldown}\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"a\"\n[metrics.\"vault.share_price\"]\ndescription = \"a\"\n[metrics.\"vault.outflow\"]\ndescription = \"a\"\n[metrics.\"vault.oracle_age\"]\ndescription = \"a\"\n",
+                root = env!("CARGO_MANIFEST_DIR")
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let a = config("a.toml", "dry-run", "10m", 10_000_000);
+    let b = config("b.toml", "enforce", "1m", 20_000_000);
+    let (c, out) = code(&["diff", "--config", &a, &b]);
+    assert_eq!(c, Some(1), "{out}");
+    for line in [
+        "LOOSENED   mode: dry-run -> enforce",
+        "LOOSENED   [guard] target_cooldown: 10m -> 1m",
+        "LOOSENED   action `lower-cap` bounds: [1000, 10000000] -> [1000, 20000000]",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    assert_eq!(
+        code(&["diff", "--config", &a, &b, "--accept-loosening"]).0,
+        Some(0)
+    );
+    assert_eq!(
+        code(&["diff", "--config", &b, &a]).0,
+        Some(0),
+        "tightening needs no acceptance"
+    );
+
+    // --log-format json: every stderr line is a JSON object, errors included.
+    let (c, out) = code(&[
+        "--log-format",
+        "json",
+        "check",
+        "--config",
+        &a,
+        "--policies",
+        "no-such-folder",
+    ]);
+    assert_eq!(c, Some(2), "{out}");
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["fields"]["message"].is_string(), "{v}");
+    }
+}
