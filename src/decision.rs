@@ -73,6 +73,20 @@ impl From<Value> for Evidence {
     }
 }
 
+impl Evidence {
+    /// The evidence as a JSON value to extend (a what-if trip adds the pending
+    /// transaction it was judged on): built from the readings now if it was not.
+    pub fn make_mut(&mut self) -> &mut Value {
+        if self.readings.is_some() || self.value.get().is_none() {
+            *self = Evidence::from((**self).clone());
+        }
+        match self.value.get_mut() {
+            Some(value) => value,
+            None => unreachable!("the value was set just above"),
+        }
+    }
+}
+
 impl Deref for Evidence {
     type Target = Value;
     fn deref(&self) -> &Value {

@@ -123,6 +123,55 @@ pub enum Report {
     ExecutionFailed { decision_id: u64, error: String },
 }
 
+/// The urgency and the pending transaction of a screened transaction's trips:
+/// a response must be ordered ahead of it.
+fn screened_urgency(s: &crate::source::chain::Screened) -> (Option<Urgency>, Option<PendingTx>) {
+    let tx = &s.tx;
+    (
+        Some(Urgency {
+            attacker_max_fee: tx.max_fee_per_gas,
+            attacker_priority_fee: tx.max_priority_fee_per_gas.unwrap_or(tx.max_fee_per_gas),
+        }),
+        Some(PendingTx {
+            hash: tx.hash,
+            from: tx.from,
+            max_fee_per_gas: tx.max_fee_per_gas,
+            max_priority_fee_per_gas: tx.max_priority_fee_per_gas,
+        }),
+    )
+}
+
+/// The trips a screened transaction's what-if block would cause (nothing is
+/// committed), each naming the transaction, its fees and the values it changes.
+fn what_if_trips(
+    engine: &mut Engine,
+    s: &crate::source::chain::Screened,
+) -> Vec<crate::decision::Trip> {
+    let samples: Vec<(crate::metrics::MetricId, f64)> = s
+        .values
+        .iter()
+        .filter_map(|(name, v)| engine.metric_id(name).map(|m| (m, *v)))
+        .collect();
+    if samples.is_empty() {
+        return Vec::new();
+    }
+    let mut trips = engine.what_if(s.block, s.time_ms, &samples);
+    let tx = &s.tx;
+    for t in &mut trips {
+        t.evidence.make_mut()["what_if"]["pending_tx"] = serde_json::json!({
+            "hash": tx.hash, "from": tx.from, "to": tx.to, "nonce": tx.nonce,
+            "max_fee_per_gas": tx.max_fee_per_gas.to_string(),
+            "max_priority_fee_per_gas": tx.max_priority_fee_per_gas.map(|f| f.to_string()),
+            "sequence": s.sequence, "seen_ms": s.seen_ms,
+        });
+        t.summary = format!(
+            "if pending {} (from {}) were mined next: {}",
+            tx.hash, tx.from, t.summary
+        );
+    }
+    trips
+}
+
 /// Why the pipeline stopped without being asked to.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -436,6 +485,8 @@ pub async fn run(
     let block_times: Vec<u64> = networks.iter().map(|n| block_time_ms(&config, n)).collect();
     tasks.spawn(async move {
         let mut order = TimeOrder::default();
+        // What-if trips already sent, per (network, policy), with the block they were for.
+        let mut what_if_sent: HashMap<(usize, String), u64> = HashMap::new();
         let mut readiness = Readiness::new(engine.policies(), &engine_probe);
         // Recent trips, to name those a reorg invalidates (bounded: the watcher
         // remembers a limited reorg depth too).
@@ -476,6 +527,7 @@ pub async fn run(
                         max_priority_fee_per_gas: p.max_priority_fee_per_gas,
                     }),
                 ),
+                WatchEvent::Screened(s) => screened_urgency(s),
                 _ => (None, None),
             };
             if let WatchEvent::Reorg(reorg) = &event {
@@ -495,11 +547,18 @@ pub async fn run(
                     engine.on_tick(block, time_ms, &mut |t| trips.push(t));
                 }
             }
+            if let WatchEvent::Screened(s) = &event {
+                let mut new = what_if_trips(&mut engine, s);
+                // One what-if trip per policy and expected block: the next pending
+                // transactions would trip it again until that block is mined.
+                new.retain(|t| what_if_sent.insert((network, t.policy.clone()), t.block) != Some(t.block));
+                trips.extend(new);
+            }
             if let Some((_, rec)) = &mut recorder {
                 let _ = rec.flush();
             }
             let origin = match &event {
-                WatchEvent::Pending(_) => TripOrigin::Pending,
+                WatchEvent::Pending(_) | WatchEvent::Screened(_) => TripOrigin::Pending,
                 WatchEvent::Stale(_) => TripOrigin::Stale,
                 _ => TripOrigin::Block,
             };

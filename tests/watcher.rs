@@ -715,7 +715,13 @@ source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {
         Mode::Enforce,
     );
     let mut trips = Vec::new();
-    let mut run = start(&config, WatcherOptions::default());
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            screen: None,
+            ..WatcherOptions::default()
+        },
+    );
     let WatchEvent::Block(first) = run.next().await else {
         panic!("expected the head first");
     };
@@ -1193,7 +1199,13 @@ source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile
     );
     let config = load_config("filters", &text);
 
-    let mut run = start(&config, WatcherOptions::default());
+    let mut run = start(
+        &config,
+        WatcherOptions {
+            screen: None,
+            ..WatcherOptions::default()
+        },
+    );
     let WatchEvent::Block(first) = run.next().await else {
         panic!("expected the head first");
     };

@@ -73,6 +73,8 @@ pub enum AlertKind {
     Reloaded,
     /// The pipeline stopped on an error: guardian is no longer watching.
     Stopped,
+    /// Pending transactions were dropped unscreened (the screening queue overflowed).
+    PendingDropped,
     /// The head subscription went silent while the chain moved: polling took over, it is re-established.
     HeadStalled,
     /// Endpoints answered different values at the same block hash: the action waits for agreement.
@@ -100,6 +102,7 @@ impl AlertKind {
             AlertKind::ReloadFailed => "reload-failed",
             AlertKind::Reloaded => "reloaded",
             AlertKind::Stopped => "stopped",
+            AlertKind::PendingDropped => "pending-dropped",
             AlertKind::HeadStalled => "head-stalled",
             AlertKind::EndpointsDisagree => "endpoints-disagree",
             AlertKind::HeadTooOld => "head-too-old",

@@ -157,6 +157,8 @@ pub struct Network {
 /// max_lag_blocks = 3            # an endpoint further behind the best is not read from
 /// stall_blocks = 3              # a head subscription silent this many block times has stalled
 /// read_deadline = "6s"          # one block's reads, across endpoints, finish within this
+/// screen_concurrency = 4        # pending-transaction simulations in flight at once (1..=64)
+/// screen_queue = 4096           # pending transactions waiting to be screened, at most (16..=1000000)
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct WatchLimits {
@@ -169,6 +171,10 @@ pub struct WatchLimits {
     pub max_lag_blocks: Option<u64>,
     pub stall_blocks: Option<u32>,
     pub read_deadline_ms: Option<u64>,
+    /// Pending-transaction simulations in flight at once (screening).
+    pub screen_concurrency: Option<usize>,
+    /// Pending transactions waiting to be screened, at most; beyond, the lowest priority is dropped.
+    pub screen_queue: Option<usize>,
 }
 
 pub use sources::{SOURCE_KINDS, SourceSpec};
@@ -545,20 +551,28 @@ fn parse_watch_limits(
     if let Some(v) = t.get("max_lag_blocks") {
         w.max_lag_blocks = as_u64(v, "max_lag_blocks", r);
     }
-    if let Some(v) = t.get("stall_blocks")
-        && let Some(n) = as_u64(v, "stall_blocks", r)
-    {
-        if n == 0 || n > 1000 {
-            r.error(
-                &v.span(),
-                format!("{ctx}: stall_blocks must be between 1 and 1000"),
-                None,
-            );
-        } else {
-            w.stall_blocks = Some(n as u32);
-        }
-    }
+    w.stall_blocks = bounded(t, "stall_blocks", 1..=1000, &ctx, r).map(|n| n as u32);
+    w.screen_concurrency = bounded(t, "screen_concurrency", 1..=64, &ctx, r).map(|n| n as usize);
+    w.screen_queue = bounded(t, "screen_queue", 16..=1_000_000, &ctx, r).map(|n| n as usize);
     w
+}
+
+/// An optional whole number in `range`; out of it is an error naming the key and the range.
+fn bounded(
+    t: &mut TableReader<'_, '_>,
+    key: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    ctx: &str,
+    r: &mut Reporter<'_>,
+) -> Option<u64> {
+    let v = t.get(key)?;
+    let n = as_u64(v, key, r)?;
+    if range.contains(&n) {
+        return Some(n);
+    }
+    let (lo, hi) = (range.start(), range.end());
+    r.error(&v.span(), format!("{ctx}: {key} must be between {lo} and {hi}"), None);
+    None
 }
 
 fn parse_metric(

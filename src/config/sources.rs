@@ -16,7 +16,7 @@
 //! source = { kind = "oracle_age", feed = "0x…" }        # seconds since the round's updatedAt
 //! source = { kind = "head_age" }                       # seconds since the latest block (staleness)
 //! source = { kind = "ratio", numerator = "market.borrows", denominator = "market.supply" }
-//! source = { kind = "pending", to = "0x…", selector = "attack()", effect = { kind = "erc20_balance", token = "0x…", holder = "0x…", decimals = 18 } }
+//! source = { kind = "pending", effect = { kind = "erc20_balance", token = "0x…", holder = "0x…", decimals = 18 } }  # optional narrowing: to, selector, min_value, …
 //! ```
 
 use std::ops::Range;
@@ -132,7 +132,8 @@ pub enum BlockStat {
     PriorityFeePercentile(u8),
 }
 
-/// A pending-transaction watch: which transactions, and which balance they drain.
+/// A pending-transaction watch: which balance pending transactions drain; the
+/// filters (all optional) narrow which transactions count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingSpec {
     pub to: Option<Address>,
@@ -683,14 +684,7 @@ fn parse_pending(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Option<Pe
         e.finish(r);
         read
     });
-    if to.is_none() && selector.is_none() && ok {
-        r.error(
-            &t.span,
-            format!("{ctx} needs a `to` or a `selector` filter (watching every pending transaction would simulate them all)"),
-            None,
-        );
-        ok = false;
-    }
+    // No filter: every pending transaction is screened (see `source::chain::screen`).
     if !ok {
         return None;
     }
@@ -896,7 +890,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_watches_need_a_filter_and_an_effect() {
+    fn pending_watches_need_an_effect_and_may_narrow() {
         let spec = parse(&format!(
             r#"{{ kind = "pending", to = "{VAULT}", selector = "attack()", min_value = "1000", min_priority_fee_percentile = 50, new_sender = true, effect = {{ kind = "erc20_balance", token = "{VAULT}", holder = "{VAULT}", decimals = 18 }} }}"#
         ))
@@ -920,8 +914,15 @@ mod tests {
             text.contains("`erc721` is not a valid effect kind"),
             "{text}"
         );
-        assert!(errors(&format!(r#"{{ kind = "pending", effect = {{ kind = "native_balance", address = "{VAULT}" }} }}"#))
-            .contains("needs a `to` or a `selector`"));
+        // Filters are optional narrowing: without them every pending transaction counts.
+        let spec = parse(&format!(
+            r#"{{ kind = "pending", effect = {{ kind = "native_balance", address = "{VAULT}" }} }}"#
+        ))
+        .unwrap();
+        let SourceSpec::Pending(p) = spec else {
+            panic!("not pending: {spec:?}")
+        };
+        assert_eq!((p.to, p.selector, p.new_sender), (None, None, false));
     }
 
     #[test]

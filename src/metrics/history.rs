@@ -39,6 +39,13 @@ struct RunningSum {
     updates: u64,
 }
 
+/// What [`MetricHistory::retract`] needs to undo a speculative push.
+#[derive(Debug)]
+pub struct Speculation {
+    len: usize,
+    sums: Vec<(f64, u64, u64)>,
+}
+
 /// The history of one metric.
 #[derive(Debug, Clone, Default)]
 pub struct MetricHistory {
@@ -122,6 +129,34 @@ impl MetricHistory {
         }
         self.prune();
         rolled_back
+    }
+
+    /// Appends `entry`, which must be newer than every entry, without pruning:
+    /// [`Self::retract`] with the returned mark undoes it exactly (a what-if
+    /// sample that is evaluated but never committed).
+    pub fn push_speculative(&mut self, entry: Entry) -> Speculation {
+        debug_assert!(self.entries.back().is_none_or(|e| e.block < entry.block));
+        let mark = Speculation {
+            len: self.entries.len(),
+            sums: self
+                .sums
+                .iter()
+                .map(|s| (s.sum, s.start_seq, s.updates))
+                .collect(),
+        };
+        self.entries.push_back(entry);
+        self.advance_sums();
+        mark
+    }
+
+    /// Undoes a [`Self::push_speculative`] (the latest one first, when several).
+    pub fn retract(&mut self, mark: Speculation) {
+        self.entries.truncate(mark.len);
+        for (s, (sum, start_seq, updates)) in self.sums.iter_mut().zip(mark.sums) {
+            s.sum = sum;
+            s.start_seq = start_seq;
+            s.updates = updates;
+        }
     }
 
     fn advance_sums(&mut self) {
@@ -254,6 +289,21 @@ mod tests {
             time_ms: block * 1000,
             value,
         }
+    }
+
+    #[test]
+    fn a_speculative_push_is_retracted_exactly() {
+        let mut h = MetricHistory::default();
+        let slot = h.require_sum(Window::Blocks(3));
+        for b in 0..10 {
+            h.push(e(b, 1.0 + b as f64));
+        }
+        let before = (h.sum(slot), h.len(), h.latest().copied());
+        let mark = h.push_speculative(e(10, 100.0));
+        assert_eq!(h.sum(slot), (9.0 + 10.0 + 100.0, 3));
+        assert_eq!(h.latest().unwrap().value, 100.0);
+        h.retract(mark);
+        assert_eq!((h.sum(slot), h.len(), h.latest().copied()), before);
     }
 
     #[test]

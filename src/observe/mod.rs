@@ -130,6 +130,32 @@ impl Probe {
         }
     }
 
+    /// A pending transaction was screened: simulated and its what-if block judged.
+    pub fn pending_screened(&self, network: &str) {
+        if let Some(i) = &self.inner {
+            i.telemetry.pending_screened(network);
+        }
+    }
+
+    /// `dropped` pending transactions were dropped unscreened (`total` so far):
+    /// attacks among them would be seen only once mined.
+    pub fn pending_dropped(&self, network: &str, dropped: u64, total: u64, queue: usize) {
+        let Some(i) = &self.inner else { return };
+        i.telemetry.pending_dropped(network, dropped);
+        tracing::warn!(target: "guardian::observe", network, dropped, total, queue, "screening queue full: pending transactions dropped unscreened");
+        let mut a = Alert::new(
+            AlertKind::PendingDropped,
+            Severity::Warning,
+            format!(
+                "network {network}: {dropped} pending transactions dropped unscreened ({total} in all; queue of {queue} full); the lowest-priority ones go first, and an attack among them is seen only once mined"
+            ),
+            format!("pending-dropped:{network}"),
+        );
+        a.network = Some(network.to_string());
+        a.details = json!({ "dropped": dropped, "total": total, "queue": queue });
+        self.raise(a);
+    }
+
     /// A metric was not read at `block`: it has no sample there, so no policy trips on it.
     pub fn read_failed(&self, network: &str, block: u64, metric: &str, why: &str) {
         if self.inner.is_none() {

@@ -114,6 +114,8 @@ pub struct Telemetry {
     failovers: Family<NetworkLabel, Counter>,
     stale: Family<NetworkLabel, Counter>,
     reorgs: Family<NetworkLabel, Counter>,
+    pending_screened: Family<NetworkLabel, Counter>,
+    pending_dropped: Family<NetworkLabel, Counter>,
     trips: Family<PolicyLabel, Counter>,
     held: Family<PolicyLabel, Counter>,
     policy_ready: Family<PolicyLabel, Gauge>,
@@ -160,6 +162,8 @@ impl Telemetry {
             head_age: Family::default(),
             blocks: Family::default(),
             samples: Family::default(),
+            pending_screened: Family::default(),
+            pending_dropped: Family::default(),
             read_failures: Family::default(),
             rpc_errors: Family::default(),
             failovers: Family::default(),
@@ -223,6 +227,16 @@ impl Telemetry {
             "guardian_samples",
             "Metric samples produced, per network",
             t.samples.clone(),
+        );
+        r.register(
+            "guardian_pending_screened",
+            "Pending transactions screened (simulated, their what-if block judged), per network",
+            t.pending_screened.clone(),
+        );
+        r.register(
+            "guardian_pending_dropped",
+            "Pending transactions dropped unscreened (the screening queue was full, or the block passed), per network",
+            t.pending_dropped.clone(),
         );
         r.register(
             "guardian_metric_read_failures",
@@ -426,6 +440,27 @@ impl Telemetry {
 
     pub fn pending_sample(&self, network: &str) {
         self.samples.get_or_create(&Self::net(network)).inc();
+    }
+
+    pub fn pending_screened(&self, network: &str) {
+        self.pending_screened
+            .get_or_create(&Self::net(network))
+            .inc();
+    }
+
+    /// Pending transactions screened and dropped unscreened on `network` so far.
+    pub fn pending_counts(&self, network: &str) -> (u64, u64) {
+        let l = Self::net(network);
+        (
+            self.pending_screened.get_or_create(&l).get(),
+            self.pending_dropped.get_or_create(&l).get(),
+        )
+    }
+
+    pub fn pending_dropped(&self, network: &str, n: u64) {
+        self.pending_dropped
+            .get_or_create(&Self::net(network))
+            .inc_by(n);
     }
 
     pub fn head_age(&self, network: &str, age_s: f64) {

@@ -44,6 +44,9 @@ use crate::units::Window;
 use super::evidence::{Reading, Readings, Seen, recent};
 use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
 
+#[path = "whatif.rs"]
+mod whatif;
+
 #[derive(Debug, Clone, Default)]
 enum Detector {
     #[default]

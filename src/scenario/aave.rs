@@ -352,7 +352,7 @@ impl Aave {
         Ok(())
     }
 
-    async fn mint(
+    pub(crate) async fn mint(
         &self,
         chain: &Chain,
         reserve: usize,

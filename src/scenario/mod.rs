@@ -251,6 +251,13 @@ async fn run_once(
     let chain = Chain::connect(node, accounts).await?;
     let d = Deployed::deploy(&chain, s).await?;
 
+    let mempool_seeded = if s.mempool_rate > 0.0 {
+        Some(protocol::mempool::Mempool::seed(&chain, &d, s.setup.liquidity).await?)
+    } else {
+        None
+    };
+    let telemetry = Arc::new(crate::observe::Telemetry::new(Duration::from_secs(3_600)));
+
     let dir = RunDir::create(&s.name)?;
     let cancel = CancellationToken::new();
     let collected: Collected = Arc::default();
@@ -304,6 +311,7 @@ async fn run_once(
                 ..WatcherOptions::default()
             },
             channel_capacity: 1024,
+            probe: crate::observe::Probe::new(telemetry.clone(), None),
             ..RunOptions::default()
         };
         let (report_tx, mut reports) = mpsc::channel(1024);
@@ -360,7 +368,16 @@ async fn run_once(
         head = chain.next_block(head).await?.0;
     }
     let before = d.attacker_holdings(&chain).await?;
-    let played = script::play(&chain, &d, s).await?;
+    let stop_mempool = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mempool_task =
+        mempool_seeded.map(|m| m.play_apart(s.mempool_rate, stop_mempool.clone()));
+    let played = script::play(&chain, &d, s).await;
+    stop_mempool.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mempool_stats = match mempool_task {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    let played = played?;
 
     // Let every approved action finish (its executor's own deadline bounds this).
     if guardian.is_some() {
@@ -436,6 +453,7 @@ async fn run_once(
     // Leave an existing node as it was found: mining on every transaction.
     let _ = chain.automine().await;
 
+    let (screened, dropped) = telemetry.pending_counts("local");
     let start = played.started_unix_ms as i64;
     let seen = mempool.lock().map(|m| m.clone()).unwrap_or_default();
     let mut trips = Vec::new();
@@ -511,6 +529,14 @@ async fn run_once(
         parameter_actions: d.parameter_actions(),
         chain_seconds: played.chain_seconds,
         wall_ms: played.wall_ms,
+        mempool: report::MempoolReport {
+            rate: s.mempool_rate,
+            sent: mempool_stats.sent,
+            refused: mempool_stats.refused,
+            whale_sent: mempool_stats.whale_sent,
+        },
+        pending_screened: if guardian.is_some() { screened } else { 0 },
+        pending_dropped: if guardian.is_some() { dropped } else { 0 },
     })
 }
 

@@ -20,6 +20,9 @@ use alloy::sol_types::SolValue;
 use crate::demo::{DemoToken, MessageReplica};
 use crate::policy::model::Mode;
 
+#[path = "mempool.rs"]
+pub mod mempool;
+
 sol!(
     #[sol(rpc)]
     LendingMarket,
@@ -642,8 +645,6 @@ executor = "module"
         };
         match &self.inner {
             Shape::Bridge { token, replica, .. } => {
-                // Watch calls to the replica's `process`: what every Nomad copycat sent.
-                let pending_filter = format!(r#"to = "{replica}", selector = "process(bytes)""#);
                 let balance = erc20(token, replica);
                 let processed = "MessageProcessed(bytes32 indexed messageHash, address indexed token, address indexed recipient, uint256 amount)";
                 metric(
@@ -672,7 +673,7 @@ executor = "module"
                     "bridge.pending_outflow",
                     "tokens a pending transaction would take out of the bridge",
                     "bUSD",
-                    format!(r#"{{ kind = "pending", {pending_filter}, effect = {balance} }}"#),
+                    format!(r#"{{ kind = "pending", effect = {balance} }}"#),
                 );
             }
             Shape::DonationPool { token, pool, .. } => {
@@ -703,7 +704,7 @@ executor = "module"
                     "pool.pending_outflow",
                     "tokens a pending transaction would take out of the pool",
                     "dUSD",
-                    format!(r#"{{ kind = "pending", selector = "attack()", effect = {balance} }}"#),
+                    format!(r#"{{ kind = "pending", effect = {balance} }}"#),
                 );
             }
             Shape::Lending {
@@ -749,18 +750,10 @@ executor = "module"
                     ),
                 );
                 metric(
-                    "market.pending_borrow",
-                    "debt tokens a pending borrow() on the market would take out of it",
-                    "dUSD",
-                    format!(
-                        r#"{{ kind = "pending", to = "{market}", selector = "borrow(uint256)", effect = {balance} }}"#
-                    ),
-                );
-                metric(
                     "market.pending_outflow",
                     "debt tokens a pending transaction would take out of the market",
                     "dUSD",
-                    format!(r#"{{ kind = "pending", selector = "attack()", effect = {balance} }}"#),
+                    format!(r#"{{ kind = "pending", effect = {balance} }}"#),
                 );
             }
             Shape::Aave(aave) => aave.config_text(&mut t),
@@ -786,7 +779,7 @@ executor = "module"
                         &format!("pool{n}.pending_outflow"),
                         "ETH a pending transaction would take out of the pool",
                         "ETH",
-                        format!(r#"{{ kind = "pending", selector = "attack()", effect = {eth} }}"#),
+                        format!(r#"{{ kind = "pending", effect = {eth} }}"#),
                     );
                 }
             }

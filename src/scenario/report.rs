@@ -104,6 +104,20 @@ pub struct RunReport {
     pub parameter_actions: Vec<String>,
     pub chain_seconds: u64,
     pub wall_ms: u64,
+    /// The synthetic benign mempool: the rate asked, transactions sent and refused.
+    pub mempool: MempoolReport,
+    /// Pending transactions the guardian screened, and dropped unscreened (queue full).
+    pub pending_screened: u64,
+    pub pending_dropped: u64,
+}
+
+/// What the synthetic benign mempool sent during the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MempoolReport {
+    pub rate: f64,
+    pub sent: u64,
+    pub refused: u64,
+    pub whale_sent: bool,
 }
 
 impl RunReport {
@@ -415,6 +429,27 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
                 "nothing".into()
             }
         );
+        if run.mempool.rate > 0.0 {
+            let _ = writeln!(
+                o,
+                "  benign mempool: {:.0} tx/s asked, {} sent ({} refused){}",
+                run.mempool.rate,
+                run.mempool.sent,
+                run.mempool.refused,
+                if run.mempool.whale_sent {
+                    ", the whale's included"
+                } else {
+                    ""
+                }
+            );
+        }
+        if run.guardian {
+            let _ = writeln!(
+                o,
+                "  pending transactions screened: {} (dropped unscreened: {})",
+                run.pending_screened, run.pending_dropped
+            );
+        }
         for t in &run.transactions {
             let _ = writeln!(
                 o,

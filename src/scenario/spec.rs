@@ -202,6 +202,8 @@ pub struct Scenario {
     pub setup: Setup,
     pub steps: Vec<Step>,
     pub expect: Expect,
+    /// Benign transactions per second the synthetic mempool sends while the script plays (0: none).
+    pub mempool_rate: f64,
 }
 
 impl Scenario {
@@ -222,6 +224,14 @@ struct RawFile {
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     expect: Spanned<RawExpect>,
+    #[serde(default)]
+    mempool: Option<Spanned<RawMempool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMempool {
+    rate: Spanned<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,6 +517,22 @@ pub fn parse(file: &SourceFile) -> Result<Scenario, Diagnostics> {
     }
     steps.sort_by_key(|s| s.at_s);
 
+    let mempool_rate = match raw.mempool.map(Spanned::into_inner) {
+        None => 0.0,
+        Some(m) => {
+            let rate = *m.rate.get_ref();
+            if !(0.0..=2_000.0).contains(&rate) {
+                c.error(
+                    &m.rate.span(),
+                    format!(
+                        "mempool.rate {rate} is not between 0 and 2000 transactions per second"
+                    ),
+                    "the synthetic mempool's benign transactions per second, e.g. 100",
+                );
+            }
+            rate
+        }
+    };
     let expect_span = raw.expect.span();
     let raw_expect = raw.expect.into_inner();
     let saved_at_least_pct = raw_expect.saved_at_least.as_ref().and_then(|s| {
@@ -593,6 +619,7 @@ pub fn parse(file: &SourceFile) -> Result<Scenario, Diagnostics> {
         setup,
         steps,
         expect,
+        mempool_rate,
     })
 }
 

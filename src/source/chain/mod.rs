@@ -46,6 +46,7 @@ pub mod pending;
 pub mod quorum;
 pub mod reads;
 pub mod record;
+pub mod screen;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ use crate::config::{Config, MetricDef, Network};
 pub use endpoints::{Fault, Health};
 pub use pending::{PendingEffect, PendingWatch};
 pub use reads::{Head, ReadPlan, Reading, Snapshot};
+pub use screen::{ScreenOptions, Screened};
 
 /// A problem following a chain.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,8 @@ pub enum WatchEvent {
     Pending(PendingEffect),
     /// No new head for a watchdog interval: the `head_age` metrics again, for the last block.
     Stale(Stale),
+    /// A pending transaction's what-if block ([`screen`]): judged, never committed or recorded.
+    Screened(Box<Screened>),
 }
 
 /// The watchdog's report while no new head arrives.
@@ -159,7 +163,7 @@ impl WatchEvent {
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64, &str, f64)> {
         let (block, pending, stale) = match self {
             WatchEvent::Block(s) => (Some(s), None, None),
-            WatchEvent::Reorg(_) => (None, None, None),
+            WatchEvent::Reorg(_) | WatchEvent::Screened(_) => (None, None, None),
             WatchEvent::Pending(p) => (None, Some((p.block, p.time_ms, &*p.metric, p.value)), None),
             WatchEvent::Stale(s) => (None, None, Some(s)),
         };
@@ -202,6 +206,9 @@ pub struct WatcherOptions {
     pub start_block: Option<u64>,
     /// Where heads, RPC errors, failovers, failed reads and stale heads are reported (metrics, alerts).
     pub probe: crate::observe::Probe,
+    /// Screen every pending transaction ([`screen`]) on a network with `pending`
+    /// metrics; `None`: only the pending metrics' filtered effects, as samples.
+    pub screen: Option<ScreenOptions>,
     /// Every read of one block, across endpoints, is retried within this.
     pub read_deadline: Duration,
     /// The chain's block time; `None`: the network's `block_time`, else learned from the blocks seen.
@@ -228,6 +235,7 @@ impl Default for WatcherOptions {
             max_lag_blocks: 3,
             start_block: None,
             probe: crate::observe::Probe::default(),
+            screen: Some(ScreenOptions::default()),
             read_deadline: Duration::from_secs(6),
             block_time: None,
             stall_blocks: DEFAULT_STALL_BLOCKS,
@@ -290,6 +298,10 @@ impl Watcher {
         }
         if let Some(n) = network.watch.stall_blocks {
             options.stall_blocks = n;
+        }
+        if let Some(screen) = options.screen.as_mut() {
+            screen.concurrency = network.watch.screen_concurrency.unwrap_or(screen.concurrency);
+            screen.queue = network.watch.screen_queue.unwrap_or(screen.queue);
         }
         if let Some(ms) = network.watch.read_deadline_ms {
             options.read_deadline = Duration::from_millis(ms);
@@ -445,6 +457,11 @@ impl Watcher {
             _ = cancel.cancelled() => return Ok(()),
             c = self.connect_pending(0) => c,
         };
+        if let Some(screen) = self.options.screen {
+            let screener = screen::Screener::new(self.plan.clone(), pending, screen);
+            let txs = self.screen_pending(screener, &clients, head_rx, &out, &cancel, first);
+            return tokio::try_join!(heads, watchdog, txs).map(|_| ());
+        }
         let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel, first);
         tokio::try_join!(heads, watchdog, txs).map(|_| ())
     }

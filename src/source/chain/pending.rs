@@ -32,9 +32,9 @@ use crate::config::sources::{BalanceRead, PendingSpec, SourceSpec};
 use crate::metrics::scaled_amount;
 
 /// Where the simulation places its native-balance reader (a state override, never deployed).
-const BALANCE_READER: Address = address!("00000000000000000000000000000000000b0b00");
+pub(super) const BALANCE_READER: Address = address!("00000000000000000000000000000000000b0b00");
 /// `BALANCE(calldataload(0))`, returned as one word.
-const BALANCE_READER_CODE: Bytes = bytes!("6000353160005260206000f3");
+pub(super) const BALANCE_READER_CODE: Bytes = bytes!("6000353160005260206000f3");
 
 /// The estimated effect of one pending transaction on one metric.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +129,44 @@ impl PendingWatch {
             });
         }
         Ok(effects)
+    }
+
+    /// The pending metrics whose filters `tx` passes (a metric without
+    /// filters takes every transaction), by index for [`Self::spec`].
+    pub async fn matching(
+        &mut self,
+        client: &RpcClient,
+        head: u64,
+        tx: &Transaction,
+    ) -> Result<Vec<usize>, ChainError> {
+        let from = tx.from();
+        let new_sender = !self.senders.contains(&from);
+        if self.senders.len() >= MAX_SENDERS {
+            self.senders.clear();
+        }
+        self.senders.insert(from);
+        let mut out = Vec::new();
+        for i in 0..self.specs.len() {
+            if self.matches(client, head, i, tx, new_sender).await? {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pending metric number `i`: its name and watch.
+    pub fn spec(&self, i: usize) -> (&Arc<str>, &PendingSpec) {
+        let (name, spec) = &self.specs[i];
+        (name, spec)
+    }
+
+    /// The addresses the pending metrics name (their `to` filter, the watched balance).
+    pub fn addresses(&self) -> impl Iterator<Item = Address> + '_ {
+        self.specs.iter().flat_map(|(_, s)| {
+            s.to.into_iter()
+                .chain(s.effect.token)
+                .chain([s.effect.holder])
+        })
     }
 
     async fn matches(

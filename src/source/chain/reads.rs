@@ -564,6 +564,80 @@ impl From<String> for Miss {
     }
 }
 
+/// The reads of a what-if snapshot (see [`super::screen`]): the same calls,
+/// balances and log filters as a block's batch, made inside a simulation.
+impl ReadPlan {
+    /// The distinct `eth_call`s of a block, as (to, calldata).
+    pub fn calls(&self) -> &[(Address, Bytes)] {
+        &self.calls
+    }
+
+    /// The holders whose native balance a block reads.
+    pub fn balances(&self) -> &[Address] {
+        &self.balances
+    }
+
+    /// The distinct log filters of a block, as (address, topics).
+    pub fn log_filters(&self) -> &[(Address, [Option<B256>; 4])] {
+        &self.logs
+    }
+
+    /// The snapshot of the block a pending transaction would make, from reads
+    /// made on the state after it (`logs`: what it emitted, per filter).
+    /// Block statistics and `head_age` describe a mined block and are left out.
+    pub fn what_if_snapshot(
+        &self,
+        head: &Head,
+        calls: &[Result<Bytes, String>],
+        balances: &[Result<U256, String>],
+        logs: &[Result<Vec<Log>, String>],
+    ) -> Snapshot {
+        let mut snapshot = Snapshot {
+            number: head.number,
+            hash: head.hash,
+            parent_hash: head.parent_hash,
+            time_ms: head.timestamp.saturating_mul(1000),
+            values: Vec::with_capacity(self.metrics.len()),
+            failed: Vec::new(),
+        };
+        let mut by_index: Vec<Option<f64>> = Vec::with_capacity(self.metrics.len());
+        for (name, read) in &self.metrics {
+            let value = match read {
+                Read::Block(_) | Read::HeadAge => {
+                    by_index.push(None);
+                    continue;
+                }
+                Read::Ratio {
+                    numerator,
+                    denominator,
+                } => match (by_index[*numerator], by_index[*denominator]) {
+                    (Some(n), Some(d)) if d != 0.0 => Ok(n / d),
+                    (Some(_), Some(_)) => Err("the denominator is zero".to_string()),
+                    _ => Err("a read it divides failed".to_string()),
+                },
+                _ => evaluate(read, head, calls, balances, logs, None).map_err(|m| m.why),
+            };
+            match value {
+                Ok(v) if v.is_finite() => {
+                    by_index.push(Some(v));
+                    snapshot.values.push((name.clone(), v));
+                }
+                Ok(v) => {
+                    by_index.push(None);
+                    snapshot
+                        .failed
+                        .push((name.clone(), format!("the value {v} is not finite")));
+                }
+                Err(e) => {
+                    by_index.push(None);
+                    snapshot.failed.push((name.clone(), e));
+                }
+            }
+        }
+        snapshot
+    }
+}
+
 fn number(value: &DynSolValue, decimals: u8) -> Result<f64, String> {
     let scaled = match value {
         DynSolValue::Uint(u, _) => scaled_amount(*u, decimals),

@@ -1,0 +1,569 @@
+//! Screening throughput on a local anvil (issue 15's targets): every pending
+//! transaction simulated with `eth_simulateV1` on the latest state, its what-if
+//! block of 50 metrics judged by `Engine::what_if`.
+//!
+//! Set-up: anvil mining every second (`--block-time 1`, `--order fees`); a
+//! token, a vault and a price feed; 50 metrics of every per-block kind plus one
+//! unfiltered `pending` metric (so the watcher screens); policies on the
+//! watched balances. Then, for `--seconds` (default 60):
+//! - benign ERC20 transfers between 32 accounts at `--rate` per second (default 300);
+//! - every 2 s an "attack": a transfer of 90% of a watched holder's balance,
+//!   which a policy trips on.
+//!
+//! Printed: what was sent, screened and dropped; per 10 s window the screening
+//! rate, pending seen → screened latency p50/p99 and resident memory; overall
+//! seen → verdict (what-if judged) p50/p99 and seen → trip for the attacks.
+//! A backlog shows as screened falling behind sent and latency growing per
+//! window.
+//!
+//! Run with `cargo bench --bench screening [-- --rate 300 --seconds 60 --concurrency 4]`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::node_bindings::Anvil;
+use alloy::primitives::{Address, I256, U256, utils::parse_ether};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use guardian::config::Config;
+use guardian::metrics::MetricId;
+use guardian::policy::{Engine, Mode, compile_str};
+use guardian::source::chain::{ScreenOptions, WatchEvent, Watcher, WatcherOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+sol!(
+    #[sol(rpc)]
+    DemoToken,
+    "contracts/artifacts/DemoToken.json"
+);
+sol!(
+    #[sol(rpc)]
+    GuardedVault,
+    "contracts/artifacts/GuardedVault.json"
+);
+sol!(
+    #[sol(rpc)]
+    KeeperPriceFeed,
+    "contracts/artifacts/KeeperPriceFeed.json"
+);
+
+const SENDERS: usize = 32;
+const GWEI: u128 = 1_000_000_000;
+
+fn arg(name: &str, default: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+fn quantile(samples: &mut [f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// 50 per-block metrics (calls, balances, events, block stats, oracle, vault, ratio,
+/// head age) over the senders' balances, and one unfiltered pending metric.
+fn config(
+    http: &str,
+    ws: &str,
+    token: Address,
+    vault: Address,
+    feed: Address,
+    holders: &[Address],
+) -> String {
+    let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
+    let mut t = format!(
+        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{http}\"]\nws = [\"{ws}\"]\n"
+    );
+    let mut add = |name: String, source: String| {
+        t.push_str(&format!(
+            "\n[metrics.\"{name}\"]\ndescription = \"bench\"\nnetwork = \"local\"\nsource = {source}\n"
+        ));
+    };
+    for (i, h) in holders.iter().enumerate().take(20) {
+        add(
+            format!("call.{i}"),
+            format!(
+                "{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{h}\"], decimals = 18 }}"
+            ),
+        );
+    }
+    for (i, h) in holders.iter().enumerate().skip(20).take(10) {
+        add(
+            format!("erc20.{i}"),
+            format!(
+                "{{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{h}\", decimals = 18 }}"
+            ),
+        );
+    }
+    for (i, h) in holders.iter().enumerate().take(5) {
+        add(
+            format!("native.{i}"),
+            format!("{{ kind = \"native_balance\", address = \"{h}\" }}"),
+        );
+    }
+    for (i, h) in holders.iter().enumerate().take(2) {
+        add(
+            format!("events.count.{i}"),
+            format!(
+                "{{ kind = \"event_count\", address = \"{token}\", event = \"{transfer}\", topics = {{ from = \"{h}\" }} }}"
+            ),
+        );
+        add(
+            format!("events.sum.{i}"),
+            format!(
+                "{{ kind = \"event_sum\", address = \"{token}\", event = \"{transfer}\", topics = {{ to = \"{h}\" }}, field = \"value\", decimals = 18 }}"
+            ),
+        );
+    }
+    for stat in [
+        "gas_used_ratio",
+        "base_fee_gwei",
+        "tx_count",
+        "priority_fee_p90",
+    ] {
+        add(
+            format!("chain.{stat}"),
+            format!("{{ kind = \"block\", stat = \"{stat}\" }}"),
+        );
+    }
+    add(
+        "oracle.answer".into(),
+        format!("{{ kind = \"oracle_answer\", feed = \"{feed}\", decimals = 8 }}"),
+    );
+    add(
+        "oracle.age".into(),
+        format!("{{ kind = \"oracle_age\", feed = \"{feed}\" }}"),
+    );
+    for (name, sig) in [
+        ("assets", "totalAssets()(uint256)"),
+        ("supply", "totalSupply()(uint256)"),
+        ("cap", "supplyCap()(uint256)"),
+    ] {
+        add(
+            format!("vault.{name}"),
+            format!(
+                "{{ kind = \"call\", to = \"{vault}\", signature = \"{sig}\", decimals = 18 }}"
+            ),
+        );
+    }
+    add(
+        "vault.share_price".into(),
+        "{ kind = \"ratio\", numerator = \"vault.assets\", denominator = \"vault.supply\" }".into(),
+    );
+    add("chain.head_age".into(), "{ kind = \"head_age\" }".into());
+    add(
+        "pending.outflow".into(),
+        format!(
+            "{{ kind = \"pending\", effect = {{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{}\", decimals = 18 }} }}",
+            holders[0]
+        ),
+    );
+    t
+}
+
+/// A policy per watched call balance: down 50% within 2 blocks.
+fn policies(n: usize) -> String {
+    let mut p = String::new();
+    for i in 0..n {
+        p.push_str(&format!(
+            "[[policy]]\nid = \"drop-{i}\"\ndescription = \"bench\"\nseverity = \"critical\"\naction = \"pause\"\ncooldown = \"0 blocks\"\n[policy.when]\nkind = \"change\"\nmetric = \"call.{i}\"\nwindow = \"2 blocks\"\ndirection = \"down\"\nby = \"50%\"\n\n"
+        ));
+    }
+    p
+}
+
+async fn send(
+    p: &DynProvider,
+    from: Address,
+    to: Address,
+    data: Vec<u8>,
+    nonce: u64,
+    tip: u128,
+) -> bool {
+    let tx = TransactionRequest::default()
+        .with_from(from)
+        .with_to(to)
+        .with_input(data)
+        .with_nonce(nonce)
+        .with_chain_id(31337)
+        .with_gas_limit(100_000)
+        .with_max_fee_per_gas(1_000 * GWEI)
+        .with_max_priority_fee_per_gas(tip);
+    p.send_transaction(tx).await.is_ok()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rate = arg("--rate", 300.0);
+    let seconds = arg("--seconds", 60.0) as u64;
+    let concurrency = arg("--concurrency", 4.0) as usize;
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let anvil = Anvil::at(bin)
+        .block_time(1)
+        .args(["--order", "fees"])
+        .spawn();
+    let keys: Vec<PrivateKeySigner> = (0..SENDERS).map(|_| PrivateKeySigner::random()).collect();
+    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let owner = owner_key.address();
+    let mut wallet = EthereumWallet::from(owner_key);
+    for k in &keys {
+        wallet.register_signer(k.clone());
+    }
+    let load_wallet = wallet.clone();
+    let p = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let holders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner)
+        .await
+        .expect("deploy");
+    let vault = GuardedVault::deploy(
+        &p,
+        *token.address(),
+        owner,
+        parse_ether("1000000").expect("literal"),
+    )
+    .await
+    .expect("deploy");
+    let feed = KeeperPriceFeed::deploy(
+        &p,
+        owner,
+        8,
+        "ETH / USD".into(),
+        I256::try_from(200_000_000_000_i64).expect("fits"),
+    )
+    .await
+    .expect("deploy");
+    for h in &holders {
+        let _: serde_json::Value = p
+            .raw_request(
+                "anvil_setBalance".into(),
+                (h, parse_ether("100").expect("literal")),
+            )
+            .await
+            .expect("fund");
+        token
+            .mint(*h, parse_ether("1000000").expect("literal"))
+            .send()
+            .await
+            .expect("send")
+            .get_receipt()
+            .await
+            .expect("mint");
+    }
+    let assets = parse_ether("1000").expect("literal");
+    token
+        .mint(owner, assets)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("mint");
+    token
+        .approve(*vault.address(), assets)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("approve");
+    vault
+        .deposit(assets, owner)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("deposit");
+
+    let text = config(
+        &anvil.endpoint(),
+        &anvil.ws_endpoint(),
+        *token.address(),
+        *vault.address(),
+        *feed.address(),
+        &holders,
+    );
+    let path = std::env::temp_dir().join(format!(
+        "guardian-bench-screening-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, text).expect("temp dir");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&path);
+    let options = WatcherOptions {
+        screen: Some(ScreenOptions {
+            queue: 4096,
+            concurrency,
+        }),
+        ..WatcherOptions::default()
+    };
+    let watcher = Watcher::new(&config, "local", options).expect("watcher");
+    println!(
+        "plan: {} per-block metrics ({} requests per block) + 1 pending metric; screening concurrency {concurrency}; target {rate} tx/s for {seconds} s",
+        watcher.plan().len(),
+        watcher.plan().requests_per_block()
+    );
+    let set = compile_str("bench.toml", &policies(20), &Config::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut engine = Engine::new(set, Mode::Enforce);
+    let (tx, mut rx) = mpsc::channel(4096);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
+    // Warm up: a few blocks so the windows have history.
+    let mut blocks = 0;
+    while blocks < 3 {
+        if let Some(WatchEvent::Block(s)) = rx.recv().await {
+            feed_block(&mut engine, &s);
+            blocks += 1;
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let attacks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // The users' traffic runs on a thread and runtime of its own (as it would
+    // on their machines): signing must not take the guardian's CPU time.
+    let (url, token_address) = (anvil.endpoint_url(), *token.address());
+    let load_holders = holders.clone();
+    let (load_stop, load_sent, load_attacks) = (stop.clone(), sent.clone(), attacks.clone());
+    let sender = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the load's runtime");
+        runtime.block_on(async move {
+            let p = ProviderBuilder::new()
+                .wallet(load_wallet)
+                .connect_http(url)
+                .erased();
+            load(p, token_address, load_holders, rate, load_stop, load_sent, load_attacks).await
+        })
+    });
+
+    let started = Instant::now();
+    let mut window = (Instant::now(), 0u64, Vec::<f64>::new());
+    let (mut screened, mut verdicts, mut trips_at) =
+        (0u64, Vec::new(), std::collections::HashMap::new());
+    let mut rss = Vec::new();
+    println!("window  sent/s  screened/s  seen->screened p50/p99 ms  rss MiB");
+    while started.elapsed() < Duration::from_secs(seconds) + Duration::from_secs(3) {
+        if started.elapsed() >= Duration::from_secs(seconds) {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => None,
+        };
+        match event {
+            Some(WatchEvent::Block(s)) => feed_block(&mut engine, &s),
+            Some(WatchEvent::Screened(s)) => {
+                screened += 1;
+                window.1 += 1;
+                window
+                    .2
+                    .push(s.screened_ms.saturating_sub(s.seen_ms) as f64);
+                let samples: Vec<(MetricId, f64)> = s
+                    .values
+                    .iter()
+                    .filter_map(|(n, v)| engine.metric_id(n).map(|m| (m, *v)))
+                    .collect();
+                let trips = engine.what_if(s.block, s.time_ms, &samples);
+                let verdict = now_ms().saturating_sub(s.seen_ms) as f64;
+                verdicts.push(verdict);
+                if !trips.is_empty() {
+                    trips_at.entry(s.tx.hash).or_insert(verdict);
+                }
+            }
+            _ => {}
+        }
+        if window.0.elapsed() >= Duration::from_secs(10) {
+            let secs = window.0.elapsed().as_secs_f64();
+            let mem = rss_kib();
+            rss.push(mem);
+            println!(
+                "{:>4} s  {:>6.0}  {:>10.0}  {:>8.1} / {:<8.1}  {:.1}",
+                started.elapsed().as_secs(),
+                sent.swap(0, Ordering::Relaxed) as f64 / secs,
+                window.1 as f64 / secs,
+                quantile(&mut window.2, 0.5),
+                quantile(&mut window.2, 0.99),
+                mem as f64 / 1024.0
+            );
+            window = (Instant::now(), 0, Vec::new());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let total_sent = sender.await.expect("sender");
+    cancel.cancel();
+    let _ = task.await;
+    let attacks = attacks.lock().map(|a| a.clone()).unwrap_or_default();
+    let mut attack_latency: Vec<f64> = attacks
+        .iter()
+        .filter_map(|h| trips_at.get(h).copied())
+        .collect();
+    println!(
+        "sent {total_sent} pending transactions ({:.0}/s); screened {screened} (what-if blocks emitted; reverting ones are not)",
+        total_sent as f64 / seconds as f64
+    );
+    println!(
+        "pending seen -> verdict (simulated and judged by Engine::what_if): n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+        verdicts.len(),
+        quantile(&mut verdicts.clone(), 0.5),
+        quantile(&mut verdicts.clone(), 0.99),
+        quantile(&mut verdicts, 1.0)
+    );
+    println!(
+        "attacks: {} sent, {} tripped; pending seen -> trip p50={:.1} ms p99={:.1} ms",
+        attacks.len(),
+        attack_latency.len(),
+        quantile(&mut attack_latency.clone(), 0.5),
+        quantile(&mut attack_latency, 0.99)
+    );
+    println!(
+        "resident memory per 10 s window, MiB: {:?}",
+        rss.iter().map(|k| k / 1024).collect::<Vec<_>>()
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn feed_block(engine: &mut Engine, s: &guardian::source::chain::Snapshot) {
+    for (name, v) in &s.values {
+        if let Some(metric) = engine.metric_id(name) {
+            engine.on_sample(
+                guardian::metrics::Sample {
+                    block: s.number,
+                    time_ms: s.time_ms,
+                    metric,
+                    value: *v,
+                },
+                &mut |_| {},
+            );
+        }
+    }
+}
+
+/// Sends benign transfers at `rate` (12 accounts in parallel, each its own
+/// nonces), and every 2 s an attack (90% of a watched holder's tokens out);
+/// returns how many were sent.
+async fn load(
+    p: DynProvider,
+    token: Address,
+    holders: Vec<Address>,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    attacks: Arc<std::sync::Mutex<Vec<alloy::primitives::B256>>>,
+) -> u64 {
+    let senders: Vec<usize> = (20..32).collect();
+    let period = Duration::from_secs_f64(senders.len() as f64 / rate);
+    let mut tasks = Vec::new();
+    for (j, &i) in senders.iter().enumerate() {
+        let (p, stop, sent, holders) = (p.clone(), stop.clone(), sent.clone(), holders.clone());
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now() + period.mul_f64(j as f64 / 12.0);
+            let (mut k, mut total, mut nonce) = (0u32, 0u64, None::<u64>);
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(wait) = (start + period * k).checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                k += 1;
+                let to = holders[(k as usize * 7 + j) % holders.len()];
+                let data = DemoToken::transferCall {
+                    to,
+                    value: parse_ether("1").expect("literal"),
+                }
+                .abi_encode();
+                let n = match nonce {
+                    Some(n) => n,
+                    None => p
+                        .get_transaction_count(holders[i])
+                        .pending()
+                        .await
+                        .unwrap_or(0),
+                };
+                if send(&p, holders[i], token, data, n, GWEI).await {
+                    nonce = Some(n + 1);
+                    total += 1;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    nonce = None;
+                }
+            }
+            total
+        }));
+    }
+    let mut total = 0;
+    let mut victim = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Drain 90% of one of the first 20 holders (each a `call.i` metric with a policy).
+        let from = holders[victim % 20];
+        victim += 1;
+        let balance = DemoToken::new(token, &p)
+            .balanceOf(from)
+            .call()
+            .await
+            .unwrap_or_default();
+        let data = DemoToken::transferCall {
+            to: holders[31],
+            value: balance * U256::from(9) / U256::from(10),
+        }
+        .abi_encode();
+        let Ok(nonce) = p.get_transaction_count(from).pending().await else {
+            continue;
+        };
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(token)
+            .with_input(data)
+            .with_nonce(nonce)
+            .with_chain_id(31337)
+            .with_gas_limit(100_000)
+            .with_max_fee_per_gas(1_000 * GWEI)
+            .with_max_priority_fee_per_gas(3 * GWEI);
+        if let Ok(pending) = p.send_transaction(tx).await {
+            if let Ok(mut a) = attacks.lock() {
+                a.push(*pending.tx_hash());
+            }
+            total += 1;
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    for t in tasks {
+        total += t.await.unwrap_or_default();
+    }
+    total
+}

@@ -1,0 +1,563 @@
+//! The synthetic benign mempool: ordinary users' transactions sent at a steady
+//! rate while a scenario's script plays, so the guardian screens real traffic
+//! around the attack and any pause it causes in a benign run is a false one.
+//!
+//! Its own accounts (fresh keys, funded and seeded at set-up, automine on) send,
+//! round-robin, by protocol shape:
+//! - every shape: ETH transfers between them;
+//! - `bridge`: bUSD transfers, one whale transfer (10% of the bridge's liquidity);
+//! - `donation-pool`: dUSD transfers, deposits and withdrawals of 1 dUSD, one
+//!   whale withdrawal (10% of the liquidity, deposited at set-up);
+//! - `lending`: dUSD transfers, supplies and withdrawals of 1 dUSD, small
+//!   borrows and repayments against posted collateral, swaps of 0.01 dUSD on
+//!   the DEX, one whale withdrawal (10% of the liquidity);
+//! - `reentrant-pools`: adding and removing 0.01 ETH of liquidity, one whale
+//!   removal (10% of pool 1).
+//!
+//! Liquidations are not part of the mix: a liquidation needs an underwater
+//! borrower, which only a price move makes (the `benign-liquidations`
+//! scenario's script sends those).
+//!
+//! Each account's nonce is tracked here; fees are the scripted users' (tip
+//! [`USER_TIP`]). Nothing waits for receipts: the rate is what is offered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+
+use super::{
+    ConstantProductPool, DemoToken, Deployed, DonationLendingPool, LendingMarket, ReentrantEthPool,
+    Shape, units,
+};
+use crate::scenario::aave::Aave;
+use crate::scenario::aave_deploy::IAavePool;
+use crate::scenario::ScenarioError;
+use crate::scenario::chain::{Chain, SCRIPT_MAX_FEE, USER_TIP, confirm};
+
+/// Accounts the mempool sends from.
+const ACCOUNTS: usize = 16;
+/// Each account's deposit at set-up, whole tokens (or 1/100 of it in ETH for the pools).
+const SEED: f64 = 200.0;
+/// The whale's share of the liquidity.
+const WHALE_SHARE: f64 = 0.10;
+/// When, after the mempool starts, the whale moves.
+const WHALE_AFTER: Duration = Duration::from_secs(1);
+
+/// A benign call: what it is, where it goes, with what.
+#[derive(Debug, Clone)]
+struct Call {
+    kind: &'static str,
+    to: Address,
+    data: Bytes,
+    value: U256,
+    gas: u64,
+}
+
+/// What the mempool sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MempoolStats {
+    pub sent: u64,
+    /// Sends the node refused (the account's nonce is then re-read).
+    pub refused: u64,
+    pub whale_sent: bool,
+}
+
+/// A seeded synthetic mempool, ready to play.
+#[derive(Debug)]
+pub struct Mempool {
+    provider: DynProvider,
+    /// To connect again from the mempool's own thread ([`Mempool::play_apart`]).
+    wallet: EthereumWallet,
+    url: alloy::transports::http::reqwest::Url,
+    accounts: Vec<Address>,
+    /// The ordinary mix, cycled through; `{from}` is filled per account.
+    mix: Vec<fn(&Mempool, usize) -> Call>,
+    shape: Shape,
+    whale: Option<Call>,
+    chain_id: u64,
+}
+
+fn connect(wallet: &EthereumWallet, url: &alloy::transports::http::reqwest::Url) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(wallet.clone())
+        .connect_http(url.clone())
+        .erased()
+}
+
+fn call<C: SolCall>(kind: &'static str, to: Address, c: C, gas: u64) -> Call {
+    Call {
+        kind,
+        to,
+        data: c.abi_encode().into(),
+        value: U256::ZERO,
+        gas,
+    }
+}
+
+impl Mempool {
+    /// Creates and seeds the mempool's accounts on `chain` (automine must be on).
+    pub async fn seed(
+        chain: &Chain,
+        d: &Deployed,
+        liquidity: f64,
+    ) -> Result<Mempool, ScenarioError> {
+        let keys: Vec<PrivateKeySigner> =
+            (0..ACCOUNTS).map(|_| PrivateKeySigner::random()).collect();
+        let mut wallet = EthereumWallet::from(keys[0].clone());
+        for k in &keys[1..] {
+            wallet.register_signer(k.clone());
+        }
+        let url: alloy::transports::http::reqwest::Url = chain
+            .http
+            .parse()
+            .map_err(|_| ScenarioError::BadRpc("the RPC endpoint is not a URL".into()))?;
+        let provider = connect(&wallet, &url);
+        let accounts: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        let eth = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
+        for a in &accounts {
+            let _: serde_json::Value = provider
+                .raw_request("anvil_setBalance".into(), (a, eth))
+                .await
+                .map_err(super::step_err("fund a mempool account"))?;
+        }
+        let whale_amount = liquidity * WHALE_SHARE;
+        let p = &provider;
+        let whale;
+        let mix: Vec<fn(&Mempool, usize) -> Call>;
+        match &d.inner {
+            Shape::Bridge { token, .. } => {
+                let owner = DemoToken::new(*token, &chain.provider);
+                for a in &accounts {
+                    confirm(owner.mint(*a, units(SEED)).send().await, "mint").await?;
+                }
+                confirm(
+                    owner.mint(accounts[0], units(whale_amount)).send().await,
+                    "mint",
+                )
+                .await?;
+                whale = Some(call(
+                    "whale transfer",
+                    *token,
+                    DemoToken::transferCall {
+                        to: accounts[1],
+                        value: units(whale_amount),
+                    },
+                    100_000,
+                ));
+                mix = vec![eth_transfer, token_transfer];
+            }
+            Shape::DonationPool { token, pool, .. } => {
+                let t = DemoToken::new(*token, p);
+                let owner = DemoToken::new(*token, &chain.provider);
+                let c = DonationLendingPool::new(*pool, p);
+                for (i, a) in accounts.iter().enumerate() {
+                    let extra = if i == 0 { whale_amount } else { 0.0 };
+                    confirm(
+                        owner.mint(*a, units(2.0 * SEED + extra)).send().await,
+                        "mint",
+                    )
+                    .await?;
+                    confirm(t.approve(*pool, U256::MAX).from(*a).send().await, "approve").await?;
+                    confirm(
+                        c.deposit(units(SEED + extra)).from(*a).send().await,
+                        "deposit",
+                    )
+                    .await?;
+                }
+                whale = Some(call(
+                    "whale withdrawal",
+                    *pool,
+                    DonationLendingPool::withdrawCall {
+                        amount: units(whale_amount),
+                    },
+                    300_000,
+                ));
+                mix = vec![eth_transfer, token_transfer, pool_deposit, pool_withdraw];
+            }
+            Shape::Lending {
+                usd, dex, market, ..
+            } => {
+                let t = DemoToken::new(*usd, p);
+                let owner = DemoToken::new(*usd, &chain.provider);
+                let m = LendingMarket::new(*market, p);
+                for (i, a) in accounts.iter().enumerate() {
+                    let extra = if i == 0 { whale_amount } else { 0.0 };
+                    confirm(
+                        owner.mint(*a, units(2.0 * SEED + extra)).send().await,
+                        "mint",
+                    )
+                    .await?;
+                    confirm(
+                        t.approve(*market, U256::MAX).from(*a).send().await,
+                        "approve",
+                    )
+                    .await?;
+                    confirm(t.approve(*dex, U256::MAX).from(*a).send().await, "approve").await?;
+                    confirm(
+                        m.supply(units(SEED + extra)).from(*a).send().await,
+                        "supply",
+                    )
+                    .await?;
+                }
+                whale = Some(call(
+                    "whale withdrawal",
+                    *market,
+                    LendingMarket::withdrawCall {
+                        amount: units(whale_amount),
+                    },
+                    300_000,
+                ));
+                mix = vec![
+                    eth_transfer,
+                    token_transfer,
+                    market_supply,
+                    market_withdraw,
+                    dex_swap,
+                ];
+            }
+            Shape::Pools { pools, .. } => {
+                for (i, a) in accounts.iter().enumerate() {
+                    for pool in pools {
+                        let c = ReentrantEthPool::new(*pool, p);
+                        let extra = if i == 0 && *pool == pools[0] {
+                            whale_amount
+                        } else {
+                            0.0
+                        };
+                        confirm(
+                            c.addLiquidity()
+                                .value(units(SEED / 100.0 + extra))
+                                .from(*a)
+                                .send()
+                                .await,
+                            "add liquidity",
+                        )
+                        .await?;
+                    }
+                }
+                let c = ReentrantEthPool::new(pools[0], p);
+                let lp = c
+                    .balanceOf(accounts[0])
+                    .call()
+                    .await
+                    .map_err(super::step_err("read the whale's LP"))?;
+                whale = Some(call(
+                    "whale removal",
+                    pools[0],
+                    ReentrantEthPool::removeLiquidityCall {
+                        lpAmount: lp * U256::from(9) / U256::from(10),
+                    },
+                    200_000,
+                ));
+                mix = vec![eth_transfer, pool_add, pool_remove];
+            }
+            Shape::Aave(aave) => {
+                whale = Some(seed_aave(chain, aave, &accounts, whale_amount).await?);
+                mix = vec![eth_transfer, token_transfer, aave_supply, aave_withdraw];
+            }
+        }
+        Ok(Mempool {
+            provider,
+            wallet,
+            url,
+            accounts,
+            mix,
+            shape: d.inner.clone(),
+            whale,
+            chain_id: chain.chain_id,
+        })
+    }
+
+    /// [`Mempool::play`] on a thread and runtime of its own, as real users' traffic
+    /// is: signing hundreds of transactions a second must not take the CPU time
+    /// of the runtime the guardian runs on.
+    pub fn play_apart(
+        mut self,
+        rate: f64,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<MempoolStats> {
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(runtime) = runtime else {
+                tracing::warn!(target: "guardian::scenario", "cannot start the mempool's runtime: no benign traffic");
+                return MempoolStats::default();
+            };
+            runtime.block_on(async move {
+                // Connections of the new runtime, not the seeding one's.
+                self.provider = connect(&self.wallet, &self.url);
+                self.play(rate, stop).await
+            })
+        })
+    }
+
+    /// Sends `rate` transactions per second until `stop` is set: each account
+    /// sends its share in turn (its own nonces), all accounts at once.
+    pub async fn play(self, rate: f64, stop: Arc<AtomicBool>) -> MempoolStats {
+        if rate <= 0.0 {
+            return MempoolStats::default();
+        }
+        let this = Arc::new(self);
+        let n = this.accounts.len();
+        let period = Duration::from_secs_f64(n as f64 / rate);
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let (m, stop) = (this.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut stats = MempoolStats::default();
+                let mut nonce = None;
+                // Spread the accounts over the period.
+                let start = Instant::now() + period.mul_f64(i as f64 / n as f64);
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = start + period.mul_f64(k as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    // The whale (account 0) moves once, a second in.
+                    let c = match &m.whale {
+                        Some(w)
+                            if i == 0 && !stats.whale_sent && start.elapsed() >= WHALE_AFTER =>
+                        {
+                            stats.whale_sent = true;
+                            w.clone()
+                        }
+                        _ => (m.mix[(k as usize + i) % m.mix.len()])(&m, i),
+                    };
+                    m.send(i, c, &mut nonce, &mut stats).await;
+                    k += 1;
+                }
+                stats
+            }));
+        }
+        let mut total = MempoolStats::default();
+        for t in tasks {
+            if let Ok(s) = t.await {
+                total.sent += s.sent;
+                total.refused += s.refused;
+                total.whale_sent |= s.whale_sent;
+            }
+        }
+        total
+    }
+
+    async fn send(&self, i: usize, c: Call, nonce: &mut Option<u64>, stats: &mut MempoolStats) {
+        let from = self.accounts[i];
+        let n = match *nonce {
+            Some(n) => n,
+            None => match self.provider.get_transaction_count(from).pending().await {
+                Ok(n) => n,
+                Err(_) => {
+                    stats.refused += 1;
+                    return;
+                }
+            },
+        };
+        let tx = TransactionRequest::default()
+            .with_from(from)
+            .with_to(c.to)
+            .with_input(c.data)
+            .with_value(c.value)
+            .with_nonce(n)
+            .with_chain_id(self.chain_id)
+            .with_gas_limit(c.gas)
+            .with_max_fee_per_gas(SCRIPT_MAX_FEE)
+            .with_max_priority_fee_per_gas(USER_TIP);
+        match self.provider.send_transaction(tx).await {
+            Ok(_) => {
+                *nonce = Some(n + 1);
+                stats.sent += 1;
+            }
+            Err(e) => {
+                tracing::debug!(target: "guardian::scenario", kind = c.kind, error = %crate::source::chain::redact(&e.to_string()), "a mempool transaction was refused");
+                *nonce = None;
+                stats.refused += 1;
+            }
+        }
+    }
+
+    fn next_account(&self, i: usize) -> Address {
+        self.accounts[(i + 1) % self.accounts.len()]
+    }
+}
+
+fn eth_transfer(m: &Mempool, i: usize) -> Call {
+    Call {
+        kind: "transfer",
+        to: m.next_account(i),
+        data: Bytes::new(),
+        value: units(0.01),
+        gas: 21_000,
+    }
+}
+
+fn token_transfer(m: &Mempool, i: usize) -> Call {
+    let token = match &m.shape {
+        Shape::Bridge { token, .. } | Shape::DonationPool { token, .. } => *token,
+        Shape::Lending { usd, .. } => *usd,
+        Shape::Aave(aave) => aave.reserves[AAVE_RESERVE].asset,
+        Shape::Pools { .. } => return eth_transfer(m, i),
+    };
+    call(
+        "token transfer",
+        token,
+        DemoToken::transferCall {
+            to: m.next_account(i),
+            value: units(1.0),
+        },
+        100_000,
+    )
+}
+
+/// The Aave reserve the mempool's users hold, supply and withdraw (USDX).
+const AAVE_RESERVE: usize = 0;
+
+/// Mints USDX to every account, approves the Pool and supplies a seed
+/// (the first account a whale's more); returns the whale's withdrawal.
+async fn seed_aave(
+    chain: &Chain,
+    aave: &Aave,
+    accounts: &[Address],
+    whale_amount: f64,
+) -> Result<Call, ScenarioError> {
+    let asset = aave.reserves[AAVE_RESERVE].asset;
+    let pool = IAavePool::new(aave.pool, &chain.provider);
+    for (i, a) in accounts.iter().enumerate() {
+        let extra = if i == 0 { whale_amount } else { 0.0 };
+        aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED + extra).await?;
+        let t = DemoToken::new(asset, &chain.provider);
+        confirm(t.approve(aave.pool, U256::MAX).from(*a).send().await, "approve").await?;
+        let supply = pool.supply(asset, units(SEED + extra), *a, 0);
+        confirm(supply.from(*a).send().await, "supply").await?;
+    }
+    Ok(aave_withdrawal(aave, "whale withdrawal", whale_amount, accounts[0]))
+}
+
+fn aave_withdrawal(aave: &Aave, kind: &'static str, amount: f64, to: Address) -> Call {
+    let asset = aave.reserves[AAVE_RESERVE].asset;
+    let c = IAavePool::withdrawCall {
+        asset,
+        amount: units(amount),
+        to,
+    };
+    call(kind, aave.pool, c, 400_000)
+}
+
+fn aave_supply(m: &Mempool, i: usize) -> Call {
+    let Shape::Aave(aave) = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    let c = IAavePool::supplyCall {
+        asset: aave.reserves[AAVE_RESERVE].asset,
+        amount: units(1.0),
+        onBehalfOf: m.accounts[i],
+        referralCode: 0,
+    };
+    call("deposit", aave.pool, c, 400_000)
+}
+
+fn aave_withdraw(m: &Mempool, i: usize) -> Call {
+    let Shape::Aave(aave) = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    aave_withdrawal(aave, "withdrawal", 1.0, m.accounts[i])
+}
+
+fn pool_deposit(m: &Mempool, i: usize) -> Call {
+    let Shape::DonationPool { pool, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "deposit",
+        *pool,
+        DonationLendingPool::depositCall { amount: units(1.0) },
+        300_000,
+    )
+}
+
+fn pool_withdraw(m: &Mempool, i: usize) -> Call {
+    let Shape::DonationPool { pool, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "withdrawal",
+        *pool,
+        DonationLendingPool::withdrawCall { amount: units(1.0) },
+        300_000,
+    )
+}
+
+fn market_supply(m: &Mempool, i: usize) -> Call {
+    let Shape::Lending { market, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "deposit",
+        *market,
+        LendingMarket::supplyCall { amount: units(1.0) },
+        300_000,
+    )
+}
+
+fn market_withdraw(m: &Mempool, i: usize) -> Call {
+    let Shape::Lending { market, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "withdrawal",
+        *market,
+        LendingMarket::withdrawCall { amount: units(1.0) },
+        300_000,
+    )
+}
+
+fn dex_swap(m: &Mempool, i: usize) -> Call {
+    let Shape::Lending { usd, dex, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "swap",
+        *dex,
+        ConstantProductPool::swapCall {
+            tokenIn: *usd,
+            amountIn: units(0.01),
+            minAmountOut: U256::ZERO,
+        },
+        300_000,
+    )
+}
+
+fn pool_add(m: &Mempool, i: usize) -> Call {
+    let Shape::Pools { pools, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    Call {
+        kind: "deposit",
+        to: pools[i % pools.len()],
+        data: ReentrantEthPool::addLiquidityCall {}.abi_encode().into(),
+        value: units(0.01),
+        gas: 200_000,
+    }
+}
+
+fn pool_remove(m: &Mempool, i: usize) -> Call {
+    let Shape::Pools { pools, .. } = &m.shape else {
+        return eth_transfer(m, i);
+    };
+    call(
+        "withdrawal",
+        pools[i % pools.len()],
+        ReentrantEthPool::removeLiquidityCall {
+            lpAmount: units(0.005),
+        },
+        200_000,
+    )
+}
