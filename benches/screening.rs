@@ -364,7 +364,16 @@ async fn main() {
                 .wallet(load_wallet)
                 .connect_http(url)
                 .erased();
-            load(p, token_address, load_holders, rate, load_stop, load_sent, load_attacks).await
+            load(
+                p,
+                token_address,
+                load_holders,
+                rate,
+                load_stop,
+                load_sent,
+                load_attacks,
+            )
+            .await
         })
     });
 

@@ -571,7 +571,11 @@ fn bounded(
         return Some(n);
     }
     let (lo, hi) = (range.start(), range.end());
-    r.error(&v.span(), format!("{ctx}: {key} must be between {lo} and {hi}"), None);
+    r.error(
+        &v.span(),
+        format!("{ctx}: {key} must be between {lo} and {hi}"),
+        None,
+    );
     None
 }
 

@@ -59,10 +59,10 @@ pub(super) const SHAPE: Shape = Shape {
             r#"{ kind = "event_sum", address = "0x<Pool>", event = "Withdraw(address indexed reserve, address indexed user, address indexed to, uint256 amount)", topics = { reserve = "0x<reserve asset>" }, field = "amount", decimals = 18 }"#,
         ),
         (
-            "aave.pending_borrow",
+            "aave.pending_outflow",
             "reserve token",
-            "what a pending Pool.borrow() would take out of the reserve (simulated)",
-            r#"{ kind = "pending", to = "0x<Pool>", selector = "borrow(address,uint256,uint256,uint16,address)", effect = { kind = "erc20_balance", token = "0x<reserve asset>", holder = "0x<aToken>", decimals = 18 } }"#,
+            "what a pending transaction would take out of the reserve (every pending transaction is screened)",
+            r#"{ kind = "pending", effect = { kind = "erc20_balance", token = "0x<reserve asset>", holder = "0x<aToken>", decimals = 18 } }"#,
         ),
     ],
     actions: &[(

@@ -49,8 +49,6 @@ pub const CAP_MIN_DELAY_S: u64 = 3_600;
 pub const CAP_ACTION: &str = "lower-borrow-cap-usdx";
 /// The guardian's own step when it lowers the cap.
 pub const CAP_STEP_BPS: u64 = 2_000;
-/// Borrow selector on the Pool (what the pending filter watches).
-pub const BORROW_SIGNATURE: &str = "borrow(address,uint256,uint256,uint16,address)";
 
 /// One listed reserve.
 #[derive(Debug, Clone)]

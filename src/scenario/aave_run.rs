@@ -6,9 +6,7 @@ use std::fmt::Write as _;
 use alloy::primitives::{Address, U256};
 
 use super::ScenarioError;
-use super::aave::{
-    Aave, AaveKeeperFeed, BORROW_SIGNATURE, CAP_MAX_CHANGE_BPS, CAP_MIN_DELAY_S, CAP_STEP_BPS,
-};
+use super::aave::{Aave, AaveKeeperFeed, CAP_MAX_CHANGE_BPS, CAP_MIN_DELAY_S, CAP_STEP_BPS};
 use super::aave_deploy::{IAaveOracle, IAavePool, IAaveToken};
 use super::chain::{ATTACKER_TIP, Chain, SCRIPT_MAX_FEE, USER_TIP};
 use super::protocol::{Sent, units, whole};
@@ -173,13 +171,10 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         );
         metric(
             t,
-            &format!("aave.{s}.pending_borrow"),
-            &format!("{sym} a pending Pool.borrow() would take out of the reserve (simulated)"),
+            &format!("aave.{s}.pending_outflow"),
+            &format!("{sym} a pending transaction would take out of the reserve (screened)"),
             sym,
-            format!(
-                r#"{{ kind = "pending", to = "{}", selector = "{BORROW_SIGNATURE}", effect = {liquidity} }}"#,
-                self.pool
-            ),
+            format!(r#"{{ kind = "pending", effect = {liquidity} }}"#),
         );
     }
 

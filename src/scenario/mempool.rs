@@ -36,9 +36,9 @@ use super::{
     ConstantProductPool, DemoToken, Deployed, DonationLendingPool, LendingMarket, ReentrantEthPool,
     Shape, units,
 };
+use crate::scenario::ScenarioError;
 use crate::scenario::aave::Aave;
 use crate::scenario::aave_deploy::IAavePool;
-use crate::scenario::ScenarioError;
 use crate::scenario::chain::{Chain, SCRIPT_MAX_FEE, USER_TIP, confirm};
 
 /// Accounts the mempool sends from.
@@ -432,13 +432,23 @@ async fn seed_aave(
     let pool = IAavePool::new(aave.pool, &chain.provider);
     for (i, a) in accounts.iter().enumerate() {
         let extra = if i == 0 { whale_amount } else { 0.0 };
-        aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED + extra).await?;
+        aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED + extra)
+            .await?;
         let t = DemoToken::new(asset, &chain.provider);
-        confirm(t.approve(aave.pool, U256::MAX).from(*a).send().await, "approve").await?;
+        confirm(
+            t.approve(aave.pool, U256::MAX).from(*a).send().await,
+            "approve",
+        )
+        .await?;
         let supply = pool.supply(asset, units(SEED + extra), *a, 0);
         confirm(supply.from(*a).send().await, "supply").await?;
     }
-    Ok(aave_withdrawal(aave, "whale withdrawal", whale_amount, accounts[0]))
+    Ok(aave_withdrawal(
+        aave,
+        "whale withdrawal",
+        whale_amount,
+        accounts[0],
+    ))
 }
 
 fn aave_withdrawal(aave: &Aave, kind: &'static str, amount: f64, to: Address) -> Call {

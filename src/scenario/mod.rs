@@ -369,8 +369,7 @@ async fn run_once(
     }
     let before = d.attacker_holdings(&chain).await?;
     let stop_mempool = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mempool_task =
-        mempool_seeded.map(|m| m.play_apart(s.mempool_rate, stop_mempool.clone()));
+    let mempool_task = mempool_seeded.map(|m| m.play_apart(s.mempool_rate, stop_mempool.clone()));
     let played = script::play(&chain, &d, s).await;
     stop_mempool.store(true, std::sync::atomic::Ordering::Relaxed);
     let mempool_stats = match mempool_task {

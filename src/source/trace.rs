@@ -120,6 +120,9 @@ pub struct TraceReader<R> {
     rules: BlockRules,
     /// The highest block read so far, per group of [`BlockRules`].
     high: Vec<Option<u64>>,
+    /// The previous row's metric name and its group: traces repeat names, so a
+    /// name equal to it is neither validated nor looked up again.
+    last_metric: (Vec<u8>, usize),
 }
 
 impl TraceReader<io::BufReader<std::fs::File>> {
@@ -158,6 +161,7 @@ impl<R: BufRead> TraceReader<R> {
             last_time: 0,
             rules: BlockRules::new(),
             high: Vec::new(),
+            last_metric: (Vec::new(), 0),
         }
     }
 
@@ -322,8 +326,9 @@ impl<R: BufRead> TraceReader<R> {
                 ),
             ));
         };
+        let known = !metric_f.is_empty() && metric_f == self.last_metric.0.as_slice();
         let metric = match std::str::from_utf8(metric_f) {
-            Ok(m) if is_valid_metric_name(m) => m,
+            Ok(m) if known || is_valid_metric_name(m) => m,
             _ => {
                 return Err(self.malformed(
                     commas[1] + 2,
@@ -363,7 +368,13 @@ impl<R: BufRead> TraceReader<R> {
             });
         }
         self.last_time = time_ms;
-        let group = self.rules.group(metric);
+        let group = if known {
+            self.last_metric.1
+        } else {
+            let group = self.rules.group(metric);
+            self.last_metric = (metric_f.to_vec(), group);
+            group
+        };
         self.check_block(block, group)?;
         let line = &self.buf[..end];
         let metric = std::str::from_utf8(&line[commas[1] + 1..commas[2]]).unwrap_or_default();

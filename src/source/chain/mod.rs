@@ -300,7 +300,10 @@ impl Watcher {
             options.stall_blocks = n;
         }
         if let Some(screen) = options.screen.as_mut() {
-            screen.concurrency = network.watch.screen_concurrency.unwrap_or(screen.concurrency);
+            screen.concurrency = network
+                .watch
+                .screen_concurrency
+                .unwrap_or(screen.concurrency);
             screen.queue = network.watch.screen_queue.unwrap_or(screen.queue);
         }
         if let Some(ms) = network.watch.read_deadline_ms {
