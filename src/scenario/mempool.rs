@@ -259,7 +259,7 @@ impl Mempool {
                 mix = vec![eth_transfer, pool_add, pool_remove];
             }
             Shape::Aave(aave) => {
-                whale = Some(seed_aave(chain, aave, &accounts, whale_amount).await?);
+                whale = Some(seed_aave(chain, p, aave, &accounts, whale_amount).await?);
                 mix = vec![eth_transfer, token_transfer, aave_supply, aave_withdraw];
             }
         }
@@ -424,17 +424,19 @@ const AAVE_RESERVE: usize = 0;
 /// (the first account a whale's more); returns the whale's withdrawal.
 async fn seed_aave(
     chain: &Chain,
+    users: &DynProvider,
     aave: &Aave,
     accounts: &[Address],
     whale_amount: f64,
 ) -> Result<Call, ScenarioError> {
     let asset = aave.reserves[AAVE_RESERVE].asset;
-    let pool = IAavePool::new(aave.pool, &chain.provider);
+    // The users sign their own approvals and supplies (the mempool's wallet).
+    let pool = IAavePool::new(aave.pool, users);
     for (i, a) in accounts.iter().enumerate() {
         let extra = if i == 0 { whale_amount } else { 0.0 };
         aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED + extra)
             .await?;
-        let t = DemoToken::new(asset, &chain.provider);
+        let t = DemoToken::new(asset, users);
         confirm(
             t.approve(aave.pool, U256::MAX).from(*a).send().await,
             "approve",
