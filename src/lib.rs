@@ -13,9 +13,11 @@
 //!          │
 //!       source        (source/)   block heads, contract reads, logs, pending txs, trace rows
 //!          │  Sample { block, time_ms, metric, value }
+//!          │  Screened: a pending tx's what-if block (source/chain/screen.rs, eth_simulateV1)
 //!       metrics       (metrics/)  per-metric history, shared windows, detectors
 //!          │
-//!       policy        (policy/)   compiled conditions -> Engine::on_sample
+//!       policy        (policy/)   compiled conditions -> Engine::on_sample;
+//!          │                      Engine::what_if judges a what-if block, commits nothing (policy/whatif.rs)
 //!          │  Trip { policy, block, action, evidence }
 //!       decision      (decision.rs)
 //!          │
