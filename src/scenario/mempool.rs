@@ -259,7 +259,11 @@ impl Mempool {
                 mix = vec![eth_transfer, pool_add, pool_remove];
             }
             Shape::Aave(aave) => {
-                whale = Some(seed_aave(chain, p, aave, &accounts, whale_amount).await?);
+                // No whale of the mempool's own: the Aave scenarios script their
+                // large withdrawals and liquidations, and one more on top of a
+                // scripted withdrawal stress would be the scenario's, not ordinary traffic.
+                seed_aave(chain, p, aave, &accounts).await?;
+                whale = None;
                 mix = vec![eth_transfer, token_transfer, aave_supply, aave_withdraw];
             }
         }
@@ -420,37 +424,28 @@ fn token_transfer(m: &Mempool, i: usize) -> Call {
 /// The Aave reserve the mempool's users hold, supply and withdraw (USDX).
 const AAVE_RESERVE: usize = 0;
 
-/// Mints USDX to every account, approves the Pool and supplies a seed
-/// (the first account a whale's more); returns the whale's withdrawal.
+/// Mints USDX to every account, approves the Pool and supplies a seed.
 async fn seed_aave(
     chain: &Chain,
     users: &DynProvider,
     aave: &Aave,
     accounts: &[Address],
-    whale_amount: f64,
-) -> Result<Call, ScenarioError> {
+) -> Result<(), ScenarioError> {
     let asset = aave.reserves[AAVE_RESERVE].asset;
     // The users sign their own approvals and supplies (the mempool's wallet).
     let pool = IAavePool::new(aave.pool, users);
-    for (i, a) in accounts.iter().enumerate() {
-        let extra = if i == 0 { whale_amount } else { 0.0 };
-        aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED + extra)
-            .await?;
+    for a in accounts {
+        aave.mint(chain, AAVE_RESERVE, *a, 2.0 * SEED).await?;
         let t = DemoToken::new(asset, users);
         confirm(
             t.approve(aave.pool, U256::MAX).from(*a).send().await,
             "approve",
         )
         .await?;
-        let supply = pool.supply(asset, units(SEED + extra), *a, 0);
+        let supply = pool.supply(asset, units(SEED), *a, 0);
         confirm(supply.from(*a).send().await, "supply").await?;
     }
-    Ok(aave_withdrawal(
-        aave,
-        "whale withdrawal",
-        whale_amount,
-        accounts[0],
-    ))
+    Ok(())
 }
 
 fn aave_withdrawal(aave: &Aave, kind: &'static str, amount: f64, to: Address) -> Call {
