@@ -551,9 +551,9 @@ fn parse_watch_limits(
     if let Some(v) = t.get("max_lag_blocks") {
         w.max_lag_blocks = as_u64(v, "max_lag_blocks", r);
     }
-    w.stall_blocks = bounded(t, "stall_blocks", 1..=1000, &ctx, r).map(|n| n as u32);
-    w.screen_concurrency = bounded(t, "screen_concurrency", 1..=64, &ctx, r).map(|n| n as usize);
-    w.screen_queue = bounded(t, "screen_queue", 16..=1_000_000, &ctx, r).map(|n| n as usize);
+    w.stall_blocks = bounded(t, "stall_blocks", 1..=1000, ctx, r).map(|n| n as u32);
+    w.screen_concurrency = bounded(t, "screen_concurrency", 1..=64, ctx, r).map(|n| n as usize);
+    w.screen_queue = bounded(t, "screen_queue", 16..=1_000_000, ctx, r).map(|n| n as usize);
     w
 }
 
