@@ -75,6 +75,9 @@ impl Readings {
         let i = self
             .nodes
             .binary_search_by_key(&id, |(n, _)| *n)
+            // Cannot fail: `Readings::new`'s only caller (`Engine::readings`) passes
+            // every node of the policy's condition tree, sorted, and `id` is one of
+            // them (the walk starts at `root` and follows that tree's children).
             .expect("readings hold every node of their policy");
         &self.nodes[i].1
     }
