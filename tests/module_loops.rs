@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+#[path = "common/rust_text.rs"]
+mod rust_text;
+use rust_text::blank_comments_and_literals;
+
 /// Imports that close a loop known today and being fixed, as "from -> to"
 /// (module paths without `crate::`). Each entry is the edge that goes against
 /// the flow; a loop that none of these breaks fails the test.
@@ -248,29 +252,21 @@ fn module_graph(src: &Path) -> Graph {
 /// `(module path, file)` for every `.rs` file of the library crate.
 fn rust_files(src: &Path) -> Vec<(Vec<String>, PathBuf)> {
     let mut out = Vec::new();
-    let mut stack = vec![src.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read a source folder") {
-            let path = entry.expect("a folder entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let rel = path.strip_prefix(src).unwrap().with_extension("");
-                let mut parts: Vec<String> = rel
-                    .iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-                match parts.last().map(String::as_str) {
-                    Some("main") if parts.len() == 1 => continue,
-                    Some("lib") if parts.len() == 1 => parts.clear(),
-                    Some("mod") => {
-                        parts.pop();
-                    }
-                    _ => {}
-                }
-                out.push((parts, path));
+    for path in rust_text::rust_paths(src) {
+        let rel = path.strip_prefix(src).unwrap().with_extension("");
+        let mut parts: Vec<String> = rel
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        match parts.last().map(String::as_str) {
+            Some("main") if parts.len() == 1 => continue,
+            Some("lib") if parts.len() == 1 => parts.clear(),
+            Some("mod") => {
+                parts.pop();
             }
+            _ => {}
         }
+        out.push((parts, path));
     }
     out.sort();
     out
@@ -524,92 +520,6 @@ fn tokens(code: &str) -> Vec<Tok> {
         i += 1;
     }
     out
-}
-
-/// The code with comments and the insides of string and char literals turned
-/// to spaces; new lines are kept so line numbers stay true.
-fn blank_comments_and_literals(text: &str) -> String {
-    let c: Vec<char> = text.chars().collect();
-    let mut out: Vec<char> = c.clone();
-    let blank = |out: &mut Vec<char>, from: usize, to: usize| {
-        for ch in &mut out[from..to.min(c.len())] {
-            if *ch != '\n' {
-                *ch = ' ';
-            }
-        }
-    };
-    let mut i = 0;
-    while i < c.len() {
-        let next = c.get(i + 1).copied();
-        let end = match c[i] {
-            '/' if next == Some('/') => (i..c.len()).find(|&j| c[j] == '\n').unwrap_or(c.len()),
-            '/' if next == Some('*') => block_comment_end(&c, i),
-            'r' | 'b' if is_raw_string_start(&c, i) => raw_string_end(&c, i),
-            '"' => quoted_end(&c, i, '"'),
-            '\'' if next == Some('\\') || c.get(i + 2) == Some(&'\'') => quoted_end(&c, i, '\''),
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        blank(&mut out, i, end);
-        i = end;
-    }
-    out.into_iter().collect()
-}
-
-fn block_comment_end(c: &[char], mut i: usize) -> usize {
-    let mut nest = 0;
-    while i + 1 < c.len() {
-        if c[i] == '/' && c[i + 1] == '*' {
-            nest += 1;
-            i += 2;
-        } else if c[i] == '*' && c[i + 1] == '/' {
-            nest -= 1;
-            i += 2;
-            if nest == 0 {
-                return i;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    c.len()
-}
-
-fn is_raw_string_start(c: &[char], i: usize) -> bool {
-    if i > 0 && (c[i - 1].is_alphanumeric() || c[i - 1] == '_') {
-        return false;
-    }
-    let j = if c[i] == 'b' && c.get(i + 1) == Some(&'r') {
-        i + 2
-    } else if c[i] == 'r' {
-        i + 1
-    } else {
-        return false;
-    };
-    let k = (j..c.len()).find(|&k| c[k] != '#').unwrap_or(c.len());
-    c.get(k) == Some(&'"')
-}
-
-fn raw_string_end(c: &[char], i: usize) -> usize {
-    let open = (i..c.len()).find(|&k| c[k] == '"').unwrap();
-    let hashes = c[i..open].iter().filter(|&&h| h == '#').count();
-    (open + 1..c.len())
-        .find(|&k| c[k] == '"' && (1..=hashes).all(|h| c.get(k + h) == Some(&'#')))
-        .map_or(c.len(), |k| k + 1 + hashes)
-}
-
-fn quoted_end(c: &[char], mut i: usize, quote: char) -> usize {
-    i += 1;
-    while i < c.len() {
-        match c[i] {
-            '\\' => i += 2,
-            q if q == quote => return i + 1,
-            _ => i += 1,
-        }
-    }
-    c.len()
 }
 
 /// One shortest loop through each edge that lies on a loop, without repeats.
