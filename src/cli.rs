@@ -96,16 +96,30 @@ pub struct WatchArgs {
     pub json: bool,
 }
 
+/// Policy files or folders, given as arguments or with `--policies`.
 #[derive(Debug, Args)]
-pub struct ExplainArgs {
-    /// The guardian configuration (adds the actions' targets and the global mode).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+pub struct PolicyPaths {
     /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
     pub policies: Vec<PathBuf>,
     /// Policy files or folders, as every command takes them.
     #[arg(long = "policies", value_name = "PATH")]
     pub policies_flag: Vec<PathBuf>,
+}
+
+impl PolicyPaths {
+    /// Both lists, the arguments first.
+    pub fn all(&self) -> Vec<PathBuf> {
+        [self.policies.as_slice(), &self.policies_flag].concat()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The guardian configuration (adds the actions' targets and the global mode).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub policies: PolicyPaths,
     /// Also say how each policy behaved on this trace.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -136,11 +150,8 @@ pub struct CheckArgs {
     /// The guardian configuration (networks, metrics, actions, executors).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Policy files or folders (default: the configuration's `policies`); also accepted as `--policies`.
-    pub policies: Vec<PathBuf>,
-    /// Policy files or folders, as every command takes them.
-    #[arg(long = "policies", value_name = "PATH")]
-    pub policies_flag: Vec<PathBuf>,
+    #[command(flatten)]
+    pub policies: PolicyPaths,
     /// One JSON object: the policies (with their warm-up) and the configuration summary.
     #[arg(long)]
     pub json: bool,
@@ -374,7 +385,7 @@ fn load(config: Option<&Path>, policies: &[PathBuf]) -> Result<(Config, PolicySe
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let policies = args.policies.all();
     let (config, set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -794,7 +805,7 @@ fn calibrate_cmd(args: CalibrateArgs) -> ExitCode {
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    let policies = [args.policies.as_slice(), &args.policies_flag].concat();
+    let policies = args.policies.all();
     let (config, mut set) = match load(args.config.as_deref(), &policies) {
         Ok(loaded) => loaded,
         Err(code) => return code,

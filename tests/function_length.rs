@@ -41,7 +41,7 @@ fn no_function_is_longer_than_the_limit() {
             all.push((format!("{rel}::{}", f.name), f.line, f.lines));
         }
     }
-    all.sort_by(|a, b| b.2.cmp(&a.2));
+    all.sort_by_key(|f| std::cmp::Reverse(f.2));
     for (name, line, lines) in all.iter().take(10) {
         eprintln!("{lines:>5} lines  {name} (line {line})");
     }

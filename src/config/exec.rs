@@ -279,7 +279,11 @@ pub(super) fn parse_key(
     })
 }
 
-fn address(value: &reader::Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Address> {
+pub(super) fn address(
+    value: &reader::Value<'_>,
+    what: &str,
+    r: &mut Reporter<'_>,
+) -> Option<Address> {
     let s = as_str(value, what, r)?;
     match s.parse::<Address>() {
         Ok(a) => Some(a),

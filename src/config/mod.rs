@@ -754,6 +754,15 @@ pub fn window_fits(config: &Config, window: Window) -> Result<(), String> {
     }
 }
 
+/// The start of a configuration for unit tests: enforce mode, one local
+/// network at `rpc` and one key `bot` read from the environment variable `BOT`.
+#[cfg(test)]
+pub(crate) fn test_head(rpc: &str) -> String {
+    format!(
+        "[guardian]\nmode = \"enforce\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{rpc}\"]\n\n[keys.bot]\nsource = \"env\"\nenv = \"BOT\"\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use alloy::primitives::{Address, B256};
 
 use super::exec::{self, RateLimit};
-use super::reader::{self, Reporter, TableReader, as_array, as_bool, as_str};
+use super::reader::{self, Reporter, TableReader, as_array, as_bool};
 use super::{ActionKind, Config, ExecutorKind};
 
 /// The longest cooldown, period or minimum delay the module accepts (`MAX_DURATION`).
@@ -104,7 +104,7 @@ pub(super) fn parse_setup(
     let span = t.span.clone();
     let safe = t
         .require("safe", r)
-        .and_then(|v| exec_address(v, "[setup] safe", r));
+        .and_then(|v| exec::address(v, "[setup] safe", r));
     let executor = module_executor(&mut t, config, r);
     let guardians = guardians(&mut t, r);
     refuse_keys(&mut t, &span, r);
@@ -135,7 +135,7 @@ pub(super) fn parse_setup(
     let targets = targets(&mut t, config, module_executor, defaults, r);
     let aave_acl_manager = t
         .get("aave_acl_manager")
-        .and_then(|v| exec_address(v, "[setup] aave_acl_manager", r));
+        .and_then(|v| exec::address(v, "[setup] aave_acl_manager", r));
     t.finish(r);
 
     // Every action of the module executor must be one the module can grant.
@@ -223,7 +223,7 @@ fn guardians(t: &mut TableReader<'_, '_>, r: &mut Reporter<'_>) -> Vec<Address> 
     let mut guardians = Vec::new();
     if let Some(v) = t.require("guardians", r) {
         for item in as_array(v, "[setup] guardians", r).unwrap_or_default() {
-            if let Some(a) = exec_address(item, "[setup] guardians", r) {
+            if let Some(a) = exec::address(item, "[setup] guardians", r) {
                 if guardians.contains(&a) {
                     r.error(
                         &item.span(),
@@ -433,21 +433,6 @@ fn check_action(
     }
 }
 
-fn exec_address(value: &reader::Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Address> {
-    let s = as_str(value, what, r)?;
-    match s.parse::<Address>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            r.error(
-                &value.span(),
-                format!("{what}: `{s}` is not an address"),
-                Some("write a 0x-prefixed 20-byte hex address".into()),
-            );
-            None
-        }
-    }
-}
-
 /// `0x` + up to 64 hex digits, left-padded to 32 bytes.
 pub fn parse_salt(s: &str) -> Option<B256> {
     let hex = s.strip_prefix("0x")?;
@@ -464,19 +449,10 @@ mod tests {
     use super::*;
 
     fn load(tail: &str) -> Result<Config, Diagnostics> {
+        let head = crate::config::test_head("http://127.0.0.1:8545");
         let text = format!(
             r#"
-[guardian]
-mode = "enforce"
-
-[networks.local]
-chain_id = 31337
-rpc = ["http://127.0.0.1:8545"]
-
-[keys.bot]
-source = "env"
-env = "BOT"
-
+{head}
 [executors.module]
 kind = "module"
 module = "0x00000000000000000000000000000000000000aa"

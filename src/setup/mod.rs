@@ -783,18 +783,12 @@ mod tests {
     fn config(module: &str, extra: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("guardian.toml");
+        let head = crate::config::test_head("http://127.0.0.1:9");
         std::fs::write(
             &path,
             format!(
                 r#"
-[guardian]
-mode = "enforce"
-[networks.local]
-chain_id = 31337
-rpc = ["http://127.0.0.1:9"]
-[keys.bot]
-source = "env"
-env = "BOT"
+{head}
 [executors.module]
 kind = "module"
 module = "{module}"
