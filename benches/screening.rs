@@ -56,6 +56,8 @@ sol!(
 
 const SENDERS: usize = 32;
 const GWEI: u128 = 1_000_000_000;
+/// The tip of the attacks (the users' transfers pay 1 gwei).
+const ATTACK_TIP: u128 = 3 * GWEI;
 
 fn arg(name: &str, default: f64) -> f64 {
     let args: Vec<String> = std::env::args().collect();
@@ -381,6 +383,7 @@ async fn main() {
     let mut window = (Instant::now(), 0u64, Vec::<f64>::new());
     let (mut screened, mut verdicts, mut trips_at) =
         (0u64, Vec::new(), std::collections::HashMap::new());
+    let mut screened_hashes = std::collections::HashSet::new();
     let mut rss = Vec::new();
     println!("window  sent/s  screened/s  seen->screened p50/p99 ms  rss MiB");
     while started.elapsed() < Duration::from_secs(seconds) + Duration::from_secs(3) {
@@ -405,6 +408,10 @@ async fn main() {
                     .filter_map(|(n, v)| engine.metric_id(n).map(|m| (m, *v)))
                     .collect();
                 let trips = engine.what_if(s.block, s.time_ms, &samples);
+                // Attacks pay a tip of 3 gwei, the users' transfers 1 gwei.
+                if s.tx.max_priority_fee_per_gas == Some(ATTACK_TIP) {
+                    screened_hashes.insert(s.tx.hash);
+                }
                 let verdict = now_ms().saturating_sub(s.seen_ms) as f64;
                 verdicts.push(verdict);
                 if !trips.is_empty() {
@@ -450,8 +457,9 @@ async fn main() {
         quantile(&mut verdicts, 1.0)
     );
     println!(
-        "attacks: {} sent, {} tripped; pending seen -> trip p50={:.1} ms p99={:.1} ms",
+        "attacks: {} sent, {} screened (an attack mined before its screening is not), {} tripped; pending seen -> trip p50={:.1} ms p99={:.1} ms",
         attacks.len(),
+        attacks.iter().filter(|h| screened_hashes.contains(*h)).count(),
         attack_latency.len(),
         quantile(&mut attack_latency.clone(), 0.5),
         quantile(&mut attack_latency, 0.99)
@@ -562,7 +570,7 @@ async fn load(
             .with_chain_id(31337)
             .with_gas_limit(100_000)
             .with_max_fee_per_gas(1_000 * GWEI)
-            .with_max_priority_fee_per_gas(3 * GWEI);
+            .with_max_priority_fee_per_gas(ATTACK_TIP);
         if let Ok(pending) = p.send_transaction(tx).await {
             if let Ok(mut a) = attacks.lock() {
                 a.push(*pending.tx_hash());
