@@ -1,0 +1,141 @@
+//! What the benches share beyond tests/common: their command-line numbers,
+//! quantiles, resident memory, and the 50-metric read plan the watcher and
+//! screening benches measure.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+
+use crate::common::metric;
+
+/// The number after `name` on the command line (`-- --rate 300`), or `default`.
+pub fn arg(name: &str, default: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `q` quantile (nearest rank) of `samples`, sorting them; NaN when empty.
+pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
+}
+
+/// Prints `name: n=.. p50=.. ms p99=.. ms max=.. ms`.
+pub fn report(name: &str, samples: Vec<Duration>) {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    println!(
+        "{name}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        ms.len(),
+        quantile(&mut ms, 0.50),
+        quantile(&mut ms, 0.99),
+        quantile(&mut ms, 1.0)
+    );
+}
+
+/// Resident set size of this process in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// 50 metrics of every per-block kind on network `local`, none sharing a read
+/// except the oracle's answer and age: 20 `balanceOf` calls (`holder(0..20)`),
+/// 10 ERC20 balances (`holder(20..30)`), 5 native balances (`holder(30..35)`),
+/// 2 transfer counts and sums (`holder(35..37)`), 4 block statistics, the
+/// oracle's answer and age, 3 vault calls, the share price and the head's age.
+pub fn fifty_metrics(
+    token: Address,
+    vault: Address,
+    feed: Address,
+    holder: impl Fn(usize) -> Address,
+) -> String {
+    let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
+    let mut t = String::new();
+    let mut add = |name: String, source: String| t.push_str(&metric(&name, "bench", &source));
+    for i in 0..20 {
+        let args = format!("\"{}\"", holder(i));
+        let source = format!(
+            "{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [{args}], decimals = 18 }}"
+        );
+        add(format!("call.{i}"), source);
+    }
+    for i in 20..30 {
+        let h = holder(i);
+        let source = format!(
+            "{{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{h}\", decimals = 18 }}"
+        );
+        add(format!("erc20.{i}"), source);
+    }
+    for i in 30..35 {
+        let source = format!(
+            "{{ kind = \"native_balance\", address = \"{}\" }}",
+            holder(i)
+        );
+        add(format!("native.{i}"), source);
+    }
+    for i in 35..37 {
+        let (h, events) = (
+            holder(i),
+            format!("address = \"{token}\", event = \"{transfer}\""),
+        );
+        add(
+            format!("events.count.{i}"),
+            format!("{{ kind = \"event_count\", {events}, topics = {{ from = \"{h}\" }} }}"),
+        );
+        add(
+            format!("events.sum.{i}"),
+            format!(
+                "{{ kind = \"event_sum\", {events}, topics = {{ to = \"{h}\" }}, field = \"value\", decimals = 18 }}"
+            ),
+        );
+    }
+    for stat in [
+        "gas_used_ratio",
+        "base_fee_gwei",
+        "tx_count",
+        "priority_fee_p90",
+    ] {
+        add(
+            format!("chain.{stat}"),
+            format!("{{ kind = \"block\", stat = \"{stat}\" }}"),
+        );
+    }
+    add(
+        "oracle.answer".into(),
+        format!("{{ kind = \"oracle_answer\", feed = \"{feed}\", decimals = 8 }}"),
+    );
+    add(
+        "oracle.age".into(),
+        format!("{{ kind = \"oracle_age\", feed = \"{feed}\" }}"),
+    );
+    for (name, sig) in [
+        ("assets", "totalAssets()(uint256)"),
+        ("supply", "totalSupply()(uint256)"),
+        ("cap", "supplyCap()(uint256)"),
+    ] {
+        let source = format!(
+            "{{ kind = \"call\", to = \"{vault}\", signature = \"{sig}\", decimals = 18 }}"
+        );
+        add(format!("vault.{name}"), source);
+    }
+    add(
+        "vault.share_price".into(),
+        "{ kind = \"ratio\", numerator = \"vault.assets\", denominator = \"vault.supply\" }".into(),
+    );
+    add("chain.head_age".into(), "{ kind = \"head_age\" }".into());
+    t
+}
