@@ -119,7 +119,9 @@ async fn main() {
         .connect_http(anvil.endpoint_url())
         .erased();
     let holders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
-    let market = Market::deploy(&p, owner, parse_ether("1000000").unwrap(), 200_000_000_000).await;
+    let assets = parse_ether("1000").expect("literal");
+    let cap = parse_ether("1000000").expect("literal");
+    let market = Market::deploy(&p, owner, cap, Some((assets, assets)), 200_000_000_000).await;
     let token = DemoToken::new(market.token, &p);
     for h in &holders {
         let _: serde_json::Value = p
@@ -131,8 +133,6 @@ async fn main() {
             .expect("fund");
         mined(token.mint(*h, parse_ether("1000000").expect("literal"))).await;
     }
-    let assets = parse_ether("1000").expect("literal");
-    market.fill(&p, owner, assets, assets).await;
 
     let text = config(&anvil.endpoint(), &anvil.ws_endpoint(), &market, &holders);
     let config = load_config("screening", &text);

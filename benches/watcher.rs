@@ -42,10 +42,15 @@ fn holder(i: usize) -> Address {
 }
 
 /// The token, vault and feed, and the configuration of the 50 metrics on them.
-async fn fifty(anvil: &alloy::node_bindings::AnvilInstance, name: &str) -> (Market, Config) {
+/// `fill`: see [`Market::deploy`].
+async fn fifty(
+    anvil: &alloy::node_bindings::AnvilInstance,
+    name: &str,
+    fill: Option<(U256, U256)>,
+) -> (Market, Config) {
     let p = provider_with(anvil, &[0]);
-    let owner = anvil.addresses()[0];
-    let market = Market::deploy(&p, owner, parse_ether("1000000").unwrap(), 200_000_000_000).await;
+    let (owner, cap) = (anvil.addresses()[0], parse_ether("1000000").unwrap());
+    let market = Market::deploy(&p, owner, cap, fill, 200_000_000_000).await;
     let mut text = dry_run_network(&[&anvil.endpoint()], &[&anvil.ws_endpoint()]);
     text.push_str(&fifty_metrics(
         market.token,
@@ -59,10 +64,9 @@ async fn fifty(anvil: &alloy::node_bindings::AnvilInstance, name: &str) -> (Mark
 async fn snapshots() {
     let anvil = anvil(&[]);
     let p = provider_with(&anvil, &[0]);
-    let (market, config) = fifty(&anvil, "fifty").await;
     // A non-empty vault, so the share price (a ratio) has a denominator.
     let assets = parse_ether("1000").expect("literal");
-    market.fill(&p, anvil.addresses()[0], assets, assets).await;
+    let (_market, config) = fifty(&anvil, "fifty", Some((assets, assets))).await;
     let watcher = Watcher::new(&config, "local", WatcherOptions::default()).expect("watcher");
     assert_eq!(watcher.plan().len(), 50);
     println!(
@@ -210,7 +214,7 @@ async fn pending() {
 
 async fn sustained(seconds: u64) {
     let anvil = anvil(&["--block-time", "1"]);
-    let (_market, config) = fifty(&anvil, "sustained").await;
+    let (_market, config) = fifty(&anvil, "sustained", None).await;
     let watcher = Watcher::new(&config, "local", WatcherOptions::default()).expect("watcher");
     let (tx, mut rx) = mpsc::channel(16);
     let cancel = CancellationToken::new();

@@ -42,9 +42,8 @@ async fn demo() -> Demo {
     let provider = provider_with(&anvil, &[0]);
     let (owner, alice) = (anvil.addresses()[0], anvil.addresses()[1]);
     let cap = parse_ether("1000000").unwrap();
-    let market = Market::deploy(&provider, owner, cap, 183_520_000_000).await;
-    let (minted, assets) = (parse_ether("10000").unwrap(), parse_ether("1000").unwrap());
-    market.fill(&provider, owner, minted, assets).await;
+    let fill = (parse_ether("10000").unwrap(), parse_ether("1000").unwrap());
+    let market = Market::deploy(&provider, owner, cap, Some(fill), 183_520_000_000).await;
     Demo {
         anvil,
         owner,

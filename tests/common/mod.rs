@@ -65,6 +65,19 @@ pub async fn mined<P: Provider, D: CallDecoder>(call: CallBuilder<P, D>) -> Tran
         .unwrap_or_else(|e| panic!("receipt: {e}"))
 }
 
+/// Mines one block (`evm_mine`).
+pub async fn mine(p: &impl Provider) {
+    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+}
+
+/// Turns anvil's automine on or off (off: sent transactions wait for [`mine`]).
+pub async fn set_automine(p: &impl Provider, on: bool) {
+    let _: serde_json::Value = p
+        .raw_request("evm_setAutomine".into(), (on,))
+        .await
+        .unwrap();
+}
+
 /// A demo market without a Safe: a token, a vault of it (owned by `owner`) and
 /// a keeper feed (8 decimals, "ETH / USD") published at `feed_block`.
 #[derive(Debug, Clone, Copy)]
@@ -76,30 +89,38 @@ pub struct Market {
 }
 
 impl Market {
-    /// Deploys the token, the vault with `supply_cap`, and the feed answering `answer`.
-    pub async fn deploy(p: &DynProvider, owner: Address, supply_cap: U256, answer: i64) -> Market {
+    /// Deploys the token and the vault with `supply_cap`; with `fill`
+    /// `(minted, deposited)`, mints `minted` tokens to `owner`, who deposits
+    /// `deposited` of them; then deploys the feed answering `answer`, so that
+    /// the head is the feed's block and moved no tokens.
+    pub async fn deploy(
+        p: &DynProvider,
+        owner: Address,
+        supply_cap: U256,
+        fill: Option<(U256, U256)>,
+        answer: i64,
+    ) -> Market {
         let token = DemoToken::deploy(p, "Demo USD".into(), "dUSD".into(), owner)
             .await
             .unwrap_or_else(|e| panic!("deploy the token: {e}"));
         let vault = GuardedVault::deploy(p, *token.address(), owner, supply_cap)
             .await
             .unwrap_or_else(|e| panic!("deploy the vault: {e}"));
+        let (token, vault) = (*token.address(), *vault.address());
+        if let Some((minted, deposited)) = fill {
+            mint_and_deposit(p, token, vault, owner, minted, deposited).await;
+        }
         let answer = I256::try_from(answer).expect("fits");
         let feed = KeeperPriceFeed::deploy(p, owner, 8, "ETH / USD".into(), answer)
             .await
             .unwrap_or_else(|e| panic!("deploy the feed: {e}"));
         let feed_block = p.get_block_number().await.unwrap();
         Market {
-            token: *token.address(),
-            vault: *vault.address(),
+            token,
+            vault,
             feed: *feed.address(),
             feed_block,
         }
-    }
-
-    /// Mints `minted` tokens to `owner`, who deposits `deposited` of them in the vault.
-    pub async fn fill(&self, p: &DynProvider, owner: Address, minted: U256, deposited: U256) {
-        mint_and_deposit(p, self.token, self.vault, owner, minted, deposited).await;
     }
 }
 

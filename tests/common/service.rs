@@ -59,6 +59,33 @@ impl Guardian {
         self.output().contains(needle)
     }
 
+    /// Waits (see [`until`]) for its output to contain `needle`.
+    pub async fn until_said(&mut self, what: &str, needle: &str) {
+        let log = self.log.clone();
+        until(what, &mut [self], || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains(needle))
+        })
+        .await;
+    }
+
+    /// Waits for `journal` to say block `block` (or a later one) was processed.
+    pub async fn until_processed(&mut self, what: &str, journal: &Path, block: u64) {
+        until(what, &mut [self], || {
+            processed(journal).is_some_and(|b| b >= block)
+        })
+        .await;
+    }
+
+    /// Waits for the first decision in `journal` to have left `executing`.
+    pub async fn until_first_done(&mut self, what: &str, journal: &Path) {
+        until(what, &mut [self], || {
+            history(journal)
+                .first()
+                .is_some_and(|e| e.status != "executing")
+        })
+        .await;
+    }
+
     /// Fails the test (with the process's output) unless it is still running.
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
@@ -116,6 +143,12 @@ pub async fn until(what: &str, guardians: &mut [&mut Guardian], mut check: impl 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// [`until`] over every guardian in `guardians`.
+pub async fn until_each(what: &str, guardians: &mut [Guardian], check: impl FnMut() -> bool) {
+    let mut all: Vec<&mut Guardian> = guardians.iter_mut().collect();
+    until(what, &mut all, check).await;
 }
 
 /// Every decision the journal holds (none while it cannot be read).
