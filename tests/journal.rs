@@ -17,29 +17,18 @@ use alloy::primitives::U256;
 use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
 use common::service::{Guardian, WAIT, history, processed, until, until_each};
-use common::{Demo, GuardedVault, mine, set_automine};
+use common::{A_THIRD, Demo, EVERY_BLOCK, GuardedVault, mine, set_automine, vault_drain};
 use guardian::journal::HistoryEntry;
-
-const POLICY: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by a third within one block"
-severity = "critical"
-action = "pause-module"
-cooldown = "10 blocks"
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
 
 /// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
 fn setup(demo: &Demo, dir: &Path, journal: &str) {
     let tail = format!("{}\n[journal]\n{journal}\n", demo.assets_metric());
     demo.config_with(dir, "", &tail);
-    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        vault_drain(A_THIRD, "10 blocks", ""),
+    )
+    .unwrap();
 }
 
 async fn bot_nonce(demo: &Demo) -> u64 {
@@ -508,7 +497,11 @@ fn enforce_mode_without_a_journal_refuses_to_run() {
         "[guardian]\nmode = \"enforce\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\n\n[actions.pause-module]\nkind = \"pause\"\ndescription = \"pause\"\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        vault_drain(A_THIRD, "10 blocks", ""),
+    )
+    .unwrap();
     let run = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_guardian"))
             .arg("run")
@@ -544,21 +537,6 @@ fn enforce_mode_without_a_journal_refuses_to_run() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no journal there"), "{err}");
 }
-
-const EVERY_BLOCK: &str = r#"
-[[policy]]
-id = "vault-watch"
-description = "Holds whenever the vault is read: trips in every block, alert only"
-severity = "info"
-action = "pause-module"
-cooldown = "0 blocks"
-mode = "alert-only"
-[policy.when]
-kind = "threshold"
-metric = "vault.total_assets"
-op = ">="
-value = 0
-"#;
 
 /// A reorg while guardian is down: the restart notices that its resume block
 /// was replaced and decides the trips on the re-read blocks anew.

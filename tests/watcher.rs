@@ -10,12 +10,10 @@ use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider};
 use common::{
-    DemoToken, GWEI, Market, MessageReplica, ReplicaCopycatAttack, anvil, dry_run_network,
+    DemoToken, GWEI, Market, MessageReplica, ReplicaCopycatAttack, anvil, dry_run_network, feed,
     load_config, metric, provider_with,
 };
 use guardian::config::Config;
-use guardian::decision::Trip;
-use guardian::metrics::Sample;
 use guardian::policy::{Engine, Mode, compile_str};
 use guardian::source::chain::record::Recorder;
 use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
@@ -368,25 +366,6 @@ metric = "token.owner_outflow"
 op = ">"
 value = 3
 "#;
-
-fn feed(engine: &mut Engine, event: &WatchEvent, trips: &mut Vec<Trip>) {
-    // These tests feed blocks, then at most one pending effect: times never go back
-    // (`guardian watch` applies `TimeOrder` for the general case).
-    for (block, time_ms, metric, value) in event.samples() {
-        match engine.metric_id(metric) {
-            Some(metric) => engine.on_sample(
-                Sample {
-                    block,
-                    time_ms,
-                    metric,
-                    value,
-                },
-                &mut |t| trips.push(t),
-            ),
-            None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_recorded_live_run_replays_to_the_same_trips() {

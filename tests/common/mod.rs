@@ -6,6 +6,7 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod fault_proxy;
+pub mod pipeline;
 pub mod service;
 
 use std::collections::HashMap;
@@ -65,6 +66,31 @@ pub async fn mined<P: Provider, D: CallDecoder>(call: CallBuilder<P, D>) -> Tran
         .unwrap_or_else(|e| panic!("receipt: {e}"))
 }
 
+/// The policy the service tests trip: `vault-drain`, critical, pausing with
+/// `pause-module` when `vault.total_assets` falls by 30% within one block.
+/// `extra` (whole lines) goes before `[policy.when]`.
+pub fn vault_drain(description: &str, cooldown: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[policy]]
+id = "vault-drain"
+description = "{description}"
+severity = "critical"
+action = "pause-module"
+cooldown = "{cooldown}"
+{extra}[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "1 block"
+direction = "down"
+by = "30%"
+"#
+    )
+}
+
+/// [`vault_drain`]'s description in most tests.
+pub const A_THIRD: &str = "Vault assets fall by a third within one block";
+
 /// Mines one block (`evm_mine`).
 pub async fn mine(p: &impl Provider) {
     let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
@@ -77,6 +103,45 @@ pub async fn set_automine(p: &impl Provider, on: bool) {
         .await
         .unwrap();
 }
+
+/// Feeds `event`'s samples to `engine` in order (a sample of a metric no
+/// policy reads is a tick), pushing its trips onto `trips`.
+pub fn feed(
+    engine: &mut guardian::policy::Engine,
+    event: &guardian::source::chain::WatchEvent,
+    trips: &mut Vec<guardian::decision::Trip>,
+) {
+    for (block, time_ms, metric, value) in event.samples() {
+        match engine.metric_id(metric) {
+            Some(metric) => engine.on_sample(
+                guardian::metrics::Sample {
+                    block,
+                    time_ms,
+                    metric,
+                    value,
+                },
+                &mut |t| trips.push(t),
+            ),
+            None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
+        }
+    }
+}
+
+/// The alert-only policy that trips whenever the vault is read (every block).
+pub const EVERY_BLOCK: &str = r#"
+[[policy]]
+id = "vault-watch"
+description = "Holds whenever the vault is read: trips in every block, alert only"
+severity = "info"
+action = "pause-module"
+cooldown = "0 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = ">="
+value = 0
+"#;
 
 /// A demo market without a Safe: a token, a vault of it (owned by `owner`) and
 /// a keeper feed (8 decimals, "ETH / USD") published at `feed_block`.
@@ -139,14 +204,13 @@ pub async fn mint_and_deposit(
     mined(vault_at.deposit(deposited, owner)).await;
 }
 
-/// Loads a configuration from `text` through a file, as `guardian` does.
+/// Loads a configuration from `text` through a file named `name`.toml (in a
+/// folder of its own, removed afterwards), as `guardian` does.
 pub fn load_config(name: &str, text: &str) -> Config {
-    let path =
-        std::env::temp_dir().join(format!("guardian-test-{}-{name}.toml", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_file(&path);
-    config
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `[keys.NAME]` tables read from environment variables no test sets (the
