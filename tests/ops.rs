@@ -14,7 +14,7 @@ use alloy::providers::Provider;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use common::{Demo, GuardedVault};
+use common::{A_THIRD, Demo, GuardedVault, vault_drain};
 use guardian::alerts::delivery::{DeliveryError, Endpoint};
 use guardian::alerts::payload::{SIGNATURE_HEADER, sign};
 use guardian::alerts::{Alert, AlertKind};
@@ -191,37 +191,17 @@ async fn a_refused_alert_is_not_retried_and_retries_are_bounded() {
     assert!(err.to_string().contains("onnect"), "{err}");
 }
 
-const DRAIN: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by a third within one block"
-severity = "critical"
-action = "pause-module"
-cooldown = "100 blocks"
-notify = ["hook", "dead"]
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
+/// The drain policy, alerting on `hook` and on `dead` (nobody listens there).
+fn drain() -> String {
+    vault_drain(A_THIRD, "100 blocks", "notify = [\"hook\", \"dead\"]\n")
+}
 
-const BROKEN: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by a third within one block"
-severity = "urgent"
-action = "pause-modul"
-cooldown = "100 blocks"
-notify = ["hook"]
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
+/// The drain policy with two mistakes: severity `urgent` (line 5) and action `pause-modul`.
+fn broken() -> String {
+    vault_drain(A_THIRD, "100 blocks", "notify = [\"hook\"]\n")
+        .replace("\"critical\"", "\"urgent\"")
+        .replace("\"pause-module\"", "\"pause-modul\"")
+}
 
 const LOW: &str = r#"
 [[policy]]
@@ -280,6 +260,16 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: im
     }
 }
 
+/// Waits (see [`wait_until`]) for `/readyz` to answer `status` with a body containing `body`.
+async fn until_readyz(base: &str, what: &str, status: u16, body: &str) {
+    let url = format!("{base}/readyz");
+    wait_until(what, || async {
+        let (got, text) = get(&url).await;
+        got == status && text.contains(body)
+    })
+    .await;
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -304,14 +294,9 @@ async fn guardian_run_as_a_service_pauses_alerts_exports_metrics_and_reloads() {
     let mut hooks = Server::start(|_| 200).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policies.toml");
-    std::fs::write(&policy, DRAIN).unwrap();
+    std::fs::write(&policy, drain()).unwrap();
     let tail = format!(
-        r#"
-[metrics."vault.total_assets"]
-description = "assets the vault holds"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
-
+        r#"{assets}
 [journal]
 path = "guardian.db"
 
@@ -335,7 +320,7 @@ url = "http://127.0.0.1:1/nobody-listens"
 retries = 1
 timeout = "1s"
 "#,
-        vault = demo.vault,
+        assets = demo.assets_metric(),
         hooks = hooks.addr,
     );
     demo.config_with(dir.path(), "", &tail);
@@ -351,32 +336,17 @@ timeout = "1s"
         .await
         .unwrap();
 
-    let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
     let slack_url = format!("http://{}/chat", hooks.addr);
-    let mut guardian = Guardian::start(
-        &dir.path().join("guardian.toml"),
-        &policy,
-        &[
-            ("UNUSED_IN_TESTS_BOT", key(4)),
-            ("UNUSED_IN_TESTS_STRANGER", key(5)),
-            ("UNUSED_IN_TESTS_OWNER1", key(1)),
-            ("UNUSED_IN_TESTS_OWNER2", key(2)),
-            ("TEST_HOOK_SECRET", "hook-secret-42".into()),
-            ("TEST_SLACK_URL", slack_url.clone()),
-        ],
-    )
-    .await;
+    let mut env = demo.key_env();
+    env.push(("TEST_HOOK_SECRET", "hook-secret-42".into()));
+    env.push(("TEST_SLACK_URL", slack_url.clone()));
+    let mut guardian = Guardian::start(&dir.path().join("guardian.toml"), &policy, &env).await;
     let (pid, base, stdout) = (guardian.pid, guardian.base.clone(), guardian.stdout.clone());
     let stderr = guardian.stderr.clone();
     let log = || stderr.lock().unwrap().join("\n");
-    let child = &mut guardian.child;
 
     // Ready once watching with a fresh head; healthy.
-    wait_until("/readyz answers 200", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 200 }
-    })
-    .await;
+    until_readyz(&base, "/readyz answers 200", 200, "").await;
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     // The healthy vault has been read.
     wait_metric(
@@ -463,7 +433,7 @@ timeout = "1s"
     .await;
 
     // A broken policy file, reloaded by SIGHUP: refused, every error reported, old policies kept.
-    std::fs::write(&policy, BROKEN).unwrap();
+    std::fs::write(&policy, broken()).unwrap();
     signal(pid, "-HUP");
     let (_, b, refused) = hooks
         .wait_for("hook", "reload-failed alert", |v| {
@@ -514,12 +484,11 @@ timeout = "1s"
         "the refusal is printed:\n{}",
         log()
     );
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    wait_until("/readyz still answers 200", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 200 }
-    })
-    .await;
+    assert!(
+        guardian.child.try_wait().unwrap().is_none(),
+        "still running"
+    );
+    until_readyz(&base, "/readyz still answers 200", 200, "").await;
 
     // A good policy, reloaded by SIGHUP: it takes effect on the next block.
     std::fs::write(&policy, LOW).unwrap();
@@ -554,15 +523,17 @@ timeout = "1s"
 
     // JSON logs: a decision's lines carry decision_id, policy and block.
     let logs = log();
-    let decision_line = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("decision: approved"))
-        })
-        .unwrap_or_else(|| panic!("no decision line in:\n{logs}"));
+    let json_line = |start: &str| {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(start))
+            })
+            .unwrap_or_else(|| panic!("no `{start}` line in:\n{logs}"))
+    };
+    let decision_line = json_line("decision: approved");
     assert_eq!(decision_line["span"]["policy"], "vault-drain");
     assert!(
         decision_line["span"]["block"].as_u64().is_some(),
@@ -572,18 +543,10 @@ timeout = "1s"
         decision_line["span"]["decision_id"].as_u64().is_some(),
         "{decision_line}"
     );
-    let executed_line = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("executed"))
-        })
-        .unwrap_or_else(|| panic!("no executed line in:\n{logs}"));
+    let executed_line = json_line("executed");
     assert_eq!(executed_line["span"]["policy"], "vault-drain");
     // Secrets never reach the logs.
-    let bot_key = key(4);
+    let bot_key = demo.key_hex(4);
     for secret in ["hook-secret-42", slack_url.as_str(), &bot_key[2..]] {
         assert!(!logs.contains(secret), "a secret in the logs: {secret}");
     }
@@ -599,23 +562,17 @@ timeout = "1s"
     // The chain goes away: not ready (no fresh head), and a loud data-stale alert.
     let Demo { anvil, .. } = demo;
     drop(anvil);
-    wait_until("/readyz turns 503", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 503 }
-    })
-    .await;
+    until_readyz(&base, "/readyz turns 503", 503, "").await;
     let (_, _, stale) = hooks
         .wait_for("hook", "data-stale alert", |v| v["kind"] == "data-stale")
         .await;
     assert_eq!(stale["network"], "local");
     // Still running (watching for the chain to come back) until asked to stop.
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    signal(pid, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("guardian stops on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}:\n{}", log());
+    assert!(
+        guardian.child.try_wait().unwrap().is_none(),
+        "still running"
+    );
+    guardian.terminate().await;
 }
 
 fn channel(name: &str, url: String, cooldown_ms: u64, operational: bool) -> NotifyDef {
@@ -852,6 +809,16 @@ impl Guardian {
     fn log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
+
+    /// SIGTERM; it must exit successfully within 30 s.
+    async fn terminate(&mut self) {
+        signal(self.pid, "-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("guardian stops on SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit status {status}:\n{}", self.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -860,14 +827,9 @@ async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
     let mut hooks = Server::start(|_| 200).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policies.toml");
-    std::fs::write(&policy, DRAIN.replace(r#"notify = ["hook", "dead"]"#, "")).unwrap();
+    std::fs::write(&policy, vault_drain(A_THIRD, "100 blocks", "")).unwrap();
     let tail = format!(
-        r#"
-[metrics."vault.total_assets"]
-description = "assets the vault holds"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
-
+        r#"{assets}
 [journal]
 path = "guardian.db"
 
@@ -878,7 +840,7 @@ listen = "127.0.0.1:0"
 kind = "webhook"
 url = "http://{hooks}/hook"
 "#,
-        vault = demo.vault,
+        assets = demo.assets_metric(),
         hooks = hooks.addr,
     );
     demo.config_with(dir.path(), "", &tail);
@@ -887,17 +849,9 @@ url = "http://{hooks}/hook"
     demo.deposit(900_000).await;
 
     // The bot's key (used by the module executor) is not in the environment.
-    let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
-    let mut guardian = Guardian::start(
-        &dir.path().join("guardian.toml"),
-        &policy,
-        &[
-            ("UNUSED_IN_TESTS_STRANGER", key(5)),
-            ("UNUSED_IN_TESTS_OWNER1", key(1)),
-            ("UNUSED_IN_TESTS_OWNER2", key(2)),
-        ],
-    )
-    .await;
+    let mut env = demo.key_env();
+    env.retain(|(var, _)| *var != "UNUSED_IN_TESTS_BOT");
+    let mut guardian = Guardian::start(&dir.path().join("guardian.toml"), &policy, &env).await;
     let base = guardian.base.clone();
     let (_, _, missing) = hooks
         .wait_for("hook", "key-unavailable alert", |v| {
@@ -918,15 +872,11 @@ url = "http://{hooks}/hook"
         })
         .await;
     // Watching all the same, but not ready: an enforce executor cannot act (issue #12, seen 6).
-    wait_until(
+    until_readyz(
+        &base,
         "/readyz answers 503 naming the executor without its key",
-        || {
-            let url = format!("{base}/readyz");
-            async move {
-                let (status, body) = get(&url).await;
-                status == 503 && body.contains("cannot act: key `bot` is missing")
-            }
-        },
+        503,
+        "cannot act: key `bot` is missing",
     )
     .await;
     wait_metric(
@@ -970,16 +920,7 @@ url = "http://{hooks}/hook"
             .log()
             .contains("cannot act through the executors that need this key")
     );
-    signal(guardian.pid, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), guardian.child.wait())
-        .await
-        .expect("guardian stops on SIGTERM")
-        .unwrap();
-    assert!(
-        status.success(),
-        "exit status {status}:\n{}",
-        guardian.log()
-    );
+    guardian.terminate().await;
 }
 
 #[tokio::test]
@@ -1021,7 +962,7 @@ async fn watched_policy_files_reload_when_they_change_and_broken_ones_are_refuse
     assert_eq!(ids, vec!["vault-low", "vault-low-2"]);
 
     // A broken file: refused and counted; the running set is not replaced.
-    std::fs::write(&file, BROKEN).unwrap();
+    std::fs::write(&file, broken()).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while sample(
         &telemetry.encode(),

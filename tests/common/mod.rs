@@ -587,6 +587,21 @@ network = "local"
         )
     }
 
+    /// The hex private key of anvil account `i`.
+    pub fn key_hex(&self, i: usize) -> String {
+        format!("0x{}", alloy::hex::encode(self.anvil.keys()[i].to_bytes()))
+    }
+
+    /// The environment `guardian` reads the configuration's keys from (see [`env_keys`]).
+    pub fn key_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("UNUSED_IN_TESTS_BOT", self.key_hex(4)),
+            ("UNUSED_IN_TESTS_STRANGER", self.key_hex(5)),
+            ("UNUSED_IN_TESTS_OWNER1", self.key_hex(1)),
+            ("UNUSED_IN_TESTS_OWNER2", self.key_hex(2)),
+        ]
+    }
+
     pub fn keys(&self) -> HashMap<String, Key> {
         let mut keys = HashMap::new();
         keys.insert("bot".to_string(), self.bot.clone());

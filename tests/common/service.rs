@@ -24,7 +24,6 @@ impl Guardian {
     /// `guardian run` on `dir`'s guardian.toml and policy.toml, with `args`
     /// and `env`; its output goes to the first free `guardian-<n>.log` in `dir`.
     pub fn start(demo: &Demo, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Guardian {
-        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
         let log = (1..)
             .map(|n| dir.join(format!("guardian-{n}.log")))
             .find(|p| !p.exists())
@@ -37,10 +36,7 @@ impl Guardian {
             .arg("--policies")
             .arg(dir.join("policy.toml"))
             .args(args)
-            .env("UNUSED_IN_TESTS_BOT", key(4))
-            .env("UNUSED_IN_TESTS_STRANGER", key(5))
-            .env("UNUSED_IN_TESTS_OWNER1", key(1))
-            .env("UNUSED_IN_TESTS_OWNER2", key(2))
+            .envs(demo.key_env())
             .env("GUARDIAN_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().unwrap()))
