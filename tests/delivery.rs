@@ -1009,15 +1009,7 @@ async fn seen_7_a_drain_two_hours_ago_since_refilled_does_not_pause() {
     let before = p.get_block_number().await.unwrap();
     // Two hours ago: drained by half.
     set_time(now - 2 * 3600).await;
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &p)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.withdraw(450_000).await;
     // A minute later: refilled.
     set_time(now - 2 * 3600 + 60).await;
     demo.deposit(450_000).await;
@@ -1120,15 +1112,7 @@ async fn seen_4_sigterm_ends_the_binary_within_a_bound_while_the_endpoint_hangs(
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.withdraw(450_000).await;
     wait("the pause is being sent", &|| {
         proxy.counts("eth_sendRawTransaction").seen >= 1
     });

@@ -531,22 +531,9 @@ async fn a_pause_lands_ahead_of_a_pending_attack_in_the_same_block() {
     // The attacker (anvil key 6) holds tokens and has approved the vault.
     let attacker = common::provider_for(&s.demo.anvil, 6);
     let who = s.demo.anvil.addresses()[6];
-    common::DemoToken::new(s.demo.token, &p)
-        .mint(who, U256::from(1_000))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    common::DemoToken::new(s.demo.token, &attacker)
-        .approve(s.demo.vault, U256::MAX)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    common::mined(common::DemoToken::new(s.demo.token, &p).mint(who, U256::from(1_000))).await;
+    let token = common::DemoToken::new(s.demo.token, &attacker);
+    common::mined(token.approve(s.demo.vault, U256::MAX)).await;
     p.raw_request::<_, ()>("evm_setAutomine".into(), (false,))
         .await
         .unwrap();

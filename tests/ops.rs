@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy::primitives::U256;
 use alloy::providers::Provider;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use common::{A_THIRD, Demo, GuardedVault, vault_drain};
+use common::{A_THIRD, Demo, vault_drain};
 use guardian::alerts::delivery::{DeliveryError, Endpoint};
 use guardian::alerts::payload::{SIGNATURE_HEADER, sign};
 use guardian::alerts::{Alert, AlertKind};
@@ -326,8 +325,6 @@ timeout = "1s"
     demo.config_with(dir.path(), "", &tail);
 
     // A depositor puts 900,000 units in the vault.
-    let deployer = demo.anvil.addresses()[0];
-    let vault = GuardedVault::new(demo.vault, &demo.provider);
     demo.deposit(900_000).await;
     // A block every second from now on, so heads stay fresh.
     let _: serde_json::Value = demo
@@ -358,8 +355,7 @@ timeout = "1s"
     assert!(!demo.paused().await);
 
     // The drain: half the assets leave in one block.
-    let withdraw = vault.withdraw(U256::from(450_000), deployer, deployer);
-    withdraw.send().await.unwrap().get_receipt().await.unwrap();
+    demo.withdraw(450_000).await;
 
     // The pause lands on chain.
     wait_until("the vault is paused", || demo.paused()).await;
@@ -844,8 +840,6 @@ url = "http://{hooks}/hook"
         hooks = hooks.addr,
     );
     demo.config_with(dir.path(), "", &tail);
-    let deployer = demo.anvil.addresses()[0];
-    let vault = GuardedVault::new(demo.vault, &demo.provider);
     demo.deposit(900_000).await;
 
     // The bot's key (used by the module executor) is not in the environment.
@@ -887,8 +881,7 @@ url = "http://{hooks}/hook"
     .await;
 
     // The drain trips the policy; the pause cannot be sent, and that is loud.
-    let withdraw = vault.withdraw(U256::from(450_000), deployer, deployer);
-    withdraw.send().await.unwrap().get_receipt().await.unwrap();
+    demo.withdraw(450_000).await;
     hooks
         .wait_for("hook", "trip alert", |v| v["kind"] == "trip")
         .await;

@@ -6,10 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use alloy::primitives::U256;
 use alloy::providers::Provider;
 use common::pipeline::{Piped, polling, until_recorded};
-use common::{A_THIRD, Demo, EVERY_BLOCK, GuardedVault, mine, mined, vault_drain};
+use common::{A_THIRD, Demo, EVERY_BLOCK, GuardedVault, mine, vault_drain};
 use guardian::config::Config;
 use guardian::executor::Execution;
 use guardian::pipeline::Report;
@@ -33,7 +32,6 @@ async fn a_drain_trips_the_policy_and_the_module_pause_lands() {
     let (config, policies) = configured(&demo, dir.path(), &vault_drain(A_THIRD, "10 blocks", ""));
 
     // A depositor puts 900,000 units in the vault (the cap is 1,000,000).
-    let deployer = demo.anvil.addresses()[0];
     let vault = GuardedVault::new(demo.vault, &demo.provider);
     demo.deposit(900_000).await;
 
@@ -47,7 +45,7 @@ async fn a_drain_trips_the_policy_and_the_module_pause_lands() {
     })
     .await;
     assert!(!vault.paused().call().await.unwrap());
-    mined(vault.withdraw(U256::from(450_000), deployer, deployer)).await;
+    demo.withdraw(450_000).await;
 
     let mut tripped = false;
     let landed = run

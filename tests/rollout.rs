@@ -11,10 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
 use alloy::providers::Provider;
 use common::service::{Guardian, WAIT, history, processed, processed_on, until};
-use common::{Demo, GuardedVault, vault_drain};
+use common::{Demo, vault_drain};
 
 const THIRTY_PCT: &str = "Vault assets fall by 30% within one block";
 
@@ -44,15 +43,7 @@ fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str
 }
 
 async fn withdraw(demo: &Demo, amount: u64) -> u64 {
-    let deployer = demo.anvil.addresses()[0];
-    let receipt = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(amount), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let receipt = demo.withdraw(amount).await;
     assert!(receipt.status());
     receipt.block_number.unwrap()
 }

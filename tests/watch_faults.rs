@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider};
+use common::DemoToken;
 use common::fault_proxy::{Fault, FaultProxy};
 use common::pipeline::{Piped, polling};
-use common::{DemoToken, GuardedVault};
 use guardian::config::Config;
 use guardian::decision::Trip;
 use guardian::observe::{Probe, Telemetry};
@@ -534,15 +534,7 @@ async fn a_minority_endpoint_answering_zero_never_pauses_with_a_quorum() {
 
     // The true attack, with every endpoint answering the truth: paused.
     a.heal();
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(850_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.withdraw(850_000).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.2 == 0 {
         assert!(
@@ -720,14 +712,7 @@ async fn no_trip_is_missed_over_forced_reconnects() {
     let mut transfer_blocks = Vec::with_capacity(trials);
     for _ in 0..trials {
         proxy.drop_ws();
-        let receipt = token
-            .transfer(bob, U256::from(1u64))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        let receipt = common::mined(token.transfer(bob, U256::from(1u64))).await;
         transfer_blocks.push(receipt.block_number.unwrap());
     }
     let last = *transfer_blocks.last().unwrap();

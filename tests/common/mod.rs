@@ -396,6 +396,13 @@ impl Demo {
         mint_and_deposit(p, token, vault, depositor, amount, amount).await;
     }
 
+    /// The first anvil account withdraws `amount` of its deposit; the receipt once mined.
+    pub async fn withdraw(&self, amount: u64) -> TransactionReceipt {
+        let depositor = self.anvil.addresses()[0];
+        let vault = GuardedVault::new(self.vault, &self.provider);
+        mined(vault.withdraw(U256::from(amount), depositor, depositor)).await
+    }
+
     pub async fn paused(&self) -> bool {
         GuardedVault::new(self.vault, &self.provider)
             .paused()
