@@ -17,6 +17,7 @@ use alloy::providers::{DynProvider, Provider};
 use common::DemoToken;
 use common::fault_proxy::{Fault, FaultProxy};
 use common::pipeline::{Piped, polling};
+use common::traces::root;
 use guardian::config::Config;
 use guardian::decision::Trip;
 use guardian::observe::{Probe, Telemetry};
@@ -27,10 +28,6 @@ use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
 use guardian::source::trace::{TraceError, TraceReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The real Nomad trace: from `../shared/data/traces/` when present, else the
 /// repository's unchanged copy of its rows (`simulations/traces/`).

@@ -8,6 +8,7 @@
 pub mod fault_proxy;
 pub mod pipeline;
 pub mod service;
+pub mod traces;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -111,20 +112,7 @@ pub fn feed(
     event: &guardian::source::chain::WatchEvent,
     trips: &mut Vec<guardian::decision::Trip>,
 ) {
-    for (block, time_ms, metric, value) in event.samples() {
-        match engine.metric_id(metric) {
-            Some(metric) => engine.on_sample(
-                guardian::metrics::Sample {
-                    block,
-                    time_ms,
-                    metric,
-                    value,
-                },
-                &mut |t| trips.push(t),
-            ),
-            None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
-        }
-    }
+    traces::feed_rows(engine, event.samples(), trips);
 }
 
 /// The alert-only policy that trips whenever the vault is read (every block).
