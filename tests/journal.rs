@@ -404,32 +404,27 @@ async fn three_replicas_one_attack_one_pause_transaction() {
     }
 }
 
+/// Replica 1 of a set (see [`watched`]), acting `stagger` after replica 0 would.
+async fn replica_one(stagger: &str, automine: bool) -> Watched {
+    let settings = format!("path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"{stagger}\"");
+    watched("replica.db", &settings, automine).await
+}
+
 /// Availability: with replica 0 down, replica 1 acts one stagger later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_acts_when_the_first_is_down() {
-    let Watched {
-        demo,
-        dir: _dir,
-        journal,
-        mut g,
-        nonce_before,
-    } = watched(
-        "replica.db",
-        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
-        true,
-    )
-    .await;
-    drain(&demo).await.get_receipt().await.unwrap();
-    until("replica 1 to land the pause", &mut [&mut g], || {
-        history(&journal).iter().any(|e| e.status == "landed")
+    let mut w = replica_one("1s", true).await;
+    drain(&w.demo).await.get_receipt().await.unwrap();
+    until("replica 1 to land the pause", &mut [&mut w.g], || {
+        history(&w.journal).iter().any(|e| e.status == "landed")
     })
     .await;
-    let entries = history(&journal);
+    let entries = history(&w.journal);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].replica, Some(1));
-    assert!(demo.paused().await);
-    assert_eq!(bot_nonce(&demo).await, nonce_before + 1);
-    assert_eq!(g.stop(), Some(0));
+    assert!(w.demo.paused().await);
+    assert_eq!(bot_nonce(&w.demo).await, w.nonce_before + 1);
+    assert_eq!(w.g.stop(), Some(0));
 }
 
 /// Replica 1 approves, and during its stagger a pause from the shared key
@@ -443,12 +438,7 @@ async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_dow
         journal,
         mut g,
         nonce_before,
-    } = watched(
-        "replica.db",
-        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
-        false,
-    )
-    .await;
+    } = replica_one("5s", false).await;
     let _drain = drain(&demo).await;
     mine(&demo.provider).await;
     until(

@@ -396,26 +396,15 @@ timeout = "1s"
 
     // Metrics, scraped over HTTP.
     let text = wait_metric(&base, "guardian_executions_total{outcome=\"landed\"}", 1.0).await;
-    assert_eq!(
-        sample(&text, "guardian_trips_total{policy=\"vault-drain\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_decisions_total{outcome=\"approved\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_head_to_trip_seconds_count"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_trip_to_broadcast_seconds_count"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_broadcast_to_mined_seconds_count"),
-        Some(1.0)
-    );
+    for series in [
+        "guardian_trips_total{policy=\"vault-drain\"}",
+        "guardian_decisions_total{outcome=\"approved\"}",
+        "guardian_head_to_trip_seconds_count",
+        "guardian_trip_to_broadcast_seconds_count",
+        "guardian_broadcast_to_mined_seconds_count",
+    ] {
+        assert_eq!(sample(&text, series), Some(1.0), "{series}");
+    }
     assert!(sample(&text, "guardian_head_block{network=\"local\"}").unwrap() > 0.0);
     assert!(sample(&text, "guardian_samples_total{network=\"local\"}").unwrap() >= 2.0);
     assert_eq!(sample(&text, "guardian_policies_loaded"), Some(1.0));

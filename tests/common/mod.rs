@@ -387,24 +387,24 @@ impl Demo {
     /// The first anvil account withdraws `amount` of its deposit; the receipt once mined.
     pub async fn withdraw(&self, amount: u64) -> TransactionReceipt {
         let depositor = self.anvil.addresses()[0];
-        let vault = GuardedVault::new(self.vault, &self.provider);
-        mined(vault.withdraw(U256::from(amount), depositor, depositor)).await
+        mined(
+            self.vault()
+                .withdraw(U256::from(amount), depositor, depositor),
+        )
+        .await
+    }
+
+    /// The vault, as the deployer's provider sees it.
+    pub fn vault(&self) -> GuardedVault::GuardedVaultInstance<&DynProvider> {
+        GuardedVault::new(self.vault, &self.provider)
     }
 
     pub async fn paused(&self) -> bool {
-        GuardedVault::new(self.vault, &self.provider)
-            .paused()
-            .call()
-            .await
-            .unwrap()
+        self.vault().paused().call().await.unwrap()
     }
 
     pub async fn supply_cap(&self) -> U256 {
-        GuardedVault::new(self.vault, &self.provider)
-            .supplyCap()
-            .call()
-            .await
-            .unwrap()
+        self.vault().supplyCap().call().await.unwrap()
     }
 
     /// A configuration with one action per executor kind, all on the vault.
