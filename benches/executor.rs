@@ -28,37 +28,16 @@
 mod common;
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol_types::SolCall;
 use guardian::decision::Trip;
 use guardian::executor::{DeliveryEvent, ExecError, Execution, Executors};
-use guardian::guard::{Approved, Call, ChainView, Effect, Guard};
+use guardian::guard::{Approved, Guard};
 use guardian::policy::model::{Mode, Severity};
 use tokio::sync::mpsc;
 
-/// Chain state from memory: the vault is not paused and the preflight passes.
-struct Memory;
-
-impl ChainView for Memory {
-    fn read(
-        &self,
-        _target: Address,
-        _data: Bytes,
-    ) -> impl Future<Output = Result<Bytes, String>> + Send {
-        std::future::ready(Ok(Bytes::from(U256::ZERO.to_be_bytes::<32>().to_vec())))
-    }
-    fn preflight(
-        &self,
-        _executor: &str,
-        _call: &Call,
-        _effect: &Effect,
-    ) -> impl Future<Output = Result<(), String>> + Send {
-        std::future::ready(Ok(()))
-    }
-}
+use support::Memory;
 
 async fn set_automine(demo: &common::Demo, on: bool) {
     common::set_automine(&demo.provider, on).await;

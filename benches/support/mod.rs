@@ -4,11 +4,31 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, Bytes, U256};
+use guardian::guard::{Call, ChainView, Effect};
 
 use crate::common::metric;
+
+/// Chain state from memory: the vault is not paused and the preflight passes
+/// (the guard's logic timed without its round trips).
+pub struct Memory;
+
+impl ChainView for Memory {
+    fn read(&self, _: Address, _: Bytes) -> impl Future<Output = Result<Bytes, String>> + Send {
+        std::future::ready(Ok(Bytes::from(U256::ZERO.to_be_bytes::<32>().to_vec())))
+    }
+    fn preflight(
+        &self,
+        _: &str,
+        _: &Call,
+        _: &Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
 
 /// The number after `name` on the command line (`-- --rate 300`), or `default`.
 pub fn arg(name: &str, default: f64) -> f64 {
