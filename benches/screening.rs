@@ -26,23 +26,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
-use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
-use common::{DemoToken, Market, anvil, dry_run_network, load_config, metric, mined};
+use common::{DemoToken, GWEI, Market, anvil, dry_run_network, load_config, metric};
 use guardian::config::Config;
 use guardian::metrics::MetricId;
 use guardian::policy::{Engine, Mode, compile_str};
 use guardian::source::chain::{ScreenOptions, WatchEvent, Watcher, WatcherOptions};
-use support::{arg, fifty_metrics, quantile, rss_kib};
+use support::{arg, fifty_metrics, fund_holders, owner_and_senders, quantile, rss_kib};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const SENDERS: usize = 32;
-const GWEI: u128 = 1_000_000_000;
 
 /// 50 per-block metrics (calls, balances, events, block stats, oracle, vault, ratio,
 /// head age) over the senders' balances, and one unfiltered pending metric.
@@ -106,33 +104,16 @@ async fn main() {
     let seconds = arg("--seconds", 60.0) as u64;
     let concurrency = arg("--concurrency", 4.0) as usize;
     let anvil = anvil(&["--block-time", "1", "--order", "fees"]);
-    let keys: Vec<PrivateKeySigner> = (0..SENDERS).map(|_| PrivateKeySigner::random()).collect();
-    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let owner = owner_key.address();
-    let mut wallet = EthereumWallet::from(owner_key);
-    for k in &keys {
-        wallet.register_signer(k.clone());
-    }
+    let (wallet, owner, holders) = owner_and_senders(&anvil, SENDERS);
     let load_wallet = wallet.clone();
     let p = ProviderBuilder::new()
         .wallet(wallet)
         .connect_http(anvil.endpoint_url())
         .erased();
-    let holders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
     let assets = parse_ether("1000").expect("literal");
     let cap = parse_ether("1000000").expect("literal");
     let market = Market::deploy(&p, owner, cap, Some((assets, assets)), 200_000_000_000).await;
-    let token = DemoToken::new(market.token, &p);
-    for h in &holders {
-        let _: serde_json::Value = p
-            .raw_request(
-                "anvil_setBalance".into(),
-                (h, parse_ether("100").expect("literal")),
-            )
-            .await
-            .expect("fund");
-        mined(token.mint(*h, parse_ether("1000000").expect("literal"))).await;
-    }
+    fund_holders(&p, market.token, &holders).await;
 
     let text = config(&anvil.endpoint(), &anvil.ws_endpoint(), &market, &holders);
     let config = load_config("screening", &text);
@@ -169,7 +150,7 @@ async fn main() {
     let attacks = Arc::new(std::sync::Mutex::new(Vec::new()));
     // The users' traffic runs on a thread and runtime of its own (as it would
     // on their machines): signing must not take the guardian's CPU time.
-    let (url, token_address) = (anvil.endpoint_url(), *token.address());
+    let (url, token_address) = (anvil.endpoint_url(), market.token);
     let load_holders = holders.clone();
     let (load_stop, load_sent, load_attacks) = (stop.clone(), sent.clone(), attacks.clone());
     let sender = tokio::task::spawn_blocking(move || {

@@ -7,10 +7,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::network::EthereumWallet;
+use alloy::node_bindings::AnvilInstance;
+use alloy::primitives::{Address, Bytes, U256, utils::parse_ether};
+use alloy::providers::{DynProvider, Provider};
+use alloy::signers::local::PrivateKeySigner;
 use guardian::guard::{Call, ChainView, Effect};
 
-use crate::common::metric;
+use crate::common::{DemoToken, metric, mined};
 
 /// Chain state from memory: the vault is not paused and the preflight passes
 /// (the guard's logic timed without its round trips).
@@ -27,6 +31,37 @@ impl ChainView for Memory {
         _: &Effect,
     ) -> impl Future<Output = Result<(), String>> + Send {
         std::future::ready(Ok(()))
+    }
+}
+
+/// A wallet signing as anvil's first account (the owner) and as `senders`
+/// fresh random accounts: (the wallet, the owner, the senders).
+pub fn owner_and_senders(
+    anvil: &AnvilInstance,
+    senders: usize,
+) -> (EthereumWallet, Address, Vec<Address>) {
+    let keys: Vec<PrivateKeySigner> = (0..senders).map(|_| PrivateKeySigner::random()).collect();
+    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let owner = owner_key.address();
+    let mut wallet = EthereumWallet::from(owner_key);
+    for k in &keys {
+        wallet.register_signer(k.clone());
+    }
+    (wallet, owner, keys.iter().map(|k| k.address()).collect())
+}
+
+/// Gives each holder 100 ether and 1,000,000 of `token` (minted by its owner, `p`'s sender).
+pub async fn fund_holders(p: &DynProvider, token: Address, holders: &[Address]) {
+    let token = DemoToken::new(token, p);
+    for h in holders {
+        let _: serde_json::Value = p
+            .raw_request(
+                "anvil_setBalance".into(),
+                (h, parse_ether("100").expect("literal")),
+            )
+            .await
+            .expect("fund");
+        mined(token.mint(*h, parse_ether("1000000").expect("literal"))).await;
     }
 }
 
