@@ -130,21 +130,14 @@ async fn as_a_service_a_drain_is_paused_and_journaled() {
     assert_eq!(e.tx_block, receipt.block_number);
 
     // `guardian history` prints the same trail, filtered and as JSON.
+    let config = dir.path().join("guardian.toml");
     let history_cmd = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-            .arg("history")
-            .arg("--config")
-            .arg(dir.path().join("guardian.toml"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let config = config.to_str().unwrap();
+        let args: Vec<&str> = ["history", "--config", config]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        common::traces::guardian_ok(&args, &[])
     };
     let json = history_cmd(&["--json", "--policy", "vault-drain", "--since", "1h"]);
     let rows: Vec<serde_json::Value> = json
@@ -560,11 +553,7 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
     assert_eq!(decided_on(last), 1);
 
     // While it is down, the last two blocks are replaced.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_reorg".into(), (2u64, serde_json::json!([])))
-        .await
-        .unwrap();
+    common::reorg(&demo.provider, 2).await;
     mine(&demo.provider).await;
     let new_head = demo.provider.get_block_number().await.unwrap();
     let mut second = Guardian::start(&demo, dir.path(), &[], &[]);

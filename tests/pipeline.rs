@@ -116,11 +116,7 @@ async fn reorg_after(blocks: usize) {
     }
 
     // Replace the last two blocks; the trips decided on them are named.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_reorg".into(), (2u64, serde_json::json!([])))
-        .await
-        .unwrap();
+    common::reorg(&demo.provider, 2).await;
     mine(&demo.provider).await;
     let expected: Vec<u64> = [head - 1, head]
         .into_iter()

@@ -24,10 +24,9 @@ use guardian::observe::{Probe, Telemetry};
 use guardian::pipeline::{Report, RunOptions};
 use guardian::policy::{Engine, compile_str};
 use guardian::replay::replay;
-use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
+use guardian::source::chain::{Snapshot, WatchEvent, WatcherOptions};
 use guardian::source::trace::{TraceError, TraceReader};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// The real Nomad trace: from `../shared/data/traces/` when present, else the
 /// repository's unchanged copy of its rows (`simulations/traces/`).
@@ -182,23 +181,15 @@ fn token_metrics(token: Address, holder: Address) -> String {
 
 /// A running watcher, its events, and its telemetry.
 struct Running {
-    events: mpsc::Receiver<WatchEvent>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
+    watching: common::Watching,
     telemetry: Arc<Telemetry>,
 }
 
 fn start(config: &Config, mut options: WatcherOptions) -> Running {
     let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
     options.probe = Probe::new(telemetry.clone(), None);
-    let watcher = Watcher::new(config, "local", options).unwrap();
-    let (tx, events) = mpsc::channel(1024);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
     Running {
-        events,
-        cancel,
-        task,
+        watching: common::Watching::start(config, options),
         telemetry,
     }
 }
@@ -208,7 +199,7 @@ impl Running {
     async fn until_block(&mut self, number: u64) -> Vec<Snapshot> {
         let mut seen = Vec::new();
         loop {
-            let e = tokio::time::timeout(Duration::from_secs(30), self.events.recv())
+            let e = tokio::time::timeout(Duration::from_secs(30), self.watching.events.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no block {number} within 30 s"))
                 .expect("the watcher stopped");
@@ -232,8 +223,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap().unwrap();
+        self.watching.stop().await;
     }
 }
 
@@ -582,7 +572,7 @@ type Seen = Arc<std::sync::Mutex<Vec<WatchEvent>>>;
 /// Collects every event of a running watcher in the background.
 fn collect(run: &mut Running) -> Seen {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut events = std::mem::replace(&mut run.events, mpsc::channel(1).1);
+    let mut events = std::mem::replace(&mut run.watching.events, mpsc::channel(1).1);
     let into = seen.clone();
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {

@@ -18,9 +18,6 @@ use guardian::policy::{Engine, Mode, compile_str};
 use guardian::source::chain::record::Recorder;
 use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
 use guardian::source::trace::TraceReader;
-use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A deployed demo: a token, a vault holding 1,000 of it, a keeper feed at 1835.2.
 struct Demo {
@@ -135,25 +132,20 @@ impl Demo {
 }
 
 /// A running watcher and its events.
-struct Running {
-    events: mpsc::Receiver<WatchEvent>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
-}
+type Running = common::Watching;
 
 fn start(config: &Config, options: WatcherOptions) -> Running {
-    let watcher = Watcher::new(config, "local", options).unwrap();
-    let (tx, events) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
-    Running {
-        events,
-        cancel,
-        task,
-    }
+    Running::start(config, options)
 }
 
-impl Running {
+/// What the watcher tests wait for.
+trait Events {
+    async fn next(&mut self) -> WatchEvent;
+    async fn until_block(&mut self, number: u64) -> Vec<WatchEvent>;
+    async fn first_block(&mut self) -> Snapshot;
+}
+
+impl Events for Running {
     async fn next(&mut self) -> WatchEvent {
         tokio::time::timeout(Duration::from_secs(20), self.events.recv())
             .await
@@ -180,11 +172,6 @@ impl Running {
             WatchEvent::Block(s) => s,
             other => panic!("expected the head first, got {other:?}"),
         }
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -326,11 +313,7 @@ async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     run.until_block(transfer_block + 1).await;
 
     // Replace the last two blocks with empty ones, then extend the new chain.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_reorg".into(), (2u64, json!([])))
-        .await
-        .unwrap();
+    common::reorg(&demo.provider, 2).await;
     demo.mine().await;
     let head = demo.provider.get_block_number().await.unwrap();
     let events = run.until_block(head).await;

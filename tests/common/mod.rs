@@ -97,6 +97,41 @@ pub async fn mine(p: &impl Provider) {
     let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
 }
 
+/// Replaces the last `depth` blocks with empty ones (`anvil_reorg`).
+pub async fn reorg(p: &impl Provider, depth: u64) {
+    let _: serde_json::Value = p
+        .raw_request("anvil_reorg".into(), (depth, serde_json::json!([])))
+        .await
+        .unwrap();
+}
+
+/// A watcher running in a task on network `local`, its events on a channel of 1024.
+pub struct Watching {
+    pub events: tokio::sync::mpsc::Receiver<guardian::source::chain::WatchEvent>,
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
+}
+
+impl Watching {
+    pub fn start(config: &Config, options: guardian::source::chain::WatcherOptions) -> Watching {
+        let watcher = guardian::source::chain::Watcher::new(config, "local", options).unwrap();
+        let (tx, events) = tokio::sync::mpsc::channel(1024);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(watcher.run(tx, cancel.clone()));
+        Watching {
+            events,
+            cancel,
+            task,
+        }
+    }
+
+    /// Cancels it; it must end without error.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 /// Turns anvil's automine on or off (off: sent transactions wait for [`mine`]).
 pub async fn set_automine(p: &impl Provider, on: bool) {
     let _: serde_json::Value = p
