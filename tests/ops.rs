@@ -218,6 +218,24 @@ op = "<"
 value = 1000000
 "#;
 
+/// Writes the demo's guardian.toml for `guardian run` as a service: the
+/// vault's assets read, a journal, /metrics on a free port (and `observe`),
+/// the webhook `hook` on the local server (and `hook`), then `channels`.
+fn service_config(
+    demo: &Demo,
+    dir: &std::path::Path,
+    hooks: std::net::SocketAddr,
+    observe: &str,
+    hook: &str,
+    channels: &str,
+) {
+    let tail = format!(
+        "{}\n[journal]\npath = \"guardian.db\"\n\n[observe]\nlisten = \"127.0.0.1:0\"\n{observe}\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{hooks}/hook\"\n{hook}\n{channels}",
+        demo.assets_metric()
+    );
+    demo.config_with(dir, "", &tail);
+}
+
 async fn get(url: &str) -> (u16, String) {
     match reqwest::get(url).await {
         Ok(r) => {
@@ -294,35 +312,16 @@ async fn guardian_run_as_a_service_pauses_alerts_exports_metrics_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policies.toml");
     std::fs::write(&policy, drain()).unwrap();
-    let tail = format!(
-        r#"{assets}
-[journal]
-path = "guardian.db"
-
-[observe]
-listen = "127.0.0.1:0"
-stale_after = "10s"
-
-[notify.hook]
-kind = "webhook"
-url = "http://{hooks}/hook"
-secret_env = "TEST_HOOK_SECRET"
-cooldown = "1h"
-
-[notify.chat]
-kind = "slack"
-url_env = "TEST_SLACK_URL"
-
-[notify.dead]
-kind = "webhook"
-url = "http://127.0.0.1:1/nobody-listens"
-retries = 1
-timeout = "1s"
-"#,
-        assets = demo.assets_metric(),
-        hooks = hooks.addr,
+    let channels = "[notify.chat]\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\n[notify.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/nobody-listens\"\nretries = 1\ntimeout = \"1s\"\n";
+    let hook = "secret_env = \"TEST_HOOK_SECRET\"\ncooldown = \"1h\"\n";
+    service_config(
+        &demo,
+        dir.path(),
+        hooks.addr,
+        "stale_after = \"10s\"\n",
+        hook,
+        channels,
     );
-    demo.config_with(dir.path(), "", &tail);
 
     // A depositor puts 900,000 units in the vault.
     demo.deposit(900_000).await;
@@ -813,22 +812,7 @@ async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policies.toml");
     std::fs::write(&policy, vault_drain(A_THIRD, "100 blocks", "")).unwrap();
-    let tail = format!(
-        r#"{assets}
-[journal]
-path = "guardian.db"
-
-[observe]
-listen = "127.0.0.1:0"
-
-[notify.hook]
-kind = "webhook"
-url = "http://{hooks}/hook"
-"#,
-        assets = demo.assets_metric(),
-        hooks = hooks.addr,
-    );
-    demo.config_with(dir.path(), "", &tail);
+    service_config(&demo, dir.path(), hooks.addr, "", "", "");
     demo.deposit(900_000).await;
 
     // The bot's key (used by the module executor) is not in the environment.

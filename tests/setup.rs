@@ -193,6 +193,17 @@ fn setup_verify(config: &str) -> Out {
     guardian(&["setup", "verify", "--config", config])
 }
 
+/// `guardian setup verify` accepts the set-up on chain.
+fn assert_verified(config: &str) {
+    let ok = setup_verify(config);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains("matches the configuration"),
+        "{}",
+        ok.stdout
+    );
+}
+
 /// `guardian setup plan --config config --out out`.
 fn setup_plan(config: &str, out: &str) -> Out {
     guardian(&["setup", "plan", "--config", config, "--out", out])
@@ -317,13 +328,7 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
     assert_eq!(m.safe().call().await.unwrap(), chain.safe);
     assert_eq!(m.guardians().call().await.unwrap(), vec![guardian_bot]);
 
-    let ok = setup_verify(config);
-    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    assert!(
-        ok.stdout.contains("matches the configuration"),
-        "{}",
-        ok.stdout
-    );
+    assert_verified(config);
     let nothing = setup_plan(config, batch.to_str().unwrap());
     assert_eq!(nothing.code, 0);
     assert!(
@@ -712,13 +717,7 @@ async fn the_forge_script_sets_up_what_verify_accepts() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let ok = setup_verify(config.to_str().unwrap());
-    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    assert!(
-        ok.stdout.contains("matches the configuration"),
-        "{}",
-        ok.stdout
-    );
+    assert_verified(config.to_str().unwrap());
 }
 
 /// A target the Safe holds no pauser role on: the module's pause would fail

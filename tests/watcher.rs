@@ -123,11 +123,16 @@ impl Demo {
     }
 
     async fn mine(&self) {
-        let _: String = self
-            .provider
-            .raw_request("evm_mine".into(), ())
-            .await
-            .unwrap();
+        common::mine(&self.provider).await;
+    }
+
+    /// The configuration `name` with its WebSocket through a [`Proxy`] the test can cut.
+    async fn behind_proxy(&self, name: &str) -> (Proxy, Config) {
+        let proxy = Proxy::start(self.anvil.port()).await;
+        let mut config = self.config(name);
+        config.networks.get_mut("local").unwrap().ws =
+            vec![format!("ws://127.0.0.1:{}", proxy.port)];
+        (proxy, config)
     }
 }
 
@@ -589,7 +594,7 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     assert_eq!(trips[0].block, first.number + 1);
 
     // Once mined, the block's balance confirms the estimate.
-    let _: String = b.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    common::mine(&b.provider).await;
     let events = run.until_block(first.number + 1).await;
     assert_eq!(events.len(), 1, "no other pending effect: {events:?}");
     assert_eq!(value(last_block(&events), "bridge.balance"), 900.0);
@@ -671,9 +676,7 @@ fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>)
 #[tokio::test]
 async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
     let demo = demo().await;
-    let proxy = Proxy::start(demo.anvil.port()).await;
-    let mut config = demo.config("reconnect");
-    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let (proxy, config) = demo.behind_proxy("reconnect").await;
     let mut run = start(
         &config,
         WatcherOptions {
@@ -997,7 +1000,7 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
         ]
     );
     // Nothing else matched: the next event is the block that mines both.
-    let _: String = b.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    common::mine(&b.provider).await;
     let events = run.until_block(first.number + 1).await;
     assert_eq!(events.len(), 1, "{events:?}");
     run.stop().await;
@@ -1006,9 +1009,7 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
 #[tokio::test]
 async fn while_the_websocket_is_down_heads_come_by_http_polling() {
     let demo = demo().await;
-    let proxy = Proxy::start(demo.anvil.port()).await;
-    let mut config = demo.config("ws-down");
-    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let (proxy, config) = demo.behind_proxy("ws-down").await;
     let mut run = start(
         &config,
         WatcherOptions {
