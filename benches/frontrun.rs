@@ -40,6 +40,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -51,7 +52,7 @@ use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::B256;
 use alloy::primitives::utils::parse_ether;
-use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
@@ -121,10 +122,7 @@ struct Arrivals {
 
 impl Arrivals {
     async fn start(ws: &str) -> Self {
-        let provider = ProviderBuilder::new()
-            .connect_ws(WsConnect::new(ws.to_string()))
-            .await
-            .expect("connect to anvil's WebSocket");
+        let provider = support::ws(ws).await;
         let mut blocks = provider
             .subscribe_blocks()
             .await

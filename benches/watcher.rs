@@ -22,7 +22,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256, utils::parse_ether};
-use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use alloy::providers::Provider;
 use common::{
     DemoToken, Market, MessageReplica, ReplicaCopycatAttack, anvil, dry_run_network, load_config,
     metric, mined, provider_with,
@@ -77,10 +77,7 @@ async fn snapshots() {
     let client = watcher.read_client().await.expect("client");
 
     // 1. head received -> snapshot complete.
-    let ws = ProviderBuilder::new()
-        .connect_ws(WsConnect::new(anvil.ws_endpoint()))
-        .await
-        .expect("ws");
+    let ws = support::ws(&anvil.ws_endpoint()).await;
     let mut heads = ws
         .subscribe_blocks()
         .await
@@ -178,10 +175,7 @@ async fn pending() {
         .raw_request("evm_setAutomine".into(), (false,))
         .await
         .expect("automine off");
-    let ws = ProviderBuilder::new()
-        .connect_ws(WsConnect::new(anvil.ws_endpoint()))
-        .await
-        .expect("ws");
+    let ws = support::ws(&anvil.ws_endpoint()).await;
     let mut txs = ws
         .subscribe_full_pending_transactions()
         .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, Bytes, U256, utils::parse_ether};
-use alloy::providers::{DynProvider, Provider};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
 use alloy::signers::local::PrivateKeySigner;
 use guardian::guard::{Call, ChainView, Effect};
 
@@ -48,6 +48,15 @@ pub fn owner_and_senders(
         wallet.register_signer(k.clone());
     }
     (wallet, owner, keys.iter().map(|k| k.address()).collect())
+}
+
+/// A provider on the WebSocket endpoint `url` (for subscriptions).
+pub async fn ws(url: &str) -> DynProvider {
+    ProviderBuilder::new()
+        .connect_ws(WsConnect::new(url.to_string()))
+        .await
+        .expect("connect to anvil's WebSocket")
+        .erased()
 }
 
 /// Gives each holder 100 ether and 1,000,000 of `token` (minted by its owner, `p`'s sender).
