@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use common::fault_proxy::{Fault, FaultProxy};
@@ -819,20 +818,9 @@ async fn an_outside_transaction_from_the_bot_key_is_recovered_within_a_block() {
     let mut within = 0;
     for _ in 0..TRIALS {
         b.unpause().await;
-        // A fresh client each time: it reads the nonce from the chain.
-        let bot = common::provider_for(&b.demo.anvil, 4);
-        // guardian's cached nonce is now stale: the outside transaction uses it.
-        let outside = bot
-            .send_transaction(
-                TransactionRequest::default()
-                    .to(Address::repeat_byte(0x22))
-                    .value(U256::from(1)),
-            )
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        // A fresh client each time (it reads the nonce from the chain); guardian's
+        // cached nonce is now stale: the outside transaction uses it.
+        let outside = b.demo.bot_sends_outside().await;
         let a = b.approve("pause-direct").await;
         if let Ok(Execution::Landed { block, .. }) = b.exec.execute(a, None).await
             && block <= outside.block_number.unwrap() + 1

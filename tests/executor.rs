@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use common::{Demo, GWEI, GuardedVault, Safe};
 use guardian::decision::Trip;
@@ -443,17 +442,7 @@ async fn delivery_gives_up_at_the_deadline() {
 #[tokio::test]
 async fn a_nonce_consumed_outside_is_recovered() {
     let mut s = setup(&[], "").await;
-    let bot = common::provider_for(&s.demo.anvil, 4);
-    bot.send_transaction(
-        TransactionRequest::default()
-            .to(Address::repeat_byte(0x22))
-            .value(U256::from(1)),
-    )
-    .await
-    .unwrap()
-    .get_receipt()
-    .await
-    .unwrap();
+    s.demo.bot_sends_outside().await;
     let a = s.approve("pause-direct", Mode::Enforce).await;
     let landed = s.exec.execute(a, None).await.unwrap();
     assert!(matches!(landed, Execution::Landed { .. }));

@@ -429,6 +429,17 @@ impl Demo {
         .await
     }
 
+    /// The bot's key sends 1 wei to 0x2222…22 outside guardian (taking the
+    /// nonce guardian may hold); the receipt once mined.
+    pub async fn bot_sends_outside(&self) -> TransactionReceipt {
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .to(Address::repeat_byte(0x22))
+            .value(U256::from(1));
+        let bot = provider_for(&self.anvil, 4);
+        let pending = bot.send_transaction(tx).await.unwrap();
+        pending.get_receipt().await.unwrap()
+    }
+
     /// The vault, as the deployer's provider sees it.
     pub fn vault(&self) -> GuardedVault::GuardedVaultInstance<&DynProvider> {
         GuardedVault::new(self.vault, &self.provider)
