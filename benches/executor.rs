@@ -26,45 +26,70 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, Bytes, U256};
-use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use guardian::decision::Trip;
-use guardian::executor::{DeliveryEvent, Executors};
-use guardian::guard::{Call, ChainView, Effect, Guard};
+use guardian::executor::{DeliveryEvent, ExecError, Execution, Executors};
+use guardian::guard::{Approved, Guard};
 use guardian::policy::model::{Mode, Severity};
 use tokio::sync::mpsc;
 
-/// Chain state from memory: the vault is not paused and the preflight passes.
-struct Memory;
+use support::Memory;
 
-impl ChainView for Memory {
-    fn read(
-        &self,
-        _target: Address,
-        _data: Bytes,
-    ) -> impl Future<Output = Result<Bytes, String>> + Send {
-        std::future::ready(Ok(Bytes::from(U256::ZERO.to_be_bytes::<32>().to_vec())))
-    }
-    fn preflight(
-        &self,
-        _executor: &str,
-        _call: &Call,
-        _effect: &Effect,
-    ) -> impl Future<Output = Result<(), String>> + Send {
-        std::future::ready(Ok(()))
+async fn set_automine(demo: &common::Demo, on: bool) {
+    common::set_automine(&demo.provider, on).await;
+}
+
+/// Run `run`'s trip at `time_ms`: `pause-direct`, critical, enforced.
+fn trip(run: usize, time_ms: u64) -> Trip {
+    Trip {
+        policy: "bench".into(),
+        block: run as u64,
+        time_ms,
+        action: "pause-direct".into(),
+        severity: Severity::Critical,
+        mode: Mode::Enforce,
+        evidence: serde_json::Value::Null.into(),
+        summary: String::new(),
     }
 }
 
-async fn set_automine(demo: &common::Demo, on: bool) {
-    demo.provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (on,))
+/// Executes `approved` in a task; returns once the executor reports the
+/// signed transaction accepted by the node, with the task.
+async fn until_sent(
+    exec: &Executors,
+    approved: Approved,
+    events: &mut mpsc::Receiver<DeliveryEvent>,
+) -> tokio::task::JoinHandle<Result<Execution, ExecError>> {
+    let e = exec.clone();
+    let handle = tokio::spawn(async move { e.execute(approved, None).await });
+    loop {
+        match events.recv().await {
+            Some(DeliveryEvent::Sent { .. }) => return handle,
+            Some(_) => continue,
+            None => panic!("event channel closed"),
+        }
+    }
+}
+
+/// Outside the timing: mines the block, waits for the pause to land, and
+/// unpauses the vault through the Safe (automine back on).
+async fn land_then_unpause(
+    demo: &common::Demo,
+    handle: tokio::task::JoinHandle<Result<Execution, ExecError>>,
+) {
+    common::mine(&demo.provider).await;
+    handle
         .await
-        .expect("evm_setAutomine");
+        .expect("the execution task")
+        .expect("the pause lands");
+    assert!(demo.paused().await);
+    set_automine(demo, true).await;
+    let unpause = common::GuardedVault::unpauseCall {}.abi_encode();
+    demo.safe_exec(demo.vault, unpause).await;
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -86,13 +111,7 @@ fn report(name: &str, mut d: Vec<Duration>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let runs = support::arg("--runs", 300.0) as usize;
 
     let demo = common::Demo::new(&[]).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -101,24 +120,13 @@ async fn main() {
     let exec = Executors::connect(&config, "local", &demo.keys(), Some(tx))
         .await
         .expect("executors connect to anvil");
-    let unpause = common::GuardedVault::unpauseCall {}.abi_encode();
-
     let mut without = Vec::with_capacity(runs);
     let mut with = Vec::with_capacity(runs);
     let mut time_ms = 0u64;
     for run in 0..runs * 2 {
         let preflight = run % 2 == 1;
         time_ms += 1_000;
-        let trip = Trip {
-            policy: "bench".into(),
-            block: run as u64,
-            time_ms,
-            action: "pause-direct".into(),
-            severity: Severity::Critical,
-            mode: Mode::Enforce,
-            evidence: serde_json::Value::Null.into(),
-            summary: String::new(),
-        };
+        let trip = trip(run, time_ms);
         // A fresh guard per run: no cooldown carries over.
         let mut guard = Guard::new(&config);
         set_automine(&demo, false).await;
@@ -129,27 +137,9 @@ async fn main() {
             guard.review(&trip, &Memory).await
         };
         let approved = decision.into_approved().expect("the pause is approved");
-        let e = exec.clone();
-        let handle = tokio::spawn(async move { e.execute(approved, None).await });
-        loop {
-            match events.recv().await {
-                Some(DeliveryEvent::Sent { .. }) => break,
-                Some(_) => continue,
-                None => panic!("event channel closed"),
-            }
-        }
+        let handle = until_sent(&exec, approved, &mut events).await;
         let elapsed = start.elapsed();
-        demo.provider
-            .raw_request::<_, String>("evm_mine".into(), ())
-            .await
-            .expect("evm_mine");
-        handle
-            .await
-            .expect("the execution task")
-            .expect("the pause lands");
-        assert!(demo.paused().await);
-        set_automine(&demo, true).await;
-        demo.safe_exec(demo.vault, unpause.clone()).await;
+        land_then_unpause(&demo, handle).await;
         // The first runs warm up connections and caches.
         if run >= 20 {
             if preflight {
@@ -215,19 +205,9 @@ async fn through_two_endpoints(
     if let Some(f) = fault {
         a.fail_all(f);
     }
-    let unpause = common::GuardedVault::unpauseCall {}.abi_encode();
     let mut out = Vec::with_capacity(runs);
     for run in 0..runs + 5 {
-        let trip = Trip {
-            policy: "bench".into(),
-            block: run as u64,
-            time_ms: 1_000 * (run as u64 + 1),
-            action: "pause-direct".into(),
-            severity: Severity::Critical,
-            mode: Mode::Enforce,
-            evidence: serde_json::Value::Null.into(),
-            summary: String::new(),
-        };
+        let trip = trip(run, 1_000 * (run as u64 + 1));
         let mut guard = Guard::new(&config);
         set_automine(demo, false).await;
         let start = Instant::now();
@@ -236,26 +216,9 @@ async fn through_two_endpoints(
             .await
             .into_approved()
             .expect("the pause is approved");
-        let e = exec.clone();
-        let handle = tokio::spawn(async move { e.execute(approved, None).await });
-        loop {
-            match events.recv().await {
-                Some(DeliveryEvent::Sent { .. }) => break,
-                Some(_) => continue,
-                None => panic!("event channel closed"),
-            }
-        }
+        let handle = until_sent(&exec, approved, &mut events).await;
         let elapsed = start.elapsed();
-        demo.provider
-            .raw_request::<_, String>("evm_mine".into(), ())
-            .await
-            .expect("evm_mine");
-        handle
-            .await
-            .expect("the execution task")
-            .expect("the pause lands");
-        set_automine(demo, true).await;
-        demo.safe_exec(demo.vault, unpause.clone()).await;
+        land_then_unpause(demo, handle).await;
         if run >= 5 {
             out.push(elapsed);
         }

@@ -38,6 +38,10 @@
 //!   pending transaction is watched; the policy trips on the bridge's balance
 //!   read at the attack's block, and the pause lands in a later block.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,21 +52,19 @@ use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::B256;
 use alloy::primitives::utils::parse_ether;
-use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
+use common::pipeline::{Piped, polling, until_recorded};
 use futures_util::StreamExt;
-use guardian::config::Config;
 use guardian::demo::{self, Bridge, DemoToken, MessageReplica, ReplicaCopycatAttack};
 use guardian::executor::Execution;
 use guardian::keys::Key;
-use guardian::pipeline::{self, Report, RunOptions};
+use guardian::pipeline::Report;
 use guardian::policy::compile_str;
-use guardian::source::chain::WatcherOptions;
 use rand08::{Rng, SeedableRng, rngs::StdRng};
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 
 const GWEI: u128 = 1_000_000_000;
 const SLOT: Duration = Duration::from_secs(2);
@@ -120,10 +122,7 @@ struct Arrivals {
 
 impl Arrivals {
     async fn start(ws: &str) -> Self {
-        let provider = ProviderBuilder::new()
-            .connect_ws(WsConnect::new(ws.to_string()))
-            .await
-            .expect("connect to anvil's WebSocket");
+        let provider = support::ws(ws).await;
         let mut blocks = provider
             .subscribe_blocks()
             .await
@@ -449,7 +448,6 @@ async fn run_mode(
     arrivals: &mut Arrivals,
 ) -> Vec<Trial> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("guardian.toml");
     let (config_text, policy) = match mode {
         Mode::Mempool => {
             let policy = demo::POLICY.replace("cooldown = \"10 blocks\"", "cooldown = \"1 block\"");
@@ -466,41 +464,15 @@ async fn run_mode(
             MINED_POLICY.to_string(),
         ),
     };
-    std::fs::write(&path, config_text).expect("write the configuration");
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = common::load_config("guardian", &config_text);
     let policies = compile_str("policy.toml", &policy, &config).unwrap_or_else(|e| panic!("{e}"));
     let keys = HashMap::from([("bot".to_string(), Key::local("bot", b.bot.clone()))]);
     let record = dir.path().join("trace.csv");
-    let options = RunOptions {
-        record: Some(record.clone()),
-        watcher: WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            ..WatcherOptions::default()
-        },
-        channel_capacity: 256,
-        ..RunOptions::default()
-    };
-    let (report_tx, mut reports) = mpsc::channel(256);
-    let cancel = CancellationToken::new();
-    let guardian = tokio::spawn(pipeline::run(
-        config,
-        policies,
-        keys,
-        options,
-        Some(report_tx),
-        cancel.clone(),
-    ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&record)
-        .unwrap_or_default()
-        .contains(",bridge.balance,")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the watcher read nothing in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut guardian = Piped::start(config, policies, keys, polling(Some(record.clone())));
+    until_recorded(&record, "the watcher to read the bridge", |l| {
+        l.contains(",bridge.balance,")
+    })
+    .await;
 
     let attacker = EthereumWallet::from(PrivateKeySigner::from(b.anvil.keys()[6].clone()));
     // With --unfiltered, benign traffic runs through every trial of the mode.
@@ -521,7 +493,7 @@ async fn run_mode(
         rearm(b).await;
         let raw = signed_attack(b, &attacker).await;
         // Reports of the previous trial (e.g. an "already paused" decision) are not this one's.
-        while reports.try_recv().is_ok() {}
+        while guardian.reports.try_recv().is_ok() {}
         let (head, arrived) = arrivals.next_head().await;
         let earliest = SLOT.saturating_sub(max_left).as_secs_f64();
         let offset = Duration::from_secs_f64(rng.gen_range(earliest..SLOT.as_secs_f64()));
@@ -541,9 +513,9 @@ async fn run_mode(
         let mut failure = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while pause.is_none() && failure.is_none() {
-            let report = match tokio::time::timeout_at(deadline, reports.recv()).await {
+            let report = match tokio::time::timeout_at(deadline, guardian.reports.recv()).await {
                 Ok(Some(r)) => r,
-                Ok(None) => panic!("the pipeline stopped: {:?}", guardian.await),
+                Ok(None) => panic!("the pipeline stopped: {:?}", (&mut guardian.task).await),
                 Err(_) => {
                     failure = Some("no pause within 30 s".to_string());
                     break;
@@ -639,12 +611,7 @@ async fn run_mode(
             mempool_rate()
         );
     }
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(30), guardian)
-        .await
-        .expect("the pipeline stops")
-        .expect("the pipeline task")
-        .unwrap_or_else(|e| panic!("{e}"));
+    guardian.stop().await;
     rearm(b).await;
     out
 }

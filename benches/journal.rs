@@ -6,35 +6,23 @@
 //! `cargo bench --bench journal` (optionally `-- --runs N`, default 500).
 //! The journal lives in a temporary folder (the machine's temp file system).
 
-use std::future::Future;
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256, address};
 use guardian::config::{ActionDef, ActionKind, Config, JournalConfig, JournalSync, PauseParams};
 use guardian::decision::Trip;
 use guardian::executor::{Fees, SignedTx, TxLog};
-use guardian::guard::{Call, ChainView, Effect, Guard};
+use guardian::guard::Guard;
 use guardian::journal::{Journal, TripOrigin};
 use guardian::policy::model::{Mode, Severity};
 
 const VAULT: Address = address!("0x00000000000000000000000000000000000000a1");
 
-/// Chain state from memory: the vault is not paused and the preflight passes.
-struct Memory;
-
-impl ChainView for Memory {
-    fn read(&self, _: Address, _: Bytes) -> impl Future<Output = Result<Bytes, String>> + Send {
-        std::future::ready(Ok(Bytes::from(U256::ZERO.to_be_bytes::<32>().to_vec())))
-    }
-    fn preflight(
-        &self,
-        _: &str,
-        _: &Call,
-        _: &Effect,
-    ) -> impl Future<Output = Result<(), String>> + Send {
-        std::future::ready(Ok(()))
-    }
-}
+use support::Memory;
 
 fn config() -> Config {
     let mut c = Config::empty();
@@ -122,12 +110,7 @@ async fn measure(sync: JournalSync, runs: usize) -> [(f64, f64); 3] {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(500);
+    let runs = support::arg("--runs", 500.0) as usize;
     println!("journal writes, {runs} runs each (p50 / p99, ms)");
     for (name, sync) in [("full", JournalSync::Full), ("normal", JournalSync::Normal)] {
         let [intent, signed, processed] = measure(sync, runs).await;

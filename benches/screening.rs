@@ -18,172 +18,54 @@
 //!
 //! Run with `cargo bench --bench screening [-- --rate 300 --seconds 60 --concurrency 4]`.
 
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::node_bindings::Anvil;
-use alloy::primitives::{Address, I256, U256, utils::parse_ether};
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
 use alloy::sol_types::SolCall;
+use common::{DemoToken, GWEI, Market, anvil, dry_run_network, load_config, metric};
 use guardian::config::Config;
 use guardian::metrics::MetricId;
 use guardian::policy::{Engine, Mode, compile_str};
 use guardian::source::chain::{ScreenOptions, WatchEvent, Watcher, WatcherOptions};
+use support::{arg, fifty_metrics, fund_holders, owner_and_senders, quantile, rss_kib};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-sol!(
-    #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
-sol!(
-    #[sol(rpc)]
-    GuardedVault,
-    "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
-);
-
-const SENDERS: usize = 32;
-const GWEI: u128 = 1_000_000_000;
 /// The tip of the attacks (the users' transfers pay 1 gwei).
 const ATTACK_TIP: u128 = 3 * GWEI;
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(default)
-}
-
-fn quantile(samples: &mut [f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+const SENDERS: usize = 32;
 
 /// 50 per-block metrics (calls, balances, events, block stats, oracle, vault, ratio,
 /// head age) over the senders' balances, and one unfiltered pending metric.
-fn config(
-    http: &str,
-    ws: &str,
-    token: Address,
-    vault: Address,
-    feed: Address,
-    holders: &[Address],
-) -> String {
-    let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-    let mut t = format!(
-        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{http}\"]\nws = [\"{ws}\"]\n"
-    );
-    let mut add = |name: String, source: String| {
-        t.push_str(&format!(
-            "\n[metrics.\"{name}\"]\ndescription = \"bench\"\nnetwork = \"local\"\nsource = {source}\n"
-        ));
+fn config(http: &str, ws: &str, market: &Market, holders: &[Address]) -> String {
+    let mut t = dry_run_network(&[http], &[ws]);
+    // Calls and ERC20 balances of holders 0 to 29; native balances and events of the first few.
+    let holder = |i: usize| match i {
+        0..30 => holders[i],
+        30..35 => holders[i - 30],
+        _ => holders[i - 35],
     };
-    for (i, h) in holders.iter().enumerate().take(20) {
-        add(
-            format!("call.{i}"),
-            format!(
-                "{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{h}\"], decimals = 18 }}"
-            ),
-        );
-    }
-    for (i, h) in holders.iter().enumerate().skip(20).take(10) {
-        add(
-            format!("erc20.{i}"),
-            format!(
-                "{{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{h}\", decimals = 18 }}"
-            ),
-        );
-    }
-    for (i, h) in holders.iter().enumerate().take(5) {
-        add(
-            format!("native.{i}"),
-            format!("{{ kind = \"native_balance\", address = \"{h}\" }}"),
-        );
-    }
-    for (i, h) in holders.iter().enumerate().take(2) {
-        add(
-            format!("events.count.{i}"),
-            format!(
-                "{{ kind = \"event_count\", address = \"{token}\", event = \"{transfer}\", topics = {{ from = \"{h}\" }} }}"
-            ),
-        );
-        add(
-            format!("events.sum.{i}"),
-            format!(
-                "{{ kind = \"event_sum\", address = \"{token}\", event = \"{transfer}\", topics = {{ to = \"{h}\" }}, field = \"value\", decimals = 18 }}"
-            ),
-        );
-    }
-    for stat in [
-        "gas_used_ratio",
-        "base_fee_gwei",
-        "tx_count",
-        "priority_fee_p90",
-    ] {
-        add(
-            format!("chain.{stat}"),
-            format!("{{ kind = \"block\", stat = \"{stat}\" }}"),
-        );
-    }
-    add(
-        "oracle.answer".into(),
-        format!("{{ kind = \"oracle_answer\", feed = \"{feed}\", decimals = 8 }}"),
+    t.push_str(&fifty_metrics(
+        market.token,
+        market.vault,
+        market.feed,
+        holder,
+    ));
+    let pending = format!(
+        "{{ kind = \"pending\", effect = {{ kind = \"erc20_balance\", token = \"{}\", holder = \"{}\", decimals = 18 }} }}",
+        market.token, holders[0]
     );
-    add(
-        "oracle.age".into(),
-        format!("{{ kind = \"oracle_age\", feed = \"{feed}\" }}"),
-    );
-    for (name, sig) in [
-        ("assets", "totalAssets()(uint256)"),
-        ("supply", "totalSupply()(uint256)"),
-        ("cap", "supplyCap()(uint256)"),
-    ] {
-        add(
-            format!("vault.{name}"),
-            format!(
-                "{{ kind = \"call\", to = \"{vault}\", signature = \"{sig}\", decimals = 18 }}"
-            ),
-        );
-    }
-    add(
-        "vault.share_price".into(),
-        "{ kind = \"ratio\", numerator = \"vault.assets\", denominator = \"vault.supply\" }".into(),
-    );
-    add("chain.head_age".into(), "{ kind = \"head_age\" }".into());
-    add(
-        "pending.outflow".into(),
-        format!(
-            "{{ kind = \"pending\", effect = {{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{}\", decimals = 18 }} }}",
-            holders[0]
-        ),
-    );
+    t.push_str(&metric("pending.outflow", "bench", &pending));
     t
 }
 
@@ -198,6 +80,7 @@ fn policies(n: usize) -> String {
     p
 }
 
+/// Sends a call to `to` from `from` at `nonce`, tipping `tip` wei; its hash if the node took it.
 async fn send(
     p: &DynProvider,
     from: Address,
@@ -205,7 +88,7 @@ async fn send(
     data: Vec<u8>,
     nonce: u64,
     tip: u128,
-) -> bool {
+) -> Option<alloy::primitives::B256> {
     let tx = TransactionRequest::default()
         .with_from(from)
         .with_to(to)
@@ -215,7 +98,7 @@ async fn send(
         .with_gas_limit(100_000)
         .with_max_fee_per_gas(1_000 * GWEI)
         .with_max_priority_fee_per_gas(tip);
-    p.send_transaction(tx).await.is_ok()
+    Some(*p.send_transaction(tx).await.ok()?.tx_hash())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -223,103 +106,20 @@ async fn main() {
     let rate = arg("--rate", 300.0);
     let seconds = arg("--seconds", 60.0) as u64;
     let concurrency = arg("--concurrency", 4.0) as usize;
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let anvil = Anvil::at(bin)
-        .block_time(1)
-        .args(["--order", "fees"])
-        .spawn();
-    let keys: Vec<PrivateKeySigner> = (0..SENDERS).map(|_| PrivateKeySigner::random()).collect();
-    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let owner = owner_key.address();
-    let mut wallet = EthereumWallet::from(owner_key);
-    for k in &keys {
-        wallet.register_signer(k.clone());
-    }
+    let anvil = anvil(&["--block-time", "1", "--order", "fees"]);
+    let (wallet, owner, holders) = owner_and_senders(&anvil, SENDERS);
     let load_wallet = wallet.clone();
     let p = ProviderBuilder::new()
         .wallet(wallet)
         .connect_http(anvil.endpoint_url())
         .erased();
-    let holders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
-    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner)
-        .await
-        .expect("deploy");
-    let vault = GuardedVault::deploy(
-        &p,
-        *token.address(),
-        owner,
-        parse_ether("1000000").expect("literal"),
-    )
-    .await
-    .expect("deploy");
-    let feed = KeeperPriceFeed::deploy(
-        &p,
-        owner,
-        8,
-        "ETH / USD".into(),
-        I256::try_from(200_000_000_000_i64).expect("fits"),
-    )
-    .await
-    .expect("deploy");
-    for h in &holders {
-        let _: serde_json::Value = p
-            .raw_request(
-                "anvil_setBalance".into(),
-                (h, parse_ether("100").expect("literal")),
-            )
-            .await
-            .expect("fund");
-        token
-            .mint(*h, parse_ether("1000000").expect("literal"))
-            .send()
-            .await
-            .expect("send")
-            .get_receipt()
-            .await
-            .expect("mint");
-    }
     let assets = parse_ether("1000").expect("literal");
-    token
-        .mint(owner, assets)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("mint");
-    token
-        .approve(*vault.address(), assets)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("approve");
-    vault
-        .deposit(assets, owner)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("deposit");
+    let cap = parse_ether("1000000").expect("literal");
+    let market = Market::deploy(&p, owner, cap, Some((assets, assets)), 200_000_000_000).await;
+    fund_holders(&p, market.token, &holders).await;
 
-    let text = config(
-        &anvil.endpoint(),
-        &anvil.ws_endpoint(),
-        *token.address(),
-        *vault.address(),
-        *feed.address(),
-        &holders,
-    );
-    let path = std::env::temp_dir().join(format!(
-        "guardian-bench-screening-{}.toml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).expect("temp dir");
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_file(&path);
+    let text = config(&anvil.endpoint(), &anvil.ws_endpoint(), &market, &holders);
+    let config = load_config("screening", &text);
     let options = WatcherOptions {
         screen: Some(ScreenOptions {
             queue: 4096,
@@ -353,7 +153,7 @@ async fn main() {
     let attacks = Arc::new(std::sync::Mutex::new(Vec::new()));
     // The users' traffic runs on a thread and runtime of its own (as it would
     // on their machines): signing must not take the guardian's CPU time.
-    let (url, token_address) = (anvil.endpoint_url(), *token.address());
+    let (url, token_address) = (anvil.endpoint_url(), market.token);
     let load_holders = holders.clone();
     let (load_stop, load_sent, load_attacks) = (stop.clone(), sent.clone(), attacks.clone());
     let sender = tokio::task::spawn_blocking(move || {
@@ -383,7 +183,7 @@ async fn main() {
     let mut window = (Instant::now(), 0u64, Vec::<f64>::new());
     let (mut screened, mut verdicts, mut trips_at) =
         (0u64, Vec::new(), std::collections::HashMap::new());
-    let mut screened_hashes = std::collections::HashSet::new();
+    let mut screened_attacks = std::collections::HashSet::new();
     let mut rss = Vec::new();
     println!("window  sent/s  screened/s  seen->screened p50/p99 ms  rss MiB");
     while started.elapsed() < Duration::from_secs(seconds) + Duration::from_secs(3) {
@@ -408,9 +208,9 @@ async fn main() {
                     .filter_map(|(n, v)| engine.metric_id(n).map(|m| (m, *v)))
                     .collect();
                 let trips = engine.what_if(s.block, s.time_ms, &samples);
-                // Attacks pay a tip of 3 gwei, the users' transfers 1 gwei.
+                // Attacks pay ATTACK_TIP, the users' transfers 1 gwei.
                 if s.tx.max_priority_fee_per_gas == Some(ATTACK_TIP) {
-                    screened_hashes.insert(s.tx.hash);
+                    screened_attacks.insert(s.tx.hash);
                 }
                 let verdict = now_ms().saturating_sub(s.seen_ms) as f64;
                 verdicts.push(verdict);
@@ -459,7 +259,7 @@ async fn main() {
     println!(
         "attacks: {} sent, {} screened (an attack mined before its screening is not), {} tripped; pending seen -> trip p50={:.1} ms p99={:.1} ms",
         attacks.len(),
-        attacks.iter().filter(|h| screened_hashes.contains(*h)).count(),
+        attacks.iter().filter(|h| screened_attacks.contains(*h)).count(),
         attack_latency.len(),
         quantile(&mut attack_latency.clone(), 0.5),
         quantile(&mut attack_latency, 0.99)
@@ -531,7 +331,7 @@ async fn load(
                         .await
                         .unwrap_or(0),
                 };
-                if send(&p, holders[i], token, data, n, GWEI).await {
+                if send(&p, holders[i], token, data, n, GWEI).await.is_some() {
                     nonce = Some(n + 1);
                     total += 1;
                     sent.fetch_add(1, Ordering::Relaxed);
@@ -562,18 +362,9 @@ async fn load(
         let Ok(nonce) = p.get_transaction_count(from).pending().await else {
             continue;
         };
-        let tx = TransactionRequest::default()
-            .with_from(from)
-            .with_to(token)
-            .with_input(data)
-            .with_nonce(nonce)
-            .with_chain_id(31337)
-            .with_gas_limit(100_000)
-            .with_max_fee_per_gas(1_000 * GWEI)
-            .with_max_priority_fee_per_gas(ATTACK_TIP);
-        if let Ok(pending) = p.send_transaction(tx).await {
+        if let Some(hash) = send(&p, from, token, data, nonce, ATTACK_TIP).await {
             if let Ok(mut a) = attacks.lock() {
-                a.push(*pending.tx_hash());
+                a.push(hash);
             }
             total += 1;
             sent.fetch_add(1, Ordering::Relaxed);

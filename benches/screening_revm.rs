@@ -24,21 +24,22 @@
 //!
 //! Run with `cargo bench --features revm-bench --bench screening_revm [-- --screenings 5000]`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alloy::eips::BlockId;
-use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::node_bindings::Anvil;
-use alloy::primitives::{Address, B256, Bytes, I256, U256, utils::parse_ether};
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, B256, Bytes, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::client::BatchRequest;
 use alloy::rpc::types::TransactionRequest;
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
 use alloy::sol_types::{SolCall, SolEvent};
+use common::{DemoToken, GWEI, GuardedVault, KeeperPriceFeed, Market};
 use guardian::metrics::{scaled_amount, scaled_signed};
 use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::ContextTr;
@@ -51,42 +52,10 @@ use revm::state::{AccountInfo, Bytecode};
 use revm::{
     Context, Database, DatabaseRef, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext,
 };
+use support::{arg, fund_holders, owner_and_senders, quantile};
 use tokio::runtime::Runtime;
 
-sol!(
-    #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
-sol!(
-    #[sol(rpc)]
-    GuardedVault,
-    "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
-);
-
 const SENDERS: usize = 32;
-const GWEI: u128 = 1_000_000_000;
-
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(default)
-}
-
-fn quantile(samples: &mut [f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-}
 
 /// A node read the cache could not make.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +92,15 @@ impl NodeCache {
             cached: RefCell::default(),
             fetches: Cell::new(0),
         }
+    }
+
+    /// Pins the cache to `block`; what it holds (accounts, slots), to fetch again there.
+    #[allow(clippy::type_complexity)]
+    fn repin(&self, block: u64) -> (Vec<Address>, Vec<(Address, U256)>, BlockId) {
+        self.block.set(block);
+        let c = self.cached.borrow();
+        let accounts = c.accounts.keys().copied().collect();
+        (accounts, c.slots.keys().copied().collect(), self.at())
     }
 
     fn at(&self) -> BlockId {
@@ -404,15 +382,7 @@ fn event_metrics(logs: &[alloy::primitives::Log], w: &World) -> Vec<f64> {
 /// Re-fetches every cached account (balance, nonce; code is immutable here) and
 /// slot at `block`, one request at a time; returns the number of requests.
 fn refresh_one_by_one(cache: &NodeCache, block: u64) -> Result<u64, FetchError> {
-    cache.block.set(block);
-    let (accounts, slots): (Vec<Address>, Vec<(Address, U256)>) = {
-        let c = cache.cached.borrow();
-        (
-            c.accounts.keys().copied().collect(),
-            c.slots.keys().copied().collect(),
-        )
-    };
-    let at = cache.at();
+    let (accounts, slots, at) = cache.repin(block);
     for a in &accounts {
         let (balance, nonce) = cache
             .rt
@@ -436,15 +406,7 @@ fn refresh_one_by_one(cache: &NodeCache, block: u64) -> Result<u64, FetchError> 
 
 /// The same refresh as one JSON-RPC batch (one HTTP round trip); returns the number of requests.
 fn refresh_batched(cache: &NodeCache, block: u64) -> Result<u64, FetchError> {
-    cache.block.set(block);
-    let (accounts, slots): (Vec<Address>, Vec<(Address, U256)>) = {
-        let c = cache.cached.borrow();
-        (
-            c.accounts.keys().copied().collect(),
-            c.slots.keys().copied().collect(),
-        )
-    };
-    let at = cache.at();
+    let (accounts, slots, at) = cache.repin(block);
     let fail = |e: alloy::transports::TransportError| FetchError(format!("batched refresh: {e}"));
     let (balances, slot_values) = cache.rt.block_on(async {
         let mut batch = BatchRequest::new(cache.node.client());
@@ -492,65 +454,14 @@ fn refresh_batched(cache: &NodeCache, block: u64) -> Result<u64, FetchError> {
 
 /// Deploys and seeds the bench's contracts and holders (as benches/screening.rs does).
 async fn deploy(p: &DynProvider, owner: Address, holders: Vec<Address>) -> World {
-    let token = DemoToken::deploy(p, "Bench".into(), "B".into(), owner)
-        .await
-        .expect("deploy");
-    let vault = GuardedVault::deploy(
-        p,
-        *token.address(),
-        owner,
-        parse_ether("1000000").expect("literal"),
-    )
-    .await
-    .expect("deploy");
-    let answer = I256::try_from(200_000_000_000_i64).expect("fits");
-    let feed = KeeperPriceFeed::deploy(p, owner, 8, "ETH / USD".into(), answer)
-        .await
-        .expect("deploy");
-    for h in &holders {
-        let _: serde_json::Value = p
-            .raw_request(
-                "anvil_setBalance".into(),
-                (h, parse_ether("100").expect("literal")),
-            )
-            .await
-            .expect("fund");
-        let mint = token.mint(*h, parse_ether("1000000").expect("literal"));
-        mint.send()
-            .await
-            .expect("send")
-            .get_receipt()
-            .await
-            .expect("mint");
-    }
     let assets = parse_ether("1000").expect("literal");
-    let mint = token.mint(owner, assets);
-    mint.send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("mint");
-    let approve = token.approve(*vault.address(), assets);
-    approve
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("approve");
-    let deposit = vault.deposit(assets, owner);
-    deposit
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("deposit");
+    let cap = parse_ether("1000000").expect("literal");
+    let market = Market::deploy(p, owner, cap, Some((assets, assets)), 200_000_000_000).await;
+    fund_holders(p, market.token, &holders).await;
     World {
-        token: *token.address(),
-        vault: *vault.address(),
-        feed: *feed.address(),
+        token: market.token,
+        vault: market.vault,
+        feed: market.feed,
         holders,
     }
 }
@@ -610,25 +521,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let anvil = Anvil::at(bin).args(["--hardfork", "prague"]).spawn();
-    let keys: Vec<PrivateKeySigner> = (0..SENDERS).map(|_| PrivateKeySigner::random()).collect();
-    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let owner = owner_key.address();
-    let mut wallet = EthereumWallet::from(owner_key);
-    for k in &keys {
-        wallet.register_signer(k.clone());
-    }
+    let anvil = common::anvil(&["--hardfork", "prague"]);
+    let (wallet, owner, holders) = owner_and_senders(&anvil, SENDERS);
     let p = ProviderBuilder::new()
         .wallet(wallet)
         .connect_http(anvil.endpoint_url())
         .erased();
-    let w = rt.block_on(deploy(
-        &p,
-        owner,
-        keys.iter().map(|k| k.address()).collect(),
-    ));
+    let w = rt.block_on(deploy(&p, owner, holders));
     let h = head(&rt, &p);
     let block = next_block(&h);
     println!(

@@ -15,242 +15,58 @@
 //!
 //! Run with `cargo bench --bench watcher` (or `-- --sustained 600`). Prints p50/p99/max per measurement.
 
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use alloy::network::EthereumWallet;
-use alloy::node_bindings::{Anvil, AnvilInstance};
-use alloy::primitives::{Address, I256, U256, utils::parse_ether};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
+use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::providers::Provider;
+use common::{
+    DemoToken, Market, MessageReplica, ReplicaCopycatAttack, anvil, dry_run_network, load_config,
+    metric, mined, provider_with,
+};
 use futures_util::StreamExt;
 use guardian::config::Config;
 use guardian::source::chain::{Head, PendingWatch, WatchEvent, Watcher, WatcherOptions};
+use support::{fifty_metrics, report, rss_kib};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-sol!(
-    #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
-sol!(
-    #[sol(rpc)]
-    GuardedVault,
-    "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
-);
-sol!(
-    #[sol(rpc)]
-    MessageReplica,
-    "contracts/artifacts/MessageReplica.json"
-);
-sol!(
-    #[sol(rpc)]
-    ReplicaCopycatAttack,
-    "contracts/artifacts/ReplicaCopycatAttack.json"
-);
 
 const BLOCKS: usize = 300;
 const PENDING: usize = 300;
 
-fn anvil() -> AnvilInstance {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    Anvil::at(bin).spawn()
+fn holder(i: usize) -> Address {
+    Address::left_padding_from(&(0x1000 + i as u64).to_be_bytes())
 }
 
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort_unstable();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    println!(
-        "{name}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
-        samples.len(),
-        at(0.50).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        samples[samples.len() - 1].as_secs_f64() * 1e3
-    );
-}
-
-fn load(text: &str, name: &str) -> Config {
-    let path =
-        std::env::temp_dir().join(format!("guardian-bench-{}-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).expect("temp dir is writable");
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_file(&path);
-    config
-}
-
-fn holder(i: u64) -> Address {
-    Address::left_padding_from(&(0x1000 + i).to_be_bytes())
-}
-
-/// 50 metrics of every per-block kind, none sharing a read except the oracle's answer and age.
-fn fifty_metrics(anvil: &AnvilInstance, token: Address, vault: Address, feed: Address) -> String {
-    let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-    let mut t = format!(
-        "[networks.local]\nchain_id = 31337\nrpc = [\"{}\"]\nws = [\"{}\"]\n",
-        anvil.endpoint(),
-        anvil.ws_endpoint()
-    );
-    let mut add = |name: String, source: String| {
-        t.push_str(&format!(
-            "\n[metrics.\"{name}\"]\ndescription = \"bench\"\nnetwork = \"local\"\nsource = {source}\n"
-        ));
-    };
-    for i in 0..20 {
-        add(
-            format!("call.{i}"),
-            format!(
-                "{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{}\"], decimals = 18 }}",
-                holder(i)
-            ),
-        );
-    }
-    for i in 20..30 {
-        add(
-            format!("erc20.{i}"),
-            format!(
-                "{{ kind = \"erc20_balance\", token = \"{token}\", holder = \"{}\", decimals = 18 }}",
-                holder(i)
-            ),
-        );
-    }
-    for i in 30..35 {
-        add(
-            format!("native.{i}"),
-            format!(
-                "{{ kind = \"native_balance\", address = \"{}\" }}",
-                holder(i)
-            ),
-        );
-    }
-    for i in 35..37 {
-        add(
-            format!("events.count.{i}"),
-            format!(
-                "{{ kind = \"event_count\", address = \"{token}\", event = \"{transfer}\", topics = {{ from = \"{}\" }} }}",
-                holder(i)
-            ),
-        );
-        add(
-            format!("events.sum.{i}"),
-            format!(
-                "{{ kind = \"event_sum\", address = \"{token}\", event = \"{transfer}\", topics = {{ to = \"{}\" }}, field = \"value\", decimals = 18 }}",
-                holder(i)
-            ),
-        );
-    }
-    for stat in [
-        "gas_used_ratio",
-        "base_fee_gwei",
-        "tx_count",
-        "priority_fee_p90",
-    ] {
-        add(
-            format!("chain.{stat}"),
-            format!("{{ kind = \"block\", stat = \"{stat}\" }}"),
-        );
-    }
-    add(
-        "oracle.answer".into(),
-        format!("{{ kind = \"oracle_answer\", feed = \"{feed}\", decimals = 8 }}"),
-    );
-    add(
-        "oracle.age".into(),
-        format!("{{ kind = \"oracle_age\", feed = \"{feed}\" }}"),
-    );
-    for (name, sig) in [
-        ("assets", "totalAssets()(uint256)"),
-        ("supply", "totalSupply()(uint256)"),
-        ("cap", "supplyCap()(uint256)"),
-    ] {
-        add(
-            format!("vault.{name}"),
-            format!(
-                "{{ kind = \"call\", to = \"{vault}\", signature = \"{sig}\", decimals = 18 }}"
-            ),
-        );
-    }
-    add(
-        "vault.share_price".into(),
-        "{ kind = \"ratio\", numerator = \"vault.assets\", denominator = \"vault.supply\" }".into(),
-    );
-    add("chain.head_age".into(), "{ kind = \"head_age\" }".into());
-    t
-}
-
-async fn provider(anvil: &AnvilInstance, keys: &[usize]) -> DynProvider {
-    let mut wallet = EthereumWallet::from(PrivateKeySigner::from(anvil.keys()[keys[0]].clone()));
-    for k in &keys[1..] {
-        wallet.register_signer(PrivateKeySigner::from(anvil.keys()[*k].clone()));
-    }
-    ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased()
+/// The token, vault and feed, and the configuration of the 50 metrics on them.
+/// `fill`: see [`Market::deploy`].
+async fn fifty(
+    anvil: &alloy::node_bindings::AnvilInstance,
+    name: &str,
+    fill: Option<(U256, U256)>,
+) -> (Market, Config) {
+    let p = provider_with(anvil, &[0]);
+    let (owner, cap) = (anvil.addresses()[0], parse_ether("1000000").unwrap());
+    let market = Market::deploy(&p, owner, cap, fill, 200_000_000_000).await;
+    let mut text = dry_run_network(&[&anvil.endpoint()], &[&anvil.ws_endpoint()]);
+    text.push_str(&fifty_metrics(
+        market.token,
+        market.vault,
+        market.feed,
+        holder,
+    ));
+    (market, load_config(name, &text))
 }
 
 async fn snapshots() {
-    let anvil = anvil();
-    let p = provider(&anvil, &[0]).await;
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner)
-        .await
-        .expect("deploy");
-    let vault = GuardedVault::deploy(
-        &p,
-        *token.address(),
-        owner,
-        parse_ether("1000000").expect("literal"),
-    )
-    .await
-    .expect("deploy");
-    let feed = KeeperPriceFeed::deploy(
-        &p,
-        owner,
-        8,
-        "ETH / USD".into(),
-        I256::try_from(200_000_000_000_i64).expect("fits"),
-    )
-    .await
-    .expect("deploy");
+    let anvil = anvil(&[]);
+    let p = provider_with(&anvil, &[0]);
     // A non-empty vault, so the share price (a ratio) has a denominator.
     let assets = parse_ether("1000").expect("literal");
-    token
-        .mint(owner, assets)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
-    token
-        .approve(*vault.address(), assets)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
-    vault
-        .deposit(assets, owner)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
-    let config = load(
-        &fifty_metrics(&anvil, *token.address(), *vault.address(), *feed.address()),
-        "fifty",
-    );
+    let (_market, config) = fifty(&anvil, "fifty", Some((assets, assets))).await;
     let watcher = Watcher::new(&config, "local", WatcherOptions::default()).expect("watcher");
     assert_eq!(watcher.plan().len(), 50);
     println!(
@@ -261,10 +77,7 @@ async fn snapshots() {
     let client = watcher.read_client().await.expect("client");
 
     // 1. head received -> snapshot complete.
-    let ws = ProviderBuilder::new()
-        .connect_ws(WsConnect::new(anvil.ws_endpoint()))
-        .await
-        .expect("ws");
+    let ws = support::ws(&anvil.ws_endpoint()).await;
     let mut heads = ws
         .subscribe_blocks()
         .await
@@ -326,8 +139,8 @@ async fn snapshots() {
 }
 
 async fn pending() {
-    let anvil = anvil();
-    let p = provider(&anvil, &[0, 2]).await;
+    let anvil = anvil(&[]);
+    let p = provider_with(&anvil, &[0, 2]);
     let owner = anvil.addresses()[0];
     let attacker = anvil.addresses()[2];
     let token = DemoToken::deploy(&p, "Bridged".into(), "b".into(), owner)
@@ -336,14 +149,7 @@ async fn pending() {
     let replica = MessageReplica::deploy(&p, owner, 1000, owner, U256::ZERO, Default::default())
         .await
         .expect("deploy");
-    token
-        .mint(*replica.address(), parse_ether("1000000").expect("literal"))
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
+    mined(token.mint(*replica.address(), parse_ether("1000000").expect("literal"))).await;
     let attack = ReplicaCopycatAttack::deploy(
         &p,
         *replica.address(),
@@ -352,15 +158,15 @@ async fn pending() {
     )
     .await
     .expect("deploy");
-    let text = format!(
-        "[networks.local]\nchain_id = 31337\nrpc = [\"{}\"]\nws = [\"{}\"]\n\n[metrics.\"bridge.pending_outflow\"]\ndescription = \"bench\"\nnetwork = \"local\"\nsource = {{ kind = \"pending\", to = \"{}\", selector = \"attack()\", effect = {{ kind = \"erc20_balance\", token = \"{}\", holder = \"{}\", decimals = 18 }} }}\n",
-        anvil.endpoint(),
-        anvil.ws_endpoint(),
+    let outflow = format!(
+        "{{ kind = \"pending\", to = \"{}\", selector = \"attack()\", effect = {{ kind = \"erc20_balance\", token = \"{}\", holder = \"{}\", decimals = 18 }} }}",
         attack.address(),
         token.address(),
         replica.address()
     );
-    let config = load(&text, "pending");
+    let mut text = dry_run_network(&[&anvil.endpoint()], &[&anvil.ws_endpoint()]);
+    text.push_str(&metric("bridge.pending_outflow", "bench", &outflow));
+    let config = load_config("pending", &text);
     let watcher = Watcher::new(&config, "local", WatcherOptions::default()).expect("watcher");
     let client = watcher.read_client().await.expect("client");
     let mut watch = PendingWatch::new(&config.metrics);
@@ -369,10 +175,7 @@ async fn pending() {
         .raw_request("evm_setAutomine".into(), (false,))
         .await
         .expect("automine off");
-    let ws = ProviderBuilder::new()
-        .connect_ws(WsConnect::new(anvil.ws_endpoint()))
-        .await
-        .expect("ws");
+    let ws = support::ws(&anvil.ws_endpoint()).await;
     let mut txs = ws
         .subscribe_full_pending_transactions()
         .await
@@ -403,48 +206,9 @@ async fn pending() {
     );
 }
 
-/// Resident set size of this process in KiB (Linux).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn sustained(seconds: u64) {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let anvil = Anvil::at(bin).block_time(1).spawn();
-    let p = provider(&anvil, &[0]).await;
-    let owner = anvil.addresses()[0];
-    let token = DemoToken::deploy(&p, "Bench".into(), "B".into(), owner)
-        .await
-        .expect("deploy");
-    let vault = GuardedVault::deploy(
-        &p,
-        *token.address(),
-        owner,
-        parse_ether("1000000").expect("literal"),
-    )
-    .await
-    .expect("deploy");
-    let feed = KeeperPriceFeed::deploy(
-        &p,
-        owner,
-        8,
-        "ETH / USD".into(),
-        I256::try_from(200_000_000_000_i64).expect("fits"),
-    )
-    .await
-    .expect("deploy");
-    let config = load(
-        &fifty_metrics(&anvil, *token.address(), *vault.address(), *feed.address()),
-        "sustained",
-    );
+    let anvil = anvil(&["--block-time", "1"]);
+    let (_market, config) = fifty(&anvil, "sustained", None).await;
     let watcher = Watcher::new(&config, "local", WatcherOptions::default()).expect("watcher");
     let (tx, mut rx) = mpsc::channel(16);
     let cancel = CancellationToken::new();

@@ -3,26 +3,16 @@
 //! and calibrate's false-alarm and detection-delay figures checked against a
 //! separate, plain implementation of the same condition written here.
 
-use std::path::{Path, PathBuf};
+#[path = "common/traces.rs"]
+mod traces;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use guardian::calibrate::{self, Attack, CalibrateError, DetectorSpec, Request};
 use guardian::policy::model::Direction;
 use guardian::units::{Window, parse_alarm_rate};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `../shared/data/traces/<name>` from the repository root, or from
-/// `GUARDIAN_SHARED_DATA` (a `data` folder) when the checkout lives elsewhere.
-fn shared_trace(name: &str) -> PathBuf {
-    let default = root().join("../shared/data/traces").join(name);
-    match std::env::var_os("GUARDIAN_SHARED_DATA") {
-        Some(dir) if !default.exists() => PathBuf::from(dir).join("traces").join(name),
-        _ => default,
-    }
-}
+use traces::shared_trace;
 
 /// The trace's (block, time_ms, value) rows of `metric`, read with plain string splitting.
 fn rows(path: &Path, metric: &str) -> Vec<(u64, u64, f64)> {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use common::fault_proxy::{Fault, FaultProxy};
@@ -819,20 +818,9 @@ async fn an_outside_transaction_from_the_bot_key_is_recovered_within_a_block() {
     let mut within = 0;
     for _ in 0..TRIALS {
         b.unpause().await;
-        // A fresh client each time: it reads the nonce from the chain.
-        let bot = common::provider_for(&b.demo.anvil, 4);
-        // guardian's cached nonce is now stale: the outside transaction uses it.
-        let outside = bot
-            .send_transaction(
-                TransactionRequest::default()
-                    .to(Address::repeat_byte(0x22))
-                    .value(U256::from(1)),
-            )
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        // A fresh client each time (it reads the nonce from the chain); guardian's
+        // cached nonce is now stale: the outside transaction uses it.
+        let outside = b.demo.bot_sends_outside().await;
         let a = b.approve("pause-direct").await;
         if let Ok(Execution::Landed { block, .. }) = b.exec.execute(a, None).await
             && block <= outside.block_number.unwrap() + 1
@@ -1009,15 +997,7 @@ async fn seen_7_a_drain_two_hours_ago_since_refilled_does_not_pause() {
     let before = p.get_block_number().await.unwrap();
     // Two hours ago: drained by half.
     set_time(now - 2 * 3600).await;
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &p)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.withdraw(450_000).await;
     // A minute later: refilled.
     set_time(now - 2 * 3600 + 60).await;
     demo.deposit(450_000).await;
@@ -1120,15 +1100,7 @@ async fn seen_4_sigterm_ends_the_binary_within_a_bound_while_the_endpoint_hangs(
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(450_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.withdraw(450_000).await;
     wait("the pause is being sent", &|| {
         proxy.counts("eth_sendRawTransaction").seen >= 1
     });

@@ -1,9 +1,13 @@
 //! The policy engine, condition by condition: what trips, when, and with what evidence.
 
+#[path = "common/traces.rs"]
+mod traces;
+
 use guardian::config::Config;
 use guardian::decision::Trip;
 use guardian::metrics::Sample;
 use guardian::policy::{Engine, Mode, compile_str};
+use traces::feed_rows;
 
 /// Wraps a `[policy.when]` body in a policy with a zero-length cooldown in blocks.
 fn policy(when: &str) -> String {
@@ -21,21 +25,7 @@ fn run(text: &str, rows: &[(u64, u64, &str, f64)]) -> Vec<Trip> {
     let set = compile_str("test.toml", text, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
     let mut engine = Engine::new(set, Mode::Enforce);
     let mut trips = Vec::new();
-    for &(block, time_ms, metric, value) in rows {
-        let Some(metric) = engine.metric_id(metric) else {
-            engine.on_tick(block, time_ms, &mut |t| trips.push(t));
-            continue;
-        };
-        engine.on_sample(
-            Sample {
-                block,
-                time_ms,
-                metric,
-                value,
-            },
-            &mut |t| trips.push(t),
-        );
-    }
+    feed_rows(&mut engine, rows.iter().copied(), &mut trips);
     trips
 }
 

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use common::{Demo, GWEI, GuardedVault, Safe};
 use guardian::decision::Trip;
 use guardian::executor::safe::SafeTx;
 use guardian::executor::{DeliveryEvent, ExecError, Execution, Executors, Urgency};
-use guardian::guard::{Approved, Guard, Outcome, Rejection};
+use guardian::guard::{Approved, Decision, Guard, Outcome, Rejection};
 use guardian::policy::model::{Mode, Severity};
 use tokio::sync::mpsc;
 
@@ -58,6 +57,37 @@ async fn setup(anvil_args: &[&str], extra: &str) -> Setup {
 }
 
 impl Setup {
+    /// The guard's decision on a trip for `action` in enforce mode.
+    async fn review(&mut self, action: &str) -> Decision {
+        self.guard
+            .review(&trip(action, Mode::Enforce), &self.exec)
+            .await
+    }
+
+    /// Reviews `action`, which must be refused at preflight with a reason containing `why`.
+    async fn refused_at_preflight(&mut self, action: &str, why: &str) -> Decision {
+        let d = self.review(action).await;
+        match d.rejection() {
+            Some(Rejection::PreflightReverted { reason }) => {
+                assert!(reason.contains(why), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        d
+    }
+
+    /// The count of transactions `who` sent that are mined (or, `pending`, also in the pool).
+    async fn sent_by(&self, who: Address, pending: bool) -> u64 {
+        let count = self.demo.provider.get_transaction_count(who);
+        let count = if pending { count.pending() } else { count };
+        count.await.unwrap()
+    }
+
+    /// Turns mining off: sent transactions wait for `evm_mine`.
+    async fn automine_off(&self) {
+        common::set_automine(&self.demo.provider, false).await;
+    }
+
     async fn approve(&mut self, action: &str, mode: Mode) -> Approved {
         let d = self.guard.review(&trip(action, mode), &self.exec).await;
         match d.into_approved() {
@@ -143,32 +173,18 @@ async fn eoa_pauses_the_vault_and_already_paused_is_a_no_op() {
     assert!(s.demo.paused().await);
 
     let bot = s.demo.bot.address();
-    let nonce = s.demo.provider.get_transaction_count(bot).await.unwrap();
-    let d = s
-        .guard
-        .review(&trip("pause-direct", Mode::Enforce), &s.exec)
-        .await;
+    let nonce = s.sent_by(bot, false).await;
+    let d = s.review("pause-direct").await;
     assert!(matches!(d.outcome, Outcome::AlreadyDone { .. }), "{d:?}");
-    assert_eq!(
-        s.demo.provider.get_transaction_count(bot).await.unwrap(),
-        nonce
-    );
+    assert_eq!(s.sent_by(bot, false).await, nonce);
 }
 
 #[tokio::test]
 async fn safe_owners_pause_the_vault() {
     let mut s = setup(&[], "").await;
     // One owner key is below the 2-of-3 threshold: refused before anything is sent.
-    let d = s
-        .guard
-        .review(&trip("pause-one-owner", Mode::Enforce), &s.exec)
+    s.refused_at_preflight("pause-one-owner", "needs 2 owner signatures")
         .await;
-    match d.rejection() {
-        Some(Rejection::PreflightReverted { reason }) => {
-            assert!(reason.contains("needs 2 owner signatures"), "{reason}")
-        }
-        other => panic!("{other:?}"),
-    }
     let a = s.approve("pause-owners", Mode::Enforce).await;
     let landed = s.exec.execute(a, None).await.unwrap();
     assert!(matches!(landed, Execution::Landed { .. }));
@@ -185,10 +201,7 @@ async fn module_pauses_and_sets_a_bounded_parameter() {
         U256::from(common::SUPPLY_CAP * 3 / 4)
     );
     // The guard's own min delay refuses a second change within the hour.
-    let d = s
-        .guard
-        .review(&trip("lower-cap-module", Mode::Enforce), &s.exec)
-        .await;
+    let d = s.review("lower-cap-module").await;
     assert!(
         matches!(d.rejection(), Some(Rejection::UpdateTooSoon { .. })),
         "{d:?}"
@@ -203,33 +216,10 @@ async fn module_pauses_and_sets_a_bounded_parameter() {
 async fn a_reverting_preflight_sends_nothing_and_says_why() {
     let mut s = setup(&[], "").await;
     let stranger = s.demo.stranger.address();
-    let before = s
-        .demo
-        .provider
-        .get_transaction_count(stranger)
-        .await
-        .unwrap();
-    let d = s
-        .guard
-        .review(&trip("pause-stranger", Mode::Enforce), &s.exec)
+    let before = s.sent_by(stranger, false).await;
+    s.refused_at_preflight("pause-stranger", "AccessControlUnauthorizedAccount")
         .await;
-    match d.rejection() {
-        Some(Rejection::PreflightReverted { reason }) => {
-            assert!(
-                reason.contains("AccessControlUnauthorizedAccount"),
-                "{reason}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        s.demo
-            .provider
-            .get_transaction_count(stranger)
-            .await
-            .unwrap(),
-        before
-    );
+    assert_eq!(s.sent_by(stranger, false).await, before);
     assert!(!s.demo.paused().await);
 }
 
@@ -238,27 +228,10 @@ async fn a_reverting_preflight_sends_nothing_and_says_why() {
 #[tokio::test]
 async fn inner_failures_are_refused_at_preflight_with_the_reason_decoded() {
     let mut s = setup(&[], "").await;
-    let d = s
-        .guard
-        .review(&trip("pause-token-module", Mode::Enforce), &s.exec)
+    s.refused_at_preflight("pause-token-module", "PauseNotPermitted")
         .await;
-    match d.rejection() {
-        Some(Rejection::PreflightReverted { reason }) => {
-            assert!(reason.contains("PauseNotPermitted"), "{reason}")
-        }
-        other => panic!("{other:?}"),
-    }
-    let d = s
-        .guard
-        .review(&trip("pause-token-owners", Mode::Enforce), &s.exec)
-        .await;
-    match d.rejection() {
-        // Safe 1.4.1 reverts with GS013 when the inner call fails and safeTxGas is 0.
-        Some(Rejection::PreflightReverted { reason }) => {
-            assert!(reason.contains("GS013"), "{reason}")
-        }
-        other => panic!("{other:?}"),
-    }
+    // Safe 1.4.1 reverts with GS013 when the inner call fails and safeTxGas is 0.
+    let d = s.refused_at_preflight("pause-token-owners", "GS013").await;
     let record = serde_json::to_string(&d).unwrap();
     assert!(
         record.contains("preflight-reverted") && record.contains("GS013"),
@@ -270,12 +243,8 @@ async fn inner_failures_are_refused_at_preflight_with_the_reason_decoded() {
 async fn dry_run_signs_and_broadcasts_nothing() {
     let mut s = setup(&[], "").await;
     let a = s.approve("pause-owners", Mode::DryRun).await;
-    let bot_nonce = s
-        .demo
-        .provider
-        .get_transaction_count(s.demo.owners[0].address())
-        .await
-        .unwrap();
+    let owner = s.demo.owners[0].address();
+    let bot_nonce = s.sent_by(owner, false).await;
     match s.exec.execute(a, None).await.unwrap() {
         Execution::DryRun { tx, raw } => {
             assert_eq!(alloy::primitives::keccak256(&raw), tx);
@@ -283,14 +252,7 @@ async fn dry_run_signs_and_broadcasts_nothing() {
         other => panic!("{other:?}"),
     }
     assert!(!s.demo.paused().await);
-    assert_eq!(
-        s.demo
-            .provider
-            .get_transaction_count(s.demo.owners[0].address())
-            .await
-            .unwrap(),
-        bot_nonce
-    );
+    assert_eq!(s.sent_by(owner, false).await, bot_nonce);
 }
 
 /// A local HTTP receiver stands in for the Safe Transaction Service: it checks
@@ -394,9 +356,7 @@ async fn propose_writes_the_outbox_and_posts_a_signed_proposal() {
 async fn a_stuck_transaction_is_replaced_and_lands() {
     let mut s = setup(&[], "").await;
     let p = s.demo.provider.clone();
-    p.raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    s.automine_off().await;
     let a = s.approve("pause-direct", Mode::Enforce).await;
     let exec = s.exec.clone();
     let run = tokio::spawn(async move { exec.execute(a, None).await });
@@ -418,9 +378,7 @@ async fn a_stuck_transaction_is_replaced_and_lands() {
     )
     .await
     .unwrap();
-    p.raw_request::<_, String>("evm_mine".into(), ())
-        .await
-        .unwrap();
+    common::mine(&p).await;
     let Some(DeliveryEvent::Sent {
         nonce: n2,
         fees: f2,
@@ -432,9 +390,7 @@ async fn a_stuck_transaction_is_replaced_and_lands() {
     };
     assert_eq!(n2, nonce);
     assert!(f2.max_fee * 8 >= fees.max_fee * 9 && f2.priority_fee * 8 >= fees.priority_fee * 9);
-    p.raw_request::<_, String>("evm_mine".into(), ())
-        .await
-        .unwrap();
+    common::mine(&p).await;
     let landed = tokio::time::timeout(Duration::from_secs(20), run)
         .await
         .unwrap()
@@ -458,10 +414,7 @@ async fn a_stuck_transaction_is_replaced_and_lands() {
 #[tokio::test]
 async fn delivery_gives_up_at_the_deadline() {
     let mut s = setup(&[], "").await;
-    let p = s.demo.provider.clone();
-    p.raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    s.automine_off().await;
     let a = s.approve("pause-hasty", Mode::Enforce).await;
     let started = std::time::Instant::now();
     let err = s.exec.execute(a, None).await.unwrap_err();
@@ -489,17 +442,7 @@ async fn delivery_gives_up_at_the_deadline() {
 #[tokio::test]
 async fn a_nonce_consumed_outside_is_recovered() {
     let mut s = setup(&[], "").await;
-    let bot = common::provider_for(&s.demo.anvil, 4);
-    bot.send_transaction(
-        TransactionRequest::default()
-            .to(Address::repeat_byte(0x22))
-            .value(U256::from(1)),
-    )
-    .await
-    .unwrap()
-    .get_receipt()
-    .await
-    .unwrap();
+    s.demo.bot_sends_outside().await;
     let a = s.approve("pause-direct", Mode::Enforce).await;
     let landed = s.exec.execute(a, None).await.unwrap();
     assert!(matches!(landed, Execution::Landed { .. }));
@@ -511,15 +454,7 @@ async fn a_nonce_consumed_outside_is_recovered() {
     assert!(resynced, "the nonce was not resynchronised");
     // No gap: the bot's pending and latest counts agree.
     let who = s.demo.bot.address();
-    assert_eq!(
-        s.demo
-            .provider
-            .get_transaction_count(who)
-            .pending()
-            .await
-            .unwrap(),
-        s.demo.provider.get_transaction_count(who).await.unwrap()
-    );
+    assert_eq!(s.sent_by(who, true).await, s.sent_by(who, false).await);
 }
 
 /// With blocks ordered by fee, a pause sent after a pending attack outbids it
@@ -531,25 +466,10 @@ async fn a_pause_lands_ahead_of_a_pending_attack_in_the_same_block() {
     // The attacker (anvil key 6) holds tokens and has approved the vault.
     let attacker = common::provider_for(&s.demo.anvil, 6);
     let who = s.demo.anvil.addresses()[6];
-    common::DemoToken::new(s.demo.token, &p)
-        .mint(who, U256::from(1_000))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    common::DemoToken::new(s.demo.token, &attacker)
-        .approve(s.demo.vault, U256::MAX)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    p.raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    common::mined(common::DemoToken::new(s.demo.token, &p).mint(who, U256::from(1_000))).await;
+    let token = common::DemoToken::new(s.demo.token, &attacker);
+    common::mined(token.approve(s.demo.vault, U256::MAX)).await;
+    s.automine_off().await;
     let attack_fees = Urgency {
         attacker_max_fee: 30 * GWEI,
         attacker_priority_fee: 5 * GWEI,
@@ -572,9 +492,7 @@ async fn a_pause_lands_ahead_of_a_pending_attack_in_the_same_block() {
     };
     assert!(fees.max_fee > attack_fees.attacker_max_fee);
     assert!(fees.priority_fee > attack_fees.attacker_priority_fee);
-    p.raw_request::<_, String>("evm_mine".into(), ())
-        .await
-        .unwrap();
+    common::mine(&p).await;
     let landed = tokio::time::timeout(Duration::from_secs(20), run)
         .await
         .unwrap()

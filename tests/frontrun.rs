@@ -7,29 +7,23 @@
 //! and policy are the demo's (`guardian::demo`); here blocks are mined by hand
 //! so the ordering inside one block is checked deterministically.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy::primitives::utils::parse_ether;
 use alloy::providers::Provider;
-use guardian::config::Config;
+use common::pipeline::{Piped, polling, until_recorded};
+use common::{GWEI, anvil_bin, load_config, mine, set_automine};
 use guardian::demo::{self, DemoToken, MessageReplica};
 use guardian::executor::Execution;
 use guardian::keys::Key;
-use guardian::pipeline::{self, Report, RunOptions};
 use guardian::policy::compile_str;
-use guardian::source::chain::WatcherOptions;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-const GWEI: u128 = 1_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
-    let anvil_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let b = demo::deploy(&anvil_bin, &["--order", "fees"])
+    let b = demo::deploy(&anvil_bin(), &["--order", "fees"])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let provider = &b.provider;
@@ -37,52 +31,22 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
     let token = DemoToken::new(b.token, provider);
     let replica = MessageReplica::new(b.replica, provider);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guardian.toml");
-    std::fs::write(&path, demo::config_text(&b)).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = load_config("frontrun", &demo::config_text(&b));
     let policies =
         compile_str("policy.toml", demo::POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
     let keys = HashMap::from([("bot".to_string(), Key::local("bot", b.bot.clone()))]);
 
     let record = dir.path().join("live.csv");
-    let options = RunOptions {
-        record: Some(record.clone()),
-        watcher: WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            ..WatcherOptions::default()
-        },
-        channel_capacity: 64,
-        ..RunOptions::default()
-    };
-    let (report_tx, mut reports) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let run = tokio::spawn(pipeline::run(
-        config,
-        policies,
-        keys,
-        options,
-        Some(report_tx),
-        cancel.clone(),
-    ));
+    let mut run = Piped::start(config, policies, keys, polling(Some(record.clone())));
 
     // Wait for the watcher to read the bridge (its recording shows the balance).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&record)
-        .unwrap_or_default()
-        .contains(",bridge.balance,1000.0")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the watcher never read the bridge"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_recorded(&record, "the watcher to read the bridge", |l| {
+        l.contains(",bridge.balance,1000.0")
+    })
+    .await;
 
     // Blocks now come only when the test mines one: the attack waits in the mempool.
-    let _: serde_json::Value = provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    set_automine(provider, false).await;
     let (attack_hash, _) = demo::send_attack(&b)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -107,37 +71,23 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    mine(provider).await;
 
-    let mut landed = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while landed.is_none() {
-        let report = tokio::time::timeout_at(deadline, reports.recv())
-            .await
-            .expect("the pause lands")
-            .expect("the pipeline runs");
-        match report {
-            Report::Trip { trip, pending } => {
-                assert_eq!(trip.evidence["value"], 1000.0);
-                let pending = pending.expect("the trip names the pending transaction");
-                assert_eq!(pending.hash, attack_hash);
-                assert_eq!(pending.from, attacker);
-                assert_eq!(pending.max_priority_fee_per_gas, Some(3 * GWEI));
-            }
-            Report::ReorgedOut { .. } => panic!("no reorg here"),
-            Report::Decision {
-                approved, outcome, ..
-            } => assert!(approved, "the guard refused: {outcome}"),
-            Report::Executed { execution, .. } => landed = Some(execution),
-            Report::ExecutionFailed { error, .. } => panic!("execution failed: {error}"),
-        }
-    }
-    let Some(Execution::Landed {
+    let landed = run
+        .until_executed(|trip, pending| {
+            assert_eq!(trip.evidence["value"], 1000.0);
+            let pending = pending.expect("the trip names the pending transaction");
+            assert_eq!(pending.hash, attack_hash);
+            assert_eq!(pending.from, attacker);
+            assert_eq!(pending.max_priority_fee_per_gas, Some(3 * GWEI));
+        })
+        .await;
+    let Execution::Landed {
         tx: pause_hash,
         block,
         fees,
         ..
-    }) = landed
+    } = landed
     else {
         panic!("expected the pause to land: {landed:?}");
     };
@@ -173,10 +123,5 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
     let left = token.balanceOf(*replica.address()).call().await.unwrap();
     assert_eq!(left, parse_ether("1000").unwrap(), "nothing was drained");
 
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("stops")
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+    run.stop().await;
 }

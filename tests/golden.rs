@@ -5,8 +5,8 @@
 //! Golden files live in `tests/golden/`; `GUARDIAN_BLESS=1 cargo test` rewrites
 //! them after an intended change (review the diff before committing).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/traces.rs"]
+mod traces;
 
 use guardian::calibrate::{self, DetectorSpec, Request};
 use guardian::config::Config;
@@ -15,20 +15,7 @@ use guardian::policy::{Engine, Mode, compile_str};
 use guardian::replay::replay;
 use guardian::source::trace::TraceReader;
 use guardian::units::{Window, parse_alarm_rate};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `../shared/data/traces/<name>` from the repository root, or from
-/// `GUARDIAN_SHARED_DATA` (a `data` folder) when the checkout lives elsewhere.
-fn shared_trace(name: &str) -> PathBuf {
-    let default = root().join("../shared/data/traces").join(name);
-    match std::env::var_os("GUARDIAN_SHARED_DATA") {
-        Some(dir) if !default.exists() => PathBuf::from(dir).join("traces").join(name),
-        _ => default,
-    }
-}
+use traces::{guardian_ok, root, shared_trace};
 
 /// Compares `actual` with the golden file, or rewrites it under GUARDIAN_BLESS=1.
 fn golden(name: &str, actual: &str) {
@@ -53,25 +40,16 @@ fn golden(name: &str, actual: &str) {
 #[test]
 fn nomad_drain_trips_the_bridge_pack_within_five_blocks() {
     let trace = shared_trace("nomad-2022-08-01-drain.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args([
+    let stdout = guardian_ok(
+        &[
             "simulate",
             "--config",
             "simulations/traces/nomad.toml",
             "--json",
             "--trace",
-        ])
-        .arg(&trace)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[&trace],
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -168,18 +146,7 @@ fn gas_spike_detector_calibrated_on_one_benign_trace_reported_on_the_others() {
 }
 
 fn guardian_stdout(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    guardian_ok(args, &[])
 }
 
 #[test]
@@ -241,25 +208,16 @@ fn starter_packs_pause_nothing_on_the_real_base_fee_days() {
         "basefee-2023-05-03-pepe.csv",
     ] {
         let trace = shared_trace(day);
-        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-            .args([
+        let stdout = guardian_ok(
+            &[
                 "simulate",
                 "--policies",
                 "policies/starter",
                 "--json",
                 "--trace",
-            ])
-            .arg(&trace)
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
+            &[&trace],
         );
-        let stdout = String::from_utf8(out.stdout).unwrap();
         let pauses: Vec<&str> = stdout
             .lines()
             .filter(|l| l.contains("\"policy\"") && !l.contains("\"mode\":\"alert-only\""))

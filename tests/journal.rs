@@ -16,38 +16,19 @@ use alloy::network::Ethereum;
 use alloy::primitives::U256;
 use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
-use common::service::{Guardian, WAIT, history, processed, until};
-use common::{Demo, GuardedVault};
+use common::service::{Guardian, WAIT, history, processed, until, until_each};
+use common::{A_THIRD, Demo, EVERY_BLOCK, GuardedVault, mine, set_automine, vault_drain};
 use guardian::journal::HistoryEntry;
-
-const POLICY: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by a third within one block"
-severity = "critical"
-action = "pause-module"
-cooldown = "10 blocks"
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
 
 /// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
 fn setup(demo: &Demo, dir: &Path, journal: &str) {
     let tail = format!("{}\n[journal]\n{journal}\n", demo.assets_metric());
     demo.config_with(dir, "", &tail);
-    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
-}
-
-async fn mine(demo: &Demo) {
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("evm_mine".into(), ())
-        .await
-        .unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        vault_drain(A_THIRD, "10 blocks", ""),
+    )
+    .unwrap();
 }
 
 async fn bot_nonce(demo: &Demo) -> u64 {
@@ -77,19 +58,13 @@ async fn watched(db: &str, settings: &str, automine: bool) -> Watched {
     demo.deposit(900_000).await;
     if !automine {
         // From here on blocks are mined only when the test says so.
-        let _: serde_json::Value = demo
-            .provider
-            .raw_request("evm_setAutomine".into(), (false,))
-            .await
-            .unwrap();
+        set_automine(&demo.provider, false).await;
     }
     let funded = demo.provider.get_block_number().await.unwrap();
     let nonce_before = bot_nonce(&demo).await;
     let mut g = Guardian::start(&demo, dir.path(), &[], &[]);
-    until("the healthy vault to be read", &mut [&mut g], || {
-        processed(&journal).is_some_and(|b| b >= funded)
-    })
-    .await;
+    g.until_processed("the healthy vault to be read", &journal, funded)
+        .await;
     Watched {
         demo,
         dir,
@@ -155,21 +130,14 @@ async fn as_a_service_a_drain_is_paused_and_journaled() {
     assert_eq!(e.tx_block, receipt.block_number);
 
     // `guardian history` prints the same trail, filtered and as JSON.
+    let config = dir.path().join("guardian.toml");
     let history_cmd = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-            .arg("history")
-            .arg("--config")
-            .arg(dir.path().join("guardian.toml"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let config = config.to_str().unwrap();
+        let args: Vec<&str> = ["history", "--config", config]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        common::traces::guardian_ok(&args, &[])
     };
     let json = history_cmd(&["--json", "--policy", "vault-drain", "--since", "1h"]);
     let rows: Vec<serde_json::Value> = json
@@ -220,7 +188,7 @@ async fn a_pause_left_in_flight() -> InFlight {
     )
     .await;
     let _pending = drain(&demo).await;
-    mine(&demo).await;
+    mine(&demo.provider).await;
     let drain_block = demo.provider.get_block_number().await.unwrap();
     until("the pause to be sent", &mut [&mut first], || {
         history(&journal)
@@ -279,17 +247,10 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
         },
     )
     .await;
-    mine(&demo).await;
-    until(
-        "the in-flight pause to be followed to its end",
-        &mut [&mut second],
-        || {
-            history(&journal)
-                .first()
-                .is_some_and(|e| e.status != "executing")
-        },
-    )
-    .await;
+    mine(&demo.provider).await;
+    second
+        .until_first_done("the in-flight pause to be followed to its end", &journal)
+        .await;
     let after = history(&journal);
     assert_eq!(
         after.len(),
@@ -316,14 +277,11 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
     );
 
     // No skipped block: the restart read every block from before its resume point on.
-    mine(&demo).await;
+    mine(&demo.provider).await;
     let head = demo.provider.get_block_number().await.unwrap();
-    until(
-        "the restart to read the new head",
-        &mut [&mut second],
-        || processed(&journal).is_some_and(|b| b >= head),
-    )
-    .await;
+    second
+        .until_processed("the restart to read the new head", &journal, head)
+        .await;
     let log = second.output();
     assert!(
         log.contains("following an action a previous run left in flight"),
@@ -369,28 +327,26 @@ async fn three_replicas_one_attack_one_pause_transaction() {
         .iter()
         .map(|d| Guardian::start(&demo, d.path(), &[], &[]))
         .collect();
-    {
-        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
-        until("every replica to read the healthy vault", &mut all, || {
+    until_each(
+        "every replica to read the healthy vault",
+        &mut replicas,
+        || {
             journals
                 .iter()
                 .all(|j| processed(j).is_some_and(|b| b >= funded))
-        })
-        .await;
-    }
+        },
+    )
+    .await;
     drain(&demo).await.get_receipt().await.unwrap();
     let done = ["landed", "already-done", "stood-down"];
-    {
-        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
-        until("every replica to decide and finish", &mut all, || {
-            journals.iter().all(|j| {
-                history(j)
-                    .iter()
-                    .any(|e| e.policy == "vault-drain" && e.status != "executing")
-            })
+    until_each("every replica to decide and finish", &mut replicas, || {
+        journals.iter().all(|j| {
+            history(j)
+                .iter()
+                .any(|e| e.policy == "vault-drain" && e.status != "executing")
         })
-        .await;
-    }
+    })
+    .await;
     assert!(demo.paused().await);
     let decisions: Vec<HistoryEntry> = journals.iter().flat_map(|j| history(j)).collect();
     assert_eq!(
@@ -428,48 +384,40 @@ async fn three_replicas_one_attack_one_pause_transaction() {
     );
 
     // The others stood down without error and keep watching.
-    mine(&demo).await;
+    mine(&demo.provider).await;
     let head = demo.provider.get_block_number().await.unwrap();
-    {
-        let mut all: Vec<&mut Guardian> = replicas.iter_mut().collect();
-        until("every replica to keep watching", &mut all, || {
-            journals
-                .iter()
-                .all(|j| processed(j).is_some_and(|b| b >= head))
-        })
-        .await;
-    }
+    until_each("every replica to keep watching", &mut replicas, || {
+        journals
+            .iter()
+            .all(|j| processed(j).is_some_and(|b| b >= head))
+    })
+    .await;
     for g in replicas {
         assert_eq!(g.stop(), Some(0));
     }
 }
 
+/// Replica 1 of a set (see [`watched`]), acting `stagger` after replica 0 would.
+async fn replica_one(stagger: &str, automine: bool) -> Watched {
+    let settings = format!("path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"{stagger}\"");
+    watched("replica.db", &settings, automine).await
+}
+
 /// Availability: with replica 0 down, replica 1 acts one stagger later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_acts_when_the_first_is_down() {
-    let Watched {
-        demo,
-        dir: _dir,
-        journal,
-        mut g,
-        nonce_before,
-    } = watched(
-        "replica.db",
-        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"1s\"",
-        true,
-    )
-    .await;
-    drain(&demo).await.get_receipt().await.unwrap();
-    until("replica 1 to land the pause", &mut [&mut g], || {
-        history(&journal).iter().any(|e| e.status == "landed")
+    let mut w = replica_one("1s", true).await;
+    drain(&w.demo).await.get_receipt().await.unwrap();
+    until("replica 1 to land the pause", &mut [&mut w.g], || {
+        history(&w.journal).iter().any(|e| e.status == "landed")
     })
     .await;
-    let entries = history(&journal);
+    let entries = history(&w.journal);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].replica, Some(1));
-    assert!(demo.paused().await);
-    assert_eq!(bot_nonce(&demo).await, nonce_before + 1);
-    assert_eq!(g.stop(), Some(0));
+    assert!(w.demo.paused().await);
+    assert_eq!(bot_nonce(&w.demo).await, w.nonce_before + 1);
+    assert_eq!(w.g.stop(), Some(0));
 }
 
 /// Replica 1 approves, and during its stagger a pause from the shared key
@@ -483,14 +431,9 @@ async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_dow
         journal,
         mut g,
         nonce_before,
-    } = watched(
-        "replica.db",
-        "path = \"replica.db\"\nreplica = 1\nreplica_stagger = \"5s\"",
-        false,
-    )
-    .await;
+    } = replica_one("5s", false).await;
     let _drain = drain(&demo).await;
-    mine(&demo).await;
+    mine(&demo.provider).await;
     until(
         "replica 1 to approve (and wait its stagger)",
         &mut [&mut g],
@@ -508,23 +451,13 @@ async fn a_replica_waits_for_a_pending_pause_from_the_shared_key_then_stands_dow
         .send()
         .await
         .unwrap();
-    let log = g.log.clone();
-    until(
+    g.until_said(
         "replica 1 to wait for the pending pause",
-        &mut [&mut g],
-        || {
-            std::fs::read_to_string(&log)
-                .is_ok_and(|t| t.contains("a transaction from the shared key is pending"))
-        },
+        "a transaction from the shared key is pending",
     )
     .await;
-    mine(&demo).await;
-    until("replica 1 to finish", &mut [&mut g], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.status != "executing")
-    })
-    .await;
+    mine(&demo.provider).await;
+    g.until_first_done("replica 1 to finish", &journal).await;
     let e = &history(&journal)[0];
     assert_eq!(e.status, "stood-down", "{e:#?}");
     assert!(e.transactions.is_empty(), "replica 1 signed nothing");
@@ -547,7 +480,11 @@ fn enforce_mode_without_a_journal_refuses_to_run() {
         "[guardian]\nmode = \"enforce\"\n\n[metrics.\"vault.total_assets\"]\ndescription = \"assets\"\n\n[actions.pause-module]\nkind = \"pause\"\ndescription = \"pause\"\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        vault_drain(A_THIRD, "10 blocks", ""),
+    )
+    .unwrap();
     let run = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_guardian"))
             .arg("run")
@@ -584,21 +521,6 @@ fn enforce_mode_without_a_journal_refuses_to_run() {
     assert!(err.contains("no journal there"), "{err}");
 }
 
-const EVERY_BLOCK: &str = r#"
-[[policy]]
-id = "vault-watch"
-description = "Holds whenever the vault is read: trips in every block, alert only"
-severity = "info"
-action = "pause-module"
-cooldown = "0 blocks"
-mode = "alert-only"
-[policy.when]
-kind = "threshold"
-metric = "vault.total_assets"
-op = ">="
-value = 0
-"#;
-
 /// A reorg while guardian is down: the restart notices that its resume block
 /// was replaced and decides the trips on the re-read blocks anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -614,13 +536,12 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
     std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
     let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
     for _ in 0..3 {
-        mine(&demo).await;
+        mine(&demo.provider).await;
     }
     let head = demo.provider.get_block_number().await.unwrap();
-    until("the head to be processed", &mut [&mut first], || {
-        processed(&journal).is_some_and(|b| b >= head)
-    })
-    .await;
+    first
+        .until_processed("the head to be processed", &journal, head)
+        .await;
     assert_eq!(first.stop(), Some(0));
     let last = processed(&journal).unwrap();
     let decided_on = |block: u64| {
@@ -632,18 +553,13 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
     assert_eq!(decided_on(last), 1);
 
     // While it is down, the last two blocks are replaced.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_reorg".into(), (2u64, serde_json::json!([])))
-        .await
-        .unwrap();
-    mine(&demo).await;
+    common::reorg(&demo.provider, 2).await;
+    mine(&demo.provider).await;
     let new_head = demo.provider.get_block_number().await.unwrap();
     let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
-    until("the restart to catch up", &mut [&mut second], || {
-        processed(&journal).is_some_and(|b| b >= new_head)
-    })
-    .await;
+    second
+        .until_processed("the restart to catch up", &journal, new_head)
+        .await;
     let log = second.output();
     assert!(
         log.contains("the chain reorganised while guardian was down"),
@@ -678,20 +594,16 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
         )
         .await
         .unwrap();
-    mine(&demo).await;
+    mine(&demo.provider).await;
     assert!(!demo.paused().await);
 
     let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
-    let log = second.log.clone();
-    until(
-        "the restart to follow the pause",
-        &mut [&mut second],
-        || {
-            std::fs::read_to_string(&log)
-                .is_ok_and(|t| t.contains("following an action a previous run left in flight"))
-        },
-    )
-    .await;
+    second
+        .until_said(
+            "the restart to follow the pause",
+            "following an action a previous run left in flight",
+        )
+        .await;
     // Blocks pass without it until the replacement is sent.
     let deadline = Instant::now() + WAIT;
     loop {
@@ -709,16 +621,13 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
             "no replacement:\n{}",
             second.output()
         );
-        mine(&demo).await;
+        mine(&demo.provider).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    mine(&demo).await;
-    until("the replacement to land", &mut [&mut second], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.status != "executing")
-    })
-    .await;
+    mine(&demo.provider).await;
+    second
+        .until_first_done("the replacement to land", &journal)
+        .await;
     let e = &history(&journal)[0];
     assert_eq!(e.status, "landed", "{e:#?}");
     let landed = e
@@ -760,16 +669,12 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
     );
 
     let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
-    let log = second.log.clone();
-    until(
-        "the restart to broadcast it again",
-        &mut [&mut second],
-        || {
-            std::fs::read_to_string(&log)
-                .is_ok_and(|t| t.contains("the node no longer knows the transaction"))
-        },
-    )
-    .await;
+    second
+        .until_said(
+            "the restart to broadcast it again",
+            "the node no longer knows the transaction",
+        )
+        .await;
     let deadline = Instant::now() + WAIT;
     while demo
         .provider
@@ -786,13 +691,8 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    mine(&demo).await;
-    until("the pause to land", &mut [&mut second], || {
-        history(&journal)
-            .first()
-            .is_some_and(|e| e.status != "executing")
-    })
-    .await;
+    mine(&demo.provider).await;
+    second.until_first_done("the pause to land", &journal).await;
     let e = &history(&journal)[0];
     assert_eq!(e.status, "landed", "{e:#?}");
     assert_eq!(

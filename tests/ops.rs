@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy::primitives::U256;
 use alloy::providers::Provider;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use common::{Demo, GuardedVault};
+use common::{A_THIRD, Demo, vault_drain};
 use guardian::alerts::delivery::{DeliveryError, Endpoint};
 use guardian::alerts::payload::{SIGNATURE_HEADER, sign};
 use guardian::alerts::{Alert, AlertKind};
@@ -191,37 +190,17 @@ async fn a_refused_alert_is_not_retried_and_retries_are_bounded() {
     assert!(err.to_string().contains("onnect"), "{err}");
 }
 
-const DRAIN: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by a third within one block"
-severity = "critical"
-action = "pause-module"
-cooldown = "100 blocks"
-notify = ["hook", "dead"]
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
+/// The drain policy, alerting on `hook` and on `dead` (nobody listens there).
+fn drain() -> String {
+    vault_drain(A_THIRD, "100 blocks", "notify = [\"hook\", \"dead\"]\n")
+}
 
-const BROKEN: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by a third within one block"
-severity = "urgent"
-action = "pause-modul"
-cooldown = "100 blocks"
-notify = ["hook"]
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
+/// The drain policy with two mistakes: severity `urgent` (line 5) and action `pause-modul`.
+fn broken() -> String {
+    vault_drain(A_THIRD, "100 blocks", "notify = [\"hook\"]\n")
+        .replace("\"critical\"", "\"urgent\"")
+        .replace("\"pause-module\"", "\"pause-modul\"")
+}
 
 const LOW: &str = r#"
 [[policy]]
@@ -238,6 +217,24 @@ metric = "vault.total_assets"
 op = "<"
 value = 1000000
 "#;
+
+/// Writes the demo's guardian.toml for `guardian run` as a service: the
+/// vault's assets read, a journal, /metrics on a free port (and `observe`),
+/// the webhook `hook` on the local server (and `hook`), then `channels`.
+fn service_config(
+    demo: &Demo,
+    dir: &std::path::Path,
+    hooks: std::net::SocketAddr,
+    observe: &str,
+    hook: &str,
+    channels: &str,
+) {
+    let tail = format!(
+        "{}\n[journal]\npath = \"guardian.db\"\n\n[observe]\nlisten = \"127.0.0.1:0\"\n{observe}\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{hooks}/hook\"\n{hook}\n{channels}",
+        demo.assets_metric()
+    );
+    demo.config_with(dir, "", &tail);
+}
 
 async fn get(url: &str) -> (u16, String) {
     match reqwest::get(url).await {
@@ -280,6 +277,16 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: im
     }
 }
 
+/// Waits (see [`wait_until`]) for `/readyz` to answer `status` with a body containing `body`.
+async fn until_readyz(base: &str, what: &str, status: u16, body: &str) {
+    let url = format!("{base}/readyz");
+    wait_until(what, || async {
+        let (got, text) = get(&url).await;
+        got == status && text.contains(body)
+    })
+    .await;
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -304,45 +311,19 @@ async fn guardian_run_as_a_service_pauses_alerts_exports_metrics_and_reloads() {
     let mut hooks = Server::start(|_| 200).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policies.toml");
-    std::fs::write(&policy, DRAIN).unwrap();
-    let tail = format!(
-        r#"
-[metrics."vault.total_assets"]
-description = "assets the vault holds"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
-
-[journal]
-path = "guardian.db"
-
-[observe]
-listen = "127.0.0.1:0"
-stale_after = "10s"
-
-[notify.hook]
-kind = "webhook"
-url = "http://{hooks}/hook"
-secret_env = "TEST_HOOK_SECRET"
-cooldown = "1h"
-
-[notify.chat]
-kind = "slack"
-url_env = "TEST_SLACK_URL"
-
-[notify.dead]
-kind = "webhook"
-url = "http://127.0.0.1:1/nobody-listens"
-retries = 1
-timeout = "1s"
-"#,
-        vault = demo.vault,
-        hooks = hooks.addr,
+    std::fs::write(&policy, drain()).unwrap();
+    let channels = "[notify.chat]\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\n[notify.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/nobody-listens\"\nretries = 1\ntimeout = \"1s\"\n";
+    let hook = "secret_env = \"TEST_HOOK_SECRET\"\ncooldown = \"1h\"\n";
+    service_config(
+        &demo,
+        dir.path(),
+        hooks.addr,
+        "stale_after = \"10s\"\n",
+        hook,
+        channels,
     );
-    demo.config_with(dir.path(), "", &tail);
 
     // A depositor puts 900,000 units in the vault.
-    let deployer = demo.anvil.addresses()[0];
-    let vault = GuardedVault::new(demo.vault, &demo.provider);
     demo.deposit(900_000).await;
     // A block every second from now on, so heads stay fresh.
     let _: serde_json::Value = demo
@@ -351,32 +332,17 @@ timeout = "1s"
         .await
         .unwrap();
 
-    let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
     let slack_url = format!("http://{}/chat", hooks.addr);
-    let mut guardian = Guardian::start(
-        &dir.path().join("guardian.toml"),
-        &policy,
-        &[
-            ("UNUSED_IN_TESTS_BOT", key(4)),
-            ("UNUSED_IN_TESTS_STRANGER", key(5)),
-            ("UNUSED_IN_TESTS_OWNER1", key(1)),
-            ("UNUSED_IN_TESTS_OWNER2", key(2)),
-            ("TEST_HOOK_SECRET", "hook-secret-42".into()),
-            ("TEST_SLACK_URL", slack_url.clone()),
-        ],
-    )
-    .await;
+    let mut env = demo.key_env();
+    env.push(("TEST_HOOK_SECRET", "hook-secret-42".into()));
+    env.push(("TEST_SLACK_URL", slack_url.clone()));
+    let mut guardian = Guardian::start(&dir.path().join("guardian.toml"), &policy, &env).await;
     let (pid, base, stdout) = (guardian.pid, guardian.base.clone(), guardian.stdout.clone());
     let stderr = guardian.stderr.clone();
     let log = || stderr.lock().unwrap().join("\n");
-    let child = &mut guardian.child;
 
     // Ready once watching with a fresh head; healthy.
-    wait_until("/readyz answers 200", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 200 }
-    })
-    .await;
+    until_readyz(&base, "/readyz answers 200", 200, "").await;
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     // The healthy vault has been read.
     wait_metric(
@@ -388,8 +354,7 @@ timeout = "1s"
     assert!(!demo.paused().await);
 
     // The drain: half the assets leave in one block.
-    let withdraw = vault.withdraw(U256::from(450_000), deployer, deployer);
-    withdraw.send().await.unwrap().get_receipt().await.unwrap();
+    demo.withdraw(450_000).await;
 
     // The pause lands on chain.
     wait_until("the vault is paused", || demo.paused()).await;
@@ -430,26 +395,15 @@ timeout = "1s"
 
     // Metrics, scraped over HTTP.
     let text = wait_metric(&base, "guardian_executions_total{outcome=\"landed\"}", 1.0).await;
-    assert_eq!(
-        sample(&text, "guardian_trips_total{policy=\"vault-drain\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_decisions_total{outcome=\"approved\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_head_to_trip_seconds_count"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_trip_to_broadcast_seconds_count"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "guardian_broadcast_to_mined_seconds_count"),
-        Some(1.0)
-    );
+    for series in [
+        "guardian_trips_total{policy=\"vault-drain\"}",
+        "guardian_decisions_total{outcome=\"approved\"}",
+        "guardian_head_to_trip_seconds_count",
+        "guardian_trip_to_broadcast_seconds_count",
+        "guardian_broadcast_to_mined_seconds_count",
+    ] {
+        assert_eq!(sample(&text, series), Some(1.0), "{series}");
+    }
     assert!(sample(&text, "guardian_head_block{network=\"local\"}").unwrap() > 0.0);
     assert!(sample(&text, "guardian_samples_total{network=\"local\"}").unwrap() >= 2.0);
     assert_eq!(sample(&text, "guardian_policies_loaded"), Some(1.0));
@@ -463,7 +417,7 @@ timeout = "1s"
     .await;
 
     // A broken policy file, reloaded by SIGHUP: refused, every error reported, old policies kept.
-    std::fs::write(&policy, BROKEN).unwrap();
+    std::fs::write(&policy, broken()).unwrap();
     signal(pid, "-HUP");
     let (_, b, refused) = hooks
         .wait_for("hook", "reload-failed alert", |v| {
@@ -514,12 +468,11 @@ timeout = "1s"
         "the refusal is printed:\n{}",
         log()
     );
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    wait_until("/readyz still answers 200", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 200 }
-    })
-    .await;
+    assert!(
+        guardian.child.try_wait().unwrap().is_none(),
+        "still running"
+    );
+    until_readyz(&base, "/readyz still answers 200", 200, "").await;
 
     // A good policy, reloaded by SIGHUP: it takes effect on the next block.
     std::fs::write(&policy, LOW).unwrap();
@@ -554,15 +507,17 @@ timeout = "1s"
 
     // JSON logs: a decision's lines carry decision_id, policy and block.
     let logs = log();
-    let decision_line = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("decision: approved"))
-        })
-        .unwrap_or_else(|| panic!("no decision line in:\n{logs}"));
+    let json_line = |start: &str| {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(start))
+            })
+            .unwrap_or_else(|| panic!("no `{start}` line in:\n{logs}"))
+    };
+    let decision_line = json_line("decision: approved");
     assert_eq!(decision_line["span"]["policy"], "vault-drain");
     assert!(
         decision_line["span"]["block"].as_u64().is_some(),
@@ -572,18 +527,10 @@ timeout = "1s"
         decision_line["span"]["decision_id"].as_u64().is_some(),
         "{decision_line}"
     );
-    let executed_line = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("executed"))
-        })
-        .unwrap_or_else(|| panic!("no executed line in:\n{logs}"));
+    let executed_line = json_line("executed");
     assert_eq!(executed_line["span"]["policy"], "vault-drain");
     // Secrets never reach the logs.
-    let bot_key = key(4);
+    let bot_key = demo.key_hex(4);
     for secret in ["hook-secret-42", slack_url.as_str(), &bot_key[2..]] {
         assert!(!logs.contains(secret), "a secret in the logs: {secret}");
     }
@@ -599,23 +546,17 @@ timeout = "1s"
     // The chain goes away: not ready (no fresh head), and a loud data-stale alert.
     let Demo { anvil, .. } = demo;
     drop(anvil);
-    wait_until("/readyz turns 503", || {
-        let url = format!("{base}/readyz");
-        async move { get(&url).await.0 == 503 }
-    })
-    .await;
+    until_readyz(&base, "/readyz turns 503", 503, "").await;
     let (_, _, stale) = hooks
         .wait_for("hook", "data-stale alert", |v| v["kind"] == "data-stale")
         .await;
     assert_eq!(stale["network"], "local");
     // Still running (watching for the chain to come back) until asked to stop.
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    signal(pid, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("guardian stops on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}:\n{}", log());
+    assert!(
+        guardian.child.try_wait().unwrap().is_none(),
+        "still running"
+    );
+    guardian.terminate().await;
 }
 
 fn channel(name: &str, url: String, cooldown_ms: u64, operational: bool) -> NotifyDef {
@@ -852,6 +793,16 @@ impl Guardian {
     fn log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
+
+    /// SIGTERM; it must exit successfully within 30 s.
+    async fn terminate(&mut self) {
+        signal(self.pid, "-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("guardian stops on SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit status {status}:\n{}", self.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -860,44 +811,14 @@ async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
     let mut hooks = Server::start(|_| 200).await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policies.toml");
-    std::fs::write(&policy, DRAIN.replace(r#"notify = ["hook", "dead"]"#, "")).unwrap();
-    let tail = format!(
-        r#"
-[metrics."vault.total_assets"]
-description = "assets the vault holds"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
-
-[journal]
-path = "guardian.db"
-
-[observe]
-listen = "127.0.0.1:0"
-
-[notify.hook]
-kind = "webhook"
-url = "http://{hooks}/hook"
-"#,
-        vault = demo.vault,
-        hooks = hooks.addr,
-    );
-    demo.config_with(dir.path(), "", &tail);
-    let deployer = demo.anvil.addresses()[0];
-    let vault = GuardedVault::new(demo.vault, &demo.provider);
+    std::fs::write(&policy, vault_drain(A_THIRD, "100 blocks", "")).unwrap();
+    service_config(&demo, dir.path(), hooks.addr, "", "", "");
     demo.deposit(900_000).await;
 
     // The bot's key (used by the module executor) is not in the environment.
-    let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
-    let mut guardian = Guardian::start(
-        &dir.path().join("guardian.toml"),
-        &policy,
-        &[
-            ("UNUSED_IN_TESTS_STRANGER", key(5)),
-            ("UNUSED_IN_TESTS_OWNER1", key(1)),
-            ("UNUSED_IN_TESTS_OWNER2", key(2)),
-        ],
-    )
-    .await;
+    let mut env = demo.key_env();
+    env.retain(|(var, _)| *var != "UNUSED_IN_TESTS_BOT");
+    let mut guardian = Guardian::start(&dir.path().join("guardian.toml"), &policy, &env).await;
     let base = guardian.base.clone();
     let (_, _, missing) = hooks
         .wait_for("hook", "key-unavailable alert", |v| {
@@ -918,15 +839,11 @@ url = "http://{hooks}/hook"
         })
         .await;
     // Watching all the same, but not ready: an enforce executor cannot act (issue #12, seen 6).
-    wait_until(
+    until_readyz(
+        &base,
         "/readyz answers 503 naming the executor without its key",
-        || {
-            let url = format!("{base}/readyz");
-            async move {
-                let (status, body) = get(&url).await;
-                status == 503 && body.contains("cannot act: key `bot` is missing")
-            }
-        },
+        503,
+        "cannot act: key `bot` is missing",
     )
     .await;
     wait_metric(
@@ -937,8 +854,7 @@ url = "http://{hooks}/hook"
     .await;
 
     // The drain trips the policy; the pause cannot be sent, and that is loud.
-    let withdraw = vault.withdraw(U256::from(450_000), deployer, deployer);
-    withdraw.send().await.unwrap().get_receipt().await.unwrap();
+    demo.withdraw(450_000).await;
     hooks
         .wait_for("hook", "trip alert", |v| v["kind"] == "trip")
         .await;
@@ -970,16 +886,7 @@ url = "http://{hooks}/hook"
             .log()
             .contains("cannot act through the executors that need this key")
     );
-    signal(guardian.pid, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), guardian.child.wait())
-        .await
-        .expect("guardian stops on SIGTERM")
-        .unwrap();
-    assert!(
-        status.success(),
-        "exit status {status}:\n{}",
-        guardian.log()
-    );
+    guardian.terminate().await;
 }
 
 #[tokio::test]
@@ -1021,7 +928,7 @@ async fn watched_policy_files_reload_when_they_change_and_broken_ones_are_refuse
     assert_eq!(ids, vec!["vault-low", "vault-low-2"]);
 
     // A broken file: refused and counted; the running set is not replaced.
-    std::fs::write(&file, BROKEN).unwrap();
+    std::fs::write(&file, broken()).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while sample(
         &telemetry.encode(),

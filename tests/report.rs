@@ -3,20 +3,13 @@
 //! Skipped, with a printed reason, only when no chromium binary is installed
 //! (`.ci/run` installs Debian's `chromium`).
 
+#[path = "common/traces.rs"]
+mod traces;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared_trace(name: &str) -> PathBuf {
-    let default = root().join("../shared/data/traces").join(name);
-    match std::env::var_os("GUARDIAN_SHARED_DATA") {
-        Some(dir) if !default.exists() => PathBuf::from(dir).join("traces").join(name),
-        _ => default,
-    }
-}
+use traces::{guardian_ok, shared_trace};
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -66,19 +59,8 @@ fn rendered(dom: &str) -> usize {
 }
 
 fn guardian(args: &[&str], trace: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(args)
-        .arg("--trace")
-        .arg(trace)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args: Vec<&str> = args.iter().copied().chain(["--trace"]).collect();
+    guardian_ok(&args, &[trace]);
 }
 
 #[test]

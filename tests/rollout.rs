@@ -11,29 +11,21 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
 use alloy::providers::Provider;
 use common::service::{Guardian, WAIT, history, processed, processed_on, until};
-use common::{Demo, GuardedVault};
+use common::{Demo, vault_drain};
 
-const POLICY: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by 30% within one block"
-severity = "critical"
-action = "pause-module"
-cooldown = "50 blocks"
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
-"#;
+const THIRTY_PCT: &str = "Vault assets fall by 30% within one block";
 
 /// Writes guardian.toml in `mode` (same journal, same guard limits) and the policy.
 fn configure(demo: &Demo, dir: &Path, mode: &str) {
-    configure_with(demo, dir, mode, POLICY, "");
+    configure_with(
+        demo,
+        dir,
+        mode,
+        &vault_drain(THIRTY_PCT, "50 blocks", ""),
+        "",
+    );
 }
 
 /// The same, with other policies and `extra` appended to guardian.toml.
@@ -51,15 +43,7 @@ fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str
 }
 
 async fn withdraw(demo: &Demo, amount: u64) -> u64 {
-    let deployer = demo.anvil.addresses()[0];
-    let receipt = GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(amount), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let receipt = demo.withdraw(amount).await;
     assert!(receipt.status());
     receipt.block_number.unwrap()
 }
@@ -293,7 +277,7 @@ description = "pause"
     .unwrap();
     std::fs::write(
         dir.path().join("policy.toml"),
-        POLICY.replace("pause-module", "pause-vault"),
+        vault_drain(THIRTY_PCT, "50 blocks", "").replace("pause-module", "pause-vault"),
     )
     .unwrap();
     let config = dir.path().join("guardian.toml");
@@ -355,20 +339,13 @@ impl Receiver {
     }
 }
 
-const LOW_ASSETS: &str = r#"
-[[policy]]
-id = "vault-drain"
-description = "Vault assets fall by 30% within one block"
-severity = "critical"
-action = "pause-module"
-cooldown = "10 blocks"
-[policy.when]
-kind = "change"
-metric = "vault.total_assets"
-window = "1 block"
-direction = "down"
-by = "30%"
+/// The drain policy with a 10-block cooldown, and an alert-only policy on low assets.
+fn low_assets() -> String {
+    let drain = vault_drain(THIRTY_PCT, "10 blocks", "");
+    format!("{drain}{LOW_ASSETS}")
+}
 
+const LOW_ASSETS: &str = r#"
 [[policy]]
 id = "low-assets"
 description = "Vault assets under 700,000 (alert only)"
@@ -399,7 +376,7 @@ async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
         "\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{a}/hook\"\ncooldown = \"0s\"\n\n[notify.pager]\nkind = \"pagerduty\"\nurl = \"http://{a}/pd\"\nrouting_key_env = \"TEST_PD_KEY\"\ncooldown = \"0s\"\n",
         a = hooks.addr
     );
-    configure_with(&demo, dir.path(), "enforce", LOW_ASSETS, &extra);
+    configure_with(&demo, dir.path(), "enforce", &low_assets(), &extra);
     let funded = demo.provider.get_block_number().await.unwrap();
     let mut g = Guardian::start(&demo, dir.path(), &[], &[("TEST_PD_KEY", "R0UT1NG")]);
     until("the healthy vault to be read", &mut [&mut g], || {

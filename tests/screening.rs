@@ -2,36 +2,20 @@
 //! on the latest state with the block's reads after it (`eth_simulateV1`); the
 //! what-if block judged by the same policies; same-sender sequences in order.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
-use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256, utils::parse_ether};
-use alloy::providers::{Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
+use alloy::providers::Provider;
+use common::{DemoToken, GWEI, anvil, dry_run_network, load_config, metric, mined, provider_with};
 use guardian::config::Config;
 use guardian::metrics::{MetricId, Sample};
 use guardian::policy::{Engine, Mode, compile_str};
 use guardian::source::chain::{Screened, WatchEvent, Watcher, WatcherOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-sol!(
-    #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
-
-const GWEI: u128 = 1_000_000_000;
-
-fn anvil() -> AnvilInstance {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    Anvil::at(bin).spawn()
-}
 
 const POLICY: &str = r#"
 [[policy]]
@@ -58,71 +42,50 @@ fn value(s: &Screened, metric: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pending_transaction_is_screened_and_a_sequence_is_one_effect() {
-    let anvil = anvil();
-    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let treasury_key = PrivateKeySigner::from(anvil.keys()[1].clone());
-    let (owner, treasury) = (owner_key.address(), treasury_key.address());
+    let anvil = anvil(&[]);
+    let provider = provider_with(&anvil, &[0, 1]);
+    let (owner, treasury) = (anvil.addresses()[0], anvil.addresses()[1]);
     let sink = Address::with_last_byte(0x5e);
-    let mut wallet = EthereumWallet::from(owner_key);
-    wallet.register_signer(treasury_key);
-    let provider = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased();
     let token = DemoToken::deploy(&provider, "T".into(), "T".into(), owner)
         .await
         .unwrap();
-    token
-        .mint(treasury, parse_ether("1000").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined(token.mint(treasury, parse_ether("1000").unwrap())).await;
     let balance = format!(
         r#"{{ kind = "erc20_balance", token = "{}", holder = "{treasury}", decimals = 18 }}"#,
         token.address()
     );
     let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-    let text = format!(
-        r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-ws = ["{ws}"]
-
-[metrics."treasury.balance"]
-description = "tokens the treasury holds"
-network = "local"
-source = {balance}
-
-[metrics."treasury.outflow"]
-description = "tokens leaving the treasury in the block"
-network = "local"
-source = {{ kind = "event_sum", address = "{token}", event = "{transfer}", topics = {{ from = "{treasury}" }}, field = "value", decimals = 18 }}
-
-[metrics."chain.gas_used"]
-description = "a block statistic: not part of a what-if block"
-network = "local"
-source = {{ kind = "block", stat = "gas_used_ratio" }}
-
-[metrics."treasury.pending_outflow"]
-description = "tokens a pending transaction would take out of the treasury (no filter)"
-network = "local"
-source = {{ kind = "pending", effect = {balance} }}
-"#,
-        rpc = anvil.endpoint(),
-        ws = anvil.ws_endpoint(),
-        token = token.address(),
+    let outflow = format!(
+        r#"{{ kind = "event_sum", address = "{}", event = "{transfer}", topics = {{ from = "{treasury}" }}, field = "value", decimals = 18 }}"#,
+        token.address()
     );
-    let path = std::env::temp_dir().join(format!("guardian-screening-{}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(&path).unwrap();
+    let metrics = [
+        (
+            "treasury.balance",
+            "tokens the treasury holds",
+            balance.clone(),
+        ),
+        (
+            "treasury.outflow",
+            "tokens leaving the treasury in the block",
+            outflow,
+        ),
+        (
+            "chain.gas_used",
+            "a block statistic: not part of a what-if block",
+            r#"{ kind = "block", stat = "gas_used_ratio" }"#.to_string(),
+        ),
+        (
+            "treasury.pending_outflow",
+            "tokens a pending transaction would take out of the treasury (no filter)",
+            format!("{{ kind = \"pending\", effect = {balance} }}"),
+        ),
+    ];
+    let mut text = dry_run_network(&[&anvil.endpoint()], &[&anvil.ws_endpoint()]);
+    for (name, description, source) in &metrics {
+        text.push_str(&metric(name, description, source));
+    }
+    let config = load_config("screening", &text);
     let mut engine = Engine::new(
         compile_str("p.toml", POLICY, &Config::empty()).unwrap_or_else(|e| panic!("{e}")),
         Mode::Enforce,

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use alloy::primitives::{Address, B256, U256};
+use alloy::providers::DynProvider;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use common::{DemoToken, GuardedVault, GuardianModule, SafeOwners};
@@ -25,11 +26,22 @@ const GUARDIAN: &str = env!("CARGO_BIN_EXE_guardian");
 
 struct Chain {
     anvil: alloy::node_bindings::AnvilInstance,
-    provider: alloy::providers::DynProvider,
+    provider: DynProvider,
     safe: Address,
     owners: SafeOwners,
     vault: Address,
     multisend: Address,
+}
+
+/// A demo token minted by `deployer`, and a vault of it administered by `admin` with `cap`.
+async fn vault(p: &DynProvider, deployer: Address, admin: Address, cap: u64) -> Address {
+    let token = DemoToken::deploy(p, "Demo USD".into(), "dUSD".into(), deployer)
+        .await
+        .unwrap();
+    let vault = GuardedVault::deploy(p, *token.address(), admin, U256::from(cap))
+        .await
+        .unwrap();
+    *vault.address()
 }
 
 /// A 2-of-3 Safe owning a vault, and MultiSendCallOnly; no module anywhere.
@@ -38,22 +50,12 @@ async fn chain() -> Chain {
     let owners = common::safe_owners(&anvil).await;
     let provider = owners.provider.clone();
     let safe = owners.deploy_safe().await.unwrap();
-    let token = DemoToken::deploy(
-        &provider,
-        "Demo USD".into(),
-        "dUSD".into(),
-        anvil.addresses()[0],
-    )
-    .await
-    .unwrap();
-    let vault = GuardedVault::deploy(&provider, *token.address(), safe, U256::from(1_000_000))
-        .await
-        .unwrap();
+    let vault = vault(&provider, anvil.addresses()[0], safe, 1_000_000).await;
     let multisend = MultiSendCallOnly::deploy(&provider).await.unwrap();
     Chain {
         safe,
         owners,
-        vault: *vault.address(),
+        vault,
         multisend: *multisend.address(),
         provider,
         anvil,
@@ -86,6 +88,14 @@ impl Chain {
     async fn exec_on(&self, to: Address, data: Vec<u8>) {
         let exec = self.owners.exec(self.safe, to, data, 0);
         exec.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The set-up planned for the module `guardian setup` predicts, guarded by
+    /// anvil key 4: (that guardian, the module, the configuration's path).
+    fn planned(&self, dir: &Path) -> (Address, Address, std::path::PathBuf) {
+        let guardian_bot = common::signer(&self.anvil, 4).address();
+        let module = guardian::setup::predicted_module(self.safe, B256::ZERO);
+        (guardian_bot, module, self.config(dir, module, guardian_bot))
     }
 
     fn config(&self, dir: &Path, module: Address, guardian: Address) -> std::path::PathBuf {
@@ -178,6 +188,27 @@ struct Out {
     stderr: String,
 }
 
+/// `guardian setup verify --config config`.
+fn setup_verify(config: &str) -> Out {
+    guardian(&["setup", "verify", "--config", config])
+}
+
+/// `guardian setup verify` accepts the set-up on chain.
+fn assert_verified(config: &str) {
+    let ok = setup_verify(config);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains("matches the configuration"),
+        "{}",
+        ok.stdout
+    );
+}
+
+/// `guardian setup plan --config config --out out`.
+fn setup_plan(config: &str, out: &str) -> Out {
+    guardian(&["setup", "plan", "--config", config, "--out", out])
+}
+
 fn guardian(args: &[&str]) -> Out {
     guardian_env(args, &[])
 }
@@ -242,14 +273,12 @@ fn assert_batch_format(file: &Value, chain_id: u64, safe: Address) {
 async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission_fails() {
     let chain = chain().await;
     let dir = tempfile::tempdir().unwrap();
-    let guardian_bot = common::signer(&chain.anvil, 4).address();
-    let module = guardian::setup::predicted_module(chain.safe, B256::ZERO);
-    let config = chain.config(dir.path(), module, guardian_bot);
+    let (guardian_bot, module, config) = chain.planned(dir.path());
     let config = config.to_str().unwrap();
     let batch = dir.path().join("batch.json");
 
     // Nothing deployed yet: verify names it and fails.
-    let before = guardian(&["setup", "verify", "--config", config]);
+    let before = setup_verify(config);
     assert_eq!(before.code, 1, "{}{}", before.stdout, before.stderr);
     assert!(
         before
@@ -259,14 +288,7 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
     assert!(before.stdout.contains("is not enabled on the Safe"));
 
     // The plan against the chain is the full set-up.
-    let plan = guardian(&[
-        "setup",
-        "plan",
-        "--config",
-        config,
-        "--out",
-        batch.to_str().unwrap(),
-    ]);
+    let plan = setup_plan(config, batch.to_str().unwrap());
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     assert!(plan.stdout.contains("6 transaction(s)"), "{}", plan.stdout);
     for needle in [
@@ -306,21 +328,8 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
     assert_eq!(m.safe().call().await.unwrap(), chain.safe);
     assert_eq!(m.guardians().call().await.unwrap(), vec![guardian_bot]);
 
-    let ok = guardian(&["setup", "verify", "--config", config]);
-    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    assert!(
-        ok.stdout.contains("matches the configuration"),
-        "{}",
-        ok.stdout
-    );
-    let nothing = guardian(&[
-        "setup",
-        "plan",
-        "--config",
-        config,
-        "--out",
-        batch.to_str().unwrap(),
-    ]);
+    assert_verified(config);
+    let nothing = setup_plan(config, batch.to_str().unwrap());
     assert_eq!(nothing.code, 0);
     assert!(
         nothing.stdout.contains("no module transaction to sign"),
@@ -351,7 +360,7 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
             GuardianModule::addGuardianCall { guardian: stranger }.abi_encode(),
         )
         .await;
-    let bad = guardian(&["setup", "verify", "--config", config]);
+    let bad = setup_verify(config);
     assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
     assert!(bad.stdout.contains("2 difference(s)"), "{}", bad.stdout);
     assert!(
@@ -381,21 +390,14 @@ async fn plan_executed_by_the_safe_owners_verifies_and_a_hand_altered_permission
     );
 
     // The plan now fixes exactly these two, and afterwards verify passes again.
-    let fix = guardian(&[
-        "setup",
-        "plan",
-        "--config",
-        config,
-        "--out",
-        batch.to_str().unwrap(),
-    ]);
+    let fix = setup_plan(config, batch.to_str().unwrap());
     assert_eq!(fix.code, 0, "{}", fix.stderr);
     assert!(fix.stdout.contains("2 transaction(s)"), "{}", fix.stdout);
     assert!(fix.stdout.contains(&format!("Remove guardian {stranger}")));
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&batch).unwrap()).unwrap();
     assert_batch_format(&file, 31337, chain.safe);
     chain.exec_batch_file(&file).await;
-    let ok = guardian(&["setup", "verify", "--config", config]);
+    let ok = setup_verify(config);
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
 
     // `run` with a key that is not a guardian refuses to start, naming it.
@@ -450,7 +452,7 @@ async fn verify_tells_a_module_of_another_safe_apart() {
         .await
         .unwrap();
     let config = chain.config(dir.path(), *other.address(), chain.anvil.addresses()[4]);
-    let out = guardian(&["setup", "verify", "--config", config.to_str().unwrap()]);
+    let out = setup_verify(config.to_str().unwrap());
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(&format!(
@@ -475,7 +477,7 @@ async fn verify_tells_a_module_of_another_safe_apart() {
         &format!("safe = \"{nowhere}\""),
     );
     std::fs::write(&config, text).unwrap();
-    let out = guardian(&["setup", "verify", "--config", config.to_str().unwrap()]);
+    let out = setup_verify(config.to_str().unwrap());
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout
@@ -485,19 +487,25 @@ async fn verify_tells_a_module_of_another_safe_apart() {
     );
 }
 
+/// The ```toml blocks of docs/deploy.md that start with one of `starts`, in order.
+fn deploy_guide_examples(starts: &[&str]) -> Vec<String> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
+    doc.split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .filter(|b| starts.iter().any(|s| b.starts_with(s)))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The `[setup]` example in docs/deploy.md loads as written.
 #[test]
 fn the_setup_example_in_the_deployment_guide_loads() {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
-    let block = doc
-        .split("```toml\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap())
-        .find(|b| b.starts_with("[setup]"))
+    let blocks = deploy_guide_examples(&["[setup]"]);
+    let block = blocks
+        .first()
         .expect("a ```toml block starting with [setup]");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guardian.toml");
     let text = format!(
         r#"
 [guardian]
@@ -518,8 +526,7 @@ network = "mainnet"
             .replace("0xYourSafe", "0x00000000000000000000000000000000000000cc")
             .replace("0xBotAddress", "0x00000000000000000000000000000000000000dd")
     );
-    std::fs::write(&path, text).unwrap();
-    let config = guardian::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = common::load_config("guardian", &text);
     let setup = config.setup.unwrap();
     assert_eq!(setup.target_rate_limit.count, 3);
     assert!(setup.verify_before_run);
@@ -672,9 +679,7 @@ fn init_output_passes_check_for_every_shape_and_plans_offline() {
 async fn the_forge_script_sets_up_what_verify_accepts() {
     let chain = chain().await;
     let dir = tempfile::tempdir().unwrap();
-    let guardian_bot = common::signer(&chain.anvil, 4).address();
-    let module = guardian::setup::predicted_module(chain.safe, B256::ZERO);
-    let config = chain.config(dir.path(), module, guardian_bot);
+    let (guardian_bot, _module, config) = chain.planned(dir.path());
     let key = |i: usize| format!("0x{}", alloy::hex::encode(chain.anvil.keys()[i].to_bytes()));
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(format!(
@@ -712,13 +717,7 @@ async fn the_forge_script_sets_up_what_verify_accepts() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let ok = guardian(&["setup", "verify", "--config", config.to_str().unwrap()]);
-    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    assert!(
-        ok.stdout.contains("matches the configuration"),
-        "{}",
-        ok.stdout
-    );
+    assert_verified(config.to_str().unwrap());
 }
 
 /// A target the Safe holds no pauser role on: the module's pause would fail
@@ -727,26 +726,10 @@ async fn the_forge_script_sets_up_what_verify_accepts() {
 async fn verify_names_a_target_the_safe_cannot_pause() {
     let chain = chain().await;
     let dir = tempfile::tempdir().unwrap();
-    let guardian_bot = common::signer(&chain.anvil, 4).address();
-    let module = guardian::setup::predicted_module(chain.safe, B256::ZERO);
     // A second vault administered by anvil key 0, not by the Safe.
-    let token = DemoToken::deploy(
-        &chain.provider,
-        "T".into(),
-        "T".into(),
-        chain.anvil.addresses()[0],
-    )
-    .await
-    .unwrap();
-    let other = GuardedVault::deploy(
-        &chain.provider,
-        *token.address(),
-        chain.anvil.addresses()[0],
-        U256::from(1_000),
-    )
-    .await
-    .unwrap();
-    let config = chain.config(dir.path(), module, guardian_bot);
+    let deployer = chain.anvil.addresses()[0];
+    let other = vault(&chain.provider, deployer, deployer, 1_000).await;
+    let (_, _, config) = chain.planned(dir.path());
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         r#"
@@ -758,16 +741,16 @@ function = "pause()"
 paused_getter = "paused()"
 executor = "module"
 "#,
-        other.address()
+        other
     ));
     std::fs::write(&config, text).unwrap();
     let config = config.to_str().unwrap();
-    let out = guardian(&["setup", "verify", "--config", config]);
+    let out = setup_verify(config);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(&format!(
             "pause pause() on {}: the Safe itself cannot do it today, so the module's pause would fail: pause() called by the Safe reverts: AccessControlUnauthorizedAccount",
-            other.address()
+            other
         )),
         "{}",
         out.stdout
@@ -777,14 +760,7 @@ executor = "module"
         "pause pause() on {}: the Safe itself cannot",
         chain.vault
     )));
-    let plan = guardian(&[
-        "setup",
-        "plan",
-        "--config",
-        config,
-        "--out",
-        dir.path().join("b.json").to_str().unwrap(),
-    ]);
+    let plan = setup_plan(config, dir.path().join("b.json").to_str().unwrap());
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert!(
         plan.stdout.contains("NEEDS ATTENTION, outside this batch"),
@@ -796,23 +772,13 @@ executor = "module"
 /// The `[journal]` and `[observe]`/`[notify]` examples in docs/deploy.md load as written.
 #[test]
 fn the_journal_and_monitoring_examples_in_the_deployment_guide_load() {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
-    let blocks: Vec<&str> = doc
-        .split("```toml\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap())
-        .filter(|b| b.starts_with("[journal]") || b.starts_with("[observe]"))
-        .collect();
+    let blocks = deploy_guide_examples(&["[journal]", "[observe]"]);
     assert_eq!(blocks.len(), 2, "a [journal] and an [observe] example");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guardian.toml");
     let text = format!(
         "[guardian]\nmode = \"enforce\"\n[networks.mainnet]\nchain_id = 1\nrpc = [\"https://rpc.example.org\"]\n{}\n{}",
         blocks[0], blocks[1]
     );
-    std::fs::write(&path, text).unwrap();
-    let config = guardian::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = common::load_config("guardian", &text);
     let journal = config.journal.expect("[journal]");
     assert_eq!(journal.replica, Some(1));
     assert!(config.observe.is_some());

@@ -2,10 +2,13 @@
 //! matching metric) and corroboration (`within` on composites): compile,
 //! bind, instantiate, evaluate.
 
+#[path = "common/traces.rs"]
+mod traces;
+
 use guardian::config::Config;
 use guardian::decision::Trip;
-use guardian::metrics::Sample;
 use guardian::policy::{Engine, Mode, PolicySet, compile_str};
+use traces::feed_rows;
 
 const CASH_DRAIN: &str = r#"
 [[policy]]
@@ -25,21 +28,10 @@ by = "30%"
 fn run(set: PolicySet, rows: &[(u64, &str, f64)]) -> Vec<Trip> {
     let mut engine = Engine::new(set, Mode::Enforce);
     let mut trips = Vec::new();
-    for &(block, metric, value) in rows {
-        let time_ms = 1_000_000 + block * 12_000;
-        match engine.metric_id(metric) {
-            Some(metric) => engine.on_sample(
-                Sample {
-                    block,
-                    time_ms,
-                    metric,
-                    value,
-                },
-                &mut |t| trips.push(t),
-            ),
-            None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
-        }
-    }
+    let rows = rows
+        .iter()
+        .map(|&(block, metric, value)| (block, 1_000_000 + block * 12_000, metric, value));
+    feed_rows(&mut engine, rows, &mut trips);
     trips
 }
 

@@ -14,23 +14,19 @@ use std::time::{Duration, Instant};
 use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider};
+use common::DemoToken;
 use common::fault_proxy::{Fault, FaultProxy};
-use common::{DemoToken, GuardedVault};
+use common::pipeline::{Piped, polling};
+use common::traces::root;
 use guardian::config::Config;
 use guardian::decision::Trip;
-use guardian::metrics::Sample;
 use guardian::observe::{Probe, Telemetry};
-use guardian::pipeline::{self, Report, RunOptions};
+use guardian::pipeline::{Report, RunOptions};
 use guardian::policy::{Engine, compile_str};
 use guardian::replay::replay;
-use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
+use guardian::source::chain::{Snapshot, WatchEvent, WatcherOptions};
 use guardian::source::trace::{TraceError, TraceReader};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The real Nomad trace: from `../shared/data/traces/` when present, else the
 /// repository's unchanged copy of its rows (`simulations/traces/`).
@@ -124,37 +120,28 @@ fn simulate_stops_at_the_issues_corrupted_nomad_row() {
         + 1;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nomad-corrupted.csv");
-    std::fs::write(&path, with_block(&lines, line, 1_000_000_015_259_107)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args([
-            "simulate",
-            "--config",
-            "simulations/traces/nomad.toml",
-            "--trace",
-        ])
-        .arg(&path)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let simulate = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+            .args([
+                "simulate",
+                "--config",
+                "simulations/traces/nomad.toml",
+                "--trace",
+            ])
+            .arg(&path)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    };
+    let stderr = simulate(with_block(&lines, line, 1_000_000_015_259_107));
     let at = format!("{}:{line}:1: block 1000000015259107 jumps", path.display());
     assert!(stderr.contains(&at), "{stderr}");
     // Stepping back in time is refused the same way.
-    std::fs::write(&path, with_block(&lines, line + 40, 15_259_101)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args([
-            "simulate",
-            "--config",
-            "simulations/traces/nomad.toml",
-            "--trace",
-        ])
-        .arg(&path)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = simulate(with_block(&lines, line + 40, 15_259_101));
     assert!(
         stderr.contains(&format!(":{}:1: block 15259101 goes back", line + 40)),
         "{stderr}"
@@ -165,49 +152,44 @@ fn simulate_stops_at_the_issues_corrupted_nomad_row() {
 // The watcher on anvil, behind the fault-injection proxy.
 
 /// A configuration on network `local` with these endpoints, network fields and metrics.
-fn config(dir: &Path, rpc: &[String], ws: &[String], network: &str, metrics: &str) -> Config {
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|u| format!("\"{u}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+fn config(rpc: &[String], ws: &[String], network: &str, metrics: &str) -> Config {
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
     let text = format!(
-        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\nrpc = [{}]\nws = [{}]\n{network}\n{metrics}",
-        list(rpc),
-        list(ws)
+        "{}{network}\n{metrics}",
+        common::dry_run_network(&refs(rpc), &refs(ws))
     );
-    let path = dir.join("guardian.toml");
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    common::load_config("guardian", &text)
 }
 
 /// Token metrics: the vault-like holder's balance (a call) and the block's Transfer count (logs).
 fn token_metrics(token: Address, holder: Address) -> String {
-    format!(
-        "[metrics.\"token.held\"]\ndescription = \"tokens the holder has\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{holder}\"] }}\n\n[metrics.\"token.transfers\"]\ndescription = \"Transfer events in the block\"\nnetwork = \"local\"\nsource = {{ kind = \"event_count\", address = \"{token}\", event = \"Transfer(address indexed from, address indexed to, uint256 value)\" }}\n"
+    let held = format!(
+        "{{ kind = \"call\", to = \"{token}\", signature = \"balanceOf(address)(uint256)\", args = [\"{holder}\"] }}"
+    );
+    let transfers = format!(
+        "{{ kind = \"event_count\", address = \"{token}\", event = \"Transfer(address indexed from, address indexed to, uint256 value)\" }}"
+    );
+    let held = common::metric("token.held", "tokens the holder has", &held);
+    held + &common::metric(
+        "token.transfers",
+        "Transfer events in the block",
+        &transfers,
     )
 }
 
 /// A running watcher, its events, and its telemetry.
 struct Running {
-    events: mpsc::Receiver<WatchEvent>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
+    watching: common::Watching,
     telemetry: Arc<Telemetry>,
 }
 
 fn start(config: &Config, mut options: WatcherOptions) -> Running {
     let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
     options.probe = Probe::new(telemetry.clone(), None);
-    let watcher = Watcher::new(config, "local", options).unwrap();
-    let (tx, events) = mpsc::channel(1024);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
     Running {
-        events,
-        cancel,
-        task,
+        watching: common::Watching::start(config, options),
         telemetry,
     }
 }
@@ -217,7 +199,7 @@ impl Running {
     async fn until_block(&mut self, number: u64) -> Vec<Snapshot> {
         let mut seen = Vec::new();
         loop {
-            let e = tokio::time::timeout(Duration::from_secs(30), self.events.recv())
+            let e = tokio::time::timeout(Duration::from_secs(30), self.watching.events.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no block {number} within 30 s"))
                 .expect("the watcher stopped");
@@ -241,8 +223,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap().unwrap();
+        self.watching.stop().await;
     }
 }
 
@@ -283,6 +264,12 @@ impl TokenChain {
         DemoToken::new(self.token, &self.provider)
     }
 
+    /// A configuration with these endpoints and network fields, reading
+    /// [`token_metrics`] of the owner's balance.
+    fn config(&self, rpc: &[String], ws: &[String], network: &str) -> Config {
+        config(rpc, ws, network, &token_metrics(self.token, self.owner))
+    }
+
     /// Mints `amount` to the owner and waits for the receipt.
     async fn mint(&self, amount: u64) {
         let token = self.token();
@@ -303,13 +290,11 @@ async fn mine(provider: &impl Provider) -> u64 {
 async fn malformed_answers_are_read_again_from_the_next_endpoint() {
     let chain = TokenChain::new(&[]).await;
     chain.mint(1_000_000).await;
-    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
-    let token = chain.token();
+    let (anvil, provider) = (&chain.anvil, chain.provider.clone());
+
     let broken = FaultProxy::start(&anvil.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = token_metrics(*token.address(), owner);
     let both = [broken.http_url(), anvil.endpoint()];
-    let config = config(dir.path(), &both, &[], "", &metrics);
+    let config = chain.config(&both, &[], "");
     let faults = [
         ("null", Fault::Null),
         ("\"0x\"", Fault::EmptyData),
@@ -364,13 +349,11 @@ async fn malformed_answers_are_read_again_from_the_next_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
     let chain = TokenChain::new(&[]).await;
-    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
-    let token = chain.token();
+    let (anvil, provider) = (&chain.anvil, chain.provider.clone());
+
     let a = FaultProxy::start(&anvil.endpoint()).await;
     let b = FaultProxy::start(&anvil.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = token_metrics(*token.address(), owner);
-    let config = config(dir.path(), &[a.http_url(), b.http_url()], &[], "", &metrics);
+    let config = chain.config(&[a.http_url(), b.http_url()], &[], "");
     let policy = "[[policy]]\nid = \"holder-drained\"\ndescription = \"the holder's tokens fall below 1\"\nseverity = \"critical\"\naction = \"none\"\ncooldown = \"1 block\"\nmode = \"alert-only\"\n[policy.when]\nkind = \"threshold\"\nmetric = \"token.held\"\nop = \"<\"\nvalue = 1\n";
     let set =
         compile_str("policy.toml", policy, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
@@ -434,60 +417,37 @@ value = 100000
 "#;
 
 /// Runs the pipeline on `demo` with `rpc` as the network's endpoints (and
-/// `quorum`); returns its reports, the cancel token and the task.
+/// `quorum`), the vault's assets read, [`DRAIN_POLICY`] compiled.
 async fn run_pipeline(
     demo: &common::Demo,
     dir: &Path,
     rpc: Vec<String>,
     quorum: Option<usize>,
-) -> Piped {
-    let tail = format!(
-        "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
-        demo.vault
-    );
+) -> Observed {
     let telemetry = Arc::new(Telemetry::new(Duration::from_secs(60)));
-    let mut config = demo.config_with(dir, "", &tail);
+    let mut config = demo.config_with(dir, "", &demo.assets_metric());
     let net = config.networks.get_mut("local").unwrap();
     net.rpc = rpc;
     net.watch.quorum = quorum;
     let policies =
         compile_str("policy.toml", DRAIN_POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
     let options = RunOptions {
-        watcher: WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            ..WatcherOptions::default()
-        },
-        channel_capacity: 256,
         probe: Probe::new(telemetry.clone(), None),
-        ..RunOptions::default()
+        ..polling(None)
     };
-    let (report_tx, reports) = mpsc::channel(1024);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(pipeline::run(
-        config,
-        policies,
-        demo.keys(),
-        options,
-        Some(report_tx),
-        cancel.clone(),
-    ));
-    Piped {
-        reports,
-        cancel,
-        task,
+    Observed {
+        piped: Piped::start(config, policies, demo.keys(), options),
         telemetry,
     }
 }
 
-/// A pipeline running in the background.
-struct Piped {
-    reports: mpsc::Receiver<Report>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), pipeline::RunError>>,
+/// A pipeline running in the background, and its telemetry.
+struct Observed {
+    piped: Piped,
     telemetry: Arc<Telemetry>,
 }
 
-impl Piped {
+impl Observed {
     /// The latest block the watcher read.
     fn head(&self) -> u64 {
         let text = self.telemetry.encode();
@@ -495,15 +455,6 @@ impl Piped {
             .find(|l| l.starts_with("guardian_head_block{"))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(0)
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the pipeline stops")
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -541,7 +492,7 @@ async fn a_minority_endpoint_answering_zero_never_pauses_with_a_quorum() {
     let first = demo.provider.get_block_number().await.unwrap();
     for _ in 0..blocks {
         mine(&demo.provider).await;
-        tally(&mut run.reports, &mut seen);
+        tally(&mut run.piped.reports, &mut seen);
     }
     // Let the watcher catch up with the last block before counting.
     let last = demo.provider.get_block_number().await.unwrap();
@@ -553,7 +504,7 @@ async fn a_minority_endpoint_answering_zero_never_pauses_with_a_quorum() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tally(&mut run.reports, &mut seen);
+    tally(&mut run.piped.reports, &mut seen);
     let false_pauses = u64::from(demo.paused().await) + seen.1;
     println!(
         "0 false pauses wanted: {false_pauses} false pauses over {} blocks with endpoint A answering 0 for every read, quorum 2 of 3 ({} trips on A's view, {} approved; A's eth_calls faulted: {})",
@@ -570,15 +521,7 @@ async fn a_minority_endpoint_answering_zero_never_pauses_with_a_quorum() {
 
     // The true attack, with every endpoint answering the truth: paused.
     a.heal();
-    let deployer = demo.anvil.addresses()[0];
-    GuardedVault::new(demo.vault, &demo.provider)
-        .withdraw(U256::from(850_000), deployer, deployer)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    demo.withdraw(850_000).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.2 == 0 {
         assert!(
@@ -587,14 +530,14 @@ async fn a_minority_endpoint_answering_zero_never_pauses_with_a_quorum() {
         );
         mine(&demo.provider).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        tally(&mut run.reports, &mut seen);
+        tally(&mut run.piped.reports, &mut seen);
     }
     assert!(demo.paused().await, "the pause landed on chain");
     println!(
         "the true attack, endpoints agreeing: paused (trips {}, approved {}, landed {})",
         seen.0, seen.1, seen.2
     );
-    run.stop().await;
+    run.piped.stop().await;
 }
 
 /// The control for the test above: without a quorum, the same broken endpoint
@@ -614,19 +557,22 @@ async fn without_a_quorum_the_endpoint_answering_zero_pauses_the_vault() {
         assert!(Instant::now() < deadline, "no false pause: {seen:?}");
         mine(&demo.provider).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        tally(&mut run.reports, &mut seen);
+        tally(&mut run.piped.reports, &mut seen);
     }
     println!(
         "without a quorum: the vault was falsely paused (trips {}, approved {})",
         seen.0, seen.1
     );
-    run.stop().await;
+    run.piped.stop().await;
 }
 
+/// Every event a running watcher sent, collected in the background.
+type Seen = Arc<std::sync::Mutex<Vec<WatchEvent>>>;
+
 /// Collects every event of a running watcher in the background.
-fn collect(run: &mut Running) -> Arc<std::sync::Mutex<Vec<WatchEvent>>> {
+fn collect(run: &mut Running) -> Seen {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut events = std::mem::replace(&mut run.events, mpsc::channel(1).1);
+    let mut events = std::mem::replace(&mut run.watching.events, mpsc::channel(1).1);
     let into = seen.clone();
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
@@ -644,6 +590,14 @@ fn block_numbers(events: &[WatchEvent]) -> Vec<u64> {
             _ => None,
         })
         .collect()
+}
+
+/// Waits (up to `secs` seconds) until block `last` is among the `seen` events.
+async fn until_seen(seen: &Seen, secs: u64, what: &str, last: u64) {
+    wait_for(secs, what, || {
+        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
+    })
+    .await;
 }
 
 /// Blocks missing between the first and the last emitted, and blocks emitted twice.
@@ -674,17 +628,13 @@ async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_websocket_is_detected_and_no_block_is_skipped() {
     let chain = TokenChain::new(&["--block-time", "1"]).await;
-    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
-    let token = chain.token();
+    let (anvil, provider) = (&chain.anvil, chain.provider.clone());
+
     let proxy = FaultProxy::start(&anvil.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = token_metrics(*token.address(), owner);
-    let config = config(
-        dir.path(),
+    let config = chain.config(
         &[anvil.endpoint()],
         &[proxy.ws_url()],
         "block_time = \"1s\"\nstall_blocks = 2\n",
-        &metrics,
     );
     let options = WatcherOptions {
         request_timeout: Duration::from_secs(2),
@@ -712,10 +662,7 @@ async fn a_silent_websocket_is_detected_and_no_block_is_skipped() {
         proxy.stall_ws(false);
     }
     let last = provider.get_block_number().await.unwrap();
-    wait_for(30, "the last block", || {
-        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
-    })
-    .await;
+    until_seen(&seen, 30, "the last block", last).await;
     run.stop().await;
     let numbers = block_numbers(&seen.lock().unwrap());
     let (skipped, twice) = gaps(&numbers);
@@ -737,19 +684,11 @@ async fn a_silent_websocket_is_detected_and_no_block_is_skipped() {
 async fn no_trip_is_missed_over_forced_reconnects() {
     let chain = TokenChain::new(&[]).await;
     chain.mint(1_000_000).await;
-    let (anvil, owner) = (&chain.anvil, chain.owner);
+    let anvil = &chain.anvil;
     let bob = anvil.addresses()[1];
     let token = chain.token();
     let proxy = FaultProxy::start(&anvil.endpoint()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = token_metrics(*token.address(), owner);
-    let config = config(
-        dir.path(),
-        &[anvil.endpoint()],
-        &[proxy.ws_url()],
-        "",
-        &metrics,
-    );
+    let config = chain.config(&[anvil.endpoint()], &[proxy.ws_url()], "");
     let policy = "[[policy]]\nid = \"transfer-seen\"\ndescription = \"a transfer in the block\"\nseverity = \"critical\"\naction = \"pause\"\ncooldown = \"1 block\"\n[policy.when]\nkind = \"threshold\"\nmetric = \"token.transfers\"\nop = \">=\"\nvalue = 1\n";
     let set =
         compile_str("policy.toml", policy, &Config::empty()).unwrap_or_else(|e| panic!("{e}"));
@@ -760,40 +699,17 @@ async fn no_trip_is_missed_over_forced_reconnects() {
     let mut transfer_blocks = Vec::with_capacity(trials);
     for _ in 0..trials {
         proxy.drop_ws();
-        let receipt = token
-            .transfer(bob, U256::from(1u64))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        let receipt = common::mined(token.transfer(bob, U256::from(1u64))).await;
         transfer_blocks.push(receipt.block_number.unwrap());
     }
     let last = *transfer_blocks.last().unwrap();
-    wait_for(60, "the last transfer's block", || {
-        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
-    })
-    .await;
+    until_seen(&seen, 60, "the last transfer's block", last).await;
     run.stop().await;
     let events = seen.lock().unwrap().clone();
     let mut engine = Engine::new(set, guardian::policy::Mode::Enforce);
     let mut trips: Vec<Trip> = Vec::new();
     for e in &events {
-        for (block, time_ms, metric, value) in e.samples() {
-            match engine.metric_id(metric) {
-                Some(metric) => engine.on_sample(
-                    Sample {
-                        block,
-                        time_ms,
-                        metric,
-                        value,
-                    },
-                    &mut |t| trips.push(t),
-                ),
-                None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
-            }
-        }
+        common::feed(&mut engine, e, &mut trips);
     }
     let tripped: std::collections::HashSet<u64> = trips.iter().map(|t| t.block).collect();
     let missed = transfer_blocks
@@ -819,20 +735,12 @@ async fn no_trip_is_missed_over_forced_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
     let chain = TokenChain::new(&[]).await;
-    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
-    let token = chain.token();
+    let (anvil, provider) = (&chain.anvil, chain.provider.clone());
+
     // Slow reads, so heads pile up behind the one being read.
     let slow = FaultProxy::start(&anvil.endpoint()).await;
     slow.fail("eth_call", Fault::Delay(Duration::from_millis(100)));
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = token_metrics(*token.address(), owner);
-    let config = config(
-        dir.path(),
-        &[slow.http_url()],
-        &[anvil.ws_endpoint()],
-        "",
-        &metrics,
-    );
+    let config = chain.config(&[slow.http_url()], &[anvil.ws_endpoint()], "");
     let mut run = start(&config, WatcherOptions::default());
     let seen = collect(&mut run);
     wait_for(30, "the first head", || !seen.lock().unwrap().is_empty()).await;
@@ -843,10 +751,7 @@ async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
             .await
             .unwrap();
         let last = provider.get_block_number().await.unwrap();
-        wait_for(120, "the burst's last block", || {
-            block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
-        })
-        .await;
+        until_seen(&seen, 120, "the burst's last block", last).await;
     }
     let dropped = run.counter("guardian_heads_dropped_total");
     run.stop().await;
@@ -865,8 +770,7 @@ async fn heads_the_subscription_dropped_are_counted_and_backfilled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_blocks_behind_the_others_is_not_read_from() {
     let chain = TokenChain::new(&[]).await;
-    let (anvil, provider, owner) = (&chain.anvil, chain.provider.clone(), chain.owner);
-    let token = chain.token();
+    let (anvil, provider) = (&chain.anvil, chain.provider.clone());
     // A chain long enough for "5 blocks behind" to be more than max_lag_blocks.
     let _: serde_json::Value = provider
         .raw_request("anvil_mine".into(), (10u64,))
@@ -874,16 +778,8 @@ async fn an_endpoint_blocks_behind_the_others_is_not_read_from() {
         .unwrap();
     let behind = FaultProxy::start(&anvil.endpoint()).await;
     behind.fail_all(Fault::Lag(5));
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = token_metrics(*token.address(), owner);
     let rpc = [behind.http_url(), anvil.endpoint()];
-    let config = config(
-        dir.path(),
-        &rpc,
-        &[anvil.ws_endpoint()],
-        "max_lag_blocks = 3\n",
-        &metrics,
-    );
+    let config = chain.config(&rpc, &[anvil.ws_endpoint()], "max_lag_blocks = 3\n");
     let mut run = start(&config, WatcherOptions::default());
     let seen = collect(&mut run);
     wait_for(30, "the first head", || !seen.lock().unwrap().is_empty()).await;
@@ -892,10 +788,7 @@ async fn an_endpoint_blocks_behind_the_others_is_not_read_from() {
         mine(&provider).await;
     }
     let last = provider.get_block_number().await.unwrap();
-    wait_for(60, "the last block", || {
-        block_numbers(&seen.lock().unwrap()).last() >= Some(&last)
-    })
-    .await;
+    until_seen(&seen, 60, "the last block", last).await;
     let lagging = run.counter(
         "guardian_endpoint_faults_total{network=\"local\",endpoint=\"1\",fault=\"lagging\"}",
     );

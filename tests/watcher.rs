@@ -1,61 +1,23 @@
 //! The live watcher against a real node: anvil, spawned through alloy's
 //! node-bindings, with the demo contracts deployed from their artifacts.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
-use alloy::node_bindings::{Anvil, AnvilInstance};
-use alloy::primitives::{Address, I256, utils::parse_ether};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
+use alloy::node_bindings::AnvilInstance;
+use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::providers::{DynProvider, Provider};
+use common::{
+    DemoToken, GWEI, Market, MessageReplica, ReplicaCopycatAttack, anvil, dry_run_network, feed,
+    load_config, metric, provider_with,
+};
 use guardian::config::Config;
-use guardian::decision::Trip;
-use guardian::metrics::Sample;
 use guardian::policy::{Engine, Mode, compile_str};
 use guardian::source::chain::record::Recorder;
 use guardian::source::chain::{Snapshot, WatchEvent, Watcher, WatcherOptions};
 use guardian::source::trace::TraceReader;
-use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-sol!(
-    #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
-sol!(
-    #[sol(rpc)]
-    GuardedVault,
-    "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
-);
-
-const GWEI: u128 = 1_000_000_000;
-
-fn anvil() -> AnvilInstance {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    Anvil::at(bin).spawn()
-}
-
-/// Loads a configuration from `text` (through a file, as `guardian` does).
-fn load_config(name: &str, text: &str) -> Config {
-    let path = std::env::temp_dir().join(format!(
-        "guardian-watcher-{}-{name}.toml",
-        std::process::id()
-    ));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(&path).unwrap();
-    config
-}
 
 /// A deployed demo: a token, a vault holding 1,000 of it, a keeper feed at 1835.2.
 struct Demo {
@@ -71,68 +33,20 @@ struct Demo {
 }
 
 async fn demo() -> Demo {
-    let anvil = anvil();
-    let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let owner = signer.address();
-    let alice = anvil.addresses()[1];
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(anvil.endpoint_url())
-        .erased();
-    let token = DemoToken::deploy(&provider, "Demo USD".into(), "dUSD".into(), owner)
-        .await
-        .unwrap();
-    let vault = GuardedVault::deploy(
-        &provider,
-        *token.address(),
-        owner,
-        parse_ether("1000000").unwrap(),
-    )
-    .await
-    .unwrap();
-    let assets = parse_ether("1000").unwrap();
-    token
-        .mint(owner, parse_ether("10000").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    token
-        .approve(*vault.address(), assets)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    vault
-        .deposit(assets, owner)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let feed = KeeperPriceFeed::deploy(
-        &provider,
-        owner,
-        8,
-        "ETH / USD".into(),
-        I256::try_from(183_520_000_000i64).unwrap(),
-    )
-    .await
-    .unwrap();
-    let feed_block = provider.get_block_number().await.unwrap();
+    let anvil = anvil(&[]);
+    let provider = provider_with(&anvil, &[0]);
+    let (owner, alice) = (anvil.addresses()[0], anvil.addresses()[1]);
+    let cap = parse_ether("1000000").unwrap();
+    let fill = (parse_ether("10000").unwrap(), parse_ether("1000").unwrap());
+    let market = Market::deploy(&provider, owner, cap, Some(fill), 183_520_000_000).await;
     Demo {
         anvil,
         owner,
         alice,
-        token: *token.address(),
-        vault: *vault.address(),
-        feed: *feed.address(),
-        feed_block,
+        token: market.token,
+        vault: market.vault,
+        feed: market.feed,
+        feed_block: market.feed_block,
         provider,
     }
 }
@@ -153,89 +67,38 @@ impl Demo {
         let (token, vault, feed, owner, alice) =
             (self.token, self.vault, self.feed, self.owner, self.alice);
         let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-        format!(
-            r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-ws = ["{ws}"]
-
-[metrics."vault.total_assets"]
-description = "assets the vault holds"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)", decimals = 18 }}
-
-[metrics."vault.total_supply"]
-description = "vault shares"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "totalSupply()(uint256)", decimals = 18 }}
-
-[metrics."vault.owner_shares"]
-description = "the owner's shares"
-network = "local"
-source = {{ kind = "call", to = "{vault}", signature = "balanceOf(address)(uint256)", args = ["{owner}"], decimals = 18 }}
-
-[metrics."vault.assets_per_share"]
-description = "share price"
-network = "local"
-source = {{ kind = "ratio", numerator = "vault.total_assets", denominator = "vault.total_supply" }}
-
-[metrics."token.vault_balance"]
-description = "tokens in the vault"
-network = "local"
-source = {{ kind = "erc20_balance", token = "{token}", holder = "{vault}", decimals = 18 }}
-
-[metrics."alice.eth"]
-description = "alice's ether"
-network = "local"
-source = {{ kind = "native_balance", address = "{alice}" }}
-
-[metrics."token.owner_transfers"]
-description = "transfers out of the owner"
-network = "local"
-source = {{ kind = "event_count", address = "{token}", event = "{transfer}", topics = {{ from = "{owner}" }} }}
-
-[metrics."token.owner_outflow"]
-description = "tokens moved out of the owner"
-network = "local"
-source = {{ kind = "event_sum", address = "{token}", event = "{transfer}", topics = {{ from = "{owner}" }}, field = "value", decimals = 18 }}
-
-[metrics."chain.gas_used_ratio"]
-description = "gas used / limit"
-network = "local"
-source = {{ kind = "block", stat = "gas_used_ratio" }}
-
-[metrics."chain.base_fee_gwei"]
-description = "base fee"
-network = "local"
-source = {{ kind = "block", stat = "base_fee_gwei" }}
-
-[metrics."chain.tx_count"]
-description = "transactions"
-network = "local"
-source = {{ kind = "block", stat = "tx_count" }}
-
-[metrics."chain.tip_p50"]
-description = "median priority fee"
-network = "local"
-source = {{ kind = "block", stat = "priority_fee_p50" }}
-
-[metrics."oracle.eth_usd"]
-description = "feed answer"
-network = "local"
-source = {{ kind = "oracle_answer", feed = "{feed}", decimals = 8 }}
-
-[metrics."oracle.age"]
-description = "seconds since the feed's round"
-network = "local"
-source = {{ kind = "oracle_age", feed = "{feed}" }}
-"#,
-            rpc = self.anvil.endpoint(),
-            ws = self.anvil.ws_endpoint(),
-        )
+        let call = |signature: &str, args: &str| {
+            format!(
+                r#"{{ kind = "call", to = "{vault}", signature = "{signature}",{args} decimals = 18 }}"#
+            )
+        };
+        let events = |kind: &str, extra: &str| {
+            format!(
+                r#"{{ kind = "{kind}", address = "{token}", event = "{transfer}", topics = {{ from = "{owner}" }}{extra} }}"#
+            )
+        };
+        let block = |stat: &str| format!(r#"{{ kind = "block", stat = "{stat}" }}"#);
+        let metrics = [
+            ("vault.total_assets", "assets the vault holds", call("totalAssets()(uint256)", "")),
+            ("vault.total_supply", "vault shares", call("totalSupply()(uint256)", "")),
+            ("vault.owner_shares", "the owner's shares", call("balanceOf(address)(uint256)", &format!(r#" args = ["{owner}"],"#))),
+            ("vault.assets_per_share", "share price", r#"{ kind = "ratio", numerator = "vault.total_assets", denominator = "vault.total_supply" }"#.into()),
+            ("token.vault_balance", "tokens in the vault", format!(r#"{{ kind = "erc20_balance", token = "{token}", holder = "{vault}", decimals = 18 }}"#)),
+            ("alice.eth", "alice's ether", format!(r#"{{ kind = "native_balance", address = "{alice}" }}"#)),
+            ("token.owner_transfers", "transfers out of the owner", events("event_count", "")),
+            ("token.owner_outflow", "tokens moved out of the owner", events("event_sum", r#", field = "value", decimals = 18"#)),
+            ("chain.gas_used_ratio", "gas used / limit", block("gas_used_ratio")),
+            ("chain.base_fee_gwei", "base fee", block("base_fee_gwei")),
+            ("chain.tx_count", "transactions", block("tx_count")),
+            ("chain.tip_p50", "median priority fee", block("priority_fee_p50")),
+            ("oracle.eth_usd", "feed answer", format!(r#"{{ kind = "oracle_answer", feed = "{feed}", decimals = 8 }}"#)),
+            ("oracle.age", "seconds since the feed's round", format!(r#"{{ kind = "oracle_age", feed = "{feed}" }}"#)),
+        ];
+        let mut text = dry_run_network(&[&self.anvil.endpoint()], &[&self.anvil.ws_endpoint()]);
+        for (name, description, source) in &metrics {
+            text.push_str(&metric(name, description, source));
+        }
+        text
     }
 
     fn config(&self, name: &str) -> Config {
@@ -260,34 +123,34 @@ source = {{ kind = "oracle_age", feed = "{feed}" }}
     }
 
     async fn mine(&self) {
-        let _: String = self
-            .provider
-            .raw_request("evm_mine".into(), ())
-            .await
-            .unwrap();
+        common::mine(&self.provider).await;
+    }
+
+    /// The configuration `name` with its WebSocket through a [`Proxy`] the test can cut.
+    async fn behind_proxy(&self, name: &str) -> (Proxy, Config) {
+        let proxy = Proxy::start(self.anvil.port()).await;
+        let mut config = self.config(name);
+        config.networks.get_mut("local").unwrap().ws =
+            vec![format!("ws://127.0.0.1:{}", proxy.port)];
+        (proxy, config)
     }
 }
 
 /// A running watcher and its events.
-struct Running {
-    events: mpsc::Receiver<WatchEvent>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
-}
+type Running = common::Watching;
 
 fn start(config: &Config, options: WatcherOptions) -> Running {
-    let watcher = Watcher::new(config, "local", options).unwrap();
-    let (tx, events) = mpsc::channel(64);
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(watcher.run(tx, cancel.clone()));
-    Running {
-        events,
-        cancel,
-        task,
-    }
+    Running::start(config, options)
 }
 
-impl Running {
+/// What the watcher tests wait for.
+trait Events {
+    async fn next(&mut self) -> WatchEvent;
+    async fn until_block(&mut self, number: u64) -> Vec<WatchEvent>;
+    async fn first_block(&mut self) -> Snapshot;
+}
+
+impl Events for Running {
     async fn next(&mut self) -> WatchEvent {
         tokio::time::timeout(Duration::from_secs(20), self.events.recv())
             .await
@@ -308,9 +171,12 @@ impl Running {
         }
     }
 
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap().unwrap();
+    /// The first event, which must be the snapshot of the head the watcher starts at.
+    async fn first_block(&mut self) -> Snapshot {
+        match self.next().await {
+            WatchEvent::Block(s) => s,
+            other => panic!("expected the head first, got {other:?}"),
+        }
     }
 }
 
@@ -427,24 +293,14 @@ async fn http_polling_backfills_every_block_in_order() {
             ..WatcherOptions::default()
         },
     );
-    let first = match run.next().await {
-        WatchEvent::Block(s) => s.number,
-        other => panic!("expected a block, got {other:?}"),
-    };
+    let first = run.first_block().await.number;
     let mut last = 0;
     for _ in 0..5 {
         demo.mine().await;
         last = demo.transfer("1").await;
     }
     let events = run.until_block(last).await;
-    let numbers: Vec<u64> = events
-        .iter()
-        .map(|e| match e {
-            WatchEvent::Block(s) => s.number,
-            other => panic!("expected only blocks, got {other:?}"),
-        })
-        .collect();
-    assert_eq!(numbers, (first + 1..=last).collect::<Vec<_>>());
+    assert_blocks(&events, first + 1..=last);
     run.stop().await;
 }
 
@@ -462,11 +318,7 @@ async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     run.until_block(transfer_block + 1).await;
 
     // Replace the last two blocks with empty ones, then extend the new chain.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_reorg".into(), (2u64, json!([])))
-        .await
-        .unwrap();
+    common::reorg(&demo.provider, 2).await;
     demo.mine().await;
     let head = demo.provider.get_block_number().await.unwrap();
     let events = run.until_block(head).await;
@@ -485,14 +337,7 @@ async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     assert_eq!(corrected.number, transfer_block);
     assert_ne!(corrected.hash, old.hash);
     assert_eq!(value(corrected, "token.owner_outflow"), 0.0);
-    let numbers: Vec<u64> = events[1..]
-        .iter()
-        .map(|e| match e {
-            WatchEvent::Block(s) => s.number,
-            other => panic!("expected blocks after the reorg, got {other:?}"),
-        })
-        .collect();
-    assert_eq!(numbers, (transfer_block..=head).collect::<Vec<_>>());
+    assert_blocks(&events[1..], transfer_block..=head);
     run.stop().await;
 }
 
@@ -509,25 +354,6 @@ metric = "token.owner_outflow"
 op = ">"
 value = 3
 "#;
-
-fn feed(engine: &mut Engine, event: &WatchEvent, trips: &mut Vec<Trip>) {
-    // These tests feed blocks, then at most one pending effect: times never go back
-    // (`guardian watch` applies `TimeOrder` for the general case).
-    for (block, time_ms, metric, value) in event.samples() {
-        match engine.metric_id(metric) {
-            Some(metric) => engine.on_sample(
-                Sample {
-                    block,
-                    time_ms,
-                    metric,
-                    value,
-                },
-                &mut |t| trips.push(t),
-            ),
-            None => engine.on_tick(block, time_ms, &mut |t| trips.push(t)),
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_recorded_live_run_replays_to_the_same_trips() {
@@ -569,17 +395,6 @@ async fn a_recorded_live_run_replays_to_the_same_trips() {
     assert_eq!(replay_trips, live_trips);
 }
 
-sol!(
-    #[sol(rpc)]
-    MessageReplica,
-    "contracts/artifacts/MessageReplica.json"
-);
-sol!(
-    #[sol(rpc)]
-    ReplicaCopycatAttack,
-    "contracts/artifacts/ReplicaCopycatAttack.json"
-);
-
 const BRIDGE_POLICY: &str = r#"
 [[policy]]
 id = "bridge-drain"
@@ -608,16 +423,9 @@ struct Bridge {
 }
 
 async fn bridge() -> Bridge {
-    let anvil = anvil();
-    let owner_key = PrivateKeySigner::from(anvil.keys()[0].clone());
-    let attacker_key = PrivateKeySigner::from(anvil.keys()[2].clone());
-    let (owner, attacker) = (owner_key.address(), attacker_key.address());
-    let mut wallet = EthereumWallet::from(owner_key);
-    wallet.register_signer(attacker_key);
-    let provider = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased();
+    let anvil = anvil(&[]);
+    let provider = provider_with(&anvil, &[0, 2]);
+    let (owner, attacker) = (anvil.addresses()[0], anvil.addresses()[2]);
     let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
         .await
         .unwrap();
@@ -626,7 +434,7 @@ async fn bridge() -> Bridge {
         owner,
         1000,
         owner,
-        alloy::primitives::U256::ZERO,
+        U256::ZERO,
         Default::default(),
     )
     .await
@@ -659,6 +467,35 @@ impl Bridge {
         ReplicaCopycatAttack::new(self.attack, &self.provider)
     }
 
+    /// Mints the replica 1,000 tokens in a transaction tipping 5 gwei (the
+    /// last block before a watcher starts: the tip percentiles' reference).
+    async fn fund_replica(&self) {
+        let token = self.token();
+        let mint = token.mint(self.replica, parse_ether("1000").unwrap());
+        let mint = mint.max_priority_fee_per_gas(5 * GWEI);
+        common::mined(mint.max_fee_per_gas(100 * GWEI)).await;
+    }
+
+    /// `[guardian]`, `[networks.local]` on the WebSocket (and, `with_rpc`, HTTP) endpoint, and `metrics`.
+    fn config(&self, name: &str, with_rpc: bool, metrics: &[(&str, &str, String)]) -> Config {
+        let (rpc, ws) = (self.anvil.endpoint(), self.anvil.ws_endpoint());
+        let rpc: &[&str] = if with_rpc { &[&rpc] } else { &[] };
+        let mut text = dry_run_network(rpc, &[&ws]);
+        for (metric_name, description, source) in metrics {
+            text.push_str(&metric(metric_name, description, source));
+        }
+        load_config(name, &text)
+    }
+
+    /// Turns automine off: sent transactions stay pending until `evm_mine`.
+    async fn automine_off(&self) {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_setAutomine".into(), (false,))
+            .await
+            .unwrap();
+    }
+
     /// A pending source's `effect`: the replica's token balance.
     fn effect(&self) -> String {
         format!(
@@ -671,44 +508,26 @@ impl Bridge {
 #[tokio::test]
 async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() {
     let b = bridge().await;
-    let (anvil, provider, attacker) = (&b.anvil, &b.provider, b.attacker);
+    let (provider, attacker) = (&b.provider, b.attacker);
     let (token, attack) = (b.token(), b.attack());
-    token
-        .mint(b.replica, parse_ether("1000").unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-
+    b.fund_replica().await;
     let effect = b.effect();
-    let text = format!(
-        r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-ws = ["{ws}"]
-
-[metrics."bridge.balance"]
-description = "tokens the bridge holds"
-network = "local"
-source = {effect_as_source}
-
-[metrics."bridge.pending_outflow"]
-description = "tokens a pending attack() would take out of the bridge"
-network = "local"
-source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {effect} }}
-"#,
-        rpc = anvil.endpoint(),
-        ws = anvil.ws_endpoint(),
-        effect_as_source = effect,
-        attack = attack.address(),
+    let outflow = format!(
+        r#"{{ kind = "pending", to = "{}", selector = "attack()", effect = {effect} }}"#,
+        attack.address()
     );
-    let config = load_config("pending", &text);
+    let config = b.config(
+        "pending",
+        true,
+        &[
+            ("bridge.balance", "tokens the bridge holds", effect.clone()),
+            (
+                "bridge.pending_outflow",
+                "tokens a pending attack() would take out of the bridge",
+                outflow,
+            ),
+        ],
+    );
 
     let mut engine = Engine::new(
         compile_str("bridge.toml", BRIDGE_POLICY, &Config::empty()).unwrap(),
@@ -722,16 +541,11 @@ source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
+    let first = run.first_block().await;
     assert_eq!(value(&first, "bridge.balance"), 1000.0);
     feed(&mut engine, &WatchEvent::Block(first.clone()), &mut trips);
 
-    let _: serde_json::Value = provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    b.automine_off().await;
     // A transaction the filters do not match (another target), then the attack.
     let _unmatched = token
         .mint(attacker, parse_ether("1").unwrap())
@@ -780,7 +594,7 @@ source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {
     assert_eq!(trips[0].block, first.number + 1);
 
     // Once mined, the block's balance confirms the estimate.
-    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    common::mine(&b.provider).await;
     let events = run.until_block(first.number + 1).await;
     assert_eq!(events.len(), 1, "no other pending effect: {events:?}");
     assert_eq!(value(last_block(&events), "bridge.balance"), 900.0);
@@ -847,22 +661,22 @@ impl Drop for Proxy {
     }
 }
 
-fn block_numbers(events: &[WatchEvent]) -> Vec<u64> {
-    events
+/// Checks that `events` are only blocks, numbered `expected` in order.
+fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>) {
+    let numbers: Vec<u64> = events
         .iter()
         .map(|e| match e {
             WatchEvent::Block(s) => s.number,
             other => panic!("expected only blocks, got {other:?}"),
         })
-        .collect()
+        .collect();
+    assert_eq!(numbers, expected.collect::<Vec<_>>());
 }
 
 #[tokio::test]
 async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
     let demo = demo().await;
-    let proxy = Proxy::start(demo.anvil.port()).await;
-    let mut config = demo.config("reconnect");
-    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let (proxy, config) = demo.behind_proxy("reconnect").await;
     let mut run = start(
         &config,
         WatcherOptions {
@@ -871,9 +685,7 @@ async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
+    let first = run.first_block().await;
     demo.mine().await;
     run.until_block(first.number + 1).await;
 
@@ -888,10 +700,7 @@ async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
     demo.mine().await;
     let mut all = events;
     all.extend(run.until_block(missed + 1).await);
-    assert_eq!(
-        block_numbers(&all),
-        (first.number + 2..=missed + 1).collect::<Vec<_>>()
-    );
+    assert_blocks(&all, first.number + 2..=missed + 1);
     for e in &all[..3] {
         let WatchEvent::Block(s) = e else {
             unreachable!()
@@ -962,16 +771,11 @@ async fn erroring_and_silent_endpoints_fail_over_to_a_healthy_one() {
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
+    let first = run.first_block().await;
     assert_eq!(value(&first, "vault.total_assets"), 1000.0);
     let last = demo.transfer("2").await;
     let events = run.until_block(last).await;
-    assert_eq!(
-        block_numbers(&events),
-        (first.number + 1..=last).collect::<Vec<_>>()
-    );
+    assert_blocks(&events, first.number + 1..=last);
     assert_eq!(value(last_block(&events), "token.owner_outflow"), 2.0);
     run.stop().await;
     e_task.abort();
@@ -980,23 +784,14 @@ async fn erroring_and_silent_endpoints_fail_over_to_a_healthy_one() {
 
 #[tokio::test]
 async fn the_watchdog_reports_a_growing_head_age_while_no_block_comes() {
-    let anvil = anvil();
-    let text = format!(
-        r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-ws = ["{ws}"]
-
-[metrics."chain.head_age"]
-description = "seconds since the latest block"
-network = "local"
-source = {{ kind = "head_age" }}
-"#,
-        ws = anvil.ws_endpoint()
-    );
+    let anvil = anvil(&[]);
+    let mut text = dry_run_network(&[], &[&anvil.ws_endpoint()]);
+    let age = r#"{ kind = "head_age" }"#;
+    text.push_str(&metric(
+        "chain.head_age",
+        "seconds since the latest block",
+        age,
+    ));
     let config = load_config("stale", &text);
     let mut run = start(
         &config,
@@ -1005,9 +800,7 @@ source = {{ kind = "head_age" }}
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
+    let first = run.first_block().await;
     let fresh = value(&first, "chain.head_age");
     let mut ages = Vec::new();
     let mut last_time = first.time_ms;
@@ -1107,24 +900,10 @@ async fn guardian_watch_records_a_trace_that_simulate_replays() {
 async fn a_lagging_endpoint_is_failed_over_to_the_one_ahead() {
     let demo = demo().await;
     // A healthy node that is far behind: it answers everything, for an old head.
-    let behind = anvil();
-    let text = format!(
-        r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{behind}", "{ahead}"]
-
-[metrics."chain.base_fee_gwei"]
-description = "base fee"
-network = "local"
-source = {{ kind = "block", stat = "base_fee_gwei" }}
-"#,
-        behind = behind.endpoint(),
-        ahead = demo.anvil.endpoint(),
-    );
+    let behind = anvil(&[]);
+    let mut text = dry_run_network(&[&behind.endpoint(), &demo.anvil.endpoint()], &[]);
+    let base_fee = r#"{ kind = "block", stat = "base_fee_gwei" }"#;
+    text.push_str(&metric("chain.base_fee_gwei", "base fee", base_fee));
     let config = load_config("lag", &text);
     let head = demo.provider.get_block_number().await.unwrap();
     assert!(
@@ -1138,9 +917,7 @@ source = {{ kind = "block", stat = "base_fee_gwei" }}
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected a block");
-    };
+    let first = run.first_block().await;
     let expected = demo
         .provider
         .get_block_by_number(first.number.into())
@@ -1155,49 +932,33 @@ source = {{ kind = "block", stat = "base_fee_gwei" }}
 #[tokio::test]
 async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
     let b = bridge().await;
-    let (anvil, provider, attacker) = (&b.anvil, &b.provider, b.attacker);
-    let (token, attack) = (b.token(), b.attack());
+    let attacker = b.attacker;
+    let attack = b.attack();
     // The last block before the watcher starts: one transaction tipping 5 gwei.
-    token
-        .mint(b.replica, parse_ether("1000").unwrap())
-        .max_priority_fee_per_gas(5 * GWEI)
-        .max_fee_per_gas(100 * GWEI)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-
-    let effect = b.effect();
-    let a = attack.address();
-    let text = format!(
-        r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-ws = ["{ws}"]
-
-[metrics."p.new_sender"]
-description = "attacks from senders not seen before"
-network = "local"
-source = {{ kind = "pending", to = "{a}", new_sender = true, effect = {effect} }}
-
-[metrics."p.with_value"]
-description = "attacks carrying at least 1 wei"
-network = "local"
-source = {{ kind = "pending", to = "{a}", min_value = 1, effect = {effect} }}
-
-[metrics."p.high_tip"]
-description = "attacks tipping at least the last block's median"
-network = "local"
-source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile = 50, effect = {effect} }}
-"#,
-        ws = anvil.ws_endpoint(),
+    b.fund_replica().await;
+    let (effect, a) = (b.effect(), attack.address());
+    let pending = |filter: &str| format!("{{ kind = \"pending\", {filter}, effect = {effect} }}");
+    let config = b.config(
+        "filters",
+        false,
+        &[
+            (
+                "p.new_sender",
+                "attacks from senders not seen before",
+                pending(&format!("to = \"{a}\", new_sender = true")),
+            ),
+            (
+                "p.with_value",
+                "attacks carrying at least 1 wei",
+                pending(&format!("to = \"{a}\", min_value = 1")),
+            ),
+            (
+                "p.high_tip",
+                "attacks tipping at least the last block's median",
+                pending("selector = \"attack()\", min_priority_fee_percentile = 50"),
+            ),
+        ],
     );
-    let config = load_config("filters", &text);
 
     let mut run = start(
         &config,
@@ -1206,13 +967,8 @@ source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
-    let _: serde_json::Value = provider
-        .raw_request("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    let first = run.first_block().await;
+    b.automine_off().await;
     let mut hashes = Vec::new();
     for tip in [3, 10] {
         let sent = attack
@@ -1244,7 +1000,7 @@ source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile
         ]
     );
     // Nothing else matched: the next event is the block that mines both.
-    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    common::mine(&b.provider).await;
     let events = run.until_block(first.number + 1).await;
     assert_eq!(events.len(), 1, "{events:?}");
     run.stop().await;
@@ -1253,9 +1009,7 @@ source = {{ kind = "pending", selector = "attack()", min_priority_fee_percentile
 #[tokio::test]
 async fn while_the_websocket_is_down_heads_come_by_http_polling() {
     let demo = demo().await;
-    let proxy = Proxy::start(demo.anvil.port()).await;
-    let mut config = demo.config("ws-down");
-    config.networks.get_mut("local").unwrap().ws = vec![format!("ws://127.0.0.1:{}", proxy.port)];
+    let (proxy, config) = demo.behind_proxy("ws-down").await;
     let mut run = start(
         &config,
         WatcherOptions {
@@ -1265,9 +1019,7 @@ async fn while_the_websocket_is_down_heads_come_by_http_polling() {
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
+    let first = run.first_block().await;
     // The socket goes down and stays down.
     proxy.cut();
     let mut last = 0;
@@ -1275,10 +1027,7 @@ async fn while_the_websocket_is_down_heads_come_by_http_polling() {
         last = demo.transfer("1").await;
     }
     let events = run.until_block(last).await;
-    assert_eq!(
-        block_numbers(&events),
-        (first.number + 1..=last).collect::<Vec<_>>()
-    );
+    assert_blocks(&events, first.number + 1..=last);
     run.stop().await;
 }
 
@@ -1332,15 +1081,10 @@ async fn a_dead_websocket_endpoint_is_skipped_for_the_next_one() {
             ..WatcherOptions::default()
         },
     );
-    let WatchEvent::Block(first) = run.next().await else {
-        panic!("expected the head first");
-    };
+    let first = run.first_block().await;
     let last = demo.transfer("3").await;
     let events = run.until_block(last).await;
-    assert_eq!(
-        block_numbers(&events),
-        (first.number + 1..=last).collect::<Vec<_>>()
-    );
+    assert_blocks(&events, first.number + 1..=last);
     assert_eq!(value(last_block(&events), "token.owner_outflow"), 3.0);
     run.stop().await;
 }

@@ -26,6 +26,17 @@ contract GuardianModuleFuzzTest is GuardianModuleFixture {
         w.guardianCount = module.guardians().length;
     }
 
+    /// The next call, as the guardian, must revert: `UnpauseForbidden` for
+    /// `unpause()`, else `notPermitted(target, selector)`.
+    function _expectRefused(bytes4 notPermitted, address target, bytes4 selector) internal {
+        vm.prank(guardian);
+        if (selector == UNPAUSE) {
+            vm.expectRevert(GuardianModule.UnpauseForbidden.selector);
+        } else {
+            vm.expectRevert(abi.encodeWithSelector(notPermitted, target, selector));
+        }
+    }
+
     function _assertSameWorld(World memory a, World memory b) internal pure {
         vm.assertEq(a.paused, b.paused, "paused changed");
         vm.assertEq(a.supplyCap, b.supplyCap, "supply cap changed");
@@ -41,12 +52,7 @@ contract GuardianModuleFuzzTest is GuardianModuleFixture {
         vm.assume(selector != PAUSE);
         address target = onSafe ? address(safe) : address(vault);
         World memory before = _world();
-        vm.prank(guardian);
-        if (selector == UNPAUSE) {
-            vm.expectRevert(GuardianModule.UnpauseForbidden.selector);
-        } else {
-            vm.expectRevert(abi.encodeWithSelector(GuardianModule.PauseNotPermitted.selector, target, selector));
-        }
+        _expectRefused(GuardianModule.PauseNotPermitted.selector, target, selector);
         module.pause(target, selector);
         _assertSameWorld(before, _world());
     }
@@ -56,12 +62,7 @@ contract GuardianModuleFuzzTest is GuardianModuleFixture {
         vm.assume(selector != SET_CAP);
         address target = onSafe ? address(safe) : address(vault);
         World memory before = _world();
-        vm.prank(guardian);
-        if (selector == UNPAUSE) {
-            vm.expectRevert(GuardianModule.UnpauseForbidden.selector);
-        } else {
-            vm.expectRevert(abi.encodeWithSelector(GuardianModule.ParameterNotPermitted.selector, target, selector));
-        }
+        _expectRefused(GuardianModule.ParameterNotPermitted.selector, target, selector);
         module.setParameter(target, selector, value);
         _assertSameWorld(before, _world());
     }

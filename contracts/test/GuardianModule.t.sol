@@ -343,18 +343,22 @@ contract GuardianModulePauseTest is GuardianModuleFixture {
         vm.assertFalse(vault.paused(), "not paused");
     }
 
-    function test_pause_neverCallsUnpause() public {
+    /// The vault paused by the Safe, and the guardian's next call expected to
+    /// revert with `UnpauseForbidden`.
+    function _pausedThenExpectUnpauseForbidden() internal {
         _safeExec(address(vault), abi.encodeCall(vault.pause, ()));
         vm.prank(guardian);
         vm.expectRevert(GuardianModule.UnpauseForbidden.selector);
+    }
+
+    function test_pause_neverCallsUnpause() public {
+        _pausedThenExpectUnpauseForbidden();
         module.pause(address(vault), UNPAUSE);
         vm.assertTrue(vault.paused(), "still paused");
     }
 
     function test_setParameter_neverCallsUnpause() public {
-        _safeExec(address(vault), abi.encodeCall(vault.pause, ()));
-        vm.prank(guardian);
-        vm.expectRevert(GuardianModule.UnpauseForbidden.selector);
+        _pausedThenExpectUnpauseForbidden();
         module.setParameter(address(vault), UNPAUSE, 0);
         vm.assertTrue(vault.paused(), "still paused");
     }

@@ -6,15 +6,19 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod fault_proxy;
+pub mod pipeline;
 pub mod service;
+pub mod traces;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use alloy::contract::{CallBuilder, CallDecoder};
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, I256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::SolCall;
@@ -24,24 +28,249 @@ use guardian::keys::Key;
 #[allow(unused_imports)]
 pub use guardian::scenario::chain::{GuardianModule, Safe, SafeOwners};
 
-sol!(
-    #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
+// The demo token (and the Nomad-style replica and its copycat attack) are the
+// library's own bindings; the vault and the keeper feed are bound here.
+#[allow(unused_imports)]
+pub use guardian::demo::{DemoToken, MessageReplica, ReplicaCopycatAttack};
+
 sol!(
     #[sol(rpc)]
     GuardedVault,
     "contracts/artifacts/GuardedVault.json"
 );
+sol!(
+    #[sol(rpc)]
+    KeeperPriceFeed,
+    "contracts/artifacts/KeeperPriceFeed.json"
+);
 
 pub const GWEI: u128 = 1_000_000_000;
 pub const SUPPLY_CAP: u64 = 1_000_000;
 
+/// The anvil binary from npm (`@foundry-rs/anvil-linux-amd64`).
+pub fn anvil_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+}
+
 pub fn anvil(args: &[&str]) -> AnvilInstance {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    Anvil::at(bin).args(args.iter().copied()).spawn()
+    Anvil::at(anvil_bin()).args(args.iter().copied()).spawn()
+}
+
+/// Sends a contract call and waits for its receipt, panicking on either failing.
+pub async fn mined<P: Provider, D: CallDecoder>(call: CallBuilder<P, D>) -> TransactionReceipt {
+    call.send()
+        .await
+        .unwrap_or_else(|e| panic!("send: {e}"))
+        .get_receipt()
+        .await
+        .unwrap_or_else(|e| panic!("receipt: {e}"))
+}
+
+/// The policy the service tests trip: `vault-drain`, critical, pausing with
+/// `pause-module` when `vault.total_assets` falls by 30% within one block.
+/// `extra` (whole lines) goes before `[policy.when]`.
+pub fn vault_drain(description: &str, cooldown: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[policy]]
+id = "vault-drain"
+description = "{description}"
+severity = "critical"
+action = "pause-module"
+cooldown = "{cooldown}"
+{extra}[policy.when]
+kind = "change"
+metric = "vault.total_assets"
+window = "1 block"
+direction = "down"
+by = "30%"
+"#
+    )
+}
+
+/// [`vault_drain`]'s description in most tests.
+pub const A_THIRD: &str = "Vault assets fall by a third within one block";
+
+/// Mines one block (`evm_mine`).
+pub async fn mine(p: &impl Provider) {
+    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+}
+
+/// Replaces the last `depth` blocks with empty ones (`anvil_reorg`).
+pub async fn reorg(p: &impl Provider, depth: u64) {
+    let _: serde_json::Value = p
+        .raw_request("anvil_reorg".into(), (depth, serde_json::json!([])))
+        .await
+        .unwrap();
+}
+
+/// A watcher running in a task on network `local`, its events on a channel of 1024.
+pub struct Watching {
+    pub events: tokio::sync::mpsc::Receiver<guardian::source::chain::WatchEvent>,
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), guardian::source::chain::ChainError>>,
+}
+
+impl Watching {
+    pub fn start(config: &Config, options: guardian::source::chain::WatcherOptions) -> Watching {
+        let watcher = guardian::source::chain::Watcher::new(config, "local", options).unwrap();
+        let (tx, events) = tokio::sync::mpsc::channel(1024);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(watcher.run(tx, cancel.clone()));
+        Watching {
+            events,
+            cancel,
+            task,
+        }
+    }
+
+    /// Cancels it; it must end without error.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Turns anvil's automine on or off (off: sent transactions wait for [`mine`]).
+pub async fn set_automine(p: &impl Provider, on: bool) {
+    let _: serde_json::Value = p
+        .raw_request("evm_setAutomine".into(), (on,))
+        .await
+        .unwrap();
+}
+
+/// Feeds `event`'s samples to `engine` in order (a sample of a metric no
+/// policy reads is a tick), pushing its trips onto `trips`.
+pub fn feed(
+    engine: &mut guardian::policy::Engine,
+    event: &guardian::source::chain::WatchEvent,
+    trips: &mut Vec<guardian::decision::Trip>,
+) {
+    traces::feed_rows(engine, event.samples(), trips);
+}
+
+/// The alert-only policy that trips whenever the vault is read (every block).
+pub const EVERY_BLOCK: &str = r#"
+[[policy]]
+id = "vault-watch"
+description = "Holds whenever the vault is read: trips in every block, alert only"
+severity = "info"
+action = "pause-module"
+cooldown = "0 blocks"
+mode = "alert-only"
+[policy.when]
+kind = "threshold"
+metric = "vault.total_assets"
+op = ">="
+value = 0
+"#;
+
+/// A demo market without a Safe: a token, a vault of it (owned by `owner`) and
+/// a keeper feed (8 decimals, "ETH / USD") published at `feed_block`.
+#[derive(Debug, Clone, Copy)]
+pub struct Market {
+    pub token: Address,
+    pub vault: Address,
+    pub feed: Address,
+    pub feed_block: u64,
+}
+
+impl Market {
+    /// Deploys the token and the vault with `supply_cap`; with `fill`
+    /// `(minted, deposited)`, mints `minted` tokens to `owner`, who deposits
+    /// `deposited` of them; then deploys the feed answering `answer`, so that
+    /// the head is the feed's block and moved no tokens.
+    pub async fn deploy(
+        p: &DynProvider,
+        owner: Address,
+        supply_cap: U256,
+        fill: Option<(U256, U256)>,
+        answer: i64,
+    ) -> Market {
+        let token = DemoToken::deploy(p, "Demo USD".into(), "dUSD".into(), owner)
+            .await
+            .unwrap_or_else(|e| panic!("deploy the token: {e}"));
+        let vault = GuardedVault::deploy(p, *token.address(), owner, supply_cap)
+            .await
+            .unwrap_or_else(|e| panic!("deploy the vault: {e}"));
+        let (token, vault) = (*token.address(), *vault.address());
+        if let Some((minted, deposited)) = fill {
+            mint_and_deposit(p, token, vault, owner, minted, deposited).await;
+        }
+        let answer = I256::try_from(answer).expect("fits");
+        let feed = KeeperPriceFeed::deploy(p, owner, 8, "ETH / USD".into(), answer)
+            .await
+            .unwrap_or_else(|e| panic!("deploy the feed: {e}"));
+        let feed_block = p.get_block_number().await.unwrap();
+        Market {
+            token,
+            vault,
+            feed: *feed.address(),
+            feed_block,
+        }
+    }
+}
+
+/// `owner` mints `minted` tokens of `token`, approves `vault` and deposits `deposited`.
+pub async fn mint_and_deposit(
+    p: &DynProvider,
+    token: Address,
+    vault: Address,
+    owner: Address,
+    minted: U256,
+    deposited: U256,
+) {
+    let (token, vault_at) = (DemoToken::new(token, p), GuardedVault::new(vault, p));
+    mined(token.mint(owner, minted)).await;
+    mined(token.approve(vault, deposited)).await;
+    mined(vault_at.deposit(deposited, owner)).await;
+}
+
+/// Loads a configuration from `text` through a file named `name`.toml (in a
+/// folder of its own, removed afterwards), as `guardian` does.
+pub fn load_config(name: &str, text: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `[keys.NAME]` tables read from environment variables no test sets (the
+/// tests hand the keys in themselves).
+pub fn env_keys(names: &[&str]) -> String {
+    let mut t = String::new();
+    for name in names {
+        let var = name.to_uppercase();
+        t.push_str(&format!(
+            "\n[keys.{name}]\nsource = \"env\"\nenv = \"UNUSED_IN_TESTS_{var}\"\n"
+        ));
+    }
+    t
+}
+
+/// `[guardian]` in dry-run and `[networks.local]` (chain 31337) on these endpoints.
+pub fn dry_run_network(rpc: &[&str], ws: &[&str]) -> String {
+    let list = |urls: &[&str]| {
+        let quoted: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+        quoted.join(", ")
+    };
+    let mut t =
+        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\n".to_string();
+    if !rpc.is_empty() {
+        t.push_str(&format!("rpc = [{}]\n", list(rpc)));
+    }
+    if !ws.is_empty() {
+        t.push_str(&format!("ws = [{}]\n", list(ws)));
+    }
+    t
+}
+
+/// One `[metrics."name"]` table on network `local`; `source` is an inline TOML table.
+pub fn metric(name: &str, description: &str, source: &str) -> String {
+    format!(
+        "\n[metrics.\"{name}\"]\ndescription = \"{description}\"\nnetwork = \"local\"\nsource = {source}\n"
+    )
 }
 
 /// A deployed demo: a 2-of-3 Safe owning a vault, with the GuardianModule enabled.
@@ -71,8 +300,17 @@ pub fn signer(anvil: &AnvilInstance, i: usize) -> PrivateKeySigner {
 }
 
 pub fn provider_for(anvil: &AnvilInstance, i: usize) -> DynProvider {
+    provider_with(anvil, &[i])
+}
+
+/// A provider that signs as each of anvil's `keys` (the first is the default sender).
+pub fn provider_with(anvil: &AnvilInstance, keys: &[usize]) -> DynProvider {
+    let mut wallet = EthereumWallet::from(signer(anvil, keys[0]));
+    for &k in &keys[1..] {
+        wallet.register_signer(signer(anvil, k));
+    }
     ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer(anvil, i)))
+        .wallet(wallet)
         .connect_http(anvil.endpoint_url())
         .erased()
 }
@@ -176,31 +414,43 @@ impl Demo {
     /// The first anvil account mints `amount` demo tokens and deposits them in the vault.
     pub async fn deposit(&self, amount: u64) {
         let depositor = self.anvil.addresses()[0];
-        let token = DemoToken::new(self.token, &self.provider);
-        let vault = GuardedVault::new(self.vault, &self.provider);
         let amount = U256::from(amount);
-        let mint = token.mint(depositor, amount);
-        mint.send().await.unwrap().get_receipt().await.unwrap();
-        let approve = token.approve(self.vault, amount);
-        approve.send().await.unwrap().get_receipt().await.unwrap();
-        let deposit = vault.deposit(amount, depositor);
-        deposit.send().await.unwrap().get_receipt().await.unwrap();
+        let (p, token, vault) = (&self.provider, self.token, self.vault);
+        mint_and_deposit(p, token, vault, depositor, amount, amount).await;
+    }
+
+    /// The first anvil account withdraws `amount` of its deposit; the receipt once mined.
+    pub async fn withdraw(&self, amount: u64) -> TransactionReceipt {
+        let depositor = self.anvil.addresses()[0];
+        mined(
+            self.vault()
+                .withdraw(U256::from(amount), depositor, depositor),
+        )
+        .await
+    }
+
+    /// The bot's key sends 1 wei to 0x2222…22 outside guardian (taking the
+    /// nonce guardian may hold); the receipt once mined.
+    pub async fn bot_sends_outside(&self) -> TransactionReceipt {
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .to(Address::repeat_byte(0x22))
+            .value(U256::from(1));
+        let bot = provider_for(&self.anvil, 4);
+        let pending = bot.send_transaction(tx).await.unwrap();
+        pending.get_receipt().await.unwrap()
+    }
+
+    /// The vault, as the deployer's provider sees it.
+    pub fn vault(&self) -> GuardedVault::GuardedVaultInstance<&DynProvider> {
+        GuardedVault::new(self.vault, &self.provider)
     }
 
     pub async fn paused(&self) -> bool {
-        GuardedVault::new(self.vault, &self.provider)
-            .paused()
-            .call()
-            .await
-            .unwrap()
+        self.vault().paused().call().await.unwrap()
     }
 
     pub async fn supply_cap(&self) -> U256 {
-        GuardedVault::new(self.vault, &self.provider)
-            .supplyCap()
-            .call()
-            .await
-            .unwrap()
+        self.vault().supplyCap().call().await.unwrap()
     }
 
     /// A configuration with one action per executor kind, all on the vault.
@@ -210,7 +460,8 @@ impl Demo {
     }
 
     pub fn config_with(&self, dir: &std::path::Path, extra: &str, tail: &str) -> Config {
-        let text = format!(
+        let (vault, token) = (self.vault, self.token);
+        let mut text = format!(
             r#"
 [guardian]
 mode = "enforce"
@@ -218,20 +469,7 @@ mode = "enforce"
 [networks.local]
 chain_id = 31337
 rpc = ["{rpc}"]
-
-[keys.bot]
-source = "env"
-env = "UNUSED_IN_TESTS_BOT"
-[keys.owner1]
-source = "env"
-env = "UNUSED_IN_TESTS_OWNER1"
-[keys.owner2]
-source = "env"
-env = "UNUSED_IN_TESTS_OWNER2"
-[keys.stranger]
-source = "env"
-env = "UNUSED_IN_TESTS_STRANGER"
-
+{keys}
 [executors.direct]
 kind = "eoa"
 key = "bot"
@@ -274,112 +512,109 @@ keys = ["owner1"]
 outbox = "outbox"
 network = "local"
 {extra}
-
-[actions.pause-direct]
-kind = "pause"
-description = "pause the vault with the bot's pauser role"
-target = "{vault}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "direct"
-
-[actions.pause-hasty]
-kind = "pause"
-description = "pause the vault, giving up after one second"
-target = "{vault}"
-function = "pause()"
-executor = "hasty"
-
-[actions.pause-token-module]
-kind = "pause"
-description = "a pause the module was never configured to allow"
-target = "{token}"
-function = "pause()"
-executor = "module"
-
-[actions.pause-token-owners]
-kind = "pause"
-description = "a call that fails inside the Safe"
-target = "{token}"
-function = "pause()"
-executor = "owners"
-
-[actions.pause-stranger]
-kind = "pause"
-description = "pause the vault from a key without the role"
-target = "{vault}"
-function = "pause()"
-executor = "stranger"
-
-[actions.pause-owners]
-kind = "pause"
-description = "pause the vault through the Safe owners"
-target = "{vault}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "owners"
-
-[actions.pause-one-owner]
-kind = "pause"
-description = "pause the vault with too few owner keys"
-target = "{vault}"
-function = "pause()"
-executor = "one-owner"
-
-[actions.pause-module]
-kind = "pause"
-description = "pause the vault through the GuardianModule"
-target = "{vault}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "module"
-
-[actions.lower-cap-module]
-kind = "set-parameter"
-description = "lower the supply cap through the GuardianModule"
-target = "{vault}"
-function = "setSupplyCap(uint256)"
-executor = "module"
-getter = "supplyCap()"
-min = 1000
-max = 10000000
-max_change_bps = 5000
-min_delay = "1h"
-value = {{ step_bps = 2500, direction = "down" }}
-
-[actions.lower-cap-proposal]
-kind = "set-parameter"
-description = "propose a lower supply cap to the council"
-target = "{vault}"
-function = "setSupplyCap(uint256)"
-executor = "council"
-getter = "supplyCap()"
-min = 1000
-max = 10000000
-max_change_bps = 5000
-min_delay = "1h"
-value = 500000
-
-[actions.cut-cap-too-much]
-kind = "set-parameter"
-description = "a change larger than max_change_bps"
-target = "{vault}"
-function = "setSupplyCap(uint256)"
-executor = "module"
-getter = "supplyCap()"
-min = 1000
-max = 10000000
-max_change_bps = 5000
-min_delay = "1h"
-value = 100000
-{tail}
 "#,
             rpc = self.anvil.endpoint(),
+            keys = env_keys(&["bot", "owner1", "owner2", "stranger"]),
             safe = self.safe,
             module = self.module,
-            vault = self.vault,
-            token = self.token,
         );
+        // name, description, target, executor, whether it reads `paused()` back.
+        let pauses = [
+            (
+                "pause-direct",
+                "pause the vault with the bot's pauser role",
+                vault,
+                "direct",
+                true,
+            ),
+            (
+                "pause-hasty",
+                "pause the vault, giving up after one second",
+                vault,
+                "hasty",
+                false,
+            ),
+            (
+                "pause-token-module",
+                "a pause the module was never configured to allow",
+                token,
+                "module",
+                false,
+            ),
+            (
+                "pause-token-owners",
+                "a call that fails inside the Safe",
+                token,
+                "owners",
+                false,
+            ),
+            (
+                "pause-stranger",
+                "pause the vault from a key without the role",
+                vault,
+                "stranger",
+                false,
+            ),
+            (
+                "pause-owners",
+                "pause the vault through the Safe owners",
+                vault,
+                "owners",
+                true,
+            ),
+            (
+                "pause-one-owner",
+                "pause the vault with too few owner keys",
+                vault,
+                "one-owner",
+                false,
+            ),
+            (
+                "pause-module",
+                "pause the vault through the GuardianModule",
+                vault,
+                "module",
+                true,
+            ),
+        ];
+        for (name, description, target, executor, getter) in pauses {
+            let getter = if getter {
+                "paused_getter = \"paused()\"\n"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "\n[actions.{name}]\nkind = \"pause\"\ndescription = \"{description}\"\ntarget = \"{target}\"\nfunction = \"pause()\"\n{getter}executor = \"{executor}\"\n"
+            ));
+        }
+        // name, description, executor, value: each within the same bounds on the supply cap.
+        let cap_changes = [
+            (
+                "lower-cap-module",
+                "lower the supply cap through the GuardianModule",
+                "module",
+                "{ step_bps = 2500, direction = \"down\" }",
+            ),
+            (
+                "lower-cap-proposal",
+                "propose a lower supply cap to the council",
+                "council",
+                "500000",
+            ),
+            (
+                "cut-cap-too-much",
+                "a change larger than max_change_bps",
+                "module",
+                "100000",
+            ),
+        ];
+        for (name, description, executor, value) in cap_changes {
+            text.push_str(&format!(
+                "\n[actions.{name}]\nkind = \"set-parameter\"\ndescription = \"{description}\"\ntarget = \"{vault}\"\nfunction = \"setSupplyCap(uint256)\"\nexecutor = \"{executor}\"\ngetter = \"supplyCap()\"\nmin = 1000\nmax = 10000000\nmax_change_bps = 5000\nmin_delay = \"1h\"\nvalue = {value}\n"
+            ));
+        }
+        text.push_str(tail);
+        text.push('\n');
         let path = dir.join("guardian.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
@@ -391,6 +626,21 @@ value = 100000
             "[metrics.\"vault.total_assets\"]\ndescription = \"assets the vault holds\"\nnetwork = \"local\"\nsource = {{ kind = \"call\", to = \"{}\", signature = \"totalAssets()(uint256)\" }}\n",
             self.vault
         )
+    }
+
+    /// The hex private key of anvil account `i`.
+    pub fn key_hex(&self, i: usize) -> String {
+        format!("0x{}", alloy::hex::encode(self.anvil.keys()[i].to_bytes()))
+    }
+
+    /// The environment `guardian` reads the configuration's keys from (see [`env_keys`]).
+    pub fn key_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("UNUSED_IN_TESTS_BOT", self.key_hex(4)),
+            ("UNUSED_IN_TESTS_STRANGER", self.key_hex(5)),
+            ("UNUSED_IN_TESTS_OWNER1", self.key_hex(1)),
+            ("UNUSED_IN_TESTS_OWNER2", self.key_hex(2)),
+        ]
     }
 
     pub fn keys(&self) -> HashMap<String, Key> {

@@ -24,7 +24,6 @@ impl Guardian {
     /// `guardian run` on `dir`'s guardian.toml and policy.toml, with `args`
     /// and `env`; its output goes to the first free `guardian-<n>.log` in `dir`.
     pub fn start(demo: &Demo, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Guardian {
-        let key = |i: usize| format!("0x{}", alloy::hex::encode(demo.anvil.keys()[i].to_bytes()));
         let log = (1..)
             .map(|n| dir.join(format!("guardian-{n}.log")))
             .find(|p| !p.exists())
@@ -37,10 +36,7 @@ impl Guardian {
             .arg("--policies")
             .arg(dir.join("policy.toml"))
             .args(args)
-            .env("UNUSED_IN_TESTS_BOT", key(4))
-            .env("UNUSED_IN_TESTS_STRANGER", key(5))
-            .env("UNUSED_IN_TESTS_OWNER1", key(1))
-            .env("UNUSED_IN_TESTS_OWNER2", key(2))
+            .envs(demo.key_env())
             .env("GUARDIAN_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -57,6 +53,33 @@ impl Guardian {
     /// Whether its output so far contains `needle`.
     pub fn said(&self, needle: &str) -> bool {
         self.output().contains(needle)
+    }
+
+    /// Waits (see [`until`]) for its output to contain `needle`.
+    pub async fn until_said(&mut self, what: &str, needle: &str) {
+        let log = self.log.clone();
+        until(what, &mut [self], || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains(needle))
+        })
+        .await;
+    }
+
+    /// Waits for `journal` to say block `block` (or a later one) was processed.
+    pub async fn until_processed(&mut self, what: &str, journal: &Path, block: u64) {
+        until(what, &mut [self], || {
+            processed(journal).is_some_and(|b| b >= block)
+        })
+        .await;
+    }
+
+    /// Waits for the first decision in `journal` to have left `executing`.
+    pub async fn until_first_done(&mut self, what: &str, journal: &Path) {
+        until(what, &mut [self], || {
+            history(journal)
+                .first()
+                .is_some_and(|e| e.status != "executing")
+        })
+        .await;
     }
 
     /// Fails the test (with the process's output) unless it is still running.
@@ -116,6 +139,12 @@ pub async fn until(what: &str, guardians: &mut [&mut Guardian], mut check: impl 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// [`until`] over every guardian in `guardians`.
+pub async fn until_each(what: &str, guardians: &mut [Guardian], check: impl FnMut() -> bool) {
+    let mut all: Vec<&mut Guardian> = guardians.iter_mut().collect();
+    until(what, &mut all, check).await;
 }
 
 /// Every decision the journal holds (none while it cannot be read).
