@@ -125,7 +125,7 @@ impl Mempool {
             let _: serde_json::Value = provider
                 .raw_request("anvil_setBalance".into(), (a, eth))
                 .await
-                .map_err(super::step_err("fund a mempool account"))?;
+                .map_err(crate::scenario::chain::rpc_err("fund a mempool account"))?;
         }
         let whale_amount = liquidity * WHALE_SHARE;
         let p = &provider;
@@ -247,7 +247,7 @@ impl Mempool {
                     .balanceOf(accounts[0])
                     .call()
                     .await
-                    .map_err(super::step_err("read the whale's LP"))?;
+                    .map_err(crate::scenario::chain::rpc_err("read the whale's LP"))?;
                 whale = Some(call(
                     "whale removal",
                     pools[0],

@@ -27,6 +27,7 @@ pub mod chain;
 pub mod protocol;
 pub mod report;
 pub mod script;
+pub mod shared;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -300,7 +301,7 @@ async fn run_once(
             let mut stream = sub.into_stream();
             while let Some(h) = stream.next().await {
                 if let Ok(mut m) = seen.lock() {
-                    m.entry(h).or_insert_with(script::unix_ms);
+                    m.entry(h).or_insert_with(shared::unix_ms);
                 }
             }
         }));
@@ -319,7 +320,7 @@ async fn run_once(
         tasks.push(tokio::spawn(async move {
             while let Some(r) = reports.recv().await {
                 if let Ok(mut v) = sink.lock() {
-                    v.push((script::unix_ms(), r));
+                    v.push((shared::unix_ms(), r));
                 }
             }
         }));
