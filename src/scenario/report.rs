@@ -68,6 +68,25 @@ pub struct ExecutionReport {
     pub at_ms: i64,
 }
 
+impl ExecutionReport {
+    /// A report with only its decision, result and time; the rest is filled by the caller.
+    pub fn bare(decision_id: u64, result: &str, at_ms: i64) -> ExecutionReport {
+        ExecutionReport {
+            decision_id,
+            result: result.into(),
+            tx: None,
+            block: None,
+            index: None,
+            seen_in_mempool_ms: None,
+            max_fee_gwei: None,
+            tip_gwei: None,
+            would_send: None,
+            error: None,
+            at_ms,
+        }
+    }
+}
+
 /// A signed transaction a dry run did not broadcast.
 #[derive(Debug, Clone, Serialize)]
 pub struct WouldSend {
