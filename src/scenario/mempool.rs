@@ -78,7 +78,7 @@ pub struct Mempool {
     url: alloy::transports::http::reqwest::Url,
     accounts: Vec<Address>,
     /// The ordinary mix, cycled through; `{from}` is filled per account.
-    mix: Vec<fn(&Mempool, usize) -> Call>,
+    mix: Vec<Mix>,
     shape: Shape,
     whale: Option<Call>,
     chain_id: u64,
@@ -130,7 +130,7 @@ impl Mempool {
         let whale_amount = liquidity * WHALE_SHARE;
         let p = &provider;
         let whale;
-        let mix: Vec<fn(&Mempool, usize) -> Call>;
+        let mix: Vec<Mix>;
         match &d.inner {
             Shape::Bridge { token, .. } => {
                 let owner = DemoToken::new(*token, &chain.provider);
@@ -151,7 +151,7 @@ impl Mempool {
                     },
                     100_000,
                 ));
-                mix = vec![eth_transfer, token_transfer];
+                mix = vec![Mix::Eth, Mix::Token];
             }
             Shape::DonationPool { token, pool, .. } => {
                 let t = DemoToken::new(*token, p);
@@ -179,7 +179,7 @@ impl Mempool {
                     },
                     300_000,
                 ));
-                mix = vec![eth_transfer, token_transfer, pool_deposit, pool_withdraw];
+                mix = vec![Mix::Eth, Mix::Token, Mix::Deposit, Mix::Withdraw];
             }
             Shape::Lending {
                 usd, dex, market, ..
@@ -214,13 +214,7 @@ impl Mempool {
                     },
                     300_000,
                 ));
-                mix = vec![
-                    eth_transfer,
-                    token_transfer,
-                    market_supply,
-                    market_withdraw,
-                    dex_swap,
-                ];
+                mix = vec![Mix::Eth, Mix::Token, Mix::Deposit, Mix::Withdraw, Mix::Swap];
             }
             Shape::Pools { pools, .. } => {
                 for (i, a) in accounts.iter().enumerate() {
@@ -256,7 +250,7 @@ impl Mempool {
                     },
                     200_000,
                 ));
-                mix = vec![eth_transfer, pool_add, pool_remove];
+                mix = vec![Mix::Eth, Mix::Deposit, Mix::Withdraw];
             }
             Shape::Aave(aave) => {
                 // No whale of the mempool's own: the Aave scenarios script their
@@ -264,7 +258,7 @@ impl Mempool {
                 // scripted withdrawal stress would be the scenario's, not ordinary traffic.
                 seed_aave(chain, p, aave, &accounts).await?;
                 whale = None;
-                mix = vec![eth_transfer, token_transfer, aave_supply, aave_withdraw];
+                mix = vec![Mix::Eth, Mix::Token, Mix::Deposit, Mix::Withdraw];
             }
         }
         Ok(Mempool {
@@ -334,7 +328,7 @@ impl Mempool {
                             stats.whale_sent = true;
                             w.clone()
                         }
-                        _ => (m.mix[(k as usize + i) % m.mix.len()])(&m, i),
+                        _ => benign(&m, i, m.mix[(k as usize + i) % m.mix.len()]),
                     };
                     m.send(i, c, &mut nonce, &mut stats).await;
                     k += 1;
@@ -452,123 +446,76 @@ async fn seed_aave(
     Ok(())
 }
 
-fn aave_withdrawal(aave: &Aave, kind: &'static str, amount: f64, to: Address) -> Call {
-    let asset = aave.reserves[AAVE_RESERVE].asset;
-    let c = IAavePool::withdrawCall {
-        asset,
-        amount: units(amount),
-        to,
-    };
-    call(kind, aave.pool, c, 400_000)
+/// One kind of ordinary transaction in the mix; [`benign`] builds it for the shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    Eth,
+    Token,
+    Deposit,
+    Withdraw,
+    Swap,
 }
 
-fn aave_supply(m: &Mempool, i: usize) -> Call {
-    let Shape::Aave(aave) = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    let c = IAavePool::supplyCall {
-        asset: aave.reserves[AAVE_RESERVE].asset,
-        amount: units(1.0),
-        onBehalfOf: m.accounts[i],
-        referralCode: 0,
-    };
-    call("deposit", aave.pool, c, 400_000)
-}
-
-fn aave_withdraw(m: &Mempool, i: usize) -> Call {
-    let Shape::Aave(aave) = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    aave_withdrawal(aave, "withdrawal", 1.0, m.accounts[i])
-}
-
-fn pool_deposit(m: &Mempool, i: usize) -> Call {
-    let Shape::DonationPool { pool, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "deposit",
-        *pool,
-        DonationLendingPool::depositCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn pool_withdraw(m: &Mempool, i: usize) -> Call {
-    let Shape::DonationPool { pool, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "withdrawal",
-        *pool,
-        DonationLendingPool::withdrawCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn market_supply(m: &Mempool, i: usize) -> Call {
-    let Shape::Lending { market, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "deposit",
-        *market,
-        LendingMarket::supplyCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn market_withdraw(m: &Mempool, i: usize) -> Call {
-    let Shape::Lending { market, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "withdrawal",
-        *market,
-        LendingMarket::withdrawCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn dex_swap(m: &Mempool, i: usize) -> Call {
-    let Shape::Lending { usd, dex, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "swap",
-        *dex,
-        ConstantProductPool::swapCall {
-            tokenIn: *usd,
-            amountIn: units(0.01),
-            minAmountOut: U256::ZERO,
+/// Account `i`'s next ordinary transaction of kind `what` on the mempool's shape
+/// (an ETH transfer where the shape has no such transaction).
+fn benign(m: &Mempool, i: usize, what: Mix) -> Call {
+    let small = units(1.0);
+    match (what, &m.shape) {
+        (Mix::Token, _) => token_transfer(m, i),
+        (Mix::Deposit, Shape::DonationPool { pool, .. }) => {
+            let c = DonationLendingPool::depositCall { amount: small };
+            call("deposit", *pool, c, 300_000)
+        }
+        (Mix::Withdraw, Shape::DonationPool { pool, .. }) => {
+            let c = DonationLendingPool::withdrawCall { amount: small };
+            call("withdrawal", *pool, c, 300_000)
+        }
+        (Mix::Deposit, Shape::Lending { market, .. }) => {
+            let c = LendingMarket::supplyCall { amount: small };
+            call("deposit", *market, c, 300_000)
+        }
+        (Mix::Withdraw, Shape::Lending { market, .. }) => {
+            let c = LendingMarket::withdrawCall { amount: small };
+            call("withdrawal", *market, c, 300_000)
+        }
+        (Mix::Swap, Shape::Lending { usd, dex, .. }) => {
+            let c = ConstantProductPool::swapCall {
+                tokenIn: *usd,
+                amountIn: units(0.01),
+                minAmountOut: U256::ZERO,
+            };
+            call("swap", *dex, c, 300_000)
+        }
+        (Mix::Deposit, Shape::Pools { pools, .. }) => Call {
+            kind: "deposit",
+            to: pools[i % pools.len()],
+            data: ReentrantEthPool::addLiquidityCall {}.abi_encode().into(),
+            value: units(0.01),
+            gas: 200_000,
         },
-        300_000,
-    )
-}
-
-fn pool_add(m: &Mempool, i: usize) -> Call {
-    let Shape::Pools { pools, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    Call {
-        kind: "deposit",
-        to: pools[i % pools.len()],
-        data: ReentrantEthPool::addLiquidityCall {}.abi_encode().into(),
-        value: units(0.01),
-        gas: 200_000,
+        (Mix::Withdraw, Shape::Pools { pools, .. }) => {
+            let c = ReentrantEthPool::removeLiquidityCall {
+                lpAmount: units(0.005),
+            };
+            call("withdrawal", pools[i % pools.len()], c, 200_000)
+        }
+        (Mix::Deposit, Shape::Aave(aave)) => {
+            let c = IAavePool::supplyCall {
+                asset: aave.reserves[AAVE_RESERVE].asset,
+                amount: small,
+                onBehalfOf: m.accounts[i],
+                referralCode: 0,
+            };
+            call("deposit", aave.pool, c, 400_000)
+        }
+        (Mix::Withdraw, Shape::Aave(aave)) => {
+            let c = IAavePool::withdrawCall {
+                asset: aave.reserves[AAVE_RESERVE].asset,
+                amount: small,
+                to: m.accounts[i],
+            };
+            call("withdrawal", aave.pool, c, 400_000)
+        }
+        _ => eth_transfer(m, i),
     }
-}
-
-fn pool_remove(m: &Mempool, i: usize) -> Call {
-    let Shape::Pools { pools, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "withdrawal",
-        pools[i % pools.len()],
-        ReentrantEthPool::removeLiquidityCall {
-            lpAmount: units(0.005),
-        },
-        200_000,
-    )
 }
