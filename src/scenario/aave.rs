@@ -27,7 +27,7 @@ use super::aave_deploy::{
     self as d, IAaveAclManager, IAaveOracle, IAavePool, IAaveToken, ReserveSpec,
 };
 use super::chain::{Chain, GuardianModule, SafeStack, confirm, rpc_err};
-use super::shared::{answer, units, whole};
+use super::shared::{answer, read, units, whole};
 use super::spec::{Scenario, Setup};
 
 sol!(
@@ -381,17 +381,15 @@ impl Aave {
         let oracle = IAaveOracle::new(self.oracle, &chain.provider);
         let mut total = 0.0;
         for r in &self.reserves[..2] {
-            let price = oracle
-                .getAssetPrice(r.asset)
-                .call()
-                .await
-                .map_err(rpc_err("read an oracle price"))?;
+            let price = read(oracle.getAssetPrice(r.asset).call(), "read an oracle price").await?;
             for a in &chain.accounts.attackers {
-                let held = IAaveToken::new(r.asset, &chain.provider)
-                    .balanceOf(a.address())
-                    .call()
-                    .await
-                    .map_err(rpc_err("read an attacker's balance"))?;
+                let held = read(
+                    IAaveToken::new(r.asset, &chain.provider)
+                        .balanceOf(a.address())
+                        .call(),
+                    "read an attacker's balance",
+                )
+                .await?;
                 total += whole(held) * whole(price) * 1e10;
             }
         }

@@ -8,8 +8,8 @@ use alloy::primitives::{Address, U256};
 use super::ScenarioError;
 use super::aave::{Aave, AaveKeeperFeed, CAP_MAX_CHANGE_BPS, CAP_MIN_DELAY_S, CAP_STEP_BPS};
 use super::aave_deploy::{IAaveOracle, IAavePool, IAaveToken};
-use super::chain::{Chain, rpc_err as step_err};
-use super::shared::{Sent, answer, send_tx, units, wait_mined, whole, write_metric};
+use super::chain::Chain;
+use super::shared::{Sent, answer, read, send_tx, units, wait_mined, whole, write_metric};
 use super::spec::{Action, StepKind};
 
 const BORROW_EVENT: &str = "Borrow(address indexed reserve, address user, address indexed onBehalfOf, uint256 amount, uint8 interestRateMode, uint256 borrowRate, uint16 indexed referralCode)";
@@ -253,11 +253,11 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         let one = U256::from(10u64).pow(U256::from(18u64));
         let mut sent = Vec::new();
         for (i, b) in a.borrowers.iter().enumerate() {
-            let data = pool
-                .getUserAccountData(b.address())
-                .call()
-                .await
-                .map_err(step_err("read a borrower's health factor"))?;
+            let data = read(
+                pool.getUserAccountData(b.address()).call(),
+                "read a borrower's health factor",
+            )
+            .await?;
             if data.totalDebtBase.is_zero() || data.healthFactor >= one {
                 continue;
             }
@@ -335,12 +335,14 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
     }
 
     async fn reference_price(&self, chain: &Chain) -> Result<f64, ScenarioError> {
-        let (_, current, _, _, _) = AaveKeeperFeed::new(self.reference, &chain.provider)
-            .latestRoundData()
-            .call()
-            .await
-            .map_err(step_err("read the reference price"))?
-            .into();
+        let (_, current, _, _, _) = read(
+            AaveKeeperFeed::new(self.reference, &chain.provider)
+                .latestRoundData()
+                .call(),
+            "read the reference price",
+        )
+        .await?
+        .into();
         Ok(current.to_string().parse::<f64>().unwrap_or(0.0) / 1e8)
     }
 
@@ -352,27 +354,23 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         who: Address,
     ) -> Result<Vec<(&'static str, Address, U256)>, ScenarioError> {
         let p = &chain.provider;
-        let data = IAavePool::new(self.pool, p)
-            .getUserAccountData(who)
-            .call()
-            .await
-            .map_err(step_err("read the attacker's borrowing power"))?;
+        let data = read(
+            IAavePool::new(self.pool, p).getUserAccountData(who).call(),
+            "read the attacker's borrowing power",
+        )
+        .await?;
         let mut power = whole(data.availableBorrowsBase) * 1e10;
         let oracle = IAaveOracle::new(self.oracle, p);
         let mut out = Vec::new();
         for r in &self.reserves[..2] {
-            let liquidity = IAaveToken::new(r.asset, p)
-                .balanceOf(r.a_token)
-                .call()
-                .await
-                .map_err(step_err("read a reserve's liquidity"))?;
-            let price = whole(
-                oracle
-                    .getAssetPrice(r.asset)
-                    .call()
-                    .await
-                    .map_err(step_err("read an oracle price"))?,
-            ) * 1e10;
+            let liquidity = read(
+                IAaveToken::new(r.asset, p).balanceOf(r.a_token).call(),
+                "read a reserve's liquidity",
+            )
+            .await?;
+            let price =
+                whole(read(oracle.getAssetPrice(r.asset).call(), "read an oracle price").await?)
+                    * 1e10;
             let tokens = (whole(liquidity)).min(power / price) * 0.995;
             power -= tokens * price;
             out.push((r.symbol, r.asset, units(tokens.max(0.001))));

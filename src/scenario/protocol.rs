@@ -23,6 +23,7 @@ use super::spec::{Action, Protocol, Scenario, StepKind};
 use crate::demo::DemoToken;
 use crate::policy::model::Mode;
 
+use super::shared::read;
 pub use super::shared::{Sent, units, whole};
 
 mod deploy;
@@ -242,11 +243,14 @@ impl Deployed {
         let mut total = 0.0;
         for a in &chain.accounts.attackers {
             let v = match self.asset {
-                Some(token) => DemoToken::new(token, &chain.provider)
-                    .balanceOf(a.address())
-                    .call()
-                    .await
-                    .map_err(rpc_err("read an attacker's balance"))?,
+                Some(token) => {
+                    let t = DemoToken::new(token, &chain.provider);
+                    read(
+                        t.balanceOf(a.address()).call(),
+                        "read an attacker's balance",
+                    )
+                    .await?
+                }
                 None => chain
                     .provider
                     .get_balance(a.address())
@@ -265,11 +269,13 @@ impl Deployed {
     ) -> Result<Vec<super::report::PausedTarget>, ScenarioError> {
         let mut out = Vec::new();
         for (name, target) in &self.targets {
-            let paused = ReentrantEthPool::new(*target, &chain.provider)
-                .paused()
-                .call()
-                .await
-                .map_err(rpc_err("read paused()"))?;
+            let paused = read(
+                ReentrantEthPool::new(*target, &chain.provider)
+                    .paused()
+                    .call(),
+                "read paused()",
+            )
+            .await?;
             out.push(super::report::PausedTarget {
                 action: name.clone(),
                 target: target.to_string(),

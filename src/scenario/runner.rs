@@ -34,7 +34,7 @@ use crate::observe::{Probe, Telemetry};
 use crate::pipeline::{self, Report, RunError, RunOptions};
 use crate::policy::load_policies;
 use crate::policy::model::Mode;
-use crate::source::chain::{WatcherOptions, redact};
+use crate::source::chain::redact;
 
 /// Blocks mined between the guardian's first read and the script's start (ten-block windows need them).
 const WARMUP_BLOCKS: u32 = 11;
@@ -238,16 +238,14 @@ impl Guardian {
         let collected = Collected::default();
         let mut helpers = vec![watch_mempool(chain, seen.clone()).await?];
         let record = dir.path().join("guardian-trace.csv");
-        let options = RunOptions {
+        let mut options = RunOptions {
             record: Some(record.clone()),
-            watcher: WatcherOptions {
-                poll_interval: Duration::from_millis(50),
-                ..WatcherOptions::default()
-            },
             channel_capacity: 1024,
             probe: Probe::new(telemetry.clone(), None),
             ..RunOptions::default()
         };
+        // A head every 50 ms: the scenario's chain time is compressed.
+        options.watcher.poll_interval = Duration::from_millis(50);
         let (report_tx, mut reports) = mpsc::channel(1024);
         let sink = collected.clone();
         helpers.push(tokio::spawn(async move {

@@ -42,6 +42,14 @@ pub fn answer(price: f64) -> I256 {
     I256::try_from((price * 1e8).round() as i128).unwrap_or_default()
 }
 
+/// Awaits a contract read (a `.call()`), naming `what` was read if it fails.
+pub async fn read<T, E: std::fmt::Display>(
+    call: impl std::future::IntoFuture<Output = Result<T, E>>,
+    what: &'static str,
+) -> Result<T, ScenarioError> {
+    call.await.map_err(rpc_err(what))
+}
+
 /// The wall clock, unix milliseconds.
 pub fn unix_ms() -> u64 {
     SystemTime::now()

@@ -201,9 +201,14 @@ pub(super) async fn lending(
     .map_err(rpc_err("deploy the lending market"))?;
     let market = *market.address();
     let flash = flash_lender(chain, parts.usd, setup.flash_liquidity).await?;
-    seed_lenders(chain, &parts, market, setup).await?;
-    seed_borrowers(chain, &parts, market, setup).await?;
-    arm_attacker(chain, &parts, market, s).await?;
+    let seeding = Seeding {
+        chain,
+        parts: &parts,
+        market,
+    };
+    seeding.lenders(setup).await?;
+    seeding.borrowers(setup).await?;
+    seeding.attacker(s).await?;
     let mut attacks = BTreeMap::new();
     let spot_loans = loans(s, |a| match a {
         Action::SpotOracle { loan } => Some(*loan),
@@ -322,83 +327,76 @@ async fn keeper_feed(
     Ok(*f.address())
 }
 
-/// Each lender supplies its share and keeps as much again in its wallet (and collateral to trade).
-async fn seed_lenders(
-    chain: &Chain,
-    parts: &LendingParts,
+/// Seeding a deployed lending market's accounts.
+struct Seeding<'a> {
+    chain: &'a Chain,
+    parts: &'a LendingParts,
     market: Address,
-    setup: &Setup,
-) -> Result<(), ScenarioError> {
-    let p = &chain.provider;
-    let share = units(setup.liquidity / f64::from(setup.users));
-    let m = LendingMarket::new(market, p);
-    for u in &chain.accounts.users {
-        let who = u.address();
-        mint(p, parts.usd, who, share * U256::from(2), "mint").await?;
-        mint(
-            p,
-            parts.col,
-            who,
-            units(setup.collateral_per_borrower),
-            "mint",
-        )
-        .await?;
-        approve_all(
-            p,
-            who,
-            &[market, parts.dex],
-            &[parts.usd, parts.col],
-            "approve",
-        )
-        .await?;
-        confirm(m.supply(share).from(who).send().await, "supply").await?;
-    }
-    Ok(())
 }
 
-/// Each borrower posts its collateral and borrows `borrow_usage` of its limit.
-async fn seed_borrowers(
-    chain: &Chain,
-    parts: &LendingParts,
-    market: Address,
-    setup: &Setup,
-) -> Result<(), ScenarioError> {
-    let p = &chain.provider;
-    let m = LendingMarket::new(market, p);
-    let collateral = units(setup.collateral_per_borrower);
-    let limit = setup.collateral_per_borrower * setup.price * 0.75;
-    let borrow = units(limit * setup.borrow_usage_pct / 100.0);
-    for b in &chain.accounts.borrowers {
-        let who = b.address();
-        mint(p, parts.col, who, collateral, "mint").await?;
-        mint(p, parts.usd, who, units(limit), "mint").await?;
-        approve_all(p, who, &[market], &[parts.col, parts.usd], "approve").await?;
-        confirm(
-            m.depositCollateral(collateral).from(who).send().await,
-            "deposit collateral",
-        )
-        .await?;
-        confirm(m.borrow(borrow).from(who).send().await, "borrow").await?;
-    }
-    Ok(())
-}
-
-/// An attacker who will post collateral holds it and has approved the market.
-async fn arm_attacker(
-    chain: &Chain,
-    parts: &LendingParts,
-    market: Address,
-    s: &Scenario,
-) -> Result<(), ScenarioError> {
-    let p = &chain.provider;
-    let attacker = chain.accounts.attackers[0].address();
-    for step in &s.steps {
-        if let Action::BorrowAll { amount } = step.action {
-            mint(p, parts.col, attacker, units(amount), "mint").await?;
-            approve_all(p, attacker, &[market], &[parts.col], "approve").await?;
+impl Seeding<'_> {
+    /// `who` is given `usd` and `col` (base units; zero: none) and lets each of `spenders` move them.
+    async fn hold(
+        &self,
+        who: Address,
+        usd: U256,
+        col: U256,
+        spenders: &[Address],
+    ) -> Result<(), ScenarioError> {
+        let p = &self.chain.provider;
+        let mut tokens = Vec::new();
+        for (token, amount) in [(self.parts.usd, usd), (self.parts.col, col)] {
+            if !amount.is_zero() {
+                mint(p, token, who, amount, "mint").await?;
+                tokens.push(token);
+            }
         }
+        approve_all(p, who, spenders, &tokens, "approve").await
     }
-    Ok(())
+
+    /// Each lender supplies its share and keeps as much again in its wallet (and collateral to trade).
+    async fn lenders(&self, setup: &Setup) -> Result<(), ScenarioError> {
+        let share = units(setup.liquidity / f64::from(setup.users));
+        let collateral = units(setup.collateral_per_borrower);
+        let m = LendingMarket::new(self.market, &self.chain.provider);
+        for u in &self.chain.accounts.users {
+            let who = u.address();
+            let spenders = [self.market, self.parts.dex];
+            self.hold(who, share * U256::from(2), collateral, &spenders)
+                .await?;
+            confirm(m.supply(share).from(who).send().await, "supply").await?;
+        }
+        Ok(())
+    }
+
+    /// Each borrower posts its collateral and borrows `borrow_usage` of its limit.
+    async fn borrowers(&self, setup: &Setup) -> Result<(), ScenarioError> {
+        let m = LendingMarket::new(self.market, &self.chain.provider);
+        let collateral = units(setup.collateral_per_borrower);
+        let limit = setup.collateral_per_borrower * setup.price * 0.75;
+        let borrow = units(limit * setup.borrow_usage_pct / 100.0);
+        for b in &self.chain.accounts.borrowers {
+            let who = b.address();
+            self.hold(who, units(limit), collateral, &[self.market])
+                .await?;
+            let deposit = m.depositCollateral(collateral).from(who);
+            confirm(deposit.send().await, "deposit collateral").await?;
+            confirm(m.borrow(borrow).from(who).send().await, "borrow").await?;
+        }
+        Ok(())
+    }
+
+    /// An attacker who will post collateral holds it and has approved the market.
+    async fn attacker(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        let attacker = self.chain.accounts.attackers[0].address();
+        for step in &s.steps {
+            if let Action::BorrowAll { amount } = step.action {
+                self.hold(attacker, U256::ZERO, units(amount), &[self.market])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Three ETH pools, each user a liquidity provider in each, one reentrancy attack contract per pool.

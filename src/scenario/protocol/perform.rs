@@ -14,7 +14,7 @@ use super::{
 use crate::demo::MessageReplica;
 use crate::scenario::ScenarioError;
 use crate::scenario::chain::{Chain, rpc_err};
-use crate::scenario::shared::{Sent, answer, send_tx, units, wait_mined, whole};
+use crate::scenario::shared::{Sent, answer, read, send_tx, units, wait_mined, whole};
 use crate::scenario::spec::{Action, StepKind};
 
 type Sends = Result<Option<Vec<Sent>>, ScenarioError>;
@@ -199,16 +199,8 @@ impl Step<'_> {
         let m = LendingMarket::new(market, &self.chain.provider);
         let mut sent = Vec::new();
         for (i, b) in a.borrowers.iter().enumerate() {
-            let borrowed = m
-                .borrowedOf(b.address())
-                .call()
-                .await
-                .map_err(rpc_err("read a borrower's debt"))?;
-            let limit = m
-                .borrowLimit(b.address())
-                .call()
-                .await
-                .map_err(rpc_err("read a borrow limit"))?;
+            let borrowed = read(m.borrowedOf(b.address()).call(), "read a borrower's debt").await?;
+            let limit = read(m.borrowLimit(b.address()).call(), "read a borrow limit").await?;
             if borrowed > limit {
                 let liquidator = a.users[i % a.users.len()].address();
                 let label = format!(
@@ -291,16 +283,8 @@ impl Step<'_> {
             30,
         )
         .await?;
-        let limit = m
-            .borrowLimit(who)
-            .call()
-            .await
-            .map_err(rpc_err("read the attacker's limit"))?;
-        let cash = m
-            .cash()
-            .call()
-            .await
-            .map_err(rpc_err("read the market's cash"))?;
+        let limit = read(m.borrowLimit(who).call(), "read the attacker's limit").await?;
+        let cash = read(m.cash().call(), "read the market's cash").await?;
         // 1% of the cash left as margin: the benign mempool's withdrawals
         // mined just before the borrow would otherwise make it revert.
         let cash = cash - cash / U256::from(100u64);
@@ -346,11 +330,11 @@ impl Step<'_> {
             .get_balance(pool)
             .await
             .map_err(rpc_err("read a pool's ETH"))?;
-        let supply = ReentrantEthPool::new(pool, p)
-            .totalSupply()
-            .call()
-            .await
-            .map_err(rpc_err("read a pool's LP supply"))?;
+        let supply = read(
+            ReentrantEthPool::new(pool, p).totalSupply().call(),
+            "read a pool's LP supply",
+        )
+        .await?;
         Ok(if balance.is_zero() {
             U256::ZERO
         } else {
