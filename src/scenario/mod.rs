@@ -14,6 +14,13 @@
 //! ──report──▶ human or JSON, and whether the `expect` block holds
 //! ```
 //!
+//! Where each stage lives: [`spec`] (the file, checked), `runner` (one run,
+//! as its stages), [`chain`] (anvil, accounts, the Safe + GuardianModule),
+//! [`protocol`] (per shape: `deploy`, `watch` for the generated configuration,
+//! `perform` for the script's actions; the benign `mempool`), [`aave`] (real
+//! Aave V3), [`script`] (time compression), [`shared`] (amounts, [`shared::Sent`],
+//! sending; below the protocols and the script), [`report`].
+//!
 //! Invariants: the protected run goes through the same configuration loading,
 //! engine, guard and executor as `guardian run`; nothing here reaches into
 //! them. Both runs play the same script on identical fresh deployments.
