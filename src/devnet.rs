@@ -30,8 +30,10 @@ use alloy::sol;
 use alloy::sol_types::SolCall;
 use serde::{Deserialize, Serialize};
 
+use crate::demo::DemoToken;
 use crate::scenario::ScenarioError;
-use crate::scenario::chain::{Accounts, Chain, Node, SafeStack, confirm};
+use crate::scenario::chain::{Accounts, Chain, Node, SafeStack, confirm, rpc_err as chain_err};
+use crate::scenario::protocol::KeeperPriceFeed;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
@@ -79,18 +81,8 @@ pub struct DevnetDrainArgs {
 
 sol!(
     #[sol(rpc)]
-    DemoToken,
-    "contracts/artifacts/DemoToken.json"
-);
-sol!(
-    #[sol(rpc)]
     GuardedVault,
     "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
 );
 sol!(
     #[sol(rpc)]
@@ -213,12 +205,6 @@ async fn up(args: DevnetUpArgs) -> Result<(), DevnetError> {
 async fn deploy(chain: &Chain) -> Result<(SafeStack, Deployed), DevnetError> {
     let p = &chain.provider;
     let deployer = chain.accounts.deployer.address();
-    let chain_err = |step: &'static str| {
-        move |e: alloy::contract::Error| ScenarioError::Chain {
-            step,
-            message: crate::source::chain::redact(&e.to_string()),
-        }
-    };
     let safe = SafeStack::deploy_safe(chain).await?;
     let token = DemoToken::deploy(p, "Demo USD".into(), "dUSD".into(), deployer)
         .await

@@ -35,10 +35,6 @@ const KNOWN: &[&str] = &[
     // alert delivery takes `redact` from the chain source, which reports to
     // observe, which starts the alerts.
     "alerts::delivery -> source::chain",
-    // the script takes `Deployed` and `Sent` from the protocol that runs it.
-    "scenario::script -> scenario::protocol",
-    // the Aave scenario takes `units` and `whole` from the generic protocol.
-    "scenario::aave -> scenario::protocol",
 ];
 
 /// One module naming another, at a place in a file.

@@ -18,7 +18,7 @@
 //! `collateral_per_borrower` VOL per borrower, who borrows `borrow_usage` of
 //! its USDX limit.
 
-use alloy::primitives::{Address, I256, U256};
+use alloy::primitives::{Address, U256};
 use alloy::sol;
 use alloy::sol_types::SolCall;
 
@@ -26,7 +26,8 @@ use super::ScenarioError;
 use super::aave_deploy::{
     self as d, IAaveAclManager, IAaveOracle, IAavePool, IAaveToken, ReserveSpec,
 };
-use super::chain::{Chain, GuardianModule, SafeStack, confirm};
+use super::chain::{Chain, GuardianModule, SafeStack, confirm, rpc_err};
+use super::shared::{answer, read, units, whole};
 use super::spec::{Scenario, Setup};
 
 sol!(
@@ -82,14 +83,6 @@ pub struct Aave {
     pub pool_holder: Address,
 }
 
-fn answer(price: f64) -> I256 {
-    I256::try_from((price * 1e8).round() as i128).unwrap_or_default()
-}
-
-fn units(x: f64) -> U256 {
-    super::protocol::units(x)
-}
-
 fn selector(signature: &str) -> [u8; 4] {
     let h = alloy::primitives::keccak256(signature);
     [h[0], h[1], h[2], h[3]]
@@ -125,7 +118,7 @@ impl Aave {
         for what in ["VOL / USD", "VOL / USD reference"] {
             let f = AaveKeeperFeed::deploy(p, deployer, 8, what.into(), answer(setup.price))
                 .await
-                .map_err(chain_err("deploy a keeper feed"))?;
+                .map_err(rpc_err("deploy a keeper feed"))?;
             confirm(f.setKeeper(keeper).send().await, "set a feed's keeper").await?;
             feeds.push(*f.address());
         }
@@ -171,7 +164,7 @@ impl Aave {
             AaveV3RoleHolder::deploy(p, stack.safe, core.provider, asset)
                 .await
                 .map(|c| *c.address())
-                .map_err(chain_err("deploy an AaveV3RoleHolder"))
+                .map_err(rpc_err("deploy an AaveV3RoleHolder"))
         };
         let pool_holder = holder(Address::ZERO).await?;
         let mut reserves = Vec::new();
@@ -388,27 +381,18 @@ impl Aave {
         let oracle = IAaveOracle::new(self.oracle, &chain.provider);
         let mut total = 0.0;
         for r in &self.reserves[..2] {
-            let price = oracle
-                .getAssetPrice(r.asset)
-                .call()
-                .await
-                .map_err(chain_err("read an oracle price"))?;
+            let price = read(oracle.getAssetPrice(r.asset).call(), "read an oracle price").await?;
             for a in &chain.accounts.attackers {
-                let held = IAaveToken::new(r.asset, &chain.provider)
-                    .balanceOf(a.address())
-                    .call()
-                    .await
-                    .map_err(chain_err("read an attacker's balance"))?;
-                total += super::protocol::whole(held) * super::protocol::whole(price) * 1e10;
+                let held = read(
+                    IAaveToken::new(r.asset, &chain.provider)
+                        .balanceOf(a.address())
+                        .call(),
+                    "read an attacker's balance",
+                )
+                .await?;
+                total += whole(held) * whole(price) * 1e10;
             }
         }
         Ok(total)
-    }
-}
-
-fn chain_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
-    move |e| ScenarioError::Chain {
-        step,
-        message: crate::source::chain::redact(&e.to_string()),
     }
 }

@@ -8,8 +8,8 @@ use alloy::primitives::{Address, U256};
 use super::ScenarioError;
 use super::aave::{Aave, AaveKeeperFeed, CAP_MAX_CHANGE_BPS, CAP_MIN_DELAY_S, CAP_STEP_BPS};
 use super::aave_deploy::{IAaveOracle, IAavePool, IAaveToken};
-use super::chain::{ATTACKER_TIP, Chain, SCRIPT_MAX_FEE, USER_TIP};
-use super::protocol::{Sent, units, whole};
+use super::chain::Chain;
+use super::shared::{Sent, answer, read, send_tx, units, wait_mined, whole, write_metric};
 use super::spec::{Action, StepKind};
 
 const BORROW_EVENT: &str = "Borrow(address indexed reserve, address user, address indexed onBehalfOf, uint256 amount, uint8 interestRateMode, uint256 borrowRate, uint16 indexed referralCode)";
@@ -18,10 +18,7 @@ const WITHDRAW_EVENT: &str =
 const LIQUIDATION_EVENT: &str = "LiquidationCall(address indexed collateralAsset, address indexed debtAsset, address indexed user, uint256 debtToCover, uint256 liquidatedCollateralAmount, address liquidator, bool receiveAToken)";
 
 fn metric(t: &mut String, name: &str, description: &str, unit: &str, source: String) {
-    let _ = write!(
-        t,
-        "\n[metrics.\"{name}\"]\ndescription = \"{description}\"\nunit = \"{unit}\"\nnetwork = \"local\"\nsource = {source}\n"
-    );
+    write_metric(t, name, description, unit, &source);
 }
 
 impl Aave {
@@ -256,11 +253,11 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         let one = U256::from(10u64).pow(U256::from(18u64));
         let mut sent = Vec::new();
         for (i, b) in a.borrowers.iter().enumerate() {
-            let data = pool
-                .getUserAccountData(b.address())
-                .call()
-                .await
-                .map_err(step_err("read a borrower's health factor"))?;
+            let data = read(
+                pool.getUserAccountData(b.address()).call(),
+                "read a borrower's health factor",
+            )
+            .await?;
             if data.totalDebtBase.is_zero() || data.healthFactor >= one {
                 continue;
             }
@@ -327,7 +324,7 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         let call = pool.supply(self.vol().asset, units(amount), who, 0);
         let label = format!("attacker supplies {amount} VOL as collateral");
         let supply = send_tx(call, who, 600_000, kind, label).await?;
-        wait_mined(chain, supply.hash).await?;
+        wait_mined(chain, supply.hash, "post the attacker's collateral", 60).await?;
         let mut sent = vec![supply];
         for (symbol, asset, take) in self.borrowable(chain, who).await? {
             let call = pool.borrow(asset, take, U256::from(2), 0, who);
@@ -338,12 +335,14 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
     }
 
     async fn reference_price(&self, chain: &Chain) -> Result<f64, ScenarioError> {
-        let (_, current, _, _, _) = AaveKeeperFeed::new(self.reference, &chain.provider)
-            .latestRoundData()
-            .call()
-            .await
-            .map_err(step_err("read the reference price"))?
-            .into();
+        let (_, current, _, _, _) = read(
+            AaveKeeperFeed::new(self.reference, &chain.provider)
+                .latestRoundData()
+                .call(),
+            "read the reference price",
+        )
+        .await?
+        .into();
         Ok(current.to_string().parse::<f64>().unwrap_or(0.0) / 1e8)
     }
 
@@ -355,86 +354,27 @@ value = {{ step_bps = {CAP_STEP_BPS}, direction = "down" }}
         who: Address,
     ) -> Result<Vec<(&'static str, Address, U256)>, ScenarioError> {
         let p = &chain.provider;
-        let data = IAavePool::new(self.pool, p)
-            .getUserAccountData(who)
-            .call()
-            .await
-            .map_err(step_err("read the attacker's borrowing power"))?;
+        let data = read(
+            IAavePool::new(self.pool, p).getUserAccountData(who).call(),
+            "read the attacker's borrowing power",
+        )
+        .await?;
         let mut power = whole(data.availableBorrowsBase) * 1e10;
         let oracle = IAaveOracle::new(self.oracle, p);
         let mut out = Vec::new();
         for r in &self.reserves[..2] {
-            let liquidity = IAaveToken::new(r.asset, p)
-                .balanceOf(r.a_token)
-                .call()
-                .await
-                .map_err(step_err("read a reserve's liquidity"))?;
-            let price = whole(
-                oracle
-                    .getAssetPrice(r.asset)
-                    .call()
-                    .await
-                    .map_err(step_err("read an oracle price"))?,
-            ) * 1e10;
+            let liquidity = read(
+                IAaveToken::new(r.asset, p).balanceOf(r.a_token).call(),
+                "read a reserve's liquidity",
+            )
+            .await?;
+            let price =
+                whole(read(oracle.getAssetPrice(r.asset).call(), "read an oracle price").await?)
+                    * 1e10;
             let tokens = (whole(liquidity)).min(power / price) * 0.995;
             power -= tokens * price;
             out.push((r.symbol, r.asset, units(tokens.max(0.001))));
         }
         Ok(out)
-    }
-}
-
-/// Sends one scripted transaction with explicit gas and the step's fees.
-async fn send_tx<P: alloy::providers::Provider, C: alloy::sol_types::SolCall>(
-    call: alloy::contract::SolCallBuilder<P, C>,
-    from: Address,
-    gas: u64,
-    kind: StepKind,
-    label: String,
-) -> Result<Sent, ScenarioError> {
-    let tip = if kind == StepKind::Attack {
-        ATTACKER_TIP
-    } else {
-        USER_TIP
-    };
-    let pending = call
-        .from(from)
-        .gas(gas)
-        .max_fee_per_gas(SCRIPT_MAX_FEE)
-        .max_priority_fee_per_gas(tip)
-        .send()
-        .await
-        .map_err(step_err("send a scripted transaction"))?;
-    Ok(Sent {
-        label,
-        kind,
-        from,
-        hash: *pending.tx_hash(),
-        unix_ms: super::script::unix_ms(),
-    })
-}
-
-fn answer(price: f64) -> alloy::primitives::I256 {
-    alloy::primitives::I256::try_from((price * 1e8).round() as i128).unwrap_or_default()
-}
-
-async fn wait_mined(chain: &Chain, hash: alloy::primitives::B256) -> Result<(), ScenarioError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while chain.receipt(hash).await?.is_none() {
-        if std::time::Instant::now() > deadline {
-            return Err(ScenarioError::Chain {
-                step: "post the attacker's collateral",
-                message: format!("{hash} not mined within 60 s"),
-            });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    Ok(())
-}
-
-fn step_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
-    move |e| ScenarioError::Chain {
-        step,
-        message: crate::source::chain::redact(&e.to_string()),
     }
 }

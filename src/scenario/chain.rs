@@ -110,7 +110,8 @@ pub enum Node<'a> {
     Existing { http: &'a str, ws: &'a str },
 }
 
-fn rpc_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
+/// Maps a node's error to the step it failed, with any URL stripped.
+pub fn rpc_err<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ScenarioError {
     move |e| ScenarioError::Chain {
         step,
         // Errors from the transport can name the endpoint, and URLs carry API keys.

@@ -78,7 +78,7 @@ pub struct Mempool {
     url: alloy::transports::http::reqwest::Url,
     accounts: Vec<Address>,
     /// The ordinary mix, cycled through; `{from}` is filled per account.
-    mix: Vec<fn(&Mempool, usize) -> Call>,
+    mix: Vec<Mix>,
     shape: Shape,
     whale: Option<Call>,
     chain_id: u64,
@@ -125,148 +125,37 @@ impl Mempool {
             let _: serde_json::Value = provider
                 .raw_request("anvil_setBalance".into(), (a, eth))
                 .await
-                .map_err(super::step_err("fund a mempool account"))?;
+                .map_err(crate::scenario::chain::rpc_err("fund a mempool account"))?;
         }
         let whale_amount = liquidity * WHALE_SHARE;
-        let p = &provider;
-        let whale;
-        let mix: Vec<fn(&Mempool, usize) -> Call>;
-        match &d.inner {
+        let whale = match &d.inner {
             Shape::Bridge { token, .. } => {
-                let owner = DemoToken::new(*token, &chain.provider);
-                for a in &accounts {
-                    confirm(owner.mint(*a, units(SEED)).send().await, "mint").await?;
-                }
-                confirm(
-                    owner.mint(accounts[0], units(whale_amount)).send().await,
-                    "mint",
-                )
-                .await?;
-                whale = Some(call(
-                    "whale transfer",
-                    *token,
-                    DemoToken::transferCall {
-                        to: accounts[1],
-                        value: units(whale_amount),
-                    },
-                    100_000,
-                ));
-                mix = vec![eth_transfer, token_transfer];
+                Some(seed_bridge(chain, *token, &accounts, whale_amount).await?)
             }
-            Shape::DonationPool { token, pool, .. } => {
-                let t = DemoToken::new(*token, p);
-                let owner = DemoToken::new(*token, &chain.provider);
-                let c = DonationLendingPool::new(*pool, p);
-                for (i, a) in accounts.iter().enumerate() {
-                    let extra = if i == 0 { whale_amount } else { 0.0 };
-                    confirm(
-                        owner.mint(*a, units(2.0 * SEED + extra)).send().await,
-                        "mint",
-                    )
-                    .await?;
-                    confirm(t.approve(*pool, U256::MAX).from(*a).send().await, "approve").await?;
-                    confirm(
-                        c.deposit(units(SEED + extra)).from(*a).send().await,
-                        "deposit",
-                    )
-                    .await?;
-                }
-                whale = Some(call(
-                    "whale withdrawal",
-                    *pool,
-                    DonationLendingPool::withdrawCall {
-                        amount: units(whale_amount),
-                    },
-                    300_000,
-                ));
-                mix = vec![eth_transfer, token_transfer, pool_deposit, pool_withdraw];
-            }
-            Shape::Lending {
-                usd, dex, market, ..
-            } => {
-                let t = DemoToken::new(*usd, p);
-                let owner = DemoToken::new(*usd, &chain.provider);
-                let m = LendingMarket::new(*market, p);
-                for (i, a) in accounts.iter().enumerate() {
-                    let extra = if i == 0 { whale_amount } else { 0.0 };
-                    confirm(
-                        owner.mint(*a, units(2.0 * SEED + extra)).send().await,
-                        "mint",
-                    )
-                    .await?;
-                    confirm(
-                        t.approve(*market, U256::MAX).from(*a).send().await,
-                        "approve",
-                    )
-                    .await?;
-                    confirm(t.approve(*dex, U256::MAX).from(*a).send().await, "approve").await?;
-                    confirm(
-                        m.supply(units(SEED + extra)).from(*a).send().await,
-                        "supply",
-                    )
-                    .await?;
-                }
-                whale = Some(call(
-                    "whale withdrawal",
-                    *market,
-                    LendingMarket::withdrawCall {
-                        amount: units(whale_amount),
-                    },
-                    300_000,
-                ));
-                mix = vec![
-                    eth_transfer,
-                    token_transfer,
-                    market_supply,
-                    market_withdraw,
-                    dex_swap,
-                ];
+            shape @ (Shape::DonationPool { .. } | Shape::Lending { .. }) => {
+                Some(seed_deposits(chain, &provider, shape, &accounts, whale_amount).await?)
             }
             Shape::Pools { pools, .. } => {
-                for (i, a) in accounts.iter().enumerate() {
-                    for pool in pools {
-                        let c = ReentrantEthPool::new(*pool, p);
-                        let extra = if i == 0 && *pool == pools[0] {
-                            whale_amount
-                        } else {
-                            0.0
-                        };
-                        confirm(
-                            c.addLiquidity()
-                                .value(units(SEED / 100.0 + extra))
-                                .from(*a)
-                                .send()
-                                .await,
-                            "add liquidity",
-                        )
-                        .await?;
-                    }
-                }
-                let c = ReentrantEthPool::new(pools[0], p);
-                let lp = c
-                    .balanceOf(accounts[0])
-                    .call()
-                    .await
-                    .map_err(super::step_err("read the whale's LP"))?;
-                whale = Some(call(
-                    "whale removal",
-                    pools[0],
-                    ReentrantEthPool::removeLiquidityCall {
-                        lpAmount: lp * U256::from(9) / U256::from(10),
-                    },
-                    200_000,
-                ));
-                mix = vec![eth_transfer, pool_add, pool_remove];
+                Some(seed_pools(&provider, pools, &accounts, whale_amount).await?)
             }
             Shape::Aave(aave) => {
                 // No whale of the mempool's own: the Aave scenarios script their
                 // large withdrawals and liquidations, and one more on top of a
                 // scripted withdrawal stress would be the scenario's, not ordinary traffic.
-                seed_aave(chain, p, aave, &accounts).await?;
-                whale = None;
-                mix = vec![eth_transfer, token_transfer, aave_supply, aave_withdraw];
+                seed_aave(chain, &provider, aave, &accounts).await?;
+                None
             }
-        }
+        };
+        let mix = match &d.inner {
+            Shape::Bridge { .. } => vec![Mix::Eth, Mix::Token],
+            Shape::Lending { .. } => {
+                vec![Mix::Eth, Mix::Token, Mix::Deposit, Mix::Withdraw, Mix::Swap]
+            }
+            Shape::Pools { .. } => vec![Mix::Eth, Mix::Deposit, Mix::Withdraw],
+            Shape::DonationPool { .. } | Shape::Aave(_) => {
+                vec![Mix::Eth, Mix::Token, Mix::Deposit, Mix::Withdraw]
+            }
+        };
         Ok(Mempool {
             provider,
             wallet,
@@ -334,7 +223,7 @@ impl Mempool {
                             stats.whale_sent = true;
                             w.clone()
                         }
-                        _ => (m.mix[(k as usize + i) % m.mix.len()])(&m, i),
+                        _ => benign(&m, i, m.mix[(k as usize + i) % m.mix.len()]),
                     };
                     m.send(i, c, &mut nonce, &mut stats).await;
                     k += 1;
@@ -421,6 +310,118 @@ fn token_transfer(m: &Mempool, i: usize) -> Call {
     )
 }
 
+/// Every account holds its seed of bUSD, the first one the whale's share too;
+/// the whale transfers its share to the second.
+async fn seed_bridge(
+    chain: &Chain,
+    token: Address,
+    accounts: &[Address],
+    whale_amount: f64,
+) -> Result<Call, ScenarioError> {
+    let owner = DemoToken::new(token, &chain.provider);
+    for a in accounts {
+        confirm(owner.mint(*a, units(SEED)).send().await, "mint").await?;
+    }
+    let whale = units(whale_amount);
+    confirm(owner.mint(accounts[0], whale).send().await, "mint").await?;
+    let c = DemoToken::transferCall {
+        to: accounts[1],
+        value: whale,
+    };
+    Ok(call("whale transfer", token, c, 100_000))
+}
+
+/// Donation pool or lending market: every account holds twice its seed and
+/// deposits (supplies) one seed, the first one also the whale's share, which
+/// the whale withdraws.
+async fn seed_deposits(
+    chain: &Chain,
+    users: &DynProvider,
+    shape: &Shape,
+    accounts: &[Address],
+    whale_amount: f64,
+) -> Result<Call, ScenarioError> {
+    let (token, into, spenders, what) = match shape {
+        Shape::Lending {
+            usd, market, dex, ..
+        } => (*usd, *market, vec![*market, *dex], "supply"),
+        Shape::DonationPool { token, pool, .. } => (*token, *pool, vec![*pool], "deposit"),
+        _ => unreachable!("only deposit shapes are seeded with deposits"),
+    };
+    let t = DemoToken::new(token, users);
+    let owner = DemoToken::new(token, &chain.provider);
+    let (pool, market) = (
+        DonationLendingPool::new(into, users),
+        LendingMarket::new(into, users),
+    );
+    for (i, a) in accounts.iter().enumerate() {
+        let extra = if i == 0 { whale_amount } else { 0.0 };
+        confirm(
+            owner.mint(*a, units(2.0 * SEED + extra)).send().await,
+            "mint",
+        )
+        .await?;
+        for spender in &spenders {
+            confirm(
+                t.approve(*spender, U256::MAX).from(*a).send().await,
+                "approve",
+            )
+            .await?;
+        }
+        let amount = units(SEED + extra);
+        let sent = if what == "supply" {
+            market.supply(amount).from(*a).send().await
+        } else {
+            pool.deposit(amount).from(*a).send().await
+        };
+        confirm(sent, what).await?;
+    }
+    let amount = units(whale_amount);
+    Ok(if what == "supply" {
+        call(
+            "whale withdrawal",
+            into,
+            LendingMarket::withdrawCall { amount },
+            300_000,
+        )
+    } else {
+        let c = DonationLendingPool::withdrawCall { amount };
+        call("whale withdrawal", into, c, 300_000)
+    })
+}
+
+/// Every account adds its seed to each pool, the first one also the whale's
+/// share to pool 1, of which the whale removes nine tenths.
+async fn seed_pools(
+    users: &DynProvider,
+    pools: &[Address],
+    accounts: &[Address],
+    whale_amount: f64,
+) -> Result<Call, ScenarioError> {
+    for (i, a) in accounts.iter().enumerate() {
+        for pool in pools {
+            let c = ReentrantEthPool::new(*pool, users);
+            let extra = if i == 0 && *pool == pools[0] {
+                whale_amount
+            } else {
+                0.0
+            };
+            let add = c.addLiquidity().value(units(SEED / 100.0 + extra));
+            confirm(add.from(*a).send().await, "add liquidity").await?;
+        }
+    }
+    let c = ReentrantEthPool::new(pools[0], users);
+    let lp = c
+        .balanceOf(accounts[0])
+        .call()
+        .await
+        .map_err(crate::scenario::chain::rpc_err("read the whale's LP"))?;
+    let c = ReentrantEthPool::removeLiquidityCall {
+        lpAmount: lp * U256::from(9) / U256::from(10),
+    };
+    Ok(call("whale removal", pools[0], c, 200_000))
+}
+
 /// The Aave reserve the mempool's users hold, supply and withdraw (USDX).
 const AAVE_RESERVE: usize = 0;
 
@@ -452,123 +453,76 @@ async fn seed_aave(
     Ok(())
 }
 
-fn aave_withdrawal(aave: &Aave, kind: &'static str, amount: f64, to: Address) -> Call {
-    let asset = aave.reserves[AAVE_RESERVE].asset;
-    let c = IAavePool::withdrawCall {
-        asset,
-        amount: units(amount),
-        to,
-    };
-    call(kind, aave.pool, c, 400_000)
+/// One kind of ordinary transaction in the mix; [`benign`] builds it for the shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    Eth,
+    Token,
+    Deposit,
+    Withdraw,
+    Swap,
 }
 
-fn aave_supply(m: &Mempool, i: usize) -> Call {
-    let Shape::Aave(aave) = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    let c = IAavePool::supplyCall {
-        asset: aave.reserves[AAVE_RESERVE].asset,
-        amount: units(1.0),
-        onBehalfOf: m.accounts[i],
-        referralCode: 0,
-    };
-    call("deposit", aave.pool, c, 400_000)
-}
-
-fn aave_withdraw(m: &Mempool, i: usize) -> Call {
-    let Shape::Aave(aave) = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    aave_withdrawal(aave, "withdrawal", 1.0, m.accounts[i])
-}
-
-fn pool_deposit(m: &Mempool, i: usize) -> Call {
-    let Shape::DonationPool { pool, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "deposit",
-        *pool,
-        DonationLendingPool::depositCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn pool_withdraw(m: &Mempool, i: usize) -> Call {
-    let Shape::DonationPool { pool, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "withdrawal",
-        *pool,
-        DonationLendingPool::withdrawCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn market_supply(m: &Mempool, i: usize) -> Call {
-    let Shape::Lending { market, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "deposit",
-        *market,
-        LendingMarket::supplyCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn market_withdraw(m: &Mempool, i: usize) -> Call {
-    let Shape::Lending { market, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "withdrawal",
-        *market,
-        LendingMarket::withdrawCall { amount: units(1.0) },
-        300_000,
-    )
-}
-
-fn dex_swap(m: &Mempool, i: usize) -> Call {
-    let Shape::Lending { usd, dex, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "swap",
-        *dex,
-        ConstantProductPool::swapCall {
-            tokenIn: *usd,
-            amountIn: units(0.01),
-            minAmountOut: U256::ZERO,
+/// Account `i`'s next ordinary transaction of kind `what` on the mempool's shape
+/// (an ETH transfer where the shape has no such transaction).
+fn benign(m: &Mempool, i: usize, what: Mix) -> Call {
+    let small = units(1.0);
+    match (what, &m.shape) {
+        (Mix::Token, _) => token_transfer(m, i),
+        (Mix::Deposit, Shape::DonationPool { pool, .. }) => {
+            let c = DonationLendingPool::depositCall { amount: small };
+            call("deposit", *pool, c, 300_000)
+        }
+        (Mix::Withdraw, Shape::DonationPool { pool, .. }) => {
+            let c = DonationLendingPool::withdrawCall { amount: small };
+            call("withdrawal", *pool, c, 300_000)
+        }
+        (Mix::Deposit, Shape::Lending { market, .. }) => {
+            let c = LendingMarket::supplyCall { amount: small };
+            call("deposit", *market, c, 300_000)
+        }
+        (Mix::Withdraw, Shape::Lending { market, .. }) => {
+            let c = LendingMarket::withdrawCall { amount: small };
+            call("withdrawal", *market, c, 300_000)
+        }
+        (Mix::Swap, Shape::Lending { usd, dex, .. }) => {
+            let c = ConstantProductPool::swapCall {
+                tokenIn: *usd,
+                amountIn: units(0.01),
+                minAmountOut: U256::ZERO,
+            };
+            call("swap", *dex, c, 300_000)
+        }
+        (Mix::Deposit, Shape::Pools { pools, .. }) => Call {
+            kind: "deposit",
+            to: pools[i % pools.len()],
+            data: ReentrantEthPool::addLiquidityCall {}.abi_encode().into(),
+            value: units(0.01),
+            gas: 200_000,
         },
-        300_000,
-    )
-}
-
-fn pool_add(m: &Mempool, i: usize) -> Call {
-    let Shape::Pools { pools, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    Call {
-        kind: "deposit",
-        to: pools[i % pools.len()],
-        data: ReentrantEthPool::addLiquidityCall {}.abi_encode().into(),
-        value: units(0.01),
-        gas: 200_000,
+        (Mix::Withdraw, Shape::Pools { pools, .. }) => {
+            let c = ReentrantEthPool::removeLiquidityCall {
+                lpAmount: units(0.005),
+            };
+            call("withdrawal", pools[i % pools.len()], c, 200_000)
+        }
+        (Mix::Deposit, Shape::Aave(aave)) => {
+            let c = IAavePool::supplyCall {
+                asset: aave.reserves[AAVE_RESERVE].asset,
+                amount: small,
+                onBehalfOf: m.accounts[i],
+                referralCode: 0,
+            };
+            call("deposit", aave.pool, c, 400_000)
+        }
+        (Mix::Withdraw, Shape::Aave(aave)) => {
+            let c = IAavePool::withdrawCall {
+                asset: aave.reserves[AAVE_RESERVE].asset,
+                amount: small,
+                to: m.accounts[i],
+            };
+            call("withdrawal", aave.pool, c, 400_000)
+        }
+        _ => eth_transfer(m, i),
     }
-}
-
-fn pool_remove(m: &Mempool, i: usize) -> Call {
-    let Shape::Pools { pools, .. } = &m.shape else {
-        return eth_transfer(m, i);
-    };
-    call(
-        "withdrawal",
-        pools[i % pools.len()],
-        ReentrantEthPool::removeLiquidityCall {
-            lpAmount: units(0.005),
-        },
-        200_000,
-    )
 }

@@ -68,6 +68,25 @@ pub struct ExecutionReport {
     pub at_ms: i64,
 }
 
+impl ExecutionReport {
+    /// A report with only its decision, result and time; the rest is filled by the caller.
+    pub fn bare(decision_id: u64, result: &str, at_ms: i64) -> ExecutionReport {
+        ExecutionReport {
+            decision_id,
+            result: result.into(),
+            tx: None,
+            block: None,
+            index: None,
+            seen_in_mempool_ms: None,
+            max_fee_gwei: None,
+            tip_gwei: None,
+            would_send: None,
+            error: None,
+            at_ms,
+        }
+    }
+}
+
 /// A signed transaction a dry run did not broadcast.
 #[derive(Debug, Clone, Serialize)]
 pub struct WouldSend {
@@ -381,6 +400,17 @@ fn amount(x: f64) -> String {
 /// The report for people.
 pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
     let mut o = String::new();
+    render_head(&mut o, r);
+    for run in r.unprotected.iter().chain(std::iter::once(&r.protected)) {
+        render_run(&mut o, r, run);
+    }
+    render_attacks(&mut o, r);
+    render_outcome(&mut o, r, s);
+    o
+}
+
+/// What ran, where, and how time was compressed.
+fn render_head(o: &mut String, r: &ScenarioReport) {
     let _ = writeln!(
         o,
         "scenario {} ({}, {} protocol) from {}",
@@ -403,131 +433,142 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
             ""
         }
     );
-    for run in r.unprotected.iter().chain(std::iter::once(&r.protected)) {
+}
+
+/// One run: what the attackers gained, what was paused, the mempool, every transaction, trip and decision.
+fn render_run(o: &mut String, r: &ScenarioReport, run: &RunReport) {
+    let _ = writeln!(
+        o,
+        "\n{}: attackers gained {} {}; paused: {}",
+        if run.guardian {
+            if r.dry_run {
+                "with guardian (dry-run)"
+            } else {
+                "with guardian"
+            }
+        } else {
+            "without guardian"
+        },
+        amount(run.lost),
+        r.funds.unit,
+        if run.any_paused() {
+            run.paused
+                .iter()
+                .filter(|t| t.paused)
+                .map(|t| t.action.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            "nothing".into()
+        }
+    );
+    if run.mempool.rate > 0.0 {
         let _ = writeln!(
             o,
-            "\n{}: attackers gained {} {}; paused: {}",
-            if run.guardian {
-                if r.dry_run {
-                    "with guardian (dry-run)"
-                } else {
-                    "with guardian"
-                }
+            "  benign mempool: {:.0} tx/s asked, {} sent ({} refused){}",
+            run.mempool.rate,
+            run.mempool.sent,
+            run.mempool.refused,
+            if run.mempool.whale_sent {
+                ", the whale's included"
             } else {
-                "without guardian"
-            },
-            amount(run.lost),
-            r.funds.unit,
-            if run.any_paused() {
-                run.paused
-                    .iter()
-                    .filter(|t| t.paused)
-                    .map(|t| t.action.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            } else {
-                "nothing".into()
+                ""
             }
         );
-        if run.mempool.rate > 0.0 {
-            let _ = writeln!(
-                o,
-                "  benign mempool: {:.0} tx/s asked, {} sent ({} refused){}",
-                run.mempool.rate,
-                run.mempool.sent,
-                run.mempool.refused,
-                if run.mempool.whale_sent {
-                    ", the whale's included"
-                } else {
-                    ""
-                }
-            );
-        }
-        if run.guardian {
-            let _ = writeln!(
-                o,
-                "  pending transactions screened: {} (dropped unscreened: {})",
-                run.pending_screened, run.pending_dropped
-            );
-        }
-        for t in &run.transactions {
-            let _ = writeln!(
-                o,
-                "  t+{:<6} ms {:<7} {} {} -> {} {}",
-                t.broadcast_ms,
-                t.kind,
-                &t.hash[..10],
-                t.label,
-                position(t.block, t.index),
-                t.status
-            );
-        }
-        for t in &run.trips {
-            let _ = writeln!(
-                o,
-                "  TRIP {} -> {} at block {} ({}){}: {}",
-                t.policy,
-                t.action,
-                t.block,
-                ms(Some(t.at_ms)),
-                t.pending_tx
-                    .as_ref()
-                    .map(|h| format!(" on pending {}", &h[..10]))
-                    .unwrap_or_default(),
-                t.summary
-            );
-        }
-        for d in &run.decisions {
-            let _ = writeln!(
-                o,
-                "  decision {} ({} -> {}, block {}): {}",
-                d.decision_id, d.policy, d.action, d.block, d.outcome
-            );
-        }
-        for e in &run.executions {
-            match e.result.as_str() {
-                "landed" => {
+    }
+    if run.guardian {
+        let _ = writeln!(
+            o,
+            "  pending transactions screened: {} (dropped unscreened: {})",
+            run.pending_screened, run.pending_dropped
+        );
+    }
+    for t in &run.transactions {
+        let _ = writeln!(
+            o,
+            "  t+{:<6} ms {:<7} {} {} -> {} {}",
+            t.broadcast_ms,
+            t.kind,
+            &t.hash[..10],
+            t.label,
+            position(t.block, t.index),
+            t.status
+        );
+    }
+    for t in &run.trips {
+        let _ = writeln!(
+            o,
+            "  TRIP {} -> {} at block {} ({}){}: {}",
+            t.policy,
+            t.action,
+            t.block,
+            ms(Some(t.at_ms)),
+            t.pending_tx
+                .as_ref()
+                .map(|h| format!(" on pending {}", &h[..10]))
+                .unwrap_or_default(),
+            t.summary
+        );
+    }
+    for d in &run.decisions {
+        let _ = writeln!(
+            o,
+            "  decision {} ({} -> {}, block {}): {}",
+            d.decision_id, d.policy, d.action, d.block, d.outcome
+        );
+    }
+    render_executions(o, run);
+}
+
+/// What the executor did with each approved action.
+fn render_executions(o: &mut String, run: &RunReport) {
+    for e in &run.executions {
+        match e.result.as_str() {
+            "landed" => {
+                let _ = writeln!(
+                    o,
+                    "  {} {} seen in the mempool {} mined at {} (max fee {:.1} gwei, tip {:.1} gwei)",
+                    if run.is_parameter_change(e) {
+                        "parameter change"
+                    } else {
+                        "pause"
+                    },
+                    e.tx.as_deref().map_or("-", |h| &h[..10]),
+                    ms(e.seen_in_mempool_ms),
+                    position(e.block, e.index),
+                    e.max_fee_gwei.unwrap_or_default(),
+                    e.tip_gwei.unwrap_or_default()
+                );
+            }
+            "dry-run" => {
+                if let Some(w) = &e.would_send {
                     let _ = writeln!(
                         o,
-                        "  {} {} seen in the mempool {} mined at {} (max fee {:.1} gwei, tip {:.1} gwei)",
-                        if run.is_parameter_change(e) {
-                            "parameter change"
-                        } else {
-                            "pause"
-                        },
-                        e.tx.as_deref().map_or("-", |h| &h[..10]),
-                        ms(e.seen_in_mempool_ms),
-                        position(e.block, e.index),
-                        e.max_fee_gwei.unwrap_or_default(),
-                        e.tip_gwei.unwrap_or_default()
+                        "  would have sent {} to {} (selector {}, nonce {}, gas {}): {}",
+                        e.tx.as_deref().unwrap_or("-"),
+                        w.to.as_deref().unwrap_or("-"),
+                        w.selector,
+                        w.nonce,
+                        w.gas_limit,
+                        w.calldata
                     );
                 }
-                "dry-run" => {
-                    if let Some(w) = &e.would_send {
-                        let _ = writeln!(
-                            o,
-                            "  would have sent {} to {} (selector {}, nonce {}, gas {}): {}",
-                            e.tx.as_deref().unwrap_or("-"),
-                            w.to.as_deref().unwrap_or("-"),
-                            w.selector,
-                            w.nonce,
-                            w.gas_limit,
-                            w.calldata
-                        );
-                    }
-                }
-                _ => {
-                    let _ = writeln!(
-                        o,
-                        "  decision {}: {} {}",
-                        e.decision_id,
-                        e.result,
-                        e.error.as_deref().unwrap_or("")
-                    );
-                }
+            }
+            _ => {
+                let _ = writeln!(
+                    o,
+                    "  decision {}: {} {}",
+                    e.decision_id,
+                    e.result,
+                    e.error.as_deref().unwrap_or("")
+                );
             }
         }
     }
+}
+
+/// Each attack transaction against the pause, in the protected run.
+fn render_attacks(o: &mut String, r: &ScenarioReport) {
     if !r.attacks.is_empty() && !r.dry_run {
         let _ = writeln!(o, "\nattack timeline (with guardian):");
         for a in &r.attacks {
@@ -555,6 +596,10 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
             );
         }
     }
+}
+
+/// The funds lost in each run and whether each expectation held.
+fn render_outcome(o: &mut String, r: &ScenarioReport, s: &Scenario) {
     let f = &r.funds;
     let _ = writeln!(
         o,
@@ -587,5 +632,4 @@ pub fn render(r: &ScenarioReport, s: &Scenario) -> String {
             "EXPECTATIONS FAILED"
         }
     );
-    o
 }

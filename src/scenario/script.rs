@@ -12,7 +12,8 @@ use alloy::primitives::B256;
 
 use super::ScenarioError;
 use super::chain::{Chain, GWEI};
-use super::protocol::{Deployed, Sent};
+use super::protocol::Deployed;
+use super::shared::{Sent, unix_ms};
 use super::spec::{Action, Scenario};
 use crate::source::trace::TraceReader;
 
@@ -34,12 +35,6 @@ pub struct Played {
     pub wall_ms: u64,
     /// Unix ms at the script's start (the reference of every `at_ms`).
     pub started_unix_ms: u64,
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Base fees (wei) for `blocks` blocks: every `stride`-th row of a base-fee trace from `from_block`.

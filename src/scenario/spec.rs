@@ -380,216 +380,41 @@ pub fn load(path: &Path) -> Result<Scenario, Diagnostics> {
 
 /// Checks a scenario's text; `file.path` names it in diagnostics and anchors its relative paths.
 pub fn parse(file: &SourceFile) -> Result<Scenario, Diagnostics> {
-    let raw: RawFile = match toml::from_str(&file.text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let (line, column) = file.location(e.span().map_or(0, |s| s.start));
-            return Err(Diagnostics(vec![Diagnostic {
-                file: file.path.clone(),
-                line,
-                column,
-                message: e.message().trim().to_string(),
-                hint: Some(
-                    "see simulations/README.md for the scenario format (sections [scenario], [setup], [[step]], [expect])"
-                        .into(),
-                ),
-            }]));
-        }
-    };
+    let raw = read_raw(file)?;
     let mut c = Check {
         file,
         found: Vec::new(),
     };
     let scenario_span = raw.scenario.span();
     let header = raw.scenario.into_inner();
-    let name = header.name.get_ref().clone();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-    {
-        c.error(
-            &header.name.span(),
-            format!("scenario.name `{name}` must be letters, digits, `-` or `_`"),
-            "name it after the incident it models, e.g. \"euler-2023-donation\"",
-        );
-    }
-    let kind = match header.kind.get_ref().as_str() {
-        "attack" => Some(ScenarioKind::Attack),
-        "benign" => Some(ScenarioKind::Benign),
-        other => {
-            c.error(
-                &header.kind.span(),
-                format!("scenario.kind: `{other}` is neither \"attack\" nor \"benign\""),
-                "",
-            );
-            None
-        }
-    };
-    let oracle = match &header.oracle {
-        None => None,
-        Some(o) => match o.get_ref().as_str() {
-            "keeper" => Some(Oracle::Keeper),
-            "spot" => Some(Oracle::Spot),
-            other => {
-                c.error(
-                    &o.span(),
-                    format!("scenario.oracle: `{other}` is neither \"keeper\" nor \"spot\""),
-                    "",
-                );
-                None
-            }
-        },
-    };
-    let protocol = match header.protocol.get_ref().as_str() {
-        "bridge" => Some(Protocol::Bridge),
-        "donation-pool" => Some(Protocol::DonationPool),
-        "lending" => Some(Protocol::Lending {
-            oracle: oracle.unwrap_or(Oracle::Keeper),
-        }),
-        "reentrant-pools" => Some(Protocol::ReentrantPools),
-        "aave-v3" => Some(Protocol::AaveV3),
-        other => {
-            c.error(
-                &header.protocol.span(),
-                format!("scenario.protocol: `{other}` is not a protocol shape the runner deploys"),
-                "one of \"bridge\", \"donation-pool\", \"lending\", \"reentrant-pools\", \"aave-v3\"",
-            );
-            None
-        }
-    };
-    if let (Some(o), Some(p)) = (&header.oracle, protocol)
-        && !matches!(p, Protocol::Lending { .. })
-    {
-        c.error(
-            &o.span(),
-            format!(
-                "scenario.oracle applies to the lending protocol, not `{}`",
-                p.name()
-            ),
-            "remove it",
-        );
-    }
-    let block_time_s = c
-        .duration_s(&header.block_time, "scenario.block_time")
-        .and_then(|s| {
-            if s == 0 {
-                c.error(
-                    &header.block_time.span(),
-                    "scenario.block_time must be at least 1s",
-                    "anvil mines at whole-second intervals",
-                );
-                None
-            } else {
-                Some(s)
-            }
-        });
+    let name = check_name(&mut c, &header.name);
+    let kind = scenario_kind(&mut c, &header.kind);
+    let protocol = check_protocol(&mut c, &header);
+    let block_time_s = check_block_time(&mut c, &header.block_time);
     let gap_blocks = match &header.gap_blocks {
         Some(g) => c.positive_int(g, "scenario.gap_blocks", 100),
         None => Some(2),
     };
     let base = file.path.parent().unwrap_or(Path::new("."));
-    let mut policies = Vec::new();
-    if header.policies.get_ref().is_empty() {
-        c.error(
-            &header.policies.span(),
-            "scenario.policies is empty",
-            "list the policy files the guardian runs, relative to this file",
-        );
-    }
-    for p in header.policies.get_ref() {
-        let resolved = base.join(p.get_ref());
-        if !resolved.exists() {
-            c.error(
-                &p.span(),
-                format!("scenario.policies: {} does not exist", resolved.display()),
-                "paths are relative to the scenario file",
-            );
-        }
-        policies.push(resolved);
-    }
-
+    let policies = check_policies(&mut c, &header.policies, base);
     let setup = check_setup(&mut c, raw.setup.map(Spanned::into_inner), protocol);
-
     let mut steps = Vec::new();
     for raw_step in &raw.step {
         check_step(&mut c, raw_step, protocol, &setup, base, &mut steps);
     }
     steps.sort_by_key(|s| s.at_s);
-
-    let mempool_rate = match raw.mempool.map(Spanned::into_inner) {
-        None => 0.0,
-        Some(m) => {
-            let rate = *m.rate.get_ref();
-            if !(0.0..=2_000.0).contains(&rate) {
-                c.error(
-                    &m.rate.span(),
-                    format!(
-                        "mempool.rate {rate} is not between 0 and 2000 transactions per second"
-                    ),
-                    "the synthetic mempool's benign transactions per second, e.g. 100",
-                );
-            }
-            rate
-        }
-    };
+    let mempool_rate = check_mempool(&mut c, raw.mempool.map(Spanned::into_inner));
     let expect_span = raw.expect.span();
-    let raw_expect = raw.expect.into_inner();
-    let saved_at_least_pct = raw_expect.saved_at_least.as_ref().and_then(|s| {
-        let pct = c.percent(s, "expect.saved_at_least")?;
-        if !(0.0..=100.0).contains(&pct) {
-            c.error(
-                &s.span(),
-                "expect.saved_at_least must be between 0% and 100%",
-                "",
-            );
-            return None;
-        }
-        Some(pct)
-    });
-    let expect = Expect {
-        paused: raw_expect.paused,
-        saved_at_least_pct,
-        pause_before_attack: raw_expect.pause_before_attack,
-        no_pause: raw_expect.no_pause,
-    };
-    if expect == Expect::default() {
-        c.error(
-            &expect_span,
-            "the expect block checks nothing",
-            "say what must hold: paused, saved_at_least, pause_before_attack or no_pause",
-        );
-    }
-    if expect.no_pause == Some(true) && expect.paused == Some(true) {
-        c.error(
-            &expect_span,
-            "expect: no_pause = true contradicts paused = true",
-            "",
-        );
-    }
+    let expect = check_expect(&mut c, raw.expect.into_inner(), &expect_span);
     let has_attack = steps.iter().any(|s| s.kind == StepKind::Attack);
-    if kind == Some(ScenarioKind::Attack) && !has_attack {
-        c.error(
-            &header.kind.span(),
-            "an attack scenario needs at least one step with kind = \"attack\"",
-            "",
-        );
-    }
-    if kind == Some(ScenarioKind::Benign) && has_attack {
-        c.error(
-            &header.kind.span(),
-            "a benign scenario has an attack step",
-            "make it kind = \"attack\", or remove the attack",
-        );
-    }
-    if (expect.saved_at_least_pct.is_some() || expect.pause_before_attack.is_some()) && !has_attack
-    {
-        c.error(
-            &expect_span,
-            "saved_at_least and pause_before_attack need an attack step",
-            "",
-        );
-    }
+    check_script(
+        &mut c,
+        kind,
+        &header.kind,
+        &expect,
+        &expect_span,
+        has_attack,
+    );
     if steps.is_empty() {
         c.error(
             &scenario_span,
@@ -621,6 +446,228 @@ pub fn parse(file: &SourceFile) -> Result<Scenario, Diagnostics> {
         expect,
         mempool_rate,
     })
+}
+
+/// The file as TOML in the raw mirror; a syntax error or unknown key is the one diagnostic.
+fn read_raw(file: &SourceFile) -> Result<RawFile, Diagnostics> {
+    toml::from_str(&file.text).map_err(|e| {
+        let (line, column) = file.location(e.span().map_or(0, |s| s.start));
+        Diagnostics(vec![Diagnostic {
+            file: file.path.clone(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+            hint: Some(
+                "see simulations/README.md for the scenario format (sections [scenario], [setup], [[step]], [expect])"
+                    .into(),
+            ),
+        }])
+    })
+}
+
+fn check_name(c: &mut Check<'_>, name: &Spanned<String>) -> String {
+    let n = name.get_ref().clone();
+    if n.is_empty()
+        || !n
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        c.error(
+            &name.span(),
+            format!("scenario.name `{n}` must be letters, digits, `-` or `_`"),
+            "name it after the incident it models, e.g. \"euler-2023-donation\"",
+        );
+    }
+    n
+}
+
+fn scenario_kind(c: &mut Check<'_>, kind: &Spanned<String>) -> Option<ScenarioKind> {
+    match kind.get_ref().as_str() {
+        "attack" => Some(ScenarioKind::Attack),
+        "benign" => Some(ScenarioKind::Benign),
+        other => {
+            c.error(
+                &kind.span(),
+                format!("scenario.kind: `{other}` is neither \"attack\" nor \"benign\""),
+                "",
+            );
+            None
+        }
+    }
+}
+
+/// The protocol shape, with the lending market's oracle (which only lending takes).
+fn check_protocol(c: &mut Check<'_>, header: &RawHeader) -> Option<Protocol> {
+    let oracle = header
+        .oracle
+        .as_ref()
+        .and_then(|o| match o.get_ref().as_str() {
+            "keeper" => Some(Oracle::Keeper),
+            "spot" => Some(Oracle::Spot),
+            other => {
+                c.error(
+                    &o.span(),
+                    format!("scenario.oracle: `{other}` is neither \"keeper\" nor \"spot\""),
+                    "",
+                );
+                None
+            }
+        });
+    let protocol = match header.protocol.get_ref().as_str() {
+        "bridge" => Some(Protocol::Bridge),
+        "donation-pool" => Some(Protocol::DonationPool),
+        "lending" => Some(Protocol::Lending {
+            oracle: oracle.unwrap_or(Oracle::Keeper),
+        }),
+        "reentrant-pools" => Some(Protocol::ReentrantPools),
+        "aave-v3" => Some(Protocol::AaveV3),
+        other => {
+            c.error(
+                &header.protocol.span(),
+                format!("scenario.protocol: `{other}` is not a protocol shape the runner deploys"),
+                "one of \"bridge\", \"donation-pool\", \"lending\", \"reentrant-pools\", \"aave-v3\"",
+            );
+            None
+        }
+    };
+    if let (Some(o), Some(p)) = (&header.oracle, protocol)
+        && !matches!(p, Protocol::Lending { .. })
+    {
+        c.error(
+            &o.span(),
+            format!(
+                "scenario.oracle applies to the lending protocol, not `{}`",
+                p.name()
+            ),
+            "remove it",
+        );
+    }
+    protocol
+}
+
+fn check_block_time(c: &mut Check<'_>, block_time: &Spanned<String>) -> Option<u64> {
+    let s = c.duration_s(block_time, "scenario.block_time")?;
+    if s == 0 {
+        c.error(
+            &block_time.span(),
+            "scenario.block_time must be at least 1s",
+            "anvil mines at whole-second intervals",
+        );
+        return None;
+    }
+    Some(s)
+}
+
+/// The policy files, resolved against the scenario's folder; each must exist.
+fn check_policies(
+    c: &mut Check<'_>,
+    policies: &Spanned<Vec<Spanned<String>>>,
+    base: &Path,
+) -> Vec<PathBuf> {
+    if policies.get_ref().is_empty() {
+        c.error(
+            &policies.span(),
+            "scenario.policies is empty",
+            "list the policy files the guardian runs, relative to this file",
+        );
+    }
+    let mut out = Vec::new();
+    for p in policies.get_ref() {
+        let resolved = base.join(p.get_ref());
+        if !resolved.exists() {
+            c.error(
+                &p.span(),
+                format!("scenario.policies: {} does not exist", resolved.display()),
+                "paths are relative to the scenario file",
+            );
+        }
+        out.push(resolved);
+    }
+    out
+}
+
+fn check_mempool(c: &mut Check<'_>, raw: Option<RawMempool>) -> f64 {
+    let Some(m) = raw else {
+        return 0.0;
+    };
+    let rate = *m.rate.get_ref();
+    if !(0.0..=2_000.0).contains(&rate) {
+        c.error(
+            &m.rate.span(),
+            format!("mempool.rate {rate} is not between 0 and 2000 transactions per second"),
+            "the synthetic mempool's benign transactions per second, e.g. 100",
+        );
+    }
+    rate
+}
+
+fn check_expect(c: &mut Check<'_>, raw: RawExpect, span: &Range<usize>) -> Expect {
+    let saved_at_least_pct = raw.saved_at_least.as_ref().and_then(|s| {
+        let pct = c.percent(s, "expect.saved_at_least")?;
+        if !(0.0..=100.0).contains(&pct) {
+            c.error(
+                &s.span(),
+                "expect.saved_at_least must be between 0% and 100%",
+                "",
+            );
+            return None;
+        }
+        Some(pct)
+    });
+    let expect = Expect {
+        paused: raw.paused,
+        saved_at_least_pct,
+        pause_before_attack: raw.pause_before_attack,
+        no_pause: raw.no_pause,
+    };
+    if expect == Expect::default() {
+        c.error(
+            span,
+            "the expect block checks nothing",
+            "say what must hold: paused, saved_at_least, pause_before_attack or no_pause",
+        );
+    }
+    if expect.no_pause == Some(true) && expect.paused == Some(true) {
+        c.error(
+            span,
+            "expect: no_pause = true contradicts paused = true",
+            "",
+        );
+    }
+    expect
+}
+
+/// An attack scenario has an attack step and a benign one none; what `expect` asks needs it.
+fn check_script(
+    c: &mut Check<'_>,
+    kind: Option<ScenarioKind>,
+    kind_at: &Spanned<String>,
+    expect: &Expect,
+    expect_span: &Range<usize>,
+    has_attack: bool,
+) {
+    if kind == Some(ScenarioKind::Attack) && !has_attack {
+        c.error(
+            &kind_at.span(),
+            "an attack scenario needs at least one step with kind = \"attack\"",
+            "",
+        );
+    }
+    if kind == Some(ScenarioKind::Benign) && has_attack {
+        c.error(
+            &kind_at.span(),
+            "a benign scenario has an attack step",
+            "make it kind = \"attack\", or remove the attack",
+        );
+    }
+    if (expect.saved_at_least_pct.is_some() || expect.pause_before_attack.is_some()) && !has_attack
+    {
+        c.error(
+            expect_span,
+            "saved_at_least and pause_before_attack need an attack step",
+            "",
+        );
+    }
 }
 
 fn check_setup(
@@ -721,22 +768,97 @@ fn check_setup(
     })
 }
 
-const ACTIONS: [&str; 14] = [
-    "copycat",
-    "donation-round",
-    "spot-oracle",
-    "reentrancy",
-    "rogue-price",
-    "borrow-all",
-    "deposit",
-    "withdraw",
-    "borrow",
-    "repay",
-    "swap",
-    "liquidate",
-    "price",
-    "base-fee",
+/// One action the script may take: the step kind it is, the protocols it
+/// applies to, and the parameters it takes.
+struct ActionRule {
+    name: &'static str,
+    kind: StepKind,
+    protocols: &'static [&'static str],
+    params: &'static [&'static str],
+}
+
+const LENDING: &[&str] = &["lending", "aave-v3"];
+const POOLS: &[&str] = &["donation-pool", "lending", "reentrant-pools", "aave-v3"];
+const EVERY_PROTOCOL: &[&str] = &[
+    "bridge",
+    "donation-pool",
+    "lending",
+    "reentrant-pools",
+    "aave-v3",
 ];
+const USER_AMOUNT: &[&str] = &["user", "amount"];
+
+const fn rule(
+    name: &'static str,
+    kind: StepKind,
+    protocols: &'static [&'static str],
+    params: &'static [&'static str],
+) -> ActionRule {
+    ActionRule {
+        name,
+        kind,
+        protocols,
+        params,
+    }
+}
+
+/// Every action, in the order the hints list them.
+const ACTIONS: [ActionRule; 14] = [
+    rule(
+        "copycat",
+        StepKind::Attack,
+        &["bridge"],
+        &["senders", "slice"],
+    ),
+    rule(
+        "donation-round",
+        StepKind::Attack,
+        &["donation-pool"],
+        &["loan"],
+    ),
+    rule("spot-oracle", StepKind::Attack, &["lending"], &["loan"]),
+    rule(
+        "reentrancy",
+        StepKind::Attack,
+        &["reentrant-pools"],
+        &["pool", "capital"],
+    ),
+    rule("rogue-price", StepKind::Attack, LENDING, &["change"]),
+    rule("borrow-all", StepKind::Attack, LENDING, &["amount"]),
+    rule(
+        "deposit",
+        StepKind::Benign,
+        POOLS,
+        &["user", "amount", "pool"],
+    ),
+    rule(
+        "withdraw",
+        StepKind::Benign,
+        POOLS,
+        &["user", "amount", "pool"],
+    ),
+    rule("borrow", StepKind::Benign, LENDING, USER_AMOUNT),
+    rule("repay", StepKind::Benign, LENDING, USER_AMOUNT),
+    rule("swap", StepKind::Benign, &["lending"], USER_AMOUNT),
+    rule("liquidate", StepKind::Benign, LENDING, &[]),
+    rule("price", StepKind::Market, LENDING, &["change"]),
+    rule(
+        "base-fee",
+        StepKind::Market,
+        EVERY_PROTOCOL,
+        &["trace", "from_block", "blocks", "stride"],
+    ),
+];
+
+/// What checking one step needs besides the step: where it stands and what the scenario seeds.
+struct StepCheck<'a> {
+    raw: &'a RawStep,
+    span: Range<usize>,
+    name: &'static str,
+    protocol: Option<Protocol>,
+    setup: &'a Option<Setup>,
+    base: &'a Path,
+}
 
 fn check_step(
     c: &mut Check<'_>,
@@ -750,70 +872,90 @@ fn check_step(
     let origin = format!("{}:{}", c.file.path.display(), c.line(&span));
     let s = raw.get_ref();
     let at_s = c.duration_s(&s.at, "step.at");
-    let kind = match s.kind.get_ref().as_str() {
+    let kind = step_kind(c, &s.kind);
+    let Some(rule) = action_rule(c, &s.action) else {
+        return;
+    };
+    check_applies(c, s, rule, kind, protocol);
+    check_params(c, s, rule);
+    let step = StepCheck {
+        raw: s,
+        span,
+        name: rule.name,
+        protocol,
+        setup,
+        base,
+    };
+    let action = step.action(c);
+    let (repeat, every) = repeat_every(c, s);
+    if let (Some(at_s), Some(kind), Some(action), Some(repeat), Some(every)) =
+        (at_s, kind, action, repeat, every)
+    {
+        for i in 0..u64::from(repeat) {
+            out.push(Step {
+                at_s: at_s + i * every,
+                kind,
+                action: action.clone(),
+                origin: origin.clone(),
+            });
+        }
+    }
+}
+
+fn step_kind(c: &mut Check<'_>, kind: &Spanned<String>) -> Option<StepKind> {
+    match kind.get_ref().as_str() {
         "attack" => Some(StepKind::Attack),
         "benign" => Some(StepKind::Benign),
         "market" => Some(StepKind::Market),
         other => {
             c.error(
-                &s.kind.span(),
+                &kind.span(),
                 format!("step.kind: `{other}` is not \"attack\", \"benign\" or \"market\""),
                 "",
             );
             None
         }
-    };
-    let name = s.action.get_ref().as_str();
-    let Some(&name) = ACTIONS.iter().find(|a| **a == name) else {
-        let hint = crate::config::reader::did_you_mean(name, ACTIONS)
+    }
+}
+
+fn action_rule(c: &mut Check<'_>, action: &Spanned<String>) -> Option<&'static ActionRule> {
+    let name = action.get_ref().as_str();
+    let found = ACTIONS.iter().find(|a| a.name == name);
+    if found.is_none() {
+        let names = ACTIONS.iter().map(|a| a.name);
+        let hint = crate::config::reader::did_you_mean(name, names.clone())
             .map(|m| format!("did you mean `{m}`?"))
-            .unwrap_or_else(|| format!("one of {}", ACTIONS.join(", ")));
+            .unwrap_or_else(|| format!("one of {}", names.collect::<Vec<_>>().join(", ")));
         c.error(
-            &s.action.span(),
+            &action.span(),
             format!("step.action: `{name}` is not an action"),
             hint,
         );
-        return;
-    };
-    let (want_kind, protocols): (StepKind, &[&str]) = match name {
-        "copycat" => (StepKind::Attack, &["bridge"]),
-        "donation-round" => (StepKind::Attack, &["donation-pool"]),
-        "spot-oracle" => (StepKind::Attack, &["lending"]),
-        "reentrancy" => (StepKind::Attack, &["reentrant-pools"]),
-        "rogue-price" | "borrow-all" => (StepKind::Attack, &["lending", "aave-v3"]),
-        "deposit" | "withdraw" => (
-            StepKind::Benign,
-            &["donation-pool", "lending", "reentrant-pools", "aave-v3"],
-        ),
-        "borrow" | "repay" | "liquidate" => (StepKind::Benign, &["lending", "aave-v3"]),
-        "swap" => (StepKind::Benign, &["lending"]),
-        "price" => (StepKind::Market, &["lending", "aave-v3"]),
-        _ => (
-            StepKind::Market,
-            &[
-                "bridge",
-                "donation-pool",
-                "lending",
-                "reentrant-pools",
-                "aave-v3",
-            ],
-        ),
-    };
+    }
+    found
+}
+
+/// The step's kind is the action's, and the action applies to the protocol (and its oracle).
+fn check_applies(
+    c: &mut Check<'_>,
+    s: &RawStep,
+    rule: &ActionRule,
+    kind: Option<StepKind>,
+    protocol: Option<Protocol>,
+) {
+    let name = rule.name;
+    let want = rule.kind.as_str();
     if let Some(k) = kind
-        && k != want_kind
+        && k != rule.kind
     {
         c.error(
             &s.kind.span(),
-            format!(
-                "step.kind: `{name}` is a {} step, not {}",
-                want_kind.as_str(),
-                k.as_str()
-            ),
-            format!("write kind = \"{}\"", want_kind.as_str()),
+            format!("step.kind: `{name}` is a {want} step, not {}", k.as_str()),
+            format!("write kind = \"{want}\""),
         );
     }
     if let Some(p) = protocol
-        && !protocols.contains(&p.name())
+        && !rule.protocols.contains(&p.name())
     {
         c.error(
             &s.action.span(),
@@ -821,51 +963,31 @@ fn check_step(
                 "step.action: `{name}` does not apply to the {} protocol",
                 p.name()
             ),
-            format!("it applies to: {}", protocols.join(", ")),
+            format!("it applies to: {}", rule.protocols.join(", ")),
         );
     }
-    if name == "rogue-price"
-        && matches!(
-            protocol,
-            Some(Protocol::Lending {
-                oracle: Oracle::Spot
-            })
-        )
-    {
+    let spot = Some(Protocol::Lending {
+        oracle: Oracle::Spot,
+    });
+    if name == "rogue-price" && protocol == spot {
         c.error(
             &s.action.span(),
             "step.action: `rogue-price` needs the lending protocol with its keeper oracle",
             "remove oracle = \"spot\" under [scenario]",
         );
     }
-    if name == "spot-oracle"
-        && !matches!(
-            protocol,
-            Some(Protocol::Lending {
-                oracle: Oracle::Spot
-            }) | None
-        )
-    {
+    if name == "spot-oracle" && protocol.is_some() && protocol != spot {
         c.error(
             &s.action.span(),
             "step.action: `spot-oracle` needs the lending protocol with oracle = \"spot\"",
             "add oracle = \"spot\" under [scenario]",
         );
     }
+}
 
-    // Which parameters each action takes.
-    let allowed: &[&str] = match name {
-        "copycat" => &["senders", "slice"],
-        "donation-round" | "spot-oracle" => &["loan"],
-        "reentrancy" => &["pool", "capital"],
-        "deposit" | "withdraw" => &["user", "amount", "pool"],
-        "borrow" | "repay" | "swap" => &["user", "amount"],
-        "liquidate" => &[],
-        "price" | "rogue-price" => &["change"],
-        "borrow-all" => &["amount"],
-        _ => &["trace", "from_block", "blocks", "stride"],
-    };
-    let given: [(&str, Option<Range<usize>>); 13] = [
+/// Every parameter given is one the action takes.
+fn check_params(c: &mut Check<'_>, s: &RawStep, rule: &ActionRule) {
+    let given: [(&str, Option<Range<usize>>); 12] = [
         ("senders", s.senders.as_ref().map(Spanned::span)),
         ("slice", s.slice.as_ref().map(Spanned::span)),
         ("loan", s.loan.as_ref().map(Spanned::span)),
@@ -878,281 +1000,27 @@ fn check_step(
         ("from_block", s.from_block.as_ref().map(Spanned::span)),
         ("blocks", s.blocks.as_ref().map(Spanned::span)),
         ("stride", s.stride.as_ref().map(Spanned::span)),
-        ("every", None),
     ];
+    let name = rule.name;
     for (key, span) in &given {
         if let Some(span) = span
-            && !allowed.contains(key)
+            && !rule.params.contains(key)
         {
             c.error(
                 span,
                 format!("step: `{key}` does not apply to the `{name}` action"),
-                if allowed.is_empty() {
+                if rule.params.is_empty() {
                     format!("`{name}` takes no parameters")
                 } else {
-                    format!("`{name}` takes: {}", allowed.join(", "))
+                    format!("`{name}` takes: {}", rule.params.join(", "))
                 },
             );
         }
     }
-    let step_span = span.clone();
-    let missing = |c: &mut Check<'_>, key: &str| {
-        c.error(
-            &step_span,
-            format!("step: the `{name}` action needs `{key}`"),
-            "",
-        );
-    };
-    let users = setup.as_ref().map_or(u32::MAX, |s| s.users);
-    let borrowers = setup.as_ref().map_or(u32::MAX, |s| s.borrowers);
-    let user = |c: &mut Check<'_>, limit: u32, who: &str| -> Option<u32> {
-        let Some(u) = &s.user else {
-            missing(c, "user");
-            return None;
-        };
-        let n = c.positive_int(u, "step.user", 1_000)?;
-        if n > limit {
-            c.error(
-                &u.span(),
-                format!("step.user {n}: the scenario seeds only {limit} {who}"),
-                "users are numbered from 1",
-            );
-            return None;
-        }
-        Some(n)
-    };
-    let amount = |c: &mut Check<'_>| -> Option<f64> {
-        match &s.amount {
-            Some(a) => c.positive_amount(a, "step.amount"),
-            None => {
-                c.error(
-                    &span,
-                    format!("step: the `{name}` action needs `amount`"),
-                    "",
-                );
-                None
-            }
-        }
-    };
-    let pool_index = |c: &mut Check<'_>, required: bool| -> Option<Option<u32>> {
-        match &s.pool {
-            Some(p) => c.positive_int(p, "step.pool", 3).map(Some),
-            None if required => {
-                c.error(
-                    &span,
-                    format!("step: the `{name}` action needs `pool` (1 to 3)"),
-                    "",
-                );
-                None
-            }
-            None => Some(None),
-        }
-    };
-    let action = match name {
-        "copycat" => {
-            let senders = match &s.senders {
-                Some(n) => c.positive_int(n, "step.senders", 50),
-                None => Some(1),
-            };
-            let slice = match &s.slice {
-                Some(sl) => c.percent(sl, "step.slice").and_then(|p| {
-                    if p > 0.0 && p <= 100.0 {
-                        Some(p)
-                    } else {
-                        c.error(
-                            &sl.span(),
-                            "step.slice must be above 0% and at most 100%",
-                            "",
-                        );
-                        None
-                    }
-                }),
-                None => {
-                    c.error(&span, "step: the `copycat` action needs `slice` (a percent of the bridge's liquidity)", "");
-                    None
-                }
-            };
-            senders
-                .zip(slice)
-                .map(|(senders, slice_pct)| Action::Copycat { senders, slice_pct })
-        }
-        "donation-round" | "spot-oracle" => match &s.loan {
-            Some(l) => c.positive_amount(l, "step.loan").map(|loan| {
-                if name == "rogue-price"
-                    && matches!(
-                        protocol,
-                        Some(Protocol::Lending {
-                            oracle: Oracle::Spot
-                        })
-                    )
-                {
-                    c.error(
-            &s.action.span(),
-            "step.action: `rogue-price` needs the lending protocol with its keeper oracle",
-            "remove oracle = \"spot\" under [scenario]",
-        );
-                }
-                if name == "spot-oracle" {
-                    Action::SpotOracle { loan }
-                } else {
-                    Action::DonationRound { loan }
-                }
-            }),
-            None => {
-                c.error(
-                    &span,
-                    format!("step: the `{name}` action needs `loan` (tokens)"),
-                    "",
-                );
-                None
-            }
-        },
-        "reentrancy" => {
-            let pool = pool_index(c, true).flatten();
-            let capital = match &s.capital {
-                Some(k) => c.positive_amount(k, "step.capital"),
-                None => {
-                    c.error(
-                        &span,
-                        "step: the `reentrancy` action needs `capital` (ETH)",
-                        "",
-                    );
-                    None
-                }
-            };
-            pool.zip(capital)
-                .map(|(pool, capital)| Action::Reentrancy { pool, capital })
-        }
-        "deposit" | "withdraw" => {
-            let pools = protocol == Some(Protocol::ReentrantPools);
-            let u = user(c, users, "users");
-            let a = amount(c);
-            let p = pool_index(c, pools);
-            if !pools && let Some(p) = &s.pool {
-                c.error(
-                    &p.span(),
-                    "step.pool applies to the reentrant-pools protocol only",
-                    "",
-                );
-            }
-            match (u, a, p) {
-                (Some(user), Some(amount), Some(pool)) => Some(if name == "deposit" {
-                    Action::Deposit { user, amount, pool }
-                } else {
-                    Action::Withdraw { user, amount, pool }
-                }),
-                _ => None,
-            }
-        }
-        "borrow" | "repay" => {
-            let u = user(c, borrowers, "borrowers");
-            let a = amount(c);
-            u.zip(a).map(|(user, amount)| {
-                if name == "borrow" {
-                    Action::Borrow { user, amount }
-                } else {
-                    Action::Repay { user, amount }
-                }
-            })
-        }
-        "swap" => {
-            let u = user(c, users, "users");
-            let a = amount(c);
-            u.zip(a).map(|(user, amount)| Action::Swap { user, amount })
-        }
-        "liquidate" => Some(Action::Liquidate),
-        "borrow-all" => amount(c).map(|amount| Action::BorrowAll { amount }),
-        "price" | "rogue-price" => match &s.change {
-            Some(ch) => c.percent(ch, "step.change").and_then(|p| {
-                if p > -100.0 && p != 0.0 {
-                    Some(if name == "price" {
-                        Action::Price { change_pct: p }
-                    } else {
-                        Action::RoguePrice { change_pct: p }
-                    })
-                } else {
-                    c.error(
-                        &ch.span(),
-                        "step.change must be a non-zero percent above -100%",
-                        "",
-                    );
-                    None
-                }
-            }),
-            None => {
-                c.error(
-                    &span,
-                    "step: the `price` action needs `change` (e.g. \"-3%\")",
-                    "",
-                );
-                None
-            }
-        },
-        _ => {
-            let trace = match &s.trace {
-                Some(t) => {
-                    let p = base.join(t.get_ref());
-                    if !p.is_file() {
-                        c.error(
-                            &t.span(),
-                            format!("step.trace: {} does not exist", p.display()),
-                            "paths are relative to the scenario file",
-                        );
-                    }
-                    Some(p)
-                }
-                None => {
-                    c.error(
-                        &span,
-                        "step: the `base-fee` action needs `trace` (a base-fee trace file)",
-                        "",
-                    );
-                    None
-                }
-            };
-            let from_block = match &s.from_block {
-                Some(b) if *b.get_ref() >= 0 => Some(*b.get_ref() as u64),
-                Some(b) => {
-                    c.error(&b.span(), "step.from_block must not be negative", "");
-                    None
-                }
-                None => {
-                    c.error(
-                        &span,
-                        "step: the `base-fee` action needs `from_block` (a block of the trace)",
-                        "",
-                    );
-                    None
-                }
-            };
-            let blocks = match &s.blocks {
-                Some(b) => c.positive_int(b, "step.blocks", 1_000),
-                None => {
-                    c.error(
-                        &span,
-                        "step: the `base-fee` action needs `blocks` (how many blocks to drive)",
-                        "",
-                    );
-                    None
-                }
-            };
-            let stride = match &s.stride {
-                Some(b) => c.positive_int(b, "step.stride", 1_000),
-                None => Some(1),
-            };
-            match (trace, from_block, blocks, stride) {
-                (Some(trace), Some(from_block), Some(blocks), Some(stride)) => {
-                    Some(Action::BaseFee {
-                        trace,
-                        from_block,
-                        blocks,
-                        stride,
-                    })
-                }
-                _ => None,
-            }
-        }
-    };
+}
+
+/// How many times the step runs and the seconds between runs.
+fn repeat_every(c: &mut Check<'_>, s: &RawStep) -> (Option<u32>, Option<u64>) {
     let repeat = match &s.repeat {
         Some(r) => c.positive_int(r, "step.repeat", 200),
         None => Some(1),
@@ -1172,17 +1040,218 @@ fn check_step(
             Some(0)
         }
     };
-    if let (Some(at_s), Some(kind), Some(action), Some(repeat), Some(every)) =
-        (at_s, kind, action, repeat, every)
-    {
-        for i in 0..u64::from(repeat) {
-            out.push(Step {
-                at_s: at_s + i * every,
-                kind,
-                action: action.clone(),
-                origin: origin.clone(),
+    (repeat, every)
+}
+
+impl StepCheck<'_> {
+    /// The checked action, `None` when a problem was reported.
+    fn action(&self, c: &mut Check<'_>) -> Option<Action> {
+        let name = self.name;
+        match name {
+            "copycat" => self.copycat(c),
+            "donation-round" | "spot-oracle" => {
+                let loan = self.required(c, &self.raw.loan, "loan", " (tokens)")?;
+                let loan = c.positive_amount(loan, "step.loan")?;
+                Some(if name == "spot-oracle" {
+                    Action::SpotOracle { loan }
+                } else {
+                    Action::DonationRound { loan }
+                })
+            }
+            "reentrancy" => {
+                let pool = self.pool_index(c, true).flatten();
+                let capital = self
+                    .required(c, &self.raw.capital, "capital", " (ETH)")
+                    .and_then(|k| c.positive_amount(k, "step.capital"));
+                pool.zip(capital)
+                    .map(|(pool, capital)| Action::Reentrancy { pool, capital })
+            }
+            "deposit" | "withdraw" => self.deposit_or_withdraw(c),
+            "borrow" | "repay" | "swap" => self.user_amount(c),
+            "liquidate" => Some(Action::Liquidate),
+            "borrow-all" => self.amount(c).map(|amount| Action::BorrowAll { amount }),
+            "price" | "rogue-price" => self.price(c),
+            _ => self.base_fee(c),
+        }
+    }
+
+    /// The parameter, or an error that the action needs `key` (`note` says what it is).
+    fn required<'v, T>(
+        &self,
+        c: &mut Check<'_>,
+        v: &'v Option<Spanned<T>>,
+        key: &str,
+        note: &str,
+    ) -> Option<&'v Spanned<T>> {
+        if v.is_none() {
+            let name = self.name;
+            c.error(
+                &self.span,
+                format!("step: the `{name}` action needs `{key}`{note}"),
+                "",
+            );
+        }
+        v.as_ref()
+    }
+
+    fn user(&self, c: &mut Check<'_>, borrowers: bool) -> Option<u32> {
+        let (limit, who) = match (self.setup, borrowers) {
+            (Some(s), true) => (s.borrowers, "borrowers"),
+            (Some(s), false) => (s.users, "users"),
+            (None, true) => (u32::MAX, "borrowers"),
+            (None, false) => (u32::MAX, "users"),
+        };
+        let u = self.required(c, &self.raw.user, "user", "")?;
+        let n = c.positive_int(u, "step.user", 1_000)?;
+        if n > limit {
+            c.error(
+                &u.span(),
+                format!("step.user {n}: the scenario seeds only {limit} {who}"),
+                "users are numbered from 1",
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    fn amount(&self, c: &mut Check<'_>) -> Option<f64> {
+        let a = self.required(c, &self.raw.amount, "amount", "")?;
+        c.positive_amount(a, "step.amount")
+    }
+
+    fn pool_index(&self, c: &mut Check<'_>, required: bool) -> Option<Option<u32>> {
+        match &self.raw.pool {
+            Some(p) => c.positive_int(p, "step.pool", 3).map(Some),
+            None if required => {
+                self.required(c, &self.raw.pool, "pool", " (1 to 3)");
+                None
+            }
+            None => Some(None),
+        }
+    }
+
+    fn copycat(&self, c: &mut Check<'_>) -> Option<Action> {
+        let senders = match &self.raw.senders {
+            Some(n) => c.positive_int(n, "step.senders", 50),
+            None => Some(1),
+        };
+        let slice = self
+            .required(
+                c,
+                &self.raw.slice,
+                "slice",
+                " (a percent of the bridge's liquidity)",
+            )
+            .and_then(|sl| {
+                let p = c.percent(sl, "step.slice")?;
+                if p > 0.0 && p <= 100.0 {
+                    return Some(p);
+                }
+                c.error(
+                    &sl.span(),
+                    "step.slice must be above 0% and at most 100%",
+                    "",
+                );
+                None
+            });
+        senders
+            .zip(slice)
+            .map(|(senders, slice_pct)| Action::Copycat { senders, slice_pct })
+    }
+
+    fn deposit_or_withdraw(&self, c: &mut Check<'_>) -> Option<Action> {
+        let pools = self.protocol == Some(Protocol::ReentrantPools);
+        let u = self.user(c, false);
+        let a = self.amount(c);
+        let p = self.pool_index(c, pools);
+        if !pools && let Some(p) = &self.raw.pool {
+            c.error(
+                &p.span(),
+                "step.pool applies to the reentrant-pools protocol only",
+                "",
+            );
+        }
+        let (user, amount, pool) = (u?, a?, p?);
+        Some(if self.name == "deposit" {
+            Action::Deposit { user, amount, pool }
+        } else {
+            Action::Withdraw { user, amount, pool }
+        })
+    }
+
+    fn user_amount(&self, c: &mut Check<'_>) -> Option<Action> {
+        let u = self.user(c, self.name != "swap");
+        let a = self.amount(c);
+        let (user, amount) = (u?, a?);
+        Some(match self.name {
+            "borrow" => Action::Borrow { user, amount },
+            "repay" => Action::Repay { user, amount },
+            _ => Action::Swap { user, amount },
+        })
+    }
+
+    fn price(&self, c: &mut Check<'_>) -> Option<Action> {
+        let Some(ch) = &self.raw.change else {
+            c.error(
+                &self.span,
+                "step: the `price` action needs `change` (e.g. \"-3%\")",
+                "",
+            );
+            return None;
+        };
+        let p = c.percent(ch, "step.change")?;
+        if p > -100.0 && p != 0.0 {
+            return Some(if self.name == "price" {
+                Action::Price { change_pct: p }
+            } else {
+                Action::RoguePrice { change_pct: p }
             });
         }
+        c.error(
+            &ch.span(),
+            "step.change must be a non-zero percent above -100%",
+            "",
+        );
+        None
+    }
+
+    fn base_fee(&self, c: &mut Check<'_>) -> Option<Action> {
+        let s = self.raw;
+        let trace = self
+            .required(c, &s.trace, "trace", " (a base-fee trace file)")
+            .map(|t| {
+                let p = self.base.join(t.get_ref());
+                if !p.is_file() {
+                    c.error(
+                        &t.span(),
+                        format!("step.trace: {} does not exist", p.display()),
+                        "paths are relative to the scenario file",
+                    );
+                }
+                p
+            });
+        let from_block = self
+            .required(c, &s.from_block, "from_block", " (a block of the trace)")
+            .and_then(|b| {
+                if *b.get_ref() >= 0 {
+                    return Some(*b.get_ref() as u64);
+                }
+                c.error(&b.span(), "step.from_block must not be negative", "");
+                None
+            });
+        let blocks = self
+            .required(c, &s.blocks, "blocks", " (how many blocks to drive)")
+            .and_then(|b| c.positive_int(b, "step.blocks", 1_000));
+        let stride = match &s.stride {
+            Some(b) => c.positive_int(b, "step.stride", 1_000),
+            None => Some(1),
+        };
+        Some(Action::BaseFee {
+            trace: trace?,
+            from_block: from_block?,
+            blocks: blocks?,
+            stride: stride?,
+        })
     }
 }
 
