@@ -259,7 +259,10 @@ async fn main() {
     println!(
         "attacks: {} sent, {} screened (an attack mined before its screening is not), {} tripped; pending seen -> trip p50={:.1} ms p99={:.1} ms",
         attacks.len(),
-        attacks.iter().filter(|h| screened_attacks.contains(*h)).count(),
+        attacks
+            .iter()
+            .filter(|h| screened_attacks.contains(*h))
+            .count(),
         attack_latency.len(),
         quantile(&mut attack_latency.clone(), 0.5),
         quantile(&mut attack_latency, 0.99)
