@@ -10,7 +10,8 @@ use std::fmt::{Display, Write as _};
 use crate::config::{ActionKind, Config};
 use crate::metrics::MetricId;
 use crate::policy::model::{
-    Amount, Comparison, Condition, Direction, Node, NodeId, Policy, PolicySet, Quorum, RateUnit,
+    Amount, Comparison, Condition, CusumParams, Direction, EwmaParams, Node, NodeId, Policy,
+    PolicySet, Quorum, RateUnit,
 };
 use crate::units::Window;
 
@@ -383,15 +384,14 @@ fn same_kind_changes(
         a: &o.condition,
         b: &n.condition,
     };
-    let kinds: [fn(&Versions, &mut Vec<String>) -> bool; 9] = [
+    let kinds: [fn(&Versions, &mut Vec<String>) -> bool; 8] = [
         threshold_changes,
         change_changes,
         rate_changes,
         sum_changes,
         deviation_changes,
         stale_changes,
-        ewma_changes,
-        cusum_changes,
+        detector_changes,
         composite_changes,
     ];
     if !kinds.iter().any(|same_kind| same_kind(&v, out)) {
@@ -641,73 +641,52 @@ fn stale_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     true
 }
 
-fn ewma_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Ewma {
-            metric: m1,
-            params: p1,
-        },
-        Condition::Ewma {
-            metric: m2,
-            params: p2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
-    };
-    if !(v.same(*m1, *m2) && p1.direction == p2.direction) {
-        return false;
-    }
-    note(
-        out,
-        &format!("EWMA z threshold on `{}`", v.name(*m2)),
-        p1.z,
-        p2.z,
-        tightened(true, p1.z, p2.z),
-    );
-    note(
-        out,
-        "EWMA half-life (samples)",
-        p1.halflife,
-        p2.halflife,
-        None,
-    );
-    note(out, "EWMA warm-up (samples)", p1.warmup, p2.warmup, None);
-    true
+/// One parameter of a detector: what, its value, and whether a lower value
+/// trips sooner (`None`: no verdict). The first is the threshold.
+type Param = (&'static str, f64, Option<bool>);
+
+fn ewma_params(p: &EwmaParams) -> [Param; 3] {
+    [
+        ("EWMA z threshold", p.z, Some(true)),
+        ("EWMA half-life (samples)", p.halflife, None),
+        ("EWMA warm-up (samples)", p.warmup.into(), None),
+    ]
 }
 
-fn cusum_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Cusum {
-            metric: m1,
-            params: p1,
-        },
-        Condition::Cusum {
-            metric: m2,
-            params: p2,
-        },
-    ) = (v.a, v.b)
-    else {
+fn cusum_params(p: &CusumParams) -> [Param; 3] {
+    [
+        ("CUSUM threshold", p.threshold, Some(true)),
+        ("CUSUM slack", p.slack, Some(true)),
+        ("CUSUM warm-up (samples)", p.warmup.into(), None),
+    ]
+}
+
+/// A detector's metric, direction and parameters.
+fn detector(c: &Condition) -> Option<(MetricId, Direction, [Param; 3])> {
+    match c {
+        Condition::Ewma { metric, params } => {
+            Some((*metric, params.direction, ewma_params(params)))
+        }
+        Condition::Cusum { metric, params } => {
+            Some((*metric, params.direction, cusum_params(params)))
+        }
+        _ => None,
+    }
+}
+
+/// EWMA and CUSUM: the threshold on the metric, then the other parameters.
+fn detector_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+    let (Some((m1, d1, p1)), Some((m2, d2, p2))) = (detector(v.a), detector(v.b)) else {
         return false;
     };
-    if !(v.same(*m1, *m2) && p1.direction == p2.direction) {
+    if p1[0].0 != p2[0].0 || !(v.same(m1, m2) && d1 == d2) {
         return false;
     }
-    note(
-        out,
-        &format!("CUSUM threshold on `{}`", v.name(*m2)),
-        p1.threshold,
-        p2.threshold,
-        tightened(true, p1.threshold, p2.threshold),
-    );
-    note(
-        out,
-        "CUSUM slack",
-        p1.slack,
-        p2.slack,
-        tightened(true, p1.slack, p2.slack),
-    );
-    note(out, "CUSUM warm-up (samples)", p1.warmup, p2.warmup, None);
+    let threshold = format!("{} on `{}`", p2[0].0, v.name(m2));
+    for (i, ((what, a, lower), (_, b, _))) in p1.into_iter().zip(p2).enumerate() {
+        let what = if i == 0 { threshold.as_str() } else { what };
+        note(out, what, a, b, lower.and_then(|l| tightened(l, a, b)));
+    }
     true
 }
 

@@ -138,26 +138,111 @@ pub fn trip_json(trip: &Trip) -> String {
 
 /// Unix milliseconds as `2022-08-01 21:32:13.500Z`.
 pub fn format_time(ms: u64) -> String {
-    use chrono::format::{Item, StrftimeItems};
-    // Parsed once: a replay formats a time for every trip.
-    static ITEMS: std::sync::LazyLock<Vec<Item<'static>>> =
-        std::sync::LazyLock::new(|| StrftimeItems::new("%Y-%m-%d %H:%M:%S%.3fZ").collect());
-    match chrono::DateTime::from_timestamp_millis(ms as i64) {
-        Some(t) => t.format_with_items(ITEMS.iter()).to_string(),
-        None => format!("{ms} ms"),
+    let mut out = String::with_capacity(24);
+    push_time(&mut out, ms);
+    out
+}
+
+/// The first millisecond of year 10000: later times need chrono's `+YYYYY` year.
+const YEAR_10000_MS: u64 = 253_402_300_800_000;
+
+/// Appends [`format_time`]'s text. A replay formats one time per trip, so
+/// years 1970-9999 are written by hand (days to a civil date, Hinnant's
+/// algorithm); chrono writes the rest. The text is chrono's
+/// `%Y-%m-%d %H:%M:%S%.3fZ` either way (a test compares them).
+fn push_time(out: &mut String, ms: u64) {
+    use std::fmt::Write as _;
+    if ms >= YEAR_10000_MS {
+        let _ = match chrono::DateTime::from_timestamp_millis(ms as i64) {
+            Some(t) => write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.3fZ")),
+            None => write!(out, "{ms} ms"),
+        };
+        return;
     }
+    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"0000-00-00 00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, ms_of_day / 3_600_000);
+    put(14, 2, ms_of_day / 60_000 % 60);
+    put(17, 2, ms_of_day / 1000 % 60);
+    put(20, 3, ms_of_day % 1000);
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(month <= 2), month, day)
 }
 
 /// A trip as a human timeline entry.
 pub fn trip_line(trip: &Trip) -> String {
-    format!(
-        "block {}  {}  TRIP {} ({}) -> {} [{}]\n    {}",
-        trip.block,
-        format_time(trip.time_ms),
-        trip.policy,
-        trip.severity.as_str(),
-        trip.action,
-        trip.mode,
-        trip.summary
-    )
+    let parts = trip.policy.len() + trip.action.len() + trip.summary.len();
+    // The fixed text, a 20-digit block, the time, severity and mode take at most 92 bytes.
+    let mut out = String::with_capacity(96 + parts);
+    out.push_str("block ");
+    out.push_str(itoa::Buffer::new().format(trip.block));
+    out.push_str("  ");
+    push_time(&mut out, trip.time_ms);
+    out.push_str("  TRIP ");
+    out.push_str(&trip.policy);
+    out.push_str(" (");
+    out.push_str(trip.severity.as_str());
+    out.push_str(") -> ");
+    out.push_str(&trip.action);
+    out.push_str(" [");
+    out.push_str(trip.mode.as_str());
+    out.push_str("]\n    ");
+    out.push_str(&trip.summary);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        let chrono_text = |ms: u64| match chrono::DateTime::from_timestamp_millis(ms as i64) {
+            Some(t) => t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
+            None => format!("{ms} ms"),
+        };
+        let mut ms = 0u64;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let edges = [
+            0,
+            1,
+            951_782_400_000,   // 2000-02-29
+            4_107_542_400_000, // 2100-02-28
+            YEAR_10000_MS - 1,
+            YEAR_10000_MS,
+            u64::MAX,
+        ];
+        for e in edges {
+            assert_eq!(format_time(e), chrono_text(e), "{e}");
+        }
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ms = ms.wrapping_add(x % 5_000_000_000) % (YEAR_10000_MS + 1000);
+            assert_eq!(format_time(ms), chrono_text(ms), "{ms}");
+        }
+    }
 }

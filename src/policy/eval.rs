@@ -39,10 +39,12 @@ use crate::decision::{Evidence, Trip};
 use crate::metrics::detectors::{Cusum, Ewma};
 use crate::metrics::history::{Entry, MetricHistory};
 use crate::metrics::{MetricId, Sample};
-use crate::units::Window;
+use crate::units::{Percent, Window};
 
 use super::evidence::{Reading, Readings, Seen, recent};
-use super::model::{Amount, Condition, Mode, NodeId, PolicySet, Quorum, RateUnit};
+use super::model::{
+    Amount, Comparison, Condition, Direction, Mode, NodeId, PolicySet, Quorum, RateUnit,
+};
 
 #[path = "whatif.rs"]
 mod whatif;
@@ -412,16 +414,14 @@ impl Engine {
                 held >= needed
             }
             condition => {
-                let state = &mut self.nodes[i];
-                evaluate_leaf(
-                    condition,
-                    state,
-                    &self.histories,
+                let inputs = Inputs {
+                    histories: &self.histories,
                     updated,
                     at,
-                    self.clock.unwrap_or_default(),
-                    self.start,
-                )
+                    clock: self.clock.unwrap_or_default(),
+                    start: self.start,
+                };
+                evaluate_leaf(condition, &mut self.nodes[i], &inputs)
             }
         };
         let hold = node.hold;
@@ -533,88 +533,73 @@ fn percent_of(part: f64, whole: f64) -> f64 {
     }
 }
 
-fn evaluate_leaf(
-    condition: &Condition,
-    state: &mut NodeState,
-    histories: &[MetricHistory],
+/// What a leaf condition's evaluation reads besides its own state.
+struct Inputs<'a> {
+    histories: &'a [MetricHistory],
+    /// The metric whose sample triggered the evaluation (none: the clock moved).
     updated: Option<MetricId>,
+    /// The sample's (or tick's) block and time.
     at: (u64, u64),
+    /// The engine's latest block and time, and its first (for staleness).
     clock: (u64, u64),
     start: (u64, u64),
-) -> bool {
-    let latest = |m: &MetricId| histories[m.0 as usize].latest().copied();
+}
+
+impl Inputs<'_> {
+    fn latest(&self, m: MetricId) -> Option<Entry> {
+        self.histories[m.0 as usize].latest().copied()
+    }
+
+    /// A metric's latest entry and the entry starting `window` before it.
+    fn window(&self, m: MetricId, window: Window) -> Option<(Entry, Entry)> {
+        let h = &self.histories[m.0 as usize];
+        Some((*h.latest()?, *h.window_start(window)?))
+    }
+}
+
+/// The reading's latest entry.
+fn set_now(seen: &mut Seen, e: &Entry) {
+    seen.block = e.block;
+    seen.time_ms = e.time_ms;
+    seen.value = e.value;
+}
+
+/// The reading's base entry: a window's start, or the reference.
+fn set_base(seen: &mut Seen, e: &Entry) {
+    seen.base = e.value;
+    seen.base_block = e.block;
+    seen.base_time_ms = e.time_ms;
+}
+
+fn evaluate_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) -> bool {
     let seen = &mut state.seen;
     seen.judged = false;
-    let set_now = |seen: &mut Seen, e: &Entry| {
-        seen.block = e.block;
-        seen.time_ms = e.time_ms;
-        seen.value = e.value;
-    };
-    let set_base = |seen: &mut Seen, e: &Entry| {
-        seen.base = e.value;
-        seen.base_block = e.block;
-        seen.base_time_ms = e.time_ms;
-    };
-    match condition {
+    match *condition {
         Condition::Threshold {
             metric,
             comparison,
             value,
         } => {
-            let Some(now) = latest(metric) else {
+            let Some(now) = inputs.latest(metric) else {
                 return false;
             };
             set_now(seen, &now);
             seen.judged = true;
-            comparison.holds(now.value, *value)
+            comparison.holds(now.value, value)
         }
         Condition::Change {
             metric,
             window,
             direction,
             by,
-        } => {
-            let h = &histories[metric.0 as usize];
-            let (Some(now), Some(base)) = (h.latest().copied(), h.window_start(*window).copied())
-            else {
-                return false;
-            };
-            set_now(seen, &now);
-            set_base(seen, &base);
-            let delta = now.value - base.value;
-            seen.stat = delta;
-            seen.stat2 = percent_of(delta, base.value);
-            seen.judged = true;
-            match by {
-                Amount::Absolute(a) => direction.magnitude(delta) >= *a,
-                Amount::Percent(p) => direction.magnitude(seen.stat2) >= p.0,
-            }
-        }
+        } => change_leaf(seen, inputs.window(metric, window), direction, by),
         Condition::Rate {
             metric,
             window,
             per,
             direction,
             above,
-        } => {
-            let h = &histories[metric.0 as usize];
-            let (Some(now), Some(base)) = (h.latest().copied(), h.window_start(*window).copied())
-            else {
-                return false;
-            };
-            let elapsed = match per {
-                RateUnit::PerBlock => (now.block - base.block) as f64,
-                RateUnit::PerSecond => (now.time_ms.saturating_sub(base.time_ms)) as f64 / 1000.0,
-            };
-            if elapsed <= 0.0 {
-                return false;
-            }
-            set_now(seen, &now);
-            set_base(seen, &base);
-            seen.stat = (now.value - base.value) / elapsed;
-            seen.judged = true;
-            direction.magnitude(seen.stat) >= *above
-        }
+        } => rate_leaf(seen, inputs.window(metric, window), per, direction, above),
         Condition::Sum {
             metric,
             window,
@@ -622,37 +607,8 @@ fn evaluate_leaf(
             value,
             relative_to,
         } => {
-            // The window ends at the sample being evaluated, which may belong to
-            // `relative_to` and be later than this metric's newest sample.
-            let (now_block, now_ms) = at;
-            let h = &histories[metric.0 as usize];
-            let (sum, count, first) = h.sum_at(state.sum_slot, now_block, now_ms);
-            seen.block = now_block;
-            seen.time_ms = now_ms;
-            seen.value = h.latest().map_or(0.0, |e| e.value);
-            seen.stat = sum;
-            seen.count = count;
-            seen.base_block = first.map_or(now_block, |e| e.block);
-            match (value, relative_to) {
-                (Amount::Absolute(a), _) => {
-                    seen.judged = true;
-                    comparison.holds(sum, *a)
-                }
-                (Amount::Percent(p), Some(rel)) => {
-                    let Some(base) = histories[rel.0 as usize]
-                        .window_start_at(*window, now_block, now_ms)
-                        .copied()
-                    else {
-                        return false;
-                    };
-                    seen.base = base.value;
-                    seen.stat2 = percent_of(sum, base.value);
-                    seen.judged = true;
-                    comparison.holds(seen.stat2, p.0)
-                }
-                // Compile refuses a percent without `relative_to`.
-                (Amount::Percent(_), None) => false,
-            }
+            let limit = (comparison, value, relative_to);
+            sum_leaf(state, inputs, (metric, window), limit)
         }
         Condition::Deviation {
             metric,
@@ -660,67 +616,166 @@ fn evaluate_leaf(
             above,
             max_skew,
         } => {
-            let (Some(a), Some(b)) = (latest(metric), latest(reference)) else {
+            let (Some(a), Some(b)) = (inputs.latest(metric), inputs.latest(reference)) else {
                 return false;
             };
-            if let Some(skew) = max_skew {
-                let apart = match skew {
-                    Window::Blocks(n) => a.block.abs_diff(b.block) > *n,
-                    Window::Millis(ms) => a.time_ms.abs_diff(b.time_ms) > *ms,
-                };
-                if apart {
-                    return false;
-                }
-            }
-            set_now(seen, &a);
-            set_base(seen, &b);
-            seen.stat = percent_of(a.value - b.value, b.value).abs();
-            seen.judged = true;
-            seen.stat >= above.0
+            deviation_leaf(seen, (a, b), above, max_skew)
         }
-        Condition::Stale { metric, after } => {
-            let (now_block, now_time) = clock;
-            let (last_block, last_time, ever) = match latest(metric) {
-                Some(e) => (e.block, e.time_ms, 1),
-                None => (start.0, start.1, 0),
-            };
-            seen.block = now_block;
-            seen.time_ms = now_time;
-            seen.base_block = last_block;
-            seen.base_time_ms = last_time;
-            seen.count = ever;
-            seen.stat = now_block.saturating_sub(last_block) as f64;
-            seen.stat2 = now_time.saturating_sub(last_time) as f64;
-            seen.judged = true;
-            match after {
-                Window::Blocks(n) => now_block.saturating_sub(last_block) >= *n,
-                Window::Millis(ms) => now_time.saturating_sub(last_time) >= *ms,
-            }
-        }
-        Condition::Ewma { metric, .. } | Condition::Cusum { metric, .. } => {
-            // Detectors observe only their own metric's samples.
-            if updated != Some(*metric) {
-                return state.raw;
-            }
-            let Some(now) = latest(metric) else {
-                return false;
-            };
-            let reading = match (condition, &mut state.detector) {
-                (Condition::Ewma { params, .. }, Detector::Ewma(d)) => d.observe(now.value, params),
-                (Condition::Cusum { params, .. }, Detector::Cusum(d)) => {
-                    d.observe(now.value, params)
-                }
-                _ => return false,
-            };
-            set_now(seen, &now);
-            seen.base = reading.mean;
-            seen.stat2 = reading.sd;
-            seen.stat = reading.statistic.unwrap_or(0.0);
-            seen.judged = reading.statistic.is_some();
-            reading.tripped
-        }
+        Condition::Stale { metric, after } => stale_leaf(metric, after, seen, inputs),
+        Condition::Ewma { .. } | Condition::Cusum { .. } => detector_leaf(condition, state, inputs),
         Condition::Composite { .. } => false,
     }
+}
+
+/// A change over a window (`ends`: its latest entry and the one starting it).
+fn change_leaf(
+    seen: &mut Seen,
+    ends: Option<(Entry, Entry)>,
+    direction: Direction,
+    by: Amount,
+) -> bool {
+    let Some((now, base)) = ends else {
+        return false;
+    };
+    set_now(seen, &now);
+    set_base(seen, &base);
+    let delta = now.value - base.value;
+    seen.stat = delta;
+    seen.stat2 = percent_of(delta, base.value);
+    seen.judged = true;
+    match by {
+        Amount::Absolute(a) => direction.magnitude(delta) >= a,
+        Amount::Percent(p) => direction.magnitude(seen.stat2) >= p.0,
+    }
+}
+
+/// A rate of change over a window (`ends` as for [`change_leaf`]).
+fn rate_leaf(
+    seen: &mut Seen,
+    ends: Option<(Entry, Entry)>,
+    per: RateUnit,
+    direction: Direction,
+    above: f64,
+) -> bool {
+    let Some((now, base)) = ends else {
+        return false;
+    };
+    let elapsed = match per {
+        RateUnit::PerBlock => (now.block - base.block) as f64,
+        RateUnit::PerSecond => (now.time_ms.saturating_sub(base.time_ms)) as f64 / 1000.0,
+    };
+    if elapsed <= 0.0 {
+        return false;
+    }
+    set_now(seen, &now);
+    set_base(seen, &base);
+    seen.stat = (now.value - base.value) / elapsed;
+    seen.judged = true;
+    direction.magnitude(seen.stat) >= above
+}
+
+/// A sum over a window ending at the sample being evaluated, which may belong
+/// to `relative_to` and be later than this metric's newest sample.
+fn sum_leaf(
+    state: &mut NodeState,
+    inputs: &Inputs,
+    (metric, window): (MetricId, Window),
+    (comparison, limit, relative_to): (Comparison, Amount, Option<MetricId>),
+) -> bool {
+    let (now_block, now_ms) = inputs.at;
+    let h = &inputs.histories[metric.0 as usize];
+    let (sum, count, first) = h.sum_at(state.sum_slot, now_block, now_ms);
+    let seen = &mut state.seen;
+    seen.block = now_block;
+    seen.time_ms = now_ms;
+    seen.value = h.latest().map_or(0.0, |e| e.value);
+    seen.stat = sum;
+    seen.count = count;
+    seen.base_block = first.map_or(now_block, |e| e.block);
+    let p = match limit {
+        Amount::Absolute(a) => {
+            seen.judged = true;
+            return comparison.holds(sum, a);
+        }
+        Amount::Percent(p) => p,
+    };
+    // Compile refuses a percent without `relative_to`.
+    let Some(base) = relative_to.and_then(|rel| {
+        inputs.histories[rel.0 as usize].window_start_at(window, now_block, now_ms)
+    }) else {
+        return false;
+    };
+    seen.base = base.value;
+    seen.stat2 = percent_of(sum, base.value);
+    seen.judged = true;
+    comparison.holds(seen.stat2, p.0)
+}
+
+/// Two metrics' latest entries (`a` against the reference `b`), at most `max_skew` apart.
+fn deviation_leaf(
+    seen: &mut Seen,
+    (a, b): (Entry, Entry),
+    above: Percent,
+    max_skew: Option<Window>,
+) -> bool {
+    let apart = match max_skew {
+        None => false,
+        Some(Window::Blocks(n)) => a.block.abs_diff(b.block) > n,
+        Some(Window::Millis(ms)) => a.time_ms.abs_diff(b.time_ms) > ms,
+    };
+    if apart {
+        return false;
+    }
+    set_now(seen, &a);
+    set_base(seen, &b);
+    seen.stat = percent_of(a.value - b.value, b.value).abs();
+    seen.judged = true;
+    seen.stat >= above.0
+}
+
+fn stale_leaf(metric: MetricId, after: Window, seen: &mut Seen, inputs: &Inputs) -> bool {
+    let (now_block, now_time) = inputs.clock;
+    let (last_block, last_time, ever) = match inputs.latest(metric) {
+        Some(e) => (e.block, e.time_ms, 1),
+        None => (inputs.start.0, inputs.start.1, 0),
+    };
+    seen.block = now_block;
+    seen.time_ms = now_time;
+    seen.base_block = last_block;
+    seen.base_time_ms = last_time;
+    seen.count = ever;
+    seen.stat = now_block.saturating_sub(last_block) as f64;
+    seen.stat2 = now_time.saturating_sub(last_time) as f64;
+    seen.judged = true;
+    match after {
+        Window::Blocks(n) => now_block.saturating_sub(last_block) >= n,
+        Window::Millis(ms) => now_time.saturating_sub(last_time) >= ms,
+    }
+}
+
+/// EWMA and CUSUM: they observe only their own metric's samples.
+fn detector_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) -> bool {
+    let (Condition::Ewma { metric, .. } | Condition::Cusum { metric, .. }) = *condition else {
+        return false;
+    };
+    if inputs.updated != Some(metric) {
+        return state.raw;
+    }
+    let Some(now) = inputs.latest(metric) else {
+        return false;
+    };
+    let reading = match (condition, &mut state.detector) {
+        (Condition::Ewma { params, .. }, Detector::Ewma(d)) => d.observe(now.value, params),
+        (Condition::Cusum { params, .. }, Detector::Cusum(d)) => d.observe(now.value, params),
+        _ => return false,
+    };
+    let seen = &mut state.seen;
+    set_now(seen, &now);
+    seen.base = reading.mean;
+    seen.stat2 = reading.sd;
+    seen.stat = reading.statistic.unwrap_or(0.0);
+    seen.judged = reading.statistic.is_some();
+    reading.tripped
 }
 
 impl Engine {

@@ -9,6 +9,7 @@
 //! them): key order, numbers (`"nan"`, `"inf"`, `"-inf"` for non-finite ones)
 //! and text.
 
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -72,6 +73,13 @@ impl Readings {
     }
 
     fn reading(&self, id: NodeId) -> &Reading {
+        // A policy's nodes are usually numbered without gaps: look there first.
+        let first = self.nodes.first().map_or(0, |(n, _)| n.0);
+        if let Some((n, reading)) = self.nodes.get(id.0.wrapping_sub(first) as usize)
+            && *n == id
+        {
+            return reading;
+        }
         let i = self
             .nodes
             .binary_search_by_key(&id, |(n, _)| *n)
@@ -111,49 +119,56 @@ impl Readings {
 
     /// One line a person can read: what held.
     pub fn summary(&self) -> String {
-        self.text(self.root())
+        let mut out = String::with_capacity(128);
+        self.text(self.root(), &mut out);
+        out
     }
 
-    fn text(&self, id: NodeId) -> String {
+    /// Appends a node's summary: a composite's holding children joined by `; and `.
+    fn text(&self, id: NodeId, out: &mut String) {
         let seen = self.reading(id).seen;
-        match &self.set.node(id).condition {
-            Condition::Composite { children, .. } => {
-                let parts: Vec<String> = children
-                    .iter()
-                    .filter(|c| self.reading(**c).evaluated && self.holds(id, **c))
-                    .map(|c| self.text(*c))
-                    .collect();
-                parts.join("; and ")
+        let condition = &self.set.node(id).condition;
+        let Condition::Composite { children, .. } = condition else {
+            // Writing to a String cannot fail.
+            let _ = self.leaf_text(condition, seen, out);
+            return;
+        };
+        let mut first = true;
+        for &c in children.iter() {
+            if self.reading(c).evaluated && self.holds(id, c) {
+                if !first {
+                    out.push_str("; and ");
+                }
+                first = false;
+                self.text(c, out);
             }
-            Condition::Threshold {
-                metric,
-                comparison,
-                value,
-            } => format!(
-                "{} = {} {} {}",
-                self.name(metric),
-                seen.value,
-                comparison.symbol(),
-                value
-            ),
-            condition => self.leaf_text(condition, seen),
         }
     }
 
-    fn leaf_text(&self, condition: &Condition, seen: Seen) -> String {
-        match condition {
+    fn leaf_text(&self, condition: &Condition, seen: Seen, out: &mut String) -> fmt::Result {
+        let (value, stat, base) = (Plain(seen.value), Plain(seen.stat), Plain(seen.base));
+        match *condition {
+            Condition::Threshold {
+                metric,
+                comparison,
+                value: limit,
+            } => write!(
+                out,
+                "{} = {value} {} {}",
+                self.name(&metric),
+                comparison.symbol(),
+                Plain(limit)
+            ),
             Condition::Change {
                 metric,
                 window,
                 direction,
                 by,
-            } => format!(
-                "{} moved {} ({:+.2}%) over {window}: {} -> {} (threshold {by} {})",
-                self.name(metric),
-                seen.stat,
+            } => write!(
+                out,
+                "{} moved {stat} ({:+.2}%) over {window}: {base} -> {value} (threshold {by} {})",
+                self.name(&metric),
                 seen.stat2,
-                seen.base,
-                seen.value,
                 direction.as_str()
             ),
             Condition::Rate {
@@ -162,88 +177,89 @@ impl Readings {
                 per,
                 direction,
                 above,
-            } => format!(
-                "{} changing at {} per {} over {window} (threshold {above} {})",
-                self.name(metric),
-                seen.stat,
+            } => write!(
+                out,
+                "{} changing at {stat} per {} over {window} (threshold {} {})",
+                self.name(&metric),
                 per.as_str(),
+                Plain(above),
                 direction.as_str()
             ),
-            Condition::Sum { .. } => self.sum_text(condition, seen),
+            Condition::Sum {
+                metric,
+                window,
+                comparison,
+                value: limit,
+                relative_to,
+            } => {
+                write!(out, "{} summed over {window} = {stat}", self.name(&metric))?;
+                if let Some(rel) = relative_to {
+                    let pct = seen.stat2;
+                    write!(out, " = {pct:.2}% of {} ({base})", self.name(&rel))?;
+                }
+                write!(out, " {} {limit}", comparison.symbol())
+            }
+            _ => self.other_text(condition, seen, out),
+        }
+    }
+
+    fn other_text(&self, condition: &Condition, seen: Seen, out: &mut String) -> fmt::Result {
+        let (value, stat, base) = (Plain(seen.value), seen.stat, seen.base);
+        match condition {
             Condition::Deviation {
                 metric,
                 reference,
                 above,
                 ..
-            } => format!(
-                "{} = {} deviates {:.2}% from {} = {} (threshold {above})",
+            } => write!(
+                out,
+                "{} = {value} deviates {stat:.2}% from {} = {} (threshold {above})",
                 self.name(metric),
-                seen.value,
-                seen.stat,
                 self.name(reference),
-                seen.base
+                Plain(base)
             ),
-            Condition::Stale { metric, after } => format!(
+            Condition::Stale { metric, after } => write!(
+                out,
                 "{} has had no sample for {} blocks / {} (limit {after})",
                 self.name(metric),
-                seen.stat,
+                Plain(stat),
                 DisplayMillis(seen.stat2 as u64)
             ),
-            _ => self.detector_text(condition, seen),
-        }
-    }
-
-    fn sum_text(&self, condition: &Condition, seen: Seen) -> String {
-        let Condition::Sum {
-            metric,
-            window,
-            comparison,
-            value,
-            relative_to,
-        } = condition
-        else {
-            return String::new();
-        };
-        match relative_to {
-            Some(rel) => format!(
-                "{} summed over {window} = {} = {:.2}% of {} ({}) {} {value}",
+            Condition::Ewma { metric, params } => write!(
+                out,
+                "{} = {value} is {stat:.2} sd from its EWMA baseline {base:.6} (threshold {} sd {})",
                 self.name(metric),
-                seen.stat,
-                seen.stat2,
-                self.name(rel),
-                seen.base,
-                comparison.symbol()
-            ),
-            None => format!(
-                "{} summed over {window} = {} {} {value}",
-                self.name(metric),
-                seen.stat,
-                comparison.symbol()
-            ),
-        }
-    }
-
-    fn detector_text(&self, condition: &Condition, seen: Seen) -> String {
-        match condition {
-            Condition::Ewma { metric, params } => format!(
-                "{} = {} is {:.2} sd from its EWMA baseline {:.6} (threshold {} sd {})",
-                self.name(metric),
-                seen.value,
-                seen.stat,
-                seen.base,
-                params.z,
+                Plain(params.z),
                 params.direction.as_str()
             ),
-            Condition::Cusum { metric, params } => format!(
-                "{} CUSUM {} reached {:.2} sd (threshold {}) against baseline {:.6}",
+            Condition::Cusum { metric, params } => write!(
+                out,
+                "{} CUSUM {} reached {stat:.2} sd (threshold {}) against baseline {base:.6}",
                 self.name(metric),
                 params.direction.as_str(),
-                seen.stat,
-                params.threshold,
-                seen.base
+                Plain(params.threshold)
             ),
-            _ => String::new(),
+            _ => Ok(()),
         }
+    }
+}
+
+/// `f64`'s `{}` text (no width, precision or sign flags), written as an
+/// integer when the value is a whole number below 2^53: those are exact, so
+/// the float formatter would print the same digits, only slower. A replay
+/// writes a summary per trip, mostly of whole numbers (ages, counts).
+pub(crate) struct Plain(pub f64);
+
+/// 2^53: every whole number below it is exact in an `f64`.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+impl fmt::Display for Plain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.fract() == 0.0 && v.abs() < EXACT_INTEGERS && !(v == 0.0 && v.is_sign_negative()) {
+            return f.write_str(itoa::Buffer::new().format(v as i64));
+        }
+        fmt::Display::fmt(&v, f)
     }
 }
 
@@ -587,5 +603,45 @@ impl Readings {
             _ => {}
         }
         map.serialize_entry("warmup", &warmup)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Plain;
+
+    #[test]
+    fn plain_numbers_are_written_as_f64_writes_them() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            1e15,
+            1e16,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            -9_007_199_254_740_991.0,
+            1e300,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            66.531_398_1,
+        ];
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(f64::from_bits(x));
+            values.push((x % 1_000_000_000) as f64);
+            values.push((x >> 11) as f64 / 1e3);
+        }
+        for v in values {
+            assert_eq!(Plain(v).to_string(), v.to_string(), "{v:?}");
+        }
     }
 }

@@ -122,7 +122,10 @@ pub struct TraceReader<R> {
     high: Vec<Option<u64>>,
     /// The previous row's metric name and its group: traces repeat names, so a
     /// name equal to it is neither validated nor looked up again.
-    last_metric: (Vec<u8>, usize),
+    last_metric: (String, usize),
+    /// Length of the previous row's line when it was read in place from the
+    /// input's buffer (consumed on the next call).
+    in_place: usize,
 }
 
 impl TraceReader<io::BufReader<std::fs::File>> {
@@ -161,7 +164,8 @@ impl<R: BufRead> TraceReader<R> {
             last_time: 0,
             rules: BlockRules::new(),
             high: Vec::new(),
-            last_metric: (Vec::new(), 0),
+            last_metric: (String::new(), 0),
+            in_place: 0,
         }
     }
 
@@ -176,16 +180,31 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     fn malformed(&self, column: usize, message: impl Into<String>) -> TraceError {
-        TraceError::Malformed {
-            path: self.path.clone(),
-            line: self.line,
-            column,
-            message: message.into(),
-        }
+        malformed(&self.path, self.line, column, message.into())
     }
 
     /// The next row, `None` at the end of the trace.
     pub fn next_row(&mut self) -> Result<Option<Row<'_>>, TraceError> {
+        self.input.consume(std::mem::take(&mut self.in_place));
+        if self.header_seen {
+            // A whole row in the input's buffer is parsed where it is, not copied.
+            let buffered = self.input.fill_buf().map_err(|source| TraceError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            if let Some(n) = memchr::memchr(b'\n', buffered)
+                && buffered[0] != b'#'
+            {
+                let end = if n > 0 && buffered[n - 1] == b'\r' {
+                    n - 1
+                } else {
+                    n
+                };
+                self.line += 1;
+                self.in_place = n + 1;
+                return self.parse_row(end, true).map(Some);
+            }
+        }
         loop {
             self.buf.clear();
             let n = self
@@ -229,7 +248,7 @@ impl<R: BufRead> TraceReader<R> {
                 self.header_seen = true;
                 continue;
             }
-            return self.parse_row(end).map(Some);
+            return self.parse_row(end, false).map(Some);
         }
     }
 
@@ -247,145 +266,208 @@ impl<R: BufRead> TraceReader<R> {
         }
     }
 
-    /// Checks `block` against the highest block of its metric's group, then raises it.
-    fn check_block(&mut self, block: u64, group: usize) -> Result<(), TraceError> {
-        if self.high.len() <= group {
-            self.high.resize(group + 1, None);
-        }
-        let Some(high) = self.high[group] else {
-            self.high[group] = Some(block);
-            return Ok(());
-        };
-        if block.saturating_add(1) < high {
-            return Err(self.malformed(
-                1,
-                format!(
-                    "block {block} goes back from block {high} read before (a row may be at most one block below the highest, for pending-transaction samples; a reorg needs the recorder's `# {REORG_COMMENT}N replaced` comment first)"
-                ),
-            ));
-        }
-        if block > high.saturating_add(self.rules.max_jump) {
-            return Err(self.malformed(
-                1,
-                format!(
-                    "block {block} jumps {} blocks past block {high} read before (the most allowed is {}; raise it with --max-block-jump if the trace really skips blocks)",
-                    block - high,
-                    self.rules.max_jump
-                ),
-            ));
-        }
-        self.high[group] = Some(high.max(block));
-        Ok(())
-    }
-
-    fn parse_row(&mut self, end: usize) -> Result<Row<'_>, TraceError> {
-        let line = &self.buf[..end];
-        if line.is_empty() {
-            return Err(self.malformed(1, "empty line: expected block,time_ms,metric,value"));
-        }
-        let mut commas = [0usize; 3];
-        let mut found = 0;
-        for (i, pos) in memchr::memchr_iter(b',', line).enumerate() {
-            if i >= 3 {
-                return Err(self.malformed(
-                    pos + 1,
-                    "too many fields: expected block,time_ms,metric,value",
-                ));
-            }
-            commas[i] = pos;
-            found += 1;
-        }
-        if found < 3 {
-            return Err(self.malformed(
-                end + 1,
-                format!(
-                    "expected 4 fields (block,time_ms,metric,value), found {}",
-                    found + 1
-                ),
-            ));
-        }
-        let block_f = &line[..commas[0]];
-        let time_f = &line[commas[0] + 1..commas[1]];
-        let metric_f = &line[commas[1] + 1..commas[2]];
-        let value_f = &line[commas[2] + 1..];
-        let Some(block) = parse_u64(block_f) else {
-            return Err(self.malformed(
-                1,
-                format!(
-                    "block `{}` is not an unsigned 64-bit integer",
-                    String::from_utf8_lossy(block_f)
-                ),
-            ));
-        };
-        let Some(time_ms) = parse_u64(time_f) else {
-            return Err(self.malformed(
-                commas[0] + 2,
-                format!(
-                    "time_ms `{}` is not an unsigned integer of milliseconds",
-                    String::from_utf8_lossy(time_f)
-                ),
-            ));
-        };
-        let known = !metric_f.is_empty() && metric_f == self.last_metric.0.as_slice();
-        let metric = match std::str::from_utf8(metric_f) {
-            Ok(m) if known || is_valid_metric_name(m) => m,
-            _ => {
-                return Err(self.malformed(
-                    commas[1] + 2,
-                    format!(
-                        "metric `{}` is not a valid name ([A-Za-z0-9_.:-]+)",
-                        String::from_utf8_lossy(metric_f)
-                    ),
-                ));
-            }
-        };
-        let value = match std::str::from_utf8(value_f)
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            Some(v) if v.is_finite() => v,
-            _ => {
-                return Err(TraceError::Malformed {
-                    path: self.path.clone(),
-                    line: self.line,
-                    column: commas[2] + 2,
-                    message: format!(
-                        "value `{}` is not a finite decimal number",
-                        String::from_utf8_lossy(value_f)
-                    ),
-                });
-            }
-        };
-        if time_ms < self.last_time {
-            return Err(TraceError::Malformed {
-                path: self.path.clone(),
-                line: self.line,
-                column: commas[0] + 2,
-                message: format!(
-                    "rows out of time order: time_ms {time_ms} is earlier than the previous row's {}",
-                    self.last_time
-                ),
-            });
-        }
-        self.last_time = time_ms;
-        let group = if known {
-            self.last_metric.1
+    /// Parses the row in the first `end` bytes of the input's buffer
+    /// (`in_place`) or of the copied line, and checks its order.
+    fn parse_row(&mut self, end: usize, in_place: bool) -> Result<Row<'_>, TraceError> {
+        let (path, line_number) = (&self.path, self.line);
+        let line: &[u8] = if in_place {
+            // Already filled: the row was found in it and nothing was consumed since.
+            self.input.fill_buf().map_err(|source| TraceError::Io {
+                path: path.clone(),
+                source,
+            })?
         } else {
-            let group = self.rules.group(metric);
-            self.last_metric = (metric_f.to_vec(), group);
-            group
+            &self.buf
         };
-        self.check_block(block, group)?;
-        let line = &self.buf[..end];
-        let metric = std::str::from_utf8(&line[commas[1] + 1..commas[2]]).unwrap_or_default();
+        let row = fields(&line[..end], self.last_metric.0.as_bytes())
+            .map_err(|(column, message)| malformed(path, line_number, column, message))?;
+        if row.time_ms < self.last_time {
+            let message = format!(
+                "rows out of time order: time_ms {} is earlier than the previous row's {}",
+                row.time_ms, self.last_time
+            );
+            return Err(malformed(path, line_number, row.time_column, message));
+        }
+        self.last_time = row.time_ms;
+        let (block, time_ms, value) = (row.block, row.time_ms, row.value);
+        if let Some(metric) = row.metric {
+            let group = self.rules.group(metric);
+            self.last_metric.0.clear();
+            self.last_metric.0.push_str(metric);
+            self.last_metric.1 = group;
+        }
+        if let Err(message) = check_block(
+            &mut self.high,
+            self.rules.max_jump,
+            block,
+            self.last_metric.1,
+        ) {
+            return Err(malformed(path, line_number, 1, message));
+        }
         Ok(Row {
             block,
             time_ms,
-            metric,
+            // The name was just copied there, or is the previous row's.
+            metric: &self.last_metric.0,
             value,
-            line: self.line,
+            line: line_number,
         })
     }
+}
+
+fn malformed(path: &Path, line: u64, column: usize, message: String) -> TraceError {
+    TraceError::Malformed {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// A row's fields as parsed from its line.
+struct Fields<'a> {
+    block: u64,
+    time_ms: u64,
+    /// 1-based column of `time_ms` (for the time-order error).
+    time_column: usize,
+    /// The metric, `None` when it is the previous row's (not validated again).
+    metric: Option<&'a str>,
+    value: f64,
+}
+
+/// Splits and parses one row's line; an error is its 1-based column and message.
+fn fields<'a>(line: &'a [u8], last_metric: &[u8]) -> Result<Fields<'a>, (usize, String)> {
+    if line.is_empty() {
+        return Err((1, "empty line: expected block,time_ms,metric,value".into()));
+    }
+    let mut commas = [0usize; 3];
+    let mut found = 0;
+    for (i, pos) in memchr::memchr_iter(b',', line).enumerate() {
+        if i >= 3 {
+            let message = "too many fields: expected block,time_ms,metric,value";
+            return Err((pos + 1, message.into()));
+        }
+        commas[i] = pos;
+        found += 1;
+    }
+    if found < 3 {
+        let message = format!(
+            "expected 4 fields (block,time_ms,metric,value), found {}",
+            found + 1
+        );
+        return Err((line.len() + 1, message));
+    }
+    let lossy = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+    let block_f = &line[..commas[0]];
+    let time_f = &line[commas[0] + 1..commas[1]];
+    let metric_f = &line[commas[1] + 1..commas[2]];
+    let value_f = &line[commas[2] + 1..];
+    let Some(block) = parse_u64(block_f) else {
+        let message = format!(
+            "block `{}` is not an unsigned 64-bit integer",
+            lossy(block_f)
+        );
+        return Err((1, message));
+    };
+    let Some(time_ms) = parse_u64(time_f) else {
+        let message = format!(
+            "time_ms `{}` is not an unsigned integer of milliseconds",
+            lossy(time_f)
+        );
+        return Err((commas[0] + 2, message));
+    };
+    let metric = if !metric_f.is_empty() && metric_f == last_metric {
+        None
+    } else {
+        match std::str::from_utf8(metric_f) {
+            Ok(m) if is_valid_metric_name(m) => Some(m),
+            _ => {
+                let message = format!(
+                    "metric `{}` is not a valid name ([A-Za-z0-9_.:-]+)",
+                    lossy(metric_f)
+                );
+                return Err((commas[1] + 2, message));
+            }
+        }
+    };
+    let parsed = parse_plain_decimal(value_f)
+        .or_else(|| std::str::from_utf8(value_f).ok()?.parse::<f64>().ok());
+    let Some(value) = parsed.filter(|v| v.is_finite()) else {
+        let message = format!("value `{}` is not a finite decimal number", lossy(value_f));
+        return Err((commas[2] + 2, message));
+    };
+    Ok(Fields {
+        block,
+        time_ms,
+        time_column: commas[0] + 2,
+        metric,
+        value,
+    })
+}
+
+/// Powers of ten an `f64` holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `[-]digits[.digits]` whose digits, as an integer, are at most 2^53 with at
+/// most 22 after the point: that integer and the power of ten are exact, so
+/// one division rounds once, to the nearest `f64` of the decimal, which is
+/// what `str::parse::<f64>` returns (Clinger's fast path). Values traces carry
+/// are mostly of this form; for anything else (exponents, `+`, more digits),
+/// `None`, and the caller parses the text.
+fn parse_plain_decimal(field: &[u8]) -> Option<f64> {
+    let (negative, text) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    let (mut mantissa, mut digits, mut decimals, mut point) = (0u64, 0u32, 0usize, false);
+    for &b in text {
+        match b {
+            b'0'..=b'9' if digits < 19 => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+                decimals += usize::from(point);
+            }
+            b'.' if !point => point = true,
+            _ => return None,
+        }
+    }
+    if digits == 0 || mantissa > 1 << 53 || decimals >= EXACT_POWERS_OF_TEN.len() {
+        return None;
+    }
+    let v = mantissa as f64 / EXACT_POWERS_OF_TEN[decimals];
+    Some(if negative { -v } else { v })
+}
+
+/// Checks `block` against the highest block read in `group` (`high`), then raises it.
+fn check_block(
+    high: &mut Vec<Option<u64>>,
+    max_jump: u64,
+    block: u64,
+    group: usize,
+) -> Result<(), String> {
+    if high.len() <= group {
+        high.resize(group + 1, None);
+    }
+    let Some(highest) = high[group] else {
+        high[group] = Some(block);
+        return Ok(());
+    };
+    if block.saturating_add(1) < highest {
+        return Err(format!(
+            "block {block} goes back from block {highest} read before (a row may be at most one block below the highest, for pending-transaction samples; a reorg needs the recorder's `# {REORG_COMMENT}N replaced` comment first)"
+        ));
+    }
+    if block > highest.saturating_add(max_jump) {
+        return Err(format!(
+            "block {block} jumps {} blocks past block {highest} read before (the most allowed is {max_jump}; raise it with --max-block-jump if the trace really skips blocks)",
+            block - highest
+        ));
+    }
+    high[group] = Some(highest.max(block));
+    Ok(())
 }
 
 /// Writes samples as a trace, refusing anything a reader would reject.
@@ -559,6 +641,55 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn plain_decimals_parse_as_std_parses_them() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1.",
+            ".5",
+            "-.5",
+            ".",
+            "-",
+            "",
+            "007",
+            "1.2.3",
+            "1e5",
+            "+1",
+            "9007199254740992",
+            "9007199254740993",
+            "0.1",
+            "66.5313981",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 10_u64.pow((x >> 60) as u32 % 19 + 1)).to_string();
+            let point = (x >> 40) as usize % (digits.len() + 1);
+            let sign = if x & 1 == 1 { "-" } else { "" };
+            texts.push(format!("{sign}{}.{}", &digits[..point], &digits[point..]));
+        }
+        // The form traces carry takes the fast path.
+        assert_eq!(parse_plain_decimal(b"66.5313981"), Some(66.531_398_1));
+        for t in texts {
+            let std = t.parse::<f64>().ok();
+            if let Some(v) = parse_plain_decimal(t.as_bytes()) {
+                assert_eq!(Some(v.to_bits()), std.map(f64::to_bits), "{t}");
+            }
+        }
     }
 
     #[test]
