@@ -63,6 +63,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MetricDef, Network};
+pub use crate::redact::redact;
 pub use endpoints::{Fault, Health};
 pub use pending::{PendingEffect, PendingWatch};
 pub use reads::{Head, ReadPlan, Reading, Snapshot};
@@ -837,23 +838,6 @@ fn retryable(
     }
 }
 
-/// Replaces anything that looks like a URL in an error message (URLs carry API keys).
-pub fn redact(text: &str) -> String {
-    text.split_inclusive(char::is_whitespace)
-        .map(|w| {
-            let t = w.trim_end();
-            if ["http://", "https://", "ws://", "wss://"]
-                .iter()
-                .any(|s| t.trim_start_matches(['(', '"', '`', '\'']).starts_with(s))
-            {
-                format!("<url>{}", &w[t.len()..])
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
-}
-
 /// Walks the chain block by block, detecting reorgs by parent hash.
 struct Follower<'a> {
     plan: &'a ReadPlan,
@@ -1123,20 +1107,5 @@ impl Follower<'_> {
             }))
             .await
             .map_err(|_| ChainError::ChannelClosed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_redacted_from_messages() {
-        assert_eq!(
-            redact("error sending request for url (https://eth.example/v2/SECRETKEY) after 3 s"),
-            "error sending request for url <url> after 3 s"
-        );
-        assert_eq!(redact("ws://10.0.0.1:8546/key failed"), "<url> failed");
-        assert_eq!(redact("no url here"), "no url here");
     }
 }
