@@ -543,14 +543,10 @@ mod tests {
 [[policy]]
 id = "low"
 description = "tvl below 5"
+when = { kind = "threshold", metric = "tvl", op = "<", value = 5 }
 severity = "critical"
 action = "pause"
 cooldown = "1 block"
-[policy.when]
-kind = "threshold"
-metric = "tvl"
-op = "<"
-value = 5
 "#;
 
     fn block(number: u64, tvl: f64) -> (usize, WatchEvent) {

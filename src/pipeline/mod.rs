@@ -47,7 +47,7 @@ mod resume;
 mod supervise;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use tokio::sync::mpsc;
@@ -234,15 +234,13 @@ pub async fn run(
 
 /// The networks some metric is read from; at least one.
 fn watched_networks(config: &Config) -> Result<Vec<String>, RunError> {
-    let networks: Vec<String> = config
-        .networks
-        .keys()
-        .filter(|n| {
-            config
-                .metrics
-                .iter()
-                .any(|m| m.network.as_deref() == Some(n.as_str()))
-        })
+    let read_from: HashSet<&str> = config
+        .metrics
+        .iter()
+        .filter_map(|m| m.network.as_deref())
+        .collect();
+    let networks: Vec<String> = (config.networks.keys())
+        .filter(|n| read_from.contains(n.as_str()))
         .cloned()
         .collect();
     if networks.is_empty() {
