@@ -34,14 +34,16 @@ use alloy::primitives::{Address, B256, Bytes, U64, U256};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Log, Transaction};
 use alloy::sol_types::SolCall;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
-use super::pending::{BALANCE_READER, BALANCE_READER_CODE, PendingWatch};
+use super::pending::{
+    BALANCE_READER, BALANCE_READER_CODE, PendingWatch, SimulatedBlock, SimulatedCall, SimulatedLog,
+    tx_call,
+};
 use super::reads::{Head, ReadPlan, balanceOfCall, now_ms};
 use super::{ChainError, PendingFeed, WatchEvent, next_pending, pending_body, redact};
 use crate::config::sources::BalanceRead;
@@ -396,21 +398,6 @@ impl Job {
     }
 }
 
-/// The simulated call of a transaction: its sender, data, value and own gas limit.
-fn tx_call(tx: &Transaction) -> Value {
-    let mut call = json!({
-        "from": tx.from(),
-        "data": tx.input(),
-        "value": tx.value(),
-        // The transaction's own gas limit: one that runs out of gas on chain does so here too.
-        "gas": format!("{:#x}", tx.gas_limit()),
-    });
-    if let Some(to) = tx.to() {
-        call["to"] = json!(to);
-    }
-    call
-}
-
 fn balance_read(b: &BalanceRead) -> Value {
     match b.token {
         Some(token) => json!({
@@ -422,27 +409,6 @@ fn balance_read(b: &BalanceRead) -> Value {
             "data": Bytes::copy_from_slice(b.holder.into_word().as_slice()),
         }),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct SimulatedBlock {
-    calls: Vec<SimulatedCall>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SimulatedCall {
-    return_data: Bytes,
-    status: U256,
-    #[serde(default)]
-    logs: Vec<SimulatedLog>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SimulatedLog {
-    address: Address,
-    topics: Vec<B256>,
-    data: Bytes,
 }
 
 impl Job {
