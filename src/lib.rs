@@ -6,26 +6,37 @@
 //!
 //! ## The pipeline
 //!
-//! Data flows one way; no stage reaches back up the flow.
+//! Data flows one way; no stage reaches back up the flow. Each stage is a
+//! folder (what it does) and, live, a task wired in `src/pipeline/` (how it
+//! runs); `src/pipeline/mod.rs`'s `run` starts them in that order.
 //!
 //! ```text
 //!  chain (JSON-RPC)  or  recorded trace
 //!          │
 //!       source        (source/)   block heads, contract reads, logs, pending txs, trace rows
+//!          │                      live: src/pipeline/watch.rs, one watcher task per network
 //!          │  Sample { block, time_ms, metric, value }
 //!          │  Screened: a pending tx's what-if block (source/chain/screen.rs, eth_simulateV1)
 //!       metrics       (metrics/)  per-metric history, shared windows, detectors
 //!          │
 //!       policy        (policy/)   compiled conditions -> Engine::on_sample;
 //!          │                      Engine::what_if judges a what-if block, commits nothing (policy/whatif.rs)
+//!          │                      live: src/pipeline/engine.rs, the engine task (reloads, restarts);
+//!          │                      src/pipeline/gate.rs holds actions on a stale head or a split quorum
 //!          │  Trip { policy, block, action, evidence }
 //!       decision      (decision.rs)
 //!          │
 //!       guard         (guard/)    allow-list, bounds, cooldowns, rate limits, preflight -> Approved
 //!          │  Decision { outcome: Approved | AlertOnly | AlreadyDone | Rejected(reason) }
 //!       executor      (executor/) eoa | Safe owners | Safe module | propose; fees, nonces, replacement
-//!          │
+//!          │                      live: src/pipeline/act.rs, one decision at a time, then its execution;
+//!          │                      src/pipeline/executors.rs connects them (and again per trip)
 //!        chain        keys (keys.rs) sign; they never reach logs, errors or argv
+//!
+//!  beside the flow:  src/pipeline/supervise.rs   the stages as named tasks; the first to end decides
+//!                    src/pipeline/resume.rs      where the journal (journal/) says the last run stopped
+//!                    src/pipeline_report.rs      what happened (Report), for the caller and observe/
+//!                    observe/, alerts/, telemetry.rs   metrics, readiness, alerts: the probe stages report to
 //! ```
 //!
 //! Invariants the stages keep:
@@ -76,7 +87,9 @@ pub mod keys;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;
+pub mod pipeline_report;
 pub mod policy;
+pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod review;
@@ -84,4 +97,5 @@ pub mod say;
 pub mod scenario;
 pub mod setup;
 pub mod source;
+pub mod telemetry;
 pub mod units;

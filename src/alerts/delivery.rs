@@ -163,7 +163,7 @@ fn describe(e: reqwest::Error) -> String {
     if timeout {
         text.push_str(" (timed out)");
     }
-    crate::source::chain::redact(&text)
+    crate::redact::redact(&text)
 }
 
 #[cfg(test)]

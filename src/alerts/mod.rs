@@ -32,9 +32,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NotifyDef, NotifyKind, UrlSource};
-use crate::observe::Telemetry;
 use crate::policy::PolicySet;
 use crate::policy::model::Severity;
+use crate::telemetry::Telemetry;
 use delivery::{Dedupe, Endpoint};
 
 /// What an alert is about.

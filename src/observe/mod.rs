@@ -9,7 +9,6 @@
 
 pub mod server;
 pub mod service;
-pub mod telemetry;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,10 +18,10 @@ use serde_json::json;
 
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::executor::Execution;
-use crate::pipeline::Report;
+use crate::pipeline_report::Report;
 use crate::policy::PolicySet;
 use crate::policy::model::Severity;
-pub use telemetry::Telemetry;
+pub use crate::telemetry::{self, Telemetry};
 
 /// Where stages report what happened. Cheap to clone; a default probe does nothing.
 #[derive(Debug, Clone, Default)]

@@ -15,13 +15,14 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::ToGuard;
+use crate::config::Config;
 use crate::journal::TripOrigin;
 use crate::observe::Probe;
 use crate::policy::PolicySet;
 use crate::policy::model::Mode;
 use crate::source::chain::quorum::{Quorum, Verdict};
 use crate::source::chain::reads::now_ms;
-use crate::source::chain::{DEFAULT_BLOCK_TIME, Health, Snapshot};
+use crate::source::chain::{ChainError, DEFAULT_BLOCK_TIME, Health, Snapshot, Watcher};
 
 /// How many later blocks a held action waits for its endpoints to agree.
 pub const HOLD_BLOCKS: u32 = 3;
@@ -61,6 +62,25 @@ impl NetGate {
             last: None,
             held: Vec::new(),
         }
+    }
+
+    /// ops (issue #13): `watcher`'s network's gate: its `max_head_age`, and
+    /// its quorum when configured.
+    pub async fn for_watcher(config: &Config, watcher: &Watcher) -> Result<Self, ChainError> {
+        let mut g = Self::new(watcher.network().to_string(), watcher.health());
+        let Some(net) = config.networks.get(watcher.network()) else {
+            return Ok(g);
+        };
+        g.max_head_age = net.watch.max_head_age_ms.map(Duration::from_millis);
+        g.block_time = net.block_time_ms.map(Duration::from_millis);
+        if let Some(need) = net.watch.quorum {
+            let tolerance = net
+                .watch
+                .quorum_tolerance
+                .unwrap_or(crate::source::chain::quorum::DEFAULT_TOLERANCE);
+            g.quorum = Some(Quorum::connect(watcher, need, tolerance).await?);
+        }
+        Ok(g)
     }
 
     fn max_head_age(&self) -> Duration {

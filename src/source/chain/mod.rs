@@ -63,6 +63,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MetricDef, Network};
+pub use crate::redact::redact;
 pub use endpoints::{Fault, Health};
 pub use pending::{PendingEffect, PendingWatch};
 pub use reads::{Head, ReadPlan, Reading, Snapshot};
@@ -462,10 +463,12 @@ impl Watcher {
         };
         if let Some(screen) = self.options.screen {
             let screener = screen::Screener::new(self.plan.clone(), pending, screen);
-            let txs = self.screen_pending(screener, &clients, head_rx, &out, &cancel, first);
+            let feed = PendingFeed::new(self.options.reconnect_min, first, head_rx, &out, &cancel);
+            let txs = self.screen_pending(screener, &clients, feed);
             return tokio::try_join!(heads, watchdog, txs).map(|_| ());
         }
-        let txs = self.watch_pending(&mut pending, &clients[0], head_rx, &out, &cancel, first);
+        let feed = PendingFeed::new(self.options.reconnect_min, first, head_rx, &out, &cancel);
+        let txs = self.watch_pending(&mut pending, &clients[0], feed);
         tokio::try_join!(heads, watchdog, txs).map(|_| ())
     }
 
@@ -527,63 +530,60 @@ impl Watcher {
         Ok((provider, stream))
     }
 
+    /// The next subscription to pending transactions, with its endpoint's
+    /// index: the one made before the heads started, else the next WebSocket
+    /// endpoint in turn, retried with backoff. `None` once cancelled.
+    async fn subscribe_pending(
+        &self,
+        subs: &mut PendingFeed<'_>,
+    ) -> Option<(usize, PendingStream)> {
+        let cancel = subs.cancel;
+        loop {
+            let i = subs.attempt % self.ws.len();
+            subs.attempt += 1;
+            let connected = match subs.first.take() {
+                Some(c) => c,
+                None => tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    c = self.connect_pending(i) => c,
+                },
+            };
+            match connected {
+                Ok(c) => {
+                    subs.backoff = self.options.reconnect_min;
+                    return Some((i, c));
+                }
+                Err(e) => {
+                    tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = subs.backoff.as_millis() as u64, "cannot subscribe to pending transactions");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(subs.backoff) => {}
+                    }
+                    subs.backoff = (subs.backoff * 2).min(self.options.reconnect_max);
+                }
+            }
+        }
+    }
+
     /// Follows pending transactions (full bodies, else hashes then a fetch) and emits their effects.
     async fn watch_pending(
         &self,
         pending: &mut PendingWatch,
         client: &RpcClient,
-        head: watch::Receiver<(u64, u64)>,
-        out: &mpsc::Sender<WatchEvent>,
-        cancel: &CancellationToken,
-        first: Result<PendingStream, TransportError>,
+        mut feed: PendingFeed<'_>,
     ) -> Result<(), ChainError> {
-        let mut backoff = self.options.reconnect_min;
-        // The first endpoint was already tried, before the heads started.
-        let mut attempt = 1usize;
-        let mut first = Some(first);
-        loop {
-            let i = attempt % self.ws.len();
-            attempt += 1;
-            let connected = match first.take() {
-                Some(c) => c,
-                None => tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    c = self.connect_pending(i) => c,
-                },
-            };
-            let (provider, mut stream) = match connected {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to pending transactions");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(self.options.reconnect_max);
-                    continue;
-                }
-            };
-            backoff = self.options.reconnect_min;
+        let (out, cancel) = (feed.out, feed.cancel);
+        while let Some((i, (provider, mut stream))) = self.subscribe_pending(&mut feed).await {
             loop {
                 let next = tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    tx = async {
-                        match &mut stream {
-                            Ok(full) => full.next().await.map(Ok),
-                            Err(hashes) => hashes.next().await.map(Err),
-                        }
-                    } => tx,
+                    tx = next_pending(&mut stream) => tx,
                 };
-                let tx = match next {
-                    None => break,
-                    Some(Ok(tx)) => tx,
-                    Some(Err(hash)) => match provider.get_transaction_by_hash(hash).await {
-                        Ok(Some(tx)) => tx,
-                        // Already gone (mined or dropped), or the node hiccupped: nothing to estimate.
-                        Ok(None) | Err(_) => continue,
-                    },
+                let Some(tx) = next else { break };
+                let Some(tx) = pending_body(&provider, tx).await else {
+                    continue;
                 };
-                let (latest, _) = *head.borrow();
+                let (latest, _) = *feed.head.borrow();
                 if latest == 0 {
                     continue;
                 }
@@ -608,6 +608,7 @@ impl Watcher {
             }
             tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "pending-transaction subscription ended; reconnecting");
         }
+        Ok(())
     }
 
     async fn poll(
@@ -805,13 +806,68 @@ impl Watcher {
 }
 
 /// A pending-transaction subscription: full bodies, or hashes when the node only offers those.
-type PendingStream = (
-    alloy::providers::DynProvider,
-    Result<
-        alloy::pubsub::SubscriptionStream<alloy::rpc::types::Transaction>,
-        alloy::pubsub::SubscriptionStream<B256>,
-    >,
-);
+type PendingStream = (alloy::providers::DynProvider, PendingTxs);
+
+/// Pending transactions as the node sends them: full bodies, or hashes.
+type PendingTxs = Result<
+    alloy::pubsub::SubscriptionStream<alloy::rpc::types::Transaction>,
+    alloy::pubsub::SubscriptionStream<B256>,
+>;
+
+/// What a follower of pending transactions works with: the latest head, where
+/// its events go, when to stop, and its subscriptions (the first one, made
+/// before the heads started, until it is used; the next endpoint to try; the
+/// wait after a failed attempt).
+struct PendingFeed<'a> {
+    head: watch::Receiver<(u64, u64)>,
+    out: &'a mpsc::Sender<WatchEvent>,
+    cancel: &'a CancellationToken,
+    first: Option<Result<PendingStream, TransportError>>,
+    attempt: usize,
+    backoff: Duration,
+}
+
+impl<'a> PendingFeed<'a> {
+    fn new(
+        backoff: Duration,
+        first: Result<PendingStream, TransportError>,
+        head: watch::Receiver<(u64, u64)>,
+        out: &'a mpsc::Sender<WatchEvent>,
+        cancel: &'a CancellationToken,
+    ) -> Self {
+        Self {
+            head,
+            out,
+            cancel,
+            first: Some(first),
+            // The first endpoint was already tried, before the heads started.
+            attempt: 1,
+            backoff,
+        }
+    }
+}
+
+/// The next pending transaction: its body, or its hash when the node sends only hashes.
+async fn next_pending(
+    stream: &mut PendingTxs,
+) -> Option<Result<alloy::rpc::types::Transaction, B256>> {
+    match stream {
+        Ok(full) => full.next().await.map(Ok),
+        Err(hashes) => hashes.next().await.map(Err),
+    }
+}
+
+/// A pending transaction's body, fetched by hash when only that arrived;
+/// `None` when it is already gone (mined or dropped) or the node hiccupped.
+async fn pending_body(
+    provider: &alloy::providers::DynProvider,
+    tx: Result<alloy::rpc::types::Transaction, B256>,
+) -> Option<alloy::rpc::types::Transaction> {
+    match tx {
+        Ok(tx) => Some(tx),
+        Err(hash) => provider.get_transaction_by_hash(hash).await.ok().flatten(),
+    }
+}
 
 /// A WebSocket connection whose transport does not reconnect on its own: the
 /// watcher reconnects itself (with backoff, rotating endpoints) and backfills.
@@ -835,23 +891,6 @@ fn retryable(
             Ok(())
         }
     }
-}
-
-/// Replaces anything that looks like a URL in an error message (URLs carry API keys).
-pub fn redact(text: &str) -> String {
-    text.split_inclusive(char::is_whitespace)
-        .map(|w| {
-            let t = w.trim_end();
-            if ["http://", "https://", "ws://", "wss://"]
-                .iter()
-                .any(|s| t.trim_start_matches(['(', '"', '`', '\'']).starts_with(s))
-            {
-                format!("<url>{}", &w[t.len()..])
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
 }
 
 /// Walks the chain block by block, detecting reorgs by parent hash.
@@ -1123,20 +1162,5 @@ impl Follower<'_> {
             }))
             .await
             .map_err(|_| ChainError::ChannelClosed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_redacted_from_messages() {
-        assert_eq!(
-            redact("error sending request for url (https://eth.example/v2/SECRETKEY) after 3 s"),
-            "error sending request for url <url> after 3 s"
-        );
-        assert_eq!(redact("ws://10.0.0.1:8546/key failed"), "<url> failed");
-        assert_eq!(redact("no url here"), "no url here");
     }
 }

@@ -221,16 +221,41 @@ impl PendingWatch {
     }
 }
 
+/// A block of `eth_simulateV1`'s answer: each call's return data, status and logs.
 #[derive(Debug, Deserialize)]
-struct SimulatedBlock {
-    calls: Vec<SimulatedCall>,
+pub(super) struct SimulatedBlock {
+    pub(super) calls: Vec<SimulatedCall>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SimulatedCall {
-    return_data: Bytes,
-    status: U256,
+pub(super) struct SimulatedCall {
+    pub(super) return_data: Bytes,
+    pub(super) status: U256,
+    #[serde(default)]
+    pub(super) logs: Vec<SimulatedLog>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SimulatedLog {
+    pub(super) address: Address,
+    pub(super) topics: Vec<B256>,
+    pub(super) data: Bytes,
+}
+
+/// The simulated call of a transaction: its sender, data, value and own gas limit.
+pub(super) fn tx_call(tx: &Transaction) -> serde_json::Value {
+    let mut call = json!({
+        "from": tx.from(),
+        "data": tx.input(),
+        "value": tx.value(),
+        // The transaction's own gas limit: one that runs out of gas on chain does so here too.
+        "gas": format!("{:#x}", tx.gas_limit()),
+    });
+    if let Some(to) = tx.to() {
+        call["to"] = json!(to);
+    }
+    call
 }
 
 /// Simulates `tx` on the latest state between two reads of `effect`; returns
@@ -257,16 +282,7 @@ pub async fn simulate(
         ),
     };
     let read = json!({ "to": reader, "data": data });
-    let mut call = json!({
-        "from": tx.from(),
-        "data": tx.input(),
-        "value": tx.value(),
-        // The transaction's own gas limit: one that runs out of gas on chain does so here too.
-        "gas": format!("{:#x}", tx.gas_limit()),
-    });
-    if let Some(to) = tx.to() {
-        call["to"] = json!(to);
-    }
+    let call = tx_call(tx);
     let payload = json!({
         "blockStateCalls": [{ "stateOverrides": overrides, "calls": [read, call, read] }],
         "validation": false,

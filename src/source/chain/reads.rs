@@ -374,6 +374,17 @@ impl ReadPlan {
 
     /// The snapshot of `head` from each metric's read: ratios computed, values checked finite.
     fn assemble(&self, head: &Head, raw: Vec<Result<f64, Miss>>) -> Snapshot {
+        self.snapshot_of(head, raw.into_iter().map(Some))
+    }
+
+    /// The snapshot of `head` from each metric's value (`None`: the metric is
+    /// not in this snapshot): ratios computed from the values before them,
+    /// values checked finite, every failure kept with its reason.
+    fn snapshot_of(
+        &self,
+        head: &Head,
+        raw: impl Iterator<Item = Option<Result<f64, Miss>>>,
+    ) -> Snapshot {
         let mut snapshot = Snapshot {
             number: head.number,
             hash: head.hash,
@@ -384,6 +395,10 @@ impl ReadPlan {
         };
         let mut by_index: Vec<Option<f64>> = Vec::with_capacity(self.metrics.len());
         for ((name, read), value) in self.metrics.iter().zip(raw) {
+            let Some(value) = value else {
+                by_index.push(None);
+                continue;
+            };
             let value = match read {
                 Read::Ratio {
                     numerator,
@@ -592,49 +607,13 @@ impl ReadPlan {
         balances: &[Result<U256, String>],
         logs: &[Result<Vec<Log>, String>],
     ) -> Snapshot {
-        let mut snapshot = Snapshot {
-            number: head.number,
-            hash: head.hash,
-            parent_hash: head.parent_hash,
-            time_ms: head.timestamp.saturating_mul(1000),
-            values: Vec::with_capacity(self.metrics.len()),
-            failed: Vec::new(),
-        };
-        let mut by_index: Vec<Option<f64>> = Vec::with_capacity(self.metrics.len());
-        for (name, read) in &self.metrics {
-            let value = match read {
-                Read::Block(_) | Read::HeadAge => {
-                    by_index.push(None);
-                    continue;
-                }
-                Read::Ratio {
-                    numerator,
-                    denominator,
-                } => match (by_index[*numerator], by_index[*denominator]) {
-                    (Some(n), Some(d)) if d != 0.0 => Ok(n / d),
-                    (Some(_), Some(_)) => Err("the denominator is zero".to_string()),
-                    _ => Err("a read it divides failed".to_string()),
-                },
-                _ => evaluate(read, head, calls, balances, logs, None).map_err(|m| m.why),
-            };
-            match value {
-                Ok(v) if v.is_finite() => {
-                    by_index.push(Some(v));
-                    snapshot.values.push((name.clone(), v));
-                }
-                Ok(v) => {
-                    by_index.push(None);
-                    snapshot
-                        .failed
-                        .push((name.clone(), format!("the value {v} is not finite")));
-                }
-                Err(e) => {
-                    by_index.push(None);
-                    snapshot.failed.push((name.clone(), e));
-                }
-            }
-        }
-        snapshot
+        let raw = self.metrics.iter().map(|(_, read)| match read {
+            Read::Block(_) | Read::HeadAge => None,
+            // Computed from the values before it.
+            Read::Ratio { .. } => Some(Err(Miss::value("computed from other metrics"))),
+            _ => Some(evaluate(read, head, calls, balances, logs, None)),
+        });
+        self.snapshot_of(head, raw)
     }
 }
 

@@ -34,19 +34,18 @@ use alloy::primitives::{Address, B256, Bytes, U64, U256};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{Log, Transaction};
 use alloy::sol_types::SolCall;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use alloy::providers::Provider as _;
-use alloy::transports::TransportError;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
-use super::pending::{BALANCE_READER, BALANCE_READER_CODE, PendingWatch};
+use super::pending::{
+    BALANCE_READER, BALANCE_READER_CODE, PendingWatch, SimulatedBlock, SimulatedCall, SimulatedLog,
+    tx_call,
+};
 use super::reads::{Head, ReadPlan, balanceOfCall, now_ms};
-use super::{ChainError, PendingStream, WatchEvent, redact};
+use super::{ChainError, PendingFeed, WatchEvent, next_pending, pending_body, redact};
 use crate::config::sources::BalanceRead;
 use crate::metrics::scaled_amount;
 
@@ -399,21 +398,6 @@ impl Job {
     }
 }
 
-/// The simulated call of a transaction: its sender, data, value and own gas limit.
-fn tx_call(tx: &Transaction) -> Value {
-    let mut call = json!({
-        "from": tx.from(),
-        "data": tx.input(),
-        "value": tx.value(),
-        // The transaction's own gas limit: one that runs out of gas on chain does so here too.
-        "gas": format!("{:#x}", tx.gas_limit()),
-    });
-    if let Some(to) = tx.to() {
-        call["to"] = json!(to);
-    }
-    call
-}
-
 fn balance_read(b: &BalanceRead) -> Value {
     match b.token {
         Some(token) => json!({
@@ -425,27 +409,6 @@ fn balance_read(b: &BalanceRead) -> Value {
             "data": Bytes::copy_from_slice(b.holder.into_word().as_slice()),
         }),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct SimulatedBlock {
-    calls: Vec<SimulatedCall>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SimulatedCall {
-    return_data: Bytes,
-    status: U256,
-    #[serde(default)]
-    logs: Vec<SimulatedLog>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SimulatedLog {
-    address: Address,
-    topics: Vec<B256>,
-    data: Bytes,
 }
 
 impl Job {
@@ -579,45 +542,18 @@ impl super::Watcher {
         &self,
         mut screener: Screener,
         clients: &[RpcClient],
-        head: watch::Receiver<(u64, u64)>,
-        out: &mpsc::Sender<WatchEvent>,
-        cancel: &CancellationToken,
-        first: Result<PendingStream, TransportError>,
+        mut feed: PendingFeed<'_>,
     ) -> Result<(), ChainError> {
-        let mut backoff = self.options.reconnect_min;
-        let mut attempt = 1usize;
-        let mut first = Some(first);
+        let (out, cancel) = (feed.out, feed.cancel);
         let concurrency = self.options.screen.map_or(1, |s| s.concurrency.max(1));
         let mut drops = DropReport::default();
         let mut failures = FailureReport::default();
-        loop {
-            let i = attempt % self.ws.len();
-            attempt += 1;
-            let connected = match first.take() {
-                Some(c) => c,
-                None => tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    c = self.connect_pending(i) => c,
-                },
-            };
-            let (provider, mut stream) = match connected {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, error = %redact(&e.to_string()), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to pending transactions");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(self.options.reconnect_max);
-                    continue;
-                }
-            };
-            backoff = self.options.reconnect_min;
+        while let Some((i, (provider, mut stream))) = self.subscribe_pending(&mut feed).await {
             let mut inflight = FuturesUnordered::new();
             loop {
                 // Start screenings while there is room and work.
                 while inflight.len() < concurrency {
-                    let latest = *head.borrow();
+                    let latest = *feed.head.borrow();
                     if latest.0 == 0 {
                         break;
                     }
@@ -634,12 +570,7 @@ impl super::Watcher {
                 let next = tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
                     Some(done) = inflight.next(), if !inflight.is_empty() => Next::Done(done),
-                    tx = async {
-                        match &mut stream {
-                            Ok(full) => full.next().await.map(Ok),
-                            Err(hashes) => hashes.next().await.map(Err),
-                        }
-                    } => Next::Arrived(tx),
+                    tx = next_pending(&mut stream) => Next::Arrived(tx),
                 };
                 drops.flush(&self.options.probe, &self.network, &screener.queue);
                 match next {
@@ -648,13 +579,8 @@ impl super::Watcher {
                     Next::Arrived(None) => break,
                     Next::Arrived(Some(tx)) => {
                         let seen_ms = now_ms();
-                        let tx = match tx {
-                            Ok(tx) => tx,
-                            Err(hash) => match provider.get_transaction_by_hash(hash).await {
-                                Ok(Some(tx)) => tx,
-                                // Already gone (mined or dropped), or the node hiccupped.
-                                Ok(None) | Err(_) => continue,
-                            },
+                        let Some(tx) = pending_body(&provider, tx).await else {
+                            continue;
                         };
                         if screener.enqueue(tx, seen_ms) {
                             drops.dropped(&self.options.probe, &self.network, &screener.queue);
@@ -664,6 +590,7 @@ impl super::Watcher {
             }
             tracing::warn!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "pending-transaction subscription ended; reconnecting");
         }
+        Ok(())
     }
 
     /// Sends a screening's what-if block down the flow (a reverting transaction changes nothing).

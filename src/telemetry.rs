@@ -1,5 +1,9 @@
 //! Prometheus metrics and readiness. Updates are atomic increments behind a
 //! label lookup: cheap enough for the hot path (a few per block).
+//!
+//! Below both of its writers: [`crate::observe`] (the probe the stages report
+//! through) and [`crate::alerts`] (which counts what it sends, drops and
+//! suppresses); `crate::observe::Telemetry` names the same type.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
