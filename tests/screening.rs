@@ -7,13 +7,20 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, B256, utils::parse_ether};
+use alloy::providers::DynProvider;
 use alloy::providers::Provider;
+use alloy::rpc::client::RpcClient;
+use alloy::rpc::types::BlockNumberOrTag;
 use common::{DemoToken, GWEI, anvil, dry_run_network, load_config, metric, mined, provider_with};
 use guardian::config::Config;
 use guardian::metrics::{MetricId, Sample};
 use guardian::policy::{Engine, Mode, compile_str};
-use guardian::source::chain::{Screened, WatchEvent, Watcher, WatcherOptions};
+use guardian::source::chain::screen::{ScreenOptions, Screener};
+use guardian::source::chain::{
+    PendingWatch, ReadPlan, Screened, WatchEvent, Watcher, WatcherOptions,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -40,52 +47,88 @@ fn value(s: &Screened, metric: &str) -> f64 {
         .unwrap_or_else(|| panic!("{metric} not in {:?}", s.values))
 }
 
+/// A token whose treasury holds 1,000, and a configuration watching it: its
+/// balance, its outflow in the block, a block statistic, and the unfiltered
+/// pending metric on the same balance.
+struct Treasury {
+    anvil: AnvilInstance,
+    provider: DynProvider,
+    token: DemoToken::DemoTokenInstance<DynProvider>,
+    owner: Address,
+    treasury: Address,
+    sink: Address,
+    config: Config,
+}
+
+impl Treasury {
+    async fn deploy() -> Self {
+        let anvil = anvil(&[]);
+        let provider = provider_with(&anvil, &[0, 1]);
+        let (owner, treasury) = (anvil.addresses()[0], anvil.addresses()[1]);
+        let sink = Address::with_last_byte(0x5e);
+        let token = DemoToken::deploy(provider.clone(), "T".into(), "T".into(), owner)
+            .await
+            .unwrap();
+        mined(token.mint(treasury, parse_ether("1000").unwrap())).await;
+        let balance = format!(
+            r#"{{ kind = "erc20_balance", token = "{}", holder = "{treasury}", decimals = 18 }}"#,
+            token.address()
+        );
+        let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
+        let outflow = format!(
+            r#"{{ kind = "event_sum", address = "{}", event = "{transfer}", topics = {{ from = "{treasury}" }}, field = "value", decimals = 18 }}"#,
+            token.address()
+        );
+        let metrics = [
+            (
+                "treasury.balance",
+                "tokens the treasury holds",
+                balance.clone(),
+            ),
+            (
+                "treasury.outflow",
+                "tokens leaving the treasury in the block",
+                outflow,
+            ),
+            (
+                "chain.gas_used",
+                "a block statistic: not part of a what-if block",
+                r#"{ kind = "block", stat = "gas_used_ratio" }"#.to_string(),
+            ),
+            (
+                "treasury.pending_outflow",
+                "tokens a pending transaction would take out of the treasury (no filter)",
+                format!("{{ kind = \"pending\", effect = {balance} }}"),
+            ),
+        ];
+        let mut text = dry_run_network(&[&anvil.endpoint()], &[&anvil.ws_endpoint()]);
+        for (name, description, source) in &metrics {
+            text.push_str(&metric(name, description, source));
+        }
+        let config = load_config("screening", &text);
+        Self {
+            anvil,
+            provider,
+            token,
+            owner,
+            treasury,
+            sink,
+            config,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pending_transaction_is_screened_and_a_sequence_is_one_effect() {
-    let anvil = anvil(&[]);
-    let provider = provider_with(&anvil, &[0, 1]);
-    let (owner, treasury) = (anvil.addresses()[0], anvil.addresses()[1]);
-    let sink = Address::with_last_byte(0x5e);
-    let token = DemoToken::deploy(&provider, "T".into(), "T".into(), owner)
-        .await
-        .unwrap();
-    mined(token.mint(treasury, parse_ether("1000").unwrap())).await;
-    let balance = format!(
-        r#"{{ kind = "erc20_balance", token = "{}", holder = "{treasury}", decimals = 18 }}"#,
-        token.address()
-    );
-    let transfer = "Transfer(address indexed from, address indexed to, uint256 value)";
-    let outflow = format!(
-        r#"{{ kind = "event_sum", address = "{}", event = "{transfer}", topics = {{ from = "{treasury}" }}, field = "value", decimals = 18 }}"#,
-        token.address()
-    );
-    let metrics = [
-        (
-            "treasury.balance",
-            "tokens the treasury holds",
-            balance.clone(),
-        ),
-        (
-            "treasury.outflow",
-            "tokens leaving the treasury in the block",
-            outflow,
-        ),
-        (
-            "chain.gas_used",
-            "a block statistic: not part of a what-if block",
-            r#"{ kind = "block", stat = "gas_used_ratio" }"#.to_string(),
-        ),
-        (
-            "treasury.pending_outflow",
-            "tokens a pending transaction would take out of the treasury (no filter)",
-            format!("{{ kind = \"pending\", effect = {balance} }}"),
-        ),
-    ];
-    let mut text = dry_run_network(&[&anvil.endpoint()], &[&anvil.ws_endpoint()]);
-    for (name, description, source) in &metrics {
-        text.push_str(&metric(name, description, source));
-    }
-    let config = load_config("screening", &text);
+    let Treasury {
+        anvil: _anvil,
+        provider,
+        token,
+        owner,
+        treasury,
+        sink,
+        config,
+    } = Treasury::deploy().await;
     let mut engine = Engine::new(
         compile_str("p.toml", POLICY, &Config::empty()).unwrap_or_else(|e| panic!("{e}")),
         Mode::Enforce,
@@ -226,4 +269,64 @@ async fn every_pending_transaction_is_screened_and_a_sequence_is_one_effect() {
 
     cancel.cancel();
     task.await.unwrap().unwrap();
+}
+
+/// `eth_simulateV1` does not check nonces, so a transaction screened after a
+/// block mined it would count its effect twice (seen in the Aave scenarios
+/// under load: a withdrawal mined 9 blocks before its screening tripped a
+/// withdrawal policy). The screening reads the sender's nonce with the
+/// simulation and drops a transaction whose nonce has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_mined_before_its_screening_is_not_counted_again() {
+    let t = Treasury::deploy().await;
+    let defs = || t.config.metrics.iter();
+    let mut screener = Screener::new(
+        ReadPlan::new(defs()),
+        PendingWatch::new(defs()),
+        ScreenOptions::default(),
+    );
+    let client = RpcClient::new_http(t.anvil.endpoint_url());
+    let transfer = |value: &str| {
+        t.token
+            .transfer(t.sink, parse_ether(value).unwrap())
+            .from(t.treasury)
+    };
+    let screen = async |screener: &mut Screener, hash: B256| {
+        let tx = t
+            .provider
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .expect("the transaction is known");
+        let head = t
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+            .expect("a latest block");
+        let latest = (head.header.number, head.header.timestamp);
+        let job = screener.prepare(&client, latest, tx, 0).await.unwrap();
+        job.run(client.clone()).await.unwrap()
+    };
+
+    // Mined at once (automine), then screened: nothing to judge.
+    let mined_hash = mined(transfer("900")).await.transaction_hash;
+    assert!(
+        screen(&mut screener, mined_hash).await.is_none(),
+        "a mined transaction must not be screened on top of its own effect"
+    );
+
+    // Still pending: screened, its effect on the state after the first.
+    let _: serde_json::Value = t
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let pending = *transfer("60").send().await.unwrap().tx_hash();
+    let s = screen(&mut screener, pending)
+        .await
+        .expect("a pending transaction is screened");
+    assert!(s.succeeds);
+    assert_eq!(value(&s, "treasury.balance"), 40.0);
+    assert_eq!(value(&s, "treasury.pending_outflow"), 60.0);
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::RunError;
 use crate::observe::Probe;
+use crate::source::chain::ChainError;
 
 /// The stages of one run, as named tasks sharing one cancellation token.
 pub(super) struct Supervisor {
@@ -56,6 +57,11 @@ impl Supervisor {
             };
             let failure = match result {
                 Ok(()) if self.cancel.is_cancelled() => continue,
+                // Stopping: a watcher can find the engine's end of its channel
+                // already gone. That is the stop, not a failure.
+                Err(RunError::Chain(ChainError::ChannelClosed)) if self.cancel.is_cancelled() => {
+                    continue;
+                }
                 Ok(()) => RunError::StageStopped(stage),
                 Err(e) => e,
             };

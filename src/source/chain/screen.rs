@@ -416,18 +416,20 @@ impl Job {
         &self.tx
     }
 
-    /// Runs the simulation and builds the what-if block.
-    pub async fn run(mut self, client: RpcClient) -> Result<Screened, ChainError> {
+    /// Runs the simulation and builds the what-if block; `None` when the
+    /// transaction is already mined (or replaced): its sender's nonce on the
+    /// state simulated on has passed it. `eth_simulateV1` does not check
+    /// nonces (`validation: false`, so that a transaction whose predecessors
+    /// guardian never saw is still screened), so a transaction screened after
+    /// its block would otherwise count its effect a second time.
+    pub async fn run(mut self, client: RpcClient) -> Result<Option<Screened>, ChainError> {
         let sequence = std::mem::take(&mut self.sequence);
         let payload = self.payload(&sequence);
         let sequence: Vec<B256> = sequence.iter().map(|t| t.tx_hash()).collect();
-        let blocks: Vec<SimulatedBlock> = client
-            .request("eth_simulateV1", (&payload, "latest"))
-            .await
-            .map_err(|source| ChainError::Rpc {
-                method: "eth_simulateV1",
-                source,
-            })?;
+        let (blocks, mined_nonce) = self.simulate(&client, &payload).await?;
+        if mined_nonce > self.tx.nonce {
+            return Ok(None);
+        }
         let (e, s) = (self.effects.len(), sequence.len() + 1);
         let (c, b) = (self.plan.calls().len(), self.plan.balances().len());
         let calls = blocks
@@ -470,7 +472,7 @@ impl Job {
             .what_if_snapshot(&self.head, &reads, &balances, &logs);
         values.extend(snapshot.values);
         failed.extend(snapshot.failed);
-        Ok(Screened {
+        Ok(Some(Screened {
             tx: self.tx,
             sequence,
             block: self.head.number,
@@ -480,7 +482,28 @@ impl Job {
             succeeds,
             values,
             failed,
-        })
+        }))
+    }
+
+    /// The simulated block and the sender's nonce on `latest`, in one batch
+    /// (one round trip, the same state as near as the node allows).
+    async fn simulate(
+        &self,
+        client: &RpcClient,
+        payload: &Value,
+    ) -> Result<(Vec<SimulatedBlock>, u64), ChainError> {
+        let rpc = |method| move |source| ChainError::Rpc { method, source };
+        let mut batch = client.new_batch();
+        let blocks = batch
+            .add_call::<_, Vec<SimulatedBlock>>("eth_simulateV1", &(payload, "latest"))
+            .map_err(rpc("batch"))?;
+        let nonce = batch
+            .add_call::<_, U64>("eth_getTransactionCount", &(self.tx.from, "latest"))
+            .map_err(rpc("batch"))?;
+        batch.send().await.map_err(rpc("batch"))?;
+        let blocks = blocks.await.map_err(rpc("eth_simulateV1"))?;
+        let nonce = nonce.await.map_err(rpc("eth_getTransactionCount"))?;
+        Ok((blocks, nonce.to::<u64>()))
     }
 }
 
@@ -574,7 +597,9 @@ impl super::Watcher {
                 };
                 drops.flush(&self.options.probe, &self.network, &screener.queue);
                 match next {
-                    Next::Done(Ok(screened)) => self.emit_screened(screened, out).await?,
+                    Next::Done(Ok(Some(screened))) => self.emit_screened(screened, out).await?,
+                    // Mined before its screening ran: the block's own samples judge it.
+                    Next::Done(Ok(None)) => {}
                     Next::Done(Err(e)) => failures.failed(&self.network, &e),
                     Next::Arrived(None) => break,
                     Next::Arrived(Some(tx)) => {
