@@ -554,10 +554,9 @@ target_cooldown = "1h"
         assert!(err.contains("`vault` is not an address"), "{err}");
     }
 
-    #[test]
-    fn what_the_module_would_refuse_is_refused_at_load_with_its_location() {
-        let err = load(
-            r#"
+    /// Two pause actions through the module: `p` without a paused getter,
+    /// `u` calling `unpause()`.
+    const MODULE_PAUSES: &str = r#"
 [actions.p]
 kind = "pause"
 description = "p"
@@ -572,14 +571,19 @@ target = "0x00000000000000000000000000000000000000cc"
 function = "unpause()"
 paused_getter = "paused()"
 executor = "module"
+"#;
 
+    #[test]
+    fn what_the_module_would_refuse_is_refused_at_load_with_its_location() {
+        let err = load(&format!(
+            r#"{MODULE_PAUSES}
 [setup]
 safe = "0x00000000000000000000000000000000000000cc"
 executor = "direct"
 guardians = ["0x00000000000000000000000000000000000000dd", "0x00000000000000000000000000000000000000dd"]
 private_key = "0xabc"
-"#,
-        )
+"#
+        ))
         .unwrap_err()
         .to_string();
         for needle in [
@@ -591,30 +595,15 @@ private_key = "0xabc"
             assert!(err.contains(needle), "missing {needle:?} in\n{err}");
         }
         assert!(!err.contains("0xabc"));
-        let err = load(
-            r#"
-[actions.p]
-kind = "pause"
-description = "p"
-target = "0x00000000000000000000000000000000000000bb"
-function = "pause()"
-executor = "module"
-
-[actions.u]
-kind = "pause"
-description = "u"
-target = "0x00000000000000000000000000000000000000cc"
-function = "unpause()"
-paused_getter = "paused()"
-executor = "module"
-
+        let err = load(&format!(
+            r#"{MODULE_PAUSES}
 [setup]
 safe = "0x00000000000000000000000000000000000000cc"
 executor = "module"
 guardians = ["0x00000000000000000000000000000000000000dd"]
 target_rate_limit = "3/400d"
-"#,
-        )
+"#
+        ))
         .unwrap_err()
         .to_string();
         for needle in [
