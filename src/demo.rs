@@ -19,8 +19,6 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::executor::Execution;
@@ -340,16 +338,11 @@ pub async fn run(anvil_bin: &Path) -> Result<String, DemoError> {
         channel_capacity: 256,
         ..RunOptions::default()
     };
-    let (report_tx, mut reports) = mpsc::channel(256);
-    let cancel = CancellationToken::new();
-    let guardian = tokio::spawn(pipeline::run(
-        config,
-        policies,
-        keys,
-        options,
-        Some(report_tx),
-        cancel.clone(),
-    ));
+    let pipeline::Spawned {
+        mut reports,
+        cancel,
+        task: guardian,
+    } = pipeline::spawn(config, policies, keys, options, 256);
 
     // Wait until the guardian has read the bridge, then wait for a fresh block so
     // the attack lands at a realistic point in the slot (early: the hard case is late).

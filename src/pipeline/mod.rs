@@ -160,6 +160,40 @@ impl Reports {
     }
 }
 
+/// A pipeline running in a task of its own: its reports, the token that
+/// stops it, and the task (its result says why it ended).
+#[derive(Debug)]
+pub struct Spawned {
+    pub reports: mpsc::Receiver<Report>,
+    pub cancel: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+/// Starts [`run`] in a task, its reports on a channel of `report_capacity`.
+pub fn spawn(
+    config: Config,
+    policies: PolicySet,
+    keys: HashMap<String, Key>,
+    options: RunOptions,
+    report_capacity: usize,
+) -> Spawned {
+    let (report_tx, reports) = mpsc::channel(report_capacity);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run(
+        config,
+        policies,
+        keys,
+        options,
+        Some(report_tx),
+        cancel.clone(),
+    ));
+    Spawned {
+        reports,
+        cancel,
+        task,
+    }
+}
+
 /// Runs the pipeline until `cancel` fires (returns `Ok`) or a stage fails (returns the error).
 pub async fn run(
     config: Config,

@@ -14,7 +14,6 @@ use alloy::eips::Decodable2718;
 use alloy::primitives::B256;
 use alloy::providers::{Provider, ProviderBuilder, WsConnect};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -246,7 +245,11 @@ impl Guardian {
         };
         // A head every 50 ms: the scenario's chain time is compressed.
         options.watcher.poll_interval = Duration::from_millis(50);
-        let (report_tx, mut reports) = mpsc::channel(1024);
+        let pipeline::Spawned {
+            mut reports,
+            cancel,
+            task: pipeline,
+        } = pipeline::spawn(config, policies, keys, options, 1024);
         let sink = collected.clone();
         helpers.push(tokio::spawn(async move {
             while let Some(r) = reports.recv().await {
@@ -255,15 +258,6 @@ impl Guardian {
                 }
             }
         }));
-        let cancel = CancellationToken::new();
-        let pipeline = tokio::spawn(pipeline::run(
-            config,
-            policies,
-            keys,
-            options,
-            Some(report_tx),
-            cancel.clone(),
-        ));
         Ok(Guardian {
             pipeline: Some(pipeline),
             helpers,

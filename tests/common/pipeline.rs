@@ -44,16 +44,11 @@ impl Piped {
         keys: HashMap<String, Key>,
         options: RunOptions,
     ) -> Piped {
-        let (report_tx, reports) = mpsc::channel(1024);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(pipeline::run(
-            config,
-            policies,
-            keys,
-            options,
-            Some(report_tx),
-            cancel.clone(),
-        ));
+        let pipeline::Spawned {
+            reports,
+            cancel,
+            task,
+        } = pipeline::spawn(config, policies, keys, options, 1024);
         Piped {
             reports,
             cancel,
