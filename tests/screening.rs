@@ -120,15 +120,9 @@ impl Treasury {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pending_transaction_is_screened_and_a_sequence_is_one_effect() {
-    let Treasury {
-        anvil: _anvil,
-        provider,
-        token,
-        owner,
-        treasury,
-        sink,
-        config,
-    } = Treasury::deploy().await;
+    let t = Treasury::deploy().await;
+    let (provider, token, config) = (&t.provider, &t.token, &t.config);
+    let (owner, treasury, sink) = (t.owner, t.treasury, t.sink);
     let mut engine = Engine::new(
         compile_str("p.toml", POLICY, &Config::empty()).unwrap_or_else(|e| panic!("{e}")),
         Mode::Enforce,

@@ -1,10 +1,13 @@
 //! What-if evaluation: a pending transaction's snapshot of the next block is
 //! judged by the same policies, and leaves the engine exactly as it was.
 
+#[path = "common/traces.rs"]
+mod traces;
+
 use guardian::config::Config;
 use guardian::decision::Trip;
-use guardian::metrics::Sample;
 use guardian::policy::{Engine, Mode, compile_str};
+use traces::feed_rows;
 
 const POLICIES: &str = r#"
 [[policy]]
@@ -43,19 +46,12 @@ fn engine() -> Engine {
 
 fn feed(e: &mut Engine, block: u64, cash: f64, outflow: f64) -> Vec<Trip> {
     let mut trips = Vec::new();
-    for (name, value) in [("cash", cash), ("outflow", outflow)] {
-        let metric = e.metric_id(name).expect("metric");
-        let time_ms = block * 12_000;
-        e.on_sample(
-            Sample {
-                block,
-                time_ms,
-                metric,
-                value,
-            },
-            &mut |t| trips.push(t),
-        );
-    }
+    let time_ms = block * 12_000;
+    let rows = [
+        (block, time_ms, "cash", cash),
+        (block, time_ms, "outflow", outflow),
+    ];
+    feed_rows(e, rows, &mut trips);
     trips
 }
 
