@@ -128,7 +128,7 @@ async fn every_pending_transaction_is_screened_and_a_sequence_is_one_effect() {
         Mode::Enforce,
     );
 
-    let watcher = Watcher::new(&config, "local", WatcherOptions::default()).unwrap();
+    let watcher = Watcher::new(config, "local", WatcherOptions::default()).unwrap();
     let (tx, mut events) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(watcher.run(tx, cancel.clone()));
