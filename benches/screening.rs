@@ -11,7 +11,9 @@
 //!   which a policy trips on.
 //!
 //! Printed: what was sent, screened and dropped; per 10 s window the screening
-//! rate, pending seen → screened latency p50/p99 and resident memory; overall
+//! rate, pending seen → screened latency p50/p99, resident memory and the heap
+//! in use (bytes allocated and not yet freed, counted by this bench's global
+//! allocator: RSS also holds what the allocator keeps after a free); overall
 //! seen → verdict (what-if judged) p50/p99 and seen → trip for the attacks.
 //! A backlog shows as screened falling behind sent and latency growing per
 //! window.
@@ -22,6 +24,7 @@
 mod common;
 mod support;
 
+use std::alloc::System;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +34,7 @@ use alloy::primitives::{Address, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
+use cap::Cap;
 use common::{DemoToken, GWEI, Market, anvil, dry_run_network, load_config, metric};
 use guardian::config::Config;
 use guardian::metrics::MetricId;
@@ -182,10 +186,10 @@ async fn main() {
     let started = Instant::now();
     let mut window = (Instant::now(), 0u64, Vec::<f64>::new());
     let (mut screened, mut verdicts, mut trips_at) =
-        (0u64, Vec::new(), std::collections::HashMap::new());
+        (0u64, Millis::new(), std::collections::HashMap::new());
     let mut screened_attacks = std::collections::HashSet::new();
-    let mut rss = Vec::new();
-    println!("window  sent/s  screened/s  seen->screened p50/p99 ms  rss MiB");
+    let (mut rss, mut heap) = (Vec::new(), Vec::new());
+    println!("window  sent/s  screened/s  seen->screened p50/p99 ms  rss MiB  heap MiB");
     while started.elapsed() < Duration::from_secs(seconds) + Duration::from_secs(3) {
         if started.elapsed() >= Duration::from_secs(seconds) {
             stop.store(true, Ordering::Relaxed);
@@ -212,26 +216,28 @@ async fn main() {
                 if s.tx.max_priority_fee_per_gas == Some(ATTACK_TIP) {
                     screened_attacks.insert(s.tx.hash);
                 }
-                let verdict = now_ms().saturating_sub(s.seen_ms) as f64;
-                verdicts.push(verdict);
+                let verdict = now_ms().saturating_sub(s.seen_ms);
+                verdicts.add(verdict);
                 if !trips.is_empty() {
-                    trips_at.entry(s.tx.hash).or_insert(verdict);
+                    trips_at.entry(s.tx.hash).or_insert(verdict as f64);
                 }
             }
             _ => {}
         }
         if window.0.elapsed() >= Duration::from_secs(10) {
             let secs = window.0.elapsed().as_secs_f64();
-            let mem = rss_kib();
+            let (mem, live) = (rss_kib(), heap_kib());
             rss.push(mem);
+            heap.push(live);
             println!(
-                "{:>4} s  {:>6.0}  {:>10.0}  {:>8.1} / {:<8.1}  {:.1}",
+                "{:>4} s  {:>6.0}  {:>10.0}  {:>8.1} / {:<8.1}  {:>7.1}  {:>8.1}",
                 started.elapsed().as_secs(),
                 sent.swap(0, Ordering::Relaxed) as f64 / secs,
                 window.1 as f64 / secs,
                 quantile(&mut window.2, 0.5),
                 quantile(&mut window.2, 0.99),
-                mem as f64 / 1024.0
+                mem as f64 / 1024.0,
+                live as f64 / 1024.0
             );
             window = (Instant::now(), 0, Vec::new());
         }
@@ -251,10 +257,10 @@ async fn main() {
     );
     println!(
         "pending seen -> verdict (simulated and judged by Engine::what_if): n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
-        verdicts.len(),
-        quantile(&mut verdicts.clone(), 0.5),
-        quantile(&mut verdicts.clone(), 0.99),
-        quantile(&mut verdicts, 1.0)
+        verdicts.count(),
+        verdicts.quantile(0.5),
+        verdicts.quantile(0.99),
+        verdicts.max
     );
     println!(
         "attacks: {} sent, {} screened (an attack mined before its screening is not), {} tripped; pending seen -> trip p50={:.1} ms p99={:.1} ms",
@@ -271,6 +277,62 @@ async fn main() {
         "resident memory per 10 s window, MiB: {:?}",
         rss.iter().map(|k| k / 1024).collect::<Vec<_>>()
     );
+    println!(
+        "heap in use per 10 s window, MiB: {:?}",
+        heap.iter().map(|k| k / 1024).collect::<Vec<_>>()
+    );
+}
+
+/// Counts of whole milliseconds, in one allocation made up front: the bench
+/// keeps its latencies without growing, so the memory it prints is the
+/// screening's. Values past the last bucket count in it; `max` is exact.
+struct Millis {
+    counts: Vec<u32>,
+    max: u64,
+}
+
+impl Millis {
+    const BUCKETS: usize = 60_001;
+
+    fn new() -> Self {
+        Self {
+            counts: vec![0; Self::BUCKETS],
+            max: 0,
+        }
+    }
+
+    fn add(&mut self, ms: u64) {
+        self.counts[(ms as usize).min(Self::BUCKETS - 1)] += 1;
+        self.max = self.max.max(ms);
+    }
+
+    fn count(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// The smallest value at or below which a share `q` of the counts lie.
+    fn quantile(&self, q: f64) -> f64 {
+        let want = ((self.count() as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (ms, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= want {
+                return ms as f64;
+            }
+        }
+        f64::NAN
+    }
+}
+
+/// The system allocator, counting the bytes allocated and not yet freed, so
+/// the bench can tell memory the program holds from memory the allocator
+/// keeps (which RSS also counts).
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+/// The heap in use, KiB.
+fn heap_kib() -> u64 {
+    (ALLOCATOR.allocated() / 1024) as u64
 }
 
 fn now_ms() -> u64 {

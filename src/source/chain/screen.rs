@@ -24,7 +24,6 @@
 //! Limits: only transactions the node's mempool shows are screened (private
 //! order flow is invisible); the node must answer `eth_simulateV1`.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -124,10 +123,15 @@ struct Waiting {
     seen_ms: u64,
 }
 
-/// The bounded, prioritised screening queue.
+/// The bounded, prioritised screening queue: the protocol's transactions
+/// first, then the highest tip, then the newest. Newest first because the
+/// next block is what a pause can still be ordered ahead of: under a backlog
+/// the oldest waiting are the likeliest to be mined already (a screening of
+/// one costs a simulation and finds nothing), and the oldest of the lowest
+/// priority are the ones dropped when it is full.
 #[derive(Debug)]
 pub struct Queue {
-    items: BTreeMap<(bool, u128, Reverse<u64>), Waiting>,
+    items: BTreeMap<(bool, u128, u64), Waiting>,
     capacity: usize,
     arrivals: u64,
     dropped: u64,
@@ -150,10 +154,8 @@ impl Queue {
             .max_priority_fee_per_gas()
             .unwrap_or_else(|| alloy::consensus::Transaction::max_fee_per_gas(&tx));
         self.arrivals += 1;
-        self.items.insert(
-            (touches, tip, Reverse(self.arrivals)),
-            Waiting { tx, seen_ms },
-        );
+        self.items
+            .insert((touches, tip, self.arrivals), Waiting { tx, seen_ms });
         if self.items.len() > self.capacity {
             self.items.pop_first();
             self.dropped += 1;
@@ -217,6 +219,10 @@ pub struct Screener {
     pending: PendingWatch,
     watched: HashSet<Address>,
     senders: HashMap<Address, Vec<Remembered>>,
+    /// The head `senders` was last pruned at: those with nothing newer than
+    /// [`SEQUENCE_BLOCKS`] are forgotten once per head, so memory follows the
+    /// pending traffic of the last few blocks, not every sender ever seen.
+    pruned_at: u64,
     /// Each sender's mined nonce at the latest block: (block, nonce), read once per block.
     mined: HashMap<Address, (u64, u64)>,
     pub queue: Queue,
@@ -233,14 +239,17 @@ impl Screener {
             pending,
             watched,
             senders: HashMap::new(),
+            pruned_at: 0,
             mined: HashMap::new(),
             queue: Queue::new(options.queue),
         }
     }
 
-    /// Queues a pending transaction; `true` when the queue overflowed (one was dropped).
-    pub fn enqueue(&mut self, tx: Transaction, seen_ms: u64) -> bool {
+    /// Queues a pending transaction seen when block `head` was the latest;
+    /// `true` when the queue overflowed (one was dropped).
+    pub fn enqueue(&mut self, tx: Transaction, seen_ms: u64, head: u64) -> bool {
         let touches = tx.to().is_some_and(|to| self.watched.contains(&to));
+        self.remember(&tx, head);
         self.queue.push(tx, seen_ms, touches)
     }
 
@@ -323,31 +332,29 @@ impl Screener {
         Ok(mined.to::<u64>())
     }
 
-    /// The sender's earlier pending transactions with consecutive nonces just
-    /// below `tx`'s (at most [`MAX_SEQUENCE`]), oldest first; remembers `tx`.
-    /// Those already mined are taken out when the job runs.
-    fn sequence(&mut self, tx: &Transaction, head: u64) -> Vec<Transaction> {
-        let (from, nonce) = (tx.from(), tx.nonce());
-        if self.senders.len() >= MAX_SENDERS {
+    /// Forgets, once per head, the senders with nothing pending of the last
+    /// [`SEQUENCE_BLOCKS`] blocks (and all of them past [`MAX_SENDERS`]).
+    fn forget_old_senders(&mut self, head: u64) {
+        if head != self.pruned_at {
+            self.pruned_at = head;
             self.senders
                 .retain(|_, l| l.iter().any(|r| r.head + SEQUENCE_BLOCKS > head));
-            if self.senders.len() >= MAX_SENDERS {
-                self.senders.clear();
-            }
+            self.mined
+                .retain(|_, &mut (block, _)| block + SEQUENCE_BLOCKS > head);
         }
+        if self.senders.len() >= MAX_SENDERS {
+            self.senders.clear();
+        }
+    }
+
+    /// Remembers `tx` as a possible predecessor of its sender's next nonces
+    /// (at enqueue, so a later nonce screened first still finds it), in
+    /// place of one it replaces (same nonce); `head` is the latest block.
+    fn remember(&mut self, tx: &Transaction, head: u64) {
+        let (from, nonce) = (tx.from(), tx.nonce());
+        self.forget_old_senders(head);
         let list = self.senders.entry(from).or_default();
-        // Forget the old and a transaction this one replaces (same nonce).
         list.retain(|r| r.head + SEQUENCE_BLOCKS > head && r.nonce != nonce);
-        let mut chain = Vec::new();
-        let mut want = nonce;
-        while want > 0 && chain.len() < MAX_SEQUENCE {
-            want -= 1;
-            match list.iter().find(|r| r.nonce == want) {
-                Some(r) => chain.push(r.tx.clone()),
-                None => break,
-            }
-        }
-        chain.reverse();
         if list.len() >= MAX_PER_SENDER {
             list.remove(0);
         }
@@ -356,6 +363,28 @@ impl Screener {
             tx: tx.clone(),
             head,
         });
+    }
+
+    /// The sender's earlier pending transactions with consecutive nonces just
+    /// below `tx`'s (at most [`MAX_SEQUENCE`]), oldest first. Those already
+    /// mined are taken out when the job runs.
+    fn sequence(&self, tx: &Transaction, head: u64) -> Vec<Transaction> {
+        let Some(list) = self.senders.get(&tx.from()) else {
+            return Vec::new();
+        };
+        let mut chain = Vec::new();
+        let mut want = tx.nonce();
+        while want > 0 && chain.len() < MAX_SEQUENCE {
+            want -= 1;
+            match list
+                .iter()
+                .find(|r| r.nonce == want && r.head + SEQUENCE_BLOCKS > head)
+            {
+                Some(r) => chain.push(r.tx.clone()),
+                None => break,
+            }
+        }
+        chain.reverse();
         chain
     }
 }
@@ -607,7 +636,7 @@ impl super::Watcher {
                         let Some(tx) = pending_body(&provider, tx).await else {
                             continue;
                         };
-                        if screener.enqueue(tx, seen_ms) {
+                        if screener.enqueue(tx, seen_ms, feed.head.borrow().0) {
                             drops.dropped(&self.options.probe, &self.network, &screener.queue);
                         }
                     }
@@ -707,6 +736,61 @@ mod tests {
             "blockHash": null, "blockNumber": null, "transactionIndex": null
         }))
         .expect("a transaction")
+    }
+
+    fn from(sender: u8, nonce: u64) -> Transaction {
+        let mut t = serde_json::to_value(tx(1, 1, nonce)).expect("json");
+        t["from"] = json!(Address::with_last_byte(sender));
+        serde_json::from_value(t).expect("a transaction")
+    }
+
+    #[test]
+    fn senders_quiet_for_a_few_blocks_are_forgotten_and_sequences_still_join() {
+        let mut s = Screener::new(
+            ReadPlan::default(),
+            PendingWatch::new([]),
+            ScreenOptions::default(),
+        );
+        // 1,000 one-off senders at head 10: remembered for the next blocks only.
+        for i in 0..1_000u64 {
+            let mut t = serde_json::to_value(from(1, 0)).expect("json");
+            t["from"] = json!(Address::from_word(B256::from(
+                alloy::primitives::U256::from(i + 1)
+            )));
+            s.enqueue(serde_json::from_value(t).expect("tx"), 0, 10);
+        }
+        assert_eq!(s.senders.len(), 1_000);
+        // Nonces 0..=2 of sender 7 queued; 2 is screened first (newest) and
+        // still finds 0 and 1 before it.
+        for n in 0..3 {
+            s.enqueue(from(7, n), 0, 11);
+        }
+        let newest = s.queue.pop().expect("queued").tx;
+        assert_eq!(newest.nonce(), 2);
+        let joined = s.sequence(&newest, 12);
+        assert_eq!(joined.iter().map(|t| t.nonce()).collect::<Vec<_>>(), [0, 1]);
+        // Three blocks after head 10, only sender 7 (last seen at 11) is remembered.
+        s.enqueue(from(7, 3), 0, 13);
+        assert_eq!(s.senders.len(), 1, "the one-off senders are forgotten");
+        s.enqueue(from(8, 0), 0, 16);
+        assert_eq!(
+            s.senders.len(),
+            1,
+            "sender 7 too, three blocks after its last"
+        );
+    }
+
+    #[test]
+    fn among_equals_the_newest_is_screened_first_and_the_oldest_dropped() {
+        let mut q = Queue::new(3);
+        for nonce in 1..=4 {
+            q.push(tx(1, 5, nonce), 0, true);
+        }
+        assert_eq!(q.dropped(), 1);
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop())
+            .map(|w| w.tx.nonce())
+            .collect();
+        assert_eq!(order, [4, 3, 2], "nonce 1, the oldest, was dropped");
     }
 
     #[test]
