@@ -469,14 +469,8 @@ network = "local"
         Config::from_text("guardian.toml", text)
     }
 
-    #[test]
-    fn a_setup_section_loads_with_defaults_from_the_guard() {
-        let c = load(
-            r#"
-[guard]
-target_cooldown = "5m"
-target_rate_limit = "2/1h"
-
+    /// A pause action the module can grant: `p`, through the module executor.
+    const MODULE_PAUSE: &str = r#"
 [actions.p]
 kind = "pause"
 description = "p"
@@ -484,14 +478,23 @@ target = "0x00000000000000000000000000000000000000bb"
 function = "pause()"
 paused_getter = "paused()"
 executor = "module"
+"#;
 
+    #[test]
+    fn a_setup_section_loads_with_defaults_from_the_guard() {
+        let c = load(&format!(
+            r#"
+[guard]
+target_cooldown = "5m"
+target_rate_limit = "2/1h"
+{MODULE_PAUSE}
 [setup]
 safe = "0x00000000000000000000000000000000000000cc"
 executor = "module"
 guardians = ["0x00000000000000000000000000000000000000dd"]
 salt = "0x2a"
-"#,
-        )
+"#
+        ))
         .unwrap();
         let s = c.setup.unwrap();
         assert_eq!(s.target_cooldown_ms, 300_000);
@@ -504,16 +507,8 @@ salt = "0x2a"
 
     #[test]
     fn a_target_may_have_limits_of_its_own() {
-        let c = load(
-            r#"
-[actions.p]
-kind = "pause"
-description = "p"
-target = "0x00000000000000000000000000000000000000bb"
-function = "pause()"
-paused_getter = "paused()"
-executor = "module"
-
+        let c = load(&format!(
+            r#"{MODULE_PAUSE}
 [setup]
 safe = "0x00000000000000000000000000000000000000cc"
 executor = "module"
@@ -523,8 +518,8 @@ target_rate_limit = "3/1d"
 
 [setup.targets."0x00000000000000000000000000000000000000bb"]
 target_rate_limit = "1/1d"
-"#,
-        )
+"#
+        ))
         .unwrap();
         let s = c.setup.unwrap();
         let l = s.limits_of(
