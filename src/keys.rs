@@ -494,6 +494,16 @@ mod tests {
         }
     }
 
+    /// A new keystore in `dir` encrypted with `passphrase`, readable by its owner only.
+    fn keystore(dir: &Path, passphrase: &str) -> (PrivateKeySigner, PathBuf) {
+        let mut rng = rand08::thread_rng();
+        let (signer, file) =
+            PrivateKeySigner::new_keystore(dir, &mut rng, passphrase, None).unwrap();
+        let path = dir.join(file);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        (signer, path)
+    }
+
     fn write_mode(path: &Path, content: &[u8], mode: u32) {
         fs::write(path, content).unwrap();
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
@@ -521,11 +531,7 @@ mod tests {
     #[test]
     fn a_keystore_loads_with_a_passphrase_from_env_or_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rng = rand08::thread_rng();
-        let (signer, file) =
-            PrivateKeySigner::new_keystore(dir.path(), &mut rng, "pass-word", None).unwrap();
-        let path = dir.path().join(file);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let (signer, path) = keystore(dir.path(), "pass-word");
         let pass_file = dir.path().join("pass");
         write_mode(&pass_file, b"pass-word\n", 0o400);
         let env = MapEnv(HashMap::from([(
@@ -564,11 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
 
         // A real keystore whose passphrase we will get wrong.
-        let mut rng = rand08::thread_rng();
-        let (_, file) =
-            PrivateKeySigner::new_keystore(dir.path(), &mut rng, "right-pass", None).unwrap();
-        let keystore = dir.path().join(file);
-        fs::set_permissions(&keystore, fs::Permissions::from_mode(0o600)).unwrap();
+        let (_, keystore) = keystore(dir.path(), "right-pass");
         // The same keystore, world-readable.
         let open_keystore = dir.path().join("open.json");
         write_mode(&open_keystore, &fs::read(&keystore).unwrap(), 0o644);

@@ -169,6 +169,30 @@ impl Alert {
         }
     }
 
+    /// The same alert, about `network`.
+    pub fn on_network(mut self, network: &str) -> Self {
+        self.network = Some(network.to_string());
+        self
+    }
+
+    /// The same alert, about `block`.
+    pub fn at_block(mut self, block: u64) -> Self {
+        self.block = Some(block);
+        self
+    }
+
+    /// The same alert, about `policy`.
+    pub fn for_policy(mut self, policy: &str) -> Self {
+        self.policy = Some(policy.to_string());
+        self
+    }
+
+    /// The same alert, with `details` as its evidence.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
     /// Whether this alert closes its incident: an action that landed (the
     /// pause is on chain) resolves what its trip opened.
     pub fn resolves(&self) -> bool {

@@ -385,11 +385,8 @@ pub(super) fn parse_executor(
     {
         delivery.default_priority_fee_wei = w;
     }
-    if let Some((text, span)) = t.string("deadline", r) {
-        match units::parse_duration(text) {
-            Ok(ms) => delivery.deadline_ms = ms,
-            Err(e) => r.error(&span, format!("deadline: {}", e.message), Some(e.hint)),
-        }
+    if let Some(ms) = duration(&mut t, "deadline", r) {
+        delivery.deadline_ms = ms;
     }
     parse_delivery_extras(&mut t, &mut delivery, r);
     let broadcast = broadcast_urls(&mut t, &ctx, r);
@@ -467,16 +464,10 @@ pub(super) fn parse_executor(
 
 /// `rpc_timeout`, `confirmations` and `reserve_eth` of an executor.
 fn parse_delivery_extras(t: &mut TableReader<'_, '_>, d: &mut Delivery, r: &mut Reporter<'_>) {
-    if let Some((text, span)) = t.string("rpc_timeout", r) {
-        match units::parse_duration(text) {
-            Ok(0) => r.error(&span, "rpc_timeout must be above 0".to_string(), None),
-            Ok(ms) => d.rpc_timeout_ms = ms,
-            Err(e) => r.error(&span, format!("rpc_timeout: {}", e.message), Some(e.hint)),
-        }
+    if let Some(ms) = nonzero_duration(t, "rpc_timeout", r) {
+        d.rpc_timeout_ms = ms;
     }
-    if let Some(v) = t.get("confirmations")
-        && let Some(n) = as_u64(v, "confirmations", r)
-    {
+    if let Some(n) = t.u64("confirmations", r) {
         d.confirmations = n;
     }
     if let Some(v) = t.get("reserve_eth")
@@ -567,19 +558,44 @@ pub(super) fn signature(
     }
 }
 
-pub(super) fn duration(
+/// The optional duration under `key`, in ms, with where it is written; a
+/// malformed one is reported.
+pub(super) fn duration_at(
     t: &mut TableReader<'_, '_>,
     key: &'static str,
     r: &mut Reporter<'_>,
-) -> Option<u64> {
+) -> Option<(u64, std::ops::Range<usize>)> {
     let (text, span) = t.string(key, r)?;
     match units::parse_duration(text) {
-        Ok(ms) => Some(ms),
+        Ok(ms) => Some((ms, span)),
         Err(e) => {
             r.error(&span, format!("{key}: {}", e.message), Some(e.hint));
             None
         }
     }
+}
+
+/// The optional duration under `key`, in ms; a malformed one is reported.
+pub(super) fn duration(
+    t: &mut TableReader<'_, '_>,
+    key: &'static str,
+    r: &mut Reporter<'_>,
+) -> Option<u64> {
+    duration_at(t, key, r).map(|(ms, _)| ms)
+}
+
+/// Like [`duration`], but 0 is reported too: `{key} must be above 0`.
+fn nonzero_duration(
+    t: &mut TableReader<'_, '_>,
+    key: &'static str,
+    r: &mut Reporter<'_>,
+) -> Option<u64> {
+    let (ms, span) = duration_at(t, key, r)?;
+    if ms == 0 {
+        r.error(&span, format!("{key} must be above 0"), None);
+        return None;
+    }
+    Some(ms)
 }
 
 pub(super) fn rate(
@@ -803,16 +819,8 @@ pub(super) fn parse_timing(
     r: &mut Reporter<'_>,
 ) -> ActionTiming {
     let mut timing = ActionTiming::default();
-    if let Some((text, span)) = t.string("max_trigger_age", r) {
-        match units::parse_duration(text) {
-            Ok(0) => r.error(&span, "max_trigger_age must be above 0", None),
-            Ok(ms) => timing.max_trigger_age_ms = ms,
-            Err(e) => r.error(
-                &span,
-                format!("max_trigger_age: {}", e.message),
-                Some(e.hint),
-            ),
-        }
+    if let Some(ms) = nonzero_duration(t, "max_trigger_age", r) {
+        timing.max_trigger_age_ms = ms;
     }
     if let Some(v) = t.get("act_if_late")
         && let Some(late) = reader::as_bool(v, "act_if_late", r)

@@ -89,14 +89,10 @@ pub(super) fn parse_journal(
         )
         .unwrap_or(JournalSync::Full);
     }
-    if let Some(v) = t.get("warmup_blocks")
-        && let Some(n) = as_u64(v, "warmup_blocks", r)
-    {
+    if let Some(n) = t.u64("warmup_blocks", r) {
         config.warmup_blocks = n;
     }
-    if let Some(v) = t.get("max_warmup_blocks")
-        && let Some(n) = as_u64(v, "max_warmup_blocks", r)
-    {
+    if let Some(n) = t.u64("max_warmup_blocks", r) {
         config.max_warmup_blocks = n;
     }
     if let Some(v) = t.get("replica")

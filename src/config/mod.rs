@@ -258,16 +258,11 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
                         }
                     }
                 }
-                if let Some(v) = g.get("history_blocks")
-                    && let Some(n) = as_u64(v, "history_blocks", r)
-                {
+                if let Some(n) = g.u64("history_blocks", r) {
                     config.history_blocks = n;
                 }
-                if let Some((text, span)) = g.string("history", r) {
-                    match units::parse_duration(text) {
-                        Ok(ms) => config.history_ms = ms,
-                        Err(e) => r.error(&span, format!("history: {}", e.message), Some(e.hint)),
-                    }
+                if let Some(ms) = exec::duration(&mut g, "history", r) {
+                    config.history_ms = ms;
                 }
                 g.finish(r);
             }
@@ -481,13 +476,7 @@ fn parse_network(name: &str, value: &reader::Value<'_>, r: &mut Reporter<'_>) ->
             None,
         );
     }
-    let mut block_time_ms = None;
-    if let Some((text, span)) = t.string("block_time", r) {
-        match units::parse_duration(text) {
-            Ok(ms) => block_time_ms = Some(ms),
-            Err(e) => r.error(&span, format!("block_time: {}", e.message), Some(e.hint)),
-        }
-    }
+    let block_time_ms = exec::duration(&mut t, "block_time", r);
     let endpoints = if rpc.is_empty() { ws.len() } else { rpc.len() };
     let watch = parse_watch_limits(&ctx, endpoints, &mut t, r);
     t.finish(r);
@@ -540,17 +529,13 @@ fn parse_watch_limits(
         ("max_head_age", &mut w.max_head_age_ms),
         ("read_deadline", &mut w.read_deadline_ms),
     ] {
-        if let Some((text, span)) = t.string(key, r) {
-            match units::parse_duration(text) {
-                Ok(ms) if ms > 0 => *slot = Some(ms),
-                Ok(_) => r.error(&span, format!("{ctx}: {key} must be longer than 0"), None),
-                Err(e) => r.error(&span, format!("{key}: {}", e.message), Some(e.hint)),
-            }
+        match exec::duration_at(t, key, r) {
+            Some((0, span)) => r.error(&span, format!("{ctx}: {key} must be longer than 0"), None),
+            Some((ms, _)) => *slot = Some(ms),
+            None => {}
         }
     }
-    if let Some(v) = t.get("max_lag_blocks") {
-        w.max_lag_blocks = as_u64(v, "max_lag_blocks", r);
-    }
+    w.max_lag_blocks = t.u64("max_lag_blocks", r);
     w.stall_blocks = bounded(t, "stall_blocks", 1..=1000, ctx, r).map(|n| n as u32);
     w.screen_concurrency = bounded(t, "screen_concurrency", 1..=64, ctx, r).map(|n| n as usize);
     w.screen_queue = bounded(t, "screen_queue", 16..=1_000_000, ctx, r).map(|n| n as usize);

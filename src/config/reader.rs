@@ -248,6 +248,12 @@ impl<'a, 'i> TableReader<'a, 'i> {
         as_str(value, &format!("{}.{key}", self.context), r).map(|s| (s, value.span()))
     }
 
+    /// The optional whole number under `key`; anything else is reported.
+    pub fn u64(&mut self, key: &'static str, r: &mut Reporter<'_>) -> Option<u64> {
+        let value = self.get(key)?;
+        as_u64(value, key, r)
+    }
+
     pub fn required_string(
         &mut self,
         key: &'static str,

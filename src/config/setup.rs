@@ -469,14 +469,8 @@ network = "local"
         Config::from_text("guardian.toml", text)
     }
 
-    #[test]
-    fn a_setup_section_loads_with_defaults_from_the_guard() {
-        let c = load(
-            r#"
-[guard]
-target_cooldown = "5m"
-target_rate_limit = "2/1h"
-
+    /// A pause action the module can grant: `p`, through the module executor.
+    const MODULE_PAUSE: &str = r#"
 [actions.p]
 kind = "pause"
 description = "p"
@@ -484,14 +478,26 @@ target = "0x00000000000000000000000000000000000000bb"
 function = "pause()"
 paused_getter = "paused()"
 executor = "module"
+"#;
 
-[setup]
+    /// A `[setup]` section's start: the Safe, the module executor, one guardian.
+    const MODULE_SETUP: &str = r#"[setup]
 safe = "0x00000000000000000000000000000000000000cc"
 executor = "module"
 guardians = ["0x00000000000000000000000000000000000000dd"]
-salt = "0x2a"
-"#,
-        )
+"#;
+
+    #[test]
+    fn a_setup_section_loads_with_defaults_from_the_guard() {
+        let c = load(&format!(
+            r#"
+[guard]
+target_cooldown = "5m"
+target_rate_limit = "2/1h"
+{MODULE_PAUSE}
+{MODULE_SETUP}salt = "0x2a"
+"#
+        ))
         .unwrap();
         let s = c.setup.unwrap();
         assert_eq!(s.target_cooldown_ms, 300_000);
@@ -504,27 +510,15 @@ salt = "0x2a"
 
     #[test]
     fn a_target_may_have_limits_of_its_own() {
-        let c = load(
-            r#"
-[actions.p]
-kind = "pause"
-description = "p"
-target = "0x00000000000000000000000000000000000000bb"
-function = "pause()"
-paused_getter = "paused()"
-executor = "module"
-
-[setup]
-safe = "0x00000000000000000000000000000000000000cc"
-executor = "module"
-guardians = ["0x00000000000000000000000000000000000000dd"]
-target_cooldown = "10m"
+        let c = load(&format!(
+            r#"{MODULE_PAUSE}
+{MODULE_SETUP}target_cooldown = "10m"
 target_rate_limit = "3/1d"
 
 [setup.targets."0x00000000000000000000000000000000000000bb"]
 target_rate_limit = "1/1d"
-"#,
-        )
+"#
+        ))
         .unwrap();
         let s = c.setup.unwrap();
         let l = s.limits_of(
@@ -533,21 +527,16 @@ target_rate_limit = "1/1d"
                 .unwrap(),
         );
         assert_eq!((l.cooldown_ms, l.rate_limit.count), (600_000, 1));
-        let err = load(
-            r#"
-[setup]
-safe = "0x00000000000000000000000000000000000000cc"
-executor = "module"
-guardians = ["0x00000000000000000000000000000000000000dd"]
-target_rate_limit = "3/1d"
+        let err = load(&format!(
+            r#"{MODULE_SETUP}target_rate_limit = "3/1d"
 
 [setup.targets."0x00000000000000000000000000000000000000ee"]
 target_cooldown = "1h"
 
 [setup.targets.vault]
 target_cooldown = "1h"
-"#,
-        )
+"#
+        ))
         .unwrap_err()
         .to_string();
         assert!(err.contains("no action of the module executor targets 0x00000000000000000000000000000000000000eE"), "{err}");
@@ -575,44 +564,42 @@ executor = "module"
 
     #[test]
     fn what_the_module_would_refuse_is_refused_at_load_with_its_location() {
-        let err = load(&format!(
-            r#"{MODULE_PAUSES}
-[setup]
+        let bad_section = r#"[setup]
 safe = "0x00000000000000000000000000000000000000cc"
 executor = "direct"
 guardians = ["0x00000000000000000000000000000000000000dd", "0x00000000000000000000000000000000000000dd"]
 private_key = "0xabc"
-"#
-        ))
-        .unwrap_err()
-        .to_string();
-        for needle in [
-            "[setup] executor `direct` is of kind `eoa`, not `module`",
-            "listed twice",
-            "keys are never written in the configuration",
-            "needs `target_rate_limit`",
+"#;
+        for (setup, needles) in [
+            (
+                bad_section.to_string(),
+                [
+                    "[setup] executor `direct` is of kind `eoa`, not `module`",
+                    "listed twice",
+                    "keys are never written in the configuration",
+                    "needs `target_rate_limit`",
+                ],
+            ),
+            (
+                format!("{MODULE_SETUP}target_rate_limit = \"3/400d\"\n"),
+                [
+                    "guardian.toml:39:1: [setup]: action `p` (executor of the module) has no `paused_getter`",
+                    "action `u` (executor of the module) targets the Safe or the module itself",
+                    "`unpause()` can never be granted",
+                    "longer than the module's maximum of 365 days",
+                ],
+            ),
         ] {
-            assert!(err.contains(needle), "missing {needle:?} in\n{err}");
-        }
-        assert!(!err.contains("0xabc"));
-        let err = load(&format!(
-            r#"{MODULE_PAUSES}
-[setup]
-safe = "0x00000000000000000000000000000000000000cc"
-executor = "module"
-guardians = ["0x00000000000000000000000000000000000000dd"]
-target_rate_limit = "3/400d"
-"#
-        ))
-        .unwrap_err()
-        .to_string();
-        for needle in [
-            "guardian.toml:39:1: [setup]: action `p` (executor of the module) has no `paused_getter`",
-            "action `u` (executor of the module) targets the Safe or the module itself",
-            "`unpause()` can never be granted",
-            "longer than the module's maximum of 365 days",
-        ] {
-            assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+            let err = load(&format!("{MODULE_PAUSES}\n{setup}"))
+                .unwrap_err()
+                .to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+            }
+            assert!(
+                !err.contains("0xabc"),
+                "a key in the configuration leaked:\n{err}"
+            );
         }
     }
 }

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::eips::BlockNumberOrTag;
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::network::{Ethereum, EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
@@ -674,6 +674,26 @@ impl Executors {
         Ok(n)
     }
 
+    /// `req` as an `eth_call` at `block` (the latest when `None`), failed over.
+    async fn eth_call(
+        &self,
+        req: TransactionRequest,
+        block: Option<BlockId>,
+    ) -> Result<Bytes, endpoints::ReadError> {
+        self.inner
+            .endpoints
+            .read(move |p| {
+                let req = req.clone();
+                async move {
+                    match block {
+                        Some(b) => p.call(req).block(b).await,
+                        None => p.call(req).await,
+                    }
+                }
+            })
+            .await
+    }
+
     /// The first word a view call returns (at `block`, or the latest), failed over.
     async fn word(
         &self,
@@ -684,16 +704,12 @@ impl Executors {
     ) -> Result<U256, ExecError> {
         let req = TransactionRequest::default().with_to(to).with_input(data);
         let out = self
-            .read(what, move |p| {
-                let req = req.clone();
-                async move {
-                    match block {
-                        Some(b) => p.call(req).block(b.into()).await,
-                        None => p.call(req).await,
-                    }
-                }
-            })
-            .await?;
+            .eth_call(req, block.map(BlockId::from))
+            .await
+            .map_err(|e| ExecError::Rpc {
+                what,
+                reason: e.describe(),
+            })?;
         if out.len() < 32 {
             return Err(ExecError::Rpc {
                 what,
@@ -999,13 +1015,26 @@ impl Executors {
         request: &TransactionRequest,
         a: &Attempt,
     ) -> Result<(B256, Bytes), ExecError> {
+        self.sign_with(ex, request.clone(), a.nonce, a.gas, a.fees)
+            .await
+    }
+
+    /// `request` with `nonce`, `gas` and `fees` on this chain, signed with
+    /// `ex`'s key: its hash and raw bytes.
+    async fn sign_with(
+        &self,
+        ex: &Executor,
+        request: TransactionRequest,
+        nonce: u64,
+        gas: u64,
+        fees: Fees,
+    ) -> Result<(B256, Bytes), ExecError> {
         let tx = request
-            .clone()
-            .with_nonce(a.nonce)
+            .with_nonce(nonce)
             .with_chain_id(self.inner.chain_id)
-            .with_gas_limit(a.gas)
-            .with_max_fee_per_gas(a.fees.max_fee)
-            .with_max_priority_fee_per_gas(a.fees.priority_fee);
+            .with_gas_limit(gas)
+            .with_max_fee_per_gas(fees.max_fee)
+            .with_max_priority_fee_per_gas(fees.priority_fee);
         let envelope =
             <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(tx, &ex.wallet)
                 .await
@@ -1589,29 +1618,18 @@ impl Executors {
         let request = TransactionRequest::default()
             .with_from(prev.sender)
             .with_to(to)
-            .with_input(envelope.input().clone())
-            .with_nonce(nonce)
-            .with_chain_id(self.inner.chain_id)
-            .with_gas_limit(envelope.gas_limit())
-            .with_max_fee_per_gas(fees.max_fee)
-            .with_max_priority_fee_per_gas(fees.priority_fee);
-        let signed =
-            <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &ex.wallet)
-                .await
-                .map_err(|e| {
-                    ExecError::Key(KeyError::Signing {
-                        key: ex.sender.name().to_string(),
-                        reason: e.to_string(),
-                    })
-                })?;
+            .with_input(envelope.input().clone());
+        let (hash, raw) = self
+            .sign_with(ex, request, nonce, envelope.gas_limit(), fees)
+            .await?;
         Ok(SignedTx {
             decision_id: prev.decision_id,
-            hash: *signed.tx_hash(),
+            hash,
             sender: prev.sender,
             nonce,
             fees,
             replacement: prev.replacement + 1,
-            raw: alloy::eips::eip2718::Encodable2718::encoded_2718(&signed).into(),
+            raw,
         })
     }
 
@@ -1657,14 +1675,7 @@ impl ChainView for Executors {
             let req = TransactionRequest::default()
                 .with_to(target)
                 .with_input(data);
-            this.inner
-                .endpoints
-                .read(move |p| {
-                    let req = req.clone();
-                    async move { p.call(req).await }
-                })
-                .await
-                .map_err(|e| e.describe())
+            this.eth_call(req, None).await.map_err(|e| e.describe())
         }
     }
 
@@ -1698,12 +1709,7 @@ impl ChainView for Executors {
                 .with_from(from)
                 .with_to(to)
                 .with_input(data);
-            this.inner
-                .endpoints
-                .read(move |p| {
-                    let req = req.clone();
-                    async move { p.call(req).block(BlockNumberOrTag::Pending.into()).await }
-                })
+            this.eth_call(req, Some(BlockNumberOrTag::Pending.into()))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.describe())

@@ -183,6 +183,11 @@ fn review(g: &mut Guard, s: &State, action: &str, t: u64) -> Decision {
     block_on(g.review(&trip(action, t, Mode::Enforce), &View(s)))
 }
 
+/// Whether `action`, tripped at `t`, is approved.
+fn approves(g: &mut Guard, s: &State, action: &str, t: u64) -> bool {
+    review(g, s, action, t).into_approved().is_some()
+}
+
 #[test]
 fn a_pause_is_approved_with_the_configured_call() {
     let mut g = Guard::new(&config(GuardLimits::default()));
@@ -321,11 +326,7 @@ fn set_parameter_respects_min_delay_and_reads_the_current_value() {
             ready_at_ms: 3_601_000
         })
     ));
-    assert!(
-        review(&mut g, &s, "lower-cap", 3_601_000)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "lower-cap", 3_601_000));
 }
 
 #[test]
@@ -335,11 +336,7 @@ fn cooldowns_per_action_and_per_target() {
         ..Default::default()
     }));
     let s = state();
-    assert!(
-        review(&mut g, &s, "pause-vault", 1_000)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "pause-vault", 1_000));
     let d = review(&mut g, &s, "pause-vault", 30_000);
     assert_eq!(
         d.rejection(),
@@ -348,11 +345,7 @@ fn cooldowns_per_action_and_per_target() {
             ready_at_ms: 61_000
         })
     );
-    assert!(
-        review(&mut g, &s, "set-cap", 1_000)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "set-cap", 1_000));
     let d = review(&mut g, &s, "lower-cap", 5_000);
     assert_eq!(
         d.rejection(),
@@ -361,16 +354,8 @@ fn cooldowns_per_action_and_per_target() {
             ready_at_ms: 11_000
         })
     );
-    assert!(
-        review(&mut g, &s, "lower-cap", 11_000)
-            .into_approved()
-            .is_some()
-    );
-    assert!(
-        review(&mut g, &s, "pause-vault", 61_000)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "lower-cap", 11_000));
+    assert!(approves(&mut g, &s, "pause-vault", 61_000));
 }
 
 #[test]
@@ -384,20 +369,12 @@ fn rate_limits_global_and_per_target_follow_trip_time() {
         target_rate_limit: None,
     }));
     let s = state();
-    assert!(
-        review(&mut g, &s, "pause-vault", 0)
-            .into_approved()
-            .is_some()
-    );
-    assert!(review(&mut g, &s, "set-cap", 1).into_approved().is_some());
+    assert!(approves(&mut g, &s, "pause-vault", 0));
+    assert!(approves(&mut g, &s, "set-cap", 1));
     let d = review(&mut g, &s, "pause-comet", 2);
     assert_eq!(d.rejection(), Some(&Rejection::RateLimited));
     // One slot comes back every half hour.
-    assert!(
-        review(&mut g, &s, "pause-comet", 1_800_001)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "pause-comet", 1_800_001));
 
     let mut g = Guard::new(&config(GuardLimits {
         target_cooldown_ms: 0,
@@ -407,17 +384,13 @@ fn rate_limits_global_and_per_target_follow_trip_time() {
             per_ms: 3_600_000,
         }),
     }));
-    assert!(review(&mut g, &s, "set-cap", 0).into_approved().is_some());
+    assert!(approves(&mut g, &s, "set-cap", 0));
     assert_eq!(
         review(&mut g, &s, "lower-cap", 1).rejection(),
         Some(&Rejection::TargetRateLimited { target: MARKET })
     );
     // Another target is not affected.
-    assert!(
-        review(&mut g, &s, "pause-vault", 2)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "pause-vault", 2));
 }
 
 #[test]
@@ -434,11 +407,7 @@ fn a_reverting_preflight_is_rejected_with_its_reason() {
     );
     // A failed preflight does not start the action's cooldown.
     s.preflight = None;
-    assert!(
-        review(&mut g, &s, "pause-vault", 2_000)
-            .into_approved()
-            .is_some()
-    );
+    assert!(approves(&mut g, &s, "pause-vault", 2_000));
 }
 
 #[test]

@@ -46,6 +46,22 @@ struct DecisionContext {
     block: Option<u64>,
 }
 
+impl DecisionContext {
+    /// `a`, joined to this decision: its id, and its policy, network and block where known.
+    fn join(&self, mut a: Alert) -> Alert {
+        a.policy = (!self.policy.is_empty()).then(|| self.policy.clone());
+        a.network = self.network.clone();
+        a.block = self.block;
+        a.decision_id = Some(self.decision_id);
+        a
+    }
+}
+
+/// `network`, unless empty (a decision not tied to a network).
+fn named(network: &str) -> Option<String> {
+    (!network.is_empty()).then(|| network.to_string())
+}
+
 /// One step less severe: what a cooldown or a rate limit holds back.
 fn lower(severity: Severity) -> Severity {
     match severity {
@@ -75,6 +91,13 @@ impl Probe {
         self.inner.as_ref().map(|i| &i.telemetry)
     }
 
+    /// Updates the telemetry, if there is any.
+    fn count(&self, update: impl FnOnce(&Telemetry)) {
+        if let Some(i) = &self.inner {
+            update(&i.telemetry);
+        }
+    }
+
     fn raise(&self, alert: Alert) {
         if let Some(a) = self.inner.as_ref().and_then(|i| i.alerts.as_ref()) {
             a.raise(alert);
@@ -83,9 +106,7 @@ impl Probe {
 
     /// The pipeline started (or stopped) watching these networks.
     pub fn watching(&self, networks: &[String], on: bool) {
-        if let Some(i) = &self.inner {
-            i.telemetry.watching(networks, on);
-        }
+        self.count(|t| t.watching(networks, on));
     }
 
     /// A policy set is running (at start or after a reload): routes and the gauge.
@@ -124,16 +145,12 @@ impl Probe {
 
     /// A pending transaction's effect became a sample.
     pub fn pending_sample(&self, network: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.pending_sample(network);
-        }
+        self.count(|t| t.pending_sample(network));
     }
 
     /// A pending transaction was screened: simulated and its what-if block judged.
     pub fn pending_screened(&self, network: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.pending_screened(network);
-        }
+        self.count(|t| t.pending_screened(network));
     }
 
     /// `dropped` pending transactions were dropped unscreened (`total` so far):
@@ -142,7 +159,7 @@ impl Probe {
         let Some(i) = &self.inner else { return };
         i.telemetry.pending_dropped(network, dropped);
         tracing::warn!(target: "guardian::observe", network, dropped, total, queue, "screening queue full: pending transactions dropped unscreened");
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::PendingDropped,
             Severity::Warning,
             format!(
@@ -150,9 +167,10 @@ impl Probe {
             ),
             format!("pending-dropped:{network}"),
         );
-        a.network = Some(network.to_string());
-        a.details = json!({ "dropped": dropped, "total": total, "queue": queue });
-        self.raise(a);
+        self.raise(
+            a.on_network(network)
+                .with_details(json!({ "dropped": dropped, "total": total, "queue": queue })),
+        );
     }
 
     /// A metric was not read at `block`: it has no sample there, so no policy trips on it.
@@ -160,7 +178,7 @@ impl Probe {
         if self.inner.is_none() {
             return;
         }
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::ReadFailed,
             Severity::Warning,
             format!(
@@ -168,10 +186,11 @@ impl Probe {
             ),
             format!("read-failed:{network}:{metric}"),
         );
-        a.network = Some(network.to_string());
-        a.block = Some(block);
-        a.details = json!({ "metric": metric, "error": why });
-        self.raise(a);
+        self.raise(
+            a.on_network(network)
+                .at_block(block)
+                .with_details(json!({ "metric": metric, "error": why })),
+        );
     }
 
     /// A block's reads: which metrics have a value, which had none from any endpoint.
@@ -192,30 +211,24 @@ impl Probe {
 
     /// Read endpoint `endpoint` (0-based) of `network` was marked unhealthy for `fault`.
     pub fn endpoint_fault(&self, network: &str, endpoint: usize, fault: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.endpoint_fault(network, endpoint, fault);
-        }
+        self.count(|t| t.endpoint_fault(network, endpoint, fault));
     }
 
     /// A head subscription was established on `network`.
     pub fn subscribed(&self, network: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.subscribed(network);
-        }
+        self.count(|t| t.subscribed(network));
     }
 
     /// The head subscription dropped `n` heads (they are backfilled by number).
     pub fn heads_lagged(&self, network: &str, n: u64) {
-        if let Some(i) = &self.inner {
-            i.telemetry.heads_dropped(network, n);
-        }
+        self.count(|t| t.heads_dropped(network, n));
     }
 
     /// The head subscription was silent for `silent_s` while the chain moved from `last` to `latest`.
     pub fn head_stalled(&self, network: &str, silent_s: f64, last: u64, latest: u64) {
         let Some(i) = &self.inner else { return };
         i.telemetry.head_stalled(network);
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::HeadStalled,
             Severity::Warning,
             format!(
@@ -223,10 +236,9 @@ impl Probe {
             ),
             format!("head-stalled:{network}"),
         );
-        a.network = Some(network.to_string());
-        a.block = Some(latest);
-        a.details = json!({ "silent_s": silent_s, "last_block": last, "latest_block": latest });
-        self.raise(a);
+        self.raise(a.on_network(network).at_block(latest).with_details(
+            json!({ "silent_s": silent_s, "last_block": last, "latest_block": latest }),
+        ));
     }
 
     /// Endpoints disagreed on a trip's values at its block hash: its action is held.
@@ -239,7 +251,7 @@ impl Probe {
     ) {
         let Some(i) = &self.inner else { return };
         i.telemetry.disagreement(network);
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::EndpointsDisagree,
             Severity::Critical,
             format!(
@@ -247,11 +259,12 @@ impl Probe {
             ),
             format!("endpoints-disagree:{network}:{policy}"),
         );
-        a.policy = Some(policy.to_string());
-        a.network = Some(network.to_string());
-        a.block = Some(block);
-        a.details = details;
-        self.raise(a);
+        self.raise(
+            a.for_policy(policy)
+                .on_network(network)
+                .at_block(block)
+                .with_details(details),
+        );
     }
 
     /// A trip's block was older than `max_age_s`: no action is taken on it.
@@ -265,7 +278,7 @@ impl Probe {
     ) {
         let Some(i) = &self.inner else { return };
         i.telemetry.old_head(network);
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::HeadTooOld,
             Severity::Critical,
             format!(
@@ -273,25 +286,24 @@ impl Probe {
             ),
             format!("head-too-old:{network}:{policy}"),
         );
-        a.policy = Some(policy.to_string());
-        a.network = Some(network.to_string());
-        a.block = Some(block);
-        a.details = json!({ "head_age_s": age_s, "max_head_age_s": max_age_s });
-        self.raise(a);
+        self.raise(
+            a.for_policy(policy)
+                .on_network(network)
+                .at_block(block)
+                .with_details(json!({ "head_age_s": age_s, "max_head_age_s": max_age_s })),
+        );
     }
 
     /// A JSON-RPC error or timeout while following `network` (failed over or retried).
     pub fn rpc_error(&self, network: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.rpc_error(network);
-        }
+        self.count(|t| t.rpc_error(network));
     }
 
     /// Every endpoint failed a block's reads: the block is retried on the next head.
     pub fn rpc_failing(&self, network: &str, error: &str) {
         let Some(i) = &self.inner else { return };
         i.telemetry.rpc_error(network);
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::RpcFailing,
             Severity::Critical,
             format!(
@@ -299,21 +311,18 @@ impl Probe {
             ),
             format!("rpc-failing:{network}"),
         );
-        a.network = Some(network.to_string());
-        a.details = json!({ "error": error });
-        self.raise(a);
+        self.raise(
+            a.on_network(network)
+                .with_details(json!({ "error": error })),
+        );
     }
 
     pub fn failover(&self, network: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.failover(network);
-        }
+        self.count(|t| t.failover(network));
     }
 
     pub fn reorg(&self, network: &str) {
-        if let Some(i) = &self.inner {
-            i.telemetry.reorg(network);
-        }
+        self.count(|t| t.reorg(network));
     }
 
     /// No new head on `network` since `block`, whose timestamp is `age_s` old.
@@ -326,7 +335,7 @@ impl Probe {
         }
         i.telemetry.stale(network);
         tracing::warn!(target: "guardian::observe", network, block, head_age_s = age_s, "no new head for longer than stale_after: not acting on stale data");
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::DataStale,
             Severity::Critical,
             format!(
@@ -334,17 +343,16 @@ impl Probe {
             ),
             format!("stale:{network}"),
         );
-        a.network = Some(network.to_string());
-        a.block = Some(block);
-        a.details = json!({ "head_age_s": age_s, "stale_after_s": stale_after.as_secs_f64() });
-        self.raise(a);
+        self.raise(a.on_network(network).at_block(block).with_details(
+            json!({ "head_age_s": age_s, "stale_after_s": stale_after.as_secs_f64() }),
+        ));
     }
 
     /// An executor's network cannot be reached; approved actions on it cannot be sent.
     pub fn executor_unavailable(&self, network: &str, error: &str) {
         let Some(i) = &self.inner else { return };
         i.telemetry.executor_unavailable(network);
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::ExecutorUnavailable,
             Severity::Critical,
             format!(
@@ -352,9 +360,10 @@ impl Probe {
             ),
             format!("executor-unavailable:{network}"),
         );
-        a.network = Some(network.to_string());
-        a.details = json!({ "error": error });
-        self.raise(a);
+        self.raise(
+            a.on_network(network)
+                .with_details(json!({ "error": error })),
+        );
     }
 
     /// Whether an enforce executor can act: `Err(why)` (a key missing or
@@ -365,7 +374,7 @@ impl Probe {
         let Some(i) = &self.inner else { return };
         i.telemetry.executor_able(executor, able.err());
         if let Err(why) = able {
-            let mut a = Alert::new(
+            let a = Alert::new(
                 AlertKind::ExecutorUnavailable,
                 Severity::Critical,
                 format!(
@@ -373,9 +382,10 @@ impl Probe {
                 ),
                 format!("executor-unable:{executor}:{why}"),
             );
-            a.network = Some(network.to_string());
-            a.details = json!({ "executor": executor, "error": why });
-            self.raise(a);
+            self.raise(
+                a.on_network(network)
+                    .with_details(json!({ "executor": executor, "error": why })),
+            );
         }
     }
 
@@ -384,7 +394,7 @@ impl Probe {
         if self.inner.is_none() {
             return;
         }
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::LowBalance,
             Severity::Warning,
             format!(
@@ -392,9 +402,7 @@ impl Probe {
             ),
             format!("low-balance:{executor}"),
         );
-        a.network = Some(network.to_string());
-        a.details = json!({ "executor": executor, "balance_wei": balance_wei.to_string(), "reserve_wei": reserve_wei.to_string() });
-        self.raise(a);
+        self.raise(a.on_network(network).with_details(json!({ "executor": executor, "balance_wei": balance_wei.to_string(), "reserve_wei": reserve_wei.to_string() })));
     }
 
     /// A trip older than its action's `max_trigger_age`: journaled, not acted on.
@@ -402,7 +410,7 @@ impl Probe {
         if self.inner.is_none() {
             return;
         }
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::StaleTrigger,
             Severity::Warning,
             format!(
@@ -412,10 +420,9 @@ impl Probe {
             ),
             format!("stale-trigger:{policy}:{block}"),
         );
-        a.policy = Some(policy.to_string());
-        a.block = Some(block);
-        a.details = json!({ "action": action, "age_ms": age_ms, "max_trigger_age_ms": max_ms });
-        self.raise(a);
+        self.raise(a.for_policy(policy).at_block(block).with_details(
+            json!({ "action": action, "age_ms": age_ms, "max_trigger_age_ms": max_ms }),
+        ));
     }
 
     /// The pipeline stopped on `error`: guardian is no longer watching (the process exits 2).
@@ -423,14 +430,13 @@ impl Probe {
         if self.inner.is_none() {
             return;
         }
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::Stopped,
             Severity::Critical,
             format!("guardian stopped and is NOT watching: {error}"),
             format!("stopped:{}", now_ms()),
         );
-        a.details = json!({ "error": error });
-        self.raise(a);
+        self.raise(a.with_details(json!({ "error": error })));
     }
 
     /// A signing key could not be loaded at start; executors that need it cannot act.
@@ -438,7 +444,7 @@ impl Probe {
         if self.inner.is_none() {
             return;
         }
-        let mut a = Alert::new(
+        let a = Alert::new(
             AlertKind::KeyUnavailable,
             Severity::Critical,
             format!(
@@ -446,8 +452,7 @@ impl Probe {
             ),
             format!("key-unavailable:{error}"),
         );
-        a.details = json!({ "error": error });
-        self.raise(a);
+        self.raise(a.with_details(json!({ "error": error })));
     }
 
     /// How long an executed action took: trip to first broadcast, broadcast to mined.
@@ -456,9 +461,7 @@ impl Probe {
         trip_to_broadcast: Option<Duration>,
         broadcast_to_mined: Option<Duration>,
     ) {
-        if let Some(i) = &self.inner {
-            i.telemetry.delivery(trip_to_broadcast, broadcast_to_mined);
-        }
+        self.count(|t| t.delivery(trip_to_broadcast, broadcast_to_mined));
     }
 
     /// A policy reload: applied (`errors` empty) or refused with every error found.
@@ -474,7 +477,7 @@ impl Probe {
             )
         } else {
             i.telemetry.reload("rejected");
-            let mut a = Alert::new(
+            Alert::new(
                 AlertKind::ReloadFailed,
                 Severity::Warning,
                 format!(
@@ -483,9 +486,8 @@ impl Probe {
                     errors.first().map_or("", String::as_str)
                 ),
                 format!("reload-failed:{}", now_ms()),
-            );
-            a.details = json!({ "errors": errors });
-            a
+            )
+            .with_details(json!({ "errors": errors }))
         };
         self.raise(a);
     }
@@ -501,7 +503,7 @@ impl Probe {
         self.remember(DecisionContext {
             decision_id,
             policy: policy.to_string(),
-            network: (!network.is_empty()).then(|| network.to_string()),
+            network: named(network),
             block,
         });
     }
@@ -547,20 +549,14 @@ impl Probe {
             return;
         }
         let decision_id = decision.decision_id;
-        self.remember(DecisionContext {
+        let context = DecisionContext {
             decision_id,
             policy: trip.policy.clone(),
-            network: (!network.is_empty()).then(|| network.to_string()),
+            network: named(network),
             block: Some(trip.block),
-        });
-        let join = |mut a: Alert| {
-            a.policy = Some(trip.policy.clone());
-            a.network = (!network.is_empty()).then(|| network.to_string());
-            a.block = Some(trip.block);
-            a.decision_id = Some(decision_id);
-            a
         };
-        let mut a = join(Alert::new(
+        self.remember(context.clone());
+        let a = context.join(Alert::new(
             AlertKind::Trip,
             trip.severity,
             format!(
@@ -573,13 +569,12 @@ impl Probe {
             ),
             format!("trip:{}", trip.policy),
         ));
-        a.details = json!({
+        self.raise(a.with_details(json!({
             "action": trip.action,
             "mode": trip.mode.as_str(),
             "evidence": trip.evidence,
             "pending_tx": pending.map(|hash| json!({ "hash": hash })),
-        });
-        self.raise(a);
+        })));
         let crate::guard::Outcome::Rejected(reason) = &decision.outcome else {
             return;
         };
@@ -598,7 +593,7 @@ impl Probe {
             (Severity::Critical, "REFUSED")
         };
         let outcome = format!("rejected: {reason}");
-        let mut a = join(Alert::new(
+        let a = context.join(Alert::new(
             AlertKind::Rejected,
             severity,
             format!(
@@ -607,8 +602,9 @@ impl Probe {
             ),
             format!("rejected:{}:{outcome}", trip.policy),
         ));
-        a.details = json!({ "action": trip.action, "outcome": outcome, "held": held });
-        self.raise(a);
+        self.raise(
+            a.with_details(json!({ "action": trip.action, "outcome": outcome, "held": held })),
+        );
     }
 
     /// A new incident a policy's cooldown held back (the engine did not trip):
@@ -623,20 +619,18 @@ impl Probe {
                 "policy {policy}: its condition holds again at block {block}, but it did not trip: {reason}"
             ),
             format!("held:{policy}"),
-        );
-        a.policy = Some(policy.to_string());
-        a.network = (!network.is_empty()).then(|| network.to_string());
-        a.block = Some(block);
-        a.details = json!({ "reason": reason });
+        )
+        .for_policy(policy)
+        .at_block(block)
+        .with_details(json!({ "reason": reason }));
+        a.network = named(network);
         self.raise(a);
     }
 
     /// Whether a policy's windows hold enough history to trip; `until`: the
     /// block it can trip from, when known.
     pub fn policy_ready(&self, policy: &str, ready: bool, until: Option<u64>) {
-        if let Some(i) = &self.inner {
-            i.telemetry.policy_ready(policy, ready, until);
-        }
+        self.count(|t| t.policy_ready(policy, ready, until));
     }
 
     /// What the pipeline reports: counted, and alerted per the failure policy.
@@ -655,7 +649,7 @@ impl Probe {
                 action,
                 block,
             } => {
-                let mut a = Alert::new(
+                let a = Alert::new(
                     AlertKind::ReorgedOut,
                     Severity::Warning,
                     format!(
@@ -663,9 +657,7 @@ impl Probe {
                     ),
                     format!("reorged-out:{policy}:{block}"),
                 );
-                a.policy = Some(policy.clone());
-                a.block = Some(*block);
-                self.raise(a);
+                self.raise(a.for_policy(policy).at_block(*block));
             }
             Report::Decision {
                 decision_id,
@@ -732,19 +724,15 @@ impl Probe {
                     Execution::Proposed { .. } => Severity::Warning,
                     _ => Severity::Info,
                 };
-                let mut a = Alert::new(
+                let mut a = context.join(Alert::new(
                     AlertKind::Executed,
                     severity,
                     title,
                     format!("executed:{decision_id}"),
-                );
-                a.policy = (!context.policy.is_empty()).then(|| context.policy.clone());
-                a.network = context.network.clone();
-                a.decision_id = Some(*decision_id);
-                a.block = match execution {
-                    Execution::Landed { block, .. } => Some(*block),
-                    _ => context.block,
-                };
+                ));
+                if let Execution::Landed { block, .. } = execution {
+                    a.block = Some(*block);
+                }
                 a.tx = match execution {
                     Execution::Landed { tx, .. } | Execution::DryRun { tx, .. } => {
                         Some(tx.to_string())
@@ -754,12 +742,11 @@ impl Probe {
                 };
                 let mut details = details;
                 details["outcome"] = json!(outcome);
-                a.details = details;
-                self.raise(a);
+                self.raise(a.with_details(details));
             }
             Report::ExecutionFailed { decision_id, error } => {
                 i.telemetry.execution("failed");
-                let mut a = Alert::new(
+                let a = Alert::new(
                     AlertKind::ExecutionFailed,
                     Severity::Critical,
                     format!(
@@ -768,12 +755,7 @@ impl Probe {
                     format!("execution-failed:{decision_id}"),
                 );
                 let context = self.context_of(*decision_id);
-                a.policy = (!context.policy.is_empty()).then(|| context.policy.clone());
-                a.network = context.network.clone();
-                a.block = context.block;
-                a.decision_id = Some(*decision_id);
-                a.details = json!({ "error": error });
-                self.raise(a);
+                self.raise(context.join(a).with_details(json!({ "error": error })));
             }
         }
     }

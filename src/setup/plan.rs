@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, Bytes, FixedBytes, U256};
 
 use super::{
     Actual, CREATE2_DEPLOYER, Desired, Difference, ISafeModules, PlannedTx, SetupError, diff,
@@ -111,12 +111,7 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
                         grant.actions.join(", "),
                         grant.getter_sig
                     ),
-                    GuardianModule::setPausePermissionCall {
-                        target: grant.target,
-                        pauseSelector: grant.selector,
-                        pausedGetter: grant.getter,
-                        allowed: true,
-                    },
+                    pause_permission(grant.target, grant.selector, grant.getter, true),
                 ))
             }
             Difference::PauseExtra {
@@ -128,12 +123,7 @@ pub fn plan(want: &Desired, actual: &Actual, read_chain: bool) -> Result<Plan, S
                 format!(
                     "Forbid pause function {selector} on {target}: allowed on chain, but no action of the configuration uses it."
                 ),
-                GuardianModule::setPausePermissionCall {
-                    target: *target,
-                    pauseSelector: *selector,
-                    pausedGetter: *getter,
-                    allowed: false,
-                },
+                pause_permission(*target, *selector, *getter, false),
             )),
             Difference::ParameterMissing(g) | Difference::ParameterDiffers { grant: g, .. } => {
                 txs.push(PlannedTx::module_call(
@@ -302,6 +292,22 @@ impl Plan {
             "afterwards: `guardian setup verify --config <guardian.toml>` must report no difference"
         );
         s
+    }
+}
+
+/// The module call that allows (or forbids) guardians to call `selector` on
+/// `target`, checked afterwards by `getter`.
+fn pause_permission(
+    target: Address,
+    selector: FixedBytes<4>,
+    getter: FixedBytes<4>,
+    allowed: bool,
+) -> GuardianModule::setPausePermissionCall {
+    GuardianModule::setPausePermissionCall {
+        target,
+        pauseSelector: selector,
+        pausedGetter: getter,
+        allowed,
     }
 }
 

@@ -559,54 +559,58 @@ mod tests {
     #[test]
     fn every_malformation_is_located() {
         let h = "block,time_ms,metric,value\n";
-        assert_eq!(
-            error_of("b,t,m,v\n"),
-            "t.csv:1:1: expected the header `block,time_ms,metric,value`, found `b,t,m,v`"
-        );
-        assert_eq!(
-            error_of("# only\n"),
-            "t.csv:2:1: the trace ended before its header `block,time_ms,metric,value`"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,2,m\n")),
-            "t.csv:2:6: expected 4 fields (block,time_ms,metric,value), found 3"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,2,m,3,4\n")),
-            "t.csv:2:8: too many fields: expected block,time_ms,metric,value"
-        );
-        assert_eq!(
-            error_of(&format!("{h}-1,2,m,3\n")),
-            "t.csv:2:1: block `-1` is not an unsigned 64-bit integer"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,x,m,3\n")),
-            "t.csv:2:3: time_ms `x` is not an unsigned integer of milliseconds"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,2,m m,3\n")),
-            "t.csv:2:5: metric `m m` is not a valid name ([A-Za-z0-9_.:-]+)"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,2,m,NaN\n")),
-            "t.csv:2:7: value `NaN` is not a finite decimal number"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,2,m,inf\n")),
-            "t.csv:2:7: value `inf` is not a finite decimal number"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,2,m,\n")),
-            "t.csv:2:7: value `` is not a finite decimal number"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,5,m,1\n2,4,m,1\n")),
-            "t.csv:3:3: rows out of time order: time_ms 4 is earlier than the previous row's 5"
-        );
-        assert_eq!(
-            error_of(&format!("{h}1,5,m,1\n\n")),
-            "t.csv:3:1: empty line: expected block,time_ms,metric,value"
-        );
+        for (text, want) in [
+            (
+                "b,t,m,v\n".to_string(),
+                "t.csv:1:1: expected the header `block,time_ms,metric,value`, found `b,t,m,v`",
+            ),
+            (
+                "# only\n".to_string(),
+                "t.csv:2:1: the trace ended before its header `block,time_ms,metric,value`",
+            ),
+            (
+                format!("{h}1,2,m\n"),
+                "t.csv:2:6: expected 4 fields (block,time_ms,metric,value), found 3",
+            ),
+            (
+                format!("{h}1,2,m,3,4\n"),
+                "t.csv:2:8: too many fields: expected block,time_ms,metric,value",
+            ),
+            (
+                format!("{h}-1,2,m,3\n"),
+                "t.csv:2:1: block `-1` is not an unsigned 64-bit integer",
+            ),
+            (
+                format!("{h}1,x,m,3\n"),
+                "t.csv:2:3: time_ms `x` is not an unsigned integer of milliseconds",
+            ),
+            (
+                format!("{h}1,2,m m,3\n"),
+                "t.csv:2:5: metric `m m` is not a valid name ([A-Za-z0-9_.:-]+)",
+            ),
+            (
+                format!("{h}1,2,m,NaN\n"),
+                "t.csv:2:7: value `NaN` is not a finite decimal number",
+            ),
+            (
+                format!("{h}1,2,m,inf\n"),
+                "t.csv:2:7: value `inf` is not a finite decimal number",
+            ),
+            (
+                format!("{h}1,2,m,\n"),
+                "t.csv:2:7: value `` is not a finite decimal number",
+            ),
+            (
+                format!("{h}1,5,m,1\n2,4,m,1\n"),
+                "t.csv:3:3: rows out of time order: time_ms 4 is earlier than the previous row's 5",
+            ),
+            (
+                format!("{h}1,5,m,1\n\n"),
+                "t.csv:3:1: empty line: expected block,time_ms,metric,value",
+            ),
+        ] {
+            assert_eq!(error_of(&text), want);
+        }
     }
 
     #[test]

@@ -623,15 +623,26 @@ impl Watcher {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            let step = async {
-                follower.check_lag(self.options.max_lag_blocks).await;
-                let head = follower.header("latest").await?;
-                follower.advance(head).await
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                r = step => retryable(r, &self.options.probe, &self.network)?,
+            if !self.to_latest(follower, cancel).await? {
+                return Ok(());
             }
+        }
+    }
+
+    /// Reads up to the chain's latest head (after checking the endpoints'
+    /// lag); a failed read is retried on the next call. `Ok(false)`: cancelled.
+    async fn to_latest(
+        &self,
+        follower: &mut Follower<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, ChainError> {
+        let step = async {
+            let head = follower.latest(self.options.max_lag_blocks).await?;
+            follower.advance(head).await
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => Ok(false),
+            r = step => retryable(r, &self.options.probe, &self.network).map(|()| true),
         }
     }
 
@@ -675,14 +686,8 @@ impl Watcher {
             tracing::info!(target: "guardian::source::chain", network = %self.network, endpoint = i + 1, "subscribed to new heads");
             self.options.probe.subscribed(&self.network);
             // Catch up on what was mined while disconnected before waiting for the next head.
-            let catch_up = async {
-                follower.check_lag(self.options.max_lag_blocks).await;
-                let head = follower.header("latest").await?;
-                follower.advance(head).await
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                r = catch_up => retryable(r, &self.options.probe, &self.network)?,
+            if !self.to_latest(follower, cancel).await? {
+                return Ok(());
             }
             loop {
                 let next = tokio::select! {
@@ -777,15 +782,13 @@ impl Watcher {
                         probe.rpc_error(&self.network);
                     }
                 }
-                follower.check_lag(self.options.max_lag_blocks).await;
-                let head = follower.header("latest").await?;
+                let head = follower.latest(self.options.max_lag_blocks).await?;
                 follower.advance(head).await?;
                 Ok(false)
             }
             Step::Silent => {
                 // Silence alone is not a stall: the chain may have no new block.
-                follower.check_lag(self.options.max_lag_blocks).await;
-                let head = follower.header("latest").await?;
+                let head = follower.latest(self.options.max_lag_blocks).await?;
                 let last = follower.last_number();
                 if last.is_some_and(|l| head.number <= l) {
                     return Ok(false);
@@ -989,6 +992,13 @@ impl Follower<'_> {
             self.probe.failover(self.network);
             self.current = best_i;
         }
+    }
+
+    /// The latest head, read after [`Follower::check_lag`] moved reads off
+    /// an endpoint more than `max_lag` blocks behind.
+    async fn latest(&mut self, max_lag: u64) -> Result<Head, ChainError> {
+        self.check_lag(max_lag).await;
+        self.header("latest").await
     }
 
     async fn header(&mut self, tag: &str) -> Result<Head, ChainError> {
