@@ -411,23 +411,17 @@ async fn deploy_pool_and_configurator(
     l: &Linker,
     provider: Address,
 ) -> Result<Address, ScenarioError> {
-    let p = &chain.provider;
-    let ap = IAaveAddressesProvider::new(provider, p);
-    let pool_impl = l
-        .deploy(
-            chain,
-            "Pool",
-            &provider.abi_encode(),
+    let ap = IAaveAddressesProvider::new(provider, &chain.provider);
+    let pool_impl = initialized_impl(
+        chain,
+        l,
+        provider,
+        "Pool",
+        &provider.abi_encode(),
+        [
             "deploy the Aave Pool implementation",
-        )
-        .await?;
-    // As Aave's deploy scripts do: initialize the implementation itself first.
-    confirm(
-        IAavePool::new(pool_impl, p)
-            .initialize(provider)
-            .send()
-            .await,
-        "initialize the Pool implementation",
+            "initialize the Pool implementation",
+        ],
     )
     .await?;
     confirm(
@@ -435,20 +429,16 @@ async fn deploy_pool_and_configurator(
         "set the Pool implementation",
     )
     .await?;
-    let conf_impl = l
-        .deploy(
-            chain,
-            "PoolConfigurator",
-            &[],
+    let conf_impl = initialized_impl(
+        chain,
+        l,
+        provider,
+        "PoolConfigurator",
+        &[],
+        [
             "deploy the Aave PoolConfigurator implementation",
-        )
-        .await?;
-    confirm(
-        IAavePool::new(conf_impl, p)
-            .initialize(provider)
-            .send()
-            .await,
-        "initialize the PoolConfigurator implementation",
+            "initialize the PoolConfigurator implementation",
+        ],
     )
     .await?;
     confirm(
@@ -457,6 +447,24 @@ async fn deploy_pool_and_configurator(
     )
     .await?;
     Ok(pool_impl)
+}
+
+/// Deploys the implementation `artifact` (with its constructor arguments) and,
+/// as Aave's deploy scripts do, initializes the implementation itself first
+/// (the Pool's and the PoolConfigurator's `initialize(provider)` share a
+/// selector); the two step names say which failed.
+async fn initialized_impl(
+    chain: &Chain,
+    l: &Linker,
+    provider: Address,
+    artifact: &str,
+    args: &[u8],
+    [deploying, initializing]: [&'static str; 2],
+) -> Result<Address, ScenarioError> {
+    let implementation = l.deploy(chain, artifact, args, deploying).await?;
+    let pool = IAavePool::new(implementation, &chain.provider);
+    confirm(pool.initialize(provider).send().await, initializing).await?;
+    Ok(implementation)
 }
 
 pub async fn deploy_core(
