@@ -21,7 +21,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol;
-use alloy::sol_types::{SolCall, SolValue};
+use alloy::sol_types::SolValue;
 
 use super::ScenarioError;
 use super::chain::{Chain, confirm};
@@ -705,60 +705,46 @@ pub async fn list_reserves(
 /// the ACL admin (DEFAULT_ADMIN_ROLE), a pool admin and an emergency admin;
 /// the deployer keeps nothing.
 pub async fn hand_over(chain: &Chain, core: &Core, safe: Address) -> Result<(), ScenarioError> {
-    use IAaveAclManager as Acl;
-    use IAaveAddressesProvider as Ap;
+    let p = &chain.provider;
     let deployer = chain.accounts.deployer.address();
+    let acl = IAaveAclManager::new(core.acl, p);
+    let ap = IAaveAddressesProvider::new(core.provider, p);
     let admin = alloy::primitives::B256::ZERO;
-    let (acl, ap) = (core.acl, core.provider);
-    let steps: [(Address, Vec<u8>, &'static str); 7] = [
-        (
-            acl,
-            Acl::addPoolAdminCall { admin: safe }.abi_encode(),
-            "make the Safe a pool admin",
-        ),
-        (
-            acl,
-            Acl::addEmergencyAdminCall { admin: safe }.abi_encode(),
-            "make the Safe an emergency admin",
-        ),
-        (
-            acl,
-            Acl::grantRoleCall {
-                role: admin,
-                account: safe,
-            }
-            .abi_encode(),
-            "make the Safe the ACL admin",
-        ),
-        (
-            acl,
-            Acl::removePoolAdminCall { admin: deployer }.abi_encode(),
-            "remove the deployer's pool admin role",
-        ),
-        (
-            acl,
-            Acl::renounceRoleCall {
-                role: admin,
-                account: deployer,
-            }
-            .abi_encode(),
-            "the deployer renounces the ACL admin role",
-        ),
-        (
-            ap,
-            Ap::setACLAdminCall { newAclAdmin: safe }.abi_encode(),
-            "set the Safe as ACL admin",
-        ),
-        (
-            ap,
-            Ap::transferOwnershipCall { newOwner: safe }.abi_encode(),
-            "transfer the provider to the Safe",
-        ),
-    ];
-    for (to, data, what) in steps {
-        let tx = TransactionRequest::default().to(to).input(data.into());
-        confirm(chain.provider.send_transaction(tx).await, what).await?;
-    }
+    confirm(
+        acl.addPoolAdmin(safe).send().await,
+        "make the Safe a pool admin",
+    )
+    .await?;
+    confirm(
+        acl.addEmergencyAdmin(safe).send().await,
+        "make the Safe an emergency admin",
+    )
+    .await?;
+    confirm(
+        acl.grantRole(admin, safe).send().await,
+        "make the Safe the ACL admin",
+    )
+    .await?;
+    confirm(
+        acl.removePoolAdmin(deployer).send().await,
+        "remove the deployer's pool admin role",
+    )
+    .await?;
+    confirm(
+        acl.renounceRole(admin, deployer).send().await,
+        "the deployer renounces the ACL admin role",
+    )
+    .await?;
+    confirm(
+        ap.setACLAdmin(safe).send().await,
+        "set the Safe as ACL admin",
+    )
+    .await?;
+    confirm(
+        ap.transferOwnership(safe).send().await,
+        "transfer the provider to the Safe",
+    )
+    .await?;
     Ok(())
 }
 

@@ -257,8 +257,8 @@ impl Chain {
 }
 
 /// Waits for a set-up transaction and checks it succeeded.
-pub async fn confirm<E: std::fmt::Display>(
-    sent: Result<PendingTransactionBuilder<Ethereum>, E>,
+pub async fn confirm(
+    sent: Result<PendingTransactionBuilder<Ethereum>, alloy::contract::Error>,
     what: &'static str,
 ) -> Result<TransactionReceipt, ScenarioError> {
     let receipt = sent
