@@ -12,11 +12,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use alloy::network::EthereumWallet;
+use alloy::network::{Ethereum, EthereumWallet};
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::utils::{format_ether, parse_ether};
 use alloy::primitives::{Address, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 
@@ -147,14 +147,8 @@ pub async fn deploy(anvil_bin: &Path, args: &[&str]) -> Result<Bridge, DemoError
     .await
     .map_err(step("deploy the bridge replica"))?;
     let liquidity = parse_ether(LIQUIDITY).map_err(step("parse"))?;
-    token
-        .mint(*replica.address(), liquidity)
-        .send()
-        .await
-        .map_err(step("fund the bridge"))?
-        .get_receipt()
-        .await
-        .map_err(step("fund the bridge"))?;
+    let fund = token.mint(*replica.address(), liquidity);
+    mined(fund.send().await, "fund the bridge").await?;
     let attack =
         ReplicaCopycatAttack::deploy(&provider, *replica.address(), *token.address(), liquidity)
             .await
@@ -164,14 +158,8 @@ pub async fn deploy(anvil_bin: &Path, args: &[&str]) -> Result<Bridge, DemoError
         .call()
         .await
         .map_err(step("read PAUSER_ROLE"))?;
-    replica
-        .grantRole(pauser, bot.address())
-        .send()
-        .await
-        .map_err(step("grant the guardian the pauser role"))?
-        .get_receipt()
-        .await
-        .map_err(step("grant the guardian the pauser role"))?;
+    let grant = replica.grantRole(pauser, bot.address());
+    mined(grant.send().await, "grant the guardian the pauser role").await?;
     let (token, replica, attack) = (*token.address(), *replica.address(), *attack.address());
     Ok(Bridge {
         provider,
@@ -182,6 +170,18 @@ pub async fn deploy(anvil_bin: &Path, args: &[&str]) -> Result<Bridge, DemoError
         bot,
         anvil,
     })
+}
+
+/// Waits for a set-up transaction `what` to be mined.
+async fn mined(
+    sent: Result<PendingTransactionBuilder<Ethereum>, alloy::contract::Error>,
+    what: &'static str,
+) -> Result<(), DemoError> {
+    sent.map_err(step(what))?
+        .get_receipt()
+        .await
+        .map_err(step(what))?;
+    Ok(())
 }
 
 /// Sends the attack from the attacker's account (tip 3 gwei, fee cap 50 gwei);

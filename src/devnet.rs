@@ -340,24 +340,32 @@ async fn set_up_module(dir: &Path, chain: &Chain, stack: &SafeStack) -> Result<(
     let multisend = MultiSendCallOnly::deploy(&chain.provider)
         .await
         .map_err(|e| DevnetError::Setup(format!("deploy MultiSendCallOnly: {e}")))?;
-    let mut packed = Vec::new();
-    for c in &calls {
-        packed.push(0u8); // operation: call
-        packed.extend_from_slice(c.to.as_slice());
-        packed.extend_from_slice(&c.value.to_be_bytes::<32>());
-        packed.extend_from_slice(&U256::from(c.data.len()).to_be_bytes::<32>());
-        packed.extend_from_slice(&c.data);
-    }
-    let data = MultiSendCallOnly::multiSendCall {
-        transactions: packed.into(),
-    }
-    .abi_encode();
+    let data = multisend_calldata(&calls);
+    // Operation 1: the Safe delegatecalls MultiSendCallOnly.
     stack.exec_as(chain, *multisend.address(), data, 1).await?;
     let (_, differences) = verify::verify(&config).await.map_err(setup_err)?;
     if !differences.is_empty() {
         return Err(DevnetError::Setup(verify::report(&want, &differences)));
     }
     Ok(())
+}
+
+/// What the Safe app sends for a batch: `multiSend` calldata for
+/// MultiSendCallOnly carrying every call (operation, to, value, data length,
+/// data, packed), to be delegatecalled by the Safe so they run all or none.
+pub fn multisend_calldata(calls: &[crate::setup::txbuilder::BatchCall]) -> Vec<u8> {
+    let mut packed = Vec::new();
+    for c in calls {
+        packed.push(0u8); // operation: call
+        packed.extend_from_slice(c.to.as_slice());
+        packed.extend_from_slice(&c.value.to_be_bytes::<32>());
+        packed.extend_from_slice(&U256::from(c.data.len()).to_be_bytes::<32>());
+        packed.extend_from_slice(&c.data);
+    }
+    MultiSendCallOnly::multiSendCall {
+        transactions: packed.into(),
+    }
+    .abi_encode()
 }
 
 /// The depositor mints and deposits [`DEPOSIT`] tokens.

@@ -395,15 +395,7 @@ contract GuardianModulePauseTest is GuardianModuleFixture {
         _safeExec(address(vault), abi.encodeCall(vault.unpause, ()));
 
         vm.warp(START + COOLDOWN - 1);
-        vm.prank(guardian);
-        vm.expectRevert(
-            abi.encodeWithSelector(GuardianModule.CooldownActive.selector, address(vault), START + COOLDOWN)
-        );
-        module.pause(address(vault), PAUSE);
-
-        vm.warp(START + COOLDOWN);
-        vm.prank(guardian);
-        module.pause(address(vault), PAUSE);
+        _assertPauseHeldUntil(GuardianModule.CooldownActive.selector, START + COOLDOWN);
         vm.assertTrue(vault.paused(), "paused after cooldown");
     }
 
@@ -415,27 +407,31 @@ contract GuardianModulePauseTest is GuardianModuleFixture {
             _safeExec(address(vault), abi.encodeCall(vault.unpause, ()));
         }
         vm.warp(START + MAX_ACTIONS * COOLDOWN);
-        vm.prank(guardian);
-        vm.expectRevert(
-            abi.encodeWithSelector(GuardianModule.ActionLimitReached.selector, address(vault), START + PERIOD)
-        );
-        module.pause(address(vault), PAUSE);
-
-        vm.warp(START + PERIOD);
-        vm.prank(guardian);
-        module.pause(address(vault), PAUSE);
+        _assertPauseHeldUntil(GuardianModule.ActionLimitReached.selector, START + PERIOD);
         (,,,, uint256 start, uint256 count) = module.targetLimits(address(vault));
         vm.assertEq(start, START + PERIOD, "new period");
         vm.assertEq(count, 1, "count restarted");
     }
 
+    /// The guardian's pause of the vault reverts with `limit` (a cooldown or
+    /// the period's cap, naming the vault and `until`) until `until`, and
+    /// goes through at `until`.
+    function _assertPauseHeldUntil(bytes4 limit, uint256 until) internal {
+        vm.prank(guardian);
+        vm.expectRevert(abi.encodeWithSelector(limit, address(vault), until));
+        module.pause(address(vault), PAUSE);
+
+        vm.warp(until);
+        vm.prank(guardian);
+        module.pause(address(vault), PAUSE);
+    }
+
     function test_pause_revertsWhenTheCallDoesNotPause() public {
         // A misconfigured permission: `totalAssets()` succeeds but pauses nothing.
         bytes4 notAPause = vault.totalAssets.selector;
-        _safeExec(address(module), abi.encodeCall(module.setPausePermission, (address(vault), notAPause, PAUSED, true)));
-        vm.prank(guardian);
-        vm.expectRevert(abi.encodeWithSelector(GuardianModule.PauseNotEffective.selector, address(vault), notAPause));
-        module.pause(address(vault), notAPause);
+        _assertPauseReverts(
+            notAPause, PAUSED, abi.encodeWithSelector(GuardianModule.PauseNotEffective.selector, address(vault), notAPause)
+        );
     }
 
     function test_pause_revertsWhenSafeCallFails() public {
@@ -453,17 +449,26 @@ contract GuardianModulePauseTest is GuardianModuleFixture {
 
     function test_pause_revertsWhenPausedGetterFails() public {
         bytes4 missing = bytes4(keccak256("isPaused()"));
-        _safeExec(address(module), abi.encodeCall(module.setPausePermission, (address(vault), PAUSE, missing, true)));
-        vm.prank(guardian);
-        vm.expectRevert(abi.encodeWithSelector(GuardianModule.GetterFailed.selector, address(vault), missing));
-        module.pause(address(vault), PAUSE);
+        _assertPauseReverts(
+            PAUSE, missing, abi.encodeWithSelector(GuardianModule.GetterFailed.selector, address(vault), missing)
+        );
 
         // A getter that returns something other than a bool.
         bytes4 notBool = vault.supplyCap.selector;
-        _safeExec(address(module), abi.encodeCall(module.setPausePermission, (address(vault), PAUSE, notBool, true)));
+        _assertPauseReverts(
+            PAUSE, notBool, abi.encodeWithSelector(GuardianModule.GetterFailed.selector, address(vault), notBool)
+        );
+    }
+
+    /// Permits pausing the vault with `pauseSelector`, checked by `getter`, and
+    /// expects the guardian's pause to revert with `reason`.
+    function _assertPauseReverts(bytes4 pauseSelector, bytes4 getter, bytes memory reason) internal {
+        _safeExec(
+            address(module), abi.encodeCall(module.setPausePermission, (address(vault), pauseSelector, getter, true))
+        );
         vm.prank(guardian);
-        vm.expectRevert(abi.encodeWithSelector(GuardianModule.GetterFailed.selector, address(vault), notBool));
-        module.pause(address(vault), PAUSE);
+        vm.expectRevert(reason);
+        module.pause(address(vault), pauseSelector);
     }
 
     function test_pause_revertsWhenModuleDisabledOnSafe() public {

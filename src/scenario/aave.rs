@@ -65,15 +65,9 @@ pub struct Reserve {
 /// A deployed, seeded Aave V3 market.
 #[derive(Debug, Clone)]
 pub struct Aave {
-    pub provider: Address,
-    pub acl: Address,
-    pub pool: Address,
-    pub configurator: Address,
-    pub oracle: Address,
-    pub data_provider: Address,
-    pub pool_impl: Address,
-    /// The logic libraries linked into the Pool and PoolConfigurator.
-    pub libs: std::collections::BTreeMap<String, Address>,
+    /// Provider, ACL manager, pool, configurator, oracle, data provider and
+    /// the linked libraries; their fields read through (`aave.pool`).
+    pub core: d::Core,
     /// USDX, WETH, VOL.
     pub reserves: Vec<Reserve>,
     /// VOL's keeper-pushed feed (the AaveOracle's source) and an independent reference.
@@ -81,6 +75,14 @@ pub struct Aave {
     pub reference: Address,
     /// Role-holder for the whole pool (`setPoolPause`).
     pub pool_holder: Address,
+}
+
+/// A market is its core plus what seeding added: the core's addresses read as the market's.
+impl std::ops::Deref for Aave {
+    type Target = d::Core;
+    fn deref(&self) -> &d::Core {
+        &self.core
+    }
 }
 
 fn selector(signature: &str) -> [u8; 4] {
@@ -182,14 +184,7 @@ impl Aave {
             });
         }
         let aave = Aave {
-            provider: core.provider,
-            acl: core.acl,
-            pool: core.pool,
-            configurator: core.configurator,
-            oracle: core.oracle,
-            data_provider: core.data_provider,
-            pool_impl: core.pool_impl,
-            libs: core.libs.clone(),
+            core,
             reserves,
             feed: feeds[0],
             reference: feeds[1],

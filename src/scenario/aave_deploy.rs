@@ -391,7 +391,7 @@ fn ray_pct(pct: u64) -> U256 {
 /// The market's core: provider, ACL manager, pool and configurator behind
 /// their proxies, oracle (no sources yet) and data provider. The deployer is
 /// the provider's owner, ACL admin and pool admin until [`hand_over`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Core {
     pub provider: Address,
     pub acl: Address,
@@ -400,6 +400,7 @@ pub struct Core {
     pub oracle: Address,
     pub data_provider: Address,
     pub pool_impl: Address,
+    /// The logic libraries linked into the Pool and PoolConfigurator.
     pub libs: BTreeMap<String, Address>,
 }
 
@@ -410,23 +411,17 @@ async fn deploy_pool_and_configurator(
     l: &Linker,
     provider: Address,
 ) -> Result<Address, ScenarioError> {
-    let p = &chain.provider;
-    let ap = IAaveAddressesProvider::new(provider, p);
-    let pool_impl = l
-        .deploy(
-            chain,
-            "Pool",
-            &provider.abi_encode(),
+    let ap = IAaveAddressesProvider::new(provider, &chain.provider);
+    let pool_impl = initialized_impl(
+        chain,
+        l,
+        provider,
+        "Pool",
+        &provider.abi_encode(),
+        [
             "deploy the Aave Pool implementation",
-        )
-        .await?;
-    // As Aave's deploy scripts do: initialize the implementation itself first.
-    confirm(
-        IAavePool::new(pool_impl, p)
-            .initialize(provider)
-            .send()
-            .await,
-        "initialize the Pool implementation",
+            "initialize the Pool implementation",
+        ],
     )
     .await?;
     confirm(
@@ -434,20 +429,16 @@ async fn deploy_pool_and_configurator(
         "set the Pool implementation",
     )
     .await?;
-    let conf_impl = l
-        .deploy(
-            chain,
-            "PoolConfigurator",
-            &[],
+    let conf_impl = initialized_impl(
+        chain,
+        l,
+        provider,
+        "PoolConfigurator",
+        &[],
+        [
             "deploy the Aave PoolConfigurator implementation",
-        )
-        .await?;
-    confirm(
-        IAavePool::new(conf_impl, p)
-            .initialize(provider)
-            .send()
-            .await,
-        "initialize the PoolConfigurator implementation",
+            "initialize the PoolConfigurator implementation",
+        ],
     )
     .await?;
     confirm(
@@ -456,6 +447,24 @@ async fn deploy_pool_and_configurator(
     )
     .await?;
     Ok(pool_impl)
+}
+
+/// Deploys the implementation `artifact` (with its constructor arguments) and,
+/// as Aave's deploy scripts do, initializes the implementation itself first
+/// (the Pool's and the PoolConfigurator's `initialize(provider)` share a
+/// selector); the two step names say which failed.
+async fn initialized_impl(
+    chain: &Chain,
+    l: &Linker,
+    provider: Address,
+    artifact: &str,
+    args: &[u8],
+    [deploying, initializing]: [&'static str; 2],
+) -> Result<Address, ScenarioError> {
+    let implementation = l.deploy(chain, artifact, args, deploying).await?;
+    let pool = IAavePool::new(implementation, &chain.provider);
+    confirm(pool.initialize(provider).send().await, initializing).await?;
+    Ok(implementation)
 }
 
 pub async fn deploy_core(

@@ -162,53 +162,55 @@ impl Chain {
         chain.automine().await?;
         let balance = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
         for s in chain.accounts.all() {
-            let _: serde_json::Value = chain
-                .provider
-                .raw_request("anvil_setBalance".into(), (s.address(), balance))
-                .await
-                .map_err(rpc_err(
-                    "fund an account (anvil_setBalance; the node must be anvil)",
-                ))?;
+            let step = "fund an account (anvil_setBalance; the node must be anvil)";
+            chain
+                .control("anvil_setBalance", (s.address(), balance), step)
+                .await?;
         }
         Ok(chain)
     }
 
-    pub async fn automine(&self) -> Result<(), ScenarioError> {
+    /// Sends a node-control request whose answer does not matter (anvil's
+    /// `evm_*` and `anvil_*` methods); `step` names it in the error.
+    pub(super) async fn control<P>(
+        &self,
+        method: &'static str,
+        params: P,
+        step: &'static str,
+    ) -> Result<(), ScenarioError>
+    where
+        P: serde::Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin + 'static,
+    {
         let _: serde_json::Value = self
             .provider
-            .raw_request("evm_setAutomine".into(), (true,))
+            .raw_request(method.into(), params)
             .await
-            .map_err(rpc_err("turn automine on"))?;
+            .map_err(rpc_err(step))?;
         Ok(())
+    }
+
+    pub async fn automine(&self) -> Result<(), ScenarioError> {
+        self.control("evm_setAutomine", (true,), "turn automine on")
+            .await
     }
 
     /// Mines a block every `seconds`, transactions ordered by fee (`--order fees`).
     pub async fn interval_mining(&self, seconds: u64) -> Result<(), ScenarioError> {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("evm_setIntervalMining".into(), (seconds,))
+        self.control("evm_setIntervalMining", (seconds,), "set interval mining")
             .await
-            .map_err(rpc_err("set interval mining"))?;
-        Ok(())
     }
 
     /// Moves the chain's clock forward (time compression).
     pub async fn increase_time(&self, seconds: u64) -> Result<(), ScenarioError> {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("evm_increaseTime".into(), (seconds,))
-            .await
-            .map_err(rpc_err("move the clock (evm_increaseTime)"))?;
-        Ok(())
+        let step = "move the clock (evm_increaseTime)";
+        self.control("evm_increaseTime", (seconds,), step).await
     }
 
     pub async fn set_next_base_fee(&self, wei: u128) -> Result<(), ScenarioError> {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("anvil_setNextBlockBaseFeePerGas".into(), (U256::from(wei),))
+        let params = (U256::from(wei),);
+        let step = "set the next block's base fee";
+        self.control("anvil_setNextBlockBaseFeePerGas", params, step)
             .await
-            .map_err(rpc_err("set the next block's base fee"))?;
-        Ok(())
     }
 
     /// The latest block's number and timestamp.

