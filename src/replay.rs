@@ -6,7 +6,7 @@ use std::io::BufRead;
 use serde_json::{Map, Value, json};
 
 use crate::decision::Trip;
-use crate::metrics::Sample;
+use crate::metrics::{MetricId, Sample};
 use crate::policy::Engine;
 use crate::source::trace::{TraceError, TraceReader};
 
@@ -68,6 +68,8 @@ pub fn replay<R: BufRead>(
     let metric_count = engine.policies().metric_names.len();
     let mut seen = vec![false; metric_count];
     let mut summary = ReplaySummary::default();
+    // Traces repeat metric names: the previous row's name and id are kept.
+    let mut last: (String, Option<MetricId>) = (String::new(), None);
     while let Some(row) = reader.next_row()? {
         summary.samples_read += 1;
         if summary.last_block != Some(row.block) {
@@ -77,7 +79,12 @@ pub fn replay<R: BufRead>(
         summary.first_time_ms.get_or_insert(row.time_ms);
         summary.last_block = Some(row.block);
         summary.last_time_ms = Some(row.time_ms);
-        let Some(metric) = engine.metric_id(row.metric) else {
+        if last.0.is_empty() || last.0 != row.metric {
+            last.0.clear();
+            last.0.push_str(row.metric);
+            last.1 = engine.metric_id(row.metric);
+        }
+        let Some(metric) = last.1 else {
             // No policy reads this metric, but its row still moves the clock (staleness).
             engine.on_tick(row.block, row.time_ms, on_trip);
             continue;

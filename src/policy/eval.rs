@@ -57,17 +57,15 @@ enum Detector {
     Cusum(Cusum),
 }
 
+/// A node's evaluation state besides its [`Reading`] (kept apart, by node id,
+/// so a trip copies its policy's readings in one piece).
 #[derive(Debug, Clone, Default)]
 struct NodeState {
-    /// Whether the node has been evaluated at least once.
-    evaluated: bool,
     raw: bool,
-    truth: bool,
-    /// Block and time of the latest evaluation at which `truth` was true (for `within`).
-    last_true: Option<(u64, u64)>,
     streak: u32,
     streak_block: u64,
-    seen: Seen,
+    /// For a composite: how many of its children are true now.
+    children_true: u32,
     detector: Detector,
     /// For sums: the slot in the metric's history.
     sum_slot: usize,
@@ -130,10 +128,12 @@ pub struct Engine {
     /// Shared with the evidence of trips (read when a consumer asks).
     set: Arc<PolicySet>,
     /// Per policy: the nodes of its condition, by ascending id.
-    members: Vec<Box<[NodeId]>>,
+    members: Vec<Arc<[NodeId]>>,
     global_mode: Mode,
     histories: Vec<MetricHistory>,
     nodes: Vec<NodeState>,
+    /// Per node: its latest reading, truth and whether it was ever evaluated.
+    readings: Vec<Reading>,
     by_metric: Vec<Dependents>,
     stale: Dependents,
     policies: Vec<PolicyState>,
@@ -155,7 +155,7 @@ fn ancestors_and_self(set: &PolicySet, leaf: NodeId, out: &mut Vec<NodeId>) {
 }
 
 /// Per policy, the nodes of its condition (root and descendants), by ascending id.
-fn policy_members(set: &PolicySet, root_policy: &[Option<u32>]) -> Vec<Box<[NodeId]>> {
+fn policy_members(set: &PolicySet, root_policy: &[Option<u32>]) -> Vec<Arc<[NodeId]>> {
     let mut members = vec![Vec::new(); set.policies.len()];
     for i in 0..set.nodes.len() {
         let mut root = NodeId(i as u32);
@@ -166,7 +166,7 @@ fn policy_members(set: &PolicySet, root_policy: &[Option<u32>]) -> Vec<Box<[Node
             members[p as usize].push(NodeId(i as u32));
         }
     }
-    members.into_iter().map(Vec::into_boxed_slice).collect()
+    members.into_iter().map(Arc::from).collect()
 }
 
 fn finish_dependents(mut nodes: Vec<NodeId>, root_policy: &[Option<u32>]) -> Dependents {
@@ -244,6 +244,7 @@ impl Engine {
         Self {
             policies: vec![PolicyState::default(); set.policies.len()],
             members: policy_members(&set, &root_policy),
+            readings: vec![Reading::default(); set.nodes.len()],
             set: Arc::new(set),
             global_mode,
             histories,
@@ -393,13 +394,10 @@ impl Engine {
         let raw = match &node.condition {
             Condition::Composite { quorum, children } => {
                 let held = match node.within {
-                    None => children
-                        .iter()
-                        .filter(|c| self.nodes[c.0 as usize].truth)
-                        .count(),
+                    None => self.nodes[i].children_true as usize,
                     Some(w) => children
                         .iter()
-                        .filter(|c| recent(self.nodes[c.0 as usize].last_true, w, at))
+                        .filter(|c| recent(self.readings[c.0 as usize].last_true, w, at))
                         .count(),
                 };
                 let needed = match *quorum {
@@ -407,10 +405,10 @@ impl Engine {
                     Quorum::Any => 1,
                     Quorum::AtLeast(k) => k as usize,
                 };
-                let state = &mut self.nodes[i];
-                state.seen.stat = held as f64;
-                state.seen.block = block;
-                state.seen.time_ms = at.1;
+                let seen = &mut self.readings[i].seen;
+                seen.stat = held as f64;
+                seen.block = block;
+                seen.time_ms = at.1;
                 held >= needed
             }
             condition => {
@@ -421,42 +419,50 @@ impl Engine {
                     clock: self.clock.unwrap_or_default(),
                     start: self.start,
                 };
-                evaluate_leaf(condition, &mut self.nodes[i], &inputs)
+                let seen = &mut self.readings[i].seen;
+                evaluate_leaf(condition, &mut self.nodes[i], seen, &inputs)
             }
         };
-        let hold = node.hold;
+        let (hold, parent) = (node.hold, node.parent);
         let state = &mut self.nodes[i];
-        state.evaluated = true;
         state.raw = raw;
-        if !raw {
-            state.streak = 0;
-            state.truth = false;
-            return;
-        }
-        match hold {
-            None => {
-                state.truth = true;
-                state.last_true = Some(at);
-                return;
+        let truth = match (raw, hold) {
+            (false, _) => {
+                state.streak = 0;
+                false
             }
-            Some(crate::units::Hold::Samples(_)) => state.streak += 1,
-            Some(crate::units::Hold::Blocks(_)) => {
-                if state.streak == 0 || state.streak_block != block {
-                    state.streak += 1;
-                    state.streak_block = block;
+            (true, None) => true,
+            (true, Some(h)) => {
+                match h {
+                    crate::units::Hold::Samples(_) => state.streak += 1,
+                    crate::units::Hold::Blocks(_) => {
+                        if state.streak == 0 || state.streak_block != block {
+                            state.streak += 1;
+                            state.streak_block = block;
+                        }
+                    }
                 }
+                state.streak >= h.count()
             }
+        };
+        let reading = &mut self.readings[i];
+        reading.evaluated = true;
+        if truth {
+            reading.last_true = Some(at);
         }
-        state.truth = hold.is_some_and(|h| state.streak >= h.count());
-        if state.truth {
-            state.last_true = Some(at);
+        if reading.truth != truth {
+            reading.truth = truth;
+            if let Some(p) = parent {
+                let count = &mut self.nodes[p.0 as usize].children_true;
+                *count = if truth { *count + 1 } else { *count - 1 };
+            }
         }
     }
 
     fn check_policy(&mut self, p: u32, block: u64, time_ms: u64, on_trip: &mut impl FnMut(Trip)) {
         let policy = &self.set.policies[p as usize];
         let state = &mut self.policies[p as usize];
-        if !self.nodes[policy.root.0 as usize].truth {
+        if !self.readings[policy.root.0 as usize].truth {
             state.cleared = true;
             state.held_reported = false;
             return;
@@ -505,20 +511,18 @@ impl Engine {
     /// A copy of policy number `policy`'s nodes' latest readings (one
     /// allocation; the JSON and text are written from it only when asked).
     fn readings(&self, policy: usize) -> Readings {
-        let nodes = self.members[policy]
-            .iter()
-            .map(|&id| {
-                let s = &self.nodes[id.0 as usize];
-                let reading = Reading {
-                    seen: s.seen,
-                    evaluated: s.evaluated,
-                    truth: s.truth,
-                    last_true: s.last_true,
-                };
-                (id, reading)
-            })
-            .collect();
-        Readings::new(Arc::clone(&self.set), policy as u32, nodes)
+        let ids = &self.members[policy];
+        let (first, last) = match (ids.first(), ids.last()) {
+            (Some(first), Some(last)) => (first.0 as usize, last.0 as usize),
+            _ => (0, 0),
+        };
+        // Numbered without gaps (as compile numbers them): one copy of the range.
+        let nodes: Box<[Reading]> = if last + 1 - first == ids.len() {
+            self.readings[first..=last].into()
+        } else {
+            ids.iter().map(|id| self.readings[id.0 as usize]).collect()
+        };
+        Readings::new(Arc::clone(&self.set), policy as u32, Arc::clone(ids), nodes)
     }
 }
 
@@ -571,8 +575,12 @@ fn set_base(seen: &mut Seen, e: &Entry) {
     seen.base_time_ms = e.time_ms;
 }
 
-fn evaluate_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) -> bool {
-    let seen = &mut state.seen;
+fn evaluate_leaf(
+    condition: &Condition,
+    state: &mut NodeState,
+    seen: &mut Seen,
+    inputs: &Inputs,
+) -> bool {
     seen.judged = false;
     match *condition {
         Condition::Threshold {
@@ -608,7 +616,7 @@ fn evaluate_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) 
             relative_to,
         } => {
             let limit = (comparison, value, relative_to);
-            sum_leaf(state, inputs, (metric, window), limit)
+            sum_leaf((state.sum_slot, seen), inputs, (metric, window), limit)
         }
         Condition::Deviation {
             metric,
@@ -622,7 +630,9 @@ fn evaluate_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) 
             deviation_leaf(seen, (a, b), above, max_skew)
         }
         Condition::Stale { metric, after } => stale_leaf(metric, after, seen, inputs),
-        Condition::Ewma { .. } | Condition::Cusum { .. } => detector_leaf(condition, state, inputs),
+        Condition::Ewma { .. } | Condition::Cusum { .. } => {
+            detector_leaf(condition, state, seen, inputs)
+        }
         Condition::Composite { .. } => false,
     }
 }
@@ -677,15 +687,14 @@ fn rate_leaf(
 /// A sum over a window ending at the sample being evaluated, which may belong
 /// to `relative_to` and be later than this metric's newest sample.
 fn sum_leaf(
-    state: &mut NodeState,
+    (slot, seen): (usize, &mut Seen),
     inputs: &Inputs,
     (metric, window): (MetricId, Window),
     (comparison, limit, relative_to): (Comparison, Amount, Option<MetricId>),
 ) -> bool {
     let (now_block, now_ms) = inputs.at;
     let h = &inputs.histories[metric.0 as usize];
-    let (sum, count, first) = h.sum_at(state.sum_slot, now_block, now_ms);
-    let seen = &mut state.seen;
+    let (sum, count, first) = h.sum_at(slot, now_block, now_ms);
     seen.block = now_block;
     seen.time_ms = now_ms;
     seen.value = h.latest().map_or(0.0, |e| e.value);
@@ -754,7 +763,12 @@ fn stale_leaf(metric: MetricId, after: Window, seen: &mut Seen, inputs: &Inputs)
 }
 
 /// EWMA and CUSUM: they observe only their own metric's samples.
-fn detector_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) -> bool {
+fn detector_leaf(
+    condition: &Condition,
+    state: &mut NodeState,
+    seen: &mut Seen,
+    inputs: &Inputs,
+) -> bool {
     let (Condition::Ewma { metric, .. } | Condition::Cusum { metric, .. }) = *condition else {
         return false;
     };
@@ -769,7 +783,6 @@ fn detector_leaf(condition: &Condition, state: &mut NodeState, inputs: &Inputs) 
         (Condition::Cusum { params, .. }, Detector::Cusum(d)) => d.observe(now.value, params),
         _ => return false,
     };
-    let seen = &mut state.seen;
     set_now(seen, &now);
     seen.base = reading.mean;
     seen.stat2 = reading.sd;
@@ -784,10 +797,9 @@ impl Engine {
     /// not be judged (no history yet, warm-up). For status views and tests.
     pub fn current_evidence(&self, policy: usize) -> Option<Value> {
         let root = self.set.policies.get(policy)?.root;
-        let state = &self.nodes[root.0 as usize];
         let judged = match self.set.node(root).condition {
             Condition::Composite { .. } => true,
-            _ => state.seen.judged,
+            _ => self.readings[root.0 as usize].seen.judged,
         };
         judged.then(|| self.readings(policy).condition_value())
     }
@@ -795,18 +807,18 @@ impl Engine {
     /// The statistic a node computed at its latest evaluation, if it could be judged
     /// (used by calibration to find the largest statistic a benign trace produces).
     pub fn node_statistic(&self, id: NodeId) -> Option<f64> {
-        let s = &self.nodes[id.0 as usize];
-        s.seen.judged.then_some(match self.set.node(id).condition {
-            Condition::Threshold { .. } => s.seen.value,
+        let seen = &self.readings[id.0 as usize].seen;
+        seen.judged.then_some(match self.set.node(id).condition {
+            Condition::Threshold { .. } => seen.value,
             Condition::Change {
                 by: Amount::Percent(_),
                 ..
-            } => s.seen.stat2,
+            } => seen.stat2,
             Condition::Sum {
                 relative_to: Some(_),
                 ..
-            } => s.seen.stat2,
-            _ => s.seen.stat,
+            } => seen.stat2,
+            _ => seen.stat,
         })
     }
 }

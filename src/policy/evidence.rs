@@ -43,7 +43,7 @@ pub(crate) struct Seen {
 }
 
 /// One node's state when the readings were taken.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Reading {
     pub seen: Seen,
     /// Whether the node has been evaluated at least once.
@@ -59,13 +59,26 @@ pub struct Readings {
     set: Arc<PolicySet>,
     policy: u32,
     /// The policy's nodes by ascending id.
-    nodes: Box<[(NodeId, Reading)]>,
+    ids: Arc<[NodeId]>,
+    /// Their readings, in the same order.
+    nodes: Box<[Reading]>,
 }
 
 impl Readings {
-    /// `nodes` must hold every node of policy number `policy`'s condition, by ascending id.
-    pub(crate) fn new(set: Arc<PolicySet>, policy: u32, nodes: Box<[(NodeId, Reading)]>) -> Self {
-        Self { set, policy, nodes }
+    /// `ids` must be every node of policy number `policy`'s condition, by
+    /// ascending id, and `nodes` their readings in that order.
+    pub(crate) fn new(
+        set: Arc<PolicySet>,
+        policy: u32,
+        ids: Arc<[NodeId]>,
+        nodes: Box<[Reading]>,
+    ) -> Self {
+        Self {
+            set,
+            policy,
+            ids,
+            nodes,
+        }
     }
 
     fn root(&self) -> NodeId {
@@ -74,20 +87,19 @@ impl Readings {
 
     fn reading(&self, id: NodeId) -> &Reading {
         // A policy's nodes are usually numbered without gaps: look there first.
-        let first = self.nodes.first().map_or(0, |(n, _)| n.0);
-        if let Some((n, reading)) = self.nodes.get(id.0.wrapping_sub(first) as usize)
-            && *n == id
-        {
-            return reading;
+        let first = self.ids.first().map_or(0, |n| n.0);
+        let at = id.0.wrapping_sub(first) as usize;
+        if self.ids.get(at) == Some(&id) {
+            return &self.nodes[at];
         }
         let i = self
-            .nodes
-            .binary_search_by_key(&id, |(n, _)| *n)
+            .ids
+            .binary_search(&id)
             // Cannot fail: `Readings::new`'s only caller (`Engine::readings`) passes
             // every node of the policy's condition tree, sorted, and `id` is one of
             // them (the walk starts at `root` and follows that tree's children).
             .expect("readings hold every node of their policy");
-        &self.nodes[i].1
+        &self.nodes[i]
     }
 
     fn name(&self, m: &MetricId) -> &str {
@@ -218,13 +230,15 @@ impl Readings {
                 self.name(reference),
                 Plain(base)
             ),
-            Condition::Stale { metric, after } => write!(
-                out,
-                "{} has had no sample for {} blocks / {} (limit {after})",
-                self.name(metric),
-                Plain(stat),
-                DisplayMillis(seen.stat2 as u64)
-            ),
+            Condition::Stale { metric, after } => {
+                // A replay of a trace without the metric trips on this at
+                // every cooldown's end: the plain parts are appended as they are.
+                out.push_str(self.name(metric));
+                out.push_str(" has had no sample for ");
+                Plain(stat).push(out);
+                out.push_str(" blocks / ");
+                write!(out, "{} (limit {after})", DisplayMillis(seen.stat2 as u64))
+            }
             Condition::Ewma { metric, params } => write!(
                 out,
                 "{} = {value} is {stat:.2} sd from its EWMA baseline {base:.6} (threshold {} sd {})",
@@ -253,13 +267,31 @@ pub(crate) struct Plain(pub f64);
 /// 2^53: every whole number below it is exact in an `f64`.
 const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
+impl Plain {
+    /// The value as an integer, when it is a whole number written as one.
+    fn integer(&self) -> Option<i64> {
+        let v = self.0;
+        let whole = v.fract() == 0.0 && v.abs() < EXACT_INTEGERS;
+        (whole && !(v == 0.0 && v.is_sign_negative())).then_some(v as i64)
+    }
+
+    /// Appends the text to `out` (without the formatter for whole numbers).
+    fn push(self, out: &mut String) {
+        match self.integer() {
+            Some(i) => out.push_str(itoa::Buffer::new().format(i)),
+            None => {
+                let _ = write!(out, "{}", self.0);
+            }
+        }
+    }
+}
+
 impl fmt::Display for Plain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        if v.fract() == 0.0 && v.abs() < EXACT_INTEGERS && !(v == 0.0 && v.is_sign_negative()) {
-            return f.write_str(itoa::Buffer::new().format(v as i64));
+        match self.integer() {
+            Some(i) => f.write_str(itoa::Buffer::new().format(i)),
+            None => fmt::Display::fmt(&self.0, f),
         }
-        fmt::Display::fmt(&v, f)
     }
 }
 
@@ -642,6 +674,9 @@ mod tests {
         }
         for v in values {
             assert_eq!(Plain(v).to_string(), v.to_string(), "{v:?}");
+            let mut pushed = String::new();
+            Plain(v).push(&mut pushed);
+            assert_eq!(pushed, v.to_string(), "{v:?}");
         }
     }
 }

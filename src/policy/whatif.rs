@@ -31,6 +31,7 @@ impl Engine {
         let block = block.max(clock_block + 1);
         let time_ms = time_ms.max(clock_ms + 1);
         let saved_nodes = self.nodes.clone();
+        let saved_readings = self.readings.clone();
         let saved_policies = self.policies.clone();
         let saved_clock = (self.clock, self.start);
         let saved_stats = self.stats.clone();
@@ -74,6 +75,7 @@ impl Engine {
             }
         }
         self.nodes = saved_nodes;
+        self.readings = saved_readings;
         self.policies = saved_policies;
         (self.clock, self.start) = saved_clock;
         self.stats = saved_stats;

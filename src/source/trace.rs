@@ -192,6 +192,11 @@ impl<R: BufRead> TraceReader<R> {
                 path: self.path.clone(),
                 source,
             })?;
+            if let Some(quick) = quick_row(buffered, self.last_metric.0.as_bytes()) {
+                self.line += 1;
+                self.in_place = quick.len;
+                return self.accept_quick(quick).map(Some);
+            }
             if let Some(n) = memchr::memchr(b'\n', buffered)
                 && buffered[0] != b'#'
             {
@@ -281,14 +286,8 @@ impl<R: BufRead> TraceReader<R> {
         };
         let row = fields(&line[..end], self.last_metric.0.as_bytes())
             .map_err(|(column, message)| malformed(path, line_number, column, message))?;
-        if row.time_ms < self.last_time {
-            let message = format!(
-                "rows out of time order: time_ms {} is earlier than the previous row's {}",
-                row.time_ms, self.last_time
-            );
-            return Err(malformed(path, line_number, row.time_column, message));
-        }
-        self.last_time = row.time_ms;
+        check_time(&mut self.last_time, row.time_ms)
+            .map_err(|message| malformed(path, line_number, row.time_column, message))?;
         let (block, time_ms, value) = (row.block, row.time_ms, row.value);
         if let Some(metric) = row.metric {
             let group = self.rules.group(metric);
@@ -313,6 +312,115 @@ impl<R: BufRead> TraceReader<R> {
             line: line_number,
         })
     }
+}
+
+impl<R: BufRead> TraceReader<R> {
+    /// Checks the order of a row [`quick_row`] parsed (its metric is the previous row's).
+    fn accept_quick(&mut self, quick: QuickRow) -> Result<Row<'_>, TraceError> {
+        let (path, line) = (&self.path, self.line);
+        check_time(&mut self.last_time, quick.time_ms)
+            .map_err(|message| malformed(path, line, quick.time_column, message))?;
+        let group = self.last_metric.1;
+        check_block(&mut self.high, self.rules.max_jump, quick.block, group)
+            .map_err(|message| malformed(path, line, 1, message))?;
+        Ok(Row {
+            block: quick.block,
+            time_ms: quick.time_ms,
+            metric: &self.last_metric.0,
+            value: quick.value,
+            line,
+        })
+    }
+}
+
+/// Checks that `time_ms` is not earlier than the previous row's (`last`), then moves `last`.
+fn check_time(last: &mut u64, time_ms: u64) -> Result<(), String> {
+    if time_ms < *last {
+        return Err(format!(
+            "rows out of time order: time_ms {time_ms} is earlier than the previous row's {last}"
+        ));
+    }
+    *last = time_ms;
+    Ok(())
+}
+
+/// A row [`quick_row`] parsed: its fields and its length with the newline.
+struct QuickRow {
+    block: u64,
+    time_ms: u64,
+    time_column: usize,
+    value: f64,
+    len: usize,
+}
+
+/// The common row, parsed in one pass from the start of `buf`:
+/// `digits,digits,<the previous row's metric>,[-]digits[.digits]` then a
+/// newline (`\r\n` too), each number as [`parse_u64`] and
+/// [`parse_plain_decimal`] read it (at most 19 digits here). Anything else,
+/// or a row not wholly in `buf`, is `None`: [`fields`] then parses it, and
+/// reports its errors, exactly as before.
+fn quick_row(buf: &[u8], last_metric: &[u8]) -> Option<QuickRow> {
+    let (block, after_block) = quick_u64(buf, 0)?;
+    let (time_ms, after_time) = quick_u64(buf, after_block + 1)?;
+    let metric_end = after_time + 1 + last_metric.len();
+    if last_metric.is_empty()
+        || buf.get(after_time + 1..metric_end)? != last_metric
+        || *buf.get(metric_end)? != b','
+    {
+        return None;
+    }
+    let rest = &buf[metric_end + 1..];
+    // A plain decimal has at most 19 digits, a point and a sign (then `\r\n`).
+    let newline = rest.iter().take(24).position(|&b| b == b'\n')?;
+    let value_field = match rest[..newline].split_last() {
+        Some((b'\r', value)) => value,
+        _ => &rest[..newline],
+    };
+    Some(QuickRow {
+        block,
+        time_ms,
+        time_column: after_block + 2,
+        value: parse_plain_decimal(value_field)?,
+        len: metric_end + 1 + newline + 1,
+    })
+}
+
+/// 1 to 19 digits from `buf[from..]` followed by a comma: the number and the comma's index.
+fn quick_u64(buf: &[u8], from: usize) -> Option<(u64, usize)> {
+    let field = buf.get(from..)?;
+    let (mut v, mut i) = (0u64, 0usize);
+    // Eight digits at a time while there are (16 at most, so 19 cannot overflow).
+    while i < 16 {
+        let Some(eight) = field.get(i..i + 8).and_then(eight_digits) else {
+            break;
+        };
+        v = v * 100_000_000 + eight;
+        i += 8;
+    }
+    while let Some(&b) = field.get(i) {
+        match b {
+            b'0'..=b'9' if i < 19 => v = v * 10 + u64::from(b - b'0'),
+            b',' if i > 0 => return Some((v, from + i)),
+            _ => return None,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Eight ASCII digits as their number (first digit most significant), in a
+/// few word operations; `None` unless all eight are digits.
+fn eight_digits(bytes: &[u8]) -> Option<u64> {
+    let word = u64::from_le_bytes(bytes.try_into().ok()?);
+    let digits = word.wrapping_sub(0x3030_3030_3030_3030);
+    // A byte below '0' sets its top bit in `digits` (or borrows, setting its
+    // own); a byte above '9' sets it in `word + 0x46` (or in `digits`, past 0xB0).
+    if (word.wrapping_add(0x4646_4646_4646_4646) | digits) & 0x8080_8080_8080_8080 != 0 {
+        return None;
+    }
+    let pairs = (digits * 10 + (digits >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let quads = (pairs * 100 + (pairs >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((quads * 10_000 + (quads >> 32)) & 0xFFFF_FFFF)
 }
 
 fn malformed(path: &Path, line: u64, column: usize, message: String) -> TraceError {
@@ -645,6 +753,79 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn eight_digits_are_read_as_parse_u64_reads_them() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut bytes = *format!("{:08}", x % 100_000_000)
+                .as_bytes()
+                .first_chunk::<8>()
+                .unwrap();
+            if x >> 62 == 0 {
+                bytes[(x >> 40) as usize % 8] = (x >> 48) as u8;
+            }
+            assert_eq!(eight_digits(&bytes), parse_u64(&bytes), "{bytes:?}");
+        }
+        for byte in 0..=255u8 {
+            let bytes = [b'1', b'2', b'3', byte, b'5', b'6', b'7', b'8'];
+            assert_eq!(eight_digits(&bytes), parse_u64(&bytes), "{byte}");
+        }
+    }
+
+    #[test]
+    fn quick_rows_parse_as_the_general_path_does() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let alphabet = b"0123456789,.-\r\nm.xe+# ";
+        let base = b"17000000,1700000000000,m.x,66.5313981\n".to_vec();
+        let (mut quick, mut total) = (0, 0);
+        for _ in 0..200_000 {
+            let mut line = base.clone();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for k in 0..(x % 4) {
+                let at = (x >> (8 + 12 * k)) as usize % line.len();
+                let byte = alphabet[(x >> (14 + 12 * k)) as usize % alphabet.len()];
+                match (x >> (20 + 12 * k)) % 3 {
+                    0 => line[at] = byte,
+                    1 => line.insert(at, byte),
+                    _ => drop(line.remove(at)),
+                }
+            }
+            if total % 1000 == 0 {
+                // Long numbers: 19 digits are read quickly, 20 are left to `fields`.
+                let digits = ["1234567890123456789", "12345678901234567890"][total / 1000 % 2];
+                line = format!("{digits},{digits},m.x,-0.5\r\n").into_bytes();
+            }
+            total += 1;
+            let Some(row) = quick_row(&line, b"m.x") else {
+                continue;
+            };
+            quick += 1;
+            let end = memchr::memchr(b'\n', &line).unwrap();
+            assert_eq!(row.len, end + 1);
+            let text = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
+            let general = fields(text, b"m.x").unwrap_or_else(|e| panic!("{e:?}"));
+            assert!(general.metric.is_none());
+            assert_eq!(
+                (row.block, row.time_ms, row.time_column, row.value.to_bits()),
+                (
+                    general.block,
+                    general.time_ms,
+                    general.time_column,
+                    general.value.to_bits()
+                ),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+        // Both kinds of line were tried.
+        assert!(quick > total / 10 && quick < total, "{quick} of {total}");
     }
 
     #[test]
