@@ -402,22 +402,20 @@ async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
     run.stop().await;
 }
 
-const DRAIN_POLICY: &str = r#"
-[[policy]]
-id = "vault-low"
-description = "Vault assets below 100,000"
-severity = "critical"
-action = "pause-direct"
-cooldown = "1 block"
-[policy.when]
-kind = "threshold"
-metric = "vault.total_assets"
-op = "<"
-value = 100000
-"#;
+/// Pauses through `pause-direct` once the vault holds under 100,000.
+fn drain_policy() -> String {
+    let when = ["vault.total_assets", "<", "100000"];
+    common::critical_threshold(
+        "vault-low",
+        "Vault assets below 100,000",
+        "pause-direct",
+        "1 block",
+        when,
+    )
+}
 
 /// Runs the pipeline on `demo` with `rpc` as the network's endpoints (and
-/// `quorum`), the vault's assets read, [`DRAIN_POLICY`] compiled.
+/// `quorum`), the vault's assets read, [`drain_policy`] compiled.
 async fn run_pipeline(
     demo: &common::Demo,
     dir: &Path,
@@ -430,7 +428,7 @@ async fn run_pipeline(
     net.rpc = rpc;
     net.watch.quorum = quorum;
     let policies =
-        compile_str("policy.toml", DRAIN_POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
+        compile_str("policy.toml", &drain_policy(), &config).unwrap_or_else(|e| panic!("{e}"));
     let options = RunOptions {
         probe: Probe::new(telemetry.clone(), None),
         ..polling(None)

@@ -89,6 +89,33 @@ by = "30%"
     )
 }
 
+/// A critical `[[policy]]` `id` taking `action` whenever `metric op value`
+/// holds (`when`), able to trip again after `cooldown`.
+pub fn critical_threshold(
+    id: &str,
+    description: &str,
+    action: &str,
+    cooldown: &str,
+    when: [&str; 3],
+) -> String {
+    let [metric, op, value] = when;
+    format!(
+        r#"
+[[policy]]
+id = "{id}"
+description = "{description}"
+severity = "critical"
+action = "{action}"
+cooldown = "{cooldown}"
+[policy.when]
+kind = "threshold"
+metric = "{metric}"
+op = "{op}"
+value = {value}
+"#
+    )
+}
+
 /// [`vault_drain`]'s description in most tests.
 pub const A_THIRD: &str = "Vault assets fall by a third within one block";
 
