@@ -3,6 +3,8 @@
 //! the ACL roles, the module's bounds and the pause), and one `--rpc`
 //! scenario run whose report is checked against the chain it ran on.
 
+mod common;
+
 use std::path::PathBuf;
 
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -531,28 +533,8 @@ fn guardian_cli(args: &[&str]) -> std::process::Output {
 fn init_aave_v3_plans_the_acl_grants_and_explains_in_aave_terms() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let init = guardian_cli(&[
-        "init",
-        "--no-input",
-        "--dir",
-        d,
-        "--shape",
-        "aave-v3",
-        "--network",
-        "mainnet",
-        "--chain-id",
-        "1",
-        "--rpc",
-        "https://rpc.example.org",
-        "--safe",
-        "0x1111111111111111111111111111111111111111",
-        "--target",
-        "0x2222222222222222222222222222222222222222",
-        "--guardian",
-        "0x3333333333333333333333333333333333333333",
-        "--key-source",
-        "env",
-    ]);
+    let key_source = ["--key-source", "env"];
+    let init = guardian_cli(&common::init_args(d, "aave-v3", &key_source));
     assert!(
         init.status.success(),
         "{}",

@@ -17,7 +17,9 @@ use alloy::primitives::U256;
 use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
 use common::service::{Guardian, WAIT, history, processed, until, until_each};
-use common::{A_THIRD, Demo, EVERY_BLOCK, GuardedVault, mine, set_automine, vault_drain};
+use common::{
+    A_THIRD, Demo, EVERY_BLOCK, GuardedVault, anvil_rpc, mine, set_automine, vault_drain,
+};
 use guardian::journal::HistoryEntry;
 
 /// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
@@ -277,8 +279,7 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
     );
 
     // No skipped block: the restart read every block from before its resume point on.
-    mine(&demo.provider).await;
-    let head = demo.provider.get_block_number().await.unwrap();
+    let head = mine(&demo.provider).await;
     second
         .until_processed("the restart to read the new head", &journal, head)
         .await;
@@ -384,8 +385,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
     );
 
     // The others stood down without error and keep watching.
-    mine(&demo.provider).await;
-    let head = demo.provider.get_block_number().await.unwrap();
+    let head = mine(&demo.provider).await;
     until_each("every replica to keep watching", &mut replicas, || {
         journals
             .iter()
@@ -535,10 +535,10 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
     );
     std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
     let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
+    let mut head = 0;
     for _ in 0..3 {
-        mine(&demo.provider).await;
+        head = mine(&demo.provider).await;
     }
-    let head = demo.provider.get_block_number().await.unwrap();
     first
         .until_processed("the head to be processed", &journal, head)
         .await;
@@ -554,8 +554,7 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
 
     // While it is down, the last two blocks are replaced.
     common::reorg(&demo.provider, 2).await;
-    mine(&demo.provider).await;
-    let new_head = demo.provider.get_block_number().await.unwrap();
+    let new_head = mine(&demo.provider).await;
     let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     second
         .until_processed("the restart to catch up", &journal, new_head)
@@ -586,14 +585,13 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
     let max_fee: u128 = sent.max_fee_wei.parse().unwrap();
 
     // The base fee jumps above what the transaction offers: the next block passes it by.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request(
-            "anvil_setNextBlockBaseFeePerGas".into(),
-            (U256::from(max_fee * 4),),
-        )
-        .await
-        .unwrap();
+    let base_fee = U256::from(max_fee * 4);
+    anvil_rpc(
+        &demo.provider,
+        "anvil_setNextBlockBaseFeePerGas",
+        (base_fee,),
+    )
+    .await;
     mine(&demo.provider).await;
     assert!(!demo.paused().await);
 
@@ -607,7 +605,7 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
     // Blocks pass without it until the replacement is sent.
     let deadline = Instant::now() + WAIT;
     loop {
-        second.assert_running();
+        second.still_waiting("the replacement to be sent", deadline);
         let e = &history(&journal)[0];
         if e.status != "executing"
             || e.transactions
@@ -616,11 +614,6 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
         {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no replacement:\n{}",
-            second.output()
-        );
         mine(&demo.provider).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -655,11 +648,7 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
         demo, dir, journal, ..
     } = a_pause_left_in_flight().await;
     let hash: alloy::primitives::B256 = history(&journal)[0].transactions[0].hash.parse().unwrap();
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_dropTransaction".into(), (hash,))
-        .await
-        .unwrap();
+    anvil_rpc(&demo.provider, "anvil_dropTransaction", (hash,)).await;
     assert!(
         demo.provider
             .get_transaction_by_hash(hash)
@@ -683,12 +672,7 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
         .unwrap()
         .is_none()
     {
-        second.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "not broadcast again:\n{}",
-            second.output()
-        );
+        second.still_waiting("the transaction to be broadcast again", deadline);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     mine(&demo.provider).await;

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider};
-use common::DemoToken;
 use common::fault_proxy::{Fault, FaultProxy};
 use common::pipeline::{Piped, polling};
 use common::traces::root;
+use common::{DemoToken, mine};
 use guardian::config::Config;
 use guardian::decision::Trip;
 use guardian::observe::{Probe, Telemetry};
@@ -276,11 +276,6 @@ impl TokenChain {
         let mint = token.mint(self.owner, U256::from(amount));
         mint.send().await.unwrap().get_receipt().await.unwrap();
     }
-}
-
-async fn mine(provider: &impl Provider) -> u64 {
-    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
-    provider.get_block_number().await.unwrap()
 }
 
 /// Issue #13, seen 1: an endpoint answering `null`, `"0x"` or an error

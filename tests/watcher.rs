@@ -122,36 +122,46 @@ impl Demo {
             .unwrap()
     }
 
+    /// [`Demo::transfer`] while `run` watches: its block and that block's snapshot.
+    async fn transfer_seen(&self, run: &mut Running, amount: &str) -> (u64, Snapshot) {
+        let block = self.transfer(amount).await;
+        let events = run.until_block(block).await;
+        (block, last_block(&events).clone())
+    }
+
     async fn mine(&self) {
         common::mine(&self.provider).await;
     }
 
-    /// The configuration `name` with its WebSocket through a [`Proxy`] the test can cut.
-    async fn behind_proxy(&self, name: &str) -> (Proxy, Config) {
+    /// A watcher on the configuration `name` (options as `tune` changes
+    /// them) with its WebSocket through a [`Proxy`] the test can cut, once it
+    /// sent the head it starts at.
+    async fn watch_behind_proxy(
+        &self,
+        name: &str,
+        tune: impl FnOnce(&mut WatcherOptions),
+    ) -> (Proxy, Running, Snapshot) {
         let proxy = Proxy::start(self.anvil.port()).await;
         let mut config = self.config(name);
         config.networks.get_mut("local").unwrap().ws =
             vec![format!("ws://127.0.0.1:{}", proxy.port)];
-        (proxy, config)
+        let (run, first) = start_at_head(&config, tune).await;
+        (proxy, run, first)
     }
 }
 
 /// A running watcher and its events.
 type Running = common::Watching;
 
-/// Starts a watcher on `config` with the default options as `tune` changes them.
-fn start(config: &Config, tune: impl FnOnce(&mut WatcherOptions)) -> Running {
-    let mut options = WatcherOptions::default();
-    tune(&mut options);
-    Running::start(config, options)
-}
-
-/// [`start`], then waits for the snapshot of the head the watcher starts at.
+/// Starts a watcher on `config` with the default options as `tune` changes
+/// them, and waits for the snapshot of the head it starts at.
 async fn start_at_head(
     config: &Config,
     tune: impl FnOnce(&mut WatcherOptions),
 ) -> (Running, Snapshot) {
-    let mut run = start(config, tune);
+    let mut options = WatcherOptions::default();
+    tune(&mut options);
+    let mut run = Running::start(config, options);
     let first = run.first_block().await;
     (run, first)
 }
@@ -224,12 +234,10 @@ fn last_block(events: &[WatchEvent]) -> &Snapshot {
 async fn every_metric_kind_reads_the_known_state_at_the_head() {
     let demo = demo().await;
     let config = demo.config("kinds");
-    let mut run = start(&config, |_| {});
     // The watcher starts at the head it finds; the transfer's block comes next.
-    run.next().await;
-    let block = demo.transfer("5").await;
-    let events = run.until_block(block).await;
-    let s = last_block(&events);
+    let (mut run, _) = start_at_head(&config, |_| {}).await;
+    let (block, s) = demo.transfer_seen(&mut run, "5").await;
+    let s = &s;
     assert!(s.failed.is_empty(), "{:?}", s.failed);
     assert_eq!(s.values.len(), 14);
 
@@ -325,11 +333,8 @@ async fn http_polling_backfills_every_block_in_order() {
 async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     let demo = demo().await;
     let config = demo.config("reorg");
-    let mut run = start(&config, |_| {});
-    run.next().await;
-    let transfer_block = demo.transfer("7").await;
-    let before = run.until_block(transfer_block).await;
-    let old = last_block(&before).clone();
+    let (mut run, _) = start_at_head(&config, |_| {}).await;
+    let (transfer_block, old) = demo.transfer_seen(&mut run, "7").await;
     assert_eq!(value(&old, "token.owner_outflow"), 7.0);
     demo.mine().await;
     run.until_block(transfer_block + 1).await;
@@ -378,8 +383,8 @@ async fn a_recorded_live_run_replays_to_the_same_trips() {
     let mut live = policies();
     let mut live_trips = Vec::new();
     let mut recorder = Recorder::new(Vec::new(), "recorded by tests/watcher.rs").unwrap();
-    let mut run = start(&config, |_| {});
-    let first = run.next().await;
+    let (mut run, first) = start_at_head(&config, |_| {}).await;
+    let first = WatchEvent::Block(first);
     feed(&mut live, &first, &mut live_trips);
     recorder.record(&first).unwrap();
     let mut last = 0;
@@ -623,12 +628,12 @@ fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>)
 #[tokio::test]
 async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
     let demo = demo().await;
-    let (proxy, config) = demo.behind_proxy("reconnect").await;
-    let (mut run, first) = start_at_head(&config, |o| {
-        o.reconnect_min = ms(20);
-        o.reconnect_max = ms(100);
-    })
-    .await;
+    let (proxy, mut run, first) = demo
+        .watch_behind_proxy("reconnect", |o| {
+            o.reconnect_min = ms(20);
+            o.reconnect_max = ms(100);
+        })
+        .await;
     demo.mine().await;
     run.until_block(first.number + 1).await;
 
@@ -926,13 +931,13 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
 #[tokio::test]
 async fn while_the_websocket_is_down_heads_come_by_http_polling() {
     let demo = demo().await;
-    let (proxy, config) = demo.behind_proxy("ws-down").await;
-    let (mut run, first) = start_at_head(&config, |o| {
-        o.poll_interval = ms(50);
-        o.reconnect_min = ms(200);
-        o.reconnect_max = ms(400);
-    })
-    .await;
+    let (proxy, mut run, first) = demo
+        .watch_behind_proxy("ws-down", |o| {
+            o.poll_interval = ms(50);
+            o.reconnect_min = ms(200);
+            o.reconnect_max = ms(400);
+        })
+        .await;
     // The socket goes down and stays down.
     proxy.cut();
     let mut last = 0;

@@ -119,17 +119,25 @@ value = {value}
 /// [`vault_drain`]'s description in most tests.
 pub const A_THIRD: &str = "Vault assets fall by a third within one block";
 
-/// Mines one block (`evm_mine`).
-pub async fn mine(p: &impl Provider) {
-    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+/// Calls anvil's JSON-RPC `method` with `params`, ignoring the answer;
+/// panics naming the method if it fails.
+pub async fn anvil_rpc<P>(p: &impl Provider, method: &'static str, params: P)
+where
+    P: serde::Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin,
+{
+    let answer: Result<serde_json::Value, _> = p.raw_request(method.into(), params).await;
+    answer.unwrap_or_else(|e| panic!("{method}: {e}"));
+}
+
+/// Mines one block (`evm_mine`); the new head's number.
+pub async fn mine(p: &impl Provider) -> u64 {
+    anvil_rpc(p, "evm_mine", ()).await;
+    p.get_block_number().await.unwrap()
 }
 
 /// Replaces the last `depth` blocks with empty ones (`anvil_reorg`).
 pub async fn reorg(p: &impl Provider, depth: u64) {
-    let _: serde_json::Value = p
-        .raw_request("anvil_reorg".into(), (depth, serde_json::json!([])))
-        .await
-        .unwrap();
+    anvil_rpc(p, "anvil_reorg", (depth, serde_json::json!([]))).await;
 }
 
 /// A watcher running in a task on network `local`, its events on a channel of 1024.
@@ -161,10 +169,7 @@ impl Watching {
 
 /// Turns anvil's automine on or off (off: sent transactions wait for [`mine`]).
 pub async fn set_automine(p: &impl Provider, on: bool) {
-    let _: serde_json::Value = p
-        .raw_request("evm_setAutomine".into(), (on,))
-        .await
-        .unwrap();
+    anvil_rpc(p, "evm_setAutomine", (on,)).await;
 }
 
 /// Feeds `event`'s samples to `engine` in order (a sample of a metric no
@@ -261,6 +266,37 @@ pub fn load_config(name: &str, text: &str) -> Config {
     let path = dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The Safe [`init_args`] answers with.
+pub const INIT_SAFE: &str = "0x1111111111111111111111111111111111111111";
+
+/// `guardian init --no-input` into `dir` with `--shape shape` on mainnet
+/// (chain 1, https://rpc.example.org), for the Safe [`INIT_SAFE`] guarding
+/// 0x22…22 with guardian 0x33…33; then the answers in `more`.
+pub fn init_args<'a>(dir: &'a str, shape: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "init",
+        "--no-input",
+        "--dir",
+        dir,
+        "--shape",
+        shape,
+        "--network",
+        "mainnet",
+        "--chain-id",
+        "1",
+        "--rpc",
+        "https://rpc.example.org",
+        "--safe",
+        INIT_SAFE,
+        "--target",
+        "0x2222222222222222222222222222222222222222",
+        "--guardian",
+        "0x3333333333333333333333333333333333333333",
+    ];
+    args.extend_from_slice(more);
+    args
 }
 
 /// `[keys.NAME]` tables read from environment variables no test sets (the

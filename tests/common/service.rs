@@ -89,6 +89,17 @@ impl Guardian {
         }
     }
 
+    /// While waiting for `what` by `deadline`: fails the test (with the
+    /// process's output) if it exited or the deadline passed.
+    pub fn still_waiting(&mut self, what: &str, deadline: Instant) {
+        self.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            self.output()
+        );
+    }
+
     /// `kill -9`: the process ends at once, whatever it was doing.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
