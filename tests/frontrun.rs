@@ -91,26 +91,8 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
     else {
         panic!("expected the pause to land: {landed:?}");
     };
-    let pause = provider
-        .get_transaction_receipt(pause_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    let attack_receipt = provider
-        .get_transaction_receipt(attack_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(pause.block_number, Some(block));
-    assert_eq!(
-        attack_receipt.block_number,
-        Some(block),
-        "the attack was mined in the same block"
-    );
-    assert!(
-        pause.transaction_index < attack_receipt.transaction_index,
-        "the pause was ordered ahead of the attack"
-    );
+    let (_, attack_receipt) =
+        common::pause_ahead_in_block(provider, pause_hash, attack_hash, block).await;
     assert!(
         fees.priority_fee > 3 * GWEI && fees.max_fee > 50 * GWEI,
         "outbid both fee fields: {fees:?}"

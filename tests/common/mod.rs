@@ -20,7 +20,6 @@ use alloy::primitives::{Address, I256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
 use alloy::sol_types::SolCall;
 use guardian::config::Config;
 use guardian::keys::Key;
@@ -28,21 +27,15 @@ use guardian::keys::Key;
 #[allow(unused_imports)]
 pub use guardian::scenario::chain::{GuardianModule, Safe, SafeOwners};
 
-// The demo token (and the Nomad-style replica and its copycat attack) are the
-// library's own bindings; the vault and the keeper feed are bound here.
+// The contracts' bindings are the library's own: the demo token (with the
+// Nomad-style replica and its copycat attack), the vault of `guardian devnet`
+// and the keeper feed of the scenarios.
 #[allow(unused_imports)]
 pub use guardian::demo::{DemoToken, MessageReplica, ReplicaCopycatAttack};
-
-sol!(
-    #[sol(rpc)]
-    GuardedVault,
-    "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
-);
+#[allow(unused_imports)]
+pub use guardian::devnet::GuardedVault;
+#[allow(unused_imports)]
+pub use guardian::scenario::protocol::KeeperPriceFeed;
 
 pub const GWEI: u128 = 1_000_000_000;
 pub const SUPPLY_CAP: u64 = 1_000_000;
@@ -138,6 +131,32 @@ pub async fn mine(p: &impl Provider) -> u64 {
 /// Replaces the last `depth` blocks with empty ones (`anvil_reorg`).
 pub async fn reorg(p: &impl Provider, depth: u64) {
     anvil_rpc(p, "anvil_reorg", (depth, serde_json::json!([]))).await;
+}
+
+/// The receipts of `pause` and `attack`, checked to be mined in `block` with
+/// the pause ordered ahead of the attack.
+pub async fn pause_ahead_in_block(
+    p: &impl Provider,
+    pause: alloy::primitives::B256,
+    attack: alloy::primitives::B256,
+    block: u64,
+) -> (TransactionReceipt, TransactionReceipt) {
+    let receipt = |hash| async move {
+        let r = p.get_transaction_receipt(hash).await.unwrap();
+        r.unwrap_or_else(|| panic!("{hash} was not mined"))
+    };
+    let (pause, attack) = (receipt(pause).await, receipt(attack).await);
+    assert_eq!(pause.block_number, Some(block), "the pause's block");
+    assert_eq!(
+        attack.block_number,
+        Some(block),
+        "the attack was mined in the same block"
+    );
+    assert!(
+        pause.transaction_index < attack.transaction_index,
+        "the pause was ordered ahead of the attack"
+    );
+    (pause, attack)
 }
 
 /// A watcher running in a task on network `local`, its events on a channel of 1024.
