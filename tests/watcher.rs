@@ -133,6 +133,12 @@ impl Demo {
         common::mine(&self.provider).await;
     }
 
+    /// A watcher (default options) on the configuration `name`, once it sent
+    /// the head it starts at.
+    async fn watch(&self, name: &str) -> (Running, Snapshot) {
+        start_at_head(&self.config(name), |_| {}).await
+    }
+
     /// A watcher on the configuration `name` (options as `tune` changes
     /// them) with its WebSocket through a [`Proxy`] the test can cut, once it
     /// sent the head it starts at.
@@ -233,9 +239,8 @@ fn last_block(events: &[WatchEvent]) -> &Snapshot {
 #[tokio::test]
 async fn every_metric_kind_reads_the_known_state_at_the_head() {
     let demo = demo().await;
-    let config = demo.config("kinds");
     // The watcher starts at the head it finds; the transfer's block comes next.
-    let (mut run, _) = start_at_head(&config, |_| {}).await;
+    let (mut run, _) = demo.watch("kinds").await;
     let (block, s) = demo.transfer_seen(&mut run, "5").await;
     let s = &s;
     assert!(s.failed.is_empty(), "{:?}", s.failed);
@@ -332,8 +337,7 @@ async fn http_polling_backfills_every_block_in_order() {
 #[tokio::test]
 async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     let demo = demo().await;
-    let config = demo.config("reorg");
-    let (mut run, _) = start_at_head(&config, |_| {}).await;
+    let (mut run, _) = demo.watch("reorg").await;
     let (transfer_block, old) = demo.transfer_seen(&mut run, "7").await;
     assert_eq!(value(&old, "token.owner_outflow"), 7.0);
     demo.mine().await;
@@ -373,7 +377,6 @@ fn outflow_policy() -> String {
 #[tokio::test]
 async fn a_recorded_live_run_replays_to_the_same_trips() {
     let demo = demo().await;
-    let config = demo.config("record");
     let policies = || {
         Engine::new(
             compile_str("outflow.toml", &outflow_policy(), &Config::empty()).unwrap(),
@@ -383,7 +386,7 @@ async fn a_recorded_live_run_replays_to_the_same_trips() {
     let mut live = policies();
     let mut live_trips = Vec::new();
     let mut recorder = Recorder::new(Vec::new(), "recorded by tests/watcher.rs").unwrap();
-    let (mut run, first) = start_at_head(&config, |_| {}).await;
+    let (mut run, first) = demo.watch("record").await;
     let first = WatchEvent::Block(first);
     feed(&mut live, &first, &mut live_trips);
     recorder.record(&first).unwrap();
@@ -613,6 +616,12 @@ impl Drop for Proxy {
     }
 }
 
+/// Reconnects within 20 to 100 ms: a restored socket is back at once.
+fn quick_reconnect(o: &mut WatcherOptions) {
+    o.reconnect_min = ms(20);
+    o.reconnect_max = ms(100);
+}
+
 /// Checks that `events` are only blocks, numbered `expected` in order.
 fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>) {
     let numbers: Vec<u64> = events
@@ -628,12 +637,7 @@ fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>)
 #[tokio::test]
 async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
     let demo = demo().await;
-    let (proxy, mut run, first) = demo
-        .watch_behind_proxy("reconnect", |o| {
-            o.reconnect_min = ms(20);
-            o.reconnect_max = ms(100);
-        })
-        .await;
+    let (proxy, mut run, first) = demo.watch_behind_proxy("reconnect", quick_reconnect).await;
     demo.mine().await;
     run.until_block(first.number + 1).await;
 
