@@ -491,11 +491,18 @@ fn spawn_logged(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
 }
 
 async fn wait_file(what: &str, log: &Path, needle: &str, others: &[&Path]) {
+    let logs: Vec<&Path> = std::iter::once(log).chain(others.iter().copied()).collect();
+    wait_until(what, &logs, || g_output_contains(log, needle)).await;
+}
+
+/// Polls `done` every 200 ms until it holds; after 240 s fails with `what`
+/// and the text of `logs`.
+async fn wait_until(what: &str, logs: &[&Path], mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(240);
-    while !g_output_contains(log, needle) {
+    while !done() {
         if Instant::now() > deadline {
             let mut text = String::new();
-            for p in std::iter::once(&log).chain(others) {
+            for p in logs {
                 text.push_str(&format!(
                     "--- {}\n{}\n",
                     p.display(),
@@ -506,6 +513,13 @@ async fn wait_file(what: &str, log: &Path, needle: &str, others: &[&Path]) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `guardian devnet drain --dir dir --percent 40`, which must succeed; its output.
+fn devnet_drain_40(dir: &str) -> String {
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", dir, "--percent", "40"]);
+    assert_eq!(code, Some(0), "{out}");
+    out
 }
 
 fn guardian_cmd(args: &[&str]) -> (Option<i32>, String) {
@@ -592,8 +606,7 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
         &others,
     )
     .await;
-    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
-    assert_eq!(code, Some(0), "{out}");
+    let out = devnet_drain_40(&ds);
     let drained_at: u64 = out
         .split(" in block ")
         .nth(1)
@@ -607,26 +620,16 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
         &others,
     )
     .await;
-    let deadline = Instant::now() + WAIT;
-    while !history(&journal).iter().any(|e| e.status == "dry-run") {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&run_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("the dry-run decision in the journal", &others, || {
+        history(&journal).iter().any(|e| e.status == "dry-run")
+    })
+    .await;
     // Let the incident end (its 10-block window pass): switching to enforce
     // while it still holds would act on it at once (no quiet period is inherited).
-    let deadline = Instant::now() + WAIT;
-    while processed_on(&journal, "devnet").is_none_or(|b| b < drained_at + 12) {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&run_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("the incident's window to pass", &others, || {
+        processed_on(&journal, "devnet").is_some_and(|b| b >= drained_at + 12)
+    })
+    .await;
     assert_eq!(terminate(&mut run), Some(0));
 
     // Enforce, same journal: the next drain is paused.
@@ -646,8 +649,7 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
         &others,
     )
     .await;
-    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
-    assert_eq!(code, Some(0), "{out}");
+    devnet_drain_40(&ds);
     wait_file(
         "the landed alert",
         &devnet_log,
