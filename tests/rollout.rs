@@ -688,41 +688,53 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
 /// operator lines under `--log-format json`.
 #[test]
 fn one_consistent_command_line() {
-    let code = |args: &[&str]| guardian_cmd(args);
+    // Runs guardian with `args`, which must exit with `want`; the output.
+    let exits = |want: i32, args: &[&str]| {
+        let (code, out) = guardian_cmd(args);
+        assert_eq!(code, Some(want), "guardian {args:?}: {out}");
+        out
+    };
     // Usage errors and bad values are invalid input: 1. Help is 0.
-    assert_eq!(code(&["check", "--bogus"]).0, Some(1));
-    assert_eq!(code(&["--help"]).0, Some(0));
-    let (c, out) = code(&["history", "--journal", "nowhere.db", "--status", "landd"]);
-    assert_eq!(c, Some(1), "{out}");
+    exits(1, &["check", "--bogus"]);
+    exits(0, &["--help"]);
+    let out = exits(
+        1,
+        &["history", "--journal", "nowhere.db", "--status", "landd"],
+    );
     assert!(
         out.contains("`landd` is not a status; use one of: approved"),
         "{out}"
     );
-    let (c, out) = code(&["history", "--journal", "nowhere.db", "--since", "yesterday"]);
-    assert_eq!(c, Some(1), "{out}");
-    let (c, out) = code(&[
-        "calibrate",
-        "--trace",
-        "nowhere.csv",
-        "--metric",
-        "m",
-        "--detector",
-        "ewma",
-        "--false-alarms",
-        "5%",
-    ]);
-    assert_eq!(c, Some(1), "{out}");
+    exits(
+        1,
+        &["history", "--journal", "nowhere.db", "--since", "yesterday"],
+    );
+    exits(
+        1,
+        &[
+            "calibrate",
+            "--trace",
+            "nowhere.csv",
+            "--metric",
+            "m",
+            "--detector",
+            "ewma",
+            "--false-alarms",
+            "5%",
+        ],
+    );
     // `check policies` finds the packs in subfolders; --policies works like the positional form.
-    let (c, out) = code(&["check", "policies"]);
-    assert_eq!(c, Some(0), "{out}");
+    let out = exits(0, &["check", "policies"]);
     assert!(out.contains("ok: 23 policies"), "{out}");
-    let (c, out) = code(&[
-        "check",
-        "--policies",
-        "policies/starter/vault.toml",
-        "--json",
-    ]);
-    assert_eq!(c, Some(0), "{out}");
+    let out = exits(
+        0,
+        &[
+            "check",
+            "--policies",
+            "policies/starter/vault.toml",
+            "--json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let drop = v["policies"]
         .as_array()
@@ -731,13 +743,15 @@ fn one_consistent_command_line() {
         .find(|p| p["id"] == "vault-assets-drop")
         .unwrap();
     assert_eq!(drop["warm_up"]["blocks"], 10);
-    let (c, out) = code(&[
-        "explain",
-        "--policies",
-        "policies/starter/vault.toml",
-        "--json",
-    ]);
-    assert_eq!(c, Some(0), "{out}");
+    let out = exits(
+        0,
+        &[
+            "explain",
+            "--policies",
+            "policies/starter/vault.toml",
+            "--json",
+        ],
+    );
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(
         first["text"].as_str().unwrap().contains("Warm-up:"),
@@ -746,15 +760,13 @@ fn one_consistent_command_line() {
     // diff: a removed policy fails the review unless accepted; --json for scripts.
     let old = "tests/fixtures/diff/old.toml";
     let new = "tests/fixtures/diff/new.toml";
-    let (c, out) = code(&["diff", old, new]);
-    assert_eq!(c, Some(1), "{out}");
+    let out = exits(1, &["diff", old, new]);
     assert!(out.contains("loosen or remove protection"), "{out}");
-    assert_eq!(code(&["diff", old, new, "--accept-loosening"]).0, Some(0));
-    let (c, out) = code(&["diff", old, new, "--json", "--accept-loosening"]);
-    assert_eq!(c, Some(0), "{out}");
+    exits(0, &["diff", old, new, "--accept-loosening"]);
+    let out = exits(0, &["diff", old, new, "--json", "--accept-loosening"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(!v["needs_acceptance"].as_array().unwrap().is_empty(), "{v}");
-    assert_eq!(code(&["diff", old, old]).0, Some(0));
+    exits(0, &["diff", old, old]);
 
     // diff --config: guardian.toml's mode, targets, bounds and limits.
     let dir = tempfile::tempdir().unwrap();
@@ -772,8 +784,7 @@ fn one_consistent_command_line() {
     };
     let a = config("a.toml", "dry-run", "10m", 10_000_000);
     let b = config("b.toml", "enforce", "1m", 20_000_000);
-    let (c, out) = code(&["diff", "--config", &a, &b]);
-    assert_eq!(c, Some(1), "{out}");
+    let out = exits(1, &["diff", "--config", &a, &b]);
     for line in [
         "LOOSENED   mode: dry-run -> enforce",
         "LOOSENED   [guard] target_cooldown: 10m -> 1m",
@@ -781,27 +792,23 @@ fn one_consistent_command_line() {
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
-    assert_eq!(
-        code(&["diff", "--config", &a, &b, "--accept-loosening"]).0,
-        Some(0)
-    );
-    assert_eq!(
-        code(&["diff", "--config", &b, &a]).0,
-        Some(0),
-        "tightening needs no acceptance"
-    );
+    exits(0, &["diff", "--config", &a, &b, "--accept-loosening"]);
+    // Tightening needs no acceptance.
+    exits(0, &["diff", "--config", &b, &a]);
 
     // --log-format json: every stderr line is a JSON object, errors included.
-    let (c, out) = code(&[
-        "--log-format",
-        "json",
-        "check",
-        "--config",
-        &a,
-        "--policies",
-        "no-such-folder",
-    ]);
-    assert_eq!(c, Some(2), "{out}");
+    let out = exits(
+        2,
+        &[
+            "--log-format",
+            "json",
+            "check",
+            "--config",
+            &a,
+            "--policies",
+            "no-such-folder",
+        ],
+    );
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
