@@ -42,6 +42,16 @@ fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str
     std::fs::write(dir.join("policy.toml"), policy).unwrap();
 }
 
+/// The demo with 900,000 deposited in the vault, a folder for guardian, and
+/// the path of its journal there.
+async fn funded() -> (Demo, tempfile::TempDir, std::path::PathBuf) {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    (demo, dir, journal)
+}
+
 async fn withdraw(demo: &Demo, amount: u64) -> u64 {
     let receipt = demo.withdraw(amount).await;
     assert!(receipt.status());
@@ -50,10 +60,7 @@ async fn withdraw(demo: &Demo, amount: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldown() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    demo.deposit(900_000).await;
+    let (demo, dir, journal) = funded().await;
     let funded = demo.provider.get_block_number().await.unwrap();
 
     // 1. Dry-run: a 40% drain trips; nothing is sent.
@@ -176,10 +183,7 @@ by = "30%"
 /// log, /readyz and /metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_warm_and_a_policy_it_cannot_warm_says_until_when() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    demo.deposit(900_000).await;
+    let (demo, dir, journal) = funded().await;
     configure_with(
         &demo,
         dir.path(),
@@ -367,11 +371,8 @@ value = 700000
 /// severity lower, with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
-    let demo = Demo::new(&[]).await;
+    let (demo, dir, journal) = funded().await;
     let hooks = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    demo.deposit(900_000).await;
     let extra = format!(
         "\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{a}/hook\"\ncooldown = \"0s\"\n\n[notify.pager]\nkind = \"pagerduty\"\nurl = \"http://{a}/pd\"\nrouting_key_env = \"TEST_PD_KEY\"\ncooldown = \"0s\"\n",
         a = hooks.addr
