@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
+use common::cli::guardian_cmd;
 use common::service::{Guardian, WAIT, history, processed, processed_on, until};
 use common::{Demo, vault_drain};
 
@@ -521,19 +522,6 @@ fn devnet_drain_40(dir: &str) -> String {
     let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", dir, "--percent", "40"]);
     assert_eq!(code, Some(0), "{out}");
     out
-}
-
-fn guardian_cmd(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 fn terminate(child: &mut Child) -> Option<i32> {
