@@ -686,6 +686,9 @@ fn mempool_table(trials: &[Trial]) -> String {
     s
 }
 
+/// When a trial reached a stage: ms after the attack's broadcast, if it did.
+type Stage = fn(&Trial) -> Option<f64>;
+
 fn latencies(mode: Mode, trials: &[Trial]) -> String {
     let mut s = format!("\n{} (n={}):\n", mode.name(), trials.len());
     if mode == Mode::Mempool && unfiltered() {
@@ -697,7 +700,7 @@ fn latencies(mode: Mode, trials: &[Trial]) -> String {
             trials.iter().filter_map(|t| t.seen_ms),
         );
     }
-    let stages: [(&str, fn(&Trial) -> Option<f64>); 3] = [
+    let stages: [(&str, Stage); 3] = [
         ("trip reported", |t| t.trip_ms),
         ("pause in anvil's pool", |t| t.pooled_ms),
         ("pause mined (its block arrived)", |t| t.mined_ms),

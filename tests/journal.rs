@@ -626,9 +626,9 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
         .await;
     mine(&demo.provider).await;
     second
-        .until_first_done("the replacement to land", &journal)
+        .until_first_done("the replacement to land", journal)
         .await;
-    let e = &history(&journal)[0];
+    let e = &history(journal)[0];
     assert_eq!(e.status, "landed", "{e:#?}");
     let landed = e
         .transactions
@@ -681,8 +681,8 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
         .until_async("the transaction to be broadcast again", every, known)
         .await;
     mine(&demo.provider).await;
-    second.until_first_done("the pause to land", &journal).await;
-    let e = &history(&journal)[0];
+    second.until_first_done("the pause to land", journal).await;
+    let e = &history(journal)[0];
     assert_eq!(e.status, "landed", "{e:#?}");
     assert_eq!(
         e.tx,

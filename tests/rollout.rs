@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
-use common::cli::guardian_cmd;
 use common::service::{Guardian, WAIT, history, processed, processed_on, until};
+use common::traces::guardian_cmd;
 use common::{Demo, vault_drain};
 
 const THIRTY_PCT: &str = "Vault assets fall by 30% within one block";

@@ -4,17 +4,14 @@
 //! script against a node the test started; a dry run sends nothing and
 //! reports the transaction it would have sent.
 
-#[path = "common/cli.rs"]
-mod cli;
+#[path = "common/traces.rs"]
+mod traces;
 
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use guardian::scenario::{self, Options, report::ScenarioReport};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use traces::root;
 
 fn options() -> Options {
     Options {
@@ -262,7 +259,7 @@ fn the_cli_prints_json_and_exits_0_when_expect_holds_and_1_when_not() {
 
 #[test]
 fn an_unreachable_rpc_exits_2_without_printing_its_url() {
-    let (code, all) = cli::guardian_cmd(&[
+    let (code, all) = traces::guardian_cmd(&[
         "simulate",
         "simulations/nomad-2022-copycats.toml",
         "--rpc",

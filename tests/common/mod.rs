@@ -5,7 +5,6 @@
 // Generated Safe bindings take as many arguments as the Safe's functions.
 #![allow(clippy::too_many_arguments)]
 
-pub mod cli;
 pub mod fault_proxy;
 pub mod pipeline;
 pub mod service;
