@@ -56,13 +56,11 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
-use common::pipeline::{Piped, polling, until_recorded};
+use common::pipeline::guarding_bridge;
 use futures_util::StreamExt;
 use guardian::demo::{self, Bridge, DemoToken, MessageReplica, ReplicaCopycatAttack};
 use guardian::executor::Execution;
-use guardian::keys::Key;
 use guardian::pipeline::Report;
-use guardian::policy::compile_str;
 use rand08::{Rng, SeedableRng, rngs::StdRng};
 use tokio::sync::watch;
 
@@ -464,15 +462,8 @@ async fn run_mode(
             MINED_POLICY.to_string(),
         ),
     };
-    let config = common::load_config("guardian", &config_text);
-    let policies = compile_str("policy.toml", &policy, &config).unwrap_or_else(|e| panic!("{e}"));
-    let keys = HashMap::from([("bot".to_string(), Key::local("bot", b.bot.clone()))]);
     let record = dir.path().join("trace.csv");
-    let mut guardian = Piped::start(config, policies, keys, polling(Some(record.clone())));
-    until_recorded(&record, "the watcher to read the bridge", |l| {
-        l.contains(",bridge.balance,")
-    })
-    .await;
+    let mut guardian = guarding_bridge(b, &config_text, &policy, &record, ",bridge.balance,").await;
 
     let attacker = EthereumWallet::from(PrivateKeySigner::from(b.anvil.keys()[6].clone()));
     // With --unfiltered, benign traffic runs through every trial of the mode.
@@ -695,6 +686,9 @@ fn mempool_table(trials: &[Trial]) -> String {
     s
 }
 
+/// When a trial reached a stage: ms after the attack's broadcast, if it did.
+type Stage = fn(&Trial) -> Option<f64>;
+
 fn latencies(mode: Mode, trials: &[Trial]) -> String {
     let mut s = format!("\n{} (n={}):\n", mode.name(), trials.len());
     if mode == Mode::Mempool && unfiltered() {
@@ -706,18 +700,15 @@ fn latencies(mode: Mode, trials: &[Trial]) -> String {
             trials.iter().filter_map(|t| t.seen_ms),
         );
     }
-    s += &distribution(
-        "  attack broadcast -> trip reported",
-        trials.iter().filter_map(|t| t.trip_ms),
-    );
-    s += &distribution(
-        "  attack broadcast -> pause in anvil's pool",
-        trials.iter().filter_map(|t| t.pooled_ms),
-    );
-    s += &distribution(
-        "  attack broadcast -> pause mined (its block arrived)",
-        trials.iter().filter_map(|t| t.mined_ms),
-    );
+    let stages: [(&str, Stage); 3] = [
+        ("trip reported", |t| t.trip_ms),
+        ("pause in anvil's pool", |t| t.pooled_ms),
+        ("pause mined (its block arrived)", |t| t.mined_ms),
+    ];
+    for (stage, at) in stages {
+        let name = format!("  attack broadcast -> {stage}");
+        s += &distribution(&name, trials.iter().filter_map(at));
+    }
     let mut gaps: HashMap<i64, usize> = HashMap::new();
     for t in trials {
         if let Some(p) = t.pause_block {

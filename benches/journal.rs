@@ -13,7 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256, address};
-use guardian::config::{ActionDef, ActionKind, Config, JournalConfig, JournalSync, PauseParams};
+use guardian::config::{Config, JournalConfig, JournalSync};
 use guardian::decision::Trip;
 use guardian::executor::{Fees, SignedTx, TxLog};
 use guardian::guard::Guard;
@@ -21,30 +21,19 @@ use guardian::journal::{Journal, TripOrigin};
 use guardian::policy::model::{Mode, Severity};
 
 const VAULT: Address = address!("0x00000000000000000000000000000000000000a1");
+const MODULE: Address = address!("0x00000000000000000000000000000000000000b0");
 
 use support::Memory;
 
+/// A configuration with one pause, `pause-vault` on [`VAULT`] through a
+/// module executor, as an operator writes it.
 fn config() -> Config {
-    let mut c = Config::empty();
-    c.actions.insert(
-        "pause-vault".into(),
-        ActionDef {
-            name: "pause-vault".into(),
-            kind: ActionKind::Pause,
-            description: "pause".into(),
-            target: Some(VAULT),
-            function: Some("pause()".into()),
-            executor: Some("module".into()),
-            cooldown_ms: 0,
-            pause: PauseParams {
-                paused_getter: Some("paused()".into()),
-                ..PauseParams::default()
-            },
-            parameter: None,
-            timing: Default::default(),
-        },
-    );
-    c
+    let mut text = "[guardian]\nmode = \"enforce\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"http://127.0.0.1:1\"]\n".to_string();
+    text.push_str(&common::env_keys(&["bot"]));
+    text.push_str(&format!(
+        "\n[executors.module]\nkind = \"module\"\nmodule = \"{MODULE}\"\nkey = \"bot\"\nnetwork = \"local\"\n\n[actions.pause-vault]\nkind = \"pause\"\ndescription = \"pause\"\ntarget = \"{VAULT}\"\nfunction = \"pause()\"\npaused_getter = \"paused()\"\nexecutor = \"module\"\n"
+    ));
+    common::load_config("bench", &text)
 }
 
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {

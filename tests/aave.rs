@@ -3,6 +3,8 @@
 //! the ACL roles, the module's bounds and the pause), and one `--rpc`
 //! scenario run whose report is checked against the chain it ran on.
 
+mod common;
+
 use std::path::PathBuf;
 
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -158,15 +160,21 @@ async fn real_aave_v3_guarded_through_its_emergency_and_risk_roles() {
     // 4. The module bounds the borrow-cap change (Risk Steward shape) on chain.
     let module = GuardianModule::new(d.stack.module, p);
     let set_cap: alloy::primitives::FixedBytes<4> = selector("setBorrowCap(uint256)").into();
+    // The bot setting the USDX borrow cap to `cap` through the module: a
+    // call (what the module would answer), or sent (it must land).
+    let cap_call = |cap: U256| {
+        module
+            .setParameter(aave.usdx().holder, set_cap, cap)
+            .from(bot)
+    };
+    let lower_cap = async |cap: U256, what: &'static str| {
+        confirm(cap_call(cap).send().await, what).await.unwrap();
+    };
     let dp = IAaveDataProvider::new(aave.data_provider, p);
     let before = borrow_cap(&dp, aave.usdx().asset).await;
     assert_eq!(usdx_holder.borrowCap().call().await.unwrap(), before);
     let too_far = before * U256::from(10_000 - CAP_MAX_CHANGE_BPS - 1_000) / U256::from(10_000);
-    let refused = module
-        .setParameter(aave.usdx().holder, set_cap, too_far)
-        .from(bot)
-        .call()
-        .await;
+    let refused = cap_call(too_far).call().await;
     assert!(
         reverted_with::<GuardianModule::ChangeTooLarge, _>(refused),
         "a {}% step is refused by the module (max {}%)",
@@ -174,45 +182,20 @@ async fn real_aave_v3_guarded_through_its_emergency_and_risk_roles() {
         CAP_MAX_CHANGE_BPS / 100
     );
     let step = before * U256::from(8_000) / U256::from(10_000);
-    confirm(
-        module
-            .setParameter(aave.usdx().holder, set_cap, step)
-            .from(bot)
-            .send()
-            .await,
-        "lower the borrow cap 20%",
-    )
-    .await
-    .unwrap();
+    lower_cap(step, "lower the borrow cap 20%").await;
     assert_eq!(
         borrow_cap(&dp, aave.usdx().asset).await,
         step,
         "Aave's reserve configuration holds the new cap"
     );
     let again = step * U256::from(9_000) / U256::from(10_000);
-    let too_soon = module
-        .setParameter(aave.usdx().holder, set_cap, again)
-        .from(bot)
-        .call()
-        .await;
+    let too_soon = cap_call(again).call().await;
     assert!(
         reverted_with::<GuardianModule::UpdateTooSoon, _>(too_soon),
         "a second step within the minimum delay is refused"
     );
-    let _: serde_json::Value = p
-        .raw_request("evm_increaseTime".into(), (CAP_MIN_DELAY_S + 1,))
-        .await
-        .unwrap();
-    confirm(
-        module
-            .setParameter(aave.usdx().holder, set_cap, again)
-            .from(bot)
-            .send()
-            .await,
-        "lower the borrow cap after the delay",
-    )
-    .await
-    .unwrap();
+    common::anvil_rpc(p, "evm_increaseTime", (CAP_MIN_DELAY_S + 1,)).await;
+    lower_cap(again, "lower the borrow cap after the delay").await;
     assert_eq!(borrow_cap(&dp, aave.usdx().asset).await, again);
     eprintln!(
         "USDX borrow cap {before} -> {step} -> {again} through RISK_ADMIN; a 35% step and a step within {CAP_MIN_DELAY_S} s refused on chain"
@@ -531,28 +514,8 @@ fn guardian_cli(args: &[&str]) -> std::process::Output {
 fn init_aave_v3_plans_the_acl_grants_and_explains_in_aave_terms() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let init = guardian_cli(&[
-        "init",
-        "--no-input",
-        "--dir",
-        d,
-        "--shape",
-        "aave-v3",
-        "--network",
-        "mainnet",
-        "--chain-id",
-        "1",
-        "--rpc",
-        "https://rpc.example.org",
-        "--safe",
-        "0x1111111111111111111111111111111111111111",
-        "--target",
-        "0x2222222222222222222222222222222222222222",
-        "--guardian",
-        "0x3333333333333333333333333333333333333333",
-        "--key-source",
-        "env",
-    ]);
+    let key_source = ["--key-source", "env"];
+    let init = guardian_cli(&common::init_args(d, "aave-v3", &key_source));
     assert!(
         init.status.success(),
         "{}",

@@ -143,6 +143,11 @@ async fn bench(
     }
 }
 
+/// The bench on a fresh chain: two healthy endpoints, nothing added.
+async fn healthy_bench() -> Bench {
+    bench(&[], 2, |_| String::new(), |_| {}).await
+}
+
 impl Bench {
     async fn approve(&mut self, action: &str) -> Approved {
         self.time_ms += 1_000;
@@ -181,6 +186,22 @@ fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
     xs.sort_by(f64::total_cmp);
     let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
     xs[i]
+}
+
+/// Runs [`TRIALS`] trials of `trial` (given the bench and the trial's
+/// index), the vault unpaused before each; in how many `trial` held.
+async fn count_trials(
+    b: &mut Bench,
+    mut trial: impl AsyncFnMut(&mut Bench, usize) -> bool,
+) -> usize {
+    let mut held = 0;
+    for i in 0..TRIALS {
+        b.unpause().await;
+        if trial(b, i).await {
+            held += 1;
+        }
+    }
+    held
 }
 
 /// Runs `trials` pauses, each after `before` sets the faults; returns how many
@@ -233,7 +254,7 @@ async fn seen_1_sending_fails_over_from_a_dead_endpoint() {
 /// `refused`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seen_2_send_errors_are_retried_until_a_node_takes_it() {
-    let mut b = bench(&[], 2, |_| String::new(), |_| {}).await;
+    let mut b = healthy_bench().await;
     let (landed, ms) = pause_trials(&mut b, "pause-direct", TRIALS, |p| {
         for proxy in p {
             proxy.fail_times("eth_sendRawTransaction", Fault::upstream_error(), 3);
@@ -453,7 +474,7 @@ async fn seen_6_an_executor_that_cannot_act_is_not_ready() {
 /// notices, sends the same transaction again, and the effect becomes final.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seen_8_a_reorg_that_removes_the_pause_sends_it_again() {
-    let mut b = bench(&[], 2, |_| String::new(), |_| {}).await;
+    let mut b = healthy_bench().await;
     let p = b.demo.provider.clone();
     let trials = 10;
     let mut restored = 0;
@@ -768,12 +789,10 @@ async fn wait_for_send_or_landing(events: &mut mpsc::Receiver<DeliveryEvent>, ma
 /// with the same nonce.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_failure_after_the_nonce_was_reserved_leaves_no_gap() {
-    let mut b = bench(&[], 2, |_| String::new(), |_| {}).await;
+    let mut b = healthy_bench().await;
     let bot = b.demo.bot.address();
     let p = b.demo.provider.clone();
-    let mut clean = 0;
-    for i in 0..TRIALS {
-        b.unpause().await;
+    let clean = count_trials(&mut b, async |b: &mut Bench, i| {
         let before = p.get_transaction_count(bot).await.unwrap();
         if i % 2 == 0 {
             // Every send fails until the 1 s deadline: nothing lands, nothing is used.
@@ -793,16 +812,15 @@ async fn a_send_failure_after_the_nonce_was_reserved_leaves_no_gap() {
         }
         let a = b.approve("pause-direct").await;
         let Ok(Execution::Landed { tx, .. }) = b.exec.execute(a, None).await else {
-            continue;
+            return false;
         };
         let mined = p.get_transaction_by_hash(tx).await.unwrap().unwrap();
         let after = p.get_transaction_count(bot).await.unwrap();
         let pending = p.get_transaction_count(bot).pending().await.unwrap();
         use alloy::consensus::Transaction;
-        if mined.inner.nonce() == before && after == before + 1 && pending == after {
-            clean += 1;
-        }
-    }
+        mined.inner.nonce() == before && after == before + 1 && pending == after
+    })
+    .await;
     println!(
         "send failure after the nonce was reserved: {clean}/{TRIALS} trials landed at the reserved nonce with no gap and no duplicate"
     );
@@ -814,21 +832,17 @@ async fn a_send_failure_after_the_nonce_was_reserved_leaves_no_gap() {
 /// pause lands in the next block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outside_transaction_from_the_bot_key_is_recovered_within_a_block() {
-    let mut b = bench(&[], 2, |_| String::new(), |_| {}).await;
-    let mut within = 0;
-    for _ in 0..TRIALS {
-        b.unpause().await;
+    let mut b = healthy_bench().await;
+    let within = count_trials(&mut b, async |b: &mut Bench, _| {
         // A fresh client each time (it reads the nonce from the chain); guardian's
         // cached nonce is now stale: the outside transaction uses it.
         let outside = b.demo.bot_sends_outside().await;
         let a = b.approve("pause-direct").await;
-        if let Ok(Execution::Landed { block, .. }) = b.exec.execute(a, None).await
-            && block <= outside.block_number.unwrap() + 1
+        matches!(b.exec.execute(a, None).await, Ok(Execution::Landed { block, .. })
+            if block <= outside.block_number.unwrap() + 1)
             && b.demo.paused().await
-        {
-            within += 1;
-        }
-    }
+    })
+    .await;
     println!(
         "outside transaction from the bot key: pause recovered and landed within 1 block in {within}/{TRIALS} trials"
     );

@@ -29,6 +29,11 @@ fn run(text: &str, rows: &[(u64, u64, &str, f64)]) -> Vec<Trip> {
     trips
 }
 
+/// [`run`] with the `[policy.when]` body `when` in [`policy`].
+fn trips_when(when: &str, rows: &[(u64, u64, &str, f64)]) -> Vec<Trip> {
+    run(&policy(when), rows)
+}
+
 /// One sample per block, 12 s apart.
 fn series(metric: &'static str, values: &[f64]) -> Vec<(u64, u64, &'static str, f64)> {
     values
@@ -45,43 +50,24 @@ fn blocks(trips: &[Trip]) -> Vec<u64> {
 #[test]
 fn threshold_compares_the_latest_value() {
     let rows = series("m", &[1.0, 5.0, 4.9, 5.0, 7.0]);
-    assert_eq!(
-        blocks(&run(
-            &policy("kind = \"threshold\"\nmetric = \"m\"\nop = \">=\"\nvalue = 5"),
-            &rows
-        )),
-        [101, 103, 104]
-    );
-    assert_eq!(
-        blocks(&run(
-            &policy("kind = \"threshold\"\nmetric = \"m\"\nop = \">\"\nvalue = 5"),
-            &rows
-        )),
-        [104]
-    );
-    assert_eq!(
-        blocks(&run(
-            &policy("kind = \"threshold\"\nmetric = \"m\"\nop = \"<\"\nvalue = 5"),
-            &rows
-        )),
-        [100, 102]
-    );
-    assert_eq!(
-        blocks(&run(
-            &policy("kind = \"threshold\"\nmetric = \"m\"\nop = \"<=\"\nvalue = 4.9"),
-            &rows
-        )),
-        [100, 102]
-    );
+    let cases: [(&str, &str, &[u64]); 4] = [
+        (">=", "5", &[101, 103, 104]),
+        (">", "5", &[104]),
+        ("<", "5", &[100, 102]),
+        ("<=", "4.9", &[100, 102]),
+    ];
+    for (op, value, expected) in cases {
+        let when = format!("kind = \"threshold\"\nmetric = \"m\"\nop = \"{op}\"\nvalue = {value}");
+        let trips = trips_when(&when, &rows);
+        assert_eq!(blocks(&trips), expected, "{op} {value}");
+    }
 }
 
 #[test]
 fn change_in_percent_over_blocks_waits_for_history() {
     let rows = series("tvl", &[1000.0, 1000.0, 950.0, 880.0, 900.0, 900.0]);
-    let trips = run(
-        &policy(
-            "kind = \"change\"\nmetric = \"tvl\"\nwindow = \"2 blocks\"\ndirection = \"down\"\nby = \"10%\"",
-        ),
+    let trips = trips_when(
+        "kind = \"change\"\nmetric = \"tvl\"\nwindow = \"2 blocks\"\ndirection = \"down\"\nby = \"10%\"",
         &rows,
     );
     // Block 103: 880 vs 1000 two blocks earlier = -12%. Block 102 (-5%) and the
@@ -100,28 +86,22 @@ fn change_in_percent_over_blocks_waits_for_history() {
 #[test]
 fn change_absolute_and_directions() {
     let rows = series("m", &[10.0, 20.0, 10.0]);
-    let up = policy(
-        "kind = \"change\"\nmetric = \"m\"\nwindow = \"1 block\"\ndirection = \"up\"\nby = 10",
-    );
-    let down = policy(
-        "kind = \"change\"\nmetric = \"m\"\nwindow = \"1 block\"\ndirection = \"down\"\nby = 10",
-    );
-    let either = policy(
-        "kind = \"change\"\nmetric = \"m\"\nwindow = \"1 block\"\ndirection = \"either\"\nby = 10",
-    );
-    assert_eq!(blocks(&run(&up, &rows)), [101]);
-    assert_eq!(blocks(&run(&down, &rows)), [102]);
-    assert_eq!(blocks(&run(&either, &rows)), [101, 102]);
+    let cases: [(&str, &[u64]); 3] = [("up", &[101]), ("down", &[102]), ("either", &[101, 102])];
+    for (direction, expected) in cases {
+        let when = format!(
+            "kind = \"change\"\nmetric = \"m\"\nwindow = \"1 block\"\ndirection = \"{direction}\"\nby = 10"
+        );
+        let trips = trips_when(&when, &rows);
+        assert_eq!(blocks(&trips), expected, "direction {direction}");
+    }
 }
 
 #[test]
 fn change_over_time_windows() {
     // 12 s blocks; a 30 s window starts at the newest sample at least 30 s old.
     let rows = series("m", &[100.0, 100.0, 100.0, 50.0]);
-    let trips = run(
-        &policy(
-            "kind = \"change\"\nmetric = \"m\"\nwindow = \"30s\"\ndirection = \"down\"\nby = \"40%\"",
-        ),
+    let trips = trips_when(
+        "kind = \"change\"\nmetric = \"m\"\nwindow = \"30s\"\ndirection = \"down\"\nby = \"40%\"",
         &rows,
     );
     assert_eq!(blocks(&trips), [103]);
@@ -148,8 +128,8 @@ fn rate_per_block_and_per_second() {
 #[test]
 fn windowed_sum_absolute() {
     let rows = series("out", &[1.0, 2.0, 3.0, 4.0, 0.0, 0.0]);
-    let trips = run(
-        &policy("kind = \"sum\"\nmetric = \"out\"\nwindow = \"3 blocks\"\nop = \">=\"\nvalue = 9"),
+    let trips = trips_when(
+        "kind = \"sum\"\nmetric = \"out\"\nwindow = \"3 blocks\"\nop = \">=\"\nvalue = 9",
         &rows,
     );
     // 2+3+4 = 9 at block 103; 3+4+0 = 7 at 104.
@@ -240,10 +220,8 @@ fn ewma_learns_a_baseline_then_flags_a_spike() {
         .collect();
     values.push(200.0);
     let rows = series("fee", &values);
-    let trips = run(
-        &policy(
-            "kind = \"ewma\"\nmetric = \"fee\"\nhalflife = 20\nwarmup = 30\nz = 6\ndirection = \"up\"",
-        ),
+    let trips = trips_when(
+        "kind = \"ewma\"\nmetric = \"fee\"\nhalflife = 20\nwarmup = 30\nz = 6\ndirection = \"up\"",
         &rows,
     );
     assert_eq!(blocks(&trips), [160]);
@@ -255,7 +233,7 @@ fn ewma_learns_a_baseline_then_flags_a_spike() {
 #[test]
 fn ewma_never_trips_during_warm_up() {
     let rows = series("fee", &[1.0, 1000.0, 1.0, 1e6]);
-    assert!(run(&policy("kind = \"ewma\"\nmetric = \"fee\"\nhalflife = 5\nwarmup = 10\nz = 3\ndirection = \"either\""), &rows).is_empty());
+    assert!(trips_when("kind = \"ewma\"\nmetric = \"fee\"\nhalflife = 5\nwarmup = 10\nz = 3\ndirection = \"either\"", &rows).is_empty());
 }
 
 #[test]
@@ -265,10 +243,8 @@ fn cusum_catches_a_slow_shift_that_no_single_sample_shows() {
         .collect();
     values.extend(std::iter::repeat_n(11.5, 30));
     let rows = series("m", &values);
-    let cusum = run(
-        &policy(
-            "kind = \"cusum\"\nmetric = \"m\"\nwarmup = 40\nslack = 0.5\nthreshold = 5\ndirection = \"up\"",
-        ),
+    let cusum = trips_when(
+        "kind = \"cusum\"\nmetric = \"m\"\nwarmup = 40\nslack = 0.5\nthreshold = 5\ndirection = \"up\"",
         &rows,
     );
     assert!(!cusum.is_empty());
@@ -278,8 +254,8 @@ fn cusum_catches_a_slow_shift_that_no_single_sample_shows() {
         blocks(&cusum)
     );
     // A 3-sd threshold on single samples never sees it.
-    let threshold = run(
-        &policy("kind = \"threshold\"\nmetric = \"m\"\nop = \">\"\nvalue = 13"),
+    let threshold = trips_when(
+        "kind = \"threshold\"\nmetric = \"m\"\nop = \">\"\nvalue = 13",
         &rows,
     );
     assert!(threshold.is_empty());

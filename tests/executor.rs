@@ -390,12 +390,7 @@ async fn a_stuck_transaction_is_replaced_and_lands() {
     };
     assert_eq!(n2, nonce);
     assert!(f2.max_fee * 8 >= fees.max_fee * 9 && f2.priority_fee * 8 >= fees.priority_fee * 9);
-    common::mine(&p).await;
-    let landed = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let landed = mine_and_join(&p, run).await;
     assert!(
         matches!(
             landed,
@@ -492,26 +487,24 @@ async fn a_pause_lands_ahead_of_a_pending_attack_in_the_same_block() {
     };
     assert!(fees.max_fee > attack_fees.attacker_max_fee);
     assert!(fees.priority_fee > attack_fees.attacker_priority_fee);
-    common::mine(&p).await;
-    let landed = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let landed = mine_and_join(&p, run).await;
     let Execution::Landed { block, .. } = landed else {
         panic!("{landed:?}")
     };
-    let pause = p.get_transaction_receipt(tx).await.unwrap().unwrap();
-    let attack = p
-        .get_transaction_receipt(attack_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(pause.block_number, Some(block));
-    assert_eq!(attack.block_number, Some(block));
-    assert!(pause.transaction_index < attack.transaction_index);
+    let (_, attack) = common::pause_ahead_in_block(&p, tx, attack_hash, block).await;
     assert!(!attack.status(), "the attack should hit the paused vault");
     assert!(s.demo.paused().await);
+}
+
+/// Mines a block and waits (20 s at most) for the execution running in `run`
+/// to end; its result must be an execution.
+async fn mine_and_join(
+    p: &impl Provider,
+    run: tokio::task::JoinHandle<Result<Execution, ExecError>>,
+) -> Execution {
+    common::mine(p).await;
+    let joined = tokio::time::timeout(Duration::from_secs(20), run).await;
+    joined.expect("no result within 20 s").unwrap().unwrap()
 }
 
 fn trip_at(action: &str, time_ms: u64) -> Trip {
@@ -596,14 +589,10 @@ async fn the_guard_refuses_with_reasons_on_a_real_chain() {
 /// RPC URLs carry API keys: a connection error never shows the URL.
 #[tokio::test]
 async fn rpc_errors_never_show_the_endpoint_url() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guardian.toml");
-    std::fs::write(
-        &path,
+    let config = common::load_config(
+        "guardian",
         "[guardian]\nmode = \"enforce\"\n\n[networks.main]\nchain_id = 1\nrpc = [\"http://127.0.0.1:9/v3/CANARYAPIKEY\"]\n",
-    )
-    .unwrap();
-    let config = guardian::config::Config::load(&path).unwrap();
+    );
     let err = Executors::connect(&config, "main", &Default::default(), None)
         .await
         .unwrap_err();

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use alloy::node_bindings::AnvilInstance;
 use alloy::providers::{Provider, ProviderBuilder, WsConnect};
 use common::fault_proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
@@ -31,10 +32,16 @@ async fn result(url: &str, method: &str, params: Value) -> Value {
         .unwrap()
 }
 
-#[tokio::test]
-async fn healthy_requests_and_batches_are_anvils_answers() {
+/// A fresh anvil and a fault proxy in front of it.
+async fn proxied_anvil() -> (AnvilInstance, FaultProxy) {
     let anvil = common::anvil(&[]);
     let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    (anvil, proxy)
+}
+
+#[tokio::test]
+async fn healthy_requests_and_batches_are_anvils_answers() {
+    let (anvil, proxy) = proxied_anvil().await;
     let direct = result(&anvil.endpoint(), "eth_chainId", json!([])).await;
     let proxied = result(&proxy.http_url(), "eth_chainId", json!([])).await;
     assert_eq!(direct["result"], proxied["result"]);
@@ -57,8 +64,7 @@ async fn healthy_requests_and_batches_are_anvils_answers() {
 
 #[tokio::test]
 async fn each_answer_fault_is_what_the_client_receives() {
-    let anvil = common::anvil(&[]);
-    let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    let (_anvil, proxy) = proxied_anvil().await;
     let url = proxy.http_url();
 
     proxy.fail("eth_call", Fault::upstream_error());
@@ -103,8 +109,7 @@ async fn each_answer_fault_is_what_the_client_receives() {
 
 #[tokio::test]
 async fn connection_faults_refuse_hang_and_limited_rules_heal() {
-    let anvil = common::anvil(&[]);
-    let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    let (_anvil, proxy) = proxied_anvil().await;
     let url = proxy.http_url();
 
     proxy.fail_all(Fault::Refuse);
@@ -129,8 +134,7 @@ async fn connection_faults_refuse_hang_and_limited_rules_heal() {
 
 #[tokio::test]
 async fn accept_then_error_reaches_the_node() {
-    let anvil = common::anvil(&[]);
-    let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    let (anvil, proxy) = proxied_anvil().await;
     let from = format!("{:#x}", anvil.addresses()[0]);
     let to = format!("{:#x}", anvil.addresses()[1]);
     let tx = json!([{"from": from, "to": to, "value": "0x1"}]);
@@ -191,8 +195,7 @@ async fn a_lagging_node_answers_from_an_older_head() {
 
 #[tokio::test]
 async fn websockets_forward_stall_and_drop() {
-    let anvil = common::anvil(&[]);
-    let proxy = FaultProxy::start(&anvil.endpoint()).await;
+    let (_anvil, proxy) = proxied_anvil().await;
     let ws = ProviderBuilder::new()
         .connect_ws(WsConnect::new(proxy.ws_url()))
         .await

@@ -9,17 +9,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use alloy::primitives::utils::parse_ether;
 use alloy::providers::Provider;
-use common::pipeline::{Piped, polling, until_recorded};
-use common::{GWEI, anvil_bin, load_config, mine, set_automine};
+use common::pipeline::guarding_bridge;
+use common::{GWEI, anvil_bin, mine, set_automine};
 use guardian::demo::{self, DemoToken, MessageReplica};
 use guardian::executor::Execution;
-use guardian::keys::Key;
-use guardian::policy::compile_str;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
@@ -31,19 +28,11 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
     let token = DemoToken::new(b.token, provider);
     let replica = MessageReplica::new(b.replica, provider);
     let dir = tempfile::tempdir().unwrap();
-    let config = load_config("frontrun", &demo::config_text(&b));
-    let policies =
-        compile_str("policy.toml", demo::POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
-    let keys = HashMap::from([("bot".to_string(), Key::local("bot", b.bot.clone()))]);
-
     let record = dir.path().join("live.csv");
-    let mut run = Piped::start(config, policies, keys, polling(Some(record.clone())));
-
-    // Wait for the watcher to read the bridge (its recording shows the balance).
-    until_recorded(&record, "the watcher to read the bridge", |l| {
-        l.contains(",bridge.balance,1000.0")
-    })
-    .await;
+    // Returned once the watcher read the bridge (its recording shows the balance).
+    let config_text = demo::config_text(&b);
+    let full = ",bridge.balance,1000.0";
+    let mut run = guarding_bridge(&b, &config_text, demo::POLICY, &record, full).await;
 
     // Blocks now come only when the test mines one: the attack waits in the mempool.
     set_automine(provider, false).await;
@@ -91,26 +80,8 @@ async fn a_pending_attack_is_paused_ahead_of_it_in_the_same_block() {
     else {
         panic!("expected the pause to land: {landed:?}");
     };
-    let pause = provider
-        .get_transaction_receipt(pause_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    let attack_receipt = provider
-        .get_transaction_receipt(attack_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(pause.block_number, Some(block));
-    assert_eq!(
-        attack_receipt.block_number,
-        Some(block),
-        "the attack was mined in the same block"
-    );
-    assert!(
-        pause.transaction_index < attack_receipt.transaction_index,
-        "the pause was ordered ahead of the attack"
-    );
+    let (_, attack_receipt) =
+        common::pause_ahead_in_block(provider, pause_hash, attack_hash, block).await;
     assert!(
         fees.priority_fee > 3 * GWEI && fees.max_fee > 50 * GWEI,
         "outbid both fee fields: {fees:?}"

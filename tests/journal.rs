@@ -10,14 +10,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::network::Ethereum;
 use alloy::primitives::U256;
 use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
-use common::service::{Guardian, WAIT, history, processed, until, until_each};
-use common::{A_THIRD, Demo, EVERY_BLOCK, GuardedVault, mine, set_automine, vault_drain};
+use common::service::{Guardian, history, processed, until, until_each};
+use common::{
+    A_THIRD, Demo, EVERY_BLOCK, GuardedVault, anvil_rpc, mine, set_automine, vault_drain,
+};
 use guardian::journal::HistoryEntry;
 
 /// Writes guardian.toml (the demo's, reading the vault, with `journal`) and policy.toml into `dir`.
@@ -174,6 +176,21 @@ struct InFlight {
     nonce_before: u64,
 }
 
+impl InFlight {
+    /// The decision left in flight, as the journal holds it.
+    fn decision(&self) -> HistoryEntry {
+        history(&self.journal).swap_remove(0)
+    }
+
+    /// Starts guardian again on the same folder and waits (`what`) until it
+    /// says `needle`.
+    async fn restart_until_said(&self, what: &str, needle: &str) -> Guardian {
+        let mut second = Guardian::start(&self.demo, self.dir.path(), &[], &[]);
+        second.until_said(what, needle).await;
+        second
+    }
+}
+
 async fn a_pause_left_in_flight() -> InFlight {
     let Watched {
         demo,
@@ -277,16 +294,12 @@ async fn kill_9_mid_transaction_then_restart_follows_it_without_sending_again() 
     );
 
     // No skipped block: the restart read every block from before its resume point on.
-    mine(&demo.provider).await;
-    let head = demo.provider.get_block_number().await.unwrap();
+    let head = mine(&demo.provider).await;
     second
         .until_processed("the restart to read the new head", &journal, head)
         .await;
+    second.assert_said("following an action a previous run left in flight");
     let log = second.output();
-    assert!(
-        log.contains("following an action a previous run left in flight"),
-        "{log}"
-    );
     assert!(
         !log.contains("approved"),
         "nothing was approved after the restart:\n{log}"
@@ -384,8 +397,7 @@ async fn three_replicas_one_attack_one_pause_transaction() {
     );
 
     // The others stood down without error and keep watching.
-    mine(&demo.provider).await;
-    let head = demo.provider.get_block_number().await.unwrap();
+    let head = mine(&demo.provider).await;
     until_each("every replica to keep watching", &mut replicas, || {
         journals
             .iter()
@@ -535,10 +547,10 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
     );
     std::fs::write(dir.path().join("policy.toml"), EVERY_BLOCK).unwrap();
     let mut first = Guardian::start(&demo, dir.path(), &[], &[]);
+    let mut head = 0;
     for _ in 0..3 {
-        mine(&demo.provider).await;
+        head = mine(&demo.provider).await;
     }
-    let head = demo.provider.get_block_number().await.unwrap();
     first
         .until_processed("the head to be processed", &journal, head)
         .await;
@@ -554,17 +566,12 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
 
     // While it is down, the last two blocks are replaced.
     common::reorg(&demo.provider, 2).await;
-    mine(&demo.provider).await;
-    let new_head = demo.provider.get_block_number().await.unwrap();
+    let new_head = mine(&demo.provider).await;
     let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
     second
         .until_processed("the restart to catch up", &journal, new_head)
         .await;
-    let log = second.output();
-    assert!(
-        log.contains("the chain reorganised while guardian was down"),
-        "{log}"
-    );
+    second.assert_said("the chain reorganised while guardian was down");
     assert_eq!(
         decided_on(last),
         2,
@@ -579,56 +586,49 @@ async fn a_reorg_while_down_has_the_re_read_blocks_decided_anew() {
 /// fees, journals the replacement, and the replacement lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
-    let InFlight {
-        demo, dir, journal, ..
-    } = a_pause_left_in_flight().await;
-    let sent = &history(&journal)[0].transactions[0];
+    let in_flight = a_pause_left_in_flight().await;
+    let (demo, journal) = (&in_flight.demo, &in_flight.journal);
+    let sent = in_flight.decision().transactions.swap_remove(0);
     let max_fee: u128 = sent.max_fee_wei.parse().unwrap();
 
     // The base fee jumps above what the transaction offers: the next block passes it by.
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request(
-            "anvil_setNextBlockBaseFeePerGas".into(),
-            (U256::from(max_fee * 4),),
-        )
-        .await
-        .unwrap();
+    let base_fee = U256::from(max_fee * 4);
+    anvil_rpc(
+        &demo.provider,
+        "anvil_setNextBlockBaseFeePerGas",
+        (base_fee,),
+    )
+    .await;
     mine(&demo.provider).await;
     assert!(!demo.paused().await);
 
-    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
-    second
-        .until_said(
+    let mut second = in_flight
+        .restart_until_said(
             "the restart to follow the pause",
             "following an action a previous run left in flight",
         )
         .await;
     // Blocks pass without it until the replacement is sent.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        second.assert_running();
-        let e = &history(&journal)[0];
-        if e.status != "executing"
+    let every = Duration::from_millis(300);
+    let replaced = async || {
+        let e = &history(journal)[0];
+        let replaced = e.status != "executing"
             || e.transactions
                 .iter()
-                .any(|t| t.replacement > 0 && t.status == "sent")
-        {
-            break;
+                .any(|t| t.replacement > 0 && t.status == "sent");
+        if !replaced {
+            mine(&demo.provider).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no replacement:\n{}",
-            second.output()
-        );
-        mine(&demo.provider).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        replaced
+    };
+    second
+        .until_async("the replacement to be sent", every, replaced)
+        .await;
     mine(&demo.provider).await;
     second
-        .until_first_done("the replacement to land", &journal)
+        .until_first_done("the replacement to land", journal)
         .await;
-    let e = &history(&journal)[0];
+    let e = &history(journal)[0];
     assert_eq!(e.status, "landed", "{e:#?}");
     let landed = e
         .transactions
@@ -651,15 +651,10 @@ async fn a_restart_replaces_an_in_flight_transaction_that_blocks_pass_by() {
 /// transaction lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
-    let InFlight {
-        demo, dir, journal, ..
-    } = a_pause_left_in_flight().await;
-    let hash: alloy::primitives::B256 = history(&journal)[0].transactions[0].hash.parse().unwrap();
-    let _: serde_json::Value = demo
-        .provider
-        .raw_request("anvil_dropTransaction".into(), (hash,))
-        .await
-        .unwrap();
+    let in_flight = a_pause_left_in_flight().await;
+    let (demo, journal) = (&in_flight.demo, &in_flight.journal);
+    let hash: alloy::primitives::B256 = in_flight.decision().transactions[0].hash.parse().unwrap();
+    anvil_rpc(&demo.provider, "anvil_dropTransaction", (hash,)).await;
     assert!(
         demo.provider
             .get_transaction_by_hash(hash)
@@ -668,32 +663,26 @@ async fn a_restart_broadcasts_again_a_transaction_the_node_forgot() {
             .is_none()
     );
 
-    let mut second = Guardian::start(&demo, dir.path(), &[], &[]);
-    second
-        .until_said(
+    let mut second = in_flight
+        .restart_until_said(
             "the restart to broadcast it again",
             "the node no longer knows the transaction",
         )
         .await;
-    let deadline = Instant::now() + WAIT;
-    while demo
-        .provider
-        .get_transaction_by_hash(hash)
-        .await
-        .unwrap()
-        .is_none()
-    {
-        second.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "not broadcast again:\n{}",
-            second.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let known = async || {
+        demo.provider
+            .get_transaction_by_hash(hash)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    let every = Duration::from_millis(100);
+    second
+        .until_async("the transaction to be broadcast again", every, known)
+        .await;
     mine(&demo.provider).await;
-    second.until_first_done("the pause to land", &journal).await;
-    let e = &history(&journal)[0];
+    second.until_first_done("the pause to land", journal).await;
+    let e = &history(journal)[0];
     assert_eq!(e.status, "landed", "{e:#?}");
     assert_eq!(
         e.tx,

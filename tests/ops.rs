@@ -77,6 +77,17 @@ impl Server {
         }
     }
 
+    /// Waits for an alert of `kind` on `/hook`, which must be critical with a
+    /// title saying `says`; the alert.
+    async fn critical_alert(&mut self, kind: &str, says: &str) -> serde_json::Value {
+        let what = format!("{kind} alert");
+        let (_, _, alert) = self.wait_for("hook", &what, |v| v["kind"] == kind).await;
+        assert_eq!(alert["severity"], "critical", "{alert}");
+        let title = alert["title"].as_str().unwrap_or_default();
+        assert!(title.contains(says), "{kind} alert title: {alert}");
+        alert
+    }
+
     /// Waits (up to 60 s) for a request on `path` whose JSON body satisfies `pred`.
     async fn wait_for(
         &mut self,
@@ -122,6 +133,15 @@ fn alert(kind: AlertKind) -> Alert {
     a
 }
 
+/// Delivers a trip alert to the webhook `url` with `retries` (10 ms base backoff).
+async fn deliver_trip(url: String, retries: u32) -> Result<u32, DeliveryError> {
+    let client = reqwest::Client::new();
+    let trip = alert(AlertKind::Trip);
+    endpoint(url, retries)
+        .deliver(&client, &trip, Duration::from_millis(10))
+        .await
+}
+
 fn endpoint(url: String, retries: u32) -> Endpoint {
     Endpoint {
         name: "test".into(),
@@ -138,10 +158,7 @@ fn endpoint(url: String, retries: u32) -> Endpoint {
 async fn delivery_retries_server_errors_with_backoff_until_taken() {
     // 503, 503, then 200.
     let mut server = Server::start(|n| if n < 2 { 503 } else { 200 }).await;
-    let e = endpoint(format!("http://{}/hook", server.addr), 4);
-    let client = reqwest::Client::new();
-    let attempts = e
-        .deliver(&client, &alert(AlertKind::Trip), Duration::from_millis(10))
+    let attempts = deliver_trip(format!("http://{}/hook", server.addr), 4)
         .await
         .unwrap();
     assert_eq!(attempts, 3);
@@ -158,19 +175,14 @@ async fn delivery_retries_server_errors_with_backoff_until_taken() {
 #[tokio::test]
 async fn a_refused_alert_is_not_retried_and_retries_are_bounded() {
     let server = Server::start(|_| 400).await;
-    let e = endpoint(format!("http://{}/hook", server.addr), 4);
-    let client = reqwest::Client::new();
-    let err = e
-        .deliver(&client, &alert(AlertKind::Trip), Duration::from_millis(10))
+    let err = deliver_trip(format!("http://{}/hook", server.addr), 4)
         .await
         .unwrap_err();
     assert!(matches!(err, DeliveryError::Refused(400)), "{err}");
     assert_eq!(server.hits.load(Ordering::SeqCst), 1);
 
     let down = Server::start(|_| 500).await;
-    let e = endpoint(format!("http://{}/hook", down.addr), 2);
-    let err = e
-        .deliver(&client, &alert(AlertKind::Trip), Duration::from_millis(10))
+    let err = deliver_trip(format!("http://{}/hook", down.addr), 2)
         .await
         .unwrap_err();
     assert!(
@@ -180,9 +192,7 @@ async fn a_refused_alert_is_not_retried_and_retries_are_bounded() {
     assert_eq!(down.hits.load(Ordering::SeqCst), 3);
 
     // Nothing listening: the error never names the URL.
-    let e = endpoint("http://127.0.0.1:1/secret-token-path".into(), 1);
-    let err = e
-        .deliver(&client, &alert(AlertKind::Trip), Duration::from_millis(10))
+    let err = deliver_trip("http://127.0.0.1:1/secret-token-path".into(), 1)
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("secret-token-path"), "{err}");
@@ -820,19 +830,9 @@ async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
     env.retain(|(var, _)| *var != "UNUSED_IN_TESTS_BOT");
     let mut guardian = Guardian::start(&dir.path().join("guardian.toml"), &policy, &env).await;
     let base = guardian.base.clone();
-    let (_, _, missing) = hooks
-        .wait_for("hook", "key-unavailable alert", |v| {
-            v["kind"] == "key-unavailable"
-        })
+    hooks
+        .critical_alert("key-unavailable", "UNUSED_IN_TESTS_BOT")
         .await;
-    assert_eq!(missing["severity"], "critical");
-    assert!(
-        missing["title"]
-            .as_str()
-            .unwrap()
-            .contains("UNUSED_IN_TESTS_BOT"),
-        "{missing}"
-    );
     hooks
         .wait_for("hook", "executor-unavailable alert", |v| {
             v["kind"] == "executor-unavailable"
@@ -858,14 +858,7 @@ async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
     hooks
         .wait_for("hook", "trip alert", |v| v["kind"] == "trip")
         .await;
-    let (_, _, rejected) = hooks
-        .wait_for("hook", "rejected alert", |v| v["kind"] == "rejected")
-        .await;
-    assert_eq!(rejected["severity"], "critical");
-    assert!(
-        rejected["title"].as_str().unwrap().contains("was NOT sent"),
-        "{rejected}"
-    );
+    hooks.critical_alert("rejected", "was NOT sent").await;
     let text = wait_metric(&base, "guardian_decisions_total{outcome=\"rejected\"}", 1.0).await;
     assert!(
         sample(
@@ -1050,15 +1043,6 @@ url = "http://{}/hook"
         stderr.contains("no metric reads from a network"),
         "{stderr}"
     );
-    let (_, _, stopped) = server
-        .wait_for("hook", "stopped alert", |v| v["kind"] == "stopped")
-        .await;
-    assert_eq!(stopped["severity"], "critical");
-    assert!(
-        stopped["title"]
-            .as_str()
-            .unwrap()
-            .contains("NOT watching: the configuration cannot run live"),
-        "{stopped}"
-    );
+    let cannot_run = "NOT watching: the configuration cannot run live";
+    server.critical_alert("stopped", cannot_run).await;
 }

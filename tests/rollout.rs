@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
 use common::service::{Guardian, WAIT, history, processed, processed_on, until};
+use common::traces::guardian_cmd;
 use common::{Demo, vault_drain};
 
 const THIRTY_PCT: &str = "Vault assets fall by 30% within one block";
@@ -42,6 +43,16 @@ fn configure_with(demo: &Demo, dir: &Path, mode: &str, policy: &str, extra: &str
     std::fs::write(dir.join("policy.toml"), policy).unwrap();
 }
 
+/// The demo with 900,000 deposited in the vault, a folder for guardian, and
+/// the path of its journal there.
+async fn funded() -> (Demo, tempfile::TempDir, std::path::PathBuf) {
+    let demo = Demo::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("guardian.db");
+    demo.deposit(900_000).await;
+    (demo, dir, journal)
+}
+
 async fn withdraw(demo: &Demo, amount: u64) -> u64 {
     let receipt = demo.withdraw(amount).await;
     assert!(receipt.status());
@@ -50,10 +61,7 @@ async fn withdraw(demo: &Demo, amount: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_trip_then_enforce_restart_pauses_a_drain_inside_the_old_cooldown() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    demo.deposit(900_000).await;
+    let (demo, dir, journal) = funded().await;
     let funded = demo.provider.get_block_number().await.unwrap();
 
     // 1. Dry-run: a 40% drain trips; nothing is sent.
@@ -176,10 +184,7 @@ by = "30%"
 /// log, /readyz and /metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_warm_and_a_policy_it_cannot_warm_says_until_when() {
-    let demo = Demo::new(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    demo.deposit(900_000).await;
+    let (demo, dir, journal) = funded().await;
     configure_with(
         &demo,
         dir.path(),
@@ -367,11 +372,8 @@ value = 700000
 /// severity lower, with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_join_up_and_a_landed_pause_resolves_its_incident() {
-    let demo = Demo::new(&[]).await;
+    let (demo, dir, journal) = funded().await;
     let hooks = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("guardian.db");
-    demo.deposit(900_000).await;
     let extra = format!(
         "\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{a}/hook\"\ncooldown = \"0s\"\n\n[notify.pager]\nkind = \"pagerduty\"\nurl = \"http://{a}/pd\"\nrouting_key_env = \"TEST_PD_KEY\"\ncooldown = \"0s\"\n",
         a = hooks.addr
@@ -491,11 +493,18 @@ fn spawn_logged(args: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
 }
 
 async fn wait_file(what: &str, log: &Path, needle: &str, others: &[&Path]) {
+    let logs: Vec<&Path> = std::iter::once(log).chain(others.iter().copied()).collect();
+    wait_until(what, &logs, || g_output_contains(log, needle)).await;
+}
+
+/// Polls `done` every 200 ms until it holds; after 240 s fails with `what`
+/// and the text of `logs`.
+async fn wait_until(what: &str, logs: &[&Path], mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(240);
-    while !g_output_contains(log, needle) {
+    while !done() {
         if Instant::now() > deadline {
             let mut text = String::new();
-            for p in std::iter::once(&log).chain(others) {
+            for p in logs {
                 text.push_str(&format!(
                     "--- {}\n{}\n",
                     p.display(),
@@ -508,17 +517,11 @@ async fn wait_file(what: &str, log: &Path, needle: &str, others: &[&Path]) {
     }
 }
 
-fn guardian_cmd(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+/// `guardian devnet drain --dir dir --percent 40`, which must succeed; its output.
+fn devnet_drain_40(dir: &str) -> String {
+    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", dir, "--percent", "40"]);
+    assert_eq!(code, Some(0), "{out}");
+    out
 }
 
 fn terminate(child: &mut Child) -> Option<i32> {
@@ -592,8 +595,7 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
         &others,
     )
     .await;
-    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
-    assert_eq!(code, Some(0), "{out}");
+    let out = devnet_drain_40(&ds);
     let drained_at: u64 = out
         .split(" in block ")
         .nth(1)
@@ -607,26 +609,16 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
         &others,
     )
     .await;
-    let deadline = Instant::now() + WAIT;
-    while !history(&journal).iter().any(|e| e.status == "dry-run") {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&run_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("the dry-run decision in the journal", &others, || {
+        history(&journal).iter().any(|e| e.status == "dry-run")
+    })
+    .await;
     // Let the incident end (its 10-block window pass): switching to enforce
     // while it still holds would act on it at once (no quiet period is inherited).
-    let deadline = Instant::now() + WAIT;
-    while processed_on(&journal, "devnet").is_none_or(|b| b < drained_at + 12) {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&run_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("the incident's window to pass", &others, || {
+        processed_on(&journal, "devnet").is_some_and(|b| b >= drained_at + 12)
+    })
+    .await;
     assert_eq!(terminate(&mut run), Some(0));
 
     // Enforce, same journal: the next drain is paused.
@@ -646,8 +638,7 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
         &others,
     )
     .await;
-    let (code, out) = guardian_cmd(&["devnet", "drain", "--dir", &ds, "--percent", "40"]);
-    assert_eq!(code, Some(0), "{out}");
+    devnet_drain_40(&ds);
     wait_file(
         "the landed alert",
         &devnet_log,
@@ -686,41 +677,53 @@ async fn the_devnet_rehearsal_walks_docs_deploy_md_end_to_end() {
 /// operator lines under `--log-format json`.
 #[test]
 fn one_consistent_command_line() {
-    let code = |args: &[&str]| guardian_cmd(args);
+    // Runs guardian with `args`, which must exit with `want`; the output.
+    let exits = |want: i32, args: &[&str]| {
+        let (code, out) = guardian_cmd(args);
+        assert_eq!(code, Some(want), "guardian {args:?}: {out}");
+        out
+    };
     // Usage errors and bad values are invalid input: 1. Help is 0.
-    assert_eq!(code(&["check", "--bogus"]).0, Some(1));
-    assert_eq!(code(&["--help"]).0, Some(0));
-    let (c, out) = code(&["history", "--journal", "nowhere.db", "--status", "landd"]);
-    assert_eq!(c, Some(1), "{out}");
+    exits(1, &["check", "--bogus"]);
+    exits(0, &["--help"]);
+    let out = exits(
+        1,
+        &["history", "--journal", "nowhere.db", "--status", "landd"],
+    );
     assert!(
         out.contains("`landd` is not a status; use one of: approved"),
         "{out}"
     );
-    let (c, out) = code(&["history", "--journal", "nowhere.db", "--since", "yesterday"]);
-    assert_eq!(c, Some(1), "{out}");
-    let (c, out) = code(&[
-        "calibrate",
-        "--trace",
-        "nowhere.csv",
-        "--metric",
-        "m",
-        "--detector",
-        "ewma",
-        "--false-alarms",
-        "5%",
-    ]);
-    assert_eq!(c, Some(1), "{out}");
+    exits(
+        1,
+        &["history", "--journal", "nowhere.db", "--since", "yesterday"],
+    );
+    exits(
+        1,
+        &[
+            "calibrate",
+            "--trace",
+            "nowhere.csv",
+            "--metric",
+            "m",
+            "--detector",
+            "ewma",
+            "--false-alarms",
+            "5%",
+        ],
+    );
     // `check policies` finds the packs in subfolders; --policies works like the positional form.
-    let (c, out) = code(&["check", "policies"]);
-    assert_eq!(c, Some(0), "{out}");
+    let out = exits(0, &["check", "policies"]);
     assert!(out.contains("ok: 23 policies"), "{out}");
-    let (c, out) = code(&[
-        "check",
-        "--policies",
-        "policies/starter/vault.toml",
-        "--json",
-    ]);
-    assert_eq!(c, Some(0), "{out}");
+    let out = exits(
+        0,
+        &[
+            "check",
+            "--policies",
+            "policies/starter/vault.toml",
+            "--json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let drop = v["policies"]
         .as_array()
@@ -729,13 +732,15 @@ fn one_consistent_command_line() {
         .find(|p| p["id"] == "vault-assets-drop")
         .unwrap();
     assert_eq!(drop["warm_up"]["blocks"], 10);
-    let (c, out) = code(&[
-        "explain",
-        "--policies",
-        "policies/starter/vault.toml",
-        "--json",
-    ]);
-    assert_eq!(c, Some(0), "{out}");
+    let out = exits(
+        0,
+        &[
+            "explain",
+            "--policies",
+            "policies/starter/vault.toml",
+            "--json",
+        ],
+    );
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(
         first["text"].as_str().unwrap().contains("Warm-up:"),
@@ -744,15 +749,13 @@ fn one_consistent_command_line() {
     // diff: a removed policy fails the review unless accepted; --json for scripts.
     let old = "tests/fixtures/diff/old.toml";
     let new = "tests/fixtures/diff/new.toml";
-    let (c, out) = code(&["diff", old, new]);
-    assert_eq!(c, Some(1), "{out}");
+    let out = exits(1, &["diff", old, new]);
     assert!(out.contains("loosen or remove protection"), "{out}");
-    assert_eq!(code(&["diff", old, new, "--accept-loosening"]).0, Some(0));
-    let (c, out) = code(&["diff", old, new, "--json", "--accept-loosening"]);
-    assert_eq!(c, Some(0), "{out}");
+    exits(0, &["diff", old, new, "--accept-loosening"]);
+    let out = exits(0, &["diff", old, new, "--json", "--accept-loosening"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(!v["needs_acceptance"].as_array().unwrap().is_empty(), "{v}");
-    assert_eq!(code(&["diff", old, old]).0, Some(0));
+    exits(0, &["diff", old, old]);
 
     // diff --config: guardian.toml's mode, targets, bounds and limits.
     let dir = tempfile::tempdir().unwrap();
@@ -770,8 +773,7 @@ fn one_consistent_command_line() {
     };
     let a = config("a.toml", "dry-run", "10m", 10_000_000);
     let b = config("b.toml", "enforce", "1m", 20_000_000);
-    let (c, out) = code(&["diff", "--config", &a, &b]);
-    assert_eq!(c, Some(1), "{out}");
+    let out = exits(1, &["diff", "--config", &a, &b]);
     for line in [
         "LOOSENED   mode: dry-run -> enforce",
         "LOOSENED   [guard] target_cooldown: 10m -> 1m",
@@ -779,27 +781,23 @@ fn one_consistent_command_line() {
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
-    assert_eq!(
-        code(&["diff", "--config", &a, &b, "--accept-loosening"]).0,
-        Some(0)
-    );
-    assert_eq!(
-        code(&["diff", "--config", &b, &a]).0,
-        Some(0),
-        "tightening needs no acceptance"
-    );
+    exits(0, &["diff", "--config", &a, &b, "--accept-loosening"]);
+    // Tightening needs no acceptance.
+    exits(0, &["diff", "--config", &b, &a]);
 
     // --log-format json: every stderr line is a JSON object, errors included.
-    let (c, out) = code(&[
-        "--log-format",
-        "json",
-        "check",
-        "--config",
-        &a,
-        "--policies",
-        "no-such-folder",
-    ]);
-    assert_eq!(c, Some(2), "{out}");
+    let out = exits(
+        2,
+        &[
+            "--log-format",
+            "json",
+            "check",
+            "--config",
+            &a,
+            "--policies",
+            "no-such-folder",
+        ],
+    );
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));

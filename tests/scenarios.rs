@@ -4,14 +4,14 @@
 //! script against a node the test started; a dry run sends nothing and
 //! reports the transaction it would have sent.
 
+#[path = "common/traces.rs"]
+mod traces;
+
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use guardian::scenario::{self, Options, report::ScenarioReport};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use traces::root;
 
 fn options() -> Options {
     Options {
@@ -259,22 +259,13 @@ fn the_cli_prints_json_and_exits_0_when_expect_holds_and_1_when_not() {
 
 #[test]
 fn an_unreachable_rpc_exits_2_without_printing_its_url() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
-        .current_dir(root())
-        .args([
-            "simulate",
-            "simulations/nomad-2022-copycats.toml",
-            "--rpc",
-            "http://127.0.0.1:1/v2/SECRET-API-KEY",
-        ])
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(2), "{all}");
+    let (code, all) = traces::guardian_cmd(&[
+        "simulate",
+        "simulations/nomad-2022-copycats.toml",
+        "--rpc",
+        "http://127.0.0.1:1/v2/SECRET-API-KEY",
+    ]);
+    assert_eq!(code, Some(2), "{all}");
     assert!(all.contains("read the chain id"), "{all}");
     assert!(!all.contains("SECRET-API-KEY"), "{all}");
 }

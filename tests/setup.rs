@@ -535,32 +535,12 @@ network = "mainnet"
 #[test]
 fn init_output_passes_check_for_every_shape_and_plans_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let safe = "0x1111111111111111111111111111111111111111";
+    let safe = common::INIT_SAFE;
     for shape in ["bridge", "lending", "vault", "amm"] {
         let d = dir.path().join(shape);
         let d = d.to_str().unwrap();
-        let init = guardian(&[
-            "init",
-            "--no-input",
-            "--dir",
-            d,
-            "--shape",
-            shape,
-            "--network",
-            "mainnet",
-            "--chain-id",
-            "1",
-            "--rpc",
-            "https://rpc.example.org",
-            "--safe",
-            safe,
-            "--target",
-            "0x2222222222222222222222222222222222222222",
-            "--guardian",
-            "0x3333333333333333333333333333333333333333",
-            "--guardian",
-            "0x4444444444444444444444444444444444444444",
-        ]);
+        let second_guardian = ["--guardian", "0x4444444444444444444444444444444444444444"];
+        let init = guardian(&common::init_args(d, shape, &second_guardian));
         assert_eq!(init.code, 0, "{shape}: {}", init.stderr);
         let config = format!("{d}/guardian.toml");
         let text = std::fs::read_to_string(&config).unwrap();
@@ -643,22 +623,7 @@ fn init_output_passes_check_for_every_shape_and_plans_offline() {
         assert_batch_format(&file, 1, safe.parse().unwrap());
 
         // Never overwrites.
-        let again = guardian(&[
-            "init",
-            "--no-input",
-            "--dir",
-            d,
-            "--shape",
-            shape,
-            "--rpc",
-            "https://rpc.example.org",
-            "--safe",
-            safe,
-            "--target",
-            "0x2222222222222222222222222222222222222222",
-            "--guardian",
-            "0x3333333333333333333333333333333333333333",
-        ]);
+        let again = guardian(&common::init_args(d, shape, &[]));
         assert_eq!(again.code, 2);
         assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     }

@@ -43,6 +43,14 @@ fn config(text: &str) -> (tempfile::TempDir, Config) {
     (dir, config)
 }
 
+/// The error compiling `text` (as `t.toml`) against `config`, which must fail.
+fn refused(text: &str, config: &Config) -> String {
+    match compile_str("t.toml", text, config) {
+        Ok(_) => panic!("t.toml compiled:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[test]
 fn a_template_runs_once_per_matching_metric_with_its_own_state() {
     let mut set = compile_str("t.toml", CASH_DRAIN, &Config::empty()).unwrap();
@@ -108,9 +116,7 @@ fn a_template_matching_no_declared_metric_is_an_error_with_a_hint() {
     let (_dir, config) = config(
         "[guardian]\nmode = \"dry-run\"\n[metrics.\"x\"]\ndescription = \"x\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n",
     );
-    let err = compile_str("t.toml", CASH_DRAIN, &config)
-        .unwrap_err()
-        .to_string();
+    let err = refused(CASH_DRAIN, &config);
     assert!(
         err.contains("t.toml:2:1: policy `cash-drain`: its pattern(s) lend.cash.* match no metric defined under [metrics]"),
         "{err}"
@@ -124,9 +130,7 @@ fn a_bound_name_that_is_not_defined_gets_a_hint_about_its_binding() {
         "[guardian]\nmode = \"dry-run\"\n[bind]\n\"vault.tvl\" = \"usdc.tvl\"\n[metrics.\"x\"]\ndescription = \"x\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n",
     );
     let text = "[[policy]]\nid = \"p\"\ndescription = \"d\"\nseverity = \"info\"\naction = \"pause\"\ncooldown = \"1m\"\n[policy.when]\nkind = \"threshold\"\nmetric = \"vault.tvl\"\nop = \">\"\nvalue = 1\n";
-    let err = compile_str("t.toml", text, &config)
-        .unwrap_err()
-        .to_string();
+    let err = refused(text, &config);
     assert!(
         err.contains("unknown metric `vault.tvl` (bound to `usdc.tvl`)"),
         "{err}"
@@ -141,9 +145,7 @@ fn a_bound_name_that_is_not_defined_gets_a_hint_about_its_binding() {
 #[test]
 fn bad_patterns_are_refused_where_written() {
     let text = CASH_DRAIN.replace("lend.cash.*", "lend.*.cash.*");
-    let err = compile_str("t.toml", &text, &Config::empty())
-        .unwrap_err()
-        .to_string();
+    let err = refused(&text, &Config::empty());
     assert!(
         err.contains(
             "t.toml:10:10: policy `cash-drain`.when: `lend.*.cash.*` is not a valid metric pattern"
@@ -178,24 +180,27 @@ fn corroborated(within: &str, rows: &[(u64, &str, f64)]) -> Vec<u64> {
     run(set, rows).iter().map(|t| t.block).collect()
 }
 
+/// Blocks 0 to `blocks - 1` of `price` (100, 120 in block `jump`) and
+/// `outflow` (0, 500 in block `drain`).
+fn signals(blocks: u64, jump: u64, drain: u64) -> Vec<(u64, &'static str, f64)> {
+    let mut rows = Vec::new();
+    for b in 0..blocks {
+        rows.push((b, "price", if b == jump { 120.0 } else { 100.0 }));
+        rows.push((b, "outflow", if b == drain { 500.0 } else { 0.0 }));
+    }
+    rows
+}
+
 #[test]
 fn corroboration_in_the_same_block_trips_at_once() {
-    let mut rows = Vec::new();
-    for b in 0..6u64 {
-        rows.push((b, "price", if b == 3 { 120.0 } else { 100.0 }));
-        rows.push((b, "outflow", if b == 3 { 500.0 } else { 0.0 }));
-    }
+    let rows = signals(6, 3, 3);
     // One-block manipulation with an outflow in the same block: tripped at block 3, no delay.
     assert_eq!(corroborated("0 blocks", &rows), [3]);
 }
 
 #[test]
 fn a_lone_signal_or_one_outside_the_window_does_not_trip() {
-    let mut rows = Vec::new();
-    for b in 0..8u64 {
-        rows.push((b, "price", if b == 2 { 120.0 } else { 100.0 }));
-        rows.push((b, "outflow", if b == 5 { 500.0 } else { 0.0 }));
-    }
+    let rows = signals(8, 2, 5);
     // The jump (block 2) and the outflow (block 5) are 3 blocks apart.
     assert!(corroborated("0 blocks", &rows).is_empty());
     assert!(corroborated("2 blocks", &rows).is_empty());
@@ -224,9 +229,7 @@ fn without_within_a_stale_truth_is_not_fresh_corroboration() {
 #[test]
 fn within_on_a_leaf_is_refused() {
     let text = CASH_DRAIN.replace("by = \"30%\"", "by = \"30%\"\nwithin = \"1 block\"");
-    let err = compile_str("t.toml", &text, &Config::empty())
-        .unwrap_err()
-        .to_string();
+    let err = refused(&text, &Config::empty());
     assert!(err.contains("`within` applies to composites"), "{err}");
 }
 

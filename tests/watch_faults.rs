@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use alloy::node_bindings::AnvilInstance;
 use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider};
-use common::DemoToken;
 use common::fault_proxy::{Fault, FaultProxy};
 use common::pipeline::{Piped, polling};
 use common::traces::root;
+use common::{DemoToken, mine};
 use guardian::config::Config;
 use guardian::decision::Trip;
 use guardian::observe::{Probe, Telemetry};
@@ -278,11 +278,6 @@ impl TokenChain {
     }
 }
 
-async fn mine(provider: &impl Provider) -> u64 {
-    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
-    provider.get_block_number().await.unwrap()
-}
-
 /// Issue #13, seen 1: an endpoint answering `null`, `"0x"` or an error
 /// envelope for a read is failed over *per metric*: the read is made again on
 /// the next endpoint and the block's metric is not missing.
@@ -402,22 +397,20 @@ async fn a_metric_no_endpoint_answers_is_missing_and_said_so() {
     run.stop().await;
 }
 
-const DRAIN_POLICY: &str = r#"
-[[policy]]
-id = "vault-low"
-description = "Vault assets below 100,000"
-severity = "critical"
-action = "pause-direct"
-cooldown = "1 block"
-[policy.when]
-kind = "threshold"
-metric = "vault.total_assets"
-op = "<"
-value = 100000
-"#;
+/// Pauses through `pause-direct` once the vault holds under 100,000.
+fn drain_policy() -> String {
+    let when = ["vault.total_assets", "<", "100000"];
+    common::critical_threshold(
+        "vault-low",
+        "Vault assets below 100,000",
+        "pause-direct",
+        "1 block",
+        when,
+    )
+}
 
 /// Runs the pipeline on `demo` with `rpc` as the network's endpoints (and
-/// `quorum`), the vault's assets read, [`DRAIN_POLICY`] compiled.
+/// `quorum`), the vault's assets read, [`drain_policy`] compiled.
 async fn run_pipeline(
     demo: &common::Demo,
     dir: &Path,
@@ -430,7 +423,7 @@ async fn run_pipeline(
     net.rpc = rpc;
     net.watch.quorum = quorum;
     let policies =
-        compile_str("policy.toml", DRAIN_POLICY, &config).unwrap_or_else(|e| panic!("{e}"));
+        compile_str("policy.toml", &drain_policy(), &config).unwrap_or_else(|e| panic!("{e}"));
     let options = RunOptions {
         probe: Probe::new(telemetry.clone(), None),
         ..polling(None)

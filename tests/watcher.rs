@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy::node_bindings::AnvilInstance;
-use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::primitives::{Address, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider};
 use common::{
-    DemoToken, GWEI, Market, MessageReplica, ReplicaCopycatAttack, anvil, dry_run_network, feed,
-    load_config, metric, provider_with,
+    DemoToken, GWEI, Market, ReplicaCopycatAttack, anvil, critical_threshold, dry_run_network,
+    feed, load_config, metric, provider_with,
 };
 use guardian::config::Config;
 use guardian::policy::{Engine, Mode, compile_str};
@@ -122,25 +122,58 @@ impl Demo {
             .unwrap()
     }
 
+    /// [`Demo::transfer`] while `run` watches: its block and that block's snapshot.
+    async fn transfer_seen(&self, run: &mut Running, amount: &str) -> (u64, Snapshot) {
+        let block = self.transfer(amount).await;
+        let events = run.until_block(block).await;
+        (block, last_block(&events).clone())
+    }
+
     async fn mine(&self) {
         common::mine(&self.provider).await;
     }
 
-    /// The configuration `name` with its WebSocket through a [`Proxy`] the test can cut.
-    async fn behind_proxy(&self, name: &str) -> (Proxy, Config) {
+    /// A watcher (default options) on the configuration `name`, once it sent
+    /// the head it starts at.
+    async fn watch(&self, name: &str) -> (Running, Snapshot) {
+        start_at_head(&self.config(name), |_| {}).await
+    }
+
+    /// A watcher on the configuration `name` (options as `tune` changes
+    /// them) with its WebSocket through a [`Proxy`] the test can cut, once it
+    /// sent the head it starts at.
+    async fn watch_behind_proxy(
+        &self,
+        name: &str,
+        tune: impl FnOnce(&mut WatcherOptions),
+    ) -> (Proxy, Running, Snapshot) {
         let proxy = Proxy::start(self.anvil.port()).await;
         let mut config = self.config(name);
         config.networks.get_mut("local").unwrap().ws =
             vec![format!("ws://127.0.0.1:{}", proxy.port)];
-        (proxy, config)
+        let (run, first) = start_at_head(&config, tune).await;
+        (proxy, run, first)
     }
 }
 
 /// A running watcher and its events.
 type Running = common::Watching;
 
-fn start(config: &Config, options: WatcherOptions) -> Running {
-    Running::start(config, options)
+/// Starts a watcher on `config` with the default options as `tune` changes
+/// them, and waits for the snapshot of the head it starts at.
+async fn start_at_head(
+    config: &Config,
+    tune: impl FnOnce(&mut WatcherOptions),
+) -> (Running, Snapshot) {
+    let mut options = WatcherOptions::default();
+    tune(&mut options);
+    let mut run = Running::start(config, options);
+    let first = run.first_block().await;
+    (run, first)
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
 }
 
 /// What the watcher tests wait for.
@@ -148,6 +181,7 @@ trait Events {
     async fn next(&mut self) -> WatchEvent;
     async fn until_block(&mut self, number: u64) -> Vec<WatchEvent>;
     async fn first_block(&mut self) -> Snapshot;
+    async fn blocks(&mut self, expected: std::ops::RangeInclusive<u64>) -> Vec<WatchEvent>;
 }
 
 impl Events for Running {
@@ -178,6 +212,13 @@ impl Events for Running {
             other => panic!("expected the head first, got {other:?}"),
         }
     }
+
+    /// Events up to the block `expected` ends at, which must be exactly its blocks in order.
+    async fn blocks(&mut self, expected: std::ops::RangeInclusive<u64>) -> Vec<WatchEvent> {
+        let events = self.until_block(*expected.end()).await;
+        assert_blocks(&events, expected);
+        events
+    }
 }
 
 fn value(s: &Snapshot, metric: &str) -> f64 {
@@ -198,13 +239,10 @@ fn last_block(events: &[WatchEvent]) -> &Snapshot {
 #[tokio::test]
 async fn every_metric_kind_reads_the_known_state_at_the_head() {
     let demo = demo().await;
-    let config = demo.config("kinds");
-    let mut run = start(&config, WatcherOptions::default());
     // The watcher starts at the head it finds; the transfer's block comes next.
-    run.next().await;
-    let block = demo.transfer("5").await;
-    let events = run.until_block(block).await;
-    let s = last_block(&events);
+    let (mut run, _) = demo.watch("kinds").await;
+    let (block, s) = demo.transfer_seen(&mut run, "5").await;
+    let s = &s;
     assert!(s.failed.is_empty(), "{:?}", s.failed);
     assert_eq!(s.values.len(), 14);
 
@@ -286,33 +324,21 @@ async fn http_polling_backfills_every_block_in_order() {
     let demo = demo().await;
     let mut config = demo.config("polling");
     config.networks.get_mut("local").unwrap().ws.clear();
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await.number;
+    let (mut run, first) = start_at_head(&config, |o| o.poll_interval = ms(50)).await;
     let mut last = 0;
     for _ in 0..5 {
         demo.mine().await;
         last = demo.transfer("1").await;
     }
-    let events = run.until_block(last).await;
-    assert_blocks(&events, first + 1..=last);
+    run.blocks(first.number + 1..=last).await;
     run.stop().await;
 }
 
 #[tokio::test]
 async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     let demo = demo().await;
-    let config = demo.config("reorg");
-    let mut run = start(&config, WatcherOptions::default());
-    run.next().await;
-    let transfer_block = demo.transfer("7").await;
-    let before = run.until_block(transfer_block).await;
-    let old = last_block(&before).clone();
+    let (mut run, _) = demo.watch("reorg").await;
+    let (transfer_block, old) = demo.transfer_seen(&mut run, "7").await;
     assert_eq!(value(&old, "token.owner_outflow"), 7.0);
     demo.mine().await;
     run.until_block(transfer_block + 1).await;
@@ -341,35 +367,27 @@ async fn a_reorg_is_reported_and_the_replaced_blocks_are_read_again() {
     run.stop().await;
 }
 
-const OUTFLOW_POLICY: &str = r#"
-[[policy]]
-id = "owner-outflow"
-description = "more than 3 tokens leave the owner in a block"
-severity = "critical"
-action = "pause"
-cooldown = "0 blocks"
-[policy.when]
-kind = "threshold"
-metric = "token.owner_outflow"
-op = ">"
-value = 3
-"#;
+/// Pauses when more than 3 tokens leave the owner in a block.
+fn outflow_policy() -> String {
+    let when = ["token.owner_outflow", ">", "3"];
+    let description = "more than 3 tokens leave the owner in a block";
+    critical_threshold("owner-outflow", description, "pause", "0 blocks", when)
+}
 
 #[tokio::test]
 async fn a_recorded_live_run_replays_to_the_same_trips() {
     let demo = demo().await;
-    let config = demo.config("record");
     let policies = || {
         Engine::new(
-            compile_str("outflow.toml", OUTFLOW_POLICY, &Config::empty()).unwrap(),
+            compile_str("outflow.toml", &outflow_policy(), &Config::empty()).unwrap(),
             Mode::Enforce,
         )
     };
     let mut live = policies();
     let mut live_trips = Vec::new();
     let mut recorder = Recorder::new(Vec::new(), "recorded by tests/watcher.rs").unwrap();
-    let mut run = start(&config, WatcherOptions::default());
-    let first = run.next().await;
+    let (mut run, first) = demo.watch("record").await;
+    let first = WatchEvent::Block(first);
     feed(&mut live, &first, &mut live_trips);
     recorder.record(&first).unwrap();
     let mut last = 0;
@@ -395,66 +413,30 @@ async fn a_recorded_live_run_replays_to_the_same_trips() {
     assert_eq!(replay_trips, live_trips);
 }
 
-const BRIDGE_POLICY: &str = r#"
-[[policy]]
-id = "bridge-drain"
-description = "a pending transaction would take more than 50 tokens out of the bridge"
-severity = "critical"
-action = "pause"
-cooldown = "0 blocks"
-[policy.when]
-kind = "threshold"
-metric = "bridge.pending_outflow"
-op = ">"
-value = 50
-"#;
-
-/// The Nomad-style bridge of the pending-transaction tests: a token, a
-/// replica deployed with a zero root (every unproven message is "proven",
-/// Nomad 2022), and a copycat attack taking 100 tokens per call; the provider
-/// signs as the owner (anvil key 0) and the attacker (key 2).
-struct Bridge {
-    anvil: AnvilInstance,
-    provider: DynProvider,
-    attacker: Address,
-    token: Address,
-    replica: Address,
-    attack: Address,
+/// Pauses when a pending transaction would take more than 50 tokens out of the bridge.
+fn bridge_policy() -> String {
+    let when = ["bridge.pending_outflow", ">", "50"];
+    let description = "a pending transaction would take more than 50 tokens out of the bridge";
+    critical_threshold("bridge-drain", description, "pause", "0 blocks", when)
 }
 
+/// The demo's Nomad-style bridge of the pending-transaction tests
+/// ([`guardian::demo::deploy`]): a token, a replica deployed with a zero root
+/// (every unproven message is "proven", Nomad 2022) holding 1,000 tokens, and
+/// a copycat attack taking all of them per call; the provider signs as the
+/// owner (anvil key 0) and the attacker (key 6).
+struct Bridge(guardian::demo::Bridge);
+
 async fn bridge() -> Bridge {
-    let anvil = anvil(&[]);
-    let provider = provider_with(&anvil, &[0, 2]);
-    let (owner, attacker) = (anvil.addresses()[0], anvil.addresses()[2]);
-    let token = DemoToken::deploy(&provider, "Bridged".into(), "bTKN".into(), owner)
-        .await
-        .unwrap();
-    let replica = MessageReplica::deploy(
-        &provider,
-        owner,
-        1000,
-        owner,
-        U256::ZERO,
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let attack = ReplicaCopycatAttack::deploy(
-        &provider,
-        *replica.address(),
-        *token.address(),
-        parse_ether("100").unwrap(),
-    )
-    .await
-    .unwrap();
-    let (token, replica, attack) = (*token.address(), *replica.address(), *attack.address());
-    Bridge {
-        anvil,
-        provider,
-        attacker,
-        token,
-        replica,
-        attack,
+    let b = guardian::demo::deploy(&common::anvil_bin(), &[]).await;
+    Bridge(b.unwrap_or_else(|e| panic!("{e}")))
+}
+
+impl std::ops::Deref for Bridge {
+    type Target = guardian::demo::Bridge;
+
+    fn deref(&self) -> &guardian::demo::Bridge {
+        &self.0
     }
 }
 
@@ -467,11 +449,11 @@ impl Bridge {
         ReplicaCopycatAttack::new(self.attack, &self.provider)
     }
 
-    /// Mints the replica 1,000 tokens in a transaction tipping 5 gwei (the
+    /// The owner mints itself a token in a transaction tipping 5 gwei (the
     /// last block before a watcher starts: the tip percentiles' reference).
-    async fn fund_replica(&self) {
+    async fn tip_reference_block(&self) {
         let token = self.token();
-        let mint = token.mint(self.replica, parse_ether("1000").unwrap());
+        let mint = token.mint(self.anvil.addresses()[0], parse_ether("1").unwrap());
         let mint = mint.max_priority_fee_per_gas(5 * GWEI);
         common::mined(mint.max_fee_per_gas(100 * GWEI)).await;
     }
@@ -485,15 +467,6 @@ impl Bridge {
             text.push_str(&metric(metric_name, description, source));
         }
         load_config(name, &text)
-    }
-
-    /// Turns automine off: sent transactions stay pending until `evm_mine`.
-    async fn automine_off(&self) {
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("evm_setAutomine".into(), (false,))
-            .await
-            .unwrap();
     }
 
     /// A pending source's `effect`: the replica's token balance.
@@ -510,7 +483,6 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     let b = bridge().await;
     let (provider, attacker) = (&b.provider, b.attacker);
     let (token, attack) = (b.token(), b.attack());
-    b.fund_replica().await;
     let effect = b.effect();
     let outflow = format!(
         r#"{{ kind = "pending", to = "{}", selector = "attack()", effect = {effect} }}"#,
@@ -530,40 +502,23 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     );
 
     let mut engine = Engine::new(
-        compile_str("bridge.toml", BRIDGE_POLICY, &Config::empty()).unwrap(),
+        compile_str("bridge.toml", &bridge_policy(), &Config::empty()).unwrap(),
         Mode::Enforce,
     );
     let mut trips = Vec::new();
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            screen: None,
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (mut run, first) = start_at_head(&config, |o| o.screen = None).await;
     assert_eq!(value(&first, "bridge.balance"), 1000.0);
     feed(&mut engine, &WatchEvent::Block(first.clone()), &mut trips);
 
-    b.automine_off().await;
+    common::set_automine(provider, false).await;
     // A transaction the filters do not match (another target), then the attack.
     let _unmatched = token
         .mint(attacker, parse_ether("1").unwrap())
         .send()
         .await
         .unwrap();
-    let sent = attack
-        .attack()
-        .from(attacker)
-        // alloy's estimate for attack() ran out of gas when mined here (as the simulation, which
-        // uses the tx's own gas limit, predicted): give it room, as attackers do.
-        .gas(300_000)
-        .max_priority_fee_per_gas(3 * GWEI)
-        .max_fee_per_gas(50 * GWEI)
-        .send()
-        .await
-        .unwrap();
-    let hash = *sent.tx_hash();
+    // The demo's attack: 300,000 gas, a 3 gwei tip, a 50 gwei fee cap.
+    let (hash, _) = guardian::demo::send_attack(&b).await.unwrap();
 
     let WatchEvent::Pending(seen) = run.next().await else {
         panic!("expected the pending attack");
@@ -580,7 +535,7 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     assert_eq!(seen.from, attacker);
     assert_eq!(&*seen.metric, "bridge.pending_outflow");
     assert_eq!(seen.block, first.number + 1);
-    assert_eq!(seen.value, 100.0);
+    assert_eq!(seen.value, 1000.0);
     assert!(seen.succeeds);
     assert_eq!(seen.max_priority_fee_per_gas, Some(3 * GWEI));
     assert_eq!(seen.max_fee_per_gas, 50 * GWEI);
@@ -597,7 +552,7 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
     common::mine(&b.provider).await;
     let events = run.until_block(first.number + 1).await;
     assert_eq!(events.len(), 1, "no other pending effect: {events:?}");
-    assert_eq!(value(last_block(&events), "bridge.balance"), 900.0);
+    assert_eq!(value(last_block(&events), "bridge.balance"), 0.0);
     run.stop().await;
 }
 
@@ -661,6 +616,12 @@ impl Drop for Proxy {
     }
 }
 
+/// Reconnects within 20 to 100 ms: a restored socket is back at once.
+fn quick_reconnect(o: &mut WatcherOptions) {
+    o.reconnect_min = ms(20);
+    o.reconnect_max = ms(100);
+}
+
 /// Checks that `events` are only blocks, numbered `expected` in order.
 fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>) {
     let numbers: Vec<u64> = events
@@ -676,16 +637,7 @@ fn assert_blocks(events: &[WatchEvent], expected: std::ops::RangeInclusive<u64>)
 #[tokio::test]
 async fn a_cut_websocket_reconnects_and_backfills_every_missed_block() {
     let demo = demo().await;
-    let (proxy, config) = demo.behind_proxy("reconnect").await;
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            reconnect_min: Duration::from_millis(20),
-            reconnect_max: Duration::from_millis(100),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (proxy, mut run, first) = demo.watch_behind_proxy("reconnect", quick_reconnect).await;
     demo.mine().await;
     run.until_block(first.number + 1).await;
 
@@ -763,19 +715,14 @@ async fn erroring_and_silent_endpoints_fail_over_to_a_healthy_one() {
         format!("http://127.0.0.1:{silent}"),
         demo.anvil.endpoint(),
     ];
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            request_timeout: Duration::from_millis(300),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (mut run, first) = start_at_head(&config, |o| {
+        o.poll_interval = ms(50);
+        o.request_timeout = ms(300);
+    })
+    .await;
     assert_eq!(value(&first, "vault.total_assets"), 1000.0);
     let last = demo.transfer("2").await;
-    let events = run.until_block(last).await;
-    assert_blocks(&events, first.number + 1..=last);
+    let events = run.blocks(first.number + 1..=last).await;
     assert_eq!(value(last_block(&events), "token.owner_outflow"), 2.0);
     run.stop().await;
     e_task.abort();
@@ -793,14 +740,7 @@ async fn the_watchdog_reports_a_growing_head_age_while_no_block_comes() {
         age,
     ));
     let config = load_config("stale", &text);
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            watchdog_interval: Duration::from_millis(100),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (mut run, first) = start_at_head(&config, |o| o.watchdog_interval = ms(100)).await;
     let fresh = value(&first, "chain.head_age");
     let mut ages = Vec::new();
     let mut last_time = first.time_ms;
@@ -836,7 +776,7 @@ async fn guardian_watch_records_a_trace_that_simulate_replays() {
     let config = demo.config_file("cli");
     let trace = dir.join("live.csv");
     let policy = dir.join("outflow.toml");
-    std::fs::write(&policy, OUTFLOW_POLICY).unwrap();
+    std::fs::write(&policy, outflow_policy()).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
         .args(["watch", "--blocks", "4", "--config"])
         .arg(&config)
@@ -910,14 +850,7 @@ async fn a_lagging_endpoint_is_failed_over_to_the_one_ahead() {
         head > 3,
         "the demo chain must be more than max_lag_blocks ahead"
     );
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (run, first) = start_at_head(&config, |o| o.poll_interval = ms(50)).await;
     let expected = demo
         .provider
         .get_block_by_number(first.number.into())
@@ -935,7 +868,7 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
     let attacker = b.attacker;
     let attack = b.attack();
     // The last block before the watcher starts: one transaction tipping 5 gwei.
-    b.fund_replica().await;
+    b.tip_reference_block().await;
     let (effect, a) = (b.effect(), attack.address());
     let pending = |filter: &str| format!("{{ kind = \"pending\", {filter}, effect = {effect} }}");
     let config = b.config(
@@ -960,15 +893,8 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
         ],
     );
 
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            screen: None,
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
-    b.automine_off().await;
+    let (mut run, first) = start_at_head(&config, |o| o.screen = None).await;
+    common::set_automine(&b.provider, false).await;
     let mut hashes = Vec::new();
     for tip in [3, 10] {
         let sent = attack
@@ -989,7 +915,7 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
             panic!("expected pending effects");
         };
         assert_eq!(p.block, first.number + 1);
-        assert_eq!(p.value, 100.0);
+        assert_eq!(p.value, 1000.0);
         seen.push((p.metric.to_string(), p.tx_hash));
     }
     assert_eq!(
@@ -1009,25 +935,20 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
 #[tokio::test]
 async fn while_the_websocket_is_down_heads_come_by_http_polling() {
     let demo = demo().await;
-    let (proxy, config) = demo.behind_proxy("ws-down").await;
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            poll_interval: Duration::from_millis(50),
-            reconnect_min: Duration::from_millis(200),
-            reconnect_max: Duration::from_millis(400),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (proxy, mut run, first) = demo
+        .watch_behind_proxy("ws-down", |o| {
+            o.poll_interval = ms(50);
+            o.reconnect_min = ms(200);
+            o.reconnect_max = ms(400);
+        })
+        .await;
     // The socket goes down and stays down.
     proxy.cut();
     let mut last = 0;
     for _ in 0..3 {
         last = demo.transfer("1").await;
     }
-    let events = run.until_block(last).await;
-    assert_blocks(&events, first.number + 1..=last);
+    run.blocks(first.number + 1..=last).await;
     run.stop().await;
 }
 
@@ -1074,17 +995,9 @@ async fn a_dead_websocket_endpoint_is_skipped_for_the_next_one() {
         format!("ws://127.0.0.1:{}", dead.port),
         demo.anvil.ws_endpoint(),
     ];
-    let mut run = start(
-        &config,
-        WatcherOptions {
-            reconnect_min: Duration::from_millis(20),
-            ..WatcherOptions::default()
-        },
-    );
-    let first = run.first_block().await;
+    let (mut run, first) = start_at_head(&config, |o| o.reconnect_min = ms(20)).await;
     let last = demo.transfer("3").await;
-    let events = run.until_block(last).await;
-    assert_blocks(&events, first.number + 1..=last);
+    let events = run.blocks(first.number + 1..=last).await;
     assert_eq!(value(last_block(&events), "token.owner_outflow"), 3.0);
     run.stop().await;
 }

@@ -273,15 +273,20 @@ impl FaultProxy {
     }
 }
 
-async fn serve_http(listener: TcpListener, shared: Arc<Shared>) {
+/// The next connection on `listener`; `None` once the proxy stops.
+async fn accept(listener: &TcpListener, shared: &Shared) -> Option<TcpStream> {
     loop {
-        let (stream, _) = tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
+        tokio::select! {
+            _ = shared.stop.cancelled() => return None,
+            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                return Some(stream);
             },
-        };
+        }
+    }
+}
+
+async fn serve_http(listener: TcpListener, shared: Arc<Shared>) {
+    while let Some(stream) = accept(&listener, &shared).await {
         if shared
             .state
             .lock()
@@ -553,14 +558,7 @@ async fn lagging(shared: &Shared, call: &Value, lag: u64) -> Value {
 // --- WebSocket: bytes forwarded, faults per connection -------------------------
 
 async fn serve_ws(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let (client, _) = tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-        };
+    while let Some(client) = accept(&listener, &shared).await {
         if shared.ws_refuse.load(Ordering::SeqCst) {
             reset(client);
             continue;

@@ -20,7 +20,6 @@ use alloy::primitives::{Address, I256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol;
 use alloy::sol_types::SolCall;
 use guardian::config::Config;
 use guardian::keys::Key;
@@ -28,21 +27,15 @@ use guardian::keys::Key;
 #[allow(unused_imports)]
 pub use guardian::scenario::chain::{GuardianModule, Safe, SafeOwners};
 
-// The demo token (and the Nomad-style replica and its copycat attack) are the
-// library's own bindings; the vault and the keeper feed are bound here.
+// The contracts' bindings are the library's own: the demo token (with the
+// Nomad-style replica and its copycat attack), the vault of `guardian devnet`
+// and the keeper feed of the scenarios.
 #[allow(unused_imports)]
 pub use guardian::demo::{DemoToken, MessageReplica, ReplicaCopycatAttack};
-
-sol!(
-    #[sol(rpc)]
-    GuardedVault,
-    "contracts/artifacts/GuardedVault.json"
-);
-sol!(
-    #[sol(rpc)]
-    KeeperPriceFeed,
-    "contracts/artifacts/KeeperPriceFeed.json"
-);
+#[allow(unused_imports)]
+pub use guardian::devnet::GuardedVault;
+#[allow(unused_imports)]
+pub use guardian::scenario::protocol::KeeperPriceFeed;
 
 pub const GWEI: u128 = 1_000_000_000;
 pub const SUPPLY_CAP: u64 = 1_000_000;
@@ -89,20 +82,81 @@ by = "30%"
     )
 }
 
+/// A critical `[[policy]]` `id` taking `action` whenever `metric op value`
+/// holds (`when`), able to trip again after `cooldown`.
+pub fn critical_threshold(
+    id: &str,
+    description: &str,
+    action: &str,
+    cooldown: &str,
+    when: [&str; 3],
+) -> String {
+    let [metric, op, value] = when;
+    format!(
+        r#"
+[[policy]]
+id = "{id}"
+description = "{description}"
+severity = "critical"
+action = "{action}"
+cooldown = "{cooldown}"
+[policy.when]
+kind = "threshold"
+metric = "{metric}"
+op = "{op}"
+value = {value}
+"#
+    )
+}
+
 /// [`vault_drain`]'s description in most tests.
 pub const A_THIRD: &str = "Vault assets fall by a third within one block";
 
-/// Mines one block (`evm_mine`).
-pub async fn mine(p: &impl Provider) {
-    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+/// Calls anvil's JSON-RPC `method` with `params`, ignoring the answer;
+/// panics naming the method if it fails.
+pub async fn anvil_rpc<P>(p: &impl Provider, method: &'static str, params: P)
+where
+    P: serde::Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin,
+{
+    let answer: Result<serde_json::Value, _> = p.raw_request(method.into(), params).await;
+    answer.unwrap_or_else(|e| panic!("{method}: {e}"));
+}
+
+/// Mines one block (`evm_mine`); the new head's number.
+pub async fn mine(p: &impl Provider) -> u64 {
+    anvil_rpc(p, "evm_mine", ()).await;
+    p.get_block_number().await.unwrap()
 }
 
 /// Replaces the last `depth` blocks with empty ones (`anvil_reorg`).
 pub async fn reorg(p: &impl Provider, depth: u64) {
-    let _: serde_json::Value = p
-        .raw_request("anvil_reorg".into(), (depth, serde_json::json!([])))
-        .await
-        .unwrap();
+    anvil_rpc(p, "anvil_reorg", (depth, serde_json::json!([]))).await;
+}
+
+/// The receipts of `pause` and `attack`, checked to be mined in `block` with
+/// the pause ordered ahead of the attack.
+pub async fn pause_ahead_in_block(
+    p: &impl Provider,
+    pause: alloy::primitives::B256,
+    attack: alloy::primitives::B256,
+    block: u64,
+) -> (TransactionReceipt, TransactionReceipt) {
+    let receipt = |hash| async move {
+        let r = p.get_transaction_receipt(hash).await.unwrap();
+        r.unwrap_or_else(|| panic!("{hash} was not mined"))
+    };
+    let (pause, attack) = (receipt(pause).await, receipt(attack).await);
+    assert_eq!(pause.block_number, Some(block), "the pause's block");
+    assert_eq!(
+        attack.block_number,
+        Some(block),
+        "the attack was mined in the same block"
+    );
+    assert!(
+        pause.transaction_index < attack.transaction_index,
+        "the pause was ordered ahead of the attack"
+    );
+    (pause, attack)
 }
 
 /// A watcher running in a task on network `local`, its events on a channel of 1024.
@@ -134,10 +188,7 @@ impl Watching {
 
 /// Turns anvil's automine on or off (off: sent transactions wait for [`mine`]).
 pub async fn set_automine(p: &impl Provider, on: bool) {
-    let _: serde_json::Value = p
-        .raw_request("evm_setAutomine".into(), (on,))
-        .await
-        .unwrap();
+    anvil_rpc(p, "evm_setAutomine", (on,)).await;
 }
 
 /// Feeds `event`'s samples to `engine` in order (a sample of a metric no
@@ -234,6 +285,37 @@ pub fn load_config(name: &str, text: &str) -> Config {
     let path = dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The Safe [`init_args`] answers with.
+pub const INIT_SAFE: &str = "0x1111111111111111111111111111111111111111";
+
+/// `guardian init --no-input` into `dir` with `--shape shape` on mainnet
+/// (chain 1, https://rpc.example.org), for the Safe [`INIT_SAFE`] guarding
+/// 0x22…22 with guardian 0x33…33; then the answers in `more`.
+pub fn init_args<'a>(dir: &'a str, shape: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "init",
+        "--no-input",
+        "--dir",
+        dir,
+        "--shape",
+        shape,
+        "--network",
+        "mainnet",
+        "--chain-id",
+        "1",
+        "--rpc",
+        "https://rpc.example.org",
+        "--safe",
+        INIT_SAFE,
+        "--target",
+        "0x2222222222222222222222222222222222222222",
+        "--guardian",
+        "0x3333333333333333333333333333333333333333",
+    ];
+    args.extend_from_slice(more);
+    args
 }
 
 /// `[keys.NAME]` tables read from environment variables no test sets (the

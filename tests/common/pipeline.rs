@@ -98,6 +98,29 @@ impl Piped {
     }
 }
 
+/// The pipeline guarding the demo's bridge `b` with its bot key, the
+/// configuration `config_text` and the policies `policy`, recording to
+/// `record`; returned once a recorded line contains `read` (the watcher read
+/// the bridge).
+pub async fn guarding_bridge(
+    b: &guardian::demo::Bridge,
+    config_text: &str,
+    policy: &str,
+    record: &Path,
+    read: &str,
+) -> Piped {
+    let config = super::load_config("guardian", config_text);
+    let policies = guardian::policy::compile_str("policy.toml", policy, &config)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys = HashMap::from([("bot".to_string(), Key::local("bot", b.bot.clone()))]);
+    let run = Piped::start(config, policies, keys, polling(Some(record.to_path_buf())));
+    until_recorded(record, "the watcher to read the bridge", |l| {
+        l.contains(read)
+    })
+    .await;
+    run
+}
+
 /// Waits (30 s at most) for a line of the recording at `record` to match `line`.
 pub async fn until_recorded(record: &Path, what: &str, line: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);

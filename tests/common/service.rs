@@ -55,6 +55,15 @@ impl Guardian {
         self.output().contains(needle)
     }
 
+    /// Fails the test (with the output) unless its output so far contains `needle`.
+    pub fn assert_said(&self, needle: &str) {
+        let log = self.output();
+        assert!(
+            log.contains(needle),
+            "guardian did not say {needle:?}:\n{log}"
+        );
+    }
+
     /// Waits (see [`until`]) for its output to contain `needle`.
     pub async fn until_said(&mut self, what: &str, needle: &str) {
         let log = self.log.clone();
@@ -86,6 +95,24 @@ impl Guardian {
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("guardian exited ({status}):\n{}", self.output());
+        }
+    }
+
+    /// Polls `check` every `every` until it holds; fails the test (with the
+    /// output) if guardian exits or [`WAIT`] passes first.
+    pub async fn until_async(
+        &mut self,
+        what: &str,
+        every: Duration,
+        mut check: impl AsyncFnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + WAIT;
+        while !check().await {
+            self.assert_running();
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}:\n{}", self.output());
+            }
+            tokio::time::sleep(every).await;
         }
     }
 

@@ -64,3 +64,19 @@ pub fn guardian_ok(args: &[&str], paths: &[&Path]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// `guardian ARGS` run in the repository root, whatever its exit: its exit
+/// code, and its stdout followed by its stderr.
+pub fn guardian_cmd(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the guardian binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
