@@ -2,10 +2,13 @@
 //!
 //! A counting global allocator wraps the system allocator; after a warm-up
 //! that fills every window, feeding samples that trip nothing must allocate
-//! nothing.
+//! nothing. Only the test's own thread is counted: the test harness's other
+//! threads allocate when they please (seen on a loaded machine: 4
+//! allocations counted in 3 of 11 runs, none in 12 with `--test-threads=1`).
 #![allow(unsafe_code)] // the counting allocator below is the only unsafe code in the project
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use guardian::config::Config;
@@ -16,10 +19,21 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Whether this thread's allocations are counted (no destructor, no allocation).
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: delegates every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -28,7 +42,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -94,11 +108,13 @@ fn on_sample_does_not_allocate_after_warm_up() {
     for block in 0..500 {
         feed(&mut engine, block);
     }
+    COUNTED.with(|c| c.set(true));
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for block in 500..5_500 {
         feed(&mut engine, block);
     }
     let after = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTED.with(|c| c.set(false));
     assert_eq!(trips, 0, "the workload is meant to trip nothing");
     assert_eq!(
         after - before,

@@ -67,18 +67,7 @@ impl Chain {
     /// MultiSendCallOnly carrying every call of the file, all or none.
     async fn exec_batch_file(&self, file: &Value) {
         let calls = guardian::setup::txbuilder::calls(file).unwrap();
-        let mut packed = Vec::new();
-        for c in &calls {
-            packed.push(0u8); // operation: call
-            packed.extend_from_slice(c.to.as_slice());
-            packed.extend_from_slice(&c.value.to_be_bytes::<32>());
-            packed.extend_from_slice(&U256::from(c.data.len()).to_be_bytes::<32>());
-            packed.extend_from_slice(&c.data);
-        }
-        let data = MultiSendCallOnly::multiSendCall {
-            transactions: packed.into(),
-        }
-        .abi_encode();
+        let data = guardian::devnet::multisend_calldata(&calls);
         // operation 1: delegatecall
         let exec = self.owners.exec(self.safe, self.multisend, data, 1);
         exec.await.unwrap_or_else(|e| panic!("{e}"));
