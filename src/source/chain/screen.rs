@@ -339,8 +339,8 @@ impl Screener {
             self.pruned_at = head;
             self.senders
                 .retain(|_, l| l.iter().any(|r| r.head + SEQUENCE_BLOCKS > head));
-            self.mined
-                .retain(|_, &mut (block, _)| block + SEQUENCE_BLOCKS > head);
+            // Only the latest head's nonces are ever read again.
+            self.mined.retain(|_, &mut (block, _)| block >= head);
         }
         if self.senders.len() >= MAX_SENDERS {
             self.senders.clear();
@@ -738,9 +738,9 @@ mod tests {
         .expect("a transaction")
     }
 
-    fn from(sender: u8, nonce: u64) -> Transaction {
+    fn from(sender: Address, nonce: u64) -> Transaction {
         let mut t = serde_json::to_value(tx(1, 1, nonce)).expect("json");
-        t["from"] = json!(Address::with_last_byte(sender));
+        t["from"] = json!(sender);
         serde_json::from_value(t).expect("a transaction")
     }
 
@@ -753,26 +753,24 @@ mod tests {
         );
         // 1,000 one-off senders at head 10: remembered for the next blocks only.
         for i in 0..1_000u64 {
-            let mut t = serde_json::to_value(from(1, 0)).expect("json");
-            t["from"] = json!(Address::from_word(B256::from(
-                alloy::primitives::U256::from(i + 1)
-            )));
-            s.enqueue(serde_json::from_value(t).expect("tx"), 0, 10);
+            let sender = Address::from_word(B256::from(alloy::primitives::U256::from(i + 1)));
+            s.enqueue(from(sender, 0), 0, 10);
         }
         assert_eq!(s.senders.len(), 1_000);
         // Nonces 0..=2 of sender 7 queued; 2 is screened first (newest) and
         // still finds 0 and 1 before it.
+        let seven = Address::with_last_byte(7);
         for n in 0..3 {
-            s.enqueue(from(7, n), 0, 11);
+            s.enqueue(from(seven, n), 0, 11);
         }
         let newest = s.queue.pop().expect("queued").tx;
         assert_eq!(newest.nonce(), 2);
         let joined = s.sequence(&newest, 12);
         assert_eq!(joined.iter().map(|t| t.nonce()).collect::<Vec<_>>(), [0, 1]);
         // Three blocks after head 10, only sender 7 (last seen at 11) is remembered.
-        s.enqueue(from(7, 3), 0, 13);
+        s.enqueue(from(seven, 3), 0, 13);
         assert_eq!(s.senders.len(), 1, "the one-off senders are forgotten");
-        s.enqueue(from(8, 0), 0, 16);
+        s.enqueue(from(Address::with_last_byte(8), 0), 0, 16);
         assert_eq!(
             s.senders.len(),
             1,
