@@ -646,10 +646,7 @@ impl Executors {
             .endpoints
             .read(f)
             .await
-            .map_err(|e| ExecError::Rpc {
-                what,
-                reason: e.describe(),
-            })
+            .map_err(|e| rpc_error(what, e))
     }
 
     fn executor(&self, name: &str) -> Result<&Executor, ExecError> {
@@ -706,10 +703,7 @@ impl Executors {
         let out = self
             .eth_call(req, block.map(BlockId::from))
             .await
-            .map_err(|e| ExecError::Rpc {
-                what,
-                reason: e.describe(),
-            })?;
+            .map_err(|e| rpc_error(what, e))?;
         if out.len() < 32 {
             return Err(ExecError::Rpc {
                 what,
@@ -1661,6 +1655,14 @@ impl Executors {
                 }
             }
         }
+    }
+}
+
+/// A failed-over read's error, naming what was read.
+fn rpc_error(what: &'static str, e: endpoints::ReadError) -> ExecError {
+    ExecError::Rpc {
+        what,
+        reason: e.describe(),
     }
 }
 
