@@ -5,13 +5,12 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::policy::evidence::Readings;
-use crate::policy::model::{Mode, Severity};
+use crate::levels::{Mode, Severity};
 
 /// A policy whose condition held, outside its cooldown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +42,14 @@ pub fn evidence_number(v: f64) -> serde_json::Value {
     }
 }
 
+/// What a trip's evidence is written from when it is read: the engine's
+/// readings (`policy::evidence::Readings`), or anything else that serializes.
+pub trait Readout: erased_serde::Serialize + Send + Sync {}
+
+impl<T: Serialize + Send + Sync> Readout for T {}
+
+erased_serde::serialize_trait_object!(Readout);
+
 /// A trip's evidence: the engine's readings, written as JSON only when read.
 ///
 /// `Serialize` and `Display` (compact JSON, `{:#}` pretty) write straight from
@@ -50,15 +57,17 @@ pub fn evidence_number(v: f64) -> serde_json::Value {
 /// Evidence made from a value (tests, a trip read back) is that value.
 #[derive(Clone)]
 pub struct Evidence {
-    readings: Option<Readings>,
+    /// Shared: the readings are never changed, only written out.
+    readings: Option<Arc<dyn Readout>>,
     /// Boxed: a trip stays small until its evidence is read.
     value: OnceLock<Box<Value>>,
 }
 
-impl From<Readings> for Evidence {
-    fn from(readings: Readings) -> Self {
+impl Evidence {
+    /// Evidence written from `readings` when it is first read.
+    pub fn read_from(readings: impl Readout + 'static) -> Self {
         Self {
-            readings: Some(readings),
+            readings: Some(Arc::new(readings)),
             value: OnceLock::new(),
         }
     }
@@ -92,7 +101,7 @@ impl Deref for Evidence {
     fn deref(&self) -> &Value {
         self.value.get_or_init(|| {
             Box::new(match &self.readings {
-                Some(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+                Some(r) => serde_json::to_value(r.as_ref()).unwrap_or(Value::Null),
                 None => Value::Null,
             })
         })
@@ -102,7 +111,7 @@ impl Deref for Evidence {
 impl Serialize for Evidence {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match (self.value.get(), &self.readings) {
-            (None, Some(r)) => r.serialize(s),
+            (None, Some(r)) => r.as_ref().serialize(s),
             _ => (**self).serialize(s),
         }
     }

@@ -37,6 +37,7 @@
 //!                    src/pipeline/resume.rs      where the journal (journal/) says the last run stopped
 //!                    src/pipeline_report.rs      what happened (Report), for the caller and observe/
 //!                    observe/, alerts/, telemetry.rs   metrics, readiness, alerts: the probe stages report to
+//!  below every stage: levels.rs (severity, mode), units.rs (windows, percents), redact.rs
 //! ```
 //!
 //! Invariants the stages keep:
@@ -84,6 +85,7 @@ pub mod history;
 pub mod init;
 pub mod journal;
 pub mod keys;
+pub mod levels;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;

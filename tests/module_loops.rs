@@ -16,6 +16,11 @@
 //! fails on a loop none of whose edges is in [`KNOWN`], or on an entry of
 //! [`KNOWN`] that no longer closes a loop (remove it: the list only shrinks).
 //!
+//! The same graph, with every module replaced by its top module (the
+//! crate's folders and single-file modules), must have no loop at all: a
+//! folder's files may name each other, but no two folders name each other,
+//! however many files apart.
+//!
 //! It also checks that the pipeline picture in the crate docs (src/lib.rs)
 //! names only files that exist, and every stage file of `src/pipeline/`.
 
@@ -75,6 +80,52 @@ fn no_module_imports_one_that_imports_it_back() {
         stale.is_empty(),
         "these KNOWN imports no longer close a loop; remove them from the list: {stale:?}"
     );
+}
+
+/// The same at the level of the crate's top modules (`policy`, `source`,
+/// `decision`, ...): a folder's files may name each other, but no folder
+/// names another that names it back, through any of their files.
+#[test]
+fn no_folder_imports_one_that_imports_it_back() {
+    let graph = module_graph(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").as_path());
+    let folders = by_top_module(&graph);
+    let loops = all_loops(&folders);
+    for cycle in &loops {
+        eprintln!("loop: {}", describe(cycle, &folders));
+    }
+    eprintln!(
+        "{} loop(s) between the {} top modules",
+        loops.len(),
+        folders.len()
+    );
+    assert!(
+        loops.is_empty(),
+        "top modules import each other in a loop (move the shared type below both):\n{}",
+        loops
+            .iter()
+            .map(|c| describe(c, &folders))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The graph with every module replaced by its top module (`policy::eval` is
+/// `policy`); names within one top module are left out.
+fn by_top_module(graph: &Graph) -> Graph {
+    let top = |m: &str| m.split("::").next().unwrap_or_default().to_string();
+    let mut out = Graph::new();
+    for (from, targets) in graph {
+        let entry = out.entry(top(from)).or_default();
+        for (to, sites) in targets {
+            if top(to) != top(from) && !to.is_empty() {
+                entry
+                    .entry(top(to))
+                    .or_default()
+                    .extend(sites.iter().cloned());
+            }
+        }
+    }
+    out
 }
 
 /// The crate docs' pipeline picture (src/lib.rs) names the files a reader

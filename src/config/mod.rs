@@ -33,8 +33,8 @@ pub use exec::{
 };
 pub use ops::{NotifyDef, NotifyKind, ObserveDef, UrlSource};
 
+use crate::levels::Mode;
 use crate::metrics::is_valid_metric_name;
-use crate::policy::model::Mode;
 use crate::units::{self, Window};
 use reader::{Diagnostics, Reporter, SourceFile, TableReader, as_array, as_choice, as_str, as_u64};
 

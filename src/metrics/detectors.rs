@@ -18,7 +18,64 @@
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::policy::model::{CusumParams, Direction, EwmaParams};
+/// Which way a change must go to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+    Either,
+}
+
+impl Direction {
+    pub const CHOICES: [(&'static str, Direction); 3] = [
+        ("up", Direction::Up),
+        ("down", Direction::Down),
+        ("either", Direction::Either),
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Either => "either",
+        }
+    }
+    /// The signed movement `delta` seen in this direction (positive when it counts).
+    #[inline]
+    pub fn magnitude(self, delta: f64) -> f64 {
+        match self {
+            Direction::Up => delta,
+            Direction::Down => -delta,
+            Direction::Either => delta.abs(),
+        }
+    }
+}
+
+/// EWMA z-score detector parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EwmaParams {
+    /// Weight of each new sample in the running mean and variance (from `halflife`).
+    pub alpha: f64,
+    /// Samples in the half-life the author wrote (kept for display).
+    pub halflife: f64,
+    /// Samples used to learn the baseline before the detector may trip.
+    pub warmup: u32,
+    /// Trip when the z-score in `direction` reaches this many standard deviations.
+    pub z: f64,
+    pub direction: Direction,
+}
+
+/// One-sided CUSUM (Page's test) parameters, in units of the baseline standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CusumParams {
+    /// Samples whose mean and standard deviation become the (frozen) baseline.
+    pub warmup: u32,
+    /// Allowed drift `k`: deviations smaller than this many sd never accumulate.
+    pub slack: f64,
+    /// Decision threshold `h`: trip when the cumulative sum exceeds this many sd.
+    pub threshold: f64,
+    /// `up` or `down` (one-sided).
+    pub direction: Direction,
+}
 
 /// Welford's running mean and variance.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

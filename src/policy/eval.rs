@@ -503,7 +503,7 @@ impl Engine {
             action: policy.action.clone(),
             severity: policy.severity,
             mode: policy.mode.most_cautious(self.global_mode),
-            evidence: Evidence::from(readings),
+            evidence: Evidence::read_from(readings),
             summary,
         });
     }

@@ -7,83 +7,10 @@
 
 use std::fmt;
 
+pub use crate::levels::{Mode, Severity};
 use crate::metrics::MetricId;
+pub use crate::metrics::detectors::{CusumParams, Direction, EwmaParams};
 use crate::units::{Hold, Percent, Window};
-
-/// How serious a trip is; passed to alerts and the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub const CHOICES: [(&'static str, Severity); 3] = [
-        ("info", Severity::Info),
-        ("warning", Severity::Warning),
-        ("critical", Severity::Critical),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-/// What happens to a trip: acted on, only alerted, or prepared but never broadcast.
-///
-/// Modes are ordered from most to least permissive; where a policy and the
-/// global configuration disagree, the more cautious one wins (see [`Mode::most_cautious`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The action is sent (after the guard approves it).
-    Enforce,
-    /// Everything up to signing runs; nothing is broadcast.
-    DryRun,
-    /// Only an alert is raised; no transaction is built.
-    AlertOnly,
-}
-
-impl Mode {
-    pub const CHOICES: [(&'static str, Mode); 3] = [
-        ("enforce", Mode::Enforce),
-        ("dry-run", Mode::DryRun),
-        ("alert-only", Mode::AlertOnly),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::DryRun => "dry-run",
-            Mode::AlertOnly => "alert-only",
-        }
-    }
-    fn caution(self) -> u8 {
-        match self {
-            Mode::Enforce => 0,
-            Mode::DryRun => 1,
-            Mode::AlertOnly => 2,
-        }
-    }
-    /// The more cautious of two modes.
-    pub fn most_cautious(self, other: Mode) -> Mode {
-        if other.caution() > self.caution() {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A comparison in a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,38 +43,6 @@ impl Comparison {
             Comparison::AtLeast => ">=",
             Comparison::Below => "<",
             Comparison::AtMost => "<=",
-        }
-    }
-}
-
-/// Which way a change must go to count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Up,
-    Down,
-    Either,
-}
-
-impl Direction {
-    pub const CHOICES: [(&'static str, Direction); 3] = [
-        ("up", Direction::Up),
-        ("down", Direction::Down),
-        ("either", Direction::Either),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Up => "up",
-            Direction::Down => "down",
-            Direction::Either => "either",
-        }
-    }
-    /// The signed movement `delta` seen in this direction (positive when it counts).
-    #[inline]
-    pub fn magnitude(self, delta: f64) -> f64 {
-        match self {
-            Direction::Up => delta,
-            Direction::Down => -delta,
-            Direction::Either => delta.abs(),
         }
     }
 }
@@ -186,33 +81,6 @@ impl RateUnit {
             RateUnit::PerSecond => "second",
         }
     }
-}
-
-/// EWMA z-score detector parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EwmaParams {
-    /// Weight of each new sample in the running mean and variance (from `halflife`).
-    pub alpha: f64,
-    /// Samples in the half-life the author wrote (kept for display).
-    pub halflife: f64,
-    /// Samples used to learn the baseline before the detector may trip.
-    pub warmup: u32,
-    /// Trip when the z-score in `direction` reaches this many standard deviations.
-    pub z: f64,
-    pub direction: Direction,
-}
-
-/// One-sided CUSUM (Page's test) parameters, in units of the baseline standard deviation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CusumParams {
-    /// Samples whose mean and standard deviation become the (frozen) baseline.
-    pub warmup: u32,
-    /// Allowed drift `k`: deviations smaller than this many sd never accumulate.
-    pub slack: f64,
-    /// Decision threshold `h`: trip when the cumulative sum exceeds this many sd.
-    pub threshold: f64,
-    /// `up` or `down` (one-sided).
-    pub direction: Direction,
 }
 
 /// How many of a composite's conditions must hold.
