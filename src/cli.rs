@@ -1132,75 +1132,9 @@ fn demo_cmd(args: DemoArgs) -> ExitCode {
 }
 
 fn watch(args: WatchArgs) -> ExitCode {
-    use crate::metrics::Sample;
-    use crate::source::chain::record::{Recorder, TimeOrder};
-    use crate::source::chain::{WatchEvent, Watcher, WatcherOptions};
-
-    if !args.config.exists() {
-        return cannot_run(format!("{}: no such file", args.config.display()));
-    }
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(d) => return invalid(&d),
-    };
-    let policy_paths = if args.policies.is_empty() {
-        config.policies.clone()
-    } else {
-        args.policies.clone()
-    };
-    let mut engine = if policy_paths.is_empty() {
-        None
-    } else {
-        match load_policies(&policy_paths, &config) {
-            Ok(set) => Some(Engine::new(set, config.mode)),
-            Err(d) => return invalid(&d),
-        }
-    };
-    let networks: Vec<String> = match &args.network {
-        Some(n) => vec![n.clone()],
-        None => config
-            .networks
-            .keys()
-            .filter(|n| {
-                config
-                    .metrics
-                    .iter()
-                    .any(|m| m.network.as_deref() == Some(n.as_str()) && m.source.is_some())
-            })
-            .cloned()
-            .collect(),
-    };
-    if networks.is_empty() {
-        return cannot_run("no metric of the configuration reads from a network: nothing to watch");
-    }
-    let mut watchers = Vec::new();
-    for n in &networks {
-        match Watcher::new(&config, n, WatcherOptions::default()) {
-            Ok(w) => watchers.push(w),
-            Err(e) => return cannot_run(e),
-        }
-    }
-    let mut recorder = match &args.record {
-        Some(path) => {
-            let file = match std::fs::File::create(path) {
-                Ok(f) => f,
-                Err(e) => {
-                    return cannot_run(format!("{}: cannot create the trace: {e}", path.display()));
-                }
-            };
-            match Recorder::new(
-                io::BufWriter::new(file),
-                &format!(
-                    "recorded live by `guardian watch` from {} (networks: {})",
-                    args.config.display(),
-                    networks.join(", ")
-                ),
-            ) {
-                Ok(r) => Some(r),
-                Err(e) => return cannot_run(format!("{}: {e}", path.display())),
-            }
-        }
-        None => None,
+    let setup = match WatchSetup::open(&args) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1209,19 +1143,79 @@ fn watch(args: WatchArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cannot_run(format!("cannot start the async runtime: {e}")),
     };
-    let json = args.json;
-    runtime.block_on(async move {
+    match runtime.block_on(setup.follow(args.json, args.blocks)) {
+        Some(message) => cannot_run(message),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// What `guardian watch` follows: the watchers, the engine (when there are
+/// policies) and the recorder (with `--record`).
+struct WatchSetup {
+    watchers: Vec<crate::source::chain::Watcher>,
+    engine: Option<Engine>,
+    recorder: Option<crate::source::chain::record::Recorder<io::BufWriter<std::fs::File>>>,
+}
+
+impl WatchSetup {
+    /// Loads the configuration and policies and opens the watchers and the trace.
+    fn open(args: &WatchArgs) -> Result<Self, ExitCode> {
+        if !args.config.exists() {
+            return Err(cannot_run(format!(
+                "{}: no such file",
+                args.config.display()
+            )));
+        }
+        let config = Config::load(&args.config).map_err(|d| invalid(&d))?;
+        let policy_paths = if args.policies.is_empty() {
+            &config.policies
+        } else {
+            &args.policies
+        };
+        let engine = match policy_paths.is_empty() {
+            true => None,
+            false => {
+                let set = load_policies(policy_paths, &config).map_err(|d| invalid(&d))?;
+                Some(Engine::new(set, config.mode))
+            }
+        };
+        let networks = watched_networks(&config, args.network.as_ref());
+        if networks.is_empty() {
+            return Err(cannot_run(
+                "no metric of the configuration reads from a network: nothing to watch",
+            ));
+        }
+        let watchers = networks
+            .iter()
+            .map(|n| crate::source::chain::Watcher::new(&config, n, Default::default()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(cannot_run)?;
+        let recorder = match &args.record {
+            Some(path) => Some(open_recording(path, &args.config, &networks).map_err(cannot_run)?),
+            None => None,
+        };
+        Ok(Self {
+            watchers,
+            engine,
+            recorder,
+        })
+    }
+
+    /// Runs the watchers until interrupted, `blocks` blocks, or a failure
+    /// (returned, to be said): records every event, prints every trip.
+    async fn follow(mut self, json: bool, blocks: Option<u64>) -> Option<String> {
+        use crate::source::chain::record::TimeOrder;
+        use crate::source::chain::{WatchEvent, redact};
+
         let cancel = tokio_util::sync::CancellationToken::new();
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let mut tasks = tokio::task::JoinSet::new();
-        for w in watchers {
+        for w in std::mem::take(&mut self.watchers) {
             tasks.spawn(w.run(tx.clone(), cancel.clone()));
         }
         drop(tx);
-        let stdout = io::stdout();
-        // Trips by block, to name the ones a reorg invalidates.
-        let mut recent_trips: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
-        let mut blocks = 0u64;
+        let mut trips = PrintedTrips::new(json);
+        let mut seen_blocks = 0u64;
         let mut failure = None;
         // The same time order the recorder applies, so a replay of the recording matches.
         let mut order = TimeOrder::default();
@@ -1233,73 +1227,28 @@ fn watch(args: WatchArgs) -> ExitCode {
                     // A watcher stopped on its own: the guardian is no longer watching.
                     failure = Some(match done {
                         Ok(Ok(())) => "a watcher stopped".to_string(),
-                        Ok(Err(e)) => crate::source::chain::redact(&e.to_string()),
+                        Ok(Err(e)) => redact(&e.to_string()),
                         Err(e) => format!("a watcher panicked: {e}"),
                     });
                     break;
                 }
             };
             let Some(event) = event else { break };
-            if let Some(r) = recorder.as_mut()
+            if let Some(r) = self.recorder.as_mut()
                 && let Err(e) = r.record(&event)
             {
                 failure = Some(format!("cannot write the trace: {e}"));
                 break;
             }
             if let WatchEvent::Reorg(reorg) = &event {
-                crate::say!("reorg: blocks after {} replaced ({} deep)", reorg.common_ancestor, reorg.replaced.len());
-                for (block, policy) in recent_trips.iter().filter(|(b, _)| reorg.replaces(*b)) {
-                    crate::say!("  the trip of `{policy}` at block {block} was decided on a reorged-out block");
-                }
+                trips.say_reorg(reorg);
             }
-            if let Some(engine) = engine.as_mut() {
-                let mut out = stdout.lock();
-                for (block, time_ms, metric, value) in event.samples() {
-                    let time_ms = order.next(time_ms);
-                    let pending = match &event {
-                        WatchEvent::Pending(p) => Some(p),
-                        _ => None,
-                    };
-                    let mut on_trip = |trip: crate::decision::Trip| {
-                        // A trip on a pending effect carries the transaction it anticipates,
-                        // with the fees a response must outbid to be ordered ahead of it.
-                        let line = match (json, pending) {
-                            (true, Some(p)) => {
-                                let mut v = serde_json::to_value(&trip).unwrap_or_default();
-                                v["pending_tx"] = serde_json::json!({
-                                    "hash": p.tx_hash, "from": p.from, "to": p.to, "nonce": p.nonce,
-                                    "max_fee_per_gas": p.max_fee_per_gas.to_string(),
-                                    "max_priority_fee_per_gas": p.max_priority_fee_per_gas.map(|f| f.to_string()),
-                                });
-                                v.to_string()
-                            }
-                            (true, None) => replay::trip_json(&trip),
-                            (false, Some(p)) => format!(
-                                "{}\n    anticipates pending tx {} from {} (max fee {} wei, tip {} wei)",
-                                replay::trip_line(&trip),
-                                p.tx_hash,
-                                p.from,
-                                p.max_fee_per_gas,
-                                p.max_priority_fee_per_gas.map_or("-".to_string(), |f| f.to_string())
-                            ),
-                            (false, None) => replay::trip_line(&trip),
-                        };
-                        let _ = writeln!(out, "{line}");
-                        recent_trips.push_back((trip.block, trip.policy.clone()));
-                        if recent_trips.len() > 1024 {
-                            recent_trips.pop_front();
-                        }
-                    };
-                    match engine.metric_id(metric) {
-                        Some(metric) => engine.on_sample(Sample { block, time_ms, metric, value }, &mut on_trip),
-                        None => engine.on_tick(block, time_ms, &mut on_trip),
-                    }
-                }
-                let _ = out.flush();
+            if let Some(engine) = self.engine.as_mut() {
+                trips.judge(engine, &event, &mut order);
             }
             if matches!(event, WatchEvent::Block(_)) {
-                blocks += 1;
-                if args.blocks.is_some_and(|n| blocks >= n) {
+                seen_blocks += 1;
+                if blocks.is_some_and(|n| seen_blocks >= n) {
                     break;
                 }
             }
@@ -1309,17 +1258,147 @@ fn watch(args: WatchArgs) -> ExitCode {
             if let Ok(Err(e)) = done
                 && failure.is_none()
             {
-                failure = Some(crate::source::chain::redact(&e.to_string()));
+                failure = Some(redact(&e.to_string()));
             }
         }
-        if let Some(r) = recorder.as_mut()
+        if let Some(r) = self.recorder.as_mut()
             && let Err(e) = r.flush()
         {
             failure.get_or_insert(format!("cannot write the trace: {e}"));
         }
-        match failure {
-            Some(message) => cannot_run(message),
-            None => ExitCode::SUCCESS,
+        failure
+    }
+}
+
+/// `--network`, or every network some metric reads from.
+fn watched_networks(config: &Config, only: Option<&String>) -> Vec<String> {
+    if let Some(n) = only {
+        return vec![n.clone()];
+    }
+    let read_from = |n: &&String| {
+        config
+            .metrics
+            .iter()
+            .any(|m| m.network.as_deref() == Some(n.as_str()) && m.source.is_some())
+    };
+    config.networks.keys().filter(read_from).cloned().collect()
+}
+
+/// A new trace file for `guardian watch --record`, its header naming the source.
+fn open_recording(
+    path: &Path,
+    config: &Path,
+    networks: &[String],
+) -> Result<crate::source::chain::record::Recorder<io::BufWriter<std::fs::File>>, String> {
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("{}: cannot create the trace: {e}", path.display()))?;
+    let source = format!(
+        "recorded live by `guardian watch` from {} (networks: {})",
+        config.display(),
+        networks.join(", ")
+    );
+    crate::source::chain::record::Recorder::new(io::BufWriter::new(file), &source)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The trips `guardian watch` prints, and the recent ones by block, to name
+/// those a reorg invalidates.
+struct PrintedTrips {
+    json: bool,
+    recent: std::collections::VecDeque<(u64, String)>,
+}
+
+impl PrintedTrips {
+    /// Trips remembered for reorgs.
+    const REMEMBERED: usize = 1024;
+
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            recent: std::collections::VecDeque::new(),
         }
-    })
+    }
+
+    fn say_reorg(&self, reorg: &crate::source::chain::Reorg) {
+        crate::say!(
+            "reorg: blocks after {} replaced ({} deep)",
+            reorg.common_ancestor,
+            reorg.replaced.len()
+        );
+        for (block, policy) in self.recent.iter().filter(|(b, _)| reorg.replaces(*b)) {
+            crate::say!(
+                "  the trip of `{policy}` at block {block} was decided on a reorged-out block"
+            );
+        }
+    }
+
+    /// Feeds the event's samples to the engine and prints each trip.
+    fn judge(
+        &mut self,
+        engine: &mut Engine,
+        event: &crate::source::chain::WatchEvent,
+        order: &mut crate::source::chain::record::TimeOrder,
+    ) {
+        use crate::source::chain::WatchEvent;
+        let pending = match event {
+            WatchEvent::Pending(p) => Some(p),
+            _ => None,
+        };
+        let mut out = io::stdout().lock();
+        for (block, time_ms, metric, value) in event.samples() {
+            let time_ms = order.next(time_ms);
+            let mut on_trip = |trip: crate::decision::Trip| {
+                let _ = writeln!(out, "{}", trip_text(&trip, pending, self.json));
+                self.recent.push_back((trip.block, trip.policy.clone()));
+                if self.recent.len() > Self::REMEMBERED {
+                    self.recent.pop_front();
+                }
+            };
+            match engine.metric_id(metric) {
+                Some(metric) => {
+                    let sample = crate::metrics::Sample {
+                        block,
+                        time_ms,
+                        metric,
+                        value,
+                    };
+                    engine.on_sample(sample, &mut on_trip)
+                }
+                None => engine.on_tick(block, time_ms, &mut on_trip),
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+/// A trip as `guardian watch` prints it. A trip on a pending effect carries
+/// the transaction it anticipates, with the fees a response must outbid to be
+/// ordered ahead of it.
+fn trip_text(
+    trip: &crate::decision::Trip,
+    pending: Option<&crate::source::chain::PendingEffect>,
+    json: bool,
+) -> String {
+    match (json, pending) {
+        (true, Some(p)) => {
+            let mut v = serde_json::to_value(trip).unwrap_or_default();
+            v["pending_tx"] = serde_json::json!({
+                "hash": p.tx_hash, "from": p.from, "to": p.to, "nonce": p.nonce,
+                "max_fee_per_gas": p.max_fee_per_gas.to_string(),
+                "max_priority_fee_per_gas": p.max_priority_fee_per_gas.map(|f| f.to_string()),
+            });
+            v.to_string()
+        }
+        (true, None) => replay::trip_json(trip),
+        (false, Some(p)) => format!(
+            "{}\n    anticipates pending tx {} from {} (max fee {} wei, tip {} wei)",
+            replay::trip_line(trip),
+            p.tx_hash,
+            p.from,
+            p.max_fee_per_gas,
+            p.max_priority_fee_per_gas
+                .map_or("-".to_string(), |f| f.to_string())
+        ),
+        (false, None) => replay::trip_line(trip),
+    }
 }
