@@ -235,166 +235,38 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     let mut config = Config::empty();
     config.path = r.file.path.clone();
 
-    match top.get("guardian") {
-        None => r.error(
-            &(0..0),
-            "the configuration has no [guardian] section",
-            Some(
-                "add [guardian] with `mode = \"enforce\"`, `\"dry-run\"` or `\"alert-only\"`"
-                    .into(),
-            ),
-        ),
-        Some(v) => {
-            if let Some(mut g) = TableReader::from_value(v, "[guardian]", r) {
-                // Required: a configuration must say whether it acts (fail closed).
-                if let Some(v) = g.require("mode", r) {
-                    config.mode =
-                        as_choice(v, "mode", &Mode::CHOICES, r).unwrap_or(Mode::AlertOnly);
-                }
-                if let Some(v) = g.get("policies") {
-                    for item in as_array(v, "[guardian] policies", r).unwrap_or_default() {
-                        if let Some(p) = as_str(item, "a policy path", r) {
-                            config.policies.push(base.join(p));
-                        }
-                    }
-                }
-                if let Some(n) = g.u64("history_blocks", r) {
-                    config.history_blocks = n;
-                }
-                if let Some(ms) = exec::duration(&mut g, "history", r) {
-                    config.history_ms = ms;
-                }
-                g.finish(r);
-            }
-        }
-    }
-
-    if let Some(v) = top.get("bind")
-        && let Some(b) = TableReader::from_value(v, "[bind]", r)
-    {
-        for (name, span, value) in b.entries() {
-            if let Some(target) = as_str(value, &format!("bind.\"{name}\""), r) {
-                if name.contains('*') || target.contains('*') {
-                    check_bound_pattern(name, target, &span, &value.span(), r);
-                } else {
-                    if !is_valid_metric_name(target) {
-                        r.error(
-                            &value.span(),
-                            format!("`{target}` is not a valid metric name"),
-                            Some("metric names use letters, digits and _ . : -".into()),
-                        );
-                    }
-                    if !is_valid_metric_name(name) {
-                        r.error(&span, format!("`{name}` is not a valid metric name"), None);
-                    }
-                }
-                config.bind.insert(name.to_string(), target.to_string());
-            }
-        }
-    }
-
-    if let Some(v) = top.get("networks")
-        && let Some(nets) = TableReader::from_value(v, "[networks]", r)
-    {
-        for (name, _, value) in nets.entries() {
-            if let Some(net) = parse_network(name, value, r) {
-                config.networks.insert(name.to_string(), net);
-            }
-        }
-    }
-
-    if let Some(v) = top.get("keys")
-        && let Some(keys) = TableReader::from_value(v, "[keys]", r)
-    {
-        for (name, _, value) in keys.entries() {
-            if let Some(def) = exec::parse_key(name, value, &base, r) {
-                config.keys.insert(name.to_string(), def);
-            }
-        }
-    }
-
+    parse_guardian(&mut top, &base, &mut config, r);
+    parse_bind(&mut top, &mut config, r);
+    config
+        .networks
+        .extend(read_entries(&mut top, "networks", r, parse_network));
+    let keys = read_entries(&mut top, "keys", r, |name, value, r| {
+        exec::parse_key(name, value, &base, r)
+    });
+    config.keys.extend(keys);
     if let Some(v) = top.get("guard") {
         config.guard = exec::parse_guard(v, r);
     }
-
     if let Some(v) = top.get("journal") {
         config.journal = journal::parse_journal(v, &base, r);
     }
-
-    if let Some(v) = top.get("executors")
-        && let Some(execs) = TableReader::from_value(v, "[executors]", r)
-    {
-        let keys: Vec<String> = config.keys.keys().cloned().collect();
-        let networks: Vec<String> = config.networks.keys().cloned().collect();
-        for (name, _, value) in execs.entries() {
-            if let Some(def) = exec::parse_executor(name, value, &keys, &networks, &base, r) {
-                config.executors.insert(name.to_string(), def);
-            }
-        }
-    }
-
-    if let Some(v) = top.get("metrics")
-        && let Some(metrics) = TableReader::from_value(v, "[metrics]", r)
-    {
-        for (name, span, value) in metrics.entries() {
-            if !is_valid_metric_name(name) {
-                r.error(
-                    &span,
-                    format!("`{name}` is not a valid metric name"),
-                    Some("metric names use letters, digits and _ . : -".into()),
-                );
-            }
-            if let Some(def) = parse_metric(name, value, &config, r) {
-                config.metrics.push(def);
-            }
-        }
-        for def in &config.metrics {
-            if let Some(spec) = &def.source
-                && let Some((_, _, value)) = metrics.entries().find(|(n, _, _)| *n == def.name)
-            {
-                // Point at the `source` value itself.
-                let span = match value.get_ref() {
-                    DeValue::Table(t) => t.get("source").map_or(value.span(), |v| v.span()),
-                    _ => value.span(),
-                };
-                sources::check_ratio(
-                    &def.name,
-                    def.network.as_deref(),
-                    spec,
-                    &span,
-                    |m| {
-                        config
-                            .metric(m)
-                            .map(|d| (d.network.clone(), d.source.clone()))
-                    },
-                    r,
-                );
-            }
-        }
-    }
-
+    let keys: Vec<String> = config.keys.keys().cloned().collect();
+    let networks: Vec<String> = config.networks.keys().cloned().collect();
+    let executors = read_entries(&mut top, "executors", r, |name, value, r| {
+        exec::parse_executor(name, value, &keys, &networks, &base, r)
+    });
+    config.executors.extend(executors);
+    parse_metrics(&mut top, &mut config, r);
     if let Some(v) = top.get("observe") {
         config.observe = ops::parse_observe(v, r);
     }
-    if let Some(v) = top.get("notify")
-        && let Some(channels) = TableReader::from_value(v, "[notify]", r)
-    {
-        for (name, _, value) in channels.entries() {
-            if let Some(def) = ops::parse_notify(name, value, r) {
-                config.notify.insert(name.to_string(), def);
-            }
-        }
-    }
-
-    if let Some(v) = top.get("actions")
-        && let Some(actions) = TableReader::from_value(v, "[actions]", r)
-    {
-        for (name, _, value) in actions.entries() {
-            if let Some(def) = parse_action(name, value, &config, r) {
-                config.actions.insert(name.to_string(), def);
-            }
-        }
-    }
+    config
+        .notify
+        .extend(read_entries(&mut top, "notify", r, ops::parse_notify));
+    let actions = read_entries(&mut top, "actions", r, |name, value, r| {
+        parse_action(name, value, &config, r)
+    });
+    config.actions.extend(actions);
     if let Some(v) = top.get("setup") {
         config.setup = setup::parse_setup(v, &config, r);
     }
@@ -403,6 +275,136 @@ fn parse(r: &mut Reporter<'_>) -> Option<Config> {
     // A binding's target is checked where a policy reads it (policy::compile):
     // an entry no loaded policy uses needs no [metrics] definition.
     Some(config)
+}
+
+/// The entries of the table `[key]`, each read by `read` (which reports its
+/// problems), in file order; a missing or misshapen table gives none.
+fn read_entries<'a, 'i, T>(
+    top: &mut TableReader<'a, 'i>,
+    key: &'static str,
+    r: &mut Reporter<'_>,
+    mut read: impl FnMut(&str, &'a reader::Value<'i>, &mut Reporter<'_>) -> Option<T>,
+) -> Vec<(String, T)> {
+    let Some(table) = sub_table(top, key, r) else {
+        return Vec::new();
+    };
+    table
+        .entries()
+        .filter_map(|(name, _, value)| Some((name.to_string(), read(name, value, r)?)))
+        .collect()
+}
+
+/// The table `[key]`, if there is one (anything else there is reported).
+fn sub_table<'a, 'i>(
+    top: &mut TableReader<'a, 'i>,
+    key: &'static str,
+    r: &mut Reporter<'_>,
+) -> Option<TableReader<'a, 'i>> {
+    TableReader::from_value(top.get(key)?, format!("[{key}]"), r)
+}
+
+/// `[guardian]`: the mode (required: a configuration must say whether it
+/// acts, so it fails closed), the policies, and how much history to keep.
+fn parse_guardian(
+    top: &mut TableReader<'_, '_>,
+    base: &Path,
+    config: &mut Config,
+    r: &mut Reporter<'_>,
+) {
+    let Some(v) = top.get("guardian") else {
+        r.error(
+            &(0..0),
+            "the configuration has no [guardian] section",
+            Some(
+                "add [guardian] with `mode = \"enforce\"`, `\"dry-run\"` or `\"alert-only\"`"
+                    .into(),
+            ),
+        );
+        return;
+    };
+    let Some(mut g) = TableReader::from_value(v, "[guardian]", r) else {
+        return;
+    };
+    if let Some(v) = g.require("mode", r) {
+        config.mode = as_choice(v, "mode", &Mode::CHOICES, r).unwrap_or(Mode::AlertOnly);
+    }
+    if let Some(v) = g.get("policies") {
+        for item in as_array(v, "[guardian] policies", r).unwrap_or_default() {
+            if let Some(p) = as_str(item, "a policy path", r) {
+                config.policies.push(base.join(p));
+            }
+        }
+    }
+    if let Some(n) = g.u64("history_blocks", r) {
+        config.history_blocks = n;
+    }
+    if let Some(ms) = exec::duration(&mut g, "history", r) {
+        config.history_ms = ms;
+    }
+    g.finish(r);
+}
+
+/// `[bind]`: metric names templates read, bound to the configuration's.
+fn parse_bind(top: &mut TableReader<'_, '_>, config: &mut Config, r: &mut Reporter<'_>) {
+    let Some(b) = sub_table(top, "bind", r) else {
+        return;
+    };
+    for (name, span, value) in b.entries() {
+        let Some(target) = as_str(value, &format!("bind.\"{name}\""), r) else {
+            continue;
+        };
+        if name.contains('*') || target.contains('*') {
+            check_bound_pattern(name, target, &span, &value.span(), r);
+        } else {
+            check_metric_name(target, &value.span(), r);
+            if !is_valid_metric_name(name) {
+                r.error(&span, format!("`{name}` is not a valid metric name"), None);
+            }
+        }
+        config.bind.insert(name.to_string(), target.to_string());
+    }
+}
+
+/// Reports `name` at `span` unless it is a valid metric name.
+fn check_metric_name(name: &str, span: &std::ops::Range<usize>, r: &mut Reporter<'_>) {
+    if !is_valid_metric_name(name) {
+        r.error(
+            span,
+            format!("`{name}` is not a valid metric name"),
+            Some("metric names use letters, digits and _ . : -".into()),
+        );
+    }
+}
+
+/// `[metrics]`: every metric, then each ratio source checked against the
+/// metrics it divides.
+fn parse_metrics(top: &mut TableReader<'_, '_>, config: &mut Config, r: &mut Reporter<'_>) {
+    let Some(metrics) = sub_table(top, "metrics", r) else {
+        return;
+    };
+    for (name, span, value) in metrics.entries() {
+        check_metric_name(name, &span, r);
+        if let Some(def) = parse_metric(name, value, config, r) {
+            config.metrics.push(def);
+        }
+    }
+    for def in &config.metrics {
+        let Some(spec) = &def.source else { continue };
+        let Some((_, _, value)) = metrics.entries().find(|(n, _, _)| *n == def.name) else {
+            continue;
+        };
+        // Point at the `source` value itself.
+        let span = match value.get_ref() {
+            DeValue::Table(t) => t.get("source").map_or(value.span(), |v| v.span()),
+            _ => value.span(),
+        };
+        let lookup = |m: &str| {
+            config
+                .metric(m)
+                .map(|d| (d.network.clone(), d.source.clone()))
+        };
+        sources::check_ratio(&def.name, def.network.as_deref(), spec, &span, lookup, r);
+    }
 }
 
 /// `[bind]` between templates' patterns: both sides have exactly one `*`.
