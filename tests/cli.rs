@@ -102,40 +102,6 @@ fn check_reports_unknown_metrics_and_actions_against_a_config() {
     }
 }
 
-/// The caret line under a source line numbered `line`: `width` carets from display column `column`.
-fn carets(line: usize, column: usize, width: usize) -> String {
-    let gutter = " ".repeat(line.to_string().len());
-    format!(
-        "{gutter} | {}{}\n",
-        " ".repeat(column - 1),
-        "^".repeat(width)
-    )
-}
-
-/// Asserts `err` shows one problem as rustc does: the message, ` --> file:line:col`,
-/// the source line, carets under the span (at `display_column`) and the help line.
-fn assert_shown(
-    err: &str,
-    path: &std::path::Path,
-    at: (usize, usize),
-    source: &str,
-    caret: (usize, usize),
-    message: &str,
-    help: Option<&str>,
-) {
-    let (line, column) = at;
-    let gutter = " ".repeat(line.to_string().len());
-    let mut block = format!(
-        "error: {message}\n{gutter}--> {}:{line}:{column}\n{gutter} |\n{line} | {source}\n{}",
-        path.display(),
-        carets(line, caret.0, caret.1)
-    );
-    if let Some(help) = help {
-        block.push_str(&format!("{gutter} |\n{gutter} = help: {help}\n"));
-    }
-    assert!(err.contains(&block), "missing\n{block}\nin:\n{err}");
-}
-
 #[test]
 fn check_shows_each_problem_with_its_source_line_a_caret_and_help() {
     let config = temp_file(
@@ -219,6 +185,39 @@ fn check_shows_each_problem_with_its_source_line_a_caret_and_help() {
         Some(fields),
     );
     assert!(err.ends_with("\n5 problem(s) found\n"), "{err}");
+}
+
+/// The caret line under a source line numbered `line`: `width` carets from display column `column`.
+fn carets(line: usize, column: usize, width: usize) -> String {
+    let gutter = " ".repeat(line.to_string().len());
+    format!(
+        "{gutter} | {}{}\n",
+        " ".repeat(column - 1),
+        "^".repeat(width)
+    )
+}
+
+/// Asserts `err` shows one problem as rustc does: the message, ` --> file:line:col`,
+/// the source line, carets under the span (at `display_column`) and the help line.
+fn assert_shown(
+    err: &str,
+    path: &std::path::Path,
+    at: (usize, usize),
+    source: &str,
+    caret: (usize, usize),
+    message: &str,
+    help: Option<&str>,
+) {
+    let (line, column) = at;
+    let gutter = " ".repeat(line.to_string().len());
+    let help = help.map_or(String::new(), |h| {
+        format!("{gutter} |\n{gutter} = help: {h}\n")
+    });
+    let carets = carets(line, caret.0, caret.1);
+    let where_ = format!("{gutter}--> {}:{line}:{column}", path.display());
+    let block =
+        format!("error: {message}\n{where_}\n{gutter} |\n{line} | {source}\n{carets}{help}");
+    assert!(err.contains(&block), "missing\n{block}\nin:\n{err}");
 }
 
 #[test]

@@ -646,21 +646,25 @@ error: the problem
 
     #[test]
     fn rendering_reads_the_line_back_when_no_excerpt_was_carried() {
-        let dir = std::env::temp_dir().join(format!("guardian-render-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("p.toml");
-        std::fs::write(&path, "[[policy]]\nid = \"p\"  \n").unwrap();
+        // A pinned fixture (it never changes): line 5 is `id = "vault-drain"`.
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/v1/every-condition.toml"
+        );
         let d = Diagnostic {
-            file: path.clone(),
-            line: 2,
-            column: 1,
+            file: file.into(),
+            line: 5,
+            column: 6,
             message: "the problem".into(),
             hint: None,
             excerpt: None,
         };
         let out = d.render(false);
-        assert!(out.ends_with("2 | id = \"p\"  \n  | ^^^^^^^^"), "{out}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(out.contains(&format!(" --> {file}:5:6\n")), "{out}");
+        assert!(
+            out.ends_with("5 | id = \"vault-drain\"\n  |      ^^^^^^^^^^^^^"),
+            "{out}"
+        );
     }
 
     #[test]
