@@ -185,6 +185,23 @@ fn check_shows_each_problem_with_its_source_line_a_caret_and_help() {
         Some(fields),
     );
     assert!(err.ends_with("\n5 problem(s) found\n"), "{err}");
+
+    // Under --log-format json the same problems keep their one-line form inside the JSON line.
+    let out = guardian(&["--log-format", "json", "check", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let first = text(&out.stderr)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    let message = line["fields"]["message"].as_str().unwrap_or_default();
+    let one_line = format!(
+        "{}:4:12: `critique‼` is not a valid severity\n    hint: {severity}",
+        policy.display()
+    );
+    assert!(message.contains(&one_line), "{message}");
+    assert!(!message.contains(" --> "), "{message}");
 }
 
 /// The caret line under a source line numbered `line`: `width` carets from display column `column`.
