@@ -12,7 +12,8 @@
 //! JSON. [`Diagnostics::render`] shows it the way rustc does, through
 //! `annotate-snippets`: the source line with a caret under the offending span
 //! and the hint as a `help:` note. The CLI prints the rendered form on stderr
-//! ([`crate::say::diagnostics`]), in colour only on a terminal without `NO_COLOR`.
+//! (through `say::diagnostics`, which imports this module, never the reverse),
+//! in colour only on a terminal without `NO_COLOR`.
 
 use std::borrow::Cow;
 use std::fmt;
