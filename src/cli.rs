@@ -347,8 +347,7 @@ fn cannot_run(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn invalid(diagnostics: &Diagnostics) -> ExitCode {
-    crate::say!("{diagnostics}");
-    crate::say!("{} problem(s) found", diagnostics.len());
+    crate::say::diagnostics(diagnostics);
     ExitCode::from(INVALID)
 }
 

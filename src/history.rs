@@ -155,7 +155,7 @@ pub fn command(args: HistoryArgs) -> std::process::ExitCode {
                     }
                 },
                 Err(d) => {
-                    crate::say!("{d}");
+                    crate::say::diagnostics(&d);
                     return ExitCode::from(1);
                 }
             }

@@ -32,3 +32,23 @@ pub fn line(message: &str) {
         eprintln!("{message}");
     }
 }
+
+/// Writes every problem of a file to stderr, then their count. As plain text
+/// they are rendered the way rustc shows errors (the source line, a caret
+/// under the span, the hint as `help:`), in colour only when stderr is a
+/// terminal and `NO_COLOR` is unset; under `--log-format json` each problem is
+/// its one-line form inside the JSON line, as before.
+pub fn diagnostics(found: &crate::config::reader::Diagnostics) {
+    if JSON_LINES.load(Ordering::Relaxed) {
+        line(&found.to_string());
+    } else {
+        eprintln!("{}", found.render(stderr_wants_colour()));
+    }
+    line(&format!("{} problem(s) found", found.len()));
+}
+
+/// Colour on stderr: only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

@@ -62,9 +62,9 @@ colour = "red"
     let err = text(&out.stderr);
     let p = path.display();
     for needle in [
-        format!("{p}:6:12: policy `broken`: cooldown: `ten minutes` is not a window"),
-        format!("{p}:11:13: `downwards` is not a valid direction"),
-        format!("{p}:13:1: unknown field `colour` in policy `broken`.when"),
+        format!("error: policy `broken`: cooldown: `ten minutes` is not a window\n --> {p}:6:12"),
+        format!("error: `downwards` is not a valid direction\n  --> {p}:11:13"),
+        format!("error: unknown field `colour` in policy `broken`.when\n  --> {p}:13:1"),
         "3 problem(s) found".to_string(),
     ] {
         assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
@@ -91,13 +91,165 @@ fn check_reports_unknown_metrics_and_actions_against_a_config() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     for needle in [
-        ":5:10: policy `p`: unknown action `pause-valt`",
-        "did you mean `pause-vault`?",
-        ":9:10: policy `p`.when: unknown metric `vault.total_asets`",
-        "did you mean `vault.total_assets`?",
+        "error: policy `p`: unknown action `pause-valt`",
+        "typos.toml:5:10\n",
+        "= help: did you mean `pause-vault`?",
+        "error: policy `p`.when: unknown metric `vault.total_asets`",
+        "typos.toml:9:10\n",
+        "= help: did you mean `vault.total_assets`?",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
+}
+
+#[test]
+fn check_shows_each_problem_with_its_source_line_a_caret_and_help() {
+    let config = temp_file(
+        "shown-guardian.toml",
+        "[guardian]\nmode = \"dryrun\"\nhistroy_blocks = 10\n\n[metrics.\"vault.total_assets\"]\ndescription = \"les actifs — tous\"\n",
+    );
+    let out = guardian(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let mode_help = "did you mean `dry-run`? (one of: enforce, dry-run, alert-only)";
+    assert_shown(
+        &err,
+        &config,
+        (2, 8),
+        "mode = \"dryrun\"",
+        (8, 8),
+        "`dryrun` is not a valid mode",
+        Some(mode_help),
+    );
+    let field = "unknown field `histroy_blocks` in [guardian]";
+    assert_shown(
+        &err,
+        &config,
+        (3, 1),
+        "histroy_blocks = 10",
+        (1, 14),
+        field,
+        Some("did you mean `history_blocks`?"),
+    );
+    assert!(err.ends_with("\n2 problem(s) found\n"), "{err}");
+    assert!(!err.contains('\x1b'), "no colour without a terminal: {err}");
+
+    // Five problems in one policy, two of them on lines with multi-byte characters.
+    let policy = temp_file(
+        "shown-policy.toml",
+        "[[policy]]\nid = \"brisé\"\ndescription = \"trois erreurs — été\"\nseverity = \"critique‼\"\naction = \"pause\"\ncooldown = \"dix minutes\"\n[policy.when]\nkind = \"change\"\nmetric = \"vault.tvl\"\nwindow = \"5 blocks\"\ndirection = \"downwards\"\nby = 0.1\ncolour = \"red\"\n",
+    );
+    let out = guardian(&["check", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let id = "policy id `brisé` may only use letters, digits and _ . : -";
+    assert_shown(&err, &policy, (2, 6), "id = \"brisé\"", (6, 7), id, None);
+    let severity = "did you mean `critical`? (one of: info, warning, critical)";
+    assert_shown(
+        &err,
+        &policy,
+        (4, 12),
+        "severity = \"critique‼\"",
+        (12, 11),
+        "`critique‼` is not a valid severity",
+        Some(severity),
+    );
+    let window = "write a block count (\"5 blocks\") or a duration (\"90s\", \"10m\", \"1h\")";
+    assert_shown(
+        &err,
+        &policy,
+        (6, 12),
+        "cooldown = \"dix minutes\"",
+        (12, 13),
+        "this policy: cooldown: `dix minutes` is not a window",
+        Some(window),
+    );
+    let direction = "did you mean `down`? (one of: up, down, either)";
+    assert_shown(
+        &err,
+        &policy,
+        (11, 13),
+        "direction = \"downwards\"",
+        (13, 11),
+        "`downwards` is not a valid direction",
+        Some(direction),
+    );
+    let fields = "known fields here: by, direction, for, kind, metric, window, within";
+    assert_shown(
+        &err,
+        &policy,
+        (13, 1),
+        "colour = \"red\"",
+        (1, 6),
+        "unknown field `colour` in this policy.when",
+        Some(fields),
+    );
+    assert!(err.ends_with("\n5 problem(s) found\n"), "{err}");
+
+    // Under --log-format json the same problems keep their one-line form inside the JSON line.
+    let out = guardian(&["--log-format", "json", "check", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let first = text(&out.stderr)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    let message = line["fields"]["message"].as_str().unwrap_or_default();
+    let one_line = format!(
+        "{}:4:12: `critique‼` is not a valid severity\n    hint: {severity}",
+        policy.display()
+    );
+    assert!(message.contains(&one_line), "{message}");
+    assert!(!message.contains(" --> "), "{message}");
+}
+
+/// The caret line under a source line numbered `line`: `width` carets from display column `column`.
+fn carets(line: usize, column: usize, width: usize) -> String {
+    let gutter = " ".repeat(line.to_string().len());
+    format!(
+        "{gutter} | {}{}\n",
+        " ".repeat(column - 1),
+        "^".repeat(width)
+    )
+}
+
+/// Asserts `err` shows one problem as rustc does: the message, ` --> file:line:col`,
+/// the source line, carets under the span (at `display_column`) and the help line.
+fn assert_shown(
+    err: &str,
+    path: &std::path::Path,
+    at: (usize, usize),
+    source: &str,
+    caret: (usize, usize),
+    message: &str,
+    help: Option<&str>,
+) {
+    let (line, column) = at;
+    let gutter = " ".repeat(line.to_string().len());
+    let help = help.map_or(String::new(), |h| {
+        format!("{gutter} |\n{gutter} = help: {h}\n")
+    });
+    let carets = carets(line, caret.0, caret.1);
+    let where_ = format!("{gutter}--> {}:{line}:{column}", path.display());
+    let block =
+        format!("error: {message}\n{where_}\n{gutter} |\n{line} | {source}\n{carets}{help}");
+    assert!(err.contains(&block), "missing\n{block}\nin:\n{err}");
+}
+
+#[test]
+fn a_problem_without_a_location_still_names_its_file() {
+    // A folder given as the configuration exists but cannot be read as a file.
+    let dir = std::env::temp_dir().join(format!("guardian-cli-{}/shown-dir", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = guardian(&["check", "--config", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error: cannot read the file: "), "{err}");
+    assert!(
+        err.contains(&format!("\n--> {}\n1 problem(s) found", dir.display())),
+        "{err}"
+    );
 }
 
 #[test]

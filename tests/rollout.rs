@@ -298,7 +298,8 @@ description = "pause"
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
-            stderr.contains(&format!("{}:2:1: policy `vault-drain` reads metric `vault.total_assets`, which has no `source`", policy.display())),
+            stderr.contains("error: policy `vault-drain` reads metric `vault.total_assets`, which has no `source`")
+                && stderr.contains(&format!("--> {}:2:1\n", policy.display())),
             "{args:?}: {stderr}"
         );
     }

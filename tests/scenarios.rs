@@ -183,11 +183,12 @@ fn a_malformed_scenario_exits_1_with_its_location() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("bad.toml:6:14: scenario.block_time: `1` has no unit"),
+        stderr.contains("error: scenario.block_time: `1` has no unit")
+            && stderr.contains("bad.toml:6:14\n"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("bad.toml:7:13: scenario.policies:"),
+        stderr.contains("error: scenario.policies:") && stderr.contains("bad.toml:7:13\n"),
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

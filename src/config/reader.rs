@@ -6,11 +6,21 @@
 //! hint, and loading fails only after the whole file has been read. Every key
 //! a walker does not ask for is reported as unknown, with the closest known
 //! key as a suggestion.
+//!
+//! A diagnostic prints two ways. Its `Display` is one line per problem
+//! (`path:line:col: message` and an indented `hint:`), for logs, alerts and
+//! JSON. [`Diagnostics::render`] shows it the way rustc does, through
+//! `annotate-snippets`: the source line with a caret under the offending span
+//! and the hint as a `help:` note. The CLI prints the rendered form on stderr
+//! (through `say::diagnostics`, which imports this module, never the reverse),
+//! in colour only on a terminal without `NO_COLOR`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -22,6 +32,17 @@ pub struct Diagnostic {
     pub column: usize,
     pub message: String,
     pub hint: Option<String>,
+    /// The source line the problem points into, when the text was at hand.
+    pub excerpt: Option<Excerpt>,
+}
+
+/// One source line and the part of it a diagnostic is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The line, without its line ending.
+    pub text: String,
+    /// Byte range within `text` to underline; empty for a point (e.g. the end of the file).
+    pub span: Range<usize>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -38,6 +59,63 @@ impl fmt::Display for Diagnostic {
             write!(f, "\n    hint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+impl Diagnostic {
+    /// The problem as rustc shows one: `error:` with the message, ` --> path:line:col`,
+    /// the source line with a caret under the span, and the hint as `help:`. Without
+    /// a carried excerpt, the line is read from the file when it can be; without a
+    /// location, only the path is shown.
+    pub fn render(&self, colour: bool) -> String {
+        let renderer = if colour {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
+        let path = self.file.display().to_string();
+        let title = Level::ERROR.primary_title(self.message.as_str());
+        let excerpt = self.excerpt_or_file_line();
+        let group = match excerpt.as_deref() {
+            Some(e) => Group::with_title(title).element(
+                Snippet::source(e.text.as_str())
+                    .line_start(self.line)
+                    .path(path.as_str())
+                    .annotation(AnnotationKind::Primary.span(e.span.clone())),
+            ),
+            None if self.line > 0 => Group::with_title(title).element(
+                Origin::path(path.as_str())
+                    .line(self.line)
+                    .char_column(self.column),
+            ),
+            None => Group::with_title(title).element(Origin::path(path.as_str())),
+        };
+        let group = match &self.hint {
+            Some(hint) => {
+                group.element(Level::HELP.message(annotate_snippets::normalize_untrusted_str(hint)))
+            }
+            None => group,
+        };
+        renderer.render(&[group])
+    }
+
+    /// The carried excerpt, or the located line read back from the file (underlined from
+    /// the column to its end) for diagnostics built without the text at hand.
+    fn excerpt_or_file_line(&self) -> Option<Cow<'_, Excerpt>> {
+        if let Some(e) = &self.excerpt {
+            return Some(Cow::Borrowed(e));
+        }
+        let text = std::fs::read_to_string(&self.file).ok()?;
+        let line = text.lines().nth(self.line.checked_sub(1)?)?.to_string();
+        let start = line
+            .char_indices()
+            .nth(self.column.saturating_sub(1))
+            .map_or(line.len(), |(i, _)| i);
+        let end = start.max(line.trim_end().len());
+        Some(Cow::Owned(Excerpt {
+            text: line,
+            span: start..end,
+        }))
     }
 }
 
@@ -58,6 +136,11 @@ impl fmt::Display for Diagnostics {
 }
 
 impl Diagnostics {
+    /// Every diagnostic in its [rendered form](Diagnostic::render), a blank line between them.
+    pub fn render(&self, colour: bool) -> String {
+        let rendered: Vec<String> = self.0.iter().map(|d| d.render(colour)).collect();
+        rendered.join("\n\n")
+    }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -106,6 +189,7 @@ impl SourceFile {
                 column: 0,
                 message: format!("cannot read the file: {e}"),
                 hint: None,
+                excerpt: None,
             }])),
         }
     }
@@ -117,6 +201,40 @@ impl SourceFile {
         let start = self.line_starts[line];
         let column = self.text[start..offset].chars().count() + 1;
         (line + 1, column)
+    }
+
+    /// The line holding `span.start`, with the span cut to that line (a span
+    /// over several lines, such as a whole table, is shown by its first line).
+    pub fn excerpt(&self, span: &Range<usize>) -> Excerpt {
+        let start = span.start.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= start) - 1;
+        let line_start = self.line_starts[line];
+        let rest = &self.text[line_start..];
+        let text = rest.split('\n').next().unwrap_or_default();
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let end = span.end.clamp(start, line_start + text.len());
+        Excerpt {
+            text: text.to_string(),
+            span: start - line_start..end - line_start,
+        }
+    }
+
+    /// A diagnostic at `span` in this file, carrying its source line.
+    pub fn diagnostic(
+        &self,
+        span: &Range<usize>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        let (line, column) = self.location(span.start);
+        Diagnostic {
+            file: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+            excerpt: Some(self.excerpt(span)),
+        }
     }
 }
 
@@ -136,14 +254,8 @@ impl<'f> Reporter<'f> {
     }
 
     pub fn error(&mut self, span: &Range<usize>, message: impl Into<String>, hint: Option<String>) {
-        let (line, column) = self.file.location(span.start);
-        self.found.0.push(Diagnostic {
-            file: self.file.path.clone(),
-            line,
-            column,
-            message: message.into(),
-            hint,
-        });
+        let found = self.file.diagnostic(span, message, hint);
+        self.found.0.push(found);
     }
 
     /// Parses the file's TOML, reporting syntax errors (all that the parser recovers from).
@@ -453,6 +565,121 @@ mod tests {
         assert_eq!((d.line, d.column), (2, 1));
         assert!(d.message.contains("unknown field `sevrity`"));
         assert_eq!(d.hint.as_deref(), Some("did you mean `severity`?"));
+    }
+
+    /// One diagnostic from `file` at `span`, rendered without colour.
+    fn rendered(file: &SourceFile, span: Range<usize>, hint: Option<&str>) -> String {
+        let d = file.diagnostic(&span, "the problem", hint.map(String::from));
+        d.render(false)
+    }
+
+    #[test]
+    fn rendering_puts_the_caret_under_a_span_after_multi_byte_characters() {
+        // `é` is two bytes and one column; `日本` is six bytes, two characters and four columns.
+        let f = SourceFile::new("x.toml", "a = 1\nclé = \"日本\" bad = 2\n".into());
+        let start = f.text.find("bad").unwrap();
+        let d = f.diagnostic(&(start..start + 3), "the problem", None);
+        assert_eq!((d.line, d.column), (2, 12));
+        assert_eq!(
+            d.excerpt,
+            Some(Excerpt {
+                text: "clé = \"日本\" bad = 2".into(),
+                span: 16..19,
+            })
+        );
+        let out = rendered(&f, start..start + 3, Some("remove it"));
+        let expected = "\
+error: the problem
+ --> x.toml:2:12
+  |
+2 | clé = \"日本\" bad = 2
+  |              ^^^
+  |
+  = help: remove it";
+        assert_eq!(out, expected);
+        // The one-line form is unchanged by the excerpt.
+        assert_eq!(
+            d.to_string(),
+            "x.toml:2:12: the problem",
+            "Display stays one line"
+        );
+    }
+
+    #[test]
+    fn rendering_points_at_the_end_of_the_file() {
+        let f = SourceFile::new("x.toml", "a = 1\nb = 2\n".into());
+        let end = f.text.len();
+        let out = rendered(&f, end..end, None);
+        let expected = "\
+error: the problem
+ --> x.toml:3:1
+  |
+3 |
+  | ^";
+        assert_eq!(out, expected);
+        // A string left open at the end of the file, as the parser reports it.
+        let f = SourceFile::new("x.toml", "a = 1\nname = \"é".into());
+        let mut r = Reporter::new(&f);
+        assert!(r.parse().is_none());
+        let out = r.found.render(false);
+        assert!(out.contains(" --> x.toml:2:10\n"), "{out}");
+        assert!(out.contains("2 | name = \"é\n  |          ^"), "{out}");
+        assert!(out.contains("= help: see https://toml.io"), "{out}");
+    }
+
+    #[test]
+    fn rendering_a_span_over_several_lines_shows_its_first_line() {
+        let f = SourceFile::new("x.toml", "[guardian]\nmode = 1\n".into());
+        let out = rendered(&f, 0..f.text.len(), None);
+        assert!(out.ends_with("1 | [guardian]\n  | ^^^^^^^^^^"), "{out}");
+    }
+
+    #[test]
+    fn rendering_without_a_location_names_the_file() {
+        let d = SourceFile::read(Path::new("no/such/guardian.toml")).unwrap_err();
+        let out = d.render(false);
+        assert!(
+            out.starts_with("error: cannot read the file: ")
+                && out.ends_with("\n--> no/such/guardian.toml"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn rendering_reads_the_line_back_when_no_excerpt_was_carried() {
+        // A pinned fixture (it never changes): line 5 is `id = "vault-drain"`.
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/v1/every-condition.toml"
+        );
+        let d = Diagnostic {
+            file: file.into(),
+            line: 5,
+            column: 6,
+            message: "the problem".into(),
+            hint: None,
+            excerpt: None,
+        };
+        let out = d.render(false);
+        assert!(out.contains(&format!(" --> {file}:5:6\n")), "{out}");
+        assert!(
+            out.ends_with("5 | id = \"vault-drain\"\n  |      ^^^^^^^^^^^^^"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn several_diagnostics_render_apart_and_in_colour_only_when_asked() {
+        let f = SourceFile::new("x.toml", "a = 1\nb = 2\n".into());
+        let found = Diagnostics(vec![
+            f.diagnostic(&(0..1), "first", None),
+            f.diagnostic(&(6..7), "second", Some("fix it".into())),
+        ]);
+        let plain = found.render(false);
+        assert_eq!(plain.matches("error: ").count(), 2);
+        assert!(plain.contains("\n\nerror: second\n"), "{plain}");
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert!(found.render(true).contains('\x1b'));
     }
 
     #[test]

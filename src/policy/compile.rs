@@ -90,6 +90,7 @@ fn file_problem(path: &Path, message: &str) -> Diagnostic {
         column: 0,
         message: message.to_string(),
         hint: None,
+        excerpt: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn load_policies(paths: &[PathBuf], config: &Config) -> Result<PolicySet, Di
             column: 0,
             message: "no policies were found".into(),
             hint: Some("a policy file holds one or more [[policy]] tables".into()),
+            excerpt: None,
         });
     }
     problems.into_result(builder.set)
@@ -189,6 +191,7 @@ impl<'c> Builder<'c> {
                         t.patterns.join(", ")
                     ),
                     hint: Some("define the metrics under [metrics], bind the pattern to your names under [bind] (e.g. \"lend.cash.*\" = \"mymarket.cash.*\"), or remove the policy".into()),
+                    excerpt: None,
                 });
             }
         }

@@ -153,6 +153,7 @@ pub fn blind_spots(
                 hint: Some(format!(
                     "give [metrics.\"{name}\"] a `source` and a `network`, or [bind] the policy's name to a metric that has them"
                 )),
+                excerpt: None,
             });
         }
     }

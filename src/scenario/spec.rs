@@ -310,6 +310,7 @@ impl Check<'_> {
             column,
             message: message.into(),
             hint: (!hint.is_empty()).then_some(hint),
+            excerpt: Some(self.file.excerpt(span)),
         });
     }
 
@@ -461,6 +462,7 @@ fn read_raw(file: &SourceFile) -> Result<RawFile, Diagnostics> {
                 "see simulations/README.md for the scenario format (sections [scenario], [setup], [[step]], [expect])"
                     .into(),
             ),
+            excerpt: e.span().map(|s| file.excerpt(&s)),
         }])
     })
 }

@@ -61,8 +61,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         return Err(cannot_run(format!("{}: no such file", path.display())));
     }
     let config = Config::load(path).map_err(|d| {
-        eprintln!("{d}");
-        eprintln!("{} problem(s) found", d.len());
+        crate::say::diagnostics(&d);
         ExitCode::from(INVALID)
     })?;
     if config.setup.is_none() {
