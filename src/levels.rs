@@ -2,62 +2,78 @@
 //! critical) and its mode (enforce, dry-run, alert-only).
 //!
 //! Below every stage: the configuration sets a default mode, policies set
-//! both, the decision carries them, the guard and alerts read them.
+//! both, the decision carries them, the guard and alerts read them. Also
+//! [`named_enum!`], for an enum whose variants are written as names.
 
-use std::fmt;
-
-/// How serious a trip is; passed to alerts and the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub const CHOICES: [(&'static str, Severity); 3] = [
-        ("info", Severity::Info),
-        ("warning", Severity::Warning),
-        ("critical", Severity::Critical),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
+/// An enum whose every variant has one name, written once: the enum, its
+/// `CHOICES` (name and variant, in order, for readers of configuration and
+/// journal text), `as_str`, `Display`, and `Serialize` as that name.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$doc:meta])* $variant:ident = $text:literal,)+
         }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every variant with its name, in declaration order.
+            pub const CHOICES: [(&'static str, $name); [$($text),+].len()] =
+                [$(($text, $name::$variant)),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+named_enum! {
+    /// How serious a trip is; passed to alerts and the decision.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Severity {
+        Info = "info",
+        Warning = "warning",
+        Critical = "critical",
     }
 }
 
-/// What happens to a trip: acted on, only alerted, or prepared but never broadcast.
-///
-/// Modes are ordered from most to least permissive; where a policy and the
-/// global configuration disagree, the more cautious one wins (see [`Mode::most_cautious`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The action is sent (after the guard approves it).
-    Enforce,
-    /// Everything up to signing runs; nothing is broadcast.
-    DryRun,
-    /// Only an alert is raised; no transaction is built.
-    AlertOnly,
+named_enum! {
+    /// What happens to a trip: acted on, only alerted, or prepared but never broadcast.
+    ///
+    /// Modes are ordered from most to least permissive; where a policy and the
+    /// global configuration disagree, the more cautious one wins (see [`Mode::most_cautious`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Mode {
+        /// The action is sent (after the guard approves it).
+        Enforce = "enforce",
+        /// Everything up to signing runs; nothing is broadcast.
+        DryRun = "dry-run",
+        /// Only an alert is raised; no transaction is built.
+        AlertOnly = "alert-only",
+    }
 }
 
 impl Mode {
-    pub const CHOICES: [(&'static str, Mode); 3] = [
-        ("enforce", Mode::Enforce),
-        ("dry-run", Mode::DryRun),
-        ("alert-only", Mode::AlertOnly),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::DryRun => "dry-run",
-            Mode::AlertOnly => "alert-only",
-        }
-    }
     fn caution(self) -> u8 {
         match self {
             Mode::Enforce => 0,
@@ -72,11 +88,5 @@ impl Mode {
         } else {
             self
         }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }

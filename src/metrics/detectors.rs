@@ -18,27 +18,17 @@
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
-/// Which way a change must go to count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Up,
-    Down,
-    Either,
+crate::levels::named_enum! {
+    /// Which way a change must go to count.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Direction {
+        Up = "up",
+        Down = "down",
+        Either = "either",
+    }
 }
 
 impl Direction {
-    pub const CHOICES: [(&'static str, Direction); 3] = [
-        ("up", Direction::Up),
-        ("down", Direction::Down),
-        ("either", Direction::Either),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Up => "up",
-            Direction::Down => "down",
-            Direction::Either => "either",
-        }
-    }
     /// The signed movement `delta` seen in this direction (positive when it counts).
     #[inline]
     pub fn magnitude(self, delta: f64) -> f64 {

@@ -63,23 +63,12 @@ impl fmt::Display for Amount {
     }
 }
 
-/// Per block or per second, for rates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateUnit {
-    PerBlock,
-    PerSecond,
-}
-
-impl RateUnit {
-    pub const CHOICES: [(&'static str, RateUnit); 2] = [
-        ("block", RateUnit::PerBlock),
-        ("second", RateUnit::PerSecond),
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RateUnit::PerBlock => "block",
-            RateUnit::PerSecond => "second",
-        }
+crate::levels::named_enum! {
+    /// Per block or per second, for rates.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RateUnit {
+        PerBlock = "block",
+        PerSecond = "second",
     }
 }
 
