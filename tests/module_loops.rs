@@ -61,20 +61,12 @@ fn no_module_imports_one_that_imports_it_back() {
         new_loops,
         stale,
     } = judge(&graph, &known);
-    let mut report = String::new();
-    for cycle in &loops {
-        let _ = writeln!(report, "loop: {}", describe(cycle, &graph));
-    }
-    eprint!("{report}");
+    eprint!("{}", describe_all(&loops, &graph, "loop: "));
     eprintln!("{} loop(s) between modules", loops.len());
     assert!(
         new_loops.is_empty(),
         "modules import each other in a loop (move the shared type below both):\n{}",
-        new_loops
-            .iter()
-            .map(|c| describe(c, &graph))
-            .collect::<Vec<_>>()
-            .join("\n")
+        describe_all(&new_loops, &graph, "")
     );
     assert!(
         stale.is_empty(),
@@ -90,9 +82,7 @@ fn no_folder_imports_one_that_imports_it_back() {
     let graph = module_graph(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").as_path());
     let folders = by_top_module(&graph);
     let loops = all_loops(&folders);
-    for cycle in &loops {
-        eprintln!("loop: {}", describe(cycle, &folders));
-    }
+    eprint!("{}", describe_all(&loops, &folders, "loop: "));
     eprintln!(
         "{} loop(s) between the {} top modules",
         loops.len(),
@@ -101,12 +91,17 @@ fn no_folder_imports_one_that_imports_it_back() {
     assert!(
         loops.is_empty(),
         "top modules import each other in a loop (move the shared type below both):\n{}",
-        loops
-            .iter()
-            .map(|c| describe(c, &folders))
-            .collect::<Vec<_>>()
-            .join("\n")
+        describe_all(&loops, &folders, "")
     );
+}
+
+/// Each loop on its own lines, after `prefix`, with the places that make it.
+fn describe_all(loops: &[Vec<String>], graph: &Graph, prefix: &str) -> String {
+    let mut out = String::new();
+    for cycle in loops {
+        let _ = writeln!(out, "{prefix}{}", describe(cycle, graph));
+    }
+    out
 }
 
 /// The graph with every module replaced by its top module (`policy::eval` is
