@@ -37,78 +37,54 @@ use crate::policy::model::Severity;
 use crate::telemetry::Telemetry;
 use delivery::{Dedupe, Endpoint};
 
-/// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertKind {
-    /// A policy tripped.
-    Trip,
-    /// The guard rejected a trip's action (nothing was sent).
-    Rejected,
-    /// An approved action finished (landed, dry-run signed, or proposed).
-    Executed,
-    /// An approved action failed; guardian keeps watching.
-    ExecutionFailed,
-    /// A trip was decided on a block a reorg replaced.
-    ReorgedOut,
-    /// A policy's condition held again inside its cooldown: no trip (a new incident held back).
-    Held,
-    /// No new head for longer than `[observe] stale_after`: guardian is blind on that network.
-    DataStale,
-    /// A metric could not be read at a block (it has no sample there, so no policy trips on it).
-    ReadFailed,
-    /// Reads of a whole block failed on every endpoint.
-    RpcFailing,
-    /// An executor's network cannot be reached, or its key is missing: approved actions cannot be sent.
-    ExecutorUnavailable,
-    /// A signing key could not be loaded at start.
-    KeyUnavailable,
-    /// An executor's key balance is approaching its reserve (below twice the reserve).
-    LowBalance,
-    /// A trip was older than its action's `max_trigger_age`: journaled, not acted on.
-    StaleTrigger,
-    /// A policy reload was refused; the running policies stay.
-    ReloadFailed,
-    /// New policies are running.
-    Reloaded,
-    /// The pipeline stopped on an error: guardian is no longer watching.
-    Stopped,
-    /// Pending transactions were dropped unscreened (the screening queue overflowed).
-    PendingDropped,
-    /// The head subscription went silent while the chain moved: polling took over, it is re-established.
-    HeadStalled,
-    /// Endpoints answered different values at the same block hash: the action waits for agreement.
-    EndpointsDisagree,
-    /// A trip's block was older than `max_head_age`: no action was taken on it.
-    HeadTooOld,
+crate::levels::named_enum! {
+    /// What an alert is about.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AlertKind {
+        /// A policy tripped.
+        Trip = "trip",
+        /// The guard rejected a trip's action (nothing was sent).
+        Rejected = "rejected",
+        /// An approved action finished (landed, dry-run signed, or proposed).
+        Executed = "executed",
+        /// An approved action failed; guardian keeps watching.
+        ExecutionFailed = "execution-failed",
+        /// A trip was decided on a block a reorg replaced.
+        ReorgedOut = "reorged-out",
+        /// A policy's condition held again inside its cooldown: no trip (a new incident held back).
+        Held = "held",
+        /// No new head for longer than `[observe] stale_after`: guardian is blind on that network.
+        DataStale = "data-stale",
+        /// A metric could not be read at a block (it has no sample there, so no policy trips on it).
+        ReadFailed = "read-failed",
+        /// Reads of a whole block failed on every endpoint.
+        RpcFailing = "rpc-failing",
+        /// An executor's network cannot be reached, or its key is missing: approved actions cannot be sent.
+        ExecutorUnavailable = "executor-unavailable",
+        /// A signing key could not be loaded at start.
+        KeyUnavailable = "key-unavailable",
+        /// An executor's key balance is approaching its reserve (below twice the reserve).
+        LowBalance = "low-balance",
+        /// A trip was older than its action's `max_trigger_age`: journaled, not acted on.
+        StaleTrigger = "stale-trigger",
+        /// A policy reload was refused; the running policies stay.
+        ReloadFailed = "reload-failed",
+        /// New policies are running.
+        Reloaded = "reloaded",
+        /// The pipeline stopped on an error: guardian is no longer watching.
+        Stopped = "stopped",
+        /// Pending transactions were dropped unscreened (the screening queue overflowed).
+        PendingDropped = "pending-dropped",
+        /// The head subscription went silent while the chain moved: polling took over, it is re-established.
+        HeadStalled = "head-stalled",
+        /// Endpoints answered different values at the same block hash: the action waits for agreement.
+        EndpointsDisagree = "endpoints-disagree",
+        /// A trip's block was older than `max_head_age`: no action was taken on it.
+        HeadTooOld = "head-too-old",
+    }
 }
 
 impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Trip => "trip",
-            AlertKind::Rejected => "rejected",
-            AlertKind::Executed => "executed",
-            AlertKind::ExecutionFailed => "execution-failed",
-            AlertKind::ReorgedOut => "reorged-out",
-            AlertKind::Held => "held",
-            AlertKind::DataStale => "data-stale",
-            AlertKind::ReadFailed => "read-failed",
-            AlertKind::RpcFailing => "rpc-failing",
-            AlertKind::ExecutorUnavailable => "executor-unavailable",
-            AlertKind::KeyUnavailable => "key-unavailable",
-            AlertKind::LowBalance => "low-balance",
-            AlertKind::StaleTrigger => "stale-trigger",
-            AlertKind::ReloadFailed => "reload-failed",
-            AlertKind::Reloaded => "reloaded",
-            AlertKind::Stopped => "stopped",
-            AlertKind::PendingDropped => "pending-dropped",
-            AlertKind::HeadStalled => "head-stalled",
-            AlertKind::EndpointsDisagree => "endpoints-disagree",
-            AlertKind::HeadTooOld => "head-too-old",
-        }
-    }
-
     /// Whether the alert is about a policy (routed by its `notify` list) rather than operations.
     pub fn is_policy_alert(self) -> bool {
         matches!(

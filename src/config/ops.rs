@@ -31,27 +31,18 @@ pub struct ObserveDef {
     pub stale_after_ms: u64,
 }
 
-/// The payload shape a channel takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyKind {
-    /// Generic JSON webhook, optionally signed (HMAC-SHA256 of the body).
-    Webhook,
-    /// Slack incoming webhook (`text` + `blocks`).
-    Slack,
-    /// Discord webhook (`content` + `embeds`).
-    Discord,
-    /// PagerDuty Events API v2 (`trigger` events with a `dedup_key`).
-    PagerDuty,
-}
-
-impl NotifyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifyKind::Webhook => "webhook",
-            NotifyKind::Slack => "slack",
-            NotifyKind::Discord => "discord",
-            NotifyKind::PagerDuty => "pagerduty",
-        }
+crate::levels::named_enum! {
+    /// The payload shape a channel takes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum NotifyKind {
+        /// Generic JSON webhook, optionally signed (HMAC-SHA256 of the body).
+        Webhook = "webhook",
+        /// Slack incoming webhook (`text` + `blocks`).
+        Slack = "slack",
+        /// Discord webhook (`content` + `embeds`).
+        Discord = "discord",
+        /// PagerDuty Events API v2 (`trigger` events with a `dedup_key`).
+        PagerDuty = "pagerduty",
     }
 }
 
@@ -83,13 +74,6 @@ pub struct NotifyDef {
     /// Whether operational alerts (stale data, failing reads, executor trouble, reloads) go here.
     pub operational: bool,
 }
-
-const KINDS: [(&str, NotifyKind); 4] = [
-    ("webhook", NotifyKind::Webhook),
-    ("slack", NotifyKind::Slack),
-    ("discord", NotifyKind::Discord),
-    ("pagerduty", NotifyKind::PagerDuty),
-];
 
 pub(super) fn parse_observe(value: &Value<'_>, r: &mut Reporter<'_>) -> Option<ObserveDef> {
     let mut t = TableReader::from_value(value, "[observe]", r)?;
@@ -144,7 +128,7 @@ pub(super) fn parse_notify(
     let mut t = TableReader::from_value(value, ctx.clone(), r)?;
     let kind = t
         .require("kind", r)
-        .and_then(|v| as_choice(v, "notify kind", &KINDS, r));
+        .and_then(|v| as_choice(v, "notify kind", &NotifyKind::CHOICES, r));
     let inline = t.string("url", r);
     let url_env = env_name(&mut t, "url_env", &ctx, r);
     let secret_env = env_name(&mut t, "secret_env", &ctx, r);
