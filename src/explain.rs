@@ -821,3 +821,136 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy set with one policy `p{i}` per condition in `whens`.
+    fn set(whens: &[&str]) -> PolicySet {
+        let mut text = String::new();
+        for (i, when) in whens.iter().enumerate() {
+            text.push_str(&format!(
+                "[[policy]]\nid = \"p{i}\"\ndescription = \"d\"\nseverity = \"info\"\naction = \"a\"\ncooldown = \"1m\"\nwhen = {when}\n\n"
+            ));
+        }
+        crate::policy::compile_str("p.toml", &text, &Config::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn diff_states_every_kind_of_dial() {
+        let pairs = [
+            (
+                r#"{ kind = "threshold", metric = "a", op = ">=", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "a", op = ">=", value = 4 }"#,
+            ),
+            (
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 4 }"#,
+            ),
+            (
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "a", op = ">", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "b", op = "<", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "down", by = "10%" }"#,
+                r#"{ kind = "change", metric = "a", window = "10 blocks", direction = "down", by = "5%" }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 10 }"#,
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 12 }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 10 }"#,
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = "10%" }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 10 }"#,
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "down", by = 10 }"#,
+            ),
+            (
+                r#"{ kind = "rate", metric = "a", window = "90s", per = "second", direction = "up", above = 2.5 }"#,
+                r#"{ kind = "rate", metric = "a", window = "60s", per = "second", direction = "up", above = 3 }"#,
+            ),
+            (
+                r#"{ kind = "rate", metric = "a", window = "90s", per = "second", direction = "up", above = 2.5 }"#,
+                r#"{ kind = "rate", metric = "a", window = "90s", per = "block", direction = "up", above = 2.5 }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "1h", op = ">", value = "10%", relative_to = "a" }"#,
+                r#"{ kind = "sum", metric = "o", window = "2h", op = ">", value = "5%", relative_to = "a" }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "1h", op = "<", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "2h", op = "<", value = 3 }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "10 blocks", op = ">=", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "5 blocks", op = ">=", value = "5%", relative_to = "a" }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "10 blocks", op = "<=", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "5 blocks", op = "<=", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "10 blocks", op = ">", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "1h", op = ">", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "deviation", metric = "p1", reference = "p2", above = "150bps" }"#,
+                r#"{ kind = "deviation", metric = "p1", reference = "p2", above = "2%", max_skew = "2 blocks" }"#,
+            ),
+            (
+                r#"{ kind = "deviation", metric = "p1", reference = "p2", above = "2%", max_skew = "1m" }"#,
+                r#"{ kind = "deviation", metric = "p1", reference = "p3", above = "2%", max_skew = "1m" }"#,
+            ),
+            (
+                r#"{ kind = "stale", metric = "p1", after = "20 blocks" }"#,
+                r#"{ kind = "stale", metric = "p1", after = "10 blocks" }"#,
+            ),
+            (
+                r#"{ kind = "stale", metric = "p1", after = "1h" }"#,
+                r#"{ kind = "stale", metric = "p1", after = "2h" }"#,
+            ),
+            (
+                r#"{ kind = "stale", metric = "p1", after = "20 blocks" }"#,
+                r#"{ kind = "stale", metric = "p1", after = "1h" }"#,
+            ),
+            (
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" }"#,
+                r#"{ kind = "ewma", metric = "g", halflife = 60, warmup = 200, z = 5, direction = "up", for = "2 samples" }"#,
+            ),
+            (
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" }"#,
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "down" }"#,
+            ),
+            (
+                r#"{ kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 8, direction = "up" }"#,
+                r#"{ kind = "cusum", metric = "g", warmup = 50, slack = 0.25, threshold = 9, direction = "up" }"#,
+            ),
+            (
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" }"#,
+                r#"{ kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 6, direction = "up" }"#,
+            ),
+            (
+                r#"{ kind = "any", of = [{ kind = "threshold", metric = "a", op = "<", value = 1 }, { kind = "stale", metric = "a", after = "5 blocks" }] }"#,
+                r#"{ kind = "at_least", count = 1, of = [{ kind = "threshold", metric = "a", op = "<", value = 2 }, { kind = "stale", metric = "a", after = "6 blocks" }] }"#,
+            ),
+            (
+                r#"{ kind = "any", of = [{ kind = "threshold", metric = "a", op = "<", value = 1 }, { kind = "stale", metric = "a", after = "5 blocks" }] }"#,
+                r#"{ kind = "all", of = [{ kind = "threshold", metric = "a", op = "<", value = 1 }] }"#,
+            ),
+        ];
+        let (old, new): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
+        let text = diff(&set(&old), &set(&new));
+        if std::env::var_os("GUARDIAN_BLESS").is_some() {
+            std::fs::write("tests/golden/diff-every-kind.txt", &text).unwrap();
+        }
+        assert_eq!(text, include_str!("../tests/golden/diff-every-kind.txt"));
+    }
+}
