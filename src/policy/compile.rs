@@ -1204,4 +1204,213 @@ value = 1
             "{err}"
         );
     }
+
+    /// Every refusal of the policy reader, rendered whole: pinned so that
+    /// reshaping the reader keeps each message and hint byte for byte.
+    #[test]
+    fn every_refusal_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guardian.toml");
+        std::fs::write(
+            &path,
+            "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[metrics.\"lend.cash\"]\ndescription = \"c\"\n[bind]\n\"b\" = \"zz\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        )
+        .unwrap();
+        let declared = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let bare_path = dir.path().join("bare.toml");
+        std::fs::write(
+            &bare_path,
+            "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n",
+        )
+        .unwrap();
+        let bare = Config::load(&bare_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut empty = Config::empty();
+        empty.history_blocks = 100;
+        empty.bind.insert("x.*".into(), "y".into());
+        let policy = |id: &str, action: &str, extra: &str, when: &str| {
+            format!(
+                "[[policy]]\nid = \"{id}\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"{action}\"\ncooldown = \"1m\"\n{extra}\nwhen = {when}\n"
+            )
+        };
+        let t = r#"{ kind = "threshold", metric = "a", op = ">", value = 1 }"#;
+        let cases: Vec<(String, &Config)> = vec![
+            (policy("bad id!", "pause", "", t), &empty),
+            (
+                policy("p", "paus", "notify = [\"opps\", \"zzz\"]", t),
+                &declared,
+            ),
+            (policy("p", "pause", "notify = [\"ops\"]", t), &bare),
+            (
+                policy(
+                    "p",
+                    "zzz",
+                    "",
+                    r#"{ kind = "threshold", metric = "lend.cahs", op = ">", value = 1 }"#,
+                ),
+                &declared,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "b", op = ">", value = 1 }"#,
+                ),
+                &declared,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "bad name!", op = ">", value = "ten" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "lend.*.*", op = ">", value = 1 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "x.*", op = ">", value = 1 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "a", op = ">", value = 1, within = "5 blocks", for = "2 parsecs" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "at_least", count = 0, within = "x", of = [] }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "at_least", count = 3, of = [{ kind = "zzz" }, { kind = "treshold" }] }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "change", metric = "a", window = "0 blocks", direction = "sideways", by = "0%" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "change", metric = "a", window = "500 blocks", direction = "up", by = -1 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "rate", metric = "a", window = "5 blocks", per = "week", direction = "up", above = 0 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "sum", metric = "a", window = "5 blocks", op = "~", value = "5%" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "sum", metric = "a", window = "5 blocks", op = ">", value = 0.1, relative_to = "bad name!" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "deviation", metric = "a", reference = "b", above = "0%", max_skew = "x" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "deviation", metric = "a", reference = "b", above = 0.05 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "stale", metric = "a", after = "0 blocks" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "ewma", metric = "a", halflife = 0, warmup = 1, z = -1, direction = "up" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "cusum", metric = "a", warmup = 1, slack = -1, threshold = 0, direction = "either", for = "2 samples" }"#,
+                ),
+                &empty,
+            ),
+        ];
+        let mut text = String::new();
+        for (file, config) in cases {
+            let err = compile_str("p.toml", &file, config).unwrap_err();
+            text.push_str(&format!("{file}---\n{err}\n\n"));
+        }
+        if std::env::var_os("GUARDIAN_BLESS").is_some() {
+            std::fs::write("tests/golden/policy-refusals.txt", &text).unwrap();
+        }
+        assert_eq!(text, include_str!("../../tests/golden/policy-refusals.txt"));
+    }
 }
