@@ -13,7 +13,7 @@ use crate::policy::model::{
     Amount, Comparison, Condition, CusumParams, Direction, EwmaParams, Node, NodeId, Policy,
     PolicySet, Quorum, RateUnit,
 };
-use crate::units::Window;
+use crate::units::{Percent, Window};
 
 fn comparison_words(c: Comparison) -> &'static str {
     match c {
@@ -449,17 +449,7 @@ fn dials(set: &PolicySet, c: &Condition) -> Option<Dials> {
             reference,
             above,
             max_skew,
-        } => {
-            let what = format!(
-                "deviation limit between `{}` and `{}`",
-                name(m),
-                name(reference)
-            );
-            let limit = Dial::new(what, above, Some((("%", above.0), true)));
-            let skew = max_skew.map_or("none".to_string(), |w| w.to_string());
-            let skew = Dial::new("deviation max_skew", skew, None);
-            (vec![name(m), name(reference)], vec![limit, skew])
-        }
+        } => deviation_dials(set, m, reference, above, max_skew),
         Condition::Stale { metric: m, after } => {
             let what = format!("staleness limit of `{}`", name(m));
             let limit = Dial::new(what, after, Some((window_level(after), true)));
@@ -506,6 +496,25 @@ fn sum_dials(
         format!("{reference:?}"),
     ];
     (same, vec![limit, window])
+}
+
+/// A deviation's limit between its two metrics, and its skew.
+fn deviation_dials(
+    set: &PolicySet,
+    m: MetricId,
+    reference: MetricId,
+    above: Percent,
+    max_skew: Option<Window>,
+) -> (Vec<String>, Vec<Dial>) {
+    let (m, reference) = (set.metric_name(m), set.metric_name(reference));
+    let what = format!("deviation limit between `{m}` and `{reference}`");
+    let limit = Dial::new(what, above, Some((("%", above.0), true)));
+    let skew = max_skew.map_or("none".to_string(), |w| w.to_string());
+    let skew = Dial::new("deviation max_skew", skew, None);
+    (
+        vec![m.to_string(), reference.to_string()],
+        vec![limit, skew],
+    )
 }
 
 /// One parameter of a detector: what, its value, and whether a lower value
