@@ -960,6 +960,11 @@ mod tests {
         compile_str("p.toml", text, &Config::empty())
     }
 
+    /// The configuration `text` declares.
+    fn config(text: &str) -> Config {
+        Config::from_text("guardian.toml", text.into()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn every_condition_kind_compiles() {
         let set = compile(
@@ -1000,14 +1005,9 @@ of = [
 
     #[test]
     fn notify_names_channels_of_the_configuration() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("guardian.toml");
-        std::fs::write(
-            &path,
+        let config = config(
             "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n[notify.pager]\nkind = \"pagerduty\"\nrouting_key_env = \"PD\"\n",
-        )
-        .unwrap();
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        );
         let policy = |notify: &str| {
             format!(
                 "[[policy]]\nid = \"p\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"pause\"\ncooldown = \"1m\"\n{notify}\n[policy.when]\nkind = \"threshold\"\nmetric = \"a\"\nop = \">\"\nvalue = 1\n"
@@ -1161,21 +1161,10 @@ value = 1
     /// reshaping the reader keeps each message and hint byte for byte.
     #[test]
     fn every_refusal_reads_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("guardian.toml");
-        std::fs::write(
-            &path,
+        let declared = config(
             "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[metrics.\"lend.cash\"]\ndescription = \"c\"\n[bind]\n\"b\" = \"zz\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
-        )
-        .unwrap();
-        let declared = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let bare_path = dir.path().join("bare.toml");
-        std::fs::write(
-            &bare_path,
-            "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n",
-        )
-        .unwrap();
-        let bare = Config::load(&bare_path).unwrap_or_else(|e| panic!("{e}"));
+        );
+        let bare = config("[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n");
         let mut empty = Config::empty();
         empty.history_blocks = 100;
         empty.bind.insert("x.*".into(), "y".into());
