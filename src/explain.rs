@@ -13,7 +13,7 @@ use crate::policy::model::{
     Amount, Comparison, Condition, CusumParams, Direction, EwmaParams, Node, NodeId, Policy,
     PolicySet, Quorum, RateUnit,
 };
-use crate::units::Window;
+use crate::units::{Percent, Window};
 
 fn comparison_words(c: Comparison) -> &'static str {
     match c {
@@ -335,310 +335,186 @@ fn verdict(t: Option<bool>) -> &'static str {
     }
 }
 
-fn window_ms(w: Window) -> Option<u64> {
+/// A number a condition trips on, with its unit: two versions are judged
+/// (tightened or loosened) only when their numbers share a unit.
+type Level = (&'static str, f64);
+
+fn amount_level(a: Amount) -> Level {
+    match a {
+        Amount::Percent(p) => ("%", p.0),
+        Amount::Absolute(x) => ("", x),
+    }
+}
+
+fn window_level(w: Window) -> Level {
     match w {
-        Window::Millis(ms) => Some(ms),
-        Window::Blocks(_) => None,
+        Window::Blocks(b) => ("blocks", b as f64),
+        Window::Millis(ms) => ("ms", ms as f64),
     }
 }
 
-/// The conditions of two versions of a node, with the sets that name their metrics.
-struct Versions<'a> {
-    old: &'a PolicySet,
-    new: &'a PolicySet,
-    a: &'a Condition,
-    b: &'a Condition,
+/// One setting of a leaf condition, as `diff` compares two versions of it.
+struct Dial {
+    /// What it is, e.g. "threshold on `a`".
+    what: String,
+    /// Its value as the line shows it.
+    shown: String,
+    /// Its value as a number to judge a change by, with whether a lower
+    /// value trips sooner; `None`: a change gets no verdict.
+    judged: Option<(Level, bool)>,
 }
 
-impl Versions<'_> {
-    /// Whether the two metric ids name the same metric.
-    fn same(&self, m1: MetricId, m2: MetricId) -> bool {
-        self.old.metric_name(m1) == self.new.metric_name(m2)
-    }
-
-    fn name(&self, m: MetricId) -> &str {
-        self.new.metric_name(m)
-    }
-}
-
-/// Adds a line for a value that changed: `what: a -> b (verdict)`.
-fn note(out: &mut Vec<String>, what: &str, a: impl Display, b: impl Display, t: Option<bool>) {
-    let (a, b) = (a.to_string(), b.to_string());
-    if a != b {
-        out.push(format!("{what}: {a} -> {b} ({})", verdict(t)));
-    }
-}
-
-/// The changes between two nodes of the same kind on the same metrics, in
-/// plain language; `false` when they are not of one kind (a rewrite).
-fn same_kind_changes(
-    old: &PolicySet,
-    o: &Node,
-    new: &PolicySet,
-    n: &Node,
-    out: &mut Vec<String>,
-) -> bool {
-    let v = Versions {
-        old,
-        new,
-        a: &o.condition,
-        b: &n.condition,
-    };
-    let kinds: [fn(&Versions, &mut Vec<String>) -> bool; 8] = [
-        threshold_changes,
-        change_changes,
-        rate_changes,
-        sum_changes,
-        deviation_changes,
-        stale_changes,
-        detector_changes,
-        composite_changes,
-    ];
-    if !kinds.iter().any(|same_kind| same_kind(&v, out)) {
-        return false;
-    }
-    if o.hold != n.hold {
-        let show = |h: Option<crate::units::Hold>| {
-            h.map_or("no hold".to_string(), |h| format!("must hold for {h}"))
-        };
-        let t = match (o.hold, n.hold) {
-            (Some(a), Some(b)) => tightened(true, a.count() as f64, b.count() as f64),
-            (Some(_), None) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
-        };
-        out.push(format!(
-            "hysteresis: {} -> {} ({})",
-            show(o.hold),
-            show(n.hold),
-            verdict(t)
-        ));
-    }
-    true
-}
-
-fn threshold_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Threshold {
-            metric: m1,
-            comparison: c1,
-            value: v1,
-        },
-        Condition::Threshold {
-            metric: m2,
-            comparison: c2,
-            value: v2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
-    };
-    if !(v.same(*m1, *m2) && c1 == c2) {
-        return false;
-    }
-    let lower = matches!(c1, Comparison::Above | Comparison::AtLeast);
-    note(
-        out,
-        &format!("threshold on `{}`", v.name(*m2)),
-        v1,
-        v2,
-        tightened(lower, *v1, *v2),
-    );
-    true
-}
-
-fn change_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Change {
-            metric: m1,
-            window: w1,
-            direction: d1,
-            by: b1,
-        },
-        Condition::Change {
-            metric: m2,
-            window: w2,
-            direction: d2,
-            by: b2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
-    };
-    if !(v.same(*m1, *m2) && d1 == d2) {
-        return false;
-    }
-    let t = match (b1, b2) {
-        (Amount::Percent(x), Amount::Percent(y)) => tightened(true, x.0, y.0),
-        (Amount::Absolute(x), Amount::Absolute(y)) => tightened(true, *x, *y),
-        _ => None,
-    };
-    let name = v.name(*m2);
-    note(
-        out,
-        &format!("change of `{name}`"),
-        amount_words(*b1),
-        amount_words(*b2),
-        t,
-    );
-    note(out, &format!("change window of `{name}`"), w1, w2, None);
-    true
-}
-
-fn rate_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Rate {
-            metric: m1,
-            window: w1,
-            per: p1,
-            direction: d1,
-            above: a1,
-        },
-        Condition::Rate {
-            metric: m2,
-            window: w2,
-            per: p2,
-            direction: d2,
-            above: a2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
-    };
-    if !(v.same(*m1, *m2) && d1 == d2 && p1 == p2) {
-        return false;
-    }
-    let name = v.name(*m2);
-    note(
-        out,
-        &format!("rate limit on `{name}`"),
-        a1,
-        a2,
-        tightened(true, *a1, *a2),
-    );
-    note(out, &format!("rate window of `{name}`"), w1, w2, None);
-    true
-}
-
-fn sum_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Sum {
-            metric: m1,
-            window: w1,
-            comparison: c1,
-            value: v1,
-            relative_to: r1,
-        },
-        Condition::Sum {
-            metric: m2,
-            window: w2,
-            comparison: c2,
-            value: v2,
-            relative_to: r2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
-    };
-    let same_reference = r1.map(|r| v.old.metric_name(r).to_string())
-        == r2.map(|r| v.new.metric_name(r).to_string());
-    if !(v.same(*m1, *m2) && c1 == c2 && same_reference) {
-        return false;
-    }
-    let lower = matches!(c1, Comparison::Above | Comparison::AtLeast);
-    let t = match (v1, v2) {
-        (Amount::Percent(x), Amount::Percent(y)) => tightened(lower, x.0, y.0),
-        (Amount::Absolute(x), Amount::Absolute(y)) => tightened(lower, *x, *y),
-        _ => None,
-    };
-    let name = v.name(*m2);
-    note(
-        out,
-        &format!("sum limit on `{name}`"),
-        amount_words(*v1),
-        amount_words(*v2),
-        t,
-    );
-    let wt = match (window_ms(*w1), window_ms(*w2), w1, w2) {
-        (Some(a), Some(b), _, _) => tightened(false, a as f64, b as f64),
-        (None, None, Window::Blocks(a), Window::Blocks(b)) => {
-            tightened(false, *a as f64, *b as f64)
+impl Dial {
+    fn new(what: impl Into<String>, shown: impl Display, judged: Option<(Level, bool)>) -> Self {
+        Dial {
+            what: what.into(),
+            shown: shown.to_string(),
+            judged,
         }
-        _ => None,
-    };
-    // A longer window adds more up, so it trips sooner for "above" limits.
-    let wt = if lower { wt } else { wt.map(|t| !t) };
-    note(out, &format!("sum window of `{name}`"), w1, w2, wt);
-    true
+    }
+
+    /// Whether going from `self` to `new` trips sooner (`Some(true)`) or later.
+    fn verdict(&self, new: &Dial) -> Option<bool> {
+        match (self.judged, new.judged) {
+            (Some(((u1, a), lower)), Some(((u2, b), _))) if u1 == u2 => tightened(lower, a, b),
+            _ => None,
+        }
+    }
 }
 
-fn deviation_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Deviation {
-            metric: m1,
-            reference: r1,
-            above: a1,
-            max_skew: s1,
-        },
-        Condition::Deviation {
-            metric: m2,
-            reference: r2,
-            above: a2,
-            max_skew: s2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
-    };
-    if !(v.same(*m1, *m2) && v.same(*r1, *r2)) {
-        return false;
-    }
-    note(
-        out,
-        &format!(
-            "deviation limit between `{}` and `{}`",
-            v.name(*m2),
-            v.name(*r2)
-        ),
-        a1,
-        a2,
-        tightened(true, a1.0, a2.0),
-    );
-    let show = |s: &Option<Window>| s.map_or("none".to_string(), |w| w.to_string());
-    note(out, "deviation max_skew", show(s1), show(s2), None);
-    true
+/// A leaf condition as `diff` compares it: what must stay the same for two
+/// versions to be compared at all (kind, metrics by name, direction, ...),
+/// and its dials.
+struct Dials {
+    same: Vec<String>,
+    dials: Vec<Dial>,
 }
 
-fn stale_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (
-        Condition::Stale {
-            metric: m1,
-            after: a1,
-        },
-        Condition::Stale {
-            metric: m2,
-            after: a2,
-        },
-    ) = (v.a, v.b)
-    else {
-        return false;
+/// The dials of a leaf condition; `None` for a composite.
+fn dials(set: &PolicySet, c: &Condition) -> Option<Dials> {
+    let name = |m: MetricId| set.metric_name(m).to_string();
+    let (same, dials) = match *c {
+        Condition::Threshold {
+            metric: m,
+            comparison,
+            value,
+        } => {
+            let lower = matches!(comparison, Comparison::Above | Comparison::AtLeast);
+            let what = format!("threshold on `{}`", name(m));
+            let same = vec![name(m), comparison_words(comparison).into()];
+            (
+                same,
+                vec![Dial::new(what, value, Some((("", value), lower)))],
+            )
+        }
+        Condition::Change {
+            metric: m,
+            window,
+            direction,
+            by,
+        } => {
+            let limit = Dial::new(
+                format!("change of `{}`", name(m)),
+                amount_words(by),
+                Some((amount_level(by), true)),
+            );
+            let window = Dial::new(format!("change window of `{}`", name(m)), window, None);
+            (
+                vec![name(m), direction.as_str().into()],
+                vec![limit, window],
+            )
+        }
+        Condition::Rate {
+            metric: m,
+            window,
+            per,
+            direction,
+            above,
+        } => {
+            let what = format!("rate limit on `{}`", name(m));
+            let limit = Dial::new(what, above, Some((("", above), true)));
+            let window = Dial::new(format!("rate window of `{}`", name(m)), window, None);
+            let same = vec![name(m), direction.as_str().into(), per.as_str().into()];
+            (same, vec![limit, window])
+        }
+        Condition::Sum {
+            metric: m,
+            window,
+            comparison,
+            value,
+            relative_to,
+        } => sum_dials(set, m, window, comparison, value, relative_to),
+        Condition::Deviation {
+            metric: m,
+            reference,
+            above,
+            max_skew,
+        } => deviation_dials(set, m, reference, above, max_skew),
+        Condition::Stale { metric: m, after } => {
+            let what = format!("staleness limit of `{}`", name(m));
+            let limit = Dial::new(what, after, Some((window_level(after), true)));
+            (vec![name(m)], vec![limit])
+        }
+        Condition::Ewma { metric, params } => {
+            detector_dials(set, metric, params.direction, ewma_params(&params))
+        }
+        Condition::Cusum { metric, params } => {
+            detector_dials(set, metric, params.direction, cusum_params(&params))
+        }
+        Condition::Composite { .. } => return None,
     };
-    if !v.same(*m1, *m2) {
-        return false;
-    }
-    let t = match (a1, a2) {
-        (Window::Blocks(a), Window::Blocks(b)) => tightened(true, *a as f64, *b as f64),
-        (Window::Millis(a), Window::Millis(b)) => tightened(true, *a as f64, *b as f64),
-        _ => None,
-    };
-    note(
-        out,
-        &format!("staleness limit of `{}`", v.name(*m2)),
-        a1,
-        a2,
-        t,
+    let same = std::iter::once(c.kind().to_string()).chain(same).collect();
+    Some(Dials { same, dials })
+}
+
+/// A sum's limit and window: a longer window adds more up, so it trips
+/// sooner for "above" limits.
+fn sum_dials(
+    set: &PolicySet,
+    m: MetricId,
+    window: Window,
+    comparison: Comparison,
+    value: Amount,
+    relative_to: Option<MetricId>,
+) -> (Vec<String>, Vec<Dial>) {
+    let name = set.metric_name(m);
+    let lower = matches!(comparison, Comparison::Above | Comparison::AtLeast);
+    let limit = Dial::new(
+        format!("sum limit on `{name}`"),
+        amount_words(value),
+        Some((amount_level(value), lower)),
     );
-    true
+    let window = Dial::new(
+        format!("sum window of `{name}`"),
+        window,
+        Some((window_level(window), !lower)),
+    );
+    let reference = relative_to.map(|r| set.metric_name(r));
+    let same = vec![
+        name.to_string(),
+        comparison_words(comparison).into(),
+        format!("{reference:?}"),
+    ];
+    (same, vec![limit, window])
+}
+
+/// A deviation's limit between its two metrics, and its skew.
+fn deviation_dials(
+    set: &PolicySet,
+    m: MetricId,
+    reference: MetricId,
+    above: Percent,
+    max_skew: Option<Window>,
+) -> (Vec<String>, Vec<Dial>) {
+    let (m, reference) = (set.metric_name(m), set.metric_name(reference));
+    let what = format!("deviation limit between `{m}` and `{reference}`");
+    let limit = Dial::new(what, above, Some((("%", above.0), true)));
+    let skew = max_skew.map_or("none".to_string(), |w| w.to_string());
+    let skew = Dial::new("deviation max_skew", skew, None);
+    (
+        vec![m.to_string(), reference.to_string()],
+        vec![limit, skew],
+    )
 }
 
 /// One parameter of a detector: what, its value, and whether a lower value
@@ -661,38 +537,95 @@ fn cusum_params(p: &CusumParams) -> [Param; 3] {
     ]
 }
 
-/// A detector's metric, direction and parameters.
-fn detector(c: &Condition) -> Option<(MetricId, Direction, [Param; 3])> {
-    match c {
-        Condition::Ewma { metric, params } => {
-            Some((*metric, params.direction, ewma_params(params)))
-        }
-        Condition::Cusum { metric, params } => {
-            Some((*metric, params.direction, cusum_params(params)))
-        }
-        _ => None,
+/// EWMA and CUSUM: the threshold on the metric, then the other parameters.
+fn detector_dials(
+    set: &PolicySet,
+    m: MetricId,
+    direction: Direction,
+    params: [Param; 3],
+) -> (Vec<String>, Vec<Dial>) {
+    let threshold = format!("{} on `{}`", params[0].0, set.metric_name(m));
+    let dials = params
+        .into_iter()
+        .enumerate()
+        .map(|(i, (what, value, lower))| {
+            let what = if i == 0 {
+                threshold.clone()
+            } else {
+                what.to_string()
+            };
+            Dial::new(what, value, lower.map(|l| (("", value), l)))
+        });
+    let same = vec![set.metric_name(m).to_string(), direction.as_str().into()];
+    (same, dials.collect())
+}
+
+/// Adds a line for a value that changed: `what: a -> b (verdict)`.
+fn note(out: &mut Vec<String>, what: &str, a: impl Display, b: impl Display, t: Option<bool>) {
+    let (a, b) = (a.to_string(), b.to_string());
+    if a != b {
+        out.push(format!("{what}: {a} -> {b} ({})", verdict(t)));
     }
 }
 
-/// EWMA and CUSUM: the threshold on the metric, then the other parameters.
-fn detector_changes(v: &Versions, out: &mut Vec<String>) -> bool {
-    let (Some((m1, d1, p1)), Some((m2, d2, p2))) = (detector(v.a), detector(v.b)) else {
-        return false;
-    };
-    if p1[0].0 != p2[0].0 || !(v.same(m1, m2) && d1 == d2) {
+/// A line for each dial that changed; `false` when the two are not one
+/// condition to compare (another kind, metric or direction).
+fn dial_changes(a: Dials, b: Dials, out: &mut Vec<String>) -> bool {
+    if a.same != b.same {
         return false;
     }
-    let threshold = format!("{} on `{}`", p2[0].0, v.name(m2));
-    for (i, ((what, a, lower), (_, b, _))) in p1.into_iter().zip(p2).enumerate() {
-        let what = if i == 0 { threshold.as_str() } else { what };
-        note(out, what, a, b, lower.and_then(|l| tightened(l, a, b)));
+    for (x, y) in a.dials.iter().zip(&b.dials) {
+        note(out, &y.what, &x.shown, &y.shown, x.verdict(y));
+    }
+    true
+}
+
+/// The changes between two nodes of the same kind on the same metrics, in
+/// plain language; `false` when they are not of one kind (a rewrite).
+fn same_kind_changes(
+    old: &PolicySet,
+    o: &Node,
+    new: &PolicySet,
+    n: &Node,
+    out: &mut Vec<String>,
+) -> bool {
+    let compared = match (dials(old, &o.condition), dials(new, &n.condition)) {
+        (Some(a), Some(b)) => dial_changes(a, b, out),
+        (None, None) => composite_changes(old, &o.condition, new, &n.condition, out),
+        _ => false,
+    };
+    if !compared {
+        return false;
+    }
+    if o.hold != n.hold {
+        let show = |h: Option<crate::units::Hold>| {
+            h.map_or("no hold".to_string(), |h| format!("must hold for {h}"))
+        };
+        let t = match (o.hold, n.hold) {
+            (Some(a), Some(b)) => tightened(true, a.count() as f64, b.count() as f64),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        };
+        out.push(format!(
+            "hysteresis: {} -> {} ({})",
+            show(o.hold),
+            show(n.hold),
+            verdict(t)
+        ));
     }
     true
 }
 
 /// A composite's quorum, then each child in turn; `false` when the children
 /// differ in number or any pair differs in kind.
-fn composite_changes(v: &Versions, out: &mut Vec<String>) -> bool {
+fn composite_changes(
+    old: &PolicySet,
+    a: &Condition,
+    new: &PolicySet,
+    b: &Condition,
+    out: &mut Vec<String>,
+) -> bool {
     let (
         Condition::Composite {
             quorum: q1,
@@ -702,7 +635,7 @@ fn composite_changes(v: &Versions, out: &mut Vec<String>) -> bool {
             quorum: q2,
             children: c2,
         },
-    ) = (v.a, v.b)
+    ) = (a, b)
     else {
         return false;
     };
@@ -723,7 +656,7 @@ fn composite_changes(v: &Versions, out: &mut Vec<String>) -> bool {
     }
     c1.iter()
         .zip(c2)
-        .all(|(a, b)| same_kind_changes(v.old, v.old.node(*a), v.new, v.new.node(*b), out))
+        .all(|(a, b)| same_kind_changes(old, old.node(*a), new, new.node(*b), out))
 }
 
 /// What changed from `old` to `new`, in plain language; empty when nothing did.
@@ -820,4 +753,137 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy set with one policy `p{i}` per condition in `whens`.
+    fn set(whens: &[&str]) -> PolicySet {
+        let mut text = String::new();
+        for (i, when) in whens.iter().enumerate() {
+            text.push_str(&format!(
+                "[[policy]]\nid = \"p{i}\"\ndescription = \"d\"\nseverity = \"info\"\naction = \"a\"\ncooldown = \"1m\"\nwhen = {when}\n\n"
+            ));
+        }
+        crate::policy::compile_str("p.toml", &text, &Config::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn diff_states_every_kind_of_dial() {
+        let pairs = [
+            (
+                r#"{ kind = "threshold", metric = "a", op = ">=", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "a", op = ">=", value = 4 }"#,
+            ),
+            (
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 4 }"#,
+            ),
+            (
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "a", op = ">", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "threshold", metric = "a", op = "<", value = 5 }"#,
+                r#"{ kind = "threshold", metric = "b", op = "<", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "down", by = "10%" }"#,
+                r#"{ kind = "change", metric = "a", window = "10 blocks", direction = "down", by = "5%" }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 10 }"#,
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 12 }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 10 }"#,
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = "10%" }"#,
+            ),
+            (
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "up", by = 10 }"#,
+                r#"{ kind = "change", metric = "a", window = "5 blocks", direction = "down", by = 10 }"#,
+            ),
+            (
+                r#"{ kind = "rate", metric = "a", window = "90s", per = "second", direction = "up", above = 2.5 }"#,
+                r#"{ kind = "rate", metric = "a", window = "60s", per = "second", direction = "up", above = 3 }"#,
+            ),
+            (
+                r#"{ kind = "rate", metric = "a", window = "90s", per = "second", direction = "up", above = 2.5 }"#,
+                r#"{ kind = "rate", metric = "a", window = "90s", per = "block", direction = "up", above = 2.5 }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "1h", op = ">", value = "10%", relative_to = "a" }"#,
+                r#"{ kind = "sum", metric = "o", window = "2h", op = ">", value = "5%", relative_to = "a" }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "1h", op = "<", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "2h", op = "<", value = 3 }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "10 blocks", op = ">=", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "5 blocks", op = ">=", value = "5%", relative_to = "a" }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "10 blocks", op = "<=", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "5 blocks", op = "<=", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "sum", metric = "o", window = "10 blocks", op = ">", value = 5 }"#,
+                r#"{ kind = "sum", metric = "o", window = "1h", op = ">", value = 5 }"#,
+            ),
+            (
+                r#"{ kind = "deviation", metric = "p1", reference = "p2", above = "150bps" }"#,
+                r#"{ kind = "deviation", metric = "p1", reference = "p2", above = "2%", max_skew = "2 blocks" }"#,
+            ),
+            (
+                r#"{ kind = "deviation", metric = "p1", reference = "p2", above = "2%", max_skew = "1m" }"#,
+                r#"{ kind = "deviation", metric = "p1", reference = "p3", above = "2%", max_skew = "1m" }"#,
+            ),
+            (
+                r#"{ kind = "stale", metric = "p1", after = "20 blocks" }"#,
+                r#"{ kind = "stale", metric = "p1", after = "10 blocks" }"#,
+            ),
+            (
+                r#"{ kind = "stale", metric = "p1", after = "1h" }"#,
+                r#"{ kind = "stale", metric = "p1", after = "2h" }"#,
+            ),
+            (
+                r#"{ kind = "stale", metric = "p1", after = "20 blocks" }"#,
+                r#"{ kind = "stale", metric = "p1", after = "1h" }"#,
+            ),
+            (
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" }"#,
+                r#"{ kind = "ewma", metric = "g", halflife = 60, warmup = 200, z = 5, direction = "up", for = "2 samples" }"#,
+            ),
+            (
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" }"#,
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "down" }"#,
+            ),
+            (
+                r#"{ kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 8, direction = "up" }"#,
+                r#"{ kind = "cusum", metric = "g", warmup = 50, slack = 0.25, threshold = 9, direction = "up" }"#,
+            ),
+            (
+                r#"{ kind = "ewma", metric = "g", halflife = 50, warmup = 100, z = 6, direction = "up" }"#,
+                r#"{ kind = "cusum", metric = "g", warmup = 100, slack = 0.5, threshold = 6, direction = "up" }"#,
+            ),
+            (
+                r#"{ kind = "any", of = [{ kind = "threshold", metric = "a", op = "<", value = 1 }, { kind = "stale", metric = "a", after = "5 blocks" }] }"#,
+                r#"{ kind = "at_least", count = 1, of = [{ kind = "threshold", metric = "a", op = "<", value = 2 }, { kind = "stale", metric = "a", after = "6 blocks" }] }"#,
+            ),
+            (
+                r#"{ kind = "any", of = [{ kind = "threshold", metric = "a", op = "<", value = 1 }, { kind = "stale", metric = "a", after = "5 blocks" }] }"#,
+                r#"{ kind = "all", of = [{ kind = "threshold", metric = "a", op = "<", value = 1 }] }"#,
+            ),
+        ];
+        let (old, new): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
+        let text = diff(&set(&old), &set(&new));
+        if std::env::var_os("GUARDIAN_BLESS").is_some() {
+            std::fs::write("tests/golden/diff-every-kind.txt", &text).unwrap();
+        }
+        assert_eq!(text, include_str!("../tests/golden/diff-every-kind.txt"));
+    }
 }

@@ -759,25 +759,24 @@ pub(super) fn parse_parameter(
         r.error(&t.span, format!("{ctx}: min is above max"), None);
         return None;
     }
-    if let Some(bps) = max_change_bps
-        && (bps == 0 || bps > 10_000)
-    {
-        r.error(
-            &t.span,
-            format!("{ctx}: max_change_bps must be between 1 and 10000"),
-            None,
-        );
-        return None;
-    }
-    if let Some(ValuePolicy::StepBps { bps, .. }) = value
-        && (bps == 0 || bps > 10_000)
-    {
-        r.error(
-            &t.span,
-            format!("{ctx}: value.step_bps must be between 1 and 10000"),
-            None,
-        );
-        return None;
+    let step_bps = match value {
+        Some(ValuePolicy::StepBps { bps, .. }) => Some(bps),
+        _ => None,
+    };
+    for (key, bps) in [
+        ("max_change_bps", max_change_bps),
+        ("value.step_bps", step_bps),
+    ] {
+        if let Some(bps) = bps
+            && !(1..=10_000).contains(&bps)
+        {
+            r.error(
+                &t.span,
+                format!("{ctx}: {key} must be between 1 and 10000"),
+                None,
+            );
+            return None;
+        }
     }
     Some(ParameterParams {
         getter: getter?,
@@ -934,5 +933,36 @@ fn check_bounds(
             Some("the guard and the module refuse a larger step".into()),
         ),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// Both limits in basis points are held to 1..=10000 alike; the first
+    /// out of range is the one reported.
+    #[test]
+    fn basis_points_out_of_range_are_refused() {
+        let config = |max_change: u64, step: u64| {
+            format!(
+                "[guardian]\nmode = \"alert-only\"\n[actions.cap]\nkind = \"set-parameter\"\ndescription = \"cap\"\ntarget = \"0x0000000000000000000000000000000000000002\"\nfunction = \"setSupplyCap(uint256)\"\ngetter = \"supplyCap()\"\nmin = 0\nmax = 100\nmax_change_bps = {max_change}\nmin_delay = \"1h\"\nvalue = {{ step_bps = {step}, direction = \"down\" }}\n"
+            )
+        };
+        assert!(Config::from_text("guardian.toml", config(5_000, 2_500)).is_ok());
+        let max_change = "max_change_bps must be between 1 and 10000";
+        let step = "value.step_bps must be between 1 and 10000";
+        for (max_change_bps, step_bps, reported, not) in [
+            (0, 2_500, max_change, step),
+            (10_001, 0, max_change, step),
+            (5_000, 10_001, step, max_change),
+            (5_000, 0, step, max_change),
+        ] {
+            let err = Config::from_text("guardian.toml", config(max_change_bps, step_bps))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(reported), "{err}");
+            assert!(!err.contains(not), "{err}");
+        }
     }
 }

@@ -351,6 +351,19 @@ impl Journal {
         }
     }
 
+    /// Every row `sql` selects with `params`, each read as the tuple `T`
+    /// (the lock is held only while reading).
+    fn rows<T>(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, JournalError>
+    where
+        T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+    {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(sql).map_err(|e| self.sql(e))?;
+        stmt.query_map(params, |r| T::try_from(r))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(e))
+    }
+
     fn corrupt(&self, what: &'static str, detail: impl ToString) -> JournalError {
         JournalError::Corrupt {
             path: self.path.clone(),
@@ -556,19 +569,10 @@ impl Journal {
     /// `interrupted` here and not returned (a new trip decides afresh).
     pub fn unfinished(&self) -> Result<Vec<Unfinished>, JournalError> {
         type Row = (i64, String, String, Option<String>, Option<String>);
-        let rows: Vec<Row> = {
-            let conn = self.lock();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT decision_id, policy, action, executor, effect FROM decisions WHERE status = ?1 ORDER BY decision_id",
-                )
-                .map_err(|e| self.sql(e))?;
-            stmt.query_map([EXECUTING], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.sql(e))?
-        };
+        let rows: Vec<Row> = self.rows(
+            "SELECT decision_id, policy, action, executor, effect FROM decisions WHERE status = ?1 ORDER BY decision_id",
+            [EXECUTING],
+        )?;
         let mut out = Vec::new();
         for (id, policy, action, executor, effect) in rows {
             let decision_id = uint(id);
@@ -602,28 +606,11 @@ impl Journal {
 
     fn transactions(&self, decision_id: u64) -> Result<Vec<SignedTx>, JournalError> {
         type Row = (String, String, i64, String, String, i64, Vec<u8>);
-        let rows: Vec<Row> = {
-            let conn = self.lock();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT hash, sender, nonce, max_fee, priority_fee, replacement, raw FROM transactions
-                     WHERE decision_id = ?1 ORDER BY replacement, recorded_ms",
-                )
-                .map_err(|e| self.sql(e))?;
-            stmt.query_map([int(decision_id)], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.sql(e))?
-        };
+        let rows: Vec<Row> = self.rows(
+            "SELECT hash, sender, nonce, max_fee, priority_fee, replacement, raw FROM transactions
+             WHERE decision_id = ?1 ORDER BY replacement, recorded_ms",
+            [int(decision_id)],
+        )?;
         rows.into_iter()
             .map(
                 |(hash, sender, nonce, max_fee, priority_fee, replacement, raw)| {
@@ -653,28 +640,12 @@ impl Journal {
     /// What the guard needs to rebuild its cooldowns and rate limits, and the
     /// last decision id, in decision order.
     pub fn past_decisions(&self) -> Result<Vec<PastDecision>, JournalError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT d.decision_id, d.action, d.time_ms, d.outcome, d.rejection, d.status, COALESCE(d.mode, t.mode)
-                 FROM decisions d JOIN trips t ON t.id = d.trip_id ORDER BY d.decision_id",
-            )
-            .map_err(|e| self.sql(e))?;
         type Row = (i64, String, i64, String, Option<String>, String, String);
-        let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.sql(e))?;
+        let rows: Vec<Row> = self.rows(
+            "SELECT d.decision_id, d.action, d.time_ms, d.outcome, d.rejection, d.status, COALESCE(d.mode, t.mode)
+             FROM decisions d JOIN trips t ON t.id = d.trip_id ORDER BY d.decision_id",
+            [],
+        )?;
         Ok(rows
             .into_iter()
             .map(|(id, action, time_ms, outcome, rejection, status, mode)| {

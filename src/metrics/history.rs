@@ -291,13 +291,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_speculative_push_is_retracted_exactly() {
+    /// Blocks 0 to 9 valued 1 to 10, under a 3-block sum (its slot).
+    fn ten_blocks_summed_by_three() -> (MetricHistory, usize) {
         let mut h = MetricHistory::default();
         let slot = h.require_sum(Window::Blocks(3));
         for b in 0..10 {
             h.push(e(b, 1.0 + b as f64));
         }
+        (h, slot)
+    }
+
+    #[test]
+    fn a_speculative_push_is_retracted_exactly() {
+        let (mut h, slot) = ten_blocks_summed_by_three();
         let before = (h.sum(slot), h.len(), h.latest().copied());
         let mark = h.push_speculative(e(10, 100.0));
         assert_eq!(h.sum(slot), (9.0 + 10.0 + 100.0, 3));
@@ -340,11 +346,7 @@ mod tests {
 
     #[test]
     fn sums_cover_the_last_n_blocks() {
-        let mut h = MetricHistory::default();
-        let slot = h.require_sum(Window::Blocks(3));
-        for b in 0..10 {
-            h.push(e(b, 1.0 + b as f64));
-        }
+        let (h, slot) = ten_blocks_summed_by_three();
         // blocks 7, 8, 9 -> 8 + 9 + 10
         assert_eq!(h.sum(slot), (27.0, 3));
         assert_eq!(h.sum_at(slot, 9, 9000).2.unwrap().block, 7);

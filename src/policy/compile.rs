@@ -164,12 +164,7 @@ impl<'c> Builder<'c> {
         if !self.config.is_declarative() || self.set.templates.is_empty() {
             return problems;
         }
-        let names: Vec<&str> = self
-            .config
-            .metrics
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect();
+        let names = self.config_metric_names();
         let found = self.set.instantiate(names);
         self.set.warnings.extend(found.notes);
         for t in &self.set.templates {
@@ -196,6 +191,15 @@ impl<'c> Builder<'c> {
             }
         }
         problems
+    }
+
+    /// The names of the metrics the configuration defines.
+    fn config_metric_names(&self) -> Vec<&'c str> {
+        self.config
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect()
     }
 
     fn file(&mut self, r: &mut Reporter<'_>) {
@@ -227,14 +231,9 @@ impl<'c> Builder<'c> {
         let first_node = self.set.nodes.len();
         self.patterns.clear();
         let id = t.required_string("id", r).and_then(|(id, span)| {
-            if !is_valid_metric_name(id) {
-                r.error(
-                    &span,
-                    format!("policy id `{id}` may only use letters, digits and _ . : -"),
-                    None,
-                );
-                return None;
-            }
+            let valid = is_valid_metric_name(id);
+            let message = format!("policy id `{id}` may only use letters, digits and _ . : -");
+            check(valid, &span, message, None, r)?;
             if let Some(first) = self.ids.get(id) {
                 r.error(
                     &span,
@@ -260,13 +259,7 @@ impl<'c> Builder<'c> {
         let action = t.required_string("action", r).and_then(|(a, span)| {
             if self.config.is_declarative() && !self.config.actions.contains_key(a) {
                 let known: Vec<&str> = self.config.actions.keys().map(String::as_str).collect();
-                let hint = match did_you_mean(a, known.iter().copied()) {
-                    Some(k) => format!("did you mean `{k}`?"),
-                    None if known.is_empty() => {
-                        "the configuration defines no [actions]".to_string()
-                    }
-                    None => format!("actions defined: {}", known.join(", ")),
-                };
+                let hint = unknown_hint(a, &known, "[actions]", "actions defined");
                 r.error(&span, format!("{ctx}: unknown action `{a}`"), Some(hint));
                 None
             } else {
@@ -355,28 +348,17 @@ impl<'c> Builder<'c> {
                 && p.split('*')
                     .all(|part| part.is_empty() || is_valid_metric_name(part))
         };
-        if !valid(name) {
-            r.error(
-                &span,
-                format!("{ctx}: `{name}` is not a valid metric pattern"),
-                Some("a pattern has exactly one `*` standing for a part of the name, e.g. \"lend.cash.*\"; the rest uses letters, digits and _ . : -".into()),
-            );
-            return None;
-        }
+        let message = format!("{ctx}: `{name}` is not a valid metric pattern");
+        let hint = "a pattern has exactly one `*` standing for a part of the name, e.g. \"lend.cash.*\"; the rest uses letters, digits and _ . : -";
+        check(valid(name), &span, message, Some(hint.into()), r)?;
         let bound = self.config.bound_name(name).to_string();
-        if !valid(&bound) {
-            r.error(
-                &span,
-                format!(
-                    "{ctx}: `{name}` is bound to `{bound}`, which is not a pattern with one `*`"
-                ),
-                Some(format!(
-                    "bind a pattern to a pattern under [bind], e.g. \"{name}\" = \"mymarket.{}\"",
-                    name.rsplit('.').next().unwrap_or("*")
-                )),
-            );
-            return None;
-        }
+        let message =
+            format!("{ctx}: `{name}` is bound to `{bound}`, which is not a pattern with one `*`");
+        let hint = format!(
+            "bind a pattern to a pattern under [bind], e.g. \"{name}\" = \"mymarket.{}\"",
+            name.rsplit('.').next().unwrap_or("*")
+        );
+        check(valid(&bound), &span, message, Some(hint), r)?;
         let i = match self.patterns.iter().position(|p| *p == bound) {
             Some(i) => i,
             None => {
@@ -396,13 +378,8 @@ impl<'c> Builder<'c> {
             };
             if self.config.is_declarative() && !self.config.notify.contains_key(name) {
                 let known: Vec<&str> = self.config.notify.keys().map(String::as_str).collect();
-                let hint = match did_you_mean(name, known.iter().copied()) {
-                    Some(k) => format!("did you mean `{k}`?"),
-                    None if known.is_empty() => {
-                        "the configuration defines no [notify.<name>] channels".to_string()
-                    }
-                    None => format!("channels defined: {}", known.join(", ")),
-                };
+                let hint =
+                    unknown_hint(name, &known, "[notify.<name>] channels", "channels defined");
                 r.error(
                     &item.span(),
                     format!("{ctx}: unknown notify channel `{name}`"),
@@ -417,17 +394,7 @@ impl<'c> Builder<'c> {
 
     fn window(&self, value: &Value<'_>, what: &str, r: &mut Reporter<'_>) -> Option<Window> {
         let text = as_str(value, what, r)?;
-        match units::parse_window(text) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                r.error(
-                    &value.span(),
-                    format!("{what}: {}", e.message),
-                    Some(e.hint),
-                );
-                None
-            }
-        }
+        in_units(units::parse_window(text), value, what, r)
     }
 
     /// A window that some metric's history must cover.
@@ -449,14 +416,8 @@ impl<'c> Builder<'c> {
             );
             return None;
         }
-        if matches!(w, Window::Blocks(0) | Window::Millis(0)) {
-            r.error(
-                &value.span(),
-                format!("{what}: a window must be longer than zero"),
-                None,
-            );
-            return None;
-        }
+        let message = format!("{what}: a window must be longer than zero");
+        check(!is_zero(w), &value.span(), message, None, r)?;
         Some(w)
     }
 
@@ -480,22 +441,18 @@ impl<'c> Builder<'c> {
         if name.contains('*') {
             return self.pattern_named(name, span, ctx, r);
         }
-        if !is_valid_metric_name(name) {
-            r.error(
-                &span,
-                format!("{ctx}: `{name}` is not a valid metric name"),
-                Some("metric names use letters, digits and _ . : -".into()),
-            );
-            return None;
-        }
+        let message = format!("{ctx}: `{name}` is not a valid metric name");
+        let hint = "metric names use letters, digits and _ . : -";
+        check(
+            is_valid_metric_name(name),
+            &span,
+            message,
+            Some(hint.into()),
+            r,
+        )?;
         let bound = self.config.bound_name(name).to_string();
         if self.config.is_declarative() && self.config.metric(&bound).is_none() {
-            let known: Vec<&str> = self
-                .config
-                .metrics
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect();
+            let known = self.config_metric_names();
             let hint = match did_you_mean(&bound, known.iter().copied()) {
                 Some(k) => format!("did you mean `{k}`?"),
                 None if bound != name => format!(
@@ -527,17 +484,9 @@ impl<'c> Builder<'c> {
         r: &mut Reporter<'_>,
     ) -> Option<Amount> {
         match value.get_ref() {
-            toml::de::DeValue::String(s) => match units::parse_percent(s) {
-                Ok(p) => Some(Amount::Percent(p)),
-                Err(e) => {
-                    r.error(
-                        &value.span(),
-                        format!("{what}: {}", e.message),
-                        Some(e.hint),
-                    );
-                    None
-                }
-            },
+            toml::de::DeValue::String(s) => {
+                in_units(units::parse_percent(s), value, what, r).map(Amount::Percent)
+            }
             toml::de::DeValue::Integer(_) | toml::de::DeValue::Float(_) if percent_only => {
                 let shown = value
                     .get_ref()
@@ -566,31 +515,23 @@ impl<'c> Builder<'c> {
     fn positive(&self, value: Option<&Value<'_>>, what: &str, r: &mut Reporter<'_>) -> Option<f64> {
         let value = value?;
         let n = as_number(value, what, r)?;
-        if n > 0.0 {
-            Some(n)
-        } else {
-            r.error(
-                &value.span(),
-                format!("{what} must be greater than zero"),
-                None,
-            );
-            None
-        }
+        let message = format!("{what} must be greater than zero");
+        check(n > 0.0, &value.span(), message, None, r)?;
+        Some(n)
     }
 
     fn warmup(&self, value: Option<&Value<'_>>, what: &str, r: &mut Reporter<'_>) -> Option<u32> {
         let value = value?;
         let n = as_u64(value, what, r)?;
-        if (2..=u32::MAX as u64).contains(&n) {
-            Some(n as u32)
-        } else {
-            r.error(
-                &value.span(),
-                format!("{what} must be at least 2 samples (a baseline needs a spread)"),
-                None,
-            );
-            None
-        }
+        let message = format!("{what} must be at least 2 samples (a baseline needs a spread)");
+        check(
+            (2..=u32::MAX as u64).contains(&n),
+            &value.span(),
+            message,
+            None,
+            r,
+        )?;
+        Some(n as u32)
     }
 
     fn push_node(
@@ -619,26 +560,14 @@ impl<'c> Builder<'c> {
         let kind = t.required_string("kind", r);
         let hold = t.get("for").and_then(|v| {
             let text = as_str(v, "for", r)?;
-            units::parse_hold(text)
-                .map_err(|e| {
-                    r.error(
-                        &v.span(),
-                        format!("{ctx}: for: {}", e.message),
-                        Some(e.hint),
-                    )
-                })
-                .ok()
+            in_units(units::parse_hold(text), v, &format!("{ctx}: for"), r)
         });
         let within = t.get("within").map(|v| {
             let w = self.window(v, &format!("{ctx}: within"), r)?;
-            if !matches!(kind.as_ref().map(|k| k.0), Some("all" | "any" | "at_least")) {
-                r.error(
-                    &v.span(),
-                    format!("{ctx}: `within` applies to composites (all, any, at_least)"),
-                    Some("put the conditions that must corroborate each other under `all` and give the `all` a `within`".into()),
-                );
-                return None;
-            }
+            let composite = matches!(kind.as_ref().map(|k| k.0), Some("all" | "any" | "at_least"));
+            let message = format!("{ctx}: `within` applies to composites (all, any, at_least)");
+            let hint = "put the conditions that must corroborate each other under `all` and give the `all` a `within`";
+            check(composite, &v.span(), message, Some(hint.into()), r)?;
             Some(w)
         });
         let Some((kind, kind_span)) = kind else {
@@ -651,10 +580,8 @@ impl<'c> Builder<'c> {
                 "any" => Some(Quorum::Any),
                 _ => t.require("count", r).and_then(|v| {
                     let n = as_u64(v, "count", r)?;
-                    if n == 0 || n > u32::MAX as u64 {
-                        r.error(&v.span(), "count must be at least 1", None);
-                        return None;
-                    }
+                    let fits = (1..=u32::MAX as u64).contains(&n);
+                    check(fits, &v.span(), "count must be at least 1", None, r)?;
                     Some(Quorum::AtLeast(n as u32))
                 }),
             };
@@ -704,11 +631,7 @@ impl<'c> Builder<'c> {
             if !ok {
                 return None;
             }
-            let within = match within {
-                Some(None) => return None,
-                Some(w) => w,
-                None => None,
-            };
+            let within = optional(within)?;
             let node = &mut self.set.nodes[me.0 as usize];
             node.condition = Condition::Composite { quorum, children };
             node.within = within;
@@ -743,15 +666,15 @@ impl<'c> Builder<'c> {
         t: &mut TableReader<'_, '_>,
         r: &mut Reporter<'_>,
     ) -> Option<Condition> {
-        match kind {
-            "threshold" => self.threshold(Leaf { ctx, t, r }),
-            "change" => self.change(Leaf { ctx, t, r }),
-            "rate" => self.rate(Leaf { ctx, t, r }),
-            "sum" => self.sum(Leaf { ctx, t, r }),
-            "deviation" => self.deviation(Leaf { ctx, t, r }),
-            "stale" => self.stale(Leaf { ctx, t, r }),
-            "ewma" => self.ewma(Leaf { ctx, t, r }),
-            "cusum" => self.cusum(Leaf { ctx, t, r }),
+        let read: fn(&mut Self, Leaf<'_, '_, '_, '_>) -> Option<Condition> = match kind {
+            "threshold" => Self::threshold,
+            "change" => Self::change,
+            "rate" => Self::rate,
+            "sum" => Self::sum,
+            "deviation" => Self::deviation,
+            "stale" => Self::stale,
+            "ewma" => Self::ewma,
+            "cusum" => Self::cusum,
             other => {
                 let hint = match did_you_mean(other, CONDITION_KINDS) {
                     Some(k) => format!(
@@ -765,9 +688,12 @@ impl<'c> Builder<'c> {
                     format!("{ctx}: `{other}` is not a condition kind"),
                     Some(hint),
                 );
-                None
+                return None;
             }
-        }
+        };
+        // Every leaf watches a metric; it is read first, so its problems come first.
+        let metric = self.metric(t, "metric", r);
+        read(self, Leaf { ctx, t, r, metric })
     }
 
     /// A condition's `window`, within what the metric's history keeps.
@@ -782,8 +708,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `threshold`: a metric compared with a value.
-    fn threshold(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn threshold(&mut self, Leaf { t, r, metric, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let comparison = comparison(t, r);
         let value = t.require("value", r).and_then(|v| as_number(v, "value", r));
         Some(Condition::Threshold {
@@ -794,8 +719,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `change`: a metric moving by an amount within a window.
-    fn change(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn change(&mut self, Leaf { ctx, t, r, metric }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let window = self.window_field(ctx, t, r);
         let direction = direction(t, r);
         let by = t.require("by", r).and_then(|v| {
@@ -804,14 +728,9 @@ impl<'c> Builder<'c> {
                 Amount::Absolute(a) => a,
                 Amount::Percent(p) => p.0,
             };
-            if size <= 0.0 {
-                r.error(
-                    &v.span(),
-                    format!("{ctx}: by must be greater than zero (the direction says which way)"),
-                    None,
-                );
-                return None;
-            }
+            let message =
+                format!("{ctx}: by must be greater than zero (the direction says which way)");
+            check(size > 0.0, &v.span(), message, None, r)?;
             Some(by)
         });
         Some(Condition::Change {
@@ -823,8 +742,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `rate`: a metric's rate of change per unit within a window.
-    fn rate(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn rate(&mut self, Leaf { ctx, t, r, metric }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let window = self.window_field(ctx, t, r);
         let per = t
             .require("per", r)
@@ -841,8 +759,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `sum`: a metric summed over a window, against an amount or a share of another metric.
-    fn sum(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn sum(&mut self, Leaf { ctx, t, r, metric }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let window = self.window_field(ctx, t, r);
         let comparison = comparison(t, r);
         let relative_to = if t.has("relative_to") {
@@ -852,17 +769,15 @@ impl<'c> Builder<'c> {
         };
         let value = t.require("value", r).and_then(|v| {
             let amount = self.amount(v, "value", relative_to.is_some(), r)?;
-            if relative_to.is_none() && matches!(amount, Amount::Percent(_)) {
-                r.error(&v.span(), format!("{ctx}: a percent needs `relative_to`, the metric it is a percent of"), Some("add relative_to = \"<liquidity metric>\", or give an amount in the metric's units".into()));
-                return None;
-            }
+            let stands_alone = relative_to.is_some() || !matches!(amount, Amount::Percent(_));
+            let message =
+                format!("{ctx}: a percent needs `relative_to`, the metric it is a percent of");
+            let hint =
+                "add relative_to = \"<liquidity metric>\", or give an amount in the metric's units";
+            check(stands_alone, &v.span(), message, Some(hint.into()), r)?;
             Some(amount)
         });
-        let relative_to = match relative_to {
-            Some(None) => return None,
-            Some(Some(m)) => Some(m),
-            None => None,
-        };
+        let relative_to = optional(relative_to)?;
         Some(Condition::Sum {
             metric: metric?,
             window: window?,
@@ -873,29 +788,18 @@ impl<'c> Builder<'c> {
     }
 
     /// `deviation`: two metrics apart by more than a percent.
-    fn deviation(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn deviation(&mut self, Leaf { ctx, t, r, metric }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let reference = self.metric(t, "reference", r);
         let above = t.require("above", r).and_then(|v| {
             let p = self.percent(v, &format!("{ctx}: above"), r)?;
-            if p.0 <= 0.0 {
-                r.error(
-                    &v.span(),
-                    format!("{ctx}: above must be greater than 0%"),
-                    None,
-                );
-                return None;
-            }
+            let message = format!("{ctx}: above must be greater than 0%");
+            check(p.0 > 0.0, &v.span(), message, None, r)?;
             Some(p)
         });
         let max_skew = t
             .get("max_skew")
             .map(|v| self.window(v, &format!("{ctx}: max_skew"), r));
-        let max_skew = match max_skew {
-            Some(None) => return None,
-            Some(w) => w,
-            None => None,
-        };
+        let max_skew = optional(max_skew)?;
         Some(Condition::Deviation {
             metric: metric?,
             reference: reference?,
@@ -905,18 +809,11 @@ impl<'c> Builder<'c> {
     }
 
     /// `stale`: a metric not updated for a while.
-    fn stale(&mut self, Leaf { ctx, t, r }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn stale(&mut self, Leaf { ctx, t, r, metric }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let after = t.require("after", r).and_then(|v| {
             let w = self.window(v, &format!("{ctx}: after"), r)?;
-            if matches!(w, Window::Blocks(0) | Window::Millis(0)) {
-                r.error(
-                    &v.span(),
-                    format!("{ctx}: after must be longer than zero"),
-                    None,
-                );
-                return None;
-            }
+            let message = format!("{ctx}: after must be longer than zero");
+            check(!is_zero(w), &v.span(), message, None, r)?;
             Some(w)
         });
         Some(Condition::Stale {
@@ -926,8 +823,7 @@ impl<'c> Builder<'c> {
     }
 
     /// `ewma`: a metric's z-score against its exponentially weighted mean.
-    fn ewma(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn ewma(&mut self, Leaf { t, r, metric, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let halflife = self.positive(t.require("halflife", r), "halflife (samples)", r);
         let warmup = self.warmup(t.require("warmup", r), "warmup", r);
         let z = self.positive(t.require("z", r), "z", r);
@@ -947,28 +843,25 @@ impl<'c> Builder<'c> {
     }
 
     /// `cusum`: a one-sided cumulative sum of a metric's deviations.
-    fn cusum(&mut self, Leaf { t, r, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
-        let metric = self.metric(t, "metric", r);
+    fn cusum(&mut self, Leaf { t, r, metric, .. }: Leaf<'_, '_, '_, '_>) -> Option<Condition> {
         let warmup = self.warmup(t.require("warmup", r), "warmup", r);
         let slack = t.require("slack", r).and_then(|v| {
             let s = as_number(v, "slack", r)?;
-            if s < 0.0 {
-                r.error(&v.span(), "slack must be at least 0", None);
-                return None;
-            }
+            check(s >= 0.0, &v.span(), "slack must be at least 0", None, r)?;
             Some(s)
         });
         let threshold = self.positive(t.require("threshold", r), "threshold", r);
         let direction = t.require("direction", r).and_then(|v| {
             let d = as_choice(v, "direction", &Direction::CHOICES, r)?;
-            if d == Direction::Either {
-                r.error(
-                    &v.span(),
-                    "cusum is one-sided: use `up` or `down`",
-                    Some("for both directions, write two conditions under `any`".into()),
-                );
-                return None;
-            }
+            let message = "cusum is one-sided: use `up` or `down`";
+            let hint = "for both directions, write two conditions under `any`";
+            check(
+                d != Direction::Either,
+                &v.span(),
+                message,
+                Some(hint.into()),
+                r,
+            )?;
             Some(d)
         });
         Some(Condition::Cusum {
@@ -984,11 +877,70 @@ impl<'c> Builder<'c> {
 }
 
 /// What a leaf condition is read from: its table, where it stands (for
-/// messages) and where its problems go.
+/// messages), where its problems go, and the metric it watches.
 struct Leaf<'x, 'a, 'b, 'c> {
     ctx: &'x str,
     t: &'x mut TableReader<'a, 'b>,
     r: &'x mut Reporter<'c>,
+    /// The `metric` it watches, read already.
+    metric: Option<MetricId>,
+}
+
+/// Reports `message` (with `hint`) at `span` unless `ok`; `None` when it did.
+fn check(
+    ok: bool,
+    span: &Range<usize>,
+    message: impl Into<String>,
+    hint: Option<String>,
+    r: &mut Reporter<'_>,
+) -> Option<()> {
+    if !ok {
+        r.error(span, message, hint);
+        return None;
+    }
+    Some(())
+}
+
+/// A value in units, or its unit error reported at `value` as `what: message`.
+fn in_units<T>(
+    parsed: Result<T, units::UnitError>,
+    value: &Value<'_>,
+    what: &str,
+    r: &mut Reporter<'_>,
+) -> Option<T> {
+    parsed
+        .map_err(|e| {
+            r.error(
+                &value.span(),
+                format!("{what}: {}", e.message),
+                Some(e.hint),
+            )
+        })
+        .ok()
+}
+
+/// An optional field as read: absent is `Some(None)`; present but wrong
+/// (already reported) is `None`.
+fn optional<T>(read: Option<Option<T>>) -> Option<Option<T>> {
+    match read {
+        Some(None) => None,
+        Some(v) => Some(v),
+        None => Some(None),
+    }
+}
+
+fn is_zero(w: Window) -> bool {
+    matches!(w, Window::Blocks(0) | Window::Millis(0))
+}
+
+/// The hint for a `name` not among the `known` names the configuration
+/// defines under `section`: the nearest one, else all of them.
+fn unknown_hint(name: &str, known: &[&str], section: &str, listed: &str) -> String {
+    match did_you_mean(name, known.iter().copied()) {
+        Some(k) => format!("did you mean `{k}`?"),
+        None if known.is_empty() => format!("the configuration defines no {section}"),
+        None => format!("{listed}: {}", known.join(", ")),
+    }
 }
 
 /// A condition's `op`.
@@ -1009,6 +961,11 @@ mod tests {
 
     fn compile(text: &str) -> Result<PolicySet, Diagnostics> {
         compile_str("p.toml", text, &Config::empty())
+    }
+
+    /// The configuration `text` declares.
+    fn config(text: &str) -> Config {
+        Config::from_text("guardian.toml", text.into()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -1051,14 +1008,9 @@ of = [
 
     #[test]
     fn notify_names_channels_of_the_configuration() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("guardian.toml");
-        std::fs::write(
-            &path,
+        let config = config(
             "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n[notify.pager]\nkind = \"pagerduty\"\nrouting_key_env = \"PD\"\n",
-        )
-        .unwrap();
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        );
         let policy = |notify: &str| {
             format!(
                 "[[policy]]\nid = \"p\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"pause\"\ncooldown = \"1m\"\n{notify}\n[policy.when]\nkind = \"threshold\"\nmetric = \"a\"\nop = \">\"\nvalue = 1\n"
@@ -1206,5 +1158,203 @@ value = 1
                 .contains("longer than the history kept (100 blocks)"),
             "{err}"
         );
+    }
+
+    /// Every refusal of the policy reader, rendered whole: pinned so that
+    /// reshaping the reader keeps each message and hint byte for byte.
+    #[test]
+    fn every_refusal_reads_the_same() {
+        let declared = config(
+            "[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n[metrics.\"lend.cash\"]\ndescription = \"c\"\n[bind]\n\"b\" = \"zz\"\n[actions.pause]\nkind = \"pause\"\ndescription = \"p\"\n[notify.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        );
+        let bare = config("[guardian]\nmode = \"alert-only\"\n[metrics.a]\ndescription = \"a\"\n");
+        let mut empty = Config::empty();
+        empty.history_blocks = 100;
+        empty.bind.insert("x.*".into(), "y".into());
+        let policy = |id: &str, action: &str, extra: &str, when: &str| {
+            format!(
+                "[[policy]]\nid = \"{id}\"\ndescription = \"x\"\nseverity = \"info\"\naction = \"{action}\"\ncooldown = \"1m\"\n{extra}\nwhen = {when}\n"
+            )
+        };
+        let t = r#"{ kind = "threshold", metric = "a", op = ">", value = 1 }"#;
+        let cases: Vec<(String, &Config)> = vec![
+            (policy("bad id!", "pause", "", t), &empty),
+            (
+                policy("p", "paus", "notify = [\"opps\", \"zzz\"]", t),
+                &declared,
+            ),
+            (policy("p", "pause", "notify = [\"ops\"]", t), &bare),
+            (
+                policy(
+                    "p",
+                    "zzz",
+                    "",
+                    r#"{ kind = "threshold", metric = "lend.cahs", op = ">", value = 1 }"#,
+                ),
+                &declared,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "b", op = ">", value = 1 }"#,
+                ),
+                &declared,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "bad name!", op = ">", value = "ten" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "lend.*.*", op = ">", value = 1 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "x.*", op = ">", value = 1 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "threshold", metric = "a", op = ">", value = 1, within = "5 blocks", for = "2 parsecs" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "at_least", count = 0, within = "x", of = [] }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "at_least", count = 3, of = [{ kind = "zzz" }, { kind = "treshold" }] }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "change", metric = "a", window = "0 blocks", direction = "sideways", by = "0%" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "change", metric = "a", window = "500 blocks", direction = "up", by = -1 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "rate", metric = "a", window = "5 blocks", per = "week", direction = "up", above = 0 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "sum", metric = "a", window = "5 blocks", op = "~", value = "5%" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "sum", metric = "a", window = "5 blocks", op = ">", value = 0.1, relative_to = "bad name!" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "deviation", metric = "a", reference = "b", above = "0%", max_skew = "x" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "deviation", metric = "a", reference = "b", above = 0.05 }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "stale", metric = "a", after = "0 blocks" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "ewma", metric = "a", halflife = 0, warmup = 1, z = -1, direction = "up" }"#,
+                ),
+                &empty,
+            ),
+            (
+                policy(
+                    "p",
+                    "pause",
+                    "",
+                    r#"{ kind = "cusum", metric = "a", warmup = 1, slack = -1, threshold = 0, direction = "either", for = "2 samples" }"#,
+                ),
+                &empty,
+            ),
+        ];
+        let mut text = String::new();
+        for (file, config) in cases {
+            let err = compile_str("p.toml", &file, config).unwrap_err();
+            text.push_str(&format!("{file}---\n{err}\n\n"));
+        }
+        if std::env::var_os("GUARDIAN_BLESS").is_some() {
+            std::fs::write("tests/golden/policy-refusals.txt", &text).unwrap();
+        }
+        assert_eq!(text, include_str!("../../tests/golden/policy-refusals.txt"));
     }
 }
