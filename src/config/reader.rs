@@ -274,6 +274,15 @@ impl<'f> Reporter<'f> {
     }
 }
 
+/// The hint for a name that is not one of `names`: the closest, if any is
+/// close, and every one.
+pub fn one_of_hint(name: &str, names: &[&str]) -> String {
+    match did_you_mean(name, names.iter().copied()) {
+        Some(k) => format!("did you mean `{k}`? (one of: {})", names.join(", ")),
+        None => format!("one of: {}", names.join(", ")),
+    }
+}
+
 /// The closest name to `name` among `known`, when it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     known
@@ -527,14 +536,10 @@ pub fn as_choice<T: Copy>(
         return Some(*v);
     }
     let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-    let hint = match did_you_mean(text, names.iter().copied()) {
-        Some(k) => format!("did you mean `{k}`? (one of: {})", names.join(", ")),
-        None => format!("one of: {}", names.join(", ")),
-    };
     r.error(
         &value.span(),
         format!("`{text}` is not a valid {what}"),
-        Some(hint),
+        Some(one_of_hint(text, &names)),
     );
     None
 }

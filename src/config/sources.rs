@@ -317,10 +317,7 @@ pub fn parse_source(name: &str, value: &Value<'_>, r: &mut Reporter<'_>) -> Opti
         "head_age" => Some(SourceSpec::HeadAge),
         "pending" => parse_pending(&mut t, r).map(SourceSpec::Pending),
         other => {
-            let hint = match reader::did_you_mean(other, SOURCE_KINDS) {
-                Some(m) => format!("did you mean `{m}`? (one of: {})", SOURCE_KINDS.join(", ")),
-                None => format!("one of: {}", SOURCE_KINDS.join(", ")),
-            };
+            let hint = reader::one_of_hint(other, &SOURCE_KINDS);
             r.error(
                 &kind_span,
                 format!("`{other}` is not a metric source kind"),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::reader::{
     Diagnostic, Diagnostics, Reporter, SourceFile, TableReader, Value, as_array, as_choice,
-    as_number, as_str, as_u64, did_you_mean,
+    as_number, as_str, as_u64, did_you_mean, one_of_hint,
 };
 use crate::config::{Config, window_fits};
 use crate::metrics::{MetricId, is_valid_metric_name};
@@ -676,13 +676,7 @@ impl<'c> Builder<'c> {
             "ewma" => Self::ewma,
             "cusum" => Self::cusum,
             other => {
-                let hint = match did_you_mean(other, CONDITION_KINDS) {
-                    Some(k) => format!(
-                        "did you mean `{k}`? (one of: {})",
-                        CONDITION_KINDS.join(", ")
-                    ),
-                    None => format!("one of: {}", CONDITION_KINDS.join(", ")),
-                };
+                let hint = one_of_hint(other, &CONDITION_KINDS);
                 r.error(
                     &kind_span,
                     format!("{ctx}: `{other}` is not a condition kind"),
