@@ -26,7 +26,7 @@ pub mod plan;
 pub mod txbuilder;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256, address};
@@ -574,62 +574,8 @@ pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
             out.push(Difference::GuardianExtra(*g));
         }
     }
-    for grant in &want.pauses {
-        match actual.pauses.get(&(grant.target, grant.selector)) {
-            Some(s) if s.allowed && s.getter == grant.getter => {}
-            Some(s) if s.allowed => out.push(Difference::PauseGetterDiffers {
-                grant: grant.clone(),
-                actual: s.getter,
-            }),
-            _ => out.push(Difference::PauseMissing(grant.clone())),
-        }
-    }
-    for ((target, selector), s) in &actual.pauses {
-        if s.allowed
-            && !want
-                .pauses
-                .iter()
-                .any(|g| g.target == *target && g.selector == *selector)
-        {
-            out.push(Difference::PauseExtra {
-                target: *target,
-                selector: *selector,
-                getter: s.getter,
-            });
-        }
-    }
-    for grant in &want.parameters {
-        match actual.parameters.get(&(grant.target, grant.setter)) {
-            Some(s) if s.allowed => {
-                let same = s.getter == grant.getter
-                    && s.min == grant.min
-                    && s.max == grant.max
-                    && s.max_change_bps == U256::from(grant.max_change_bps)
-                    && s.min_delay_s == U256::from(grant.min_delay_s);
-                if !same {
-                    out.push(Difference::ParameterDiffers {
-                        grant: grant.clone(),
-                        actual: *s,
-                    });
-                }
-            }
-            _ => out.push(Difference::ParameterMissing(grant.clone())),
-        }
-    }
-    for ((target, setter), s) in &actual.parameters {
-        if s.allowed
-            && !want
-                .parameters
-                .iter()
-                .any(|g| g.target == *target && g.setter == *setter)
-        {
-            out.push(Difference::ParameterExtra {
-                target: *target,
-                setter: *setter,
-                state: *s,
-            });
-        }
-    }
+    pause_differences(want, actual, &mut out);
+    parameter_differences(want, actual, &mut out);
     for g in &want.aave_roles {
         if !actual
             .aave_roles
@@ -671,6 +617,74 @@ pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
         }
     }
     out
+}
+
+/// Pause grants missing or reading back another getter, and pauses the module
+/// allows that no action asks for.
+fn pause_differences(want: &Desired, actual: &Actual, out: &mut Vec<Difference>) {
+    for grant in &want.pauses {
+        match actual.pauses.get(&(grant.target, grant.selector)) {
+            Some(s) if s.allowed && s.getter == grant.getter => {}
+            Some(s) if s.allowed => out.push(Difference::PauseGetterDiffers {
+                grant: grant.clone(),
+                actual: s.getter,
+            }),
+            _ => out.push(Difference::PauseMissing(grant.clone())),
+        }
+    }
+    let wanted = want.pauses.iter().map(|g| (g.target, g.selector));
+    for (target, selector, s) in allowed_extras(&actual.pauses, |s| s.allowed, wanted) {
+        out.push(Difference::PauseExtra {
+            target,
+            selector,
+            getter: s.getter,
+        });
+    }
+}
+
+/// Parameter grants missing or with other bounds, and setters the module
+/// allows that no action asks for.
+fn parameter_differences(want: &Desired, actual: &Actual, out: &mut Vec<Difference>) {
+    for grant in &want.parameters {
+        match actual.parameters.get(&(grant.target, grant.setter)) {
+            Some(s) if s.allowed => {
+                let same = s.getter == grant.getter
+                    && s.min == grant.min
+                    && s.max == grant.max
+                    && s.max_change_bps == U256::from(grant.max_change_bps)
+                    && s.min_delay_s == U256::from(grant.min_delay_s);
+                if !same {
+                    out.push(Difference::ParameterDiffers {
+                        grant: grant.clone(),
+                        actual: *s,
+                    });
+                }
+            }
+            _ => out.push(Difference::ParameterMissing(grant.clone())),
+        }
+    }
+    let wanted = want.parameters.iter().map(|g| (g.target, g.setter));
+    for (target, setter, s) in allowed_extras(&actual.parameters, |s| s.allowed, wanted) {
+        out.push(Difference::ParameterExtra {
+            target,
+            setter,
+            state: *s,
+        });
+    }
+}
+
+/// The permissions (target, selector) in `actual` that are allowed and not
+/// `wanted`, in key order.
+fn allowed_extras<'a, S>(
+    actual: &'a BTreeMap<(Address, FixedBytes<4>), S>,
+    allowed: fn(&S) -> bool,
+    wanted: impl Iterator<Item = (Address, FixedBytes<4>)>,
+) -> impl Iterator<Item = (Address, FixedBytes<4>, &'a S)> {
+    let wanted: BTreeSet<_> = wanted.collect();
+    actual
+        .iter()
+        .filter(move |(key, s)| allowed(s) && !wanted.contains(key))
+        .map(|(&(target, selector), s)| (target, selector, s))
 }
 
 /// One transaction of a plan: a call the Safe makes, with the function and
