@@ -431,13 +431,9 @@ impl fmt::Display for Difference {
                 f,
                 "guardians: {a} is a guardian on chain but not in [setup] guardians"
             ),
-            Difference::PauseMissing(g) => write!(
-                f,
-                "pause {} on {}: not allowed (action {})",
-                g.function,
-                g.target,
-                g.actions.join(", ")
-            ),
+            Difference::PauseMissing(g) => {
+                not_allowed(f, "pause", &g.function, g.target, &g.actions)
+            }
             Difference::PauseGetterDiffers { grant, actual } => write!(
                 f,
                 "pause {} on {}: paused getter is {actual} on chain, {} ({}) in the configuration",
@@ -451,13 +447,9 @@ impl fmt::Display for Difference {
                 f,
                 "pause {selector} on {target}: allowed on chain (paused getter {getter}) but no action of the configuration uses it"
             ),
-            Difference::ParameterMissing(g) => write!(
-                f,
-                "parameter {} on {}: not allowed (action {})",
-                g.function,
-                g.target,
-                g.actions.join(", ")
-            ),
+            Difference::ParameterMissing(g) => {
+                not_allowed(f, "parameter", &g.function, g.target, &g.actions)
+            }
             Difference::ParameterDiffers { grant, actual } => {
                 write!(f, "parameter {} on {}:", grant.function, grant.target)?;
                 let mut sep = " ";
@@ -532,6 +524,21 @@ impl fmt::Display for Difference {
             }
         }
     }
+}
+
+/// "`kind` `function` on `target`: not allowed (action ...)", for a missing grant.
+fn not_allowed(
+    f: &mut fmt::Formatter<'_>,
+    kind: &str,
+    function: &str,
+    target: Address,
+    actions: &[String],
+) -> fmt::Result {
+    write!(
+        f,
+        "{kind} {function} on {target}: not allowed (action {})",
+        actions.join(", ")
+    )
 }
 
 /// Every difference between what the configuration wants and what the chain holds.
