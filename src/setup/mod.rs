@@ -682,11 +682,11 @@ fn parameter_differences(want: &Desired, actual: &Actual, out: &mut Vec<Differen
 
 /// The permissions (target, selector) in `actual` that are allowed and not
 /// `wanted`, in key order.
-fn allowed_extras<'a, S>(
-    actual: &'a BTreeMap<(Address, FixedBytes<4>), S>,
+fn allowed_extras<S>(
+    actual: &BTreeMap<(Address, FixedBytes<4>), S>,
     allowed: fn(&S) -> bool,
     wanted: impl Iterator<Item = (Address, FixedBytes<4>)>,
-) -> impl Iterator<Item = (Address, FixedBytes<4>, &'a S)> {
+) -> impl Iterator<Item = (Address, FixedBytes<4>, &S)> {
     let wanted: BTreeSet<_> = wanted.collect();
     actual
         .iter()
