@@ -252,19 +252,9 @@ fn since(t: Instant, start: Instant) -> f64 {
 }
 
 async fn receipt(b: &Bridge, hash: B256) -> TransactionReceipt {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(r) = b
-            .provider
-            .get_transaction_receipt(hash)
-            .await
-            .expect("read a receipt")
-        {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "{hash} not mined within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    demo::receipt_every(b, hash, Duration::from_millis(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Unpauses the replica and mints back what an attack took (the deployer is its admin).

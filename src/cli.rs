@@ -1382,9 +1382,9 @@ fn trip_text(
         (true, Some(p)) => {
             let mut v = serde_json::to_value(trip).unwrap_or_default();
             v["pending_tx"] = serde_json::json!({
-                "hash": p.tx_hash, "from": p.from, "to": p.to, "nonce": p.nonce,
-                "max_fee_per_gas": p.max_fee_per_gas.to_string(),
-                "max_priority_fee_per_gas": p.max_priority_fee_per_gas.map(|f| f.to_string()),
+                "hash": p.tx.hash, "from": p.tx.from, "to": p.tx.to, "nonce": p.tx.nonce,
+                "max_fee_per_gas": p.tx.max_fee_per_gas.to_string(),
+                "max_priority_fee_per_gas": p.tx.max_priority_fee_per_gas.map(|f| f.to_string()),
             });
             v.to_string()
         }
@@ -1392,10 +1392,10 @@ fn trip_text(
         (false, Some(p)) => format!(
             "{}\n    anticipates pending tx {} from {} (max fee {} wei, tip {} wei)",
             replay::trip_line(trip),
-            p.tx_hash,
-            p.from,
-            p.max_fee_per_gas,
-            p.max_priority_fee_per_gas
+            p.tx.hash,
+            p.tx.from,
+            p.tx.max_fee_per_gas,
+            p.tx.max_priority_fee_per_gas
                 .map_or("-".to_string(), |f| f.to_string())
         ),
         (false, None) => replay::trip_line(trip),

@@ -21,10 +21,12 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 
 use crate::config::Config;
+use crate::config::text::{LocalNetwork, env_key, pause_action};
 use crate::executor::Execution;
 use crate::keys::Key;
 use crate::pipeline::{self, Report, RunOptions};
 use crate::policy::compile_str;
+use crate::policy::model::Mode;
 use crate::source::chain::WatcherOptions;
 
 sol!(
@@ -209,9 +211,11 @@ async fn balance(b: &Bridge) -> Result<U256, DemoError> {
         .map_err(step("read the bridge's balance"))
 }
 
-async fn receipt(
+/// Waits up to 30 s for `hash`'s receipt, asking every `poll`.
+pub async fn receipt_every(
     b: &Bridge,
     hash: alloy::primitives::B256,
+    poll: Duration,
 ) -> Result<alloy::rpc::types::TransactionReceipt, DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -229,8 +233,15 @@ async fn receipt(
                 message: format!("{hash} not mined within 30 s"),
             });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(poll).await;
     }
+}
+
+async fn receipt(
+    b: &Bridge,
+    hash: alloy::primitives::B256,
+) -> Result<alloy::rpc::types::TransactionReceipt, DemoError> {
+    receipt_every(b, hash, Duration::from_millis(100)).await
 }
 
 /// The guardian configuration watching `b`: the bridge's balance, the pending
@@ -240,20 +251,13 @@ pub fn config_text(b: &Bridge) -> String {
         r#"{{ kind = "erc20_balance", token = "{}", holder = "{}", decimals = 18 }}"#,
         b.token, b.replica
     );
+    let (rpc, ws) = (b.anvil.endpoint(), b.anvil.ws_endpoint());
+    let network = LocalNetwork {
+        block_time: Some("2s".to_string()),
+        ..LocalNetwork::new(Mode::Enforce, &[&rpc], &[&ws])
+    };
     format!(
-        r#"[guardian]
-mode = "enforce"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-ws = ["{ws}"]
-block_time = "2s"
-
-[keys.bot]
-source = "env"
-env = "GUARDIAN_DEMO_UNUSED"
-
+        r#"{network}{key}
 [executors.direct]
 kind = "eoa"
 key = "bot"
@@ -272,19 +276,16 @@ description = "tokens a pending attack() would take out of the bridge"
 unit = "bUSD"
 network = "local"
 source = {{ kind = "pending", to = "{attack}", selector = "attack()", effect = {balance} }}
-
-[actions.pause-bridge]
-kind = "pause"
-description = "pause the bridge replica with the guardian's pauser role"
-target = "{replica}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "direct"
-"#,
-        rpc = b.anvil.endpoint(),
-        ws = b.anvil.ws_endpoint(),
+{pause}"#,
+        key = env_key("bot", "GUARDIAN_DEMO_UNUSED"),
         attack = b.attack,
-        replica = b.replica,
+        pause = pause_action(
+            "pause-bridge",
+            "pause the bridge replica with the guardian's pauser role",
+            b.replica,
+            "direct",
+            true
+        ),
     )
 }
 

@@ -21,6 +21,7 @@ use common::fault_proxy::{Fault, FaultProxy};
 use common::service::Guardian;
 use common::{Demo, GuardedVault};
 use guardian::config::Config;
+use guardian::config::text::env_key;
 use guardian::decision::Trip;
 use guardian::executor::{DeliveryEvent, ExecError, Execution, Executors, SignedTx, TxLog};
 use guardian::guard::{Approved, Guard, Outcome, Rejection};
@@ -532,17 +533,13 @@ async fn seen_8_a_reorg_that_removes_the_pause_sends_it_again() {
 #[test]
 fn seen_9_load_refuses_what_the_guard_would_refuse_with_its_location() {
     let dir = tempfile::tempdir().unwrap();
-    let text = r#"[guardian]
-mode = "enforce"
-
-[networks.local]
-chain_id = 31337
-rpc = ["http://127.0.0.1:8545"]
-
-[keys.bot]
-source = "env"
-env = "BOT"
-
+    // The head takes lines 1-10; the lines checked below count from it.
+    let head = format!(
+        "{}{}",
+        common::network(Mode::Enforce, &["http://127.0.0.1:8545"], &[]),
+        env_key("bot", "BOT")
+    );
+    let actions = r#"
 [executors.direct]
 kind = "eoa"
 key = "bot"
@@ -597,7 +594,7 @@ value = 500000
 act_if_late = true
 "#;
     let path = dir.path().join("guardian.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, format!("{head}{actions}")).unwrap();
     let err = Config::load(&path).unwrap_err().to_string();
     for needle in [
         "guardian.toml:21:12: action `undo` calls `unpause()`, which a guardian may never call",

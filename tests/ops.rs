@@ -231,19 +231,37 @@ value = 1000000
 /// Writes the demo's guardian.toml for `guardian run` as a service: the
 /// vault's assets read, a journal, /metrics on a free port (and `observe`),
 /// the webhook `hook` on the local server (and `hook`), then `channels`.
-fn service_config(
-    demo: &Demo,
-    dir: &std::path::Path,
-    hooks: std::net::SocketAddr,
-    observe: &str,
-    hook: &str,
-    channels: &str,
-) {
-    let tail = format!(
-        "{}\n[journal]\npath = \"guardian.db\"\n\n[observe]\nlisten = \"127.0.0.1:0\"\n{observe}\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{hooks}/hook\"\n{hook}\n{channels}",
-        demo.assets_metric()
-    );
-    demo.config_with(dir, "", &tail);
+/// A demo for guardian to run as a service: a hook server answering 200, and
+/// a temporary directory with `policies.toml` (`policy`, its path) and a
+/// `guardian.toml` reading the vault's assets, with a journal, `[observe]`
+/// (plus `observe`), the webhook `hook` (plus `hook`) and `channels`.
+struct Service {
+    demo: Demo,
+    hooks: Server,
+    dir: tempfile::TempDir,
+    policy: std::path::PathBuf,
+}
+
+impl Service {
+    async fn start(policy: &str, observe: &str, hook: &str, channels: &str) -> Service {
+        let demo = Demo::new(&[]).await;
+        let hooks = Server::start(|_| 200).await;
+        let dir = tempfile::tempdir().unwrap();
+        let policy_path = dir.path().join("policies.toml");
+        std::fs::write(&policy_path, policy).unwrap();
+        let tail = format!(
+            "{}\n[journal]\npath = \"guardian.db\"\n\n[observe]\nlisten = \"127.0.0.1:0\"\n{observe}\n[notify.hook]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n{hook}\n{channels}",
+            demo.assets_metric(),
+            hooks.addr
+        );
+        demo.config_with(dir.path(), "", &tail);
+        Service {
+            demo,
+            hooks,
+            dir,
+            policy: policy_path,
+        }
+    }
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -317,21 +335,15 @@ fn verify(headers: &HeaderMap, body: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guardian_run_as_a_service_pauses_alerts_exports_metrics_and_reloads() {
-    let demo = Demo::new(&[]).await;
-    let mut hooks = Server::start(|_| 200).await;
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policies.toml");
-    std::fs::write(&policy, drain()).unwrap();
     let channels = "[notify.chat]\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\n\n[notify.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/nobody-listens\"\nretries = 1\ntimeout = \"1s\"\n";
     let hook = "secret_env = \"TEST_HOOK_SECRET\"\ncooldown = \"1h\"\n";
-    service_config(
-        &demo,
-        dir.path(),
-        hooks.addr,
-        "stale_after = \"10s\"\n",
-        hook,
-        channels,
-    );
+    let observe = "stale_after = \"10s\"\n";
+    let Service {
+        demo,
+        mut hooks,
+        dir,
+        policy,
+    } = Service::start(&drain(), observe, hook, channels).await;
 
     // A depositor puts 900,000 units in the vault.
     demo.deposit(900_000).await;
@@ -817,12 +829,13 @@ impl Guardian {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_key_guardian_keeps_watching_and_alerts_loudly() {
-    let demo = Demo::new(&[]).await;
-    let mut hooks = Server::start(|_| 200).await;
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policies.toml");
-    std::fs::write(&policy, vault_drain(A_THIRD, "100 blocks", "")).unwrap();
-    service_config(&demo, dir.path(), hooks.addr, "", "", "");
+    let policy = vault_drain(A_THIRD, "100 blocks", "");
+    let Service {
+        demo,
+        mut hooks,
+        dir,
+        policy,
+    } = Service::start(&policy, "", "", "").await;
     demo.deposit(900_000).await;
 
     // The bot's key (used by the module executor) is not in the environment.

@@ -262,14 +262,8 @@ fn check_and_run_refuse_a_policy_whose_metric_is_never_read() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("guardian.toml"),
-        r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-rpc = ["http://127.0.0.1:1"]
-
+        format!(
+            r#"{}
 [metrics."vault.total_assets"]
 description = "assets the vault holds; the source is still to be written"
 network = "local"
@@ -278,6 +272,8 @@ network = "local"
 kind = "pause"
 description = "pause"
 "#,
+            common::dry_run_network(&["http://127.0.0.1:1"], &[])
+        ),
     )
     .unwrap();
     std::fs::write(

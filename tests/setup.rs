@@ -14,6 +14,8 @@ use alloy::providers::DynProvider;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use common::{DemoToken, GuardedVault, GuardianModule, SafeOwners};
+use guardian::config::text::{LocalNetwork, env_key, pause_action};
+use guardian::policy::model::Mode;
 use serde_json::Value;
 
 sol!(
@@ -88,22 +90,16 @@ impl Chain {
     }
 
     fn config(&self, dir: &Path, module: Address, guardian: Address) -> std::path::PathBuf {
+        let rpc = self.anvil.endpoint();
+        let network = LocalNetwork {
+            policies: Some(vec!["policy.toml".to_string()]),
+            ..LocalNetwork::new(Mode::Enforce, &[&rpc], &[])
+        };
         let text = format!(
             r#"
-[guardian]
-mode = "enforce"
-policies = ["policy.toml"]
-
+{network}{key}
 [journal]
 path = "guardian.db"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-
-[keys.bot]
-source = "env"
-env = "GUARDIAN_TEST_BOT_KEY_UNSET"
 
 [executors.module]
 kind = "module"
@@ -115,15 +111,7 @@ network = "local"
 description = "assets held by the vault"
 network = "local"
 source = {{ kind = "call", to = "{vault}", signature = "totalAssets()(uint256)" }}
-
-[actions.pause-vault]
-kind = "pause"
-description = "pause the vault"
-target = "{vault}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "module"
-
+{pause}
 [actions.lower-cap]
 kind = "set-parameter"
 description = "lower the vault's supply cap"
@@ -144,7 +132,8 @@ guardians = ["{guardian}"]
 target_cooldown = "10m"
 target_rate_limit = "3/1d"
 "#,
-            rpc = self.anvil.endpoint(),
+            key = env_key("bot", "GUARDIAN_TEST_BOT_KEY_UNSET"),
+            pause = pause_action("pause-vault", "pause the vault", self.vault, "module", true),
             vault = self.vault,
             safe = self.safe,
         );

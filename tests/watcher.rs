@@ -531,14 +531,14 @@ async fn a_pending_attack_is_seen_and_its_effect_estimated_before_it_is_mined() 
             .unwrap()
             .is_none()
     );
-    assert_eq!(seen.tx_hash, hash);
-    assert_eq!(seen.from, attacker);
+    assert_eq!(seen.tx.hash, hash);
+    assert_eq!(seen.tx.from, attacker);
     assert_eq!(&*seen.metric, "bridge.pending_outflow");
     assert_eq!(seen.block, first.number + 1);
     assert_eq!(seen.value, 1000.0);
     assert!(seen.succeeds);
-    assert_eq!(seen.max_priority_fee_per_gas, Some(3 * GWEI));
-    assert_eq!(seen.max_fee_per_gas, 50 * GWEI);
+    assert_eq!(seen.tx.max_priority_fee_per_gas, Some(3 * GWEI));
+    assert_eq!(seen.tx.max_fee_per_gas, 50 * GWEI);
     let event = WatchEvent::Pending(seen.clone());
     feed(&mut engine, &event, &mut trips);
     assert_eq!(
@@ -916,7 +916,7 @@ async fn pending_filters_select_by_sender_novelty_value_and_tip_percentile() {
         };
         assert_eq!(p.block, first.number + 1);
         assert_eq!(p.value, 1000.0);
-        seen.push((p.metric.to_string(), p.tx_hash));
+        seen.push((p.metric.to_string(), p.tx.hash));
     }
     assert_eq!(
         seen,

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod reader;
 pub mod setup;
 pub mod sources;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -745,9 +746,8 @@ pub fn window_fits(config: &Config, window: Window) -> Result<(), String> {
 /// network at `rpc` and one key `bot` read from the environment variable `BOT`.
 #[cfg(test)]
 pub(crate) fn test_head(rpc: &str) -> String {
-    format!(
-        "[guardian]\nmode = \"enforce\"\n\n[networks.local]\nchain_id = 31337\nrpc = [\"{rpc}\"]\n\n[keys.bot]\nsource = \"env\"\nenv = \"BOT\"\n"
-    )
+    let network = text::LocalNetwork::new(Mode::Enforce, &[rpc], &[]);
+    format!("{network}{}", text::env_key("bot", "BOT"))
 }
 
 #[cfg(test)]
@@ -852,24 +852,20 @@ executor = "nobody"
 
     #[test]
     fn ratios_name_per_block_metrics_of_their_network() {
-        let base = r#"
-[guardian]
-mode = "dry-run"
-
-[networks.local]
-chain_id = 31337
-rpc = ["http://127.0.0.1:8545"]
-
+        let network = text::LocalNetwork::new(Mode::DryRun, &["http://127.0.0.1:8545"], &[]);
+        let base = format!(
+            r#"{network}
 [metrics."market.borrows"]
 description = "borrowed"
 network = "local"
-source = { kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalBorrows()(uint256)", decimals = 18 }
+source = {{ kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalBorrows()(uint256)", decimals = 18 }}
 
 [metrics."market.supply"]
 description = "supplied"
 network = "local"
-source = { kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalSupplied()(uint256)", decimals = 18 }
-"#;
+source = {{ kind = "call", to = "0x0000000000000000000000000000000000000002", signature = "totalSupplied()(uint256)", decimals = 18 }}
+"#
+        );
         let ok = load_str(&format!(
             "{base}\n[metrics.\"market.utilization\"]\ndescription = \"u\"\nnetwork = \"local\"\nsource = {{ kind = \"ratio\", numerator = \"market.borrows\", denominator = \"market.supply\" }}\n"
         ))
@@ -885,7 +881,7 @@ source = { kind = "call", to = "0x0000000000000000000000000000000000000002", sig
         .unwrap_err();
         assert!(
             err.to_string()
-                .contains("guardian.toml:22:10: metric `market.utilization`: the ratio's `market.borowed` is not defined"),
+                .contains("guardian.toml:21:10: metric `market.utilization`: the ratio's `market.borowed` is not defined"),
             "{err}"
         );
     }
@@ -912,19 +908,9 @@ source = { kind = "call", to = "0x0000000000000000000000000000000000000002", sig
 
     #[test]
     fn executors_keys_and_action_bounds_are_typed() {
-        let c = load_str(
-            r#"
-[guardian]
-mode = "enforce"
-
-[networks.local]
-chain_id = 31337
-rpc = ["http://127.0.0.1:8545"]
-
-[keys.a]
-source = "env"
-env = "A"
-
+        let network = text::LocalNetwork::new(Mode::Enforce, &["http://127.0.0.1:8545"], &[]);
+        let c = load_str(&format!(
+            r#"{network}{key_a}
 [keys.b]
 source = "keystore"
 path = "b.json"
@@ -958,7 +944,7 @@ target = "0x0000000000000000000000000000000000000002"
 function = "pause(bool,bool,bool,bool,bool)"
 executor = "owners"
 cooldown = "10m"
-flags = { getters = ["isSupplyPaused()", "isTransferPaused()", "isWithdrawPaused()", "isAbsorbPaused()", "isBuyPaused()"], set = [true, false, true, false, false] }
+flags = {{ getters = ["isSupplyPaused()", "isTransferPaused()", "isWithdrawPaused()", "isAbsorbPaused()", "isBuyPaused()"], set = [true, false, true, false, false] }}
 
 [actions.lower-cap]
 kind = "set-parameter"
@@ -971,9 +957,10 @@ min = 0
 max = "1000000000000000000000000"
 max_change_bps = 5000
 min_delay = "1h"
-value = { step_bps = 2500, direction = "down" }
+value = {{ step_bps = 2500, direction = "down" }}
 "#,
-        )
+            key_a = text::env_key("a", "A"),
+        ))
         .unwrap();
         assert_eq!(c.guard.target_cooldown_ms, 300_000);
         assert_eq!(

@@ -392,29 +392,20 @@ async fn next_reload(rx: &mut Option<watch::Receiver<PolicySet>>) -> PolicySet {
 /// The urgency and the pending transaction of a pending or screened
 /// transaction's trips: a response must be ordered ahead of it.
 fn urgency(event: &WatchEvent) -> (Option<Urgency>, Option<PendingTx>) {
-    let (hash, from, max_fee, tip) = match event {
-        WatchEvent::Pending(p) => (
-            p.tx_hash,
-            p.from,
-            p.max_fee_per_gas,
-            p.max_priority_fee_per_gas,
-        ),
-        WatchEvent::Screened(s) => (
-            s.tx.hash,
-            s.tx.from,
-            s.tx.max_fee_per_gas,
-            s.tx.max_priority_fee_per_gas,
-        ),
+    let tx = match event {
+        WatchEvent::Pending(p) => &p.tx,
+        WatchEvent::Screened(s) => &s.tx,
         _ => return (None, None),
     };
+    let (max_fee, tip) = (tx.max_fee_per_gas, tx.max_priority_fee_per_gas);
     (
         Some(Urgency {
             attacker_max_fee: max_fee,
             attacker_priority_fee: tip.unwrap_or(max_fee),
         }),
         Some(PendingTx {
-            hash,
-            from,
+            hash: tx.hash,
+            from: tx.from,
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: tip,
         }),

@@ -710,41 +710,40 @@ pub async fn hand_over(chain: &Chain, core: &Core, safe: Address) -> Result<(), 
     let acl = IAaveAclManager::new(core.acl, p);
     let ap = IAaveAddressesProvider::new(core.provider, p);
     let admin = alloy::primitives::B256::ZERO;
-    confirm(
-        acl.addPoolAdmin(safe).send().await,
-        "make the Safe a pool admin",
-    )
-    .await?;
-    confirm(
-        acl.addEmergencyAdmin(safe).send().await,
-        "make the Safe an emergency admin",
-    )
-    .await?;
-    confirm(
-        acl.grantRole(admin, safe).send().await,
-        "make the Safe the ACL admin",
-    )
-    .await?;
-    confirm(
-        acl.removePoolAdmin(deployer).send().await,
-        "remove the deployer's pool admin role",
-    )
-    .await?;
-    confirm(
-        acl.renounceRole(admin, deployer).send().await,
-        "the deployer renounces the ACL admin role",
-    )
-    .await?;
-    confirm(
-        ap.setACLAdmin(safe).send().await,
-        "set the Safe as ACL admin",
-    )
-    .await?;
-    confirm(
-        ap.transferOwnership(safe).send().await,
-        "transfer the provider to the Safe",
-    )
-    .await?;
+    let steps = [
+        (
+            acl.addPoolAdmin(safe).into_transaction_request(),
+            "make the Safe a pool admin",
+        ),
+        (
+            acl.addEmergencyAdmin(safe).into_transaction_request(),
+            "make the Safe an emergency admin",
+        ),
+        (
+            acl.grantRole(admin, safe).into_transaction_request(),
+            "make the Safe the ACL admin",
+        ),
+        (
+            acl.removePoolAdmin(deployer).into_transaction_request(),
+            "remove the deployer's pool admin role",
+        ),
+        (
+            acl.renounceRole(admin, deployer).into_transaction_request(),
+            "the deployer renounces the ACL admin role",
+        ),
+        (
+            ap.setACLAdmin(safe).into_transaction_request(),
+            "set the Safe as ACL admin",
+        ),
+        (
+            ap.transferOwnership(safe).into_transaction_request(),
+            "transfer the provider to the Safe",
+        ),
+    ];
+    // One after the other: each waits for the previous one's receipt.
+    for (tx, what) in steps {
+        confirm(p.send_transaction(tx).await.map_err(Into::into), what).await?;
+    }
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub mod plan;
 pub mod txbuilder;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use alloy::primitives::{Address, B256, Bytes, FixedBytes, U256, address};
@@ -431,13 +431,9 @@ impl fmt::Display for Difference {
                 f,
                 "guardians: {a} is a guardian on chain but not in [setup] guardians"
             ),
-            Difference::PauseMissing(g) => write!(
-                f,
-                "pause {} on {}: not allowed (action {})",
-                g.function,
-                g.target,
-                g.actions.join(", ")
-            ),
+            Difference::PauseMissing(g) => {
+                not_allowed(f, "pause", &g.function, g.target, &g.actions)
+            }
             Difference::PauseGetterDiffers { grant, actual } => write!(
                 f,
                 "pause {} on {}: paused getter is {actual} on chain, {} ({}) in the configuration",
@@ -451,13 +447,9 @@ impl fmt::Display for Difference {
                 f,
                 "pause {selector} on {target}: allowed on chain (paused getter {getter}) but no action of the configuration uses it"
             ),
-            Difference::ParameterMissing(g) => write!(
-                f,
-                "parameter {} on {}: not allowed (action {})",
-                g.function,
-                g.target,
-                g.actions.join(", ")
-            ),
+            Difference::ParameterMissing(g) => {
+                not_allowed(f, "parameter", &g.function, g.target, &g.actions)
+            }
             Difference::ParameterDiffers { grant, actual } => {
                 write!(f, "parameter {} on {}:", grant.function, grant.target)?;
                 let mut sep = " ";
@@ -534,6 +526,21 @@ impl fmt::Display for Difference {
     }
 }
 
+/// "`kind` `function` on `target`: not allowed (action ...)", for a missing grant.
+fn not_allowed(
+    f: &mut fmt::Formatter<'_>,
+    kind: &str,
+    function: &str,
+    target: Address,
+    actions: &[String],
+) -> fmt::Result {
+    write!(
+        f,
+        "{kind} {function} on {target}: not allowed (action {})",
+        actions.join(", ")
+    )
+}
+
 /// Every difference between what the configuration wants and what the chain holds.
 ///
 /// When the module is missing or is not the expected contract, only that is
@@ -574,62 +581,8 @@ pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
             out.push(Difference::GuardianExtra(*g));
         }
     }
-    for grant in &want.pauses {
-        match actual.pauses.get(&(grant.target, grant.selector)) {
-            Some(s) if s.allowed && s.getter == grant.getter => {}
-            Some(s) if s.allowed => out.push(Difference::PauseGetterDiffers {
-                grant: grant.clone(),
-                actual: s.getter,
-            }),
-            _ => out.push(Difference::PauseMissing(grant.clone())),
-        }
-    }
-    for ((target, selector), s) in &actual.pauses {
-        if s.allowed
-            && !want
-                .pauses
-                .iter()
-                .any(|g| g.target == *target && g.selector == *selector)
-        {
-            out.push(Difference::PauseExtra {
-                target: *target,
-                selector: *selector,
-                getter: s.getter,
-            });
-        }
-    }
-    for grant in &want.parameters {
-        match actual.parameters.get(&(grant.target, grant.setter)) {
-            Some(s) if s.allowed => {
-                let same = s.getter == grant.getter
-                    && s.min == grant.min
-                    && s.max == grant.max
-                    && s.max_change_bps == U256::from(grant.max_change_bps)
-                    && s.min_delay_s == U256::from(grant.min_delay_s);
-                if !same {
-                    out.push(Difference::ParameterDiffers {
-                        grant: grant.clone(),
-                        actual: *s,
-                    });
-                }
-            }
-            _ => out.push(Difference::ParameterMissing(grant.clone())),
-        }
-    }
-    for ((target, setter), s) in &actual.parameters {
-        if s.allowed
-            && !want
-                .parameters
-                .iter()
-                .any(|g| g.target == *target && g.setter == *setter)
-        {
-            out.push(Difference::ParameterExtra {
-                target: *target,
-                setter: *setter,
-                state: *s,
-            });
-        }
-    }
+    pause_differences(want, actual, &mut out);
+    parameter_differences(want, actual, &mut out);
     for g in &want.aave_roles {
         if !actual
             .aave_roles
@@ -671,6 +624,74 @@ pub fn diff(want: &Desired, actual: &Actual) -> Vec<Difference> {
         }
     }
     out
+}
+
+/// Pause grants missing or reading back another getter, and pauses the module
+/// allows that no action asks for.
+fn pause_differences(want: &Desired, actual: &Actual, out: &mut Vec<Difference>) {
+    for grant in &want.pauses {
+        match actual.pauses.get(&(grant.target, grant.selector)) {
+            Some(s) if s.allowed && s.getter == grant.getter => {}
+            Some(s) if s.allowed => out.push(Difference::PauseGetterDiffers {
+                grant: grant.clone(),
+                actual: s.getter,
+            }),
+            _ => out.push(Difference::PauseMissing(grant.clone())),
+        }
+    }
+    let wanted = want.pauses.iter().map(|g| (g.target, g.selector));
+    for (target, selector, s) in allowed_extras(&actual.pauses, |s| s.allowed, wanted) {
+        out.push(Difference::PauseExtra {
+            target,
+            selector,
+            getter: s.getter,
+        });
+    }
+}
+
+/// Parameter grants missing or with other bounds, and setters the module
+/// allows that no action asks for.
+fn parameter_differences(want: &Desired, actual: &Actual, out: &mut Vec<Difference>) {
+    for grant in &want.parameters {
+        match actual.parameters.get(&(grant.target, grant.setter)) {
+            Some(s) if s.allowed => {
+                let same = s.getter == grant.getter
+                    && s.min == grant.min
+                    && s.max == grant.max
+                    && s.max_change_bps == U256::from(grant.max_change_bps)
+                    && s.min_delay_s == U256::from(grant.min_delay_s);
+                if !same {
+                    out.push(Difference::ParameterDiffers {
+                        grant: grant.clone(),
+                        actual: *s,
+                    });
+                }
+            }
+            _ => out.push(Difference::ParameterMissing(grant.clone())),
+        }
+    }
+    let wanted = want.parameters.iter().map(|g| (g.target, g.setter));
+    for (target, setter, s) in allowed_extras(&actual.parameters, |s| s.allowed, wanted) {
+        out.push(Difference::ParameterExtra {
+            target,
+            setter,
+            state: *s,
+        });
+    }
+}
+
+/// The permissions (target, selector) in `actual` that are allowed and not
+/// `wanted`, in key order.
+fn allowed_extras<S>(
+    actual: &BTreeMap<(Address, FixedBytes<4>), S>,
+    allowed: fn(&S) -> bool,
+    wanted: impl Iterator<Item = (Address, FixedBytes<4>)>,
+) -> impl Iterator<Item = (Address, FixedBytes<4>, &S)> {
+    let wanted: BTreeSet<_> = wanted.collect();
+    actual
+        .iter()
+        .filter(move |(key, s)| allowed(s) && !wanted.contains(key))
+        .map(|(&(target, selector), s)| (target, selector, s))
 }
 
 /// One transaction of a plan: a call the Safe makes, with the function and

@@ -22,7 +22,9 @@ use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use guardian::config::Config;
+use guardian::config::text::{LocalNetwork, env_key, pause_action};
 use guardian::keys::Key;
+use guardian::policy::model::Mode;
 // Each test binary uses a different part of these.
 #[allow(unused_imports)]
 pub use guardian::scenario::chain::{GuardianModule, Safe, SafeOwners};
@@ -323,29 +325,20 @@ pub fn init_args<'a>(dir: &'a str, shape: &'a str, more: &[&'a str]) -> Vec<&'a 
 pub fn env_keys(names: &[&str]) -> String {
     let mut t = String::new();
     for name in names {
-        let var = name.to_uppercase();
-        t.push_str(&format!(
-            "\n[keys.{name}]\nsource = \"env\"\nenv = \"UNUSED_IN_TESTS_{var}\"\n"
-        ));
+        let var = format!("UNUSED_IN_TESTS_{}", name.to_uppercase());
+        t.push_str(&env_key(name, &var));
     }
     t
 }
 
 /// `[guardian]` in dry-run and `[networks.local]` (chain 31337) on these endpoints.
 pub fn dry_run_network(rpc: &[&str], ws: &[&str]) -> String {
-    let list = |urls: &[&str]| {
-        let quoted: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
-        quoted.join(", ")
-    };
-    let mut t =
-        "[guardian]\nmode = \"dry-run\"\n\n[networks.local]\nchain_id = 31337\n".to_string();
-    if !rpc.is_empty() {
-        t.push_str(&format!("rpc = [{}]\n", list(rpc)));
-    }
-    if !ws.is_empty() {
-        t.push_str(&format!("ws = [{}]\n", list(ws)));
-    }
-    t
+    network(Mode::DryRun, rpc, ws)
+}
+
+/// `[guardian]` in `mode` and `[networks.local]` (chain 31337) on these endpoints.
+pub fn network(mode: Mode, rpc: &[&str], ws: &[&str]) -> String {
+    LocalNetwork::new(mode, rpc, ws).to_string()
 }
 
 /// One `[metrics."name"]` table on network `local`; `source` is an inline TOML table.
@@ -545,13 +538,7 @@ impl Demo {
         let (vault, token) = (self.vault, self.token);
         let mut text = format!(
             r#"
-[guardian]
-mode = "enforce"
-
-[networks.local]
-chain_id = 31337
-rpc = ["{rpc}"]
-{keys}
+{network}{keys}
 [executors.direct]
 kind = "eoa"
 key = "bot"
@@ -595,7 +582,7 @@ outbox = "outbox"
 network = "local"
 {extra}
 "#,
-            rpc = self.anvil.endpoint(),
+            network = network(Mode::Enforce, &[&self.anvil.endpoint()], &[]),
             keys = env_keys(&["bot", "owner1", "owner2", "stranger"]),
             safe = self.safe,
             module = self.module,
@@ -660,14 +647,7 @@ network = "local"
             ),
         ];
         for (name, description, target, executor, getter) in pauses {
-            let getter = if getter {
-                "paused_getter = \"paused()\"\n"
-            } else {
-                ""
-            };
-            text.push_str(&format!(
-                "\n[actions.{name}]\nkind = \"pause\"\ndescription = \"{description}\"\ntarget = \"{target}\"\nfunction = \"pause()\"\n{getter}executor = \"{executor}\"\n"
-            ));
+            text.push_str(&pause_action(name, description, target, executor, getter));
         }
         // name, description, executor, value: each within the same bounds on the supply cap.
         let cap_changes = [

@@ -2,11 +2,10 @@
 //! header (network, key, executor), one pause action per target, and the
 //! shape's metrics as a table.
 
-use std::fmt::Write as _;
-
 use alloy::primitives::Address;
 
 use super::Shape;
+use crate::config::text::{LocalNetwork, env_key, pause_action};
 use crate::policy::model::Mode;
 use crate::scenario::chain::Chain;
 
@@ -40,25 +39,18 @@ pub(super) fn header(
         .iter()
         .map(|p| {
             let absolute = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            toml::Value::String(absolute.display().to_string()).to_string()
+            absolute.display().to_string()
         })
         .collect();
+    let network = LocalNetwork {
+        policies: Some(policies),
+        chain_id: chain.chain_id,
+        block_time: Some(format!("{block_time_s}s")),
+        ..LocalNetwork::new(mode, &[&chain.http], &[&chain.ws])
+    };
     format!(
         r#"# Written by `guardian simulate` for one scenario run.
-[guardian]
-mode = "{mode}"
-policies = [{policies}]
-
-[networks.local]
-chain_id = {chain_id}
-rpc = ["{http}"]
-ws = ["{ws}"]
-block_time = "{block_time_s}s"
-
-[keys.bot]
-source = "env"
-env = "GUARDIAN_SCENARIO_KEY_UNUSED"
-
+{network}{key}
 [executors.module]
 kind = "module"
 module = "{module}"
@@ -67,28 +59,15 @@ network = "local"
 max_fee_gwei = 5000
 deadline = "30s"
 "#,
-        policies = policies.join(", "),
-        chain_id = chain.chain_id,
-        http = chain.http,
-        ws = chain.ws,
+        key = env_key("bot", "GUARDIAN_SCENARIO_KEY_UNUSED"),
     )
 }
 
 /// One pause action per target, through the GuardianModule.
 pub(super) fn pause_actions(t: &mut String, targets: &[(String, Address)]) {
     for (action, target) in targets {
-        let _ = write!(
-            t,
-            r#"
-[actions.{action}]
-kind = "pause"
-description = "pause {target} through the GuardianModule"
-target = "{target}"
-function = "pause()"
-paused_getter = "paused()"
-executor = "module"
-"#
-        );
+        let description = format!("pause {target} through the GuardianModule");
+        t.push_str(&pause_action(action, &description, target, "module", true));
     }
 }
 

@@ -65,7 +65,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, MetricDef, Network};
 pub use crate::redact::redact;
 pub use endpoints::{Fault, Health};
-pub use pending::{PendingEffect, PendingWatch};
+pub use pending::{PendingEffect, PendingTxInfo, PendingWatch};
 pub use reads::{Head, ReadPlan, Reading, Snapshot};
 pub use screen::{ScreenOptions, Screened};
 
@@ -112,6 +112,13 @@ pub enum ChainError {
     AllReadsFailed(u64),
     #[error("simulating a pending transaction: {0}")]
     Simulation(&'static str),
+}
+
+impl ChainError {
+    /// For `map_err`: JSON-RPC `method` failed.
+    pub(crate) fn rpc(method: &'static str) -> impl FnOnce(TransportError) -> Self {
+        move |source| Self::Rpc { method, source }
+    }
 }
 
 /// Blocks replaced by a reorg: decisions based on them were based on a chain that no longer is.

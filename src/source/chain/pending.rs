@@ -48,7 +48,14 @@ pub struct PendingEffect {
     pub value: f64,
     /// Whether the simulated transaction succeeded (a reverting one has effect 0).
     pub succeeds: bool,
-    pub tx_hash: B256,
+    /// The pending transaction: its hash, sender, nonce and fees.
+    pub tx: PendingTxInfo,
+}
+
+/// A pending transaction as the filters, the screening and the response see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTxInfo {
+    pub hash: B256,
     pub from: Address,
     pub to: Option<Address>,
     pub nonce: u64,
@@ -57,6 +64,20 @@ pub struct PendingEffect {
     pub max_fee_per_gas: u128,
     /// EIP-1559 tip cap; `None` for legacy transactions.
     pub max_priority_fee_per_gas: Option<u128>,
+}
+
+impl PendingTxInfo {
+    pub fn of(tx: &Transaction) -> Self {
+        Self {
+            hash: tx.tx_hash(),
+            from: tx.from(),
+            to: tx.to(),
+            nonce: tx.nonce(),
+            gas_limit: tx.gas_limit(),
+            max_fee_per_gas: alloy::consensus::Transaction::max_fee_per_gas(tx),
+            max_priority_fee_per_gas: tx.max_priority_fee_per_gas(),
+        }
+    }
 }
 
 /// The pending metrics of a network and what the filters remember.
@@ -100,17 +121,8 @@ impl PendingWatch {
         tx: &Transaction,
     ) -> Result<Vec<PendingEffect>, ChainError> {
         let time_ms = now_ms();
-        let from = tx.from();
-        let new_sender = !self.senders.contains(&from);
-        if self.senders.len() >= MAX_SENDERS {
-            self.senders.clear();
-        }
-        self.senders.insert(from);
         let mut effects = Vec::new();
-        for i in 0..self.specs.len() {
-            if !self.matches(client, head, i, tx, new_sender).await? {
-                continue;
-            }
+        for i in self.matching(client, head, tx).await? {
             let (metric, spec) = &self.specs[i];
             let (value, succeeds) = simulate(client, tx, &spec.effect).await?;
             effects.push(PendingEffect {
@@ -119,13 +131,7 @@ impl PendingWatch {
                 time_ms,
                 value,
                 succeeds,
-                tx_hash: tx.tx_hash(),
-                from,
-                to: tx.to(),
-                nonce: tx.nonce(),
-                gas_limit: tx.gas_limit(),
-                max_fee_per_gas: alloy::consensus::Transaction::max_fee_per_gas(tx),
-                max_priority_fee_per_gas: tx.max_priority_fee_per_gas(),
+                tx: PendingTxInfo::of(tx),
             });
         }
         Ok(effects)
@@ -194,10 +200,7 @@ impl PendingWatch {
             let block: Option<Block> = client
                 .request("eth_getBlockByNumber", (format!("{head:#x}"), true))
                 .await
-                .map_err(|source| ChainError::Rpc {
-                    method: "eth_getBlockByNumber",
-                    source,
-                })?;
+                .map_err(ChainError::rpc("eth_getBlockByNumber"))?;
             let block = block.ok_or(ChainError::MissingBlock(head))?;
             let base_fee = block.header.base_fee_per_gas.unwrap_or(0);
             let tips = block
@@ -290,10 +293,7 @@ pub async fn simulate(
     let blocks: Vec<SimulatedBlock> = client
         .request("eth_simulateV1", (payload, "latest"))
         .await
-        .map_err(|source| ChainError::Rpc {
-            method: "eth_simulateV1",
-            source,
-        })?;
+        .map_err(ChainError::rpc("eth_simulateV1"))?;
     let calls = blocks
         .into_iter()
         .next()

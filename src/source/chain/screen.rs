@@ -40,8 +40,8 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::pending::{
-    BALANCE_READER, BALANCE_READER_CODE, PendingWatch, SimulatedBlock, SimulatedCall, SimulatedLog,
-    tx_call,
+    BALANCE_READER, BALANCE_READER_CODE, PendingTxInfo, PendingWatch, SimulatedBlock,
+    SimulatedCall, SimulatedLog, tx_call,
 };
 use super::reads::{Head, ReadPlan, balanceOfCall, now_ms};
 use super::{ChainError, PendingFeed, WatchEvent, next_pending, pending_body, redact};
@@ -62,34 +62,6 @@ impl Default for ScreenOptions {
         Self {
             queue: 4096,
             concurrency: 4,
-        }
-    }
-}
-
-/// The pending transaction a what-if block was made from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingTxInfo {
-    pub hash: B256,
-    pub from: Address,
-    pub to: Option<Address>,
-    pub nonce: u64,
-    pub gas_limit: u64,
-    /// EIP-1559 fee cap, or the legacy gas price.
-    pub max_fee_per_gas: u128,
-    /// EIP-1559 tip cap; `None` for legacy transactions.
-    pub max_priority_fee_per_gas: Option<u128>,
-}
-
-impl PendingTxInfo {
-    pub fn of(tx: &Transaction) -> Self {
-        Self {
-            hash: tx.tx_hash(),
-            from: tx.from(),
-            to: tx.to(),
-            nonce: tx.nonce(),
-            gas_limit: tx.gas_limit(),
-            max_fee_per_gas: alloy::consensus::Transaction::max_fee_per_gas(tx),
-            max_priority_fee_per_gas: tx.max_priority_fee_per_gas(),
         }
     }
 }
@@ -321,10 +293,7 @@ impl Screener {
         let mined: U64 = client
             .request("eth_getTransactionCount", (sender, "latest"))
             .await
-            .map_err(|source| ChainError::Rpc {
-                method: "eth_getTransactionCount",
-                source,
-            })?;
+            .map_err(ChainError::rpc("eth_getTransactionCount"))?;
         if self.mined.len() >= MAX_SENDERS {
             self.mined.clear();
         }
@@ -521,17 +490,18 @@ impl Job {
         client: &RpcClient,
         payload: &Value,
     ) -> Result<(Vec<SimulatedBlock>, u64), ChainError> {
-        let rpc = |method| move |source| ChainError::Rpc { method, source };
         let mut batch = client.new_batch();
         let blocks = batch
             .add_call::<_, Vec<SimulatedBlock>>("eth_simulateV1", &(payload, "latest"))
-            .map_err(rpc("batch"))?;
+            .map_err(ChainError::rpc("batch"))?;
         let nonce = batch
             .add_call::<_, U64>("eth_getTransactionCount", &(self.tx.from, "latest"))
-            .map_err(rpc("batch"))?;
-        batch.send().await.map_err(rpc("batch"))?;
-        let blocks = blocks.await.map_err(rpc("eth_simulateV1"))?;
-        let nonce = nonce.await.map_err(rpc("eth_getTransactionCount"))?;
+            .map_err(ChainError::rpc("batch"))?;
+        batch.send().await.map_err(ChainError::rpc("batch"))?;
+        let blocks = blocks.await.map_err(ChainError::rpc("eth_simulateV1"))?;
+        let nonce = nonce
+            .await
+            .map_err(ChainError::rpc("eth_getTransactionCount"))?;
         Ok((blocks, nonce.to::<u64>()))
     }
 }
