@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::policy::model::Mode;
+use crate::levels::Mode;
 
 /// `[guardian]` and `[networks.local]` of a configuration; written with
 /// `Display`, each table ending in a newline.
