@@ -599,7 +599,8 @@ fn write_backtest(
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// `simulate <scenario.toml>`: 0 when the expect block holds, 1 when not (or the file is invalid), 2 on error.
+/// `simulate <scenario.toml>`: 0 when the expect block holds, 1 when not (or
+/// the file or its policies are invalid), 2 on error.
 fn scenario_cmd(path: &Path, args: &SimulateArgs) -> ExitCode {
     if !path.is_file() {
         return cannot_run(format!("{}: no such file", path.display()));
@@ -637,6 +638,7 @@ fn scenario_cmd(path: &Path, args: &SimulateArgs) -> ExitCode {
                 ExitCode::from(INVALID)
             }
         }
+        Err(crate::scenario::ScenarioError::Config(found)) => invalid(&found),
         Err(e) => cannot_run(e),
     }
 }

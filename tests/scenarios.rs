@@ -194,6 +194,49 @@ fn a_malformed_scenario_exits_1_with_its_location() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Policies that only fail to load once the scenario's configuration exists
+/// (a metric the protocol does not define) exit 1 with every problem shown as
+/// `check` shows it: location, source line, caret, help.
+#[test]
+fn a_scenario_whose_policy_does_not_load_exits_1_with_the_problem_shown() {
+    let dir = std::env::temp_dir().join(format!("guardian-scenario-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policies = std::fs::read_to_string(root().join("simulations/policies/bridge.toml"))
+        .unwrap()
+        .replace(
+            "metric = \"bridge.pending_outflow\"",
+            "metric = \"bridge.pending_outflw\"",
+        );
+    std::fs::write(dir.join("bridge.toml"), policies).unwrap();
+    let scenario = std::fs::read_to_string(root().join("simulations/nomad-2022-copycats.toml"))
+        .unwrap()
+        .replace(
+            "policies/bridge.toml",
+            &dir.join("bridge.toml").display().to_string(),
+        );
+    let path = dir.join("copycats.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guardian"))
+        .args(["simulate", path.to_str().unwrap(), "--dry-run", "--anvil"])
+        .arg(options().anvil_bin)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bridge.pending_outflw"), "{stderr}");
+    assert!(
+        stderr.contains("bridge.toml:"),
+        "the file is named: {stderr}"
+    );
+    assert!(
+        stderr.contains("metric = \"bridge.pending_outflw\""),
+        "the line is shown: {stderr}"
+    );
+    assert!(stderr.contains("^^^"), "a caret under it: {stderr}");
+    assert!(stderr.contains("problem(s) found"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_cli_prints_json_and_exits_0_when_expect_holds_and_1_when_not() {
     let bin = env!("CARGO_BIN_EXE_guardian");

@@ -62,8 +62,9 @@ pub enum ScenarioError {
     Chain { step: &'static str, message: String },
     #[error("base-fee trace: {0}")]
     Trace(String),
+    /// Every problem found, each located; the CLI shows them as `check` does.
     #[error("the guardian's configuration or policies did not load:\n{0}")]
-    Config(String),
+    Config(crate::config::reader::Diagnostics),
     #[error("the guardian stopped during the scenario: {0}")]
     Guardian(String),
     #[error("cannot write the run's files: {0}")]

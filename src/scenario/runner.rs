@@ -225,10 +225,8 @@ impl Guardian {
             &config_path,
             d.config_text(chain, mode, s.block_time_s, &s.policies),
         )?;
-        let config =
-            Config::load(&config_path).map_err(|e| ScenarioError::Config(e.to_string()))?;
-        let policies = load_policies(&config.policies, &config)
-            .map_err(|e| ScenarioError::Config(e.to_string()))?;
+        let config = Config::load(&config_path).map_err(ScenarioError::Config)?;
+        let policies = load_policies(&config.policies, &config).map_err(ScenarioError::Config)?;
         let keys = HashMap::from([(
             "bot".to_string(),
             Key::local("bot", chain.accounts.bot.clone()),
