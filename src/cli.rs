@@ -1204,14 +1204,19 @@ impl WatchSetup {
 
     /// Runs the watchers until interrupted, `blocks` blocks, or a failure
     /// (returned, to be said): records every event, prints every trip.
-    async fn follow(mut self, json: bool, blocks: Option<u64>) -> Option<String> {
+    async fn follow(self, json: bool, blocks: Option<u64>) -> Option<String> {
         use crate::source::chain::record::TimeOrder;
         use crate::source::chain::{WatchEvent, redact};
 
+        let Self {
+            watchers,
+            mut engine,
+            mut recorder,
+        } = self;
         let cancel = tokio_util::sync::CancellationToken::new();
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let mut tasks = tokio::task::JoinSet::new();
-        for w in std::mem::take(&mut self.watchers) {
+        for w in watchers {
             tasks.spawn(w.run(tx.clone(), cancel.clone()));
         }
         drop(tx);
@@ -1235,7 +1240,7 @@ impl WatchSetup {
                 }
             };
             let Some(event) = event else { break };
-            if let Some(r) = self.recorder.as_mut()
+            if let Some(r) = recorder.as_mut()
                 && let Err(e) = r.record(&event)
             {
                 failure = Some(format!("cannot write the trace: {e}"));
@@ -1244,7 +1249,7 @@ impl WatchSetup {
             if let WatchEvent::Reorg(reorg) = &event {
                 trips.say_reorg(reorg);
             }
-            if let Some(engine) = self.engine.as_mut() {
+            if let Some(engine) = engine.as_mut() {
                 trips.judge(engine, &event, &mut order);
             }
             if matches!(event, WatchEvent::Block(_)) {
@@ -1262,7 +1267,7 @@ impl WatchSetup {
                 failure = Some(redact(&e.to_string()));
             }
         }
-        if let Some(r) = self.recorder.as_mut()
+        if let Some(r) = recorder.as_mut()
             && let Err(e) = r.flush()
         {
             failure.get_or_insert(format!("cannot write the trace: {e}"));

@@ -112,7 +112,7 @@ fn by_top_module(graph: &Graph) -> Graph {
     for (from, targets) in graph {
         let entry = out.entry(top(from)).or_default();
         for (to, sites) in targets {
-            if top(to) != top(from) && !to.is_empty() {
+            if top(to) != top(from) {
                 entry
                     .entry(top(to))
                     .or_default()
