@@ -8,13 +8,18 @@
 //! - Nonces: read from the chain (pending) at start and after every error, so a
 //!   nonce consumed by another transaction from the same key, or a failed send,
 //!   never leaves a permanent gap (OpenZeppelin Relayer issues 818 and 843).
+//! - Several actions at once: each delivery takes the next nonce and holds
+//!   its key's lane only until a node has taken its first transaction, so
+//!   pauses tripped together are all in the pool before the next block, not
+//!   one block after another. Deliveries through a Safe's owners hold the
+//!   Safe's lane throughout (each SafeTx takes the Safe's nonce).
 //! - Replacement: when a block is mined without our transaction, the same nonce
 //!   is re-sent with both fee fields raised by at least 12.5% (what nodes
 //!   require to replace), up to the cap; at the deadline the executor gives up
 //!   and reports it (the caller alerts).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use alloy::primitives::Address;
 
@@ -71,28 +76,99 @@ pub fn bump(prev: Fees, fresh: Fees, cap: u128) -> Option<Fees> {
     })
 }
 
-/// Next nonce per sending account; forgotten on every error so the next use
-/// reads it again from the chain.
+/// Nonces per sending account: the next one to use, and the ones held by
+/// deliveries in flight. The next is forgotten on every error, so the next
+/// use reads it again from the chain, passing over the nonces still held.
+///
+/// Several deliveries from one key may be in flight at once (each pause in
+/// the pool without waiting for the one before it to land). Choosing a
+/// nonce and getting it taken by a node happen under the key's [`Lanes`]
+/// lane, so two deliveries never choose at the same time.
 #[derive(Debug, Default)]
-pub struct Nonces(Mutex<HashMap<Address, u64>>);
+pub struct Nonces(Mutex<HashMap<Address, Book>>);
+
+#[derive(Debug, Default)]
+struct Book {
+    next: Option<u64>,
+    held: BTreeSet<u64>,
+}
 
 impl Nonces {
     /// The cached next nonce, if any.
     pub fn cached(&self, who: Address) -> Option<u64> {
-        self.lock().get(&who).copied()
+        self.lock().get(&who).and_then(|b| b.next)
     }
-    pub fn set(&self, who: Address, next: u64) {
-        self.lock().insert(who, next);
+    /// Sets the next nonce from the chain's count of `who`'s transactions:
+    /// the first at or after `counted` that no delivery in flight holds.
+    pub fn set(&self, who: Address, counted: u64) -> u64 {
+        let mut books = self.lock();
+        let b = books.entry(who).or_default();
+        let mut n = counted;
+        while b.held.contains(&n) {
+            n += 1;
+        }
+        b.next = Some(n);
+        n
+    }
+    /// Takes the next nonce for a delivery, which holds it until [`Nonces::release`];
+    /// `None` when it must be read from the chain first.
+    pub fn take(&self, who: Address) -> Option<u64> {
+        let mut books = self.lock();
+        let b = books.get_mut(&who)?;
+        let n = b.next?;
+        b.next = Some(n + 1);
+        b.held.insert(n);
+        Some(n)
+    }
+    /// A delivery holds `n` (just read from the chain) until [`Nonces::release`].
+    pub fn hold(&self, who: Address, n: u64) {
+        let mut books = self.lock();
+        let b = books.entry(who).or_default();
+        b.held.insert(n);
+        b.next = Some(b.next.map_or(n + 1, |next| next.max(n + 1)));
+    }
+    /// The delivery holding `n` is over (or moves to another nonce).
+    pub fn release(&self, who: Address, n: u64) {
+        if let Some(b) = self.lock().get_mut(&who) {
+            b.held.remove(&n);
+        }
+    }
+    /// A transaction at `n` landed: the next is after it (unless forgotten).
+    pub fn landed(&self, who: Address, n: u64) {
+        if let Some(b) = self.lock().get_mut(&who) {
+            b.next = b.next.map(|next| next.max(n + 1));
+        }
     }
     /// Drops the cached nonce: the next send resynchronises from the chain.
     pub fn forget(&self, who: Address) {
-        self.lock().remove(&who);
+        if let Some(b) = self.lock().get_mut(&who) {
+            b.next = None;
+        }
     }
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Address, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Book>> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One lane per account (a sending key, or a Safe whose nonce a SafeTx
+/// takes): what must not run twice at once for it waits here.
+#[derive(Debug, Default)]
+pub struct Lanes(Mutex<HashMap<Address, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Lanes {
+    /// Waits for `who`'s lane; it is free again when the guard is dropped.
+    pub async fn enter(&self, who: Address) -> tokio::sync::OwnedMutexGuard<()> {
+        let lane = {
+            let mut lanes = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            lanes.entry(who).or_default().clone()
+        };
+        lane.lock_owned().await
     }
 }
 

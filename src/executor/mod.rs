@@ -207,6 +207,9 @@ struct Attempt {
     stop_at: Option<Instant>,
     /// Broadcasts no node took, in a row (for the backoff).
     tries: u32,
+    /// The sending key's lane, held while the nonce is chosen and until a
+    /// node takes a transaction at it (see [`delivery::Lanes`]).
+    lane: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Attempt {
@@ -443,6 +446,8 @@ struct Inner {
     chain_id: u64,
     executors: HashMap<String, Executor>,
     nonces: delivery::Nonces,
+    /// Per key and per Safe: see [`delivery::Lanes`].
+    lanes: delivery::Lanes,
     events: Option<tokio::sync::mpsc::Sender<DeliveryEvent>>,
     http: alloy::transports::http::reqwest::Client,
     /// How often to look for a receipt or a new block while waiting.
@@ -526,6 +531,7 @@ impl Executors {
                 chain_id,
                 executors,
                 nonces: delivery::Nonces::default(),
+                lanes: delivery::Lanes::default(),
                 events,
                 http: alloy::transports::http::reqwest::Client::new(),
                 poll: Duration::from_millis(20),
@@ -658,8 +664,8 @@ impl Executors {
 
     async fn resync_nonce(&self, decision_id: u64, who: Address) -> Result<u64, ExecError> {
         let before = self.inner.nonces.cached(who);
-        let n = self.next_nonce(who).await?;
-        self.inner.nonces.set(who, n);
+        let counted = self.next_nonce(who).await?;
+        let n = self.inner.nonces.set(who, counted);
         if before.is_some() && before != Some(n) {
             tracing::warn!(target: "guardian::executor", decision_id, account = %who, from = ?before, to = n, "nonce resynchronised from the chain");
             self.emit(DeliveryEvent::NonceResynced {
@@ -668,6 +674,30 @@ impl Executors {
                 to: n,
             });
         }
+        Ok(n)
+    }
+
+    /// The next nonce of `who` for a delivery, which holds it until it ends
+    /// (the caller holds the key's lane).
+    async fn take_nonce(&self, decision_id: u64, who: Address) -> Result<u64, ExecError> {
+        if let Some(n) = self.inner.nonces.take(who) {
+            return Ok(n);
+        }
+        let n = self.resync_nonce(decision_id, who).await?;
+        self.inner.nonces.hold(who, n);
+        Ok(n)
+    }
+
+    /// Attempt `a`'s nonce was taken or is ahead of the chain: a fresh one,
+    /// chosen in the key's lane (entered again if a node took an earlier
+    /// transaction), passing over the nonces other deliveries hold.
+    async fn renew_nonce(&self, a: &mut Attempt) -> Result<u64, ExecError> {
+        if a.lane.is_none() {
+            a.lane = Some(self.inner.lanes.enter(a.from).await);
+        }
+        self.inner.nonces.release(a.from, a.nonce);
+        let n = self.resync_nonce(a.id, a.from).await?;
+        self.inner.nonces.hold(a.from, n);
         Ok(n)
     }
 
@@ -848,6 +878,11 @@ impl Executors {
             )
             .await;
         }
+        // A SafeTx takes the Safe's nonce when it executes: one at a time per Safe.
+        let _safe_lane = match &ex.def.kind {
+            ExecutorKind::SafeOwners { safe, .. } => Some(self.inner.lanes.enter(*safe).await),
+            _ => None,
+        };
         let (to, data) = self.wrap(ex, approved.call(), approved.effect()).await?;
         self.deliver(ex, &approved, to, data, urgency).await
     }
@@ -874,18 +909,15 @@ impl Executors {
                 async move { p.estimate_gas(req).await }
             })
         };
-        let (gas, base_fee, cached) = tokio::join!(estimate, self.base_fee(), async {
-            self.inner.nonces.cached(from)
-        });
+        let (gas, base_fee) = tokio::join!(estimate, self.base_fee());
         let gas = match gas {
             Ok(gas) => gas,
             Err(e) => return self.estimate_failed(approved, from, e).await,
         };
-        let nonce = match cached {
-            Some(n) => n,
-            None => self.resync_nonce(id, from).await?,
-        };
         let (base_fee, fee_block) = base_fee?;
+        // The key's lane is held until a node takes the first transaction.
+        let lane = self.inner.lanes.enter(from).await;
+        let nonce = self.take_nonce(id, from).await?;
         let mut a = Attempt {
             id,
             from,
@@ -900,10 +932,12 @@ impl Executors {
             deadline: Instant::now() + Duration::from_millis(d.deadline_ms),
             stop_at: None,
             tries: 0,
+            lane: Some(lane),
         };
         let result = self
             .deliver_loop(ex, approved, &request, urgency, &mut a)
             .await;
+        self.inner.nonces.release(from, a.nonce);
         match &result {
             Ok(Execution::Landed { .. }) => {}
             Ok(_) => self.inner.nonces.forget(from),
@@ -960,6 +994,8 @@ impl Executors {
                 Sent::Taken => {
                     a.tries = 0;
                     a.taken(hash, &raw);
+                    // The nonce is in a node's pool: the key's next delivery may choose.
+                    a.lane = None;
                     tracing::info!(target: "guardian::executor", decision_id = a.id, tx = %hash, nonce = a.nonce, max_fee = a.fees.max_fee, priority_fee = a.fees.priority_fee, replacement = a.replacement, "sent");
                     self.emit(DeliveryEvent::Sent {
                         decision_id: a.id,
@@ -1129,7 +1165,7 @@ impl Executors {
                         detail: "the nonce was taken and the effect is already on chain".into(),
                     }));
                 }
-                a.nonce = self.resync_nonce(a.id, a.from).await?;
+                a.nonce = self.renew_nonce(a).await?;
                 a.sent.clear();
                 return Ok(Next::Resend);
             }
@@ -1154,7 +1190,7 @@ impl Executors {
                 }
             }
             SendRefusal::NonceTooHigh => {
-                a.nonce = self.resync_nonce(a.id, a.from).await?;
+                a.nonce = self.renew_nonce(a).await?;
             }
             SendRefusal::InsufficientFunds => {
                 tracing::error!(target: "guardian::executor", decision_id = a.id, account = %a.from, "the key cannot pay for the transaction; retrying until the deadline (fund it)");
@@ -1294,8 +1330,8 @@ impl Executors {
     ) -> Result<Execution, ExecError> {
         let tx = r.transaction_hash;
         let block = r.block_number.unwrap_or_default();
-        // The nonce after the one that landed.
-        self.inner.nonces.set(ex.sender.address(), a.nonce + 1);
+        // The next nonce is after the one that landed.
+        self.inner.nonces.landed(ex.sender.address(), a.nonce);
         if !r.status() {
             return Err(ExecError::Reverted { tx });
         }

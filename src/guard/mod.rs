@@ -528,13 +528,34 @@ impl Guard {
             target: "guardian::guard", decision_id = self.next_id, policy = %trip.policy, block = trip.block,
             action = %trip.action, age_ms, max_ms, "rejected: the trip is older than max_trigger_age"
         );
+        self.made(
+            trip,
+            Outcome::Rejected(Rejection::TooOld { age_ms, max_ms }),
+        )
+    }
+
+    /// A decision for a trip whose action decision `by` is still delivering
+    /// (the pipeline knows what is in flight): the same transaction is not
+    /// sent twice. Nothing is built, no cooldown starts, no rate limit counts it.
+    pub fn underway(&mut self, trip: &Trip, by: u64) -> Decision {
+        self.next_id += 1;
+        let detail = format!("decision {by} is already delivering action {}", trip.action);
+        tracing::info!(
+            target: "guardian::guard", decision_id = self.next_id, policy = %trip.policy, block = trip.block,
+            action = %trip.action, detail = %detail, "already done: no transaction"
+        );
+        self.made(trip, Outcome::AlreadyDone { detail })
+    }
+
+    /// The decision with the latest id for `trip`.
+    fn made(&self, trip: &Trip, outcome: Outcome) -> Decision {
         Decision {
             decision_id: self.next_id,
             policy: trip.policy.clone(),
             action: trip.action.clone(),
             block: trip.block,
             time_ms: trip.time_ms,
-            outcome: Outcome::Rejected(Rejection::TooOld { age_ms, max_ms }),
+            outcome,
         }
     }
 

@@ -1,6 +1,8 @@
-//! The guard-and-executor stage: one decision at a time. Each trip gets a
-//! decision from the guard; an approval is executed; everything is reported
-//! and, with a journal, written down first.
+//! The guard-and-executor stage: one decision at a time, deliveries side by
+//! side. Each trip gets a decision from the guard; an approval is executed
+//! in a task of its own, so the next trip is decided (and its pause sent)
+//! while the first is still landing; everything is reported and, with a
+//! journal, written down first.
 //!
 //! Invariants:
 //! - Only the guard makes an [`Approved`]; the executor accepts nothing else,
@@ -11,20 +13,22 @@
 //! - **Written before acted on.** The decision (for an approval: the intent)
 //!   is journaled before anything is sent; an action a previous run left in
 //!   flight is followed to its end before any new trip is decided.
-//! - **Shutdown finishes to a safe state.** The action in flight is finished
-//!   even on shutdown: the executor is asked to stop and ends within its own
-//!   deadline; what it sent stays in the journal for the next start.
+//! - **Shutdown finishes to a safe state.** The actions in flight are
+//!   finished even on shutdown: their executors are asked to stop and end
+//!   within their own deadline; what they sent stays in the journal for the
+//!   next start.
 //! - A trip older than its action's `max_trigger_age` is refused (a late
 //!   pause with `act_if_late` acts anyway); replicas stagger and stand down
 //!   when another replica's action already landed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -36,6 +40,7 @@ use crate::executor::delivery::Urgency;
 use crate::executor::{DeliveryEvent, ExecError, Execution, Executors};
 use crate::guard::{Approved, Decision, Guard, Outcome};
 use crate::journal::{Journal, TripOrigin, Unfinished};
+use crate::levels::Mode;
 
 /// What the guard-and-executor stage is given.
 pub(super) struct ActStage {
@@ -51,10 +56,34 @@ pub(super) struct ActStage {
     pub networks: Vec<String>,
     pub replica: Replica,
     pub reports: Reports,
+    pub in_flight: InFlight,
+}
+
+/// Approved actions on their way, each in a task of its own.
+#[derive(Default)]
+pub(super) struct InFlight {
+    tasks: JoinSet<Delivered>,
+    /// Each action being delivered, with the decision delivering it: a trip
+    /// of the same action meanwhile is not sent again.
+    actions: HashMap<String, u64>,
+    /// When each decision's first transaction was sent (from the executors' events).
+    first_sent: HashMap<u64, Instant>,
+}
+
+/// How an approved action's delivery ended, and what its follow-up needs.
+struct Delivered {
+    decision_id: u64,
+    action: String,
+    mode: Mode,
+    trip_time_ms: u64,
+    tripped_at: Instant,
+    span: tracing::Span,
+    result: Result<Execution, ExecError>,
 }
 
 /// Replicas of one configuration: replica k lets the ones before it act
 /// first, then looks again (`[journal] replica`, `replica_stagger`).
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Replica {
     index: Option<u32>,
     stagger_ms: u64,
@@ -80,7 +109,8 @@ struct Deciding<'a> {
 
 impl ActStage {
     /// Follows what a previous run left in flight, then decides trips as they
-    /// come until cancelled (`Ok`) or the engine is gone.
+    /// come until cancelled (`Ok`) or the engine is gone; the deliveries in
+    /// flight are seen to their end either way.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), RunError> {
         if self.follow_unfinished(&cancel).await?.is_break() {
             return Ok(());
@@ -88,16 +118,21 @@ impl ActStage {
         loop {
             let next = tokio::select! {
                 biased;
-                () = cancel.cancelled() => return Ok(()),
+                () = cancel.cancelled() => return self.drain().await,
+                Some(done) = self.in_flight.tasks.join_next(), if !self.in_flight.tasks.is_empty() => {
+                    self.delivered(joined(done)).await?;
+                    continue;
+                }
                 next = self.trips.recv() => next,
             };
             let Some(item) = next else {
+                self.drain().await?;
                 if cancel.is_cancelled() {
                     return Ok(());
                 }
                 return Err(RunError::StageStopped("engine"));
             };
-            let flow = match item {
+            match item {
                 ToGuard::Trip {
                     trip,
                     urgency,
@@ -109,7 +144,7 @@ impl ActStage {
                     let network = self.networks.get(network).cloned().unwrap_or_default();
                     let deciding = Deciding::new(&trip, &network);
                     self.on_trip(&deciding, urgency, origin, pending, &cancel)
-                        .await?
+                        .await?;
                 }
                 ToGuard::Processed {
                     network,
@@ -120,13 +155,18 @@ impl ActStage {
                     if let Some(j) = &self.journal {
                         j.mark_processed(&self.networks[network], block, hash, time_ms)?;
                     }
-                    ControlFlow::Continue(())
                 }
-            };
-            if flow.is_break() {
-                return Ok(());
             }
         }
+    }
+
+    /// Waits for every delivery in flight (each stops on shutdown within its
+    /// executor's grace) and writes down how each ended.
+    async fn drain(&mut self) -> Result<(), RunError> {
+        while let Some(done) = self.in_flight.tasks.join_next().await {
+            self.delivered(joined(done)).await?;
+        }
+        Ok(())
     }
 
     /// What a previous run left in flight, followed to its end.
@@ -161,8 +201,7 @@ impl ActStage {
         Ok(ControlFlow::Continue(()))
     }
 
-    /// One trip: decided, written down, reported, and executed if approved.
-    /// `Break`: shut down with the action in flight.
+    /// One trip: decided, written down, reported, and sent on its way if approved.
     async fn on_trip(
         &mut self,
         d: &Deciding<'_>,
@@ -170,7 +209,7 @@ impl ActStage {
         origin: TripOrigin,
         pending: Option<alloy::primitives::B256>,
         cancel: &CancellationToken,
-    ) -> Result<ControlFlow<()>, RunError> {
+    ) -> Result<(), RunError> {
         let action = self.actions.get(&d.trip.action);
         let exec = self.executors.for_action(action, &self.reports.probe).await;
         let decision = self.decide(d, exec.as_ref()).await;
@@ -186,10 +225,10 @@ impl ActStage {
         };
         self.reports.emit(report).await;
         // An approval passed preflight, which only an executor can do.
-        match (decision.into_approved(), exec) {
-            (Some(approved), Some(exec)) => self.execute(d, approved, &exec, urgency, cancel).await,
-            _ => Ok(ControlFlow::Continue(())),
+        if let (Some(approved), Some(exec)) = (decision.into_approved(), exec) {
+            self.execute(d, approved, exec, urgency, cancel);
         }
+        Ok(())
     }
 
     /// The guard's decision; a trip too old for its action is refused.
@@ -199,7 +238,9 @@ impl ActStage {
             .actions
             .get(&trip.action)
             .and_then(|a| too_old(trip, a));
+        let underway = self.in_flight.actions.get(&trip.action).copied();
         match (late, exec) {
+            (None, _) if let Some(by) = underway => self.guard.underway(trip, by),
             (Some((age_ms, max_ms)), _) => {
                 (self.reports.probe).stale_trigger(
                     &trip.policy,
@@ -257,64 +298,65 @@ impl ActStage {
         Ok(outcome)
     }
 
-    /// Executes an approved action (or stands down as a later replica), then
-    /// reports and journals how it ended. `Break`: shut down with it in flight.
-    async fn execute(
+    /// Sends an approved action on its way in a task of its own (or stands
+    /// down as a later replica); [`ActStage::delivered`] takes it from there.
+    fn execute(
         &mut self,
         d: &Deciding<'_>,
         approved: Approved,
-        exec: &Executors,
+        exec: Executors,
         urgency: Option<Urgency>,
         cancel: &CancellationToken,
-    ) -> Result<ControlFlow<()>, RunError> {
-        let decision_id = approved.decision_id();
-        let (action, mode) = (approved.action().to_string(), approved.mode());
-        let result = match self.stand_down(&approved, exec, &d.span).await {
-            Some(detail) => {
-                tracing::warn!(target: "guardian::executor", decision_id, replica = self.replica.index, "stood down: {detail}");
-                Ok(Execution::StoodDown { detail })
+    ) {
+        let (replica, span, cancel) = (self.replica, d.span.clone(), cancel.clone());
+        let (decision_id, action, mode) = (
+            approved.decision_id(),
+            approved.action().to_string(),
+            approved.mode(),
+        );
+        let (trip_time_ms, tripped_at) = (d.trip.time_ms, d.tripped_at);
+        self.in_flight.actions.insert(action.clone(), decision_id);
+        self.in_flight.tasks.spawn(async move {
+            let result = match stand_down(replica, &approved, &exec, &span).await {
+                Some(detail) => {
+                    tracing::warn!(target: "guardian::executor", decision_id, replica = replica.index, "stood down: {detail}");
+                    Ok(Execution::StoodDown { detail })
+                }
+                None => {
+                    let delivery = exec.execute(approved, urgency).instrument(span.clone());
+                    until_shutdown(&cancel, &exec, delivery).await
+                }
+            };
+            Delivered {
+                decision_id,
+                action,
+                mode,
+                trip_time_ms,
+                tripped_at,
+                span,
+                result,
             }
-            None => {
-                let delivery = exec.execute(approved, urgency).instrument(d.span.clone());
-                until_shutdown(cancel, exec, delivery).await
-            }
-        };
-        if matches!(result, Err(ExecError::ShutDown)) {
-            // ops: left in flight: the journal keeps it, and the next start follows it.
-            return Ok(ControlFlow::Break(()));
-        }
-        let first_sent = self.delivery_times(decision_id, d.tripped_at, &result);
-        if result.is_err() && first_sent.is_none() {
-            // Nothing was sent: the cooldowns must not hold back the next attempt.
-            self.guard.not_sent(&action, mode, d.trip.time_ms);
-        }
-        let _entered = d.span.enter();
-        finish(self.journal.as_deref(), &self.reports, decision_id, result).await?;
-        Ok(ControlFlow::Continue(()))
+        });
     }
 
-    /// Replica k waits k × the stagger, then re-checks the chain: `Some` when
-    /// another replica's action already did the work.
-    async fn stand_down(
-        &self,
-        approved: &Approved,
-        exec: &Executors,
-        span: &tracing::Span,
-    ) -> Option<String> {
-        let k = self.replica.index?;
-        if approved.mode() != crate::policy::model::Mode::Enforce {
-            return None;
+    /// A delivery ended: its latencies told, the guard's cooldowns released
+    /// when nothing was sent, and how it ended reported and journaled. One
+    /// that shutdown stopped stays in the journal, for the next start.
+    async fn delivered(&mut self, done: Delivered) -> Result<(), RunError> {
+        self.in_flight.actions.remove(&done.action);
+        if matches!(done.result, Err(ExecError::ShutDown)) {
+            return Ok(());
         }
-        let wait =
-            std::time::Duration::from_millis(self.replica.stagger_ms.saturating_mul(u64::from(k)));
-        tokio::time::sleep(wait).await;
-        match exec.recheck(approved).instrument(span.clone()).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(target: "guardian::executor", decision_id = approved.decision_id(), error = %e, "replica re-check failed; sending");
-                None
-            }
+        let first_sent = self.delivery_times(done.decision_id, done.tripped_at, &done.result);
+        if done.result.is_err() && first_sent.is_none() {
+            // Nothing was sent: the cooldowns must not hold back the next attempt.
+            self.guard
+                .not_sent(&done.action, done.mode, done.trip_time_ms);
         }
+        let journal = self.journal.as_deref();
+        finish(journal, &self.reports, done.decision_id, done.result)
+            .instrument(done.span)
+            .await
     }
 
     /// ops: tells the probe how long the first send took after the trip, and
@@ -326,17 +368,17 @@ impl ActStage {
         result: &Result<Execution, ExecError>,
     ) -> Option<Instant> {
         let done_at = Instant::now();
-        // Every event of this execution is queued by now (the executor try_sends them).
-        let mut first_sent = None;
+        // Every event of this execution is queued by now (the executor try_sends
+        // them); those of deliveries still in flight are kept for their end.
         while let Ok(e) = self.sent.try_recv() {
             if let DeliveryEvent::Sent {
                 decision_id: d, at, ..
             } = e
-                && d == decision_id
             {
-                first_sent = first_sent.or(Some(at));
+                self.in_flight.first_sent.entry(d).or_insert(at);
             }
         }
+        let first_sent = self.in_flight.first_sent.remove(&decision_id);
         let landed = matches!(result, Ok(Execution::Landed { .. }));
         self.reports.probe.delivery(
             first_sent.map(|t| t.saturating_duration_since(tripped_at)),
@@ -357,6 +399,37 @@ impl<'a> Deciding<'a> {
             span,
             tripped_at: Instant::now(),
         }
+    }
+}
+
+/// Replica k waits k × the stagger, then re-checks the chain: `Some` when
+/// another replica's action already did the work.
+async fn stand_down(
+    replica: Replica,
+    approved: &Approved,
+    exec: &Executors,
+    span: &tracing::Span,
+) -> Option<String> {
+    let k = replica.index?;
+    if approved.mode() != Mode::Enforce {
+        return None;
+    }
+    let wait = std::time::Duration::from_millis(replica.stagger_ms.saturating_mul(u64::from(k)));
+    tokio::time::sleep(wait).await;
+    match exec.recheck(approved).instrument(span.clone()).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(target: "guardian::executor", decision_id = approved.decision_id(), error = %e, "replica re-check failed; sending");
+            None
+        }
+    }
+}
+
+/// A delivery task's result; a panic in it goes on as the stage's own.
+fn joined(done: Result<Delivered, tokio::task::JoinError>) -> Delivered {
+    match done {
+        Ok(d) => d,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
@@ -503,6 +576,7 @@ mod tests {
             networks: vec!["local".into()],
             replica: Replica::of(&config),
             reports: Reports::new(Probe::default(), Some(caller)),
+            in_flight: InFlight::default(),
         };
         let task = tokio::spawn(stage.run(CancellationToken::new()));
         to_guard.send(trip("pause")).await.unwrap();

@@ -261,6 +261,7 @@ pub async fn run(
         networks,
         replica: act::Replica::of(&config),
         reports,
+        in_flight: act::InFlight::default(),
     };
     stages.spawn("guard", act.run(cancel));
     stages.wait().await
