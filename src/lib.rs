@@ -29,7 +29,7 @@
 //!       guard         (guard/)    allow-list, bounds, cooldowns, rate limits, preflight -> Approved
 //!          │  Decision { outcome: Approved | AlertOnly | AlreadyDone | Rejected(reason) }
 //!       executor      (executor/) eoa | Safe owners | Safe module | propose; fees, nonces, replacement
-//!          │                      live: src/pipeline/act.rs, one decision at a time, then its execution;
+//!          │                      live: src/pipeline/act.rs, one decision at a time, deliveries side by side;
 //!          │                      src/pipeline/executors.rs connects them (and again per trip)
 //!        chain        keys (keys.rs) sign; they never reach logs, errors or argv
 //!

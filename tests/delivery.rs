@@ -117,6 +117,11 @@ async fn bench(
 ) -> Bench {
     let demo = Demo::new(anvil_args).await;
     let tail = tail(&demo);
+    bench_on(demo, n, &tail, faults).await
+}
+
+/// [`bench`] on a demo already deployed (and added to).
+async fn bench_on(demo: Demo, n: usize, tail: &str, faults: impl Fn(&[FaultProxy])) -> Bench {
     let mut proxies = Vec::new();
     for _ in 0..n {
         proxies.push(FaultProxy::start(&demo.anvil.endpoint()).await);
@@ -124,7 +129,7 @@ async fn bench(
     faults(&proxies);
     let dir = tempfile::tempdir().unwrap();
     let urls: Vec<String> = proxies.iter().map(FaultProxy::http_url).collect();
-    let config = config(&demo, dir.path(), &urls, &tail);
+    let config = config(&demo, dir.path(), &urls, tail);
     let (tx, events) = mpsc::channel(1024);
     let exec = Executors::connect(&config, "local", &demo.keys(), Some(tx))
         .await
@@ -1166,4 +1171,84 @@ fn collect_statuses(v: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Array(a) => a.iter().for_each(|x| collect_statuses(x, out)),
         _ => {}
     }
+}
+
+/// Three pauses approved together (three vaults, one key) are all in the
+/// pool before the next block and land in it, even when both endpoints
+/// answer the first sends with errors: each delivery takes the next nonce,
+/// and none waits for another to land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_approved_together_land_in_one_block_even_when_sends_fail() {
+    let demo = Demo::new(&[]).await;
+    let deployer = demo.anvil.addresses()[0];
+    let mut others = Vec::new();
+    let mut tail = String::new();
+    for i in 2..=3 {
+        let v = GuardedVault::deploy(&demo.provider, demo.token, deployer, U256::from(1_000_000))
+            .await
+            .unwrap();
+        let pauser = v.PAUSER_ROLE().call().await.unwrap();
+        common::mined(v.grantRole(pauser, demo.bot.address())).await;
+        let description = format!("pause vault {i}");
+        tail += &guardian::config::text::pause_action(
+            &format!("pause-v{i}"),
+            &description,
+            v.address(),
+            "direct",
+            true,
+        );
+        others.push(*v.address());
+    }
+    let mut b = bench_on(demo, 2, &tail, |_| {}).await;
+    let p = b.demo.provider.clone();
+    let mut together = 0;
+    for _ in 0..TRIALS {
+        common::set_automine(&p, true).await;
+        b.unpause().await;
+        for v in &others {
+            let v = GuardedVault::new(*v, &p);
+            if v.paused().call().await.unwrap() {
+                common::mined(v.unpause()).await;
+            }
+        }
+        common::set_automine(&p, false).await;
+        for proxy in &b.proxies {
+            proxy.fail_times("eth_sendRawTransaction", Fault::upstream_error(), 2);
+        }
+        b.drain_events();
+        let mut runs = Vec::new();
+        for action in ["pause-direct", "pause-v2", "pause-v3"] {
+            let a = b.approve(action).await;
+            let exec = b.exec.clone();
+            runs.push(tokio::spawn(async move { exec.execute(a, None).await }));
+        }
+        // Every delivery has a transaction in the pool before a block is mined.
+        let mut sent = std::collections::HashSet::new();
+        while sent.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(30), b.events.recv()).await {
+                Ok(Some(DeliveryEvent::Sent { decision_id, .. })) => {
+                    sent.insert(decision_id);
+                }
+                Ok(Some(_)) => {}
+                other => panic!("not every pause was sent: {other:?} ({sent:?})"),
+            }
+        }
+        let block = common::mine(&p).await;
+        let mut blocks = Vec::new();
+        for run in runs {
+            match tokio::time::timeout(Duration::from_secs(30), run).await {
+                Ok(Ok(Ok(Execution::Landed { block, .. }))) => blocks.push(block),
+                other => eprintln!("a pause did not land: {other:?}"),
+            }
+        }
+        together += usize::from(blocks.len() == 3 && blocks.iter().all(|b| *b == block));
+    }
+    common::set_automine(&p, true).await;
+    let failed_sends = b.proxies[0].counts("eth_sendRawTransaction").faulted
+        + b.proxies[1].counts("eth_sendRawTransaction").faulted;
+    println!(
+        "three pauses approved together, one key: all three landed in the one block mined after them in {together}/{TRIALS} trials, with both endpoints failing the first 2 sends of each trial ({failed_sends} failed sends met)"
+    );
+    assert_eq!(together, TRIALS);
+    assert_eq!(failed_sends, 4 * TRIALS as u64);
 }

@@ -110,12 +110,15 @@ impl Nonces {
         b.next = Some(n);
         n
     }
-    /// Takes the next nonce for a delivery, which holds it until [`Nonces::release`];
-    /// `None` when it must be read from the chain first.
+    /// Takes the next nonce no delivery holds, which this delivery then holds
+    /// until [`Nonces::release`]; `None` when it must be read from the chain first.
     pub fn take(&self, who: Address) -> Option<u64> {
         let mut books = self.lock();
         let b = books.get_mut(&who)?;
-        let n = b.next?;
+        let mut n = b.next?;
+        while b.held.contains(&n) {
+            n += 1;
+        }
         b.next = Some(n + 1);
         b.held.insert(n);
         Some(n)
@@ -350,6 +353,49 @@ mod tests {
         let fresh = initial(60 * GWEI, &wide, None);
         let next = bump(prev, fresh, 1000 * GWEI).unwrap();
         assert_eq!(next.max_fee, 122 * GWEI);
+    }
+
+    #[test]
+    fn deliveries_in_flight_take_consecutive_nonces_and_a_resync_passes_over_them() {
+        let (me, n) = (Address::repeat_byte(7), Nonces::default());
+        assert_eq!(n.take(me), None, "nothing known: read it from the chain");
+        assert_eq!(n.set(me, 5), 5);
+        assert_eq!(
+            (n.take(me), n.take(me), n.take(me)),
+            (Some(5), Some(6), Some(7))
+        );
+        // The first gives up: the chain says 5 again, but 6 and 7 are held.
+        n.release(me, 5);
+        n.forget(me);
+        assert_eq!(n.set(me, 5), 5, "5 is free again: the next fills it");
+        assert_eq!(n.take(me), Some(5));
+        assert_eq!(n.take(me), Some(8), "6 and 7 are held");
+        n.release(me, 8);
+        n.forget(me);
+        assert_eq!(n.set(me, 6), 8, "6 and 7 are still held");
+        // Landing never moves the next nonce back, nor sets one forgotten.
+        n.landed(me, 6);
+        assert_eq!(n.cached(me), Some(8));
+        n.forget(me);
+        n.landed(me, 7);
+        assert_eq!(n.cached(me), None);
+        n.hold(me, 9);
+        assert_eq!(n.cached(me), Some(10));
+    }
+
+    #[tokio::test]
+    async fn a_lane_lets_one_holder_at_a_time() {
+        let (lanes, me) = (Lanes::default(), Address::repeat_byte(7));
+        let first = lanes.enter(me).await;
+        let _other = lanes.enter(Address::repeat_byte(8)).await;
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), lanes.enter(me));
+        assert!(
+            waiting.await.is_err(),
+            "the second waits while the first holds it"
+        );
+        drop(first);
+        let again = tokio::time::timeout(std::time::Duration::from_millis(50), lanes.enter(me));
+        assert!(again.await.is_ok(), "free once the first is dropped");
     }
 
     #[test]

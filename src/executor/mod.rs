@@ -541,7 +541,7 @@ impl Executors {
         };
         // Nonces are read from the chain at start (and again after any error).
         for ex in this.inner.executors.values() {
-            this.resync_nonce(0, ex.sender.address()).await?;
+            this.resync_nonce(0, ex.sender.address(), None).await?;
         }
         Ok(this)
     }
@@ -662,8 +662,15 @@ impl Executors {
             .ok_or_else(|| ExecError::UnknownExecutor(name.to_string()))
     }
 
-    async fn resync_nonce(&self, decision_id: u64, who: Address) -> Result<u64, ExecError> {
-        let before = self.inner.nonces.cached(who);
+    /// Reads `who`'s next nonce from the chain (passing over the nonces
+    /// deliveries in flight hold); a change from `before`, the nonce the
+    /// delivery had, is logged and reported.
+    async fn resync_nonce(
+        &self,
+        decision_id: u64,
+        who: Address,
+        before: Option<u64>,
+    ) -> Result<u64, ExecError> {
         let counted = self.next_nonce(who).await?;
         let n = self.inner.nonces.set(who, counted);
         if before.is_some() && before != Some(n) {
@@ -683,7 +690,7 @@ impl Executors {
         if let Some(n) = self.inner.nonces.take(who) {
             return Ok(n);
         }
-        let n = self.resync_nonce(decision_id, who).await?;
+        let n = self.resync_nonce(decision_id, who, None).await?;
         self.inner.nonces.hold(who, n);
         Ok(n)
     }
@@ -696,7 +703,7 @@ impl Executors {
             a.lane = Some(self.inner.lanes.enter(a.from).await);
         }
         self.inner.nonces.release(a.from, a.nonce);
-        let n = self.resync_nonce(a.id, a.from).await?;
+        let n = self.resync_nonce(a.id, a.from, Some(a.nonce)).await?;
         self.inner.nonces.hold(a.from, n);
         Ok(n)
     }

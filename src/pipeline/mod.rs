@@ -3,7 +3,8 @@
 //! ```text
 //!  watch.rs            engine.rs                         act.rs
 //!  one task per ──WatchEvent──▶ samples ──(Trip, urgency)──▶ guard, then executor
-//!  network        bounded mpsc  → trips   bounded mpsc       (one decision at a time)
+//!  network        bounded mpsc  → trips   bounded mpsc       (decided one at a time,
+//!                                                            delivered side by side)
 //!                                 │ gate.rs: head age, quorum
 //!  resume.rs: where the journal says the last run stopped (read once, before any stage starts)
 //!  executors.rs: the executors, connected at start and again when a trip needs them
@@ -22,8 +23,8 @@
 //!   not asked to stop, every other stage is cancelled and [`run`] returns the
 //!   error: a guardian that stopped watching never looks healthy.
 //! - **Shutdown finishes to a safe state** ([`act`]): cancellation stops the
-//!   watchers and the engine at once; the executor finishes the action in
-//!   flight (its own deadline bounds how long) before the guard stage returns.
+//!   watchers and the engine at once; the executors finish the actions in
+//!   flight (their own deadlines bound how long) before the guard stage returns.
 //! - Only the guard makes an [`crate::guard::Approved`]; the executor accepts
 //!   nothing else ([`act`]).
 //! - **Restart-safe with a journal** ([`resume`], [`act`]): the watchers resume
