@@ -92,13 +92,15 @@ pub async fn play(chain: &Chain, d: &Deployed, s: &Scenario) -> Result<Played, S
                     head = chain.next_block(head).await?.0;
                 }
             }
-            let (_, ts) = chain.head().await?;
+            let (now, ts) = chain.head().await?;
             let target = t0 + step.at_s;
             if target > ts + s.block_time_s {
                 chain.increase_time(target - ts - s.block_time_s).await?;
             }
-            // Send early in a fresh slot.
-            head = chain.next_block(head).await?.0;
+            // Send early in a fresh slot: after a block newer than the head
+            // just read (an older `head` may be most of a slot old already,
+            // leaving a pending attack no time to be seen).
+            head = chain.next_block(now.max(head)).await?.0;
             last_at = Some(step.at_s);
         }
         if let Action::BaseFee {
