@@ -1252,3 +1252,64 @@ async fn pauses_approved_together_land_in_one_block_even_when_sends_fail() {
     assert_eq!(together, TRIALS);
     assert_eq!(failed_sends, 4 * TRIALS as u64);
 }
+
+/// Shutdown while one delivery holds its key's lane (every send answered with
+/// an error) and a second waits for it: the second stops first, having
+/// signed nothing; the first stops after the shutdown grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_a_delivery_waiting_for_its_key_stops_first_and_signs_nothing() {
+    const SHUTDOWN_TRIALS: usize = 3;
+    let mut b = healthy_bench().await;
+    for proxy in &b.proxies {
+        proxy.fail("eth_sendRawTransaction", Fault::upstream_error());
+    }
+    let mut held = 0;
+    for _ in 0..SHUTDOWN_TRIALS {
+        let log = Arc::new(Log::default());
+        let exec = Executors::connect(&b.config, "local", &b.demo.keys(), None)
+            .await
+            .unwrap();
+        exec.set_tx_log(log.clone());
+        let (first, second) = (
+            b.approve("pause-direct").await,
+            b.approve("pause-direct").await,
+        );
+        let e = exec.clone();
+        let first = tokio::spawn(async move { e.execute(first, None).await });
+        // The first holds the lane once it has signed (its sends keep failing).
+        while log.0.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let e = exec.clone();
+        let second = tokio::spawn(async move { e.execute(second, None).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        exec.shut_down();
+        let second = second.await.unwrap();
+        let first_still_running = !first.is_finished();
+        let first = first.await.unwrap();
+        // The first retries the same signed bytes; the second signed nothing.
+        let signed: std::collections::HashSet<B256> = log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s == "signed")
+            .map(|(h, _)| *h)
+            .collect();
+        let only_the_first_signed = signed.len() == 1;
+        let ok = matches!(second, Err(ExecError::ShutDown))
+            && matches!(first, Err(ExecError::ShutDown))
+            && first_still_running
+            && only_the_first_signed;
+        if !ok {
+            eprintln!(
+                "trial failed: second {second:?}, first {first:?}, first still running when the second ended: {first_still_running}, signed {signed:?}"
+            );
+        }
+        held += usize::from(ok);
+    }
+    println!(
+        "shutdown with one delivery holding the key's lane and one waiting: the waiting one stopped first, nothing signed, in {held}/{SHUTDOWN_TRIALS} trials"
+    );
+    assert_eq!(held, SHUTDOWN_TRIALS);
+}

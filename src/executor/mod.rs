@@ -684,6 +684,20 @@ impl Executors {
         Ok(n)
     }
 
+    /// Waits for `who`'s lane; once shutdown is asked for, a delivery that
+    /// has not chosen its nonce yet stops instead (the journal keeps the
+    /// approval), so shutdown never waits for one delivery after another.
+    async fn enter_lane(
+        &self,
+        who: Address,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, ExecError> {
+        tokio::select! {
+            biased;
+            lane = self.inner.lanes.enter(who) => Ok(lane),
+            () = self.inner.shutdown.cancelled() => Err(ExecError::ShutDown),
+        }
+    }
+
     /// The next nonce of `who` for a delivery, which holds it until it ends
     /// (the caller holds the key's lane).
     async fn take_nonce(&self, decision_id: u64, who: Address) -> Result<u64, ExecError> {
@@ -700,7 +714,7 @@ impl Executors {
     /// transaction), passing over the nonces other deliveries hold.
     async fn renew_nonce(&self, a: &mut Attempt) -> Result<u64, ExecError> {
         if a.lane.is_none() {
-            a.lane = Some(self.inner.lanes.enter(a.from).await);
+            a.lane = Some(self.enter_lane(a.from).await?);
         }
         self.inner.nonces.release(a.from, a.nonce);
         let n = self.resync_nonce(a.id, a.from, Some(a.nonce)).await?;
@@ -887,7 +901,7 @@ impl Executors {
         }
         // A SafeTx takes the Safe's nonce when it executes: one at a time per Safe.
         let _safe_lane = match &ex.def.kind {
-            ExecutorKind::SafeOwners { safe, .. } => Some(self.inner.lanes.enter(*safe).await),
+            ExecutorKind::SafeOwners { safe, .. } => Some(self.enter_lane(*safe).await?),
             _ => None,
         };
         let (to, data) = self.wrap(ex, approved.call(), approved.effect()).await?;
@@ -923,7 +937,7 @@ impl Executors {
         };
         let (base_fee, fee_block) = base_fee?;
         // The key's lane is held until a node takes the first transaction.
-        let lane = self.inner.lanes.enter(from).await;
+        let lane = self.enter_lane(from).await?;
         let nonce = self.take_nonce(id, from).await?;
         let mut a = Attempt {
             id,
