@@ -93,42 +93,47 @@ struct Book {
     held: BTreeSet<u64>,
 }
 
+impl Book {
+    /// The first nonce at or after `n` that no delivery in flight holds.
+    fn first_free(&self, mut n: u64) -> u64 {
+        while self.held.contains(&n) {
+            n += 1;
+        }
+        n
+    }
+}
+
 impl Nonces {
     /// The cached next nonce, if any.
+    #[cfg(test)]
     pub fn cached(&self, who: Address) -> Option<u64> {
         self.lock().get(&who).and_then(|b| b.next)
     }
-    /// Sets the next nonce from the chain's count of `who`'s transactions:
-    /// the first at or after `counted` that no delivery in flight holds.
-    pub fn set(&self, who: Address, counted: u64) -> u64 {
+    /// Sets the next nonce from the chain's count of `who`'s transactions
+    /// (at start; passing over any nonce a delivery holds).
+    pub fn set(&self, who: Address, counted: u64) {
         let mut books = self.lock();
         let b = books.entry(who).or_default();
-        let mut n = counted;
-        while b.held.contains(&n) {
-            n += 1;
-        }
-        b.next = Some(n);
-        n
+        b.next = Some(b.first_free(counted));
     }
     /// Takes the next nonce no delivery holds, which this delivery then holds
     /// until [`Nonces::release`]; `None` when it must be read from the chain first.
     pub fn take(&self, who: Address) -> Option<u64> {
         let mut books = self.lock();
         let b = books.get_mut(&who)?;
-        let mut n = b.next?;
-        while b.held.contains(&n) {
-            n += 1;
-        }
+        let n = b.first_free(b.next?);
         b.next = Some(n + 1);
         b.held.insert(n);
         Some(n)
     }
-    /// A delivery holds `n` (just read from the chain) until [`Nonces::release`].
-    pub fn hold(&self, who: Address, n: u64) {
+    /// [`Nonces::take`] from the chain's count of `who`'s transactions, whatever was cached.
+    pub fn take_from(&self, who: Address, counted: u64) -> u64 {
         let mut books = self.lock();
         let b = books.entry(who).or_default();
+        let n = b.first_free(counted);
+        b.next = Some(n + 1);
         b.held.insert(n);
-        b.next = Some(b.next.map_or(n + 1, |next| next.max(n + 1)));
+        n
     }
     /// The delivery holding `n` is over (or moves to another nonce).
     pub fn release(&self, who: Address, n: u64) {
@@ -359,7 +364,7 @@ mod tests {
     fn deliveries_in_flight_take_consecutive_nonces_and_a_resync_passes_over_them() {
         let (me, n) = (Address::repeat_byte(7), Nonces::default());
         assert_eq!(n.take(me), None, "nothing known: read it from the chain");
-        assert_eq!(n.set(me, 5), 5);
+        n.set(me, 5);
         assert_eq!(
             (n.take(me), n.take(me), n.take(me)),
             (Some(5), Some(6), Some(7))
@@ -367,20 +372,27 @@ mod tests {
         // The first gives up: the chain says 5 again, but 6 and 7 are held.
         n.release(me, 5);
         n.forget(me);
-        assert_eq!(n.set(me, 5), 5, "5 is free again: the next fills it");
-        assert_eq!(n.take(me), Some(5));
+        assert_eq!(n.take(me), None, "forgotten: read it from the chain");
+        assert_eq!(n.take_from(me, 5), 5, "5 is free again: the next fills it");
         assert_eq!(n.take(me), Some(8), "6 and 7 are held");
         n.release(me, 8);
-        n.forget(me);
-        assert_eq!(n.set(me, 6), 8, "6 and 7 are still held");
+        assert_eq!(
+            n.take_from(me, 6),
+            8,
+            "a resync passes over 6 and 7, still held"
+        );
         // Landing never moves the next nonce back, nor sets one forgotten.
         n.landed(me, 6);
-        assert_eq!(n.cached(me), Some(8));
+        assert_eq!(n.cached(me), Some(9));
         n.forget(me);
         n.landed(me, 7);
         assert_eq!(n.cached(me), None);
-        n.hold(me, 9);
-        assert_eq!(n.cached(me), Some(10));
+        n.set(me, 6);
+        assert_eq!(
+            n.cached(me),
+            Some(9),
+            "at start too, 6, 7 and 8 are passed over"
+        );
     }
 
     #[tokio::test]

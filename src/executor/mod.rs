@@ -541,7 +541,8 @@ impl Executors {
         };
         // Nonces are read from the chain at start (and again after any error).
         for ex in this.inner.executors.values() {
-            this.resync_nonce(0, ex.sender.address(), None).await?;
+            let who = ex.sender.address();
+            this.inner.nonces.set(who, this.next_nonce(who).await?);
         }
         Ok(this)
     }
@@ -662,18 +663,20 @@ impl Executors {
             .ok_or_else(|| ExecError::UnknownExecutor(name.to_string()))
     }
 
-    /// Reads `who`'s next nonce from the chain (passing over the nonces
-    /// deliveries in flight hold); a change from `before`, the nonce the
-    /// delivery had, is logged and reported.
+    /// Reads `who`'s next nonce from the chain and takes it for a delivery
+    /// (passing over the nonces deliveries in flight hold); a change from
+    /// `before`, the nonce the delivery had, is logged and reported.
     async fn resync_nonce(
         &self,
         decision_id: u64,
         who: Address,
         before: Option<u64>,
     ) -> Result<u64, ExecError> {
-        let counted = self.next_nonce(who).await?;
-        let n = self.inner.nonces.set(who, counted);
-        if before.is_some() && before != Some(n) {
+        let n = self
+            .inner
+            .nonces
+            .take_from(who, self.next_nonce(who).await?);
+        if before.is_some_and(|b| b != n) {
             tracing::warn!(target: "guardian::executor", decision_id, account = %who, from = ?before, to = n, "nonce resynchronised from the chain");
             self.emit(DeliveryEvent::NonceResynced {
                 decision_id,
@@ -704,9 +707,7 @@ impl Executors {
         if let Some(n) = self.inner.nonces.take(who) {
             return Ok(n);
         }
-        let n = self.resync_nonce(decision_id, who, None).await?;
-        self.inner.nonces.hold(who, n);
-        Ok(n)
+        self.resync_nonce(decision_id, who, None).await
     }
 
     /// Attempt `a`'s nonce was taken or is ahead of the chain: a fresh one,
@@ -717,9 +718,7 @@ impl Executors {
             a.lane = Some(self.enter_lane(a.from).await?);
         }
         self.inner.nonces.release(a.from, a.nonce);
-        let n = self.resync_nonce(a.id, a.from, Some(a.nonce)).await?;
-        self.inner.nonces.hold(a.from, n);
-        Ok(n)
+        self.resync_nonce(a.id, a.from, Some(a.nonce)).await
     }
 
     /// `req` as an `eth_call` at `block` (the latest when `None`), failed over.

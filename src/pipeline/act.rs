@@ -239,9 +239,8 @@ impl ActStage {
             .get(&trip.action)
             .and_then(|a| too_old(trip, a));
         let underway = self.in_flight.actions.get(&trip.action).copied();
-        match (late, exec) {
-            (None, _) if let Some(by) = underway => self.guard.underway(trip, by),
-            (Some((age_ms, max_ms)), _) => {
+        match (late, underway, exec) {
+            (Some((age_ms, max_ms)), _, _) => {
                 (self.reports.probe).stale_trigger(
                     &trip.policy,
                     &trip.action,
@@ -251,13 +250,14 @@ impl ActStage {
                 );
                 self.guard.refuse_late(trip, age_ms, max_ms)
             }
-            (None, Some(exec)) => {
+            (None, Some(by), _) => self.guard.underway(trip, by),
+            (None, None, Some(exec)) => {
                 self.guard
                     .review(trip, exec)
                     .instrument(d.span.clone())
                     .await
             }
-            (None, None) => {
+            (None, None, None) => {
                 self.guard
                     .review(trip, &NoExecutor)
                     .instrument(d.span.clone())
